@@ -60,15 +60,15 @@ wait_listening() {
   die "$what did not report a listening port within 30 s"
 }
 
-# Runs the suite against URL, results under DIR (emptied first), log in DIR.log.
+# Runs the suite against URL, results under DIR (emptied first), CLI output in DIR.cli.log.
 run_suite() {
   local url=$1 dir=$2 pid rc=0
   rm -rf "$dir"
   mkdir -p "$dir"
-  log "suite against $url (log: $dir.log)"
+  log "suite against $url (output: $dir.cli.log)"
   local args=(server --url "$url" -o "$dir")
   if [ -n "$scenario" ]; then args+=(--scenario "$scenario"); else args+=(--suite all); fi
-  timeout --kill-after=10 "$suite_timeout" "$node22" "$cli" "${args[@]}" >"$dir.log" 2>&1 &
+  timeout --kill-after=10 "$suite_timeout" "$node22" "$cli" "${args[@]}" >"$dir.cli.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   wait "$pid" || rc=$?
@@ -105,7 +105,7 @@ if [ "$direct_only" -eq 0 ]; then
   # Own working directory (no stray .env), no inherited settings that would widen Host/Origin checks.
   (cd "$tmp" && exec env -u PUBLIC_URL -u ALLOWED_HOSTS -u ALLOWED_ORIGINS \
     GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=0 MCP_SERVERS_FILE="$tmp/servers.json" \
-    "$gatehouse" serve) >"$out/gatehouse.stdout.log" 2>"$out/gatehouse.log" &
+    "$gatehouse" serve) >"$out/gatehouse.log" 2>&1 &
   pids+=($!)
   gatehouse_pid=$!
   gatehouse_port=$(wait_listening "$out/gatehouse.log" "$gatehouse_pid" "gatehouse")
@@ -122,8 +122,8 @@ if [ "$direct_only" -eq 0 ]; then
   [ "$healthy" -eq 1 ] || die "gatehouse never answered 200 on $health"
   log "gatehouse at http://127.0.0.1:$gatehouse_port"
 
-  run_suite "http://127.0.0.1:$gatehouse_port/mcp/fixture" "$out/gatehouse"
-  report_args+=(--gatehouse "$out/gatehouse")
+  run_suite "http://127.0.0.1:$gatehouse_port/mcp/fixture" "$out/via-gatehouse"
+  report_args+=(--gatehouse "$out/via-gatehouse")
 fi
 
 rc=0
