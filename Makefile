@@ -1,0 +1,38 @@
+# Gatehouse: `make run` and `make test` are the quick start; see README.md.
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+CMAKE_FLAGS ?=
+
+.PHONY: all build deps run test unit integration conformance bench clean samples
+
+all: build
+
+deps:
+	@scripts/install-deps.sh build
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR)
+
+samples:
+	@scripts/install-samples.sh
+
+run: build samples
+	$(BUILD_DIR)/gatehouse serve
+
+test: build
+	@scripts/test.sh
+
+unit: build
+	cd $(BUILD_DIR) && ctest --output-on-failure
+
+bench:
+	@scripts/install-deps.sh build bench
+	cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DGATEHOUSE_BENCH=ON
+	cmake --build build-release
+	GATEHOUSE_BIN=$(CURDIR)/build-release/gatehouse bench/run.sh
+
+clean:
+	rm -rf $(BUILD_DIR) build-release

@@ -1,0 +1,553 @@
+#!/usr/bin/env bash
+# Gatehouse benchmark harness (target of `make bench`). See bench/README.md.
+#
+# Measures MCP tools/call over keep-alive HTTP with wrk (1 thread) at each
+# connection count in BENCH_CONNS:
+#   S1  a fast HTTP MCP upstream (nginx + njs): direct, through nginx
+#       proxy_pass, through Gatehouse (/mcp/fast)
+#   S2  @modelcontextprotocol/server-everything over stdio behind Gatehouse
+#       (/mcp/everything, tool echo)
+# plus Gatehouse's idle RSS and the RSS added by BENCH_SESSIONS idle sessions.
+# Writes build/bench/results.md (and prints it). Everything listens on
+# 127.0.0.1 only; every process started here is stopped on exit.
+#
+# Settings (environment):
+#   BENCH_SECONDS   measured seconds per row            (default 10; quick: 3)
+#   BENCH_WARMUP    warm-up seconds per row             (default 2)
+#   BENCH_CONNS     connection counts                   (default "1 32")
+#   BENCH_TIMEOUT   wrk per-request timeout             (default 10s)
+#   BENCH_SESSIONS  idle sessions for the memory test   (default 10000; 0 = skip)
+#   BENCH_SESSIONS_PATH  endpoint for those sessions    (default /mcp/fast)
+#   BENCH_SCENARIOS which scenarios                     (default "S1 S2")
+#   GATEHOUSE_BIN   the binary                          (default build/gatehouse)
+#   BENCH_OUT_DIR   results and logs                    (default build/bench)
+#   BENCH_SKIP_INSTALL=1  do not apt-get / npm ci
+set -Eeuo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_WARMUP=${BENCH_WARMUP:-2}
+BENCH_CONNS=${BENCH_CONNS:-"1 32"}
+BENCH_THREADS=1
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-10s}
+BENCH_SESSIONS=${BENCH_SESSIONS:-10000}
+BENCH_SESSIONS_PATH=${BENCH_SESSIONS_PATH:-/mcp/fast}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-"S1 S2"}
+GATEHOUSE_BIN=${GATEHOUSE_BIN:-$ROOT/build/gatehouse}
+OUT_DIR=${BENCH_OUT_DIR:-$ROOT/build/bench}
+MCP_PROTOCOL_VERSION=2025-11-25
+MESSAGE="hello from wrk"
+EXPECT="Echo: $MESSAGE"
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- processes
+TMP=""
+PIDS=()        # process-group leaders we started (setsid), stopped on exit
+SAMPLERS=()    # background RSS samplers
+
+stop_group() { # pid [grace seconds]: TERM the group, wait, then KILL
+  local pid=$1 grace=${2:-5} i
+  [[ -n $pid ]] || return 0
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < grace * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "pid $pid still running after ${grace}s: KILL"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  # anything left in the group (children that outlived their parent)
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
+forget_pid() {
+  local p out=()
+  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || out+=("$p"); done
+  PIDS=("${out[@]}")
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  local p i
+  for p in "${SAMPLERS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_group "${PIDS[$i]}" 5; done
+  if [[ -n $TMP && -d $TMP ]]; then
+    mkdir -p "$OUT_DIR/logs"
+    find "$TMP" -name '*.log' -type f -size -20M -print0 2>/dev/null |
+      while IFS= read -r -d '' f; do
+        rel=${f#"$TMP"/}; cp "$f" "$OUT_DIR/logs/${rel//\//_}" 2>/dev/null
+      done
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+# ------------------------------------------------------------- dependencies
+install_deps() {
+  local pkgs=()
+  command -v wrk >/dev/null || pkgs+=(wrk)
+  command -v nginx >/dev/null || pkgs+=(nginx-light)
+  [[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ]] || pkgs+=(libnginx-mod-http-js)
+  command -v curl >/dev/null || pkgs+=(curl)
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+  command -v setsid >/dev/null || pkgs+=(util-linux)
+  if ((${#pkgs[@]})); then
+    log "apt-get install -y ${pkgs[*]}"
+    # Never let the package start the system nginx (it would listen on :80).
+    local made_policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+    fi
+    local ok=1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}" >&2 || {
+      DEBIAN_FRONTEND=noninteractive apt-get update >&2 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}" >&2
+    } || ok=0
+    [[ -n $made_policy ]] && rm -f /usr/sbin/policy-rc.d
+    ((ok)) || die "apt-get install ${pkgs[*]} failed"
+  fi
+  log "npm ci (bench/)"
+  (cd "$BENCH_DIR" && npm ci --no-audit --no-fund --loglevel=error >&2) || die "npm ci failed in bench/"
+}
+
+# ------------------------------------------------------------------ helpers
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+wait_http() { # url seconds pid: until the URL answers 2xx (and pid lives)
+  local url=$1 secs=$2 pid=${3:-} i
+  for ((i = 0; i < secs * 10; i++)); do
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then return 2; fi
+    curl -sf -o /dev/null --max-time 2 "$url" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+RSS_KB=0
+rss_kb() { # pid -> RSS_KB (VmRSS in kB, 0 when gone)
+  local k v rest
+  RSS_KB=0
+  { while read -r k v rest; do
+      if [[ $k == VmRSS: ]]; then RSS_KB=$v; break; fi
+    done; } 2>/dev/null <"/proc/$1/status" || true
+}
+
+TREE=()
+tree_pids() { # pid -> TREE (pid and all its descendants)
+  local -a queue=("$1") kids
+  local p f
+  TREE=()
+  while ((${#queue[@]})); do
+    p=${queue[0]}; queue=("${queue[@]:1}")
+    TREE+=("$p")
+    for f in /proc/"$p"/task/*/children; do
+      [[ -r $f ]] || continue
+      kids=()
+      read -r -a kids 2>/dev/null <"$f" || true
+      if ((${#kids[@]})); then queue+=("${kids[@]}"); fi
+    done
+  done
+  return 0
+}
+
+sample_rss() { # pid outfile: peak "self_kB tree_kB procs" until outfile.stop exists
+  local pid=$1 out=$2 self tree procs p
+  local max_self=0 max_tree=0 max_procs=0
+  echo "0 0 0" >"$out"
+  while [[ ! -e $out.stop ]] && kill -0 "$pid" 2>/dev/null; do
+    rss_kb "$pid"; self=$RSS_KB
+    tree_pids "$pid"; tree=0; procs=0
+    for p in "${TREE[@]}"; do
+      rss_kb "$p"
+      if ((RSS_KB > 0)); then tree=$((tree + RSS_KB)); procs=$((procs + 1)); fi
+    done
+    if ((self > max_self || tree > max_tree)); then
+      if ((self > max_self)); then max_self=$self; fi
+      if ((tree > max_tree)); then max_tree=$tree; max_procs=$procs; fi
+      echo "$max_self $max_tree $max_procs" >"$out"
+    fi
+    sleep 0.1
+  done
+}
+
+SAMPLER_PID=""
+start_sampler() { # pid outfile
+  rm -f "$2.stop"
+  sample_rss "$1" "$2" &
+  SAMPLER_PID=$!
+  SAMPLERS+=("$SAMPLER_PID")
+}
+stop_sampler() { # outfile
+  touch "$1.stop"
+  wait "$SAMPLER_PID" 2>/dev/null || true
+  local p out=()
+  for p in "${SAMPLERS[@]}"; do [[ $p == "$SAMPLER_PID" ]] || out+=("$p"); done
+  SAMPLERS=("${out[@]}")
+}
+
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# ------------------------------------------------------------------- nginx
+NGX_PID=""; NGX_PORT=""
+start_nginx() { # name template [UPSTREAM_PORT]
+  local name=$1 template=$2 upstream=${3:-} prefix="$TMP/$1" try
+  mkdir -p "$prefix"/{conf,logs,tmp}
+  for try in 1 2 3 4 5; do
+    NGX_PORT=$(free_port)
+    sed -e "s#@PREFIX@#$prefix#g" -e "s#@PORT@#$NGX_PORT#g" \
+      -e "s#@UPSTREAM_PORT@#$upstream#g" -e "s#@JS_DIR@#$BENCH_DIR/upstream-njs#g" \
+      "$template" >"$prefix/conf/nginx.conf"
+    setsid nginx -p "$prefix" -c "$prefix/conf/nginx.conf" -g 'daemon off;' \
+      >"$prefix/logs/stdout.log" 2>"$prefix/logs/stderr.log" </dev/null &
+    NGX_PID=$!
+    PIDS+=("$NGX_PID")
+    # (the proxy forwards /health to the upstream's)
+    if wait_http "http://127.0.0.1:$NGX_PORT/health" 10 "$NGX_PID"; then
+      log "$name: nginx pid $NGX_PID on 127.0.0.1:$NGX_PORT"
+      return 0
+    fi
+    log "$name: nginx did not start (try $try): $(tail -n 3 "$prefix/logs/stderr.log" "$prefix/logs/error.log" 2>/dev/null | tr '\n' ' ')"
+    stop_group "$NGX_PID" 2; forget_pid "$NGX_PID"
+  done
+  die "$name: nginx would not start"
+}
+
+# --------------------------------------------------------------- gatehouse
+GH_PID=""; GH_PORT=""; GH_LOG=""; GH_PROBLEM=""
+start_gatehouse() { # name -> GH_PID GH_PORT GH_LOG, or GH_PROBLEM and return 1
+  local name=$1 dir="$TMP/gatehouse-$1" i line
+  mkdir -p "$dir"
+  GH_LOG="$dir/gatehouse.log"; GH_PID=""; GH_PORT=""; GH_PROBLEM=""
+  if [[ ! -x $GATEHOUSE_BIN ]]; then
+    GH_PROBLEM="$GATEHOUSE_BIN missing (run make build)"; return 1
+  fi
+  # cwd = its own empty dir, so no stray .env is read
+  (cd "$dir" && exec env GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=0 \
+    MCP_SERVERS_FILE="$TMP/servers.json" SHUTDOWN_GRACE_MS=2000 \
+    setsid "$GATEHOUSE_BIN" serve) >"$dir/stdout.log" 2>"$GH_LOG" </dev/null &
+  GH_PID=$!
+  PIDS+=("$GH_PID")
+  for ((i = 0; i < 300; i++)); do
+    line=$(grep -m1 '"msg":"listening"' "$GH_LOG" 2>/dev/null || true)
+    if [[ -n $line ]]; then
+      GH_PORT=$(grep -o '"port":[0-9]*' <<<"$line" | head -n1 | cut -d: -f2)
+      break
+    fi
+    kill -0 "$GH_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ -z $GH_PORT ]]; then
+    if kill -0 "$GH_PID" 2>/dev/null; then
+      GH_PROBLEM="no {\"msg\":\"listening\",\"port\":N} line on stderr within 30 s"
+    else
+      wait "$GH_PID" 2>/dev/null && i=0 || i=$?
+      GH_PROBLEM="exited with status $i before listening"
+    fi
+    GH_PROBLEM+="; stderr: $(tail -c 600 "$GH_LOG" | tr '\n' ' ')"
+    stop_group "$GH_PID" 2; forget_pid "$GH_PID"; GH_PID=""
+    return 1
+  fi
+  if ! wait_http "http://127.0.0.1:$GH_PORT/gateway/health" 15 "$GH_PID"; then
+    log "WARNING gatehouse-$name: GET /gateway/health not 2xx within 15 s:" \
+      "$(curl -s -i --max-time 2 "http://127.0.0.1:$GH_PORT/gateway/health" | head -c 300 | tr '\r\n' '  ')"
+    if ! kill -0 "$GH_PID" 2>/dev/null; then
+      GH_PROBLEM="died after listening; stderr: $(tail -c 600 "$GH_LOG" | tr '\n' ' ')"
+      forget_pid "$GH_PID"; GH_PID=""
+      return 1
+    fi
+  fi
+  log "gatehouse-$name: pid $GH_PID on 127.0.0.1:$GH_PORT"
+}
+
+# ----------------------------------------------------------------- sessions
+SESSION_IDS=""; SESSION_PROBLEM=""
+open_sessions() { # url count -> SESSION_IDS (comma-separated) or SESSION_PROBLEM
+  local url=$1 n=$2 out
+  SESSION_IDS=""; SESSION_PROBLEM=""
+  out=$(timeout 60 node "$BENCH_DIR/sessions.js" --url "$url" --count "$n" \
+    --concurrency 8 --deadline-s 45 --protocol "$MCP_PROTOCOL_VERSION" --ids 2>&1) || true
+  SESSION_IDS=$(node -e 'try{const o=JSON.parse(process.argv[1]);if(o.failed===0)console.log(o.ids.join(","))}catch{}' "$out")
+  if [[ -z $SESSION_IDS ]]; then
+    SESSION_PROBLEM="session setup failed: $(head -c 500 <<<"$out" | tr '\n' ' ')"
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------- wrk rows
+ROWS="" # filled by add_row; TSV lines
+add_row() { # scen system conns rps p50 p99 errors rss note
+  ROWS+="$(printf '%s\t' "$@")"$'\n'
+}
+
+declare -A RES_RPS RES_P99 RES_P50
+run_row() { # scen system url conns rss_pid(or "")
+  local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-}
+  local tag="${scen}_${system// /_}_c${conns}" dir="$TMP/wrk" sessions_n
+  tag=${tag//[^A-Za-z0-9_]/_}
+  mkdir -p "$dir"
+  log "$scen | $system | $conns conns: $url"
+  sessions_n=$conns
+  if ! open_sessions "$url" "$sessions_n"; then
+    log "  $SESSION_PROBLEM"
+    add_row "$scen" "$system" "$conns" "—" "—" "—" "**not run**" "—" "$SESSION_PROBLEM"
+    return 0
+  fi
+  local -a wrk_args=(-t"$BENCH_THREADS" -c"$conns" --timeout "$BENCH_TIMEOUT"
+    -s "$BENCH_DIR/wrk/mcp.lua" "$url")
+  local -a wrk_env=(MCP_SESSIONS="$SESSION_IDS" MCP_MESSAGE="$MESSAGE" MCP_EXPECT="$EXPECT"
+    MCP_TOOL=echo MCP_PROTOCOL_VERSION="$MCP_PROTOCOL_VERSION")
+  if ((BENCH_WARMUP > 0)); then
+    env "${wrk_env[@]}" timeout $((BENCH_WARMUP + 30)) wrk -d"${BENCH_WARMUP}s" "${wrk_args[@]}" \
+      >"$dir/$tag.warmup.log" 2>&1 || log "  warm-up wrk exited $?"
+  fi
+  local rss_file="$dir/$tag.rss"
+  [[ -n $rss_pid ]] && start_sampler "$rss_pid" "$rss_file"
+  local wrk_rc=0
+  env "${wrk_env[@]}" timeout $((BENCH_SECONDS + 30)) wrk -d"${BENCH_SECONDS}s" "${wrk_args[@]}" \
+    >"$dir/$tag.log" 2>&1 || wrk_rc=$?
+  [[ -n $rss_pid ]] && stop_sampler "$rss_file"
+
+  local line kv k v
+  line=$(grep -m1 '^MCPBENCH ' "$dir/$tag.log" || true)
+  if [[ -z $line ]]; then
+    local why="wrk exited $wrk_rc without a summary: $(tail -c 300 "$dir/$tag.log" | tr '\n' ' ')"
+    log "  $why"
+    add_row "$scen" "$system" "$conns" "—" "—" "—" "**failed**" "—" "$why"
+    return 0
+  fi
+  local -A R=()
+  for kv in ${line#MCPBENCH }; do k=${kv%%=*}; v=${kv#*=}; R[$k]=$v; done
+  local sock=$((R[connect] + R[read] + R[write] + R[timeout]))
+  local errs=$((R[non200] + R[rpcerr] + R[badtext] + sock))
+  local errcell="0" note=""
+  if ((errs > 0 || R[requests] == 0)); then
+    errcell="**⚠ $errs**"
+    local parts=()
+    ((R[non200])) && parts+=("non-200: ${R[non200]}")
+    ((R[rpcerr])) && parts+=("error/isError: ${R[rpcerr]}")
+    ((R[badtext])) && parts+=("missing echo text: ${R[badtext]}")
+    ((sock)) && parts+=("socket: connect ${R[connect]}, read ${R[read]}, write ${R[write]}, timeout ${R[timeout]}")
+    ((R[requests] == 0)) && parts+=("no request completed")
+    note=$(IFS=';'; echo "${parts[*]}")
+    local bad
+    bad=$(grep -m1 '^MCPBENCH_FIRST_BAD ' "$dir/$tag.log" | cut -d' ' -f2- | head -c 300 || true)
+    [[ -n $bad ]] && note+="; first bad reply: ${bad//|/\\|}"
+  fi
+  local rsscell="—"
+  if [[ -n $rss_pid && -s $rss_file ]]; then
+    local self tree procs
+    read -r self tree procs <"$rss_file"
+    if ((procs > 1)); then
+      rsscell="$(mb "$self") / $(mb "$tree") ($procs procs)"
+    else
+      rsscell="$(mb "$self")"
+    fi
+  fi
+  local rps_fmt
+  rps_fmt=$(awk -v r="${R[rps]}" 'BEGIN { printf "%.0f", r }')
+  RES_RPS["$scen|$system|$conns"]=${R[rps]}
+  RES_P99["$scen|$system|$conns"]=${R[p99_ms]}
+  RES_P50["$scen|$system|$conns"]=${R[p50_ms]}
+  add_row "$scen" "$system" "$conns" "$rps_fmt" "$(printf '%.2f' "${R[p50_ms]}")" \
+    "$(printf '%.2f' "${R[p99_ms]}")" "$errcell" "$rsscell" "$note"
+  log "  ${rps_fmt} req/s, p50 ${R[p50_ms]} ms, p99 ${R[p99_ms]} ms, errors $errs, RSS $rsscell"
+}
+
+skip_row() { # scen system conns reason
+  add_row "$1" "$2" "$3" "—" "—" "—" "**not run**" "—" "$4"
+}
+
+# ===================================================================== main
+[[ $BENCH_SECONDS =~ ^[0-9]+$ && $BENCH_SECONDS -gt 0 ]] || die "BENCH_SECONDS must be a positive integer"
+[[ $BENCH_WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be an integer"
+[[ $BENCH_SESSIONS =~ ^[0-9]+$ ]] || die "BENCH_SESSIONS must be an integer"
+
+[[ ${BENCH_SKIP_INSTALL:-} == 1 ]] || install_deps
+EVERYTHING_JS="$BENCH_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+[[ -f $EVERYTHING_JS ]] || die "$EVERYTHING_JS missing (npm ci in bench/)"
+
+mkdir -p "$OUT_DIR"
+rm -rf "$OUT_DIR/logs"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
+log "work dir $TMP; ${BENCH_WARMUP}s warm-up + ${BENCH_SECONDS}s per row; conns: $BENCH_CONNS"
+
+# S1 upstream: nginx + njs
+start_nginx upstream-njs "$BENCH_DIR/upstream-njs/nginx.conf.in"
+UP_PID=$NGX_PID; UP_PORT=$NGX_PORT
+UP_URL="http://127.0.0.1:$UP_PORT/mcp"
+# the upstream must answer an echo call before anything is measured
+probe=$(curl -s --max-time 5 "$UP_URL" -H 'Content-Type: application/json' \
+  -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"probe"}}}' || true)
+[[ $probe == *'Echo: probe'* ]] || die "njs upstream does not answer tools/call: $probe"
+
+# baseline proxy: a separate nginx with proxy_pass
+start_nginx nginx-proxy "$BENCH_DIR/nginx-proxy/nginx.conf.in" "$UP_PORT"
+PX_PID=$NGX_PID; PX_PORT=$NGX_PORT
+
+node_bin=$(command -v node)
+node -e '
+const [file, up, node, js, cwd] = process.argv.slice(1);
+const cfg = { mcpServers: {
+  fast: { type: "streamable-http", url: up },
+  everything: { command: node, args: [js, "stdio"], cwd },
+} };
+require("fs").writeFileSync(file, JSON.stringify(cfg, null, 2) + "\n");
+' "$TMP/servers.json" "$UP_URL" "$node_bin" "$EVERYTHING_JS" "$TMP"
+
+GH_VERSION="(not run)"
+[[ -x $GATEHOUSE_BIN ]] && GH_VERSION=$(timeout 5 "$GATEHOUSE_BIN" --version 2>&1 | head -n1 || true)
+
+# ---- memory: idle RSS and RSS added by BENCH_SESSIONS idle sessions (own instance)
+MEM_IDLE="—"; MEM_AFTER="—"; MEM_ADDED="—"; MEM_NOTE=""
+if ((BENCH_SESSIONS > 0)); then
+  if start_gatehouse memory; then
+    sleep 1 # let start-up allocations settle before the idle reading
+    rss_kb "$GH_PID"; idle_kb=$RSS_KB
+    MEM_IDLE=$(mb "$idle_kb")
+    log "gatehouse idle RSS ${MEM_IDLE} MB; opening $BENCH_SESSIONS sessions on $BENCH_SESSIONS_PATH"
+    start_sampler "$GH_PID" "$TMP/memory.rss"
+    sess_out=$(timeout 300 node "$BENCH_DIR/sessions.js" --url "http://127.0.0.1:$GH_PORT$BENCH_SESSIONS_PATH" \
+      --count "$BENCH_SESSIONS" --concurrency 32 --deadline-s 240 --protocol "$MCP_PROTOCOL_VERSION" 2>&1) || true
+    stop_sampler "$TMP/memory.rss"
+    sleep 1
+    rss_kb "$GH_PID"; after_kb=$RSS_KB
+    read -r peak_kb _ _ <"$TMP/memory.rss"
+    ok=$(node -e 'try{console.log(JSON.parse(process.argv[1]).ok)}catch{console.log(0)}' "$sess_out")
+    secs=$(node -e 'try{console.log(JSON.parse(process.argv[1]).seconds)}catch{console.log("?")}' "$sess_out")
+    MEM_AFTER=$(mb "$after_kb")
+    MEM_ADDED=$(mb $((after_kb - idle_kb)))
+    if ((ok > 0)); then
+      per=$(awk -v a=$((after_kb - idle_kb)) -v n="$ok" 'BEGIN { printf "%.1f", a / n }')
+    else
+      per="—"
+    fi
+    MEM_NOTE="$ok of $BENCH_SESSIONS sessions opened in ${secs} s (initialize + notifications/initialized, 32 at a time, keep-alive) on $BENCH_SESSIONS_PATH; peak during creation $(mb "$peak_kb") MB; ≈ $per kB per session"
+    if [[ $ok != "$BENCH_SESSIONS" ]]; then
+      MEM_NOTE+="; **⚠ failures**: $(node -e 'try{const o=JSON.parse(process.argv[1]);console.log(o.failed+" failed, first: "+o.first_failure)}catch{console.log(process.argv[1].slice(0,300))}' "$sess_out")"
+    fi
+    log "after sessions: RSS ${MEM_AFTER} MB (+${MEM_ADDED} MB); $MEM_NOTE"
+    stop_group "$GH_PID" 5; forget_pid "$GH_PID"
+  else
+    MEM_NOTE="not run: gatehouse $GH_PROBLEM"
+    log "memory test: $MEM_NOTE"
+  fi
+fi
+
+# ---- load: gatehouse instance used by all gatehouse rows
+GH_LOAD_OK=0
+if start_gatehouse load; then
+  GH_LOAD_OK=1; GHL_PID=$GH_PID; GHL_PORT=$GH_PORT
+else
+  log "gatehouse rows not run: $GH_PROBLEM"
+fi
+
+for scen in $BENCH_SCENARIOS; do
+  for c in $BENCH_CONNS; do
+    case $scen in
+    S1)
+      run_row S1 "direct (njs upstream)" "$UP_URL" "$c" ""
+      run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$c" "$PX_PID"
+      if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
+        run_row S1 "gatehouse" "http://127.0.0.1:$GHL_PORT/mcp/fast" "$c" "$GHL_PID"
+      else
+        skip_row S1 gatehouse "$c" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
+      fi
+      ;;
+    S2)
+      if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
+        run_row S2 "gatehouse (stdio everything)" "http://127.0.0.1:$GHL_PORT/mcp/everything" "$c" "$GHL_PID"
+      else
+        skip_row S2 "gatehouse (stdio everything)" "$c" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
+      fi
+      ;;
+    *) die "unknown scenario $scen" ;;
+    esac
+  done
+done
+
+if ((GH_LOAD_OK)); then
+  if ! kill -0 "$GHL_PID" 2>/dev/null; then
+    log "WARNING: gatehouse (load instance) exited during the run; see $OUT_DIR/logs"
+  fi
+fi
+
+# ------------------------------------------------------------------ report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
+REPORT="$TMP/results.md"
+{
+  echo "# Gatehouse benchmark"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC') · $(nproc) cores · $(uname -r) · commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo
+  echo "wrk ${BENCH_THREADS} thread, ${BENCH_WARMUP} s warm-up then ${BENCH_SECONDS} s, keep-alive; POST tools/call \`echo\` with a unique id per request;" \
+    "sessions created first (initialize + notifications/initialized), one per connection, used in rotation." \
+    "Every reply checked: HTTP 200, no \`\"error\"\`/\`\"isError\":true\`, contains \`$EXPECT\`; errors also count wrk socket errors." \
+    "Load generator, upstream and proxy share the same cores: compare within this run."
+  echo
+  echo "Versions: $(nginx -v 2>&1 | sed 's#nginx version: ##'), njs $(dpkg-query -W -f='${Version}' libnginx-mod-http-js 2>/dev/null || echo '?')," \
+    "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'), node $(node --version)," \
+    "server-everything $(node -p 'require(process.argv[1]).version' "$BENCH_DIR/node_modules/@modelcontextprotocol/server-everything/package.json")," \
+    "gatehouse: ${GH_VERSION}"
+  echo
+  echo "| scenario | system | conns | req/s | p50 ms | p99 ms | errors | RSS MB peak (proxy / tree) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  notes=()
+  while IFS=$'\t' read -r s sys c rps p50 p99 err rss note; do
+    [[ -n $s ]] || continue
+    if [[ -n $note ]]; then
+      notes+=("$s $sys, $c conns: $note")
+      err+=" [${#notes[@]}]"
+    fi
+    echo "| $s | $sys | $c | $rps | $p50 | $p99 | $err | $rss |"
+  done <<<"$ROWS"
+  echo
+  echo "RSS: Gatehouse rows = the gatehouse process (VmRSS sampled every 0.1 s during the measured run); with child processes (S2: the stdio upstream) also the whole tree and its process count. nginx row = master + worker."
+  if ((${#notes[@]})); then
+    echo
+    for i in "${!notes[@]}"; do echo "[$((i + 1))] ${notes[$i]}"; echo; done
+  fi
+  echo
+  echo "## S1: Gatehouse vs nginx proxy_pass"
+  echo
+  echo "| conns | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for c in $BENCH_CONNS; do
+    g=${RES_RPS["S1|gatehouse|$c"]:-}; n=${RES_RPS["S1|nginx proxy_pass|$c"]:-}; d=${RES_RPS["S1|direct (njs upstream)|$c"]:-}
+    gp=${RES_P99["S1|gatehouse|$c"]:-}; np=${RES_P99["S1|nginx proxy_pass|$c"]:-}
+    if [[ -n $g && -n $n ]]; then
+      echo "| $c | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") |"
+    else
+      echo "| $c | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — |"
+    fi
+  done
+  echo
+  echo "## Gatehouse memory"
+  echo
+  echo "| measure | MB |"
+  echo "|---|---|"
+  echo "| idle RSS after start (no sessions) | $MEM_IDLE |"
+  echo "| RSS with $BENCH_SESSIONS open idle sessions | $MEM_AFTER |"
+  echo "| added by $BENCH_SESSIONS idle sessions | $MEM_ADDED |"
+  echo
+  [[ -n $MEM_NOTE ]] && echo "$MEM_NOTE (a fresh instance, before the load runs)."
+} >"$REPORT"
+
+cp "$REPORT" "$OUT_DIR/results.md"
+echo
+cat "$REPORT"
+log "written $OUT_DIR/results.md (logs in $OUT_DIR/logs)"

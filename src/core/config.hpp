@@ -1,0 +1,85 @@
+// Configuration: settings from the environment (and .env), upstream servers from the servers file.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gh {
+
+// A configuration problem; `setting` names what is wrong (an environment variable or a servers-file path).
+struct ConfigError : std::runtime_error {
+  ConfigError(std::string setting, const std::string& message)
+      : std::runtime_error(setting + ": " + message), setting(std::move(setting)) {}
+  std::string setting;
+};
+
+using Environment = std::map<std::string, std::string, std::less<>>;
+
+// The process environment, with KEY=VALUE lines of `dotenv_path` (if it exists) underneath it.
+Environment read_environment(const std::string& dotenv_path = ".env");
+// Parses a .env file's text (KEY=VALUE, optional quotes, # comments); throws ConfigError on a bad line.
+Environment parse_dotenv(std::string_view text);
+
+enum class Transport { stdio, streamable_http, sse };
+std::string_view to_string(Transport t);
+
+struct ServerConfig {
+  std::string id;
+  Transport transport = Transport::stdio;
+  // stdio
+  std::string command;
+  std::vector<std::string> args;
+  std::map<std::string, std::string> env;
+  std::string cwd;
+  // remote
+  std::string url;
+  std::map<std::string, std::string> headers;
+  // gatehouse fields
+  std::string description;
+  int timeout_ms = 0;  // 0 = the gateway default
+  bool enabled = true;
+  bool forward_identity = false;
+
+  bool operator==(const ServerConfig&) const = default;
+};
+
+bool valid_server_id(std::string_view id);
+
+// Parses a servers file ({"mcpServers": {...}}); `${env:NAME}` is expanded from `env`.
+// Throws ConfigError naming the offending entry.
+std::vector<ServerConfig> parse_servers(std::string_view json_text, const Environment& env);
+std::vector<ServerConfig> load_servers_file(const std::string& path, const Environment& env);
+
+// Replaces ${secret:NAME} placeholders using `lookup`; returns nullopt and sets `missing` when a slot has no value.
+std::optional<std::string> expand_secrets(std::string_view text,
+                                          const std::function<std::optional<std::string>(std::string_view)>& lookup,
+                                          std::string* missing = nullptr);
+// The ${secret:NAME} slot names used anywhere in a server's env and headers.
+std::vector<std::string> secret_slots(const ServerConfig& server);
+
+struct Settings {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8085;
+  std::string public_url;  // derived from host/port when unset
+  std::string servers_file = "config/servers.json";
+  std::size_t max_body_bytes = 4 * 1024 * 1024;
+  int upstream_timeout_ms = 60000;
+  std::vector<std::string> allowed_origins;
+  std::vector<std::string> allowed_hosts;
+  int session_idle_timeout_s = 1800;
+  std::size_t max_sessions = 100000;
+  int stdio_idle_timeout_s = 600;
+  int shutdown_grace_ms = 10000;
+  std::string log_level = "info";
+  std::string port_file;  // when set, the bound port is written there (for scripts)
+};
+
+// Reads and validates every known setting; throws ConfigError naming the first bad one.
+Settings load_settings(const Environment& env);
+
+}  // namespace gh

@@ -1,0 +1,23 @@
+// Small helpers shared across the code base: strings, encoding, randomness.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gh {
+
+// Cryptographically random bytes as lowercase hex (2 * bytes characters).
+std::string random_hex(std::size_t bytes);
+
+std::string base64url_encode(std::string_view data);
+std::optional<std::string> base64url_decode(std::string_view text);
+
+std::string_view trim(std::string_view s);
+std::vector<std::string_view> split(std::string_view s, char sep);
+bool iequals(std::string_view a, std::string_view b);
+// Case-insensitive search of a token in a comma-separated header value (e.g. Accept).
+bool header_has_token(std::string_view header, std::string_view token);
+
+}  // namespace gh

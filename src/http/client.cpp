@@ -1,0 +1,226 @@
+#include "http/client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/url/parse.hpp>
+
+#include <algorithm>
+
+namespace gh::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using net::ip::tcp;
+constexpr auto kTuple = net::as_tuple(net::use_awaitable);
+
+bool Origin::parse(std::string_view url, Origin& out, std::string& target) {
+  auto u = boost::urls::parse_uri(url);
+  if (!u) return false;
+  if (u->scheme() == "https") out.tls = true;
+  else if (u->scheme() == "http") out.tls = false;
+  else return false;
+  out.host = std::string(u->host_address());
+  if (out.host.empty()) return false;
+  if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']')
+    out.host = out.host.substr(1, out.host.size() - 2);
+  out.port = u->has_port() ? std::string(u->port()) : (out.tls ? "443" : "80");
+  target = std::string(u->encoded_path());
+  if (target.empty()) target = "/";
+  if (u->has_query()) target += "?" + std::string(u->encoded_query());
+  return true;
+}
+
+net::ssl::context& client_tls_context() {
+  static net::ssl::context ctx = [] {
+    net::ssl::context c(net::ssl::context::tls_client);
+    c.set_default_verify_paths();
+    c.set_verify_mode(net::ssl::verify_peer);
+    return c;
+  }();
+  return ctx;
+}
+
+struct ClientPool::Conn {
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  beast::tcp_stream& lowest() { return plain ? *plain : tls->next_layer(); }
+  void close() {
+    boost::system::error_code ec;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().socket().close(ec);
+  }
+};
+
+ClientPool::ClientPool(net::any_io_executor ex, Origin origin, std::size_t max_idle)
+    : ex_(std::move(ex)), origin_(std::move(origin)), max_idle_(max_idle) {}
+
+ClientPool::~ClientPool() { close(); }
+
+void ClientPool::close() {
+  closed_ = true;
+  for (auto& c : idle_) c->close();
+  idle_.clear();
+  for (auto* c : busy_) c->close();
+}
+
+net::awaitable<std::unique_ptr<ClientPool::Conn>> ClientPool::connect(std::chrono::steady_clock::time_point deadline,
+                                                                      boost::system::error_code& ec) {
+  tcp::resolver resolver(ex_);
+  auto [rec, results] = co_await resolver.async_resolve(origin_.host, origin_.port, kTuple);
+  if (rec) {
+    ec = rec;
+    co_return nullptr;
+  }
+  auto conn = std::make_unique<Conn>();
+  if (origin_.tls) {
+    conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ex_, client_tls_context());
+    if (!SSL_set_tlsext_host_name(conn->tls->native_handle(), origin_.host.c_str())) {
+      ec = net::error::invalid_argument;
+      co_return nullptr;
+    }
+    conn->tls->set_verify_callback(net::ssl::host_name_verification(origin_.host));
+  } else {
+    conn->plain = std::make_unique<beast::tcp_stream>(ex_);
+  }
+  auto& low = conn->lowest();
+  low.expires_at(deadline);
+  auto [cec, ep] = co_await low.async_connect(results, kTuple);
+  if (cec) {
+    ec = cec;
+    co_return nullptr;
+  }
+  low.socket().set_option(tcp::no_delay(true), cec);
+  if (conn->tls) {
+    auto [hec] = co_await conn->tls->async_handshake(net::ssl::stream_base::client, kTuple);
+    if (hec) {
+      ec = hec;
+      co_return nullptr;
+    }
+  }
+  low.expires_never();
+  co_return conn;
+}
+
+namespace {
+
+template <typename Stream>
+net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_buffer& buffer,
+                                 bhttp::request<bhttp::string_body>& req, ClientResponse& out, bool& reusable,
+                                 std::chrono::steady_clock::time_point deadline,
+                                 const std::function<bool(std::string_view)>& on_body,
+                                 std::chrono::steady_clock::time_point body_deadline, std::size_t max_body) {
+  reusable = false;
+  low.expires_at(deadline);
+  auto [wec, wn] = co_await bhttp::async_write(s, req, kTuple);
+  if (wec) {
+    out.ec = wec;
+    co_return;
+  }
+  bhttp::response_parser<bhttp::buffer_body> parser;
+  parser.body_limit(boost::none);
+  parser.header_limit(64 * 1024);
+  auto [hec, hn] = co_await bhttp::async_read_header(s, buffer, parser, kTuple);
+  if (hec) {
+    out.ec = hec;
+    co_return;
+  }
+  const auto& h = parser.get();
+  out.status = h.result_int();
+  for (const auto& f : h) out.headers.insert(f.name_string(), f.value());
+  if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
+  else low.expires_never();
+  char chunk[16 * 1024];
+  bool stopped = false;
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof chunk;
+    auto [rec, rn] = co_await bhttp::async_read_some(s, buffer, parser, kTuple);
+    if (rec == bhttp::error::need_buffer) rec = {};
+    if (rec) {
+      out.ec = rec;
+      co_return;
+    }
+    std::size_t got = sizeof chunk - parser.get().body().size;
+    if (got) {
+      std::string_view data(chunk, got);
+      if (on_body) {
+        if (!on_body(data)) {
+          stopped = true;
+          break;
+        }
+      } else {
+        if (out.body.size() + got > max_body) {
+          out.ec = bhttp::error::body_limit;
+          co_return;
+        }
+        out.body.append(data);
+      }
+    }
+  }
+  low.expires_never();
+  reusable = !stopped && parser.is_done() && parser.keep_alive();
+}
+
+}  // namespace
+
+net::awaitable<ClientResponse> ClientPool::request(bhttp::request<bhttp::string_body> req,
+                                                   std::chrono::steady_clock::time_point deadline,
+                                                   std::function<bool(std::string_view)> on_body,
+                                                   std::chrono::steady_clock::time_point body_deadline,
+                                                   std::size_t max_body) {
+  ClientResponse out;
+  if (closed_) {
+    out.ec = net::error::operation_aborted;
+    co_return out;
+  }
+  req.version(11);
+  req.set(bhttp::field::host, origin_.port == (origin_.tls ? "443" : "80") ? origin_.host
+                                                                           : origin_.host + ":" + origin_.port);
+  req.keep_alive(true);
+  req.prepare_payload();
+  // A pooled connection may have been closed by the server while idle: retry once on a fresh one.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::unique_ptr<Conn> conn;
+    bool pooled = false;
+    if (!idle_.empty()) {
+      conn = std::move(idle_.back());
+      idle_.pop_back();
+      pooled = true;
+    } else {
+      boost::system::error_code ec;
+      conn = co_await connect(deadline, ec);
+      if (!conn) {
+        out.ec = ec;
+        co_return out;
+      }
+    }
+    busy_.push_back(conn.get());
+    bool reusable = false;
+    out = ClientResponse{};
+    if (conn->tls)
+      co_await run_request(*conn->tls, conn->lowest(), conn->buffer, req, out, reusable, deadline, on_body,
+                           body_deadline, max_body);
+    else
+      co_await run_request(*conn->plain, conn->lowest(), conn->buffer, req, out, reusable, deadline, on_body,
+                           body_deadline, max_body);
+    busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
+    if (reusable && !closed_ && idle_.size() < max_idle_) {
+      idle_.push_back(std::move(conn));
+    } else {
+      conn->close();
+    }
+    bool stale = pooled && out.status == 0 &&
+                 (out.ec == bhttp::error::end_of_stream || out.ec == net::error::connection_reset ||
+                  out.ec == net::error::eof || out.ec == net::error::broken_pipe);
+    if (!stale) break;
+  }
+  co_return out;
+}
+
+}  // namespace gh::http

@@ -1,0 +1,68 @@
+// HTTP/1.1 client with a keep-alive connection pool per origin (http and https), streaming bodies.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gh::http {
+
+namespace net = boost::asio;
+
+struct Origin {
+  bool tls = false;
+  std::string host;
+  std::string port;
+  // Parses scheme://host[:port]/path; returns the target (path + query) in `target`.
+  static bool parse(std::string_view url, Origin& out, std::string& target);
+};
+
+struct ClientResponse {
+  boost::system::error_code ec;  // transport error (connect, read, write, timeout)
+  unsigned status = 0;
+  boost::beast::http::fields headers;
+  std::string body;  // only when no body callback was given
+};
+
+class ClientPool {
+ public:
+  ClientPool(net::any_io_executor ex, Origin origin, std::size_t max_idle = 64);
+  ~ClientPool();
+
+  // Sends `req` (Host, Content-Length filled in). With `on_body`, body bytes are passed as they arrive and
+  // reading stops early when it returns false. `deadline` bounds connect + send + headers; `body_deadline`
+  // bounds the body (use time_point::max() for long-lived streams). `max_body` bounds a buffered body.
+  net::awaitable<ClientResponse> request(
+      boost::beast::http::request<boost::beast::http::string_body> req,
+      std::chrono::steady_clock::time_point deadline,
+      std::function<bool(std::string_view)> on_body = {},
+      std::chrono::steady_clock::time_point body_deadline = std::chrono::steady_clock::time_point::max(),
+      std::size_t max_body = 64 * 1024 * 1024);
+
+  // Closes idle connections and makes in-flight ones fail.
+  void close();
+  const Origin& origin() const { return origin_; }
+
+ private:
+  struct Conn;
+  net::awaitable<std::unique_ptr<Conn>> connect(std::chrono::steady_clock::time_point deadline,
+                                                boost::system::error_code& ec);
+  net::any_io_executor ex_;
+  Origin origin_;
+  std::size_t max_idle_;
+  std::vector<std::unique_ptr<Conn>> idle_;
+  std::vector<Conn*> busy_;
+  bool closed_ = false;
+};
+
+net::ssl::context& client_tls_context();
+
+}  // namespace gh::http

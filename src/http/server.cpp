@@ -1,0 +1,279 @@
+#include "http/server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+
+#include <sys/socket.h>
+
+#include "core/log.hpp"
+#include "core/util.hpp"
+#include "jsonrpc/message.hpp"
+
+namespace gh::http {
+
+using net::as_tuple;
+using net::use_awaitable;
+constexpr auto kTuple = as_tuple(use_awaitable);
+
+Response json_response(const Request& req, bhttp::status status, std::string body) {
+  Response res{status, req.version()};
+  res.set(bhttp::field::content_type, "application/json");
+  res.set(bhttp::field::cache_control, "no-store");
+  res.body() = std::move(body);
+  res.keep_alive(req.keep_alive());
+  res.prepare_payload();
+  return res;
+}
+
+Exchange::Exchange(beast::tcp_stream& stream, Request& r, std::string rid, std::string ip, const ServerLimits& limits)
+    : req(r), request_id(std::move(rid)), client_ip(std::move(ip)), stream_(stream), limits_(limits) {}
+
+Exchange::~Exchange() { stop_watching(); }
+
+net::awaitable<void> Exchange::send(Response res) {
+  stop_watching();
+  if (responded_) co_return;
+  responded_ = true;
+  status_ = res.result_int();
+  res.set("X-Request-Id", request_id);
+  if (close_after_) res.keep_alive(false);
+  if (!res.keep_alive()) close_after_ = true;
+  bytes_out_ += res.body().size();
+  stream_.expires_after(limits_.write_timeout);
+  auto [ec, n] = co_await bhttp::async_write(stream_, res, kTuple);
+  stream_.expires_never();
+  if (ec) broken_ = true;
+}
+
+net::awaitable<bool> Exchange::begin_stream(bhttp::response_header<> header) {
+  if (responded_) co_return false;
+  responded_ = streaming_ = true;
+  status_ = header.result_int();
+  bhttp::response<bhttp::empty_body> res{std::move(header)};
+  res.set("X-Request-Id", request_id);
+  res.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> sr{res};
+  stream_.expires_after(limits_.write_timeout);
+  auto [ec, n] = co_await bhttp::async_write_header(stream_, sr, kTuple);
+  stream_.expires_never();
+  if (ec) broken_ = true;
+  co_return !broken_;
+}
+
+net::awaitable<bool> Exchange::write(std::string_view data) {
+  if (broken_ || !streaming_) co_return false;
+  bytes_out_ += data.size();
+  stream_.expires_after(limits_.write_timeout);
+  auto [ec, n] = co_await net::async_write(stream_, bhttp::make_chunk(net::buffer(data.data(), data.size())), kTuple);
+  stream_.expires_never();
+  if (ec) broken_ = true;
+  co_return !broken_;
+}
+
+net::awaitable<void> Exchange::end_stream() {
+  stop_watching();
+  if (broken_ || !streaming_) co_return;
+  streaming_ = false;
+  stream_.expires_after(limits_.write_timeout);
+  auto [ec, n] = co_await net::async_write(stream_, bhttp::make_chunk_last(), kTuple);
+  stream_.expires_never();
+  if (ec) broken_ = true;
+}
+
+void Exchange::on_disconnect(std::function<void()> cb) {
+  stop_watching();
+  auto flag = std::make_shared<bool>(true);
+  watching_ = flag;
+  auto& sock = stream_.socket();
+  sock.async_wait(net::socket_base::wait_read, [flag, &sock, cb = std::move(cb)](boost::system::error_code ec) {
+    if (!*flag) return;  // the exchange finished or stopped watching
+    if (!ec) {
+      char c;
+      ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;  // a pipelined request, not a disconnect
+    } else if (ec == net::error::operation_aborted) {
+      return;
+    }
+    *flag = false;
+    cb();
+  });
+}
+
+void Exchange::stop_watching() {
+  if (watching_) {
+    bool was_active = *watching_;
+    *watching_ = false;
+    watching_.reset();
+    if (was_active) {
+      boost::system::error_code ec;
+      stream_.socket().cancel(ec);
+    }
+  }
+}
+
+Server::Server(net::io_context& io, ServerLimits limits, Handler handler)
+    : io_(io), limits_(limits), handler_(std::move(handler)), acceptor_(io), id_prefix_(random_hex(4)) {}
+
+Server::~Server() = default;
+
+uint16_t Server::listen(const std::string& host, uint16_t port) {
+  net::ip::tcp::endpoint ep{net::ip::make_address(host), port};
+  acceptor_.open(ep.protocol());
+  acceptor_.set_option(net::socket_base::reuse_address(true));
+  acceptor_.bind(ep);
+  acceptor_.listen(net::socket_base::max_listen_connections);
+  return acceptor_.local_endpoint().port();
+}
+
+void Server::start() {
+  net::co_spawn(io_, accept_loop(), net::detached);
+}
+
+net::awaitable<void> Server::accept_loop() {
+  while (!stopping_) {
+    auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
+    if (ec) {
+      if (ec == net::error::operation_aborted || stopping_) co_return;
+      log::warn("accept failed", {{"error", ec.message()}});
+      continue;
+    }
+    socket.set_option(net::ip::tcp::no_delay(true), ec);
+    net::co_spawn(io_, serve(std::move(socket)), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::error("connection failed", {{"error", ex.what()}});
+      }
+    });
+  }
+}
+
+std::size_t Server::busy_connections() const {
+  std::size_t n = 0;
+  for (const auto& c : conns_) n += c.busy;
+  return n;
+}
+
+void Server::stop_accepting() {
+  stopping_ = true;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  for (auto& c : conns_)
+    if (!c.busy && c.stream) c.stream->socket().shutdown(net::socket_base::shutdown_both, ec);
+}
+
+void Server::close_all() {
+  boost::system::error_code ec;
+  for (auto& c : conns_)
+    if (c.stream) c.stream->socket().shutdown(net::socket_base::shutdown_both, ec);
+}
+
+namespace {
+Response error_response(unsigned version, bhttp::status status, int code, std::string_view message) {
+  Response res{status, version};
+  res.set(bhttp::field::content_type, "application/json");
+  res.body() = jsonrpc::error_text(nullptr, code, message);
+  res.keep_alive(false);
+  res.prepare_payload();
+  return res;
+}
+}  // namespace
+
+net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
+  std::string client_ip;
+  {
+    boost::system::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    if (!ec) client_ip = ep.address().to_string();
+  }
+  beast::tcp_stream stream(std::move(socket));
+  auto self = conns_.insert(conns_.end(), Conn{&stream, false});
+  struct Remove {
+    std::list<Conn>& l;
+    std::list<Conn>::iterator it;
+    ~Remove() { l.erase(it); }
+  } remove{conns_, self};
+
+  beast::flat_buffer buffer;
+  while (!stopping_) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+    parser.body_limit(limits_.max_body_bytes);
+    self->busy = false;
+    stream.expires_after(limits_.idle_timeout);
+    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+    self->busy = true;
+    if (ec) {
+      if (ec == bhttp::error::header_limit) {
+        stream.expires_after(limits_.write_timeout);
+        auto res = error_response(11, bhttp::status::request_header_fields_too_large, jsonrpc::code::invalid_request,
+                                  "Request headers too large");
+        co_await bhttp::async_write(stream, res, kTuple);
+      } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
+                 ec != net::error::connection_reset && ec != net::error::operation_aborted && ec != net::error::eof) {
+        log::info("bad http request", {{"client_ip", client_ip}, {"error", ec.message()}});
+        stream.expires_after(limits_.write_timeout);
+        auto res = error_response(11, bhttp::status::bad_request, jsonrpc::code::invalid_request,
+                                  "Malformed HTTP request");
+        co_await bhttp::async_write(stream, res, kTuple);
+      }
+      break;
+    }
+    auto& hdr = parser.get();
+    auto cl = parser.content_length();
+    if (cl && *cl > limits_.max_body_bytes) {
+      log::info("request body too large", {{"client_ip", client_ip}, {"target", hdr.target()},
+                                          {"content_length", *cl}});
+      stream.expires_after(limits_.write_timeout);
+      auto res = error_response(hdr.version(), bhttp::status::payload_too_large, jsonrpc::code::invalid_request,
+                                "Request body too large (limit " + std::to_string(limits_.max_body_bytes) + " bytes)");
+      co_await bhttp::async_write(stream, res, kTuple);
+      break;
+    }
+    if (beast::iequals(hdr[bhttp::field::expect], "100-continue")) {
+      bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, hdr.version()};
+      stream.expires_after(limits_.write_timeout);
+      co_await bhttp::async_write(stream, cont, kTuple);
+    }
+    stream.expires_after(limits_.read_timeout);
+    std::tie(ec, n) = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+    if (ec) {
+      if (ec == bhttp::error::body_limit) {
+        log::info("request body too large", {{"client_ip", client_ip}, {"target", hdr.target()}});
+        stream.expires_after(limits_.write_timeout);
+        auto res = error_response(hdr.version(), bhttp::status::payload_too_large, jsonrpc::code::invalid_request,
+                                  "Request body too large (limit " + std::to_string(limits_.max_body_bytes) + " bytes)");
+        co_await bhttp::async_write(stream, res, kTuple);
+      }
+      break;
+    }
+    stream.expires_never();
+    Request req = parser.release();
+    std::string rid = id_prefix_ + "-" + std::to_string(++next_id_);
+    bool close = false;
+    {
+      Exchange ex(stream, req, std::move(rid), client_ip, limits_);
+      try {
+        co_await handler_(ex);
+      } catch (const std::exception& e) {
+        log::error("handler failed", {{"request_id", ex.request_id}, {"error", e.what()}});
+      }
+      if (!ex.responded())
+        co_await ex.send(error_response(req.version(), bhttp::status::internal_server_error,
+                                        jsonrpc::code::internal_error, "Internal error"));
+      if (ex.streaming()) co_await ex.end_stream();
+      close = ex.close_requested() || !req.keep_alive();
+    }
+    if (close) break;
+  }
+  boost::system::error_code ec;
+  stream.socket().shutdown(net::socket_base::shutdown_send, ec);
+  stream.close();
+}
+
+}  // namespace gh::http

@@ -1,0 +1,111 @@
+// HTTP/1.1 server on Boost.Beast coroutines. A handler sees an Exchange (request + ways to answer),
+// never a socket; every read and write has a deadline; bodies and headers are bounded.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <chrono>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+
+namespace gh::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+using Request = bhttp::request<bhttp::string_body>;
+using Response = bhttp::response<bhttp::string_body>;
+
+struct ServerLimits {
+  std::size_t max_body_bytes = 4 * 1024 * 1024;
+  std::size_t max_header_bytes = 16 * 1024;
+  std::chrono::seconds idle_timeout{75};    // keep-alive wait for the next request
+  std::chrono::seconds read_timeout{30};    // reading one request once it started
+  std::chrono::seconds write_timeout{30};   // each write
+};
+
+// One request and its answer. Either send() once, or begin_stream() + write()* + end_stream().
+class Exchange {
+ public:
+  Exchange(beast::tcp_stream& stream, Request& req, std::string request_id, std::string client_ip,
+           const ServerLimits& limits);
+  ~Exchange();
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  Request& req;
+  const std::string request_id;
+  const std::string client_ip;
+
+  net::awaitable<void> send(Response res);
+  // Starts a chunked streaming response with the given status and headers. Returns false if the peer is gone.
+  net::awaitable<bool> begin_stream(bhttp::response_header<> header);
+  net::awaitable<bool> write(std::string_view data);
+  net::awaitable<void> end_stream();
+  // Calls `cb` once if the client closes the connection while the answer is pending.
+  void on_disconnect(std::function<void()> cb);
+  void stop_watching();
+
+  bool responded() const { return responded_; }
+  bool streaming() const { return streaming_; }
+  bool broken() const { return broken_; }
+  // Close the connection after this exchange.
+  void close_after() { close_after_ = true; }
+  bool close_requested() const { return close_after_ || broken_; }
+  std::size_t bytes_out() const { return bytes_out_; }
+  int status() const { return status_; }
+
+ private:
+  beast::tcp_stream& stream_;
+  const ServerLimits& limits_;
+  bool responded_ = false, streaming_ = false, broken_ = false, close_after_ = false;
+  std::shared_ptr<bool> watching_;
+  std::size_t bytes_out_ = 0;
+  int status_ = 0;
+};
+
+using Handler = std::function<net::awaitable<void>(Exchange&)>;
+
+// A short JSON response with the usual headers.
+Response json_response(const Request& req, bhttp::status status, std::string body);
+
+class Server {
+ public:
+  Server(net::io_context& io, ServerLimits limits, Handler handler);
+  ~Server();
+  // Binds and listens; returns the bound port.
+  uint16_t listen(const std::string& host, uint16_t port);
+  void start();
+  // Stop accepting and close connections that are between requests.
+  void stop_accepting();
+  // Close every connection now.
+  void close_all();
+  std::size_t connections() const { return conns_.size(); }
+  std::size_t busy_connections() const;
+
+ private:
+  struct Conn {
+    beast::tcp_stream* stream = nullptr;
+    bool busy = false;
+  };
+  net::awaitable<void> accept_loop();
+  net::awaitable<void> serve(net::ip::tcp::socket socket);
+
+  net::io_context& io_;
+  ServerLimits limits_;
+  Handler handler_;
+  net::ip::tcp::acceptor acceptor_;
+  std::list<Conn> conns_;
+  bool stopping_ = false;
+  std::string id_prefix_;
+  uint64_t next_id_ = 0;
+};
+
+}  // namespace gh::http

@@ -1,0 +1,114 @@
+#include "jsonrpc/message.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+namespace gh::jsonrpc {
+namespace json = boost::json;
+
+bool valid_id(const json::value& id) { return id.is_string() || id.is_int64() || id.is_uint64(); }
+
+Kind classify(const json::value& v, std::string* why) {
+  auto fail = [&](const char* w) {
+    if (why) *why = w;
+    return Kind::invalid;
+  };
+  if (!v.is_object()) return fail("a JSON-RPC message must be an object");
+  const auto& o = v.as_object();
+  auto* ver = o.if_contains("jsonrpc");
+  if (!ver || !ver->is_string() || ver->as_string() != "2.0") return fail("\"jsonrpc\" must be \"2.0\"");
+  auto* method = o.if_contains("method");
+  auto* id = o.if_contains("id");
+  if (method) {
+    if (!method->is_string() || method->as_string().empty()) return fail("\"method\" must be a non-empty string");
+    if (auto* p = o.if_contains("params"); p && !p->is_object() && !p->is_array())
+      return fail("\"params\" must be an object or array");
+    if (!id) return Kind::notification;
+    if (!valid_id(*id)) return fail("\"id\" must be a string or an integer");
+    return Kind::request;
+  }
+  if (!id) return fail("a message needs \"method\" or \"id\"");
+  bool has_result = o.contains("result"), has_error = o.contains("error");
+  if (has_result == has_error) return fail("a response has exactly one of \"result\" and \"error\"");
+  if (!valid_id(*id) && !id->is_null()) return fail("\"id\" must be a string or an integer");
+  if (has_error) {
+    const auto& e = o.at("error");
+    if (!e.is_object() || !e.as_object().contains("code")) return fail("\"error\" must be an object with \"code\"");
+  }
+  return Kind::response;
+}
+
+Body parse_body(std::string_view text) {
+  Body b;
+  json::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec) {
+    b.error_code = code::parse_error;
+    b.error = "Parse error: " + ec.message();
+    return b;
+  }
+  if (v.is_array()) {
+    b.batch = true;
+    auto& arr = v.as_array();
+    if (arr.empty()) {
+      b.error_code = code::invalid_request;
+      b.error = "Invalid Request: empty batch";
+      return b;
+    }
+    b.messages.reserve(arr.size());
+    for (auto& m : arr) b.messages.push_back(std::move(m));
+  } else {
+    b.messages.push_back(std::move(v));
+  }
+  return b;
+}
+
+json::object make_request(json::value id, std::string_view method, json::value params) {
+  json::object o;
+  o.reserve(4);
+  o["jsonrpc"] = "2.0";
+  o["id"] = std::move(id);
+  o["method"] = method;
+  if (!params.is_null()) o["params"] = std::move(params);
+  return o;
+}
+
+json::object make_notification(std::string_view method, json::value params) {
+  json::object o;
+  o["jsonrpc"] = "2.0";
+  o["method"] = method;
+  if (!params.is_null()) o["params"] = std::move(params);
+  return o;
+}
+
+json::object make_result(json::value id, json::value result) {
+  json::object o;
+  o.reserve(3);
+  o["jsonrpc"] = "2.0";
+  o["id"] = std::move(id);
+  o["result"] = std::move(result);
+  return o;
+}
+
+json::object make_error(json::value id, int c, std::string_view message, const json::value* data) {
+  json::object err;
+  err["code"] = c;
+  err["message"] = message;
+  if (data) err["data"] = *data;
+  json::object o;
+  o["jsonrpc"] = "2.0";
+  o["id"] = std::move(id);
+  o["error"] = std::move(err);
+  return o;
+}
+
+std::string error_text(json::value id, int c, std::string_view message) {
+  return json::serialize(make_error(std::move(id), c, message));
+}
+
+std::string_view method_of(const json::object& msg) {
+  if (auto* m = msg.if_contains("method"); m && m->is_string()) return m->as_string();
+  return {};
+}
+
+}  // namespace gh::jsonrpc

@@ -1,0 +1,6 @@
+// The integration harness in one import.
+export * from './procs.js';
+export * from './gatehouse.js';
+export * from './upstreams.js';
+export * from './client.js';
+export * from './raw.js';

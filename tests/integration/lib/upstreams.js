@@ -1,0 +1,105 @@
+// Real MCP upstreams for the gateway: server-everything over streamable HTTP and SSE
+// (started here, loopback only), and servers.json entries for stdio servers.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, onLines, stopProcessGroup, waitForPort } from './procs.js';
+
+export const INTEGRATION_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const LOOPBACK_PRELOAD = path.join(INTEGRATION_DIR, 'lib', 'loopback.cjs');
+export const FIXTURES_DIR = path.join(INTEGRATION_DIR, 'fixtures');
+
+/** The file a package's `bin` points at (server packages ship one entry). */
+export function packageEntry(name) {
+  const dir = path.join(INTEGRATION_DIR, 'node_modules', ...name.split('/'));
+  const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  const bin = typeof pkg.bin === 'string' ? pkg.bin : Object.values(pkg.bin ?? {})[0];
+  const entry = path.join(dir, bin ?? pkg.main ?? 'index.js');
+  if (!fs.existsSync(entry)) throw new Error(`${name}: entry ${entry} missing (run npm ci in ${INTEGRATION_DIR})`);
+  return entry;
+}
+
+export const EVERYTHING_ENTRY = packageEntry('@modelcontextprotocol/server-everything');
+export const FILESYSTEM_ENTRY = packageEntry('@modelcontextprotocol/server-filesystem');
+export const MEMORY_ENTRY = packageEntry('@modelcontextprotocol/server-memory');
+
+const running = new Set();
+process.on('exit', () => {
+  for (const proc of running) {
+    try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+});
+
+/**
+ * Starts server-everything with an HTTP transport on a free loopback port.
+ * @param {'streamableHttp'|'sse'} transport
+ * @returns {Promise<{port, url, proc, logs, stop}>} url is the MCP endpoint (/mcp or /sse)
+ */
+export async function startEverythingHttp(transport = 'streamableHttp', { t, env = {} } = {}) {
+  if (transport !== 'streamableHttp' && transport !== 'sse') throw new Error(`unknown transport ${transport}`);
+  const port = await freePort();
+  const proc = spawn(process.execPath, ['--require', LOOPBACK_PRELOAD, EVERYTHING_ENTRY, transport], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env, PORT: String(port) },
+  });
+  running.add(proc);
+  const logs = [];
+  onLines(proc.stdout, (line) => logs.push(line));
+  onLines(proc.stderr, (line) => logs.push(line));
+  let stopped = null;
+  const server = {
+    port,
+    url: `http://127.0.0.1:${port}${transport === 'sse' ? '/sse' : '/mcp'}`,
+    proc,
+    logs,
+    stop() {
+      if (!stopped) {
+        stopped = stopProcessGroup(proc, { signal: 'SIGTERM', graceMs: 3000 }).finally(() => running.delete(proc));
+      }
+      return stopped;
+    },
+  };
+  if (t) (typeof t === 'function' ? t : t.after.bind(t))(() => server.stop());
+  try {
+    await waitForPort(port, { proc, timeoutMs: 15000 });
+  } catch (error) {
+    await server.stop();
+    error.message += `\n--- server-everything ${transport} output ---\n${logs.join('\n')}`;
+    throw error;
+  }
+  return server;
+}
+
+// ---- servers.json entries -------------------------------------------------------------
+
+export function everythingStdio(extra = {}) {
+  return { command: process.execPath, args: [EVERYTHING_ENTRY, 'stdio'], ...extra };
+}
+
+export function filesystemStdio(dir, extra = {}) {
+  return { command: process.execPath, args: [FILESYSTEM_ENTRY, dir], ...extra };
+}
+
+export function memoryStdio(file, extra = {}) {
+  return {
+    command: process.execPath,
+    args: [MEMORY_ENTRY],
+    ...extra,
+    env: { MEMORY_FILE_PATH: file, ...(extra.env ?? {}) },
+  };
+}
+
+export function streamableHttpEntry(url, extra = {}) {
+  return { type: 'streamable-http', url, ...extra };
+}
+
+export function sseEntry(url, extra = {}) {
+  return { type: 'sse', url, ...extra };
+}
+
+/** A stdio entry for one of the fake upstreams in fixtures/ (crash.js, hang.js, garbage.js…). */
+export function fixtureStdio(name, extra = {}) {
+  return { command: process.execPath, args: [path.join(FIXTURES_DIR, name)], ...extra };
+}

@@ -1,0 +1,112 @@
+// Server → client requests relayed through the gateway: sampling/createMessage and
+// elicitation/create, from a stdio and a streamable-HTTP upstream.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  connectClient, everythingStdio, listAll, resultText, startEverythingHttp, startGatehouse,
+  streamableHttpEntry,
+} from './lib/index.js';
+
+describe('sampling and elicitation relayed to the downstream client', () => {
+  let gh;
+  let client;
+  const samplingCalls = [];
+  const elicitationCalls = [];
+  const cleanups = [];
+
+  before(async () => {
+    const http = await startEverythingHttp('streamableHttp', { t: (fn) => cleanups.push(fn) });
+    gh = await startGatehouse({
+      t: (fn) => cleanups.push(fn),
+      servers: {
+        everything: everythingStdio(),
+        evhttp: streamableHttpEntry(http.url),
+      },
+    });
+    client = await connectClient(gh.mcpUrl, {
+      t: (fn) => cleanups.push(fn),
+      capabilities: { sampling: {}, elicitation: { form: {} } },
+      handlers: {
+        'sampling/createMessage': async (request) => {
+          samplingCalls.push(request.params);
+          const asked = request.params.messages.map((m) => m.content?.text ?? '').join(' ');
+          return {
+            model: 'gatehouse-test-model',
+            role: 'assistant',
+            content: { type: 'text', text: `sampled reply #${samplingCalls.length} to <${asked}>` },
+            stopReason: 'endTurn',
+          };
+        },
+        'elicitation/create': async (request) => {
+          elicitationCalls.push(request.params);
+          return { action: 'accept', content: { name: `Ada Lovelace #${elicitationCalls.length}`, check: true } };
+        },
+      },
+    });
+  });
+
+  after(async () => {
+    for (const fn of cleanups.reverse()) {
+      try { await fn(); } catch { /* keep cleaning */ }
+    }
+  });
+
+  it('lists the capability-dependent tools for a client that declared sampling and elicitation', async () => {
+    const names = (await listAll(client, 'tools')).items.map((tool) => tool.name);
+    for (const id of ['everything', 'evhttp']) {
+      assert.ok(names.includes(`${id}__trigger-sampling-request`), `lacks ${id}__trigger-sampling-request: ${names.join(', ')}`);
+      assert.ok(names.includes(`${id}__trigger-elicitation-request`), `lacks ${id}__trigger-elicitation-request: ${names.join(', ')}`);
+    }
+  });
+
+  for (const id of ['everything', 'evhttp']) {
+    it(`relays sampling/createMessage from ${id} and returns the client's reply to it`, async () => {
+      const before = samplingCalls.length;
+      const result = await client.callTool(
+        { name: `${id}__trigger-sampling-request`, arguments: { prompt: `haiku about ${id}`, maxTokens: 25 } },
+        undefined, { timeout: 30000 },
+      );
+      assert.equal(samplingCalls.length, before + 1, 'the sampling handler ran exactly once');
+      const params = samplingCalls.at(-1);
+      assert.equal(params.maxTokens, 25);
+      assert.equal(params.systemPrompt, 'You are a helpful test server.');
+      assert.match(params.messages[0].content.text, new RegExp(`haiku about ${id}`));
+      const text = resultText(result);
+      assert.match(text, /LLM sampling result:/);
+      assert.ok(text.includes(`sampled reply #${before + 1} to <`), `tool result lacks the handler's reply: ${text}`);
+      assert.ok(text.includes('gatehouse-test-model'), text);
+    });
+
+    it(`relays elicitation/create from ${id} and returns the client's answer to it`, async () => {
+      const before = elicitationCalls.length;
+      const result = await client.callTool({ name: `${id}__trigger-elicitation-request`, arguments: {} },
+        undefined, { timeout: 30000 });
+      assert.equal(elicitationCalls.length, before + 1, 'the elicitation handler ran exactly once');
+      const params = elicitationCalls.at(-1);
+      assert.equal(params.message, 'Please provide inputs for the following fields:');
+      assert.deepEqual(params.requestedSchema.required, ['name']);
+      const text = resultText(result);
+      assert.match(text, /User provided the requested information/);
+      assert.ok(text.includes(`- Name: Ada Lovelace #${before + 1}`), `tool result lacks the handler's answer: ${text}`);
+      assert.ok(text.includes('- Agreed to terms: true'), text);
+    });
+  }
+
+  it('relays on /mcp/<server> too', async (t) => {
+    let asked = 0;
+    const one = await connectClient(`${gh.mcpUrl}/everything`, {
+      t,
+      capabilities: { sampling: {} },
+      handlers: {
+        'sampling/createMessage': async () => {
+          asked += 1;
+          return { model: 'single-server-model', role: 'assistant', content: { type: 'text', text: 'single server reply' } };
+        },
+      },
+    });
+    const result = await one.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'one', maxTokens: 5 } },
+      undefined, { timeout: 30000 });
+    assert.equal(asked, 1);
+    assert.ok(resultText(result).includes('single server reply'), resultText(result));
+  });
+});
