@@ -3,7 +3,7 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  LATEST_PROTOCOL, MCP_HEADERS, connectClient, everythingStdio, fixtureStdio, getJson, initializeMessage,
+  LATEST_PROTOCOL, MCP_HEADERS, connectClient, listAll, everythingStdio, fixtureStdio, getJson, initializeMessage,
   mcpError, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor,
 } from './lib/index.js';
 
@@ -234,7 +234,7 @@ describe('error handling', () => {
     });
 
     it('garbage lines from an upstream are skipped and logged; its answers still arrive', async () => {
-      const names = (await client.listTools()).tools.map((tool) => tool.name);
+      const names = (await listAll(client, 'tools')).items.map((tool) => tool.name);
       assert.ok(names.includes('noisy__echo'), `tools: ${names.join(', ')}`);
       for (const message of ['one', 'two', 'three']) {
         const result = await client.callTool({ name: 'noisy__echo', arguments: { message } });

@@ -1,0 +1,71 @@
+// SIGHUP reloads the servers file: a new server appears, an unchanged server keeps its
+// upstream process and its downstream sessions.
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  cmdline, descendantPids, connectClient, everythingStdio, fixtureStdio, getJson, listAll, memoryStdio,
+  pidAlive, resultText, startGatehouse, tempDir, waitFor,
+} from './lib/index.js';
+
+it('SIGHUP adds a new server and keeps sessions and processes of unchanged ones', async (t) => {
+  const data = tempDir('gatehouse-reload-');
+  t.after(data.cleanup);
+  const before = { everything: everythingStdio({ description: 'stays' }) };
+  const gh = await startGatehouse({ t, servers: before });
+
+  const session = await connectClient(`${gh.mcpUrl}/everything`, { t });
+  assert.equal(resultText(await session.callTool({ name: 'echo', arguments: { message: 'before' } })), 'Echo: before');
+  const aggregate = await connectClient(gh.mcpUrl, { t });
+  assert.equal(resultText(await aggregate.callTool({ name: 'everything__echo', arguments: { message: 'agg before' } })),
+    'Echo: agg before');
+  const everythingPids = descendantPids(gh.pid).filter((pid) => cmdline(pid).includes('server-everything'));
+  assert.equal(everythingPids.length, 1, `expected one server-everything child, got ${everythingPids.map(cmdline).join(' | ')}`);
+
+  gh.writeServers({
+    ...before,
+    memory: memoryStdio(`${data.dir}/memory.jsonl`, { description: 'added on reload' }),
+    echoer: fixtureStdio('hang.js', { description: 'also added' }),
+  });
+  gh.signal('SIGHUP');
+
+  const servers = await waitFor(async () => {
+    const { status, body } = await getJson(`${gh.url}/servers`);
+    const ids = status === 200 ? body.servers.map((s) => s.id) : [];
+    return ids.includes('memory') && ids.includes('echoer') ? body.servers : null;
+  }, { timeoutMs: 10000, what: 'the new servers in GET /servers after SIGHUP' });
+  assert.equal(servers.find((s) => s.id === 'memory').description, 'added on reload');
+  assert.equal(gh.proc.exitCode, null, 'SIGHUP must not stop the gateway');
+
+  // The existing sessions, on /mcp/everything and on /mcp, still work…
+  assert.equal(resultText(await session.callTool({ name: 'echo', arguments: { message: 'after' } })), 'Echo: after');
+  assert.equal(resultText(await aggregate.callTool({ name: 'everything__echo', arguments: { message: 'agg after' } })),
+    'Echo: agg after');
+  // …served by the same upstream process.
+  assert.ok(pidAlive(everythingPids[0]), 'the unchanged server\'s process was restarted');
+  assert.deepEqual(descendantPids(gh.pid).filter((pid) => cmdline(pid).includes('server-everything')), everythingPids);
+
+  // The new servers are usable: from a new session, and from the existing aggregate session.
+  const fresh = await connectClient(gh.mcpUrl, { t });
+  const names = (await listAll(fresh, 'tools')).items.map((tool) => tool.name);
+  assert.ok(names.includes('memory__read_graph') && names.includes('echoer__echo'), names.join(', '));
+  assert.equal(resultText(await fresh.callTool({ name: 'echoer__echo', arguments: { message: 'new' } })), 'Echo: new');
+  const graph = await aggregate.callTool({ name: 'memory__read_graph', arguments: {} });
+  assert.deepEqual(graph.structuredContent, { entities: [], relations: [] });
+});
+
+it('SIGHUP with a broken servers file keeps the running configuration', async (t) => {
+  const gh = await startGatehouse({ t, servers: { everything: everythingStdio() } });
+  const client = await connectClient(gh.mcpUrl, { t });
+  assert.equal(resultText(await client.callTool({ name: 'everything__echo', arguments: { message: 'a' } })), 'Echo: a');
+  gh.writeServers('{"mcpServers": {"everything": ');
+  gh.signal('SIGHUP');
+  // The reload attempt is logged; wait for the gateway to have processed it.
+  await waitFor(() => gh.jsonLogs().some((e) => /reload/i.test(e.msg ?? '') && e.level !== 'info') ||
+    gh.jsonLogs().some((e) => /reload/i.test(JSON.stringify(e)) && /fail|error|invalid|keep/i.test(JSON.stringify(e))),
+  { timeoutMs: 10000, what: 'a log line about the failed reload' });
+  assert.equal(gh.proc.exitCode, null, 'a bad file on SIGHUP must not stop the gateway');
+  const { status, body } = await getJson(`${gh.url}/servers`);
+  assert.equal(status, 200);
+  assert.deepEqual(body.servers.map((s) => s.id), ['everything']);
+  assert.equal(resultText(await client.callTool({ name: 'everything__echo', arguments: { message: 'b' } })), 'Echo: b');
+});

@@ -1,0 +1,65 @@
+// SIGTERM while a call is in flight: the call completes, the gateway exits 0, and the
+// stdio upstream processes it started are gone.
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  cmdline, connectClient, descendantPids, everythingStdio, memoryStdio, pidAlive, rawRequest,
+  resultText, startGatehouse, tempDir, waitFor, waitForExit,
+} from './lib/index.js';
+
+it('SIGTERM drains an in-flight call, exits 0 and stops the stdio upstreams', async (t) => {
+  const data = tempDir('gatehouse-shutdown-');
+  t.after(data.cleanup);
+  const gh = await startGatehouse({
+    t,
+    env: { SHUTDOWN_GRACE_MS: '10000' },
+    servers: {
+      everything: everythingStdio(),
+      memory: memoryStdio(`${data.dir}/memory.jsonl`),
+    },
+  });
+  const client = await connectClient(gh.mcpUrl, { t });
+  // Make sure both stdio upstreams are running.
+  assert.equal(resultText(await client.callTool({ name: 'everything__echo', arguments: { message: 'x' } })), 'Echo: x');
+  await client.callTool({ name: 'memory__read_graph', arguments: {} });
+  const upstreamPids = descendantPids(gh.pid).filter((pid) => /server-(everything|memory)/.test(cmdline(pid)));
+  assert.equal(upstreamPids.length, 2, `stdio upstreams: ${upstreamPids.map(cmdline).join(' | ')}`);
+
+  let signalled = false;
+  let drainingHealth;
+  const call = client.callTool(
+    { name: 'everything__trigger-long-running-operation', arguments: { duration: 2, steps: 4 } },
+    undefined,
+    {
+      timeout: 30000,
+      onprogress: () => {
+        if (signalled) return;
+        signalled = true;
+        gh.signal('SIGTERM');
+        // While draining, health says so (or the listener is already closed). Polled, since
+        // the signal reaches the gateway asynchronously.
+        drainingHealth = waitFor(() => rawRequest(`${gh.url}/gateway/health`, { method: 'GET', timeoutMs: 2000 })
+          .then((res) => (res.status === 200 ? null : res), (error) => ({ refused: error.code ?? error.message })),
+        { timeoutMs: 3000, intervalMs: 25, what: 'health to stop answering 200 after SIGTERM' })
+          .catch((error) => ({ error }));
+      },
+    },
+  );
+  const result = await call;
+  assert.ok(signalled, 'no progress arrived before the call completed, so SIGTERM was never sent mid-call');
+  assert.match(resultText(result), /Long running operation completed/);
+
+  const exit = await waitForExit(gh.proc, 15000);
+  assert.ok(exit, 'the gateway did not exit within 15 s of SIGTERM');
+  assert.deepEqual(exit, { code: 0, signal: null }, `exit: ${JSON.stringify(exit)}\n${gh.describe()}`);
+
+  const health = await drainingHealth;
+  assert.ok(!health.error, health.error?.message);
+  if (!health.refused) {
+    assert.equal(health.status, 503, `health while draining: ${health.status} ${health.text}`);
+    assert.equal(JSON.parse(health.text).status, 'draining');
+  }
+
+  await waitFor(() => upstreamPids.every((pid) => !pidAlive(pid)),
+    { timeoutMs: 2000, what: `stdio upstreams ${upstreamPids.join(', ')} to be gone` });
+});
