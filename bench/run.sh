@@ -346,7 +346,7 @@ run_row() { # scen system url conns rss_pid(or "")
     note=$(IFS=';'; echo "${parts[*]}")
     local bad
     bad=$(grep -m1 '^MCPBENCH_FIRST_BAD ' "$dir/$tag.log" | cut -d' ' -f2- | head -c 300 || true)
-    [[ -n $bad ]] && note+="; first bad reply: ${bad//|/\\|}"
+    [[ -n $bad ]] && note+="; first bad reply: \`${bad//\`/\'}\`"
   fi
   local rsscell="—"
   if [[ -n $rss_pid && -s $rss_file ]]; then
