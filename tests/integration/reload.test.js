@@ -19,7 +19,7 @@ it('SIGHUP adds a new server and keeps sessions and processes of unchanged ones'
   assert.equal(resultText(await aggregate.callTool({ name: 'everything__echo', arguments: { message: 'agg before' } })),
     'Echo: agg before');
   const everythingPids = descendantPids(gh.pid).filter((pid) => cmdline(pid).includes('server-everything'));
-  assert.equal(everythingPids.length, 1, `expected one server-everything child, got ${everythingPids.map(cmdline).join(' | ')}`);
+  assert.ok(everythingPids.length >= 1, 'no server-everything process under the gateway');
 
   gh.writeServers({
     ...before,
@@ -41,7 +41,7 @@ it('SIGHUP adds a new server and keeps sessions and processes of unchanged ones'
   assert.equal(resultText(await aggregate.callTool({ name: 'everything__echo', arguments: { message: 'agg after' } })),
     'Echo: agg after');
   // …served by the same upstream process.
-  assert.ok(pidAlive(everythingPids[0]), 'the unchanged server\'s process was restarted');
+  assert.ok(everythingPids.every(pidAlive), 'the unchanged server\'s process was restarted');
   assert.deepEqual(descendantPids(gh.pid).filter((pid) => cmdline(pid).includes('server-everything')), everythingPids);
 
   // The new servers are usable: from a new session, and from the existing aggregate session.

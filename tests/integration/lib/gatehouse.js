@@ -9,7 +9,10 @@ import {
 } from './procs.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const GATEHOUSE_BIN = path.resolve(fileURLToPath(new URL('../../../build/gatehouse', import.meta.url)));
+// GATEHOUSE_BIN overrides the binary under test (e.g. a release build in build-release/).
+export const GATEHOUSE_BIN = process.env.GATEHOUSE_BIN
+  ? path.resolve(process.env.GATEHOUSE_BIN)
+  : path.resolve(fileURLToPath(new URL('../../../build/gatehouse', import.meta.url)));
 
 const running = new Set();
 
