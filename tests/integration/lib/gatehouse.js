@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  descendantPids, killQuietly, onLines, stopProcessGroup, tempDir, waitFor, waitForExit,
+  killQuietly, onLines, stopProcessGroup, tempDir, track, waitFor, waitForExit,
 } from './procs.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -13,17 +13,6 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 export const GATEHOUSE_BIN = process.env.GATEHOUSE_BIN
   ? path.resolve(process.env.GATEHOUSE_BIN)
   : path.resolve(fileURLToPath(new URL('../../../build/gatehouse', import.meta.url)));
-
-const running = new Set();
-
-// Last resort: never leave a gateway (or its children) behind when the runner exits.
-process.on('exit', () => {
-  for (const gh of running) {
-    for (const pid of descendantPids(gh.proc.pid)) killQuietly(pid, 'SIGKILL');
-    killQuietly(-gh.proc.pid, 'SIGKILL');
-    killQuietly(gh.proc.pid, 'SIGKILL');
-  }
-});
 
 export function assertBinaryExists() {
   if (!fs.existsSync(GATEHOUSE_BIN)) {
@@ -82,6 +71,7 @@ export async function startGatehouse({ servers = {}, env = {}, t, startTimeoutMs
       ...env,
     },
   });
+  track(proc);
   const logs = [];
   const stdout = [];
   const listeners = new Set();
@@ -105,10 +95,7 @@ export async function startGatehouse({ servers = {}, env = {}, t, startTimeoutMs
     /** SIGTERM, wait for exit (SIGKILL after a bound); returns {code, signal}. */
     stop() {
       if (!stopped) {
-        stopped = stopProcessGroup(proc, { signal: 'SIGTERM', graceMs: 15000 }).finally(() => {
-          running.delete(gh);
-          cleanup();
-        });
+        stopped = stopProcessGroup(proc, { signal: 'SIGTERM', graceMs: 15000 }).finally(cleanup);
       }
       return stopped;
     },
@@ -117,7 +104,6 @@ export async function startGatehouse({ servers = {}, env = {}, t, startTimeoutMs
       return `gatehouse pid ${proc.pid} exit=${proc.exitCode} signal=${proc.signalCode}\n--- stderr ---\n${logs.slice(-60).join('\n')}`;
     },
   };
-  running.add(gh);
   registerCleanup(t, () => gh.stop());
 
   try {

@@ -18,6 +18,27 @@ export async function freePort() {
   });
 }
 
+// Every process group the harness started, so nothing survives the test process:
+// killed on exit, and on SIGINT/SIGTERM (e.g. the runner's timeout) before exiting.
+const tracked = new Set();
+
+export function track(proc) { tracked.add(proc); return proc; }
+export function untrack(proc) { tracked.delete(proc); }
+
+function killTracked() {
+  for (const proc of tracked) {
+    if (proc.pid === undefined) continue;
+    for (const pid of descendantPids(proc.pid)) killQuietly(pid, 'SIGKILL');
+    killQuietly(-proc.pid, 'SIGKILL');
+    killQuietly(proc.pid, 'SIGKILL');
+  }
+  tracked.clear();
+}
+process.on('exit', killTracked);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => { killTracked(); process.exit(128 + (signal === 'SIGINT' ? 2 : 15)); });
+}
+
 export const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -150,6 +171,7 @@ export async function stopProcessGroup(proc, { signal = 'SIGTERM', graceMs = 500
   // Anything the process left behind (its group, and descendants that made their own group).
   killQuietly(-proc.pid, 'SIGKILL');
   for (const pid of leftovers) killQuietly(pid, 'SIGKILL');
+  untrack(proc);
   return result;
 }
 

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, onLines, stopProcessGroup, waitForPort } from './procs.js';
+import { freePort, onLines, stopProcessGroup, track, waitForPort } from './procs.js';
 
 export const INTEGRATION_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const LOOPBACK_PRELOAD = path.join(INTEGRATION_DIR, 'lib', 'loopback.cjs');
@@ -24,13 +24,6 @@ export const EVERYTHING_ENTRY = packageEntry('@modelcontextprotocol/server-every
 export const FILESYSTEM_ENTRY = packageEntry('@modelcontextprotocol/server-filesystem');
 export const MEMORY_ENTRY = packageEntry('@modelcontextprotocol/server-memory');
 
-const running = new Set();
-process.on('exit', () => {
-  for (const proc of running) {
-    try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* gone */ }
-  }
-});
-
 /**
  * Starts server-everything with an HTTP transport on a free loopback port.
  * @param {'streamableHttp'|'sse'} transport
@@ -44,7 +37,7 @@ export async function startEverythingHttp(transport = 'streamableHttp', { t, env
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env, PORT: String(port) },
   });
-  running.add(proc);
+  track(proc);
   const logs = [];
   onLines(proc.stdout, (line) => logs.push(line));
   onLines(proc.stderr, (line) => logs.push(line));
@@ -56,7 +49,7 @@ export async function startEverythingHttp(transport = 'streamableHttp', { t, env
     logs,
     stop() {
       if (!stopped) {
-        stopped = stopProcessGroup(proc, { signal: 'SIGTERM', graceMs: 3000 }).finally(() => running.delete(proc));
+        stopped = stopProcessGroup(proc, { signal: 'SIGTERM', graceMs: 3000 });
       }
       return stopped;
     },
