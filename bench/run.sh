@@ -200,6 +200,24 @@ stop_sampler() { # outfile
   SAMPLERS=("${out[@]}")
 }
 
+CPU_TICKS=0
+cpu_ticks() { # pid -> CPU_TICKS: utime+stime of the pid and its descendants
+  local p line rest
+  local -a f
+  CPU_TICKS=0
+  tree_pids "$1"
+  for p in "${TREE[@]}"; do
+    line=""
+    { read -r line; } 2>/dev/null <"/proc/$p/stat" || true
+    [[ -n $line ]] || continue
+    rest=${line##*) }        # fields from 3 on (comm may hold spaces)
+    read -r -a f <<<"$rest"
+    CPU_TICKS=$((CPU_TICKS + f[11] + f[12]))   # fields 14, 15
+  done
+  return 0
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # ------------------------------------------------------------------- nginx
@@ -290,7 +308,7 @@ open_sessions() { # url count -> SESSION_IDS (comma-separated) or SESSION_PROBLE
 
 # ---------------------------------------------------------------- wrk rows
 ROWS="" # filled by add_row; TSV lines
-add_row() { # scen system conns rps p50 p99 errors rss note
+add_row() { # scen system conns rps p50 p99 errors rss cpu note
   ROWS+="$(printf '%s\t' "$@")"$'\n'
 }
 
@@ -304,7 +322,7 @@ run_row() { # scen system url conns rss_pid(or "")
   sessions_n=$conns
   if ! open_sessions "$url" "$sessions_n"; then
     log "  $SESSION_PROBLEM"
-    add_row "$scen" "$system" "$conns" "—" "—" "—" "**not run**" "—" "$SESSION_PROBLEM"
+    add_row "$scen" "$system" "$conns" "—" "—" "—" "**not run**" "—" "—" "$SESSION_PROBLEM"
     return 0
   fi
   local -a wrk_args=(-t"$BENCH_THREADS" -c"$conns" --timeout "$BENCH_TIMEOUT"
@@ -316,18 +334,24 @@ run_row() { # scen system url conns rss_pid(or "")
       >"$dir/$tag.warmup.log" 2>&1 || log "  warm-up wrk exited $?"
   fi
   local rss_file="$dir/$tag.rss"
-  [[ -n $rss_pid ]] && start_sampler "$rss_pid" "$rss_file"
+  local cpu0=0
+  if [[ -n $rss_pid ]]; then start_sampler "$rss_pid" "$rss_file"; cpu_ticks "$rss_pid"; cpu0=$CPU_TICKS; fi
   local wrk_rc=0
   env "${wrk_env[@]}" timeout $((BENCH_SECONDS + 30)) wrk -d"${BENCH_SECONDS}s" "${wrk_args[@]}" \
     >"$dir/$tag.log" 2>&1 || wrk_rc=$?
-  [[ -n $rss_pid ]] && stop_sampler "$rss_file"
+  local cpucell="—"
+  if [[ -n $rss_pid ]]; then
+    cpu_ticks "$rss_pid"
+    cpucell=$(awk -v t=$((CPU_TICKS - cpu0)) -v hz="$CLK_TCK" -v s="$BENCH_SECONDS" 'BEGIN { printf "%.0f", 100 * t / hz / s }')
+    stop_sampler "$rss_file"
+  fi
 
   local line kv k v
   line=$(grep -m1 '^MCPBENCH ' "$dir/$tag.log" || true)
   if [[ -z $line ]]; then
     local why="wrk exited $wrk_rc without a summary: $(tail -c 300 "$dir/$tag.log" | tr '\n' ' ')"
     log "  $why"
-    add_row "$scen" "$system" "$conns" "—" "—" "—" "**failed**" "—" "$why"
+    add_row "$scen" "$system" "$conns" "—" "—" "—" "**failed**" "—" "—" "$why"
     return 0
   fi
   local -A R=()
@@ -364,12 +388,12 @@ run_row() { # scen system url conns rss_pid(or "")
   RES_P99["$scen|$system|$conns"]=${R[p99_ms]}
   RES_P50["$scen|$system|$conns"]=${R[p50_ms]}
   add_row "$scen" "$system" "$conns" "$rps_fmt" "$(printf '%.2f' "${R[p50_ms]}")" \
-    "$(printf '%.2f' "${R[p99_ms]}")" "$errcell" "$rsscell" "$note"
-  log "  ${rps_fmt} req/s, p50 ${R[p50_ms]} ms, p99 ${R[p99_ms]} ms, errors $errs, RSS $rsscell"
+    "$(printf '%.2f' "${R[p99_ms]}")" "$errcell" "$rsscell" "$cpucell" "$note"
+  log "  ${rps_fmt} req/s, p50 ${R[p50_ms]} ms, p99 ${R[p99_ms]} ms, errors $errs, RSS $rsscell MB, CPU $cpucell %"
 }
 
 skip_row() { # scen system conns reason
-  add_row "$1" "$2" "$3" "—" "—" "—" "**not run**" "—" "$4"
+  add_row "$1" "$2" "$3" "—" "—" "—" "**not run**" "—" "—" "$4"
 }
 
 # ===================================================================== main
@@ -504,19 +528,19 @@ REPORT="$TMP/results.md"
     "server-everything $(node -p 'require(process.argv[1]).version' "$BENCH_DIR/node_modules/@modelcontextprotocol/server-everything/package.json")," \
     "gatehouse: ${GH_VERSION}"
   echo
-  echo "| scenario | system | conns | req/s | p50 ms | p99 ms | errors | RSS MB peak (proxy / tree) |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| scenario | system | conns | req/s | p50 ms | p99 ms | errors | RSS MB peak (proxy / tree) | proxy CPU % |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   notes=()
-  while IFS=$'\t' read -r s sys c rps p50 p99 err rss note; do
+  while IFS=$'\t' read -r s sys c rps p50 p99 err rss cpu note; do
     [[ -n $s ]] || continue
     if [[ -n $note ]]; then
       notes+=("$s $sys, $c conns: $note")
       err+=" [${#notes[@]}]"
     fi
-    echo "| $s | $sys | $c | $rps | $p50 | $p99 | $err | $rss |"
+    echo "| $s | $sys | $c | $rps | $p50 | $p99 | $err | $rss | $cpu |"
   done <<<"$ROWS"
   echo
-  echo "RSS: Gatehouse rows = the gatehouse process (VmRSS sampled every 0.1 s during the measured run); with child processes (S2: the stdio upstream) also the whole tree and its process count. nginx row = master + worker."
+  echo "RSS: Gatehouse rows = the gatehouse process (VmRSS sampled every 0.1 s during the measured run); with child processes (S2: the stdio upstream) also the whole tree and its process count. nginx row = master / master + worker. Proxy CPU: user+system time of that process tree during the measured run, in % of one core (the machine has $(nproc))."
   if ((${#notes[@]})); then
     echo
     for i in "${!notes[@]}"; do echo "[$((i + 1))] ${notes[$i]}"; echo; done
