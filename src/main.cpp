@@ -1,1 +1,52 @@
-int main() { return 0; }
+// gatehouse: the command line.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "app/app.hpp"
+#include "core/config.hpp"
+#include "core/log.hpp"
+
+namespace {
+void usage() {
+  std::fprintf(stderr,
+               "usage: gatehouse [serve|check-config|--version|--help]\n"
+               "  serve         run the gateway (default)\n"
+               "  check-config  validate the environment and the servers file, then exit\n"
+               "Settings come from the environment and ./.env; see README.md.\n");
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string cmd = argc > 1 ? argv[1] : "serve";
+  if (cmd == "--version" || cmd == "version") {
+    std::printf("gatehouse 0.1.0\n");
+    return 0;
+  }
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    usage();
+    return 0;
+  }
+  if (cmd != "serve" && cmd != "check-config") {
+    std::fprintf(stderr, "gatehouse: unknown command '%s'\n", cmd.c_str());
+    usage();
+    return 2;
+  }
+  try {
+    auto env = gh::read_environment();
+    auto settings = gh::load_settings(env);
+    if (cmd == "check-config") {
+      auto servers = gh::load_servers_file(settings.servers_file, env);
+      std::printf("config ok: %zu servers in %s\n", servers.size(), settings.servers_file.c_str());
+      return 0;
+    }
+    return gh::app::serve(settings, env);
+  } catch (const gh::ConfigError& e) {
+    std::fprintf(stderr, "gatehouse: configuration error: %s\n", e.what());
+    gh::log::error("configuration error", {{"setting", e.setting}, {"error", e.what()}});
+    return 2;
+  } catch (const std::exception& e) {
+    gh::log::error("fatal", {{"error", e.what()}});
+    return 1;
+  }
+}

@@ -114,7 +114,8 @@ net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_
                                  bhttp::request<bhttp::string_body>& req, ClientResponse& out, bool& reusable,
                                  std::chrono::steady_clock::time_point deadline,
                                  const std::function<bool(std::string_view)>& on_body,
-                                 std::chrono::steady_clock::time_point body_deadline, std::size_t max_body) {
+                                 std::chrono::steady_clock::time_point body_deadline, std::size_t max_body,
+                                 const std::function<void(unsigned, const bhttp::fields&)>& on_headers) {
   reusable = false;
   low.expires_at(deadline);
   auto [wec, wn] = co_await bhttp::async_write(s, req, kTuple);
@@ -133,6 +134,7 @@ net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_
   const auto& h = parser.get();
   out.status = h.result_int();
   for (const auto& f : h) out.headers.insert(f.name_string(), f.value());
+  if (on_headers) on_headers(out.status, out.headers);
   if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
   else low.expires_never();
   char chunk[16 * 1024];
@@ -173,7 +175,8 @@ net::awaitable<ClientResponse> ClientPool::request(bhttp::request<bhttp::string_
                                                    std::chrono::steady_clock::time_point deadline,
                                                    std::function<bool(std::string_view)> on_body,
                                                    std::chrono::steady_clock::time_point body_deadline,
-                                                   std::size_t max_body) {
+                                                   std::size_t max_body,
+                                                   std::function<void(unsigned, const bhttp::fields&)> on_headers) {
   ClientResponse out;
   if (closed_) {
     out.ec = net::error::operation_aborted;
@@ -205,10 +208,10 @@ net::awaitable<ClientResponse> ClientPool::request(bhttp::request<bhttp::string_
     out = ClientResponse{};
     if (conn->tls)
       co_await run_request(*conn->tls, conn->lowest(), conn->buffer, req, out, reusable, deadline, on_body,
-                           body_deadline, max_body);
+                           body_deadline, max_body, on_headers);
     else
       co_await run_request(*conn->plain, conn->lowest(), conn->buffer, req, out, reusable, deadline, on_body,
-                           body_deadline, max_body);
+                           body_deadline, max_body, on_headers);
     busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
     if (reusable && !closed_ && idle_.size() < max_idle_) {
       idle_.push_back(std::move(conn));

@@ -45,7 +45,8 @@ class ClientPool {
       std::chrono::steady_clock::time_point deadline,
       std::function<bool(std::string_view)> on_body = {},
       std::chrono::steady_clock::time_point body_deadline = std::chrono::steady_clock::time_point::max(),
-      std::size_t max_body = 64 * 1024 * 1024);
+      std::size_t max_body = 64 * 1024 * 1024,
+      std::function<void(unsigned status, const boost::beast::http::fields&)> on_headers = {});
 
   // Closes idle connections and makes in-flight ones fail.
   void close();

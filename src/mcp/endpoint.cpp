@@ -1,0 +1,290 @@
+#include "mcp/endpoint.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include "core/log.hpp"
+#include "core/util.hpp"
+#include "http/sse.hpp"
+#include "jsonrpc/message.hpp"
+
+namespace gh::mcp {
+
+namespace bhttp = boost::beast::http;
+namespace code = jsonrpc::code;
+
+namespace {
+
+net::awaitable<void> reply_error(http::Exchange& ex, bhttp::status status, int c, std::string_view message,
+                                 json::value id = nullptr) {
+  log::info("mcp request refused", {{"request_id", ex.request_id}, {"status", static_cast<int>(status)},
+                                    {"error", message}});
+  auto res = http::json_response(ex.req, status, jsonrpc::error_text(std::move(id), c, message));
+  if (status == bhttp::status::method_not_allowed) res.set(bhttp::field::allow, "GET, POST, DELETE");
+  co_await ex.send(std::move(res));
+}
+
+std::string_view header(const http::Request& req, std::string_view name) {
+  auto it = req.find(name);
+  return it == req.end() ? std::string_view{} : std::string_view(it->value());
+}
+
+}  // namespace
+
+net::awaitable<void> Endpoint::handle(http::Exchange& ex, std::string scope) {
+  auto version = header(ex.req, "MCP-Protocol-Version");
+  if (!version.empty() && !supported_protocol(version)) {
+    co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
+                         "Unsupported MCP-Protocol-Version: " + std::string(version));
+    co_return;
+  }
+  switch (ex.req.method()) {
+    case bhttp::verb::post: co_await post(ex, scope); break;
+    case bhttp::verb::get: co_await get(ex, scope); break;
+    case bhttp::verb::delete_: co_await del(ex, scope); break;
+    default:
+      co_await reply_error(ex, bhttp::status::method_not_allowed, code::invalid_request, "Method not allowed");
+  }
+}
+
+net::awaitable<std::shared_ptr<Session>> Endpoint::session_of(http::Exchange& ex, const std::string& scope) {
+  auto sid = header(ex.req, "Mcp-Session-Id");
+  if (sid.empty()) {
+    co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
+                         "Bad Request: Mcp-Session-Id header is required");
+    co_return nullptr;
+  }
+  auto s = hub_.find_session(sid);
+  if (!s || s->scope != scope || s->closed) {
+    co_await reply_error(ex, bhttp::status::not_found, code::request_timeout, "Session not found");
+    co_return nullptr;
+  }
+  co_return s;
+}
+
+net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope) {
+  auto ctype = header(ex.req, "Content-Type");
+  if (!header_has_token(ctype, "application/json")) {
+    co_await reply_error(ex, bhttp::status::unsupported_media_type, code::invalid_request,
+                         "Unsupported Media Type: Content-Type must be application/json");
+    co_return;
+  }
+  auto accept = header(ex.req, "Accept");
+  if (!header_has_token(accept, "application/json") || !header_has_token(accept, "text/event-stream")) {
+    if (!header_has_token(accept, "*/*")) {
+      co_await reply_error(ex, bhttp::status::not_acceptable, code::invalid_request,
+                           "Not Acceptable: Accept must include application/json and text/event-stream");
+      co_return;
+    }
+  }
+  auto body = jsonrpc::parse_body(ex.req.body());
+  if (body.error_code) {
+    co_await reply_error(ex, bhttp::status::bad_request, body.error_code, body.error);
+    co_return;
+  }
+  if (hub_.draining()) {
+    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
+    co_return;
+  }
+
+  // initialize: a new session.
+  if (!body.batch) {
+    std::string why;
+    auto kind = jsonrpc::classify(body.messages[0], &why);
+    if (kind == jsonrpc::Kind::invalid) {
+      co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request, "Invalid Request: " + why);
+      co_return;
+    }
+    if (kind == jsonrpc::Kind::request && jsonrpc::method_of(body.messages[0].as_object()) == "initialize") {
+      auto& msg = body.messages[0].as_object();
+      auto s = hub_.create_session(scope);
+      if (!s) {
+        co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error,
+                             "Too many open sessions; try again later", msg["id"]);
+        co_return;
+      }
+      json::object params;
+      if (auto* p = msg.if_contains("params"); p && p->is_object()) params = p->as_object();
+      auto result = co_await hub_.initialize(s, params);
+      auto res = http::json_response(ex.req, bhttp::status::ok,
+                                     json::serialize(jsonrpc::make_result(msg["id"], std::move(result))));
+      res.set("Mcp-Session-Id", s->id);
+      log::info("session opened", {{"request_id", ex.request_id}, {"session", s->id},
+                                   {"scope", scope.empty() ? "*" : scope}, {"protocol", s->protocol_version},
+                                   {"dedicated", s->dedicated_mode}});
+      co_await ex.send(std::move(res));
+      co_return;
+    }
+  }
+
+  auto s = co_await session_of(ex, scope);
+  if (!s) co_return;
+  if (body.batch && s->protocol_version != "2025-03-26") {
+    co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
+                         "Invalid Request: JSON-RPC batches are not supported in protocol version " +
+                             s->protocol_version);
+    co_return;
+  }
+
+  auto ex_exec = co_await net::this_coro::executor;
+  auto ch = std::make_shared<Channel>(ex_exec);
+  std::vector<json::object> requests;
+  for (auto& m : body.messages) {
+    std::string why;
+    auto kind = jsonrpc::classify(m, &why);
+    if (kind == jsonrpc::Kind::invalid) {
+      json::value id = m.is_object() && m.as_object().contains("id") ? m.as_object().at("id") : json::value(nullptr);
+      if (!jsonrpc::valid_id(id)) id = nullptr;
+      ch->responses.push_back(jsonrpc::make_error(id, code::invalid_request, "Invalid Request: " + why));
+    } else if (kind == jsonrpc::Kind::request) {
+      if (jsonrpc::method_of(m.as_object()) == "initialize" && body.batch)
+        ch->responses.push_back(jsonrpc::make_error(m.as_object().at("id"), code::invalid_request,
+                                                    "initialize must not be part of a batch"));
+      else
+        requests.push_back(std::move(m.as_object()));
+    } else {
+      hub_.client_message(s, std::move(m.as_object()));
+    }
+  }
+  if (requests.empty()) {
+    if (ch->responses.empty()) {
+      http::Response res{bhttp::status::accepted, ex.req.version()};
+      res.keep_alive(ex.req.keep_alive());
+      res.prepare_payload();
+      co_await ex.send(std::move(res));
+    } else {
+      auto status = body.batch ? bhttp::status::ok : bhttp::status::bad_request;
+      json::value out = body.batch ? json::value(json::array(ch->responses.begin(), ch->responses.end()))
+                                   : ch->responses.front();
+      co_await ex.send(http::json_response(ex.req, status, json::serialize(out)));
+    }
+    co_return;
+  }
+
+  ch->expected = requests.size();
+  for (auto& r : requests) {
+    net::co_spawn(ex_exec, [this, s, ch, r = std::move(r)]() mutable -> net::awaitable<void> {
+      std::optional<json::object> resp;
+      try {
+        resp = co_await hub_.dispatch(s, std::move(r), ch);
+      } catch (const std::exception& e) {
+        log::error("dispatch failed", {{"error", e.what()}});
+        resp = jsonrpc::make_error(nullptr, code::internal_error, "Internal error");
+      }
+      ch->finish(std::move(resp));
+    }, net::detached);
+  }
+  ex.on_disconnect([this, s, ch] {
+    ch->gone = true;
+    hub_.abandon(s, ch);
+    ch->wake.set();
+  });
+
+  // Answer with one JSON body unless a related message must go first; then switch to SSE.
+  bool sse = false;
+  while (true) {
+    co_await ch->wake.wait();
+    ch->wake.reset();
+    if (ch->gone) {  // the dispatchers hold the channel, not this exchange: nothing waits on us
+      ex.close_after();
+      co_return;
+    }
+    if (!ch->messages.empty()) {
+      if (!sse) {
+        bhttp::response_header<> h;
+        h.result(bhttp::status::ok);
+        h.version(ex.req.version());
+        h.set(bhttp::field::content_type, "text/event-stream");
+        h.set(bhttp::field::cache_control, "no-cache");
+        if (!co_await ex.begin_stream(std::move(h))) ch->gone = true;
+        sse = true;
+      }
+      while (!ch->messages.empty() && !ch->gone) {
+        auto m = std::move(ch->messages.front());
+        ch->messages.pop_front();
+        if (!co_await ex.write(sse::encode(m))) ch->gone = true;
+      }
+      if (ch->gone) {
+        hub_.abandon(s, ch);
+        continue;
+      }
+    }
+    if (ch->finished < ch->expected) continue;
+    ex.stop_watching();
+    if (sse) {
+      for (auto& r : ch->responses) co_await ex.write(sse::encode(json::serialize(r)));
+      co_await ex.end_stream();
+    } else if (ch->responses.empty()) {  // every request was cancelled
+      http::Response res{bhttp::status::accepted, ex.req.version()};
+      res.keep_alive(ex.req.keep_alive());
+      res.prepare_payload();
+      co_await ex.send(std::move(res));
+    } else {
+      std::string out = body.batch ? json::serialize(json::array(ch->responses.begin(), ch->responses.end()))
+                                   : json::serialize(ch->responses.front());
+      co_await ex.send(http::json_response(ex.req, bhttp::status::ok, std::move(out)));
+    }
+    co_return;
+  }
+}
+
+net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope) {
+  if (!header_has_token(header(ex.req, "Accept"), "text/event-stream")) {
+    co_await reply_error(ex, bhttp::status::not_acceptable, code::invalid_request,
+                         "Not Acceptable: Accept must include text/event-stream");
+    co_return;
+  }
+  auto s = co_await session_of(ex, scope);
+  if (!s) co_return;
+  if (s->get_attached) {
+    co_await reply_error(ex, bhttp::status::conflict, code::invalid_request,
+                         "Conflict: only one standalone SSE stream is allowed per session");
+    co_return;
+  }
+  bhttp::response_header<> h;
+  h.result(bhttp::status::ok);
+  h.version(ex.req.version());
+  h.set(bhttp::field::content_type, "text/event-stream");
+  h.set(bhttp::field::cache_control, "no-cache");
+  if (!co_await ex.begin_stream(std::move(h))) co_return;
+  auto exec = co_await net::this_coro::executor;
+  if (!s->outbox_ready) s->outbox_ready = std::make_unique<Event>(exec);
+  s->get_attached = true;
+  bool gone = false;
+  ex.on_disconnect([s, &gone] {
+    gone = true;
+    if (s->outbox_ready) s->outbox_ready->set();
+  });
+  while (!gone && !s->closed) {
+    while (!s->outbox.empty() && !gone) {
+      auto m = std::move(s->outbox.front());
+      s->outbox.pop_front();
+      if (!co_await ex.write(sse::encode(m))) gone = true;
+    }
+    if (gone || s->closed) break;
+    s->outbox_ready->reset();
+    // wake on a message, the session closing, the client leaving, or every 25 s to send a keep-alive comment
+    bool woke = co_await s->outbox_ready->wait_until(Clock::now() + std::chrono::seconds(25));
+    if (!woke && !gone && !s->closed && !co_await ex.write(": keep-alive\n\n")) gone = true;
+    s->last_seen = Clock::now();
+  }
+  s->get_attached = false;
+  ex.stop_watching();
+  co_await ex.end_stream();
+  ex.close_after();
+}
+
+net::awaitable<void> Endpoint::del(http::Exchange& ex, const std::string& scope) {
+  auto s = co_await session_of(ex, scope);
+  if (!s) co_return;
+  log::info("session closed by client", {{"request_id", ex.request_id}, {"session", s->id}});
+  hub_.close_session(s);
+  http::Response res{bhttp::status::ok, ex.req.version()};
+  res.keep_alive(ex.req.keep_alive());
+  res.prepare_payload();
+  co_await ex.send(std::move(res));
+}
+
+}  // namespace gh::mcp

@@ -1,0 +1,727 @@
+#include "mcp/hub.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/json.hpp>
+
+#include <cstdlib>
+
+#include "core/log.hpp"
+#include "core/util.hpp"
+#include "jsonrpc/message.hpp"
+
+namespace gh::mcp {
+
+namespace code = jsonrpc::code;
+
+bool supported_protocol(std::string_view v) {
+  return v == "2025-11-25" || v == "2025-06-18" || v == "2025-03-26" || v == "2024-11-05";
+}
+
+void Channel::push(const json::object& msg) {
+  if (gone) return;
+  messages.push_back(json::serialize(msg));
+  wake.set();
+}
+
+void Channel::finish(std::optional<json::object> response) {
+  ++finished;
+  if (response) responses.push_back(std::move(*response));
+  wake.set();
+}
+
+void Session::send_unsolicited(const json::object& msg) {
+  if (closed) return;
+  if (outbox.size() >= 256) outbox.pop_front();  // a client that never reads loses the oldest, not our memory
+  outbox.push_back(json::serialize(msg));
+  if (outbox_ready) outbox_ready->set();
+}
+
+void Session::relay_request(const std::string& server, json::object msg, std::function<void(json::object)> reply,
+                            std::shared_ptr<Channel> ch) {
+  int64_t id = ++next_relay_id;
+  RelayedRequest r{std::move(reply), server, msg["id"]};
+  msg["id"] = id;
+  relayed.emplace(id, std::move(r));
+  if (ch && !ch->gone) ch->push(msg);
+  else send_unsolicited(msg);
+}
+
+bool Session::translate_cancel(const std::string& server, json::object& msg) {
+  auto* params = msg.if_contains("params");
+  if (!params || !params->is_object()) return false;
+  auto* rid = params->as_object().if_contains("requestId");
+  if (!rid) return false;
+  for (auto it = relayed.begin(); it != relayed.end(); ++it) {
+    if (it->second.server == server && it->second.upstream_id == *rid) {
+      *rid = it->first;
+      relayed.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+// Messages on a call's own stream: to the POST channel that is waiting for it.
+struct ChannelSink final : upstream::CallSink {
+  ChannelSink(std::weak_ptr<Channel> c, std::weak_ptr<Session> s, std::string srv)
+      : ch(std::move(c)), session(std::move(s)), server(std::move(srv)) {}
+  void notify(json::object msg) override {
+    auto s = session.lock();
+    if (jsonrpc::method_of(msg) == "notifications/cancelled" && (!s || !s->translate_cancel(server, msg))) return;
+    if (auto c = ch.lock(); c && !c->gone) c->push(msg);
+    else if (s) s->send_unsolicited(msg);
+  }
+  void server_request(json::object msg, std::function<void(json::object)> reply) override {
+    auto s = session.lock();
+    if (!s || s->closed) {
+      reply(jsonrpc::make_error(nullptr, code::internal_error, "The client session is gone"));
+      return;
+    }
+    s->relay_request(server, std::move(msg), std::move(reply), ch.lock());
+  }
+  std::weak_ptr<Channel> ch;
+  std::weak_ptr<Session> session;
+  std::string server;
+};
+
+// Messages of a dedicated upstream session that belong to no call: to its downstream session.
+struct SessionListener final : upstream::Listener {
+  SessionListener(Hub& h, std::weak_ptr<Session> s, std::string srv) : hub(h), session(std::move(s)), server(std::move(srv)) {}
+  void list_changed(std::string_view method) override { hub.list_changed(server, method); }
+  void unsolicited(json::object msg) override {
+    auto s = session.lock();
+    if (!s) return;
+    if (jsonrpc::method_of(msg) == "notifications/cancelled" && !s->translate_cancel(server, msg)) return;
+    s->send_unsolicited(msg);
+  }
+  void unsolicited_request(json::object msg, std::function<void(json::object)> reply) override {
+    auto s = session.lock();
+    if (!s || s->closed) {
+      reply(jsonrpc::make_error(nullptr, code::internal_error, "The client session is gone"));
+      return;
+    }
+    s->relay_request(server, std::move(msg), std::move(reply), s->latest_channel.lock());
+  }
+  Hub& hub;
+  std::weak_ptr<Session> session;
+  std::string server;
+};
+
+}  // namespace
+
+// Messages of a shared upstream session that belong to no call: only list changes are meaningful.
+struct SharedListener final : upstream::Listener {
+  SharedListener(Hub& h, std::string srv) : hub(h), server(std::move(srv)) {}
+  void list_changed(std::string_view method) override { hub.list_changed(server, method); }
+  void unsolicited(json::object msg) override {
+    log::debug("dropped an unattributable upstream notification",
+               {{"server", server}, {"method", jsonrpc::method_of(msg)}});
+  }
+  void unsolicited_request(json::object msg, std::function<void(json::object)> reply) override {
+    reply(jsonrpc::make_error(nullptr, code::method_not_found,
+                              "Gatehouse cannot relay this request on a shared upstream session"));
+  }
+  Hub& hub;
+  std::string server;
+};
+
+Hub::Hub(net::any_io_executor ex, const Settings& settings) : ex_(std::move(ex)), settings_(settings) {}
+
+Hub::~Hub() { stop_upstreams(); }
+
+void Hub::configure(const std::vector<ServerConfig>& configs) {
+  std::map<std::string, std::shared_ptr<Server>, std::less<>> next;
+  for (const auto& cfg : configs) {
+    auto it = servers_.find(cfg.id);
+    if (it != servers_.end() && it->second->cfg == cfg) {
+      next.emplace(cfg.id, it->second);
+      continue;
+    }
+    auto srv = std::make_shared<Server>();
+    srv->cfg = cfg;
+    srv->listener = std::make_shared<SharedListener>(*this, cfg.id);
+    next.emplace(cfg.id, srv);
+    if (it != servers_.end()) log::info("server changed", {{"server", cfg.id}});
+    else log::info("server added", {{"server", cfg.id}, {"transport", to_string(cfg.transport)}});
+  }
+  for (auto& [id, srv] : servers_) {
+    auto it = next.find(id);
+    if (it != next.end() && it->second == srv) continue;
+    srv->removed = true;
+    if (srv->shared) srv->shared->close("server configuration changed");
+    for (auto& [sid, s] : sessions_)
+      if (auto d = s->dedicated.find(id); d != s->dedicated.end()) {
+        d->second->close("server configuration changed");
+        s->dedicated.erase(d);
+      }
+    if (it == next.end()) log::info("server removed", {{"server", id}});
+  }
+  servers_ = std::move(next);
+  // Sessions scoped to a server that no longer exists end.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    if (!it->second->scope.empty() && !servers_.count(it->second->scope)) {
+      it->second->closed = true;
+      if (it->second->outbox_ready) it->second->outbox_ready->set();
+      it = sessions_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [id, s] : sessions_)
+    if (s->scope.empty())
+      s->send_unsolicited(jsonrpc::make_notification("notifications/tools/list_changed", nullptr));
+}
+
+std::shared_ptr<Server> Hub::find(std::string_view id) const {
+  auto it = servers_.find(id);
+  return it == servers_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<Server>> Hub::in_scope(std::string_view scope) const {
+  std::vector<std::shared_ptr<Server>> out;
+  if (!scope.empty()) {
+    if (auto s = find(scope); s && s->cfg.enabled) out.push_back(s);
+    return out;
+  }
+  for (const auto& [id, s] : servers_)
+    if (s->cfg.enabled) out.push_back(s);
+  return out;
+}
+
+std::chrono::milliseconds Hub::timeout_for(const Server& srv) const {
+  return std::chrono::milliseconds(srv.cfg.timeout_ms > 0 ? srv.cfg.timeout_ms : settings_.upstream_timeout_ms);
+}
+
+std::shared_ptr<upstream::Connection> Hub::new_connection(Server& srv, json::object caps) {
+  // ${secret:NAME} slots fall back to the gateway's environment (per-tenant values come with the store).
+  auto lookup = [](std::string_view name) -> std::optional<std::string> {
+    if (const char* v = std::getenv(std::string(name).c_str())) return std::string(v);
+    return std::nullopt;
+  };
+  std::map<std::string, std::string> env, headers;
+  for (const auto& [k, v] : srv.cfg.env) env[k] = expand_secrets(v, lookup).value_or("");
+  for (const auto& [k, v] : srv.cfg.headers) headers[k] = expand_secrets(v, lookup).value_or("");
+  return upstream::make_connection(ex_, srv.cfg, std::move(env), std::move(headers), std::move(caps));
+}
+
+std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& srv) {
+  constexpr std::size_t kMaxDedicatedStdio = 64;
+  if (s.dedicated_mode && !srv.removed) {
+    auto it = s.dedicated.find(srv.cfg.id);
+    if (it != s.dedicated.end() && it->second->state() != upstream::State::closed) return it->second;
+    if (srv.cfg.transport != Transport::stdio || srv.dedicated < kMaxDedicatedStdio) {
+      // Declare upstream only what the client itself can do.
+      json::object caps;
+      for (const char* k : {"sampling", "elicitation", "roots"})
+        if (auto* c = s.client_capabilities.if_contains(k)) caps[k] = *c;
+      auto conn = new_connection(srv, std::move(caps));
+      auto listener = std::make_shared<SessionListener>(*this, s.weak_from_this(), srv.cfg.id);
+      conn->set_listener(listener);
+      s.dedicated[srv.cfg.id] = conn;
+      s.listeners.push_back(listener);
+      ++srv.dedicated;
+      return conn;
+    }
+    log::warn("dedicated upstream cap reached; using the shared session", {{"server", srv.cfg.id}});
+  }
+  if (!srv.shared || srv.shared->state() == upstream::State::closed) {
+    srv.shared = new_connection(srv, json::object{});
+    srv.shared->set_listener(srv.listener);
+  }
+  return srv.shared;
+}
+
+// ---- sessions ----
+
+std::shared_ptr<Session> Hub::create_session(std::string scope) {
+  if (sessions_.size() >= settings_.max_sessions) return nullptr;
+  auto s = std::make_shared<Session>();
+  s->id = random_hex(16);
+  s->scope = std::move(scope);
+  sessions_.emplace(s->id, s);
+  return s;
+}
+
+std::shared_ptr<Session> Hub::find_session(std::string_view id) {
+  auto it = sessions_.find(std::string(id));
+  if (it == sessions_.end()) return nullptr;
+  it->second->last_seen = Clock::now();
+  return it->second;
+}
+
+void Hub::close_session(const std::shared_ptr<Session>& s) {
+  s->closed = true;
+  for (auto& [id, conn] : s->dedicated) {
+    conn->close("client session ended");
+    if (auto srv = find(id)) --srv->dedicated;
+  }
+  s->dedicated.clear();
+  for (auto& [id, r] : s->relayed) r.reply(jsonrpc::make_error(nullptr, code::internal_error, "The client session ended"));
+  s->relayed.clear();
+  if (s->outbox_ready) s->outbox_ready->set();
+  sessions_.erase(s->id);
+}
+
+void Hub::sweep() {
+  auto now = Clock::now();
+  auto idle = std::chrono::seconds(settings_.session_idle_timeout_s);
+  std::vector<std::shared_ptr<Session>> expired;
+  for (auto& [id, s] : sessions_)
+    if (!s->get_attached && s->in_flight.empty() && now - s->last_seen > idle) expired.push_back(s);
+  for (auto& s : expired) {
+    log::info("session expired", {{"session", s->id}});
+    close_session(s);
+  }
+  auto stdio_idle = std::chrono::seconds(settings_.stdio_idle_timeout_s);
+  for (auto& [id, srv] : servers_) {
+    if (srv->shared && srv->cfg.transport == Transport::stdio && srv->shared->state() == upstream::State::ready &&
+        srv->shared->in_flight() == 0 && now - srv->shared->last_used() > stdio_idle) {
+      log::info("stopping idle upstream", {{"server", id}});
+      srv->shared->close("idle");
+      srv->shared.reset();
+    }
+  }
+}
+
+void Hub::start_draining() {
+  draining_ = true;
+  for (auto& [id, s] : sessions_) {
+    s->closed = true;  // ends GET streams
+    if (s->outbox_ready) s->outbox_ready->set();
+  }
+}
+
+void Hub::stop_upstreams() {
+  for (auto& [id, s] : sessions_)
+    for (auto& [sid, conn] : s->dedicated) conn->close("shutting down");
+  for (auto& [id, srv] : servers_)
+    if (srv->shared) srv->shared->close("shutting down");
+}
+
+void Hub::list_changed(const std::string& server, std::string_view method) {
+  auto srv = find(server);
+  if (!srv) return;
+  srv->catalog.loaded = false;  // listed again on next use
+  json::object note = jsonrpc::make_notification(method, nullptr);
+  for (auto& [id, s] : sessions_)
+    if (s->scope.empty() || s->scope == server) s->send_unsolicited(note);
+}
+
+// ---- catalog ----
+
+net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
+  if (srv->catalog.loaded) co_return;
+  if (srv->catalog.loading) {
+    auto ev = srv->catalog.loading;
+    co_await ev->wait();
+    co_return;
+  }
+  auto ev = std::make_shared<Event>(ex_);
+  srv->catalog.loading = ev;
+  Catalog fresh;
+  auto conn = srv->shared && srv->shared->state() != upstream::State::closed ? srv->shared : nullptr;
+  if (!conn) {
+    srv->shared = new_connection(*srv, json::object{});
+    srv->shared->set_listener(srv->listener);
+    conn = srv->shared;
+  }
+  if (auto err = co_await conn->ensure_ready()) {
+    fresh.error = *err;
+  } else {
+    const auto& caps = conn->server_capabilities();
+    struct Kind {
+      const char* cap;
+      const char* method;
+      const char* key;
+      std::vector<json::object>* out;
+    } kinds[] = {{"tools", "tools/list", "tools", &fresh.tools},
+                 {"prompts", "prompts/list", "prompts", &fresh.prompts},
+                 {"resources", "resources/list", "resources", &fresh.resources},
+                 {"resources", "resources/templates/list", "resourceTemplates", &fresh.templates}};
+    for (auto& k : kinds) {
+      if (!caps.contains(k.cap)) continue;
+      json::value cursor;
+      for (int page = 0; page < 100; ++page) {
+        json::object params;
+        if (!cursor.is_null()) params["cursor"] = cursor;
+        upstream::CallOptions opts;
+        opts.timeout = timeout_for(*srv);
+        auto resp = co_await conn->call(k.method, std::move(params), opts);
+        auto* r = resp.if_contains("result");
+        if (!r || !r->is_object()) {
+          if (std::string_view(k.method) != "resources/templates/list")
+            log::warn("listing failed", {{"server", srv->cfg.id}, {"method", k.method},
+                                         {"error", json::serialize(resp)}});
+          break;
+        }
+        if (auto* items = r->as_object().if_contains(k.key); items && items->is_array())
+          for (auto& it : items->as_array())
+            if (it.is_object()) k.out->push_back(it.as_object());
+        auto* next = r->as_object().if_contains("nextCursor");
+        if (!next || !next->is_string() || next->as_string().empty()) break;
+        cursor = *next;
+      }
+    }
+    for (auto& t : fresh.tools)
+      if (auto* n = t.if_contains("name"); n && n->is_string()) fresh.tool_names.emplace(n->as_string());
+    for (auto& p : fresh.prompts)
+      if (auto* n = p.if_contains("name"); n && n->is_string()) fresh.prompt_names.emplace(n->as_string());
+    for (auto& r : fresh.resources)
+      if (auto* u = r.if_contains("uri"); u && u->is_string()) fresh.resource_uris.emplace(u->as_string());
+    for (auto& t : fresh.templates)
+      if (auto* u = t.if_contains("uriTemplate"); u && u->is_string()) {
+        std::string_view tpl = u->as_string();
+        fresh.template_prefixes.emplace_back(tpl.substr(0, tpl.find('{')));
+      }
+    fresh.loaded = true;
+  }
+  if (!srv->removed) {
+    srv->catalog = std::move(fresh);
+    if (!srv->catalog.loaded) log::warn("server unavailable for listing", {{"server", srv->cfg.id},
+                                                                          {"error", srv->catalog.error}});
+  }
+  ev->set();
+}
+
+net::awaitable<void> Hub::load_catalogs(const std::vector<std::shared_ptr<Server>>& servers) {
+  auto done = std::make_shared<Event>(ex_);
+  auto remaining = std::make_shared<std::size_t>(0);
+  for (auto& srv : servers) {
+    if (srv->catalog.loaded) continue;
+    ++*remaining;
+    net::co_spawn(ex_, load_catalog(srv), [done, remaining](std::exception_ptr) {
+      if (--*remaining == 0) done->set();
+    });
+  }
+  if (*remaining) co_await done->wait();
+}
+
+std::shared_ptr<Server> Hub::route_uri(std::string_view scope, std::string_view uri) const {
+  auto servers = in_scope(scope);
+  for (auto& s : servers)
+    if (s->catalog.resource_uris.count(std::string(uri))) return s;
+  std::shared_ptr<Server> best;
+  std::size_t best_len = 0;
+  for (auto& s : servers)
+    for (auto& p : s->catalog.template_prefixes)
+      if (uri.starts_with(p) && (p.size() > best_len || !best)) {
+        best = s;
+        best_len = p.size();
+      }
+  if (best) return best;
+  if (servers.size() == 1) return servers.front();
+  return nullptr;
+}
+
+// ---- dispatch ----
+
+net::awaitable<json::object> Hub::initialize(std::shared_ptr<Session> s, const json::object& params) {
+  std::string requested;
+  if (auto* v = params.if_contains("protocolVersion"); v && v->is_string()) requested = v->as_string();
+  s->protocol_version = supported_protocol(requested) ? requested : std::string(upstream::kLatestProtocol);
+  if (auto* c = params.if_contains("capabilities"); c && c->is_object()) s->client_capabilities = c->as_object();
+  for (const char* k : {"sampling", "elicitation", "roots"})
+    if (s->client_capabilities.contains(k)) s->dedicated_mode = true;
+  json::object result;
+  result["protocolVersion"] = s->protocol_version;
+  if (s->scope.empty()) {
+    result["capabilities"] = json::object{{"tools", {{"listChanged", true}}},
+                                          {"prompts", {{"listChanged", true}}},
+                                          {"resources", {{"subscribe", true}, {"listChanged", true}}},
+                                          {"logging", json::object{}},
+                                          {"completions", json::object{}}};
+    result["serverInfo"] = json::object{{"name", "gatehouse"}, {"title", "Gatehouse MCP gateway"}, {"version", "0.1.0"}};
+    result["instructions"] =
+        "Tools, prompts and resources of several MCP servers. Names are <server>__<name>.";
+  } else {
+    auto srv = find(s->scope);
+    auto conn = connection_for(*s, *srv);
+    auto err = co_await conn->ensure_ready();
+    json::object caps;
+    if (!err) {
+      caps = conn->server_capabilities();
+      if (auto* i = conn->server_info().if_object()) result["serverInfo"] = *i;
+      if (!conn->instructions().empty()) result["instructions"] = conn->instructions();
+    } else {
+      caps = json::object{{"tools", {{"listChanged", true}}}, {"prompts", json::object{}}, {"resources", json::object{}}};
+    }
+    caps.erase("experimental");
+    result["capabilities"] = std::move(caps);
+    if (!result.contains("serverInfo"))
+      result["serverInfo"] = json::object{{"name", "gatehouse/" + s->scope}, {"version", "0.1.0"}};
+  }
+  co_return result;
+}
+
+namespace {
+std::string cursor_encode(std::size_t offset) { return base64url_encode("o:" + std::to_string(offset)); }
+std::optional<std::size_t> cursor_decode(const json::value& v) {
+  if (!v.is_string()) return std::nullopt;
+  auto raw = base64url_decode(v.as_string());
+  if (!raw || !raw->starts_with("o:")) return std::nullopt;
+  char* end = nullptr;
+  auto n = std::strtoull(raw->c_str() + 2, &end, 10);
+  if (!end || *end != '\0' || raw->size() == 2) return std::nullopt;
+  return static_cast<std::size_t>(n);
+}
+// Splits "<server>__<name>" for the aggregate endpoint.
+bool split_name(std::string_view full, std::string_view& server, std::string_view& name) {
+  auto pos = full.find(kSeparator);
+  if (pos == std::string_view::npos || pos == 0) return false;
+  server = full.substr(0, pos);
+  name = full.substr(pos + kSeparator.size());
+  return !name.empty();
+}
+}  // namespace
+
+net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_view method, const json::object& params,
+                                       const json::value& id) {
+  std::size_t offset = 0;
+  if (auto* c = params.if_contains("cursor"); c && !c->is_null()) {
+    auto off = cursor_decode(*c);
+    if (!off) co_return jsonrpc::make_error(id, code::invalid_params, "Invalid cursor");
+    offset = *off;
+  }
+  auto servers = in_scope(s->scope);
+  co_await load_catalogs(servers);
+  bool aggregate = s->scope.empty();
+  const char* key = method == "tools/list"       ? "tools"
+                    : method == "prompts/list"   ? "prompts"
+                    : method == "resources/list" ? "resources"
+                                                 : "resourceTemplates";
+  json::array items;
+  std::size_t index = 0, page = settings_.list_page_size;
+  bool more = false;
+  for (auto& srv : servers) {
+    const auto& list = method == "tools/list"       ? srv->catalog.tools
+                       : method == "prompts/list"   ? srv->catalog.prompts
+                       : method == "resources/list" ? srv->catalog.resources
+                                                    : srv->catalog.templates;
+    for (const auto& item : list) {
+      if (index++ < offset) continue;
+      if (items.size() == page) {
+        more = true;
+        break;
+      }
+      if (aggregate && (method == "tools/list" || method == "prompts/list")) {
+        json::object copy = item;
+        copy["name"] = srv->cfg.id + std::string(kSeparator) + std::string(item.at("name").as_string());
+        items.push_back(std::move(copy));
+      } else {
+        items.push_back(item);
+      }
+    }
+    if (more) break;
+  }
+  if (offset > index) co_return jsonrpc::make_error(id, code::invalid_params, "Invalid cursor");
+  json::object result;
+  result[key] = std::move(items);
+  if (more) result["nextCursor"] = cursor_encode(offset + page);
+  co_return jsonrpc::make_result(id, std::move(result));
+}
+
+net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
+                                          json::value params, json::value id, std::shared_ptr<Channel> ch) {
+  auto conn = connection_for(*s, *srv);
+  upstream::CallHandle handle;
+  std::string key = json::serialize(id);
+  s->in_flight[key] = InFlight{conn, &handle, ch, false};
+  if (ch) s->latest_channel = ch;
+  upstream::CallOptions opts;
+  opts.timeout = timeout_for(*srv);
+  opts.sink = std::make_shared<ChannelSink>(ch, s, srv->cfg.id);
+  auto started = Clock::now();
+  auto resp = co_await conn->call(method, std::move(params), std::move(opts), &handle);
+  double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+  srv->stats.calls++;
+  srv->stats.total_ms += ms;
+  if (resp.contains("error")) srv->stats.errors++;
+  bool cancelled = s->in_flight[key].cancelled;
+  s->in_flight.erase(key);
+  if (cancelled) co_return std::nullopt;  // a cancelled request gets no response
+  resp["id"] = std::move(id);
+  co_return resp;
+}
+
+net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Session> s, json::object req,
+                                                          std::shared_ptr<Channel> ch) {
+  json::value id = req["id"];
+  std::string method(jsonrpc::method_of(req));
+  json::value params_v = req.contains("params") ? req["params"] : json::value(json::object{});
+  if (!params_v.is_object()) co_return jsonrpc::make_error(id, code::invalid_params, "params must be an object");
+  auto& params = params_v.as_object();
+  bool aggregate = s->scope.empty();
+  auto error = [&](int c, std::string msg) -> std::optional<json::object> { return jsonrpc::make_error(id, c, msg); };
+
+  if (method == "ping") co_return jsonrpc::make_result(id, json::object{});
+  if (method == "initialize") co_return error(code::invalid_request, "The session is already initialized");
+  if (method == "tools/list" || method == "prompts/list" || method == "resources/list" ||
+      method == "resources/templates/list")
+    co_return co_await list(s, method, params, id);
+
+  if (method == "tools/call" || method == "prompts/get") {
+    auto* n = params.if_contains("name");
+    if (!n || !n->is_string()) co_return error(code::invalid_params, "params.name must be a string");
+    std::string_view full = n->as_string(), server_id, name;
+    const char* what = method == "tools/call" ? "tool" : "prompt";
+    if (aggregate) {
+      if (!split_name(full, server_id, name))
+        co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
+    } else {
+      server_id = s->scope;
+      name = full;
+    }
+    auto srv = find(server_id);
+    if (!srv || !srv->cfg.enabled)
+      co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
+    co_await load_catalog(srv);
+    const auto& names = method == "tools/call" ? srv->catalog.tool_names : srv->catalog.prompt_names;
+    if (srv->catalog.loaded && !names.count(std::string(name)))
+      co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
+    if (aggregate) params["name"] = name;
+    co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
+  }
+
+  if (method == "resources/read" || method == "resources/subscribe" || method == "resources/unsubscribe") {
+    auto* u = params.if_contains("uri");
+    if (!u || !u->is_string()) co_return error(code::invalid_params, "params.uri must be a string");
+    co_await load_catalogs(in_scope(s->scope));
+    auto srv = route_uri(s->scope, u->as_string());
+    if (!srv) {
+      json::value data = json::object{{"uri", u->as_string()}};
+      co_return jsonrpc::make_error(id, code::resource_not_found, "Resource not found", &data);
+    }
+    if (method == "resources/subscribe") s->dedicated_mode = true;
+    co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
+  }
+
+  if (method == "completion/complete") {
+    auto* ref = params.if_contains("ref");
+    if (!ref || !ref->is_object()) co_return error(code::invalid_params, "params.ref must be an object");
+    auto& r = ref->as_object();
+    auto* type = r.if_contains("type");
+    std::shared_ptr<Server> srv;
+    if (type && type->is_string() && type->as_string() == "ref/prompt") {
+      auto* n = r.if_contains("name");
+      if (!n || !n->is_string()) co_return error(code::invalid_params, "ref.name must be a string");
+      std::string_view server_id = s->scope, name = n->as_string();
+      if (aggregate && !split_name(n->as_string(), server_id, name))
+        co_return error(code::invalid_params, "Unknown prompt: " + std::string(n->as_string()));
+      srv = find(server_id);
+      if (aggregate && srv) r["name"] = name;
+    } else if (type && type->is_string() && type->as_string() == "ref/resource") {
+      auto* u = r.if_contains("uri");
+      if (!u || !u->is_string()) co_return error(code::invalid_params, "ref.uri must be a string");
+      co_await load_catalogs(in_scope(s->scope));
+      srv = route_uri(s->scope, u->as_string());
+    } else {
+      co_return error(code::invalid_params, "ref.type must be ref/prompt or ref/resource");
+    }
+    if (!srv || !srv->cfg.enabled) co_return error(code::invalid_params, "Unknown completion reference");
+    co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
+  }
+
+  if (method == "logging/setLevel") {
+    s->dedicated_mode = true;
+    auto servers = in_scope(s->scope);
+    for (auto& srv : servers) {
+      auto conn = connection_for(*s, *srv);
+      if (co_await conn->ensure_ready()) continue;
+      if (!conn->server_capabilities().contains("logging")) continue;
+      upstream::CallOptions opts;
+      opts.timeout = timeout_for(*srv);
+      co_await conn->call(method, params, opts);
+    }
+    co_return jsonrpc::make_result(id, json::object{});
+  }
+
+  if (!aggregate) {  // anything else goes to the one server as it is (tasks, vendor methods)
+    auto srv = find(s->scope);
+    if (srv && srv->cfg.enabled) co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
+  }
+  co_return error(code::method_not_found, "Method not found: " + method);
+}
+
+void Hub::client_message(const std::shared_ptr<Session>& s, json::object msg) {
+  auto method = jsonrpc::method_of(msg);
+  if (method.empty()) {  // a response to a relayed server→client request
+    auto* idv = msg.if_contains("id");
+    if (!idv || !idv->is_int64()) return;
+    auto it = s->relayed.find(idv->as_int64());
+    if (it == s->relayed.end()) {
+      log::debug("response to an unknown relayed request", {{"session", s->id}});
+      return;
+    }
+    auto reply = std::move(it->second.reply);
+    s->relayed.erase(it);
+    reply(std::move(msg));
+    return;
+  }
+  if (method == "notifications/cancelled") {
+    auto* params = msg.if_contains("params");
+    if (!params || !params->is_object()) return;
+    auto* rid = params->as_object().if_contains("requestId");
+    if (!rid) return;
+    auto it = s->in_flight.find(json::serialize(*rid));
+    if (it == s->in_flight.end()) return;
+    it->second.cancelled = true;
+    if (auto conn = it->second.conn.lock(); conn && it->second.handle && it->second.handle->upstream_id)
+      conn->cancel(it->second.handle->upstream_id, "cancelled by the client");
+    return;
+  }
+  if (method == "notifications/roots/list_changed") {
+    for (auto& [id, conn] : s->dedicated) conn->notify(method, nullptr);
+    return;
+  }
+  // notifications/initialized and others need nothing from us
+}
+
+void Hub::abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch) {
+  for (auto& [key, f] : s->in_flight) {
+    if (f.channel.lock() != ch) continue;
+    f.cancelled = true;
+    if (auto conn = f.conn.lock(); conn && f.handle && f.handle->upstream_id)
+      conn->cancel(f.handle->upstream_id, "the client disconnected");
+  }
+}
+
+// ---- operations ----
+
+json::object Hub::health() const {
+  json::object ups;
+  for (const auto& [id, srv] : servers_) {
+    json::object u;
+    u["transport"] = to_string(srv->cfg.transport);
+    if (!srv->cfg.enabled) u["state"] = "disabled";
+    else if (!srv->shared) u["state"] = "idle";
+    else u["state"] = upstream::to_string(srv->shared->state());
+    if (srv->shared && !srv->shared->last_error().empty()) u["error"] = srv->shared->last_error();
+    ups[id] = std::move(u);
+  }
+  return json::object{{"status", draining_ ? "draining" : "ok"}, {"sessions", sessions_.size()},
+                      {"upstreams", std::move(ups)}};
+}
+
+json::object Hub::servers_json() const {
+  json::array arr;
+  for (const auto& [id, srv] : servers_) {
+    json::object o;
+    o["id"] = id;
+    o["transport"] = to_string(srv->cfg.transport);
+    o["description"] = srv->cfg.description;
+    o["enabled"] = srv->cfg.enabled;
+    o["state"] = !srv->cfg.enabled ? "disabled" : srv->shared ? upstream::to_string(srv->shared->state()) : "idle";
+    if (srv->catalog.loaded) o["tools"] = srv->catalog.tools.size();
+    else o["tools"] = nullptr;
+    o["calls"] = srv->stats.calls;
+    o["errors"] = srv->stats.errors;
+    o["avg_ms"] = srv->stats.calls ? srv->stats.total_ms / double(srv->stats.calls) : 0.0;
+    arr.push_back(std::move(o));
+  }
+  return json::object{{"servers", std::move(arr)}};
+}
+
+}  // namespace gh::mcp

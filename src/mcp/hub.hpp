@@ -1,0 +1,171 @@
+// The MCP hub: upstream servers and their catalogs, downstream sessions, and the dispatcher that routes
+// every method to the right upstream (rewriting names for the aggregate endpoint).
+#pragma once
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/event.hpp"
+#include "upstream/connection.hpp"
+
+namespace gh::mcp {
+
+namespace net = boost::asio;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+bool supported_protocol(std::string_view v);
+inline constexpr std::string_view kSeparator = "__";
+
+// What one upstream server offers, as last listed.
+struct Catalog {
+  bool loaded = false;
+  std::shared_ptr<Event> loading;
+  std::string error;
+  std::vector<json::object> tools, prompts, resources, templates;
+  std::unordered_set<std::string> tool_names, prompt_names, resource_uris;
+  std::vector<std::string> template_prefixes;  // literal part of each URI template before its first '{'
+};
+
+struct ServerStats {
+  uint64_t calls = 0, errors = 0;
+  double total_ms = 0;
+};
+
+class Hub;
+struct Session;
+
+// One upstream server as configured, with its shared connection and catalog.
+struct Server {
+  ServerConfig cfg;
+  std::shared_ptr<upstream::Connection> shared;
+  std::shared_ptr<upstream::Listener> listener;
+  Catalog catalog;
+  ServerStats stats;
+  std::size_t dedicated = 0;  // dedicated connections open now
+  bool removed = false;
+};
+
+// Where the answer to one POST goes: a lazily chosen JSON body, or an SSE stream as soon as a message
+// related to the request (progress, logging, a server→client request) must be sent first.
+struct Channel {
+  explicit Channel(const net::any_io_executor& ex) : wake(ex) {}
+  Event wake;
+  std::deque<std::string> messages;  // serialized messages for the SSE stream, in order
+  std::vector<json::value> responses;
+  std::size_t expected = 0, finished = 0;
+  bool gone = false;  // the client went away
+  void push(const json::object& msg);
+  void finish(std::optional<json::object> response);
+};
+
+struct InFlight {
+  std::weak_ptr<upstream::Connection> conn;
+  upstream::CallHandle* handle = nullptr;
+  std::weak_ptr<Channel> channel;
+  bool cancelled = false;
+};
+
+struct RelayedRequest {
+  std::function<void(json::object)> reply;
+  std::string server;
+  json::value upstream_id;
+};
+
+// A downstream MCP session (one per initialize).
+struct Session : std::enable_shared_from_this<Session> {
+  std::string id;
+  std::string scope;  // "" = aggregate, else the server id
+  std::string protocol_version;
+  json::object client_capabilities;
+  bool dedicated_mode = false;  // its own upstream sessions (sampling/elicitation/roots, log level, subscriptions)
+  bool closed = false;
+  Clock::time_point last_seen = Clock::now();
+  std::map<std::string, std::shared_ptr<upstream::Connection>, std::less<>> dedicated;
+  std::vector<std::shared_ptr<upstream::Listener>> listeners;  // of the dedicated connections (held weakly there)
+  std::unordered_map<std::string, InFlight> in_flight;  // key: serialized downstream id
+  std::unordered_map<int64_t, RelayedRequest> relayed;   // server→client requests awaiting the client
+  int64_t next_relay_id = 0;
+  std::weak_ptr<Channel> latest_channel;  // where an unattributed server→client request goes first
+  // the standalone GET stream
+  std::unique_ptr<Event> outbox_ready;
+  std::deque<std::string> outbox;
+  bool get_attached = false;
+
+  void send_unsolicited(const json::object& msg);
+  // Sends a server→client request to the client on `ch` (or the GET stream); the reply goes upstream.
+  void relay_request(const std::string& server, json::object msg, std::function<void(json::object)> reply,
+                     std::shared_ptr<Channel> ch);
+  // Rewrites notifications/cancelled for a relayed request to the id the client knows; false to drop it.
+  bool translate_cancel(const std::string& server, json::object& msg);
+};
+
+class Hub {
+ public:
+  Hub(net::any_io_executor ex, const Settings& settings);
+  ~Hub();
+
+  // Applies a (new) server list: unchanged servers keep their connections and sessions.
+  void configure(const std::vector<ServerConfig>& servers);
+
+  std::shared_ptr<Server> find(std::string_view id) const;
+  std::vector<std::shared_ptr<Server>> in_scope(std::string_view scope) const;
+
+  // Sessions.
+  std::shared_ptr<Session> create_session(std::string scope);
+  std::shared_ptr<Session> find_session(std::string_view id);
+  void close_session(const std::shared_ptr<Session>& s);
+  std::size_t session_count() const { return sessions_.size(); }
+
+  // initialize: negotiates the version and returns the InitializeResult.
+  net::awaitable<json::object> initialize(std::shared_ptr<Session> s, const json::object& params);
+  // Handles one request; returns its response (id set) or nullopt when it was cancelled.
+  net::awaitable<std::optional<json::object>> dispatch(std::shared_ptr<Session> s, json::object req,
+                                                       std::shared_ptr<Channel> ch);
+  // Handles a notification or a response from the client.
+  void client_message(const std::shared_ptr<Session>& s, json::object msg);
+  // The client went away during these requests: cancel them upstream.
+  void abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
+
+  json::object health() const;
+  json::object servers_json() const;
+  bool draining() const { return draining_; }
+  void start_draining();
+  // Stops every upstream connection (shutdown).
+  void stop_upstreams();
+  // Periodic housekeeping: idle sessions and idle stdio processes.
+  void sweep();
+  void list_changed(const std::string& server, std::string_view method);
+
+ private:
+  friend struct SharedListener;
+  std::shared_ptr<upstream::Connection> connection_for(Session& s, Server& srv);
+  std::shared_ptr<upstream::Connection> new_connection(Server& srv, json::object caps);
+  net::awaitable<void> load_catalog(std::shared_ptr<Server> srv);
+  net::awaitable<void> load_catalogs(const std::vector<std::shared_ptr<Server>>& servers);
+  net::awaitable<json::object> list(std::shared_ptr<Session> s, std::string_view method, const json::object& params,
+                                    const json::value& id);
+  net::awaitable<std::optional<json::object>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
+                                       json::value params, json::value id, std::shared_ptr<Channel> ch);
+  std::shared_ptr<Server> route_uri(std::string_view scope, std::string_view uri) const;
+  std::chrono::milliseconds timeout_for(const Server& srv) const;
+
+  net::any_io_executor ex_;
+  const Settings& settings_;
+  std::map<std::string, std::shared_ptr<Server>, std::less<>> servers_;
+  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+  bool draining_ = false;
+};
+
+}  // namespace gh::mcp

@@ -1,0 +1,286 @@
+#include "upstream/connection.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+
+#include "core/log.hpp"
+#include "jsonrpc/message.hpp"
+
+namespace gh::upstream {
+
+std::string_view to_string(State s) {
+  switch (s) {
+    case State::idle: return "idle";
+    case State::starting: return "starting";
+    case State::ready: return "ready";
+    case State::backoff: return "backoff";
+    case State::closed: return "closed";
+  }
+  return "idle";
+}
+
+namespace {
+bool supported_version(std::string_view v) {
+  return v == "2025-11-25" || v == "2025-06-18" || v == "2025-03-26" || v == "2024-11-05";
+}
+// 250 ms, 500 ms, 1 s … capped at 30 s.
+std::chrono::milliseconds backoff(int failures) {
+  auto ms = 250LL << std::min(std::max(failures - 1, 0), 7);
+  return std::chrono::milliseconds(std::min(ms, 30000LL));
+}
+std::optional<uint64_t> as_u64(const json::value& v) {
+  if (v.is_int64() && v.as_int64() >= 0) return static_cast<uint64_t>(v.as_int64());
+  if (v.is_uint64()) return v.as_uint64();
+  return std::nullopt;
+}
+}  // namespace
+
+Connection::Connection(net::any_io_executor ex, const ServerConfig& cfg, std::map<std::string, std::string> env,
+                       std::map<std::string, std::string> headers, json::object caps)
+    : ex_(std::move(ex)), cfg_(cfg), env_(std::move(env)), headers_(std::move(headers)), client_caps_(std::move(caps)) {}
+
+Connection::~Connection() = default;
+
+net::awaitable<std::optional<std::string>> Connection::ensure_ready() {
+  last_used_ = Clock::now();
+  if (state_ == State::ready) co_return std::nullopt;
+  if (state_ == State::closed) co_return "connection closed";
+  if (state_ == State::starting) {
+    auto self = shared_from_this();
+    auto ev = ready_;  // a later start() replaces ready_; keep this one alive while waiting
+    co_await ev->wait();
+    if (state_ == State::ready) co_return std::nullopt;
+    co_return last_error_.empty() ? std::string("not ready") : last_error_;
+  }
+  if (state_ == State::backoff) {
+    auto now = Clock::now();
+    if (retry_at_ > now) {
+      if (retry_at_ - now > std::chrono::seconds(2)) {
+        auto secs = std::chrono::duration_cast<std::chrono::seconds>(retry_at_ - now).count() + 1;
+        co_return last_error_ + " (retrying in " + std::to_string(secs) + "s)";
+      }
+      auto self = shared_from_this();
+      net::steady_timer t(ex_, retry_at_);
+      co_await t.async_wait(net::as_tuple(net::use_awaitable));
+      co_return co_await ensure_ready();
+    }
+  }
+  co_return co_await start();
+}
+
+net::awaitable<std::optional<std::string>> Connection::start() {
+  auto self = shared_from_this();
+  state_ = State::starting;
+  ready_ = std::make_shared<Event>(ex_);
+  auto started = Clock::now();
+  std::optional<std::string> err = co_await start_transport();
+  if (!err) {
+    json::object params;
+    params["protocolVersion"] = kLatestProtocol;
+    params["capabilities"] = client_caps_;
+    params["clientInfo"] = json::object{{"name", "gatehouse"}, {"version", "0.1.0"}};
+    CallOptions opts;
+    opts.timeout = std::chrono::milliseconds(cfg_.timeout_ms > 0 ? cfg_.timeout_ms : 60000);
+    auto resp = co_await call_started("initialize", std::move(params), opts, nullptr);
+    if (auto* e = resp.if_contains("error")) {
+      err = "initialize failed: " + json::serialize(*e);
+    } else if (auto* r = resp.if_contains("result"); !r || !r->is_object()) {
+      err = "initialize returned no result";
+    } else {
+      auto& res = r->as_object();
+      auto* pv = res.if_contains("protocolVersion");
+      if (!pv || !pv->is_string() || !supported_version(pv->as_string())) {
+        err = "upstream chose an unsupported protocol version";
+      } else {
+        protocol_version_ = std::string(pv->as_string());
+        if (auto* c = res.if_contains("capabilities"); c && c->is_object()) server_caps_ = c->as_object();
+        if (auto* i = res.if_contains("serverInfo")) server_info_ = *i;
+        if (auto* ins = res.if_contains("instructions"); ins && ins->is_string()) instructions_ = std::string(ins->as_string());
+      }
+    }
+  }
+  auto ready = ready_;
+  if (state_ != State::starting) {
+    // closed (or failed) while starting
+    if (!err) err = last_error_.empty() ? std::string("closed while starting") : last_error_;
+    ready->set();
+    co_return err;
+  }
+  if (err) {
+    last_error_ = *err;
+    ++failures_;
+    auto delay = backoff(failures_);
+    retry_at_ = Clock::now() + delay;
+    state_ = State::backoff;
+    stop_transport();
+    log::warn("upstream start failed", {{"server", cfg_.id}, {"error", *err}, {"retry_in_ms", delay.count()}});
+  } else {
+    send_message(json::serialize(jsonrpc::make_notification("notifications/initialized", nullptr)), 0);
+    state_ = State::ready;
+    last_error_.clear();
+    log::info("upstream ready", {{"server", cfg_.id}, {"transport", to_string(cfg_.transport)},
+                                 {"protocol", protocol_version_},
+                                 {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});
+  }
+  ready->set();
+  co_return err;
+}
+
+net::awaitable<json::object> Connection::call(std::string method, json::value params, CallOptions opts,
+                                              CallHandle* handle) {
+  auto self = shared_from_this();
+  if (auto err = co_await ensure_ready())
+    co_return jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
+                                  "Upstream server '" + cfg_.id + "' is unavailable: " + *err);
+  co_return co_await call_started(std::move(method), std::move(params), std::move(opts), handle);
+}
+
+net::awaitable<json::object> Connection::call_started(std::string method, json::value params, CallOptions opts,
+                                                      CallHandle* handle) {
+  auto self = shared_from_this();
+  uint64_t id = ++next_id_;
+  Pending p(ex_);
+  p.sink = std::move(opts.sink);
+  if (params.is_object()) {
+    if (auto* meta = params.as_object().if_contains("_meta"); meta && meta->is_object()) {
+      if (auto* tok = meta->as_object().if_contains("progressToken")) {
+        p.progress_token = *tok;
+        *tok = id;  // unique on this shared session; mapped back in deliver()
+      }
+    }
+  }
+  pending_[id] = &p;
+  if (handle) handle->upstream_id = id;
+  last_used_ = Clock::now();
+  send_message(json::serialize(jsonrpc::make_request(id, method, std::move(params))), id);
+  bool done = co_await p.done.wait_until(Clock::now() + opts.timeout);
+  pending_.erase(id);
+  last_used_ = Clock::now();
+  if (!done) {
+    log::warn("upstream call timed out", {{"server", cfg_.id}, {"method", method}, {"timeout_ms", opts.timeout.count()}});
+    notify("notifications/cancelled", json::object{{"requestId", id}, {"reason", "timed out at the gateway"}});
+    co_return jsonrpc::make_error(nullptr, jsonrpc::code::request_timeout,
+                                  "Upstream server '" + cfg_.id + "' did not answer " + method + " within " +
+                                      std::to_string(opts.timeout.count()) + " ms");
+  }
+  co_return std::move(p.response);
+}
+
+void Connection::notify(std::string_view method, json::value params) {
+  if (state_ != State::ready) return;
+  send_message(json::serialize(jsonrpc::make_notification(method, std::move(params))), 0);
+}
+
+void Connection::cancel(uint64_t id, std::string_view reason) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  notify("notifications/cancelled", json::object{{"requestId", id}, {"reason", reason}});
+  it->second->response = jsonrpc::make_error(nullptr, jsonrpc::code::request_timeout, "Request cancelled");
+  it->second->done.set();
+}
+
+void Connection::fail_call(uint64_t id, int code, std::string message) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  it->second->response = jsonrpc::make_error(nullptr, code, message);
+  it->second->done.set();
+}
+
+void Connection::transport_failed(std::string why) {
+  if (state_ == State::closed || state_ == State::idle) return;
+  bool was_ready = state_ == State::ready;
+  last_error_ = why;
+  ++generation_;
+  for (auto& [id, p] : pending_) {
+    p->response = jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
+                                      "Upstream server '" + cfg_.id + "' failed: " + why);
+    p->done.set();
+  }
+  ++failures_;
+  auto delay = backoff(failures_);
+  retry_at_ = Clock::now() + delay;
+  if (state_ != State::starting) state_ = State::backoff;
+  stop_transport();
+  log::warn("upstream failed", {{"server", cfg_.id}, {"error", why}, {"was_ready", was_ready},
+                                {"retry_in_ms", delay.count()}});
+  if (was_ready) failures_ = std::max(0, failures_ - 1);  // a crash after a good start restarts quickly
+}
+
+void Connection::close(std::string_view why) {
+  if (state_ == State::closed) return;
+  auto prev = state_;
+  state_ = State::closed;
+  last_error_ = std::string(why);
+  for (auto& [id, p] : pending_) {
+    p->response = jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
+                                      "Upstream server '" + cfg_.id + "' connection closed: " + std::string(why));
+    p->done.set();
+  }
+  if (prev != State::idle && prev != State::backoff) stop_transport();
+  if (ready_) ready_->set();
+}
+
+void Connection::deliver(json::value msg, uint64_t related) {
+  std::string why;
+  auto kind = jsonrpc::classify(msg, &why);
+  if (kind == jsonrpc::Kind::invalid) {
+    log::warn("upstream sent an invalid message", {{"server", cfg_.id}, {"error", why}});
+    return;
+  }
+  auto& obj = msg.as_object();
+  if (kind == jsonrpc::Kind::response) {
+    auto id = as_u64(obj.at("id"));
+    auto it = id ? pending_.find(*id) : pending_.end();
+    if (it == pending_.end()) {
+      log::debug("upstream response for no pending call", {{"server", cfg_.id}});
+      return;
+    }
+    it->second->response = std::move(obj);
+    it->second->done.set();
+    return;
+  }
+  std::shared_ptr<CallSink> sink;
+  if (related) {
+    if (auto it = pending_.find(related); it != pending_.end()) sink = it->second->sink;
+  }
+  auto listener = listener_.lock();
+  if (kind == jsonrpc::Kind::request) {
+    json::value upstream_id = obj.at("id");
+    std::weak_ptr<Connection> weak = weak_from_this();
+    auto reply = [weak, upstream_id](json::object resp) {
+      auto self = weak.lock();
+      if (!self || self->state_ != State::ready) return;
+      resp["id"] = upstream_id;
+      resp.erase("method");
+      self->send_message(json::serialize(resp), 0);
+    };
+    if (sink) sink->server_request(std::move(obj), std::move(reply));
+    else if (listener) listener->unsolicited_request(std::move(obj), std::move(reply));
+    else
+      reply(jsonrpc::make_error(nullptr, jsonrpc::code::method_not_found,
+                                "This gateway session cannot relay server-to-client requests"));
+    return;
+  }
+  auto method = jsonrpc::method_of(obj);
+  if (method == "notifications/progress") {
+    auto* params = obj.if_contains("params");
+    if (!params || !params->is_object()) return;
+    auto* tok = params->as_object().if_contains("progressToken");
+    auto id = tok ? as_u64(*tok) : std::nullopt;
+    auto it = id ? pending_.find(*id) : pending_.end();
+    if (it == pending_.end() || !it->second->sink || it->second->progress_token.is_null()) return;
+    *tok = it->second->progress_token;
+    it->second->sink->notify(std::move(obj));
+    return;
+  }
+  if (method.ends_with("/list_changed")) {
+    if (listener) listener->list_changed(method);
+    return;
+  }
+  if (sink) sink->notify(std::move(obj));
+  else if (listener) listener->unsolicited(std::move(obj));
+}
+
+}  // namespace gh::upstream

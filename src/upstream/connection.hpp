@@ -1,0 +1,147 @@
+// One MCP client session to one upstream server (a stdio process, a Streamable HTTP session or a legacy
+// SSE session). Many downstream requests share it: JSON-RPC ids and progress tokens are rewritten here.
+#pragma once
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/config.hpp"
+#include "core/event.hpp"
+
+namespace gh::upstream {
+
+namespace net = boost::asio;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+enum class State { idle, starting, ready, backoff, closed };
+std::string_view to_string(State s);
+
+// Where messages related to one call go (progress, logging, server→client requests).
+struct CallSink {
+  virtual ~CallSink() = default;
+  // A notification for the downstream client (progress tokens already mapped back).
+  virtual void notify(json::object msg) = 0;
+  // A server→client request; `reply` sends the client's response (a full JSON-RPC response object,
+  // its id is replaced) back upstream.
+  virtual void server_request(json::object msg, std::function<void(json::object)> reply) = 0;
+};
+
+// Where messages that belong to no call go; owned by the manager (shared connections) or a session
+// (dedicated connections).
+struct Listener {
+  virtual ~Listener() = default;
+  virtual void list_changed(std::string_view method) = 0;          // notifications/*/list_changed
+  virtual void unsolicited(json::object msg) = 0;                   // other notifications
+  virtual void unsolicited_request(json::object msg, std::function<void(json::object)> reply) = 0;
+};
+
+struct CallOptions {
+  std::chrono::milliseconds timeout{60000};
+  std::shared_ptr<CallSink> sink;
+};
+
+// A handle to cancel a call in flight.
+struct CallHandle {
+  uint64_t upstream_id = 0;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(net::any_io_executor ex, const ServerConfig& cfg, std::map<std::string, std::string> resolved_env,
+             std::map<std::string, std::string> resolved_headers, json::object client_capabilities);
+  virtual ~Connection();
+
+  // Sends a request and waits for its response. Returns the full response object (`result` or `error`;
+  // its `id` is whatever the caller wants to set). Never throws for upstream failures.
+  net::awaitable<json::object> call(std::string method, json::value params, CallOptions opts,
+                                    CallHandle* handle = nullptr);
+  // Sends a notification upstream (best effort).
+  void notify(std::string_view method, json::value params);
+  // Cancels a call in flight: the caller of call() gets an error, the upstream gets notifications/cancelled.
+  void cancel(uint64_t upstream_id, std::string_view reason);
+
+  // Starts the connection if needed; returns an error message on failure.
+  net::awaitable<std::optional<std::string>> ensure_ready();
+  // Stops the process / session. Pending calls fail.
+  virtual void close(std::string_view why);
+
+  State state() const { return state_; }
+  const ServerConfig& config() const { return cfg_; }
+  const json::object& server_capabilities() const { return server_caps_; }
+  const json::value& server_info() const { return server_info_; }
+  const std::string& instructions() const { return instructions_; }
+  const std::string& protocol_version() const { return protocol_version_; }
+  std::size_t in_flight() const { return pending_.size(); }
+  Clock::time_point last_used() const { return last_used_; }
+  const std::string& last_error() const { return last_error_; }
+  void set_listener(std::weak_ptr<Listener> l) { listener_ = std::move(l); }
+  uint64_t generation() const { return generation_; }
+
+ protected:
+  // Transport hooks. start_transport connects or spawns; send_message delivers one serialized message
+  // (`related` is the upstream id of the request it is, or 0).
+  virtual net::awaitable<std::optional<std::string>> start_transport() = 0;
+  virtual void send_message(std::string text, uint64_t related_request) = 0;
+  virtual void stop_transport() = 0;
+
+  // Called by transports for every message from the upstream; `related` is the upstream request id the
+  // message belongs to when the transport knows it (the POST it arrived on), else 0.
+  void deliver(json::value msg, uint64_t related);
+  // Called by transports when the transport died (process exit, stream closed for good).
+  void transport_failed(std::string why);
+  // Completes a pending call with an error response.
+  void fail_call(uint64_t id, int code, std::string message);
+
+  net::any_io_executor ex_;
+  ServerConfig cfg_;
+  std::map<std::string, std::string> env_;      // stdio: the env after ${secret:} resolution
+  std::map<std::string, std::string> headers_;  // http: headers after resolution
+  json::object client_caps_;
+  std::string protocol_version_;
+  State state_ = State::idle;
+  std::string last_error_;
+
+ private:
+  struct Pending {
+    explicit Pending(const net::any_io_executor& ex) : done(ex) {}
+    Event done;
+    json::object response;
+    std::shared_ptr<CallSink> sink;
+    json::value progress_token;  // the downstream's token, when the call had one
+  };
+  net::awaitable<json::object> call_started(std::string method, json::value params, CallOptions opts,
+                                            CallHandle* handle);
+  net::awaitable<std::optional<std::string>> start();
+
+  std::map<uint64_t, Pending*> pending_;
+  uint64_t next_id_ = 0;
+  json::object server_caps_;
+  json::value server_info_;
+  std::string instructions_;
+  std::shared_ptr<Event> ready_;
+  std::weak_ptr<Listener> listener_;
+  Clock::time_point last_used_ = Clock::now();
+  Clock::time_point retry_at_{};
+  int failures_ = 0;
+  uint64_t generation_ = 0;
+};
+
+// Creates the connection for a server config (stdio, streamable-http or sse).
+std::shared_ptr<Connection> make_connection(net::any_io_executor ex, const ServerConfig& cfg,
+                                            std::map<std::string, std::string> env,
+                                            std::map<std::string, std::string> headers,
+                                            json::object client_capabilities);
+
+inline constexpr const char* kLatestProtocol = "2025-11-25";
+
+}  // namespace gh::upstream

@@ -1,0 +1,325 @@
+// Remote upstreams: MCP Streamable HTTP and the legacy HTTP+SSE transport (2024-11-05).
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <boost/url.hpp>
+
+#include "core/log.hpp"
+#include "core/util.hpp"
+#include "http/client.hpp"
+#include "http/sse.hpp"
+#include "jsonrpc/message.hpp"
+#include "upstream/connection.hpp"
+
+namespace gh::upstream {
+
+namespace bhttp = boost::beast::http;
+constexpr auto kTuple = net::as_tuple(net::use_awaitable);
+
+namespace {
+
+using HttpRequest = bhttp::request<bhttp::string_body>;
+
+// Delivers every JSON-RPC message of a JSON body (one object or a batch array).
+template <typename F>
+bool for_each_message(std::string_view body, F&& f) {
+  boost::system::error_code ec;
+  auto v = json::parse(body, ec);
+  if (ec) return false;
+  if (v.is_array())
+    for (auto& m : v.as_array()) f(std::move(m));
+  else
+    f(std::move(v));
+  return true;
+}
+
+std::string snippet(std::string_view s) { return std::string(s.substr(0, 300)); }
+
+}  // namespace
+
+class HttpConnection final : public Connection {
+ public:
+  using Connection::Connection;
+  ~HttpConnection() override {
+    if (pool_) pool_->close();
+  }
+
+ protected:
+  net::awaitable<std::optional<std::string>> start_transport() override {
+    http::Origin origin;
+    if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
+    pool_ = std::make_unique<http::ClientPool>(ex_, origin);
+    session_id_.clear();
+    ++epoch_;
+    co_return std::nullopt;
+  }
+
+  void send_message(std::string text, uint64_t related) override {
+    if (!pool_) return;
+    auto self = std::static_pointer_cast<HttpConnection>(shared_from_this());
+    net::co_spawn(ex_, post(self, std::move(text), related, epoch_, true), net::detached);
+  }
+
+  void stop_transport() override {
+    ++epoch_;
+    if (pool_ && !session_id_.empty()) {
+      // Best effort: tell the server the session is over, on a fresh pool that outlives this one.
+      auto origin = pool_->origin();
+      auto sid = session_id_;
+      auto target = target_;
+      auto headers = headers_;
+      auto ex = ex_;
+      net::co_spawn(ex, [ex, origin, sid, target, headers]() -> net::awaitable<void> {
+        http::ClientPool pool(ex, origin, 1);
+        HttpRequest req{bhttp::verb::delete_, target, 11};
+        for (const auto& [k, v] : headers) req.set(k, v);
+        req.set("Mcp-Session-Id", sid);
+        co_await pool.request(std::move(req), Clock::now() + std::chrono::seconds(2));
+      }, net::detached);
+    }
+    if (pool_) pool_->close();
+    pool_.reset();
+    session_id_.clear();
+  }
+
+ private:
+  HttpRequest make_request(bhttp::verb verb) const {
+    HttpRequest req{verb, target_, 11};
+    for (const auto& [k, v] : headers_) req.set(k, v);
+    req.set(bhttp::field::accept, verb == bhttp::verb::get ? "text/event-stream" : "application/json, text/event-stream");
+    if (!session_id_.empty()) req.set("Mcp-Session-Id", session_id_);
+    if (!protocol_version_.empty()) req.set("MCP-Protocol-Version", protocol_version_);
+    return req;
+  }
+
+  // POSTs one message. Responses arrive as JSON or as an SSE stream; messages on that stream relate to `related`.
+  static net::awaitable<void> post(std::shared_ptr<HttpConnection> self, std::string text, uint64_t related,
+                                   uint64_t epoch, bool may_retry) {
+    if (!self->pool_ || self->epoch_ != epoch) co_return;
+    auto req = self->make_request(bhttp::verb::post);
+    req.set(bhttp::field::content_type, "application/json");
+    req.body() = text;
+    auto timeout = std::chrono::milliseconds(self->cfg_.timeout_ms > 0 ? self->cfg_.timeout_ms : 60000);
+    auto deadline = Clock::now() + timeout + std::chrono::seconds(5);
+    bool is_initialize = self->session_id_.empty() && text.find("\"initialize\"") != std::string::npos;
+    bool sse = false;
+    sse::Decoder decoder;
+    std::string json_body;
+    auto res = co_await self->pool_->request(
+        std::move(req), deadline,
+        [&](std::string_view data) -> bool {
+          if (self->epoch_ != epoch) return false;
+          if (sse)
+            return decoder.feed(data, [&](sse::Event&& ev) {
+              if (ev.event != "message" || ev.data.empty()) return;
+              if (!for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), related); }))
+                log::warn("upstream sent an SSE event that is not JSON", {{"server", self->cfg_.id},
+                                                                          {"data", snippet(ev.data)}});
+            });
+          if (json_body.size() + data.size() > 64 * 1024 * 1024) return false;
+          json_body.append(data);
+          return true;
+        },
+        deadline, 64 * 1024 * 1024,
+        [&](unsigned status, const bhttp::fields& h) {
+          sse = status >= 200 && status < 300 &&
+                h[bhttp::field::content_type].find("text/event-stream") != std::string_view::npos;
+        });
+    if (self->epoch_ != epoch) co_return;
+    if (res.ec && res.status == 0) {
+      if (related) self->fail_call(related, jsonrpc::code::internal_error,
+                                   "Upstream server '" + self->cfg_.id + "' is unreachable: " + res.ec.message());
+      if (is_initialize) self->transport_failed("unreachable: " + res.ec.message());
+      co_return;
+    }
+    if (auto sid = res.headers["Mcp-Session-Id"]; !sid.empty() && self->session_id_.empty() && is_initialize) {
+      self->session_id_ = std::string(sid);
+      net::co_spawn(self->ex_, get_stream(self, epoch), net::detached);
+    }
+    if (res.status == 404 && !self->session_id_.empty() && may_retry && !is_initialize) {
+      // The upstream forgot our session (restart, expiry): start a new one and send this message again.
+      log::info("upstream session expired, re-initializing", {{"server", self->cfg_.id}});
+      self->transport_failed("upstream session expired");
+      co_return;
+    }
+    if (res.status == 202 || (res.status >= 200 && res.status < 300 && json_body.empty() && !sse)) co_return;
+    if (res.status >= 200 && res.status < 300) {
+      if (!sse) {
+        if (!for_each_message(json_body, [&](json::value m) { self->deliver(std::move(m), related); })) {
+          log::warn("upstream sent a body that is not JSON", {{"server", self->cfg_.id}, {"body", snippet(json_body)}});
+          if (related) self->fail_call(related, jsonrpc::code::internal_error,
+                                       "Upstream server '" + self->cfg_.id + "' sent an invalid response");
+        }
+      }
+      if (res.ec && related)
+        self->fail_call(related, jsonrpc::code::internal_error,
+                        "Upstream server '" + self->cfg_.id + "' closed the response stream: " + res.ec.message());
+      else if (related)  // the stream ended without an answer
+        self->fail_call(related, jsonrpc::code::internal_error,
+                        "Upstream server '" + self->cfg_.id + "' ended the response without an answer");
+      co_return;
+    }
+    // An HTTP error. A JSON-RPC error body is delivered as is; anything else becomes an error naming the status.
+    bool delivered = false;
+    if (!json_body.empty() && related) {
+      for_each_message(json_body, [&](json::value m) {
+        if (m.is_object() && m.as_object().contains("error") && m.as_object().contains("id") &&
+            !m.as_object().at("id").is_null()) {
+          self->deliver(std::move(m), related);
+          delivered = true;
+        }
+      });
+    }
+    if (!delivered && related)
+      self->fail_call(related, jsonrpc::code::internal_error,
+                      "Upstream server '" + self->cfg_.id + "' answered HTTP " + std::to_string(res.status) +
+                          (json_body.empty() ? "" : ": " + snippet(json_body)));
+    if (is_initialize && !delivered) self->transport_failed("HTTP " + std::to_string(res.status));
+  }
+
+  // The standalone GET stream for server-initiated messages; reconnects with backoff while the session lives.
+  static net::awaitable<void> get_stream(std::shared_ptr<HttpConnection> self, uint64_t epoch) {
+    net::steady_timer timer(self->ex_);
+    int failures = 0;
+    while (self->pool_ && self->epoch_ == epoch && self->state() != State::closed) {
+      auto req = self->make_request(bhttp::verb::get);
+      sse::Decoder decoder;
+      auto res = co_await self->pool_->request(
+          std::move(req), Clock::now() + std::chrono::seconds(30),
+          [&](std::string_view data) -> bool {
+            if (self->epoch_ != epoch) return false;
+            return decoder.feed(data, [&](sse::Event&& ev) {
+              if (ev.event != "message" || ev.data.empty()) return;
+              for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), 0); });
+            });
+          });
+      if (self->epoch_ != epoch) co_return;
+      if (res.status == 405 || res.status == 404 || res.status == 400) co_return;  // no standalone stream
+      failures = res.status == 200 && !res.ec ? 0 : failures + 1;
+      timer.expires_after(std::chrono::milliseconds(std::min(500LL << std::min(failures, 6), 30000LL)));
+      co_await timer.async_wait(kTuple);
+    }
+  }
+
+  std::unique_ptr<http::ClientPool> pool_;
+  std::string target_;
+  std::string session_id_;
+  uint64_t epoch_ = 0;
+};
+
+class SseConnection final : public Connection {
+ public:
+  using Connection::Connection;
+  ~SseConnection() override {
+    if (stream_pool_) stream_pool_->close();
+    if (post_pool_) post_pool_->close();
+  }
+
+ protected:
+  net::awaitable<std::optional<std::string>> start_transport() override {
+    http::Origin origin;
+    if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
+    stream_pool_ = std::make_unique<http::ClientPool>(ex_, origin, 1);
+    endpoint_.reset();
+    post_pool_.reset();
+    ++epoch_;
+    endpoint_ready_ = std::make_shared<Event>(ex_);
+    auto self = std::static_pointer_cast<SseConnection>(shared_from_this());
+    auto ready = endpoint_ready_;
+    net::co_spawn(ex_, stream(self, epoch_), net::detached);
+    auto timeout = std::chrono::milliseconds(cfg_.timeout_ms > 0 ? cfg_.timeout_ms : 30000);
+    if (!co_await ready->wait_until(Clock::now() + timeout)) co_return "no endpoint event on the SSE stream";
+    if (!post_pool_) co_return stream_error_.empty() ? std::string("SSE stream closed") : stream_error_;
+    co_return std::nullopt;
+  }
+
+  void send_message(std::string text, uint64_t related) override {
+    if (!post_pool_) return;
+    auto self = std::static_pointer_cast<SseConnection>(shared_from_this());
+    net::co_spawn(ex_, post(self, std::move(text), related, epoch_), net::detached);
+  }
+
+  void stop_transport() override {
+    ++epoch_;
+    if (stream_pool_) stream_pool_->close();
+    if (post_pool_) post_pool_->close();
+    stream_pool_.reset();
+    post_pool_.reset();
+    if (endpoint_ready_) endpoint_ready_->set();
+  }
+
+ private:
+  static net::awaitable<void> stream(std::shared_ptr<SseConnection> self, uint64_t epoch) {
+    HttpRequest req{bhttp::verb::get, self->target_, 11};
+    for (const auto& [k, v] : self->headers_) req.set(k, v);
+    req.set(bhttp::field::accept, "text/event-stream");
+    sse::Decoder decoder;
+    auto ready = self->endpoint_ready_;
+    auto res = co_await self->stream_pool_->request(
+        std::move(req), Clock::now() + std::chrono::seconds(30), [&](std::string_view data) -> bool {
+          if (self->epoch_ != epoch) return false;
+          return decoder.feed(data, [&](sse::Event&& ev) {
+            if (ev.event == "endpoint") {
+              boost::urls::url base(self->cfg_.url);
+              auto ref = boost::urls::parse_uri_reference(trim(ev.data));
+              if (!ref) return;
+              boost::urls::url dest;
+              if (!boost::urls::resolve(base, *ref, dest)) return;
+              http::Origin origin;
+              if (!http::Origin::parse(dest.buffer(), origin, self->post_target_)) return;
+              self->post_pool_ = std::make_unique<http::ClientPool>(self->ex_, origin);
+              ready->set();
+            } else if (ev.event == "message" && !ev.data.empty()) {
+              if (!for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), 0); }))
+                log::warn("upstream sent an SSE event that is not JSON", {{"server", self->cfg_.id}});
+            }
+          });
+        });
+    if (self->epoch_ != epoch) co_return;
+    self->stream_error_ = res.ec ? res.ec.message() : "HTTP " + std::to_string(res.status);
+    ready->set();
+    self->transport_failed("SSE stream ended (" + self->stream_error_ + ")");
+  }
+
+  static net::awaitable<void> post(std::shared_ptr<SseConnection> self, std::string text, uint64_t related,
+                                   uint64_t epoch) {
+    if (!self->post_pool_ || self->epoch_ != epoch) co_return;
+    HttpRequest req{bhttp::verb::post, self->post_target_, 11};
+    for (const auto& [k, v] : self->headers_) req.set(k, v);
+    req.set(bhttp::field::content_type, "application/json");
+    req.body() = std::move(text);
+    auto res = co_await self->post_pool_->request(std::move(req), Clock::now() + std::chrono::seconds(30), {},
+                                                  Clock::now() + std::chrono::seconds(30), 1 << 20);
+    if (self->epoch_ != epoch) co_return;
+    if ((res.ec || res.status >= 300) && related)
+      self->fail_call(related, jsonrpc::code::internal_error,
+                      "Upstream server '" + self->cfg_.id + "' refused the message: " +
+                          (res.ec ? res.ec.message() : "HTTP " + std::to_string(res.status)));
+  }
+
+  std::unique_ptr<http::ClientPool> stream_pool_, post_pool_;
+  std::shared_ptr<Event> endpoint_ready_;
+  std::optional<std::string> endpoint_;
+  std::string target_, post_target_, stream_error_;
+  uint64_t epoch_ = 0;
+};
+
+std::shared_ptr<Connection> make_stdio_connection(net::any_io_executor ex, const ServerConfig& cfg,
+                                                  std::map<std::string, std::string> env, json::object caps);
+
+std::shared_ptr<Connection> make_connection(net::any_io_executor ex, const ServerConfig& cfg,
+                                            std::map<std::string, std::string> env,
+                                            std::map<std::string, std::string> headers, json::object caps) {
+  switch (cfg.transport) {
+    case Transport::stdio: return make_stdio_connection(std::move(ex), cfg, std::move(env), std::move(caps));
+    case Transport::streamable_http:
+      return std::make_shared<HttpConnection>(std::move(ex), cfg, std::move(env), std::move(headers), std::move(caps));
+    case Transport::sse:
+      return std::make_shared<SseConnection>(std::move(ex), cfg, std::move(env), std::move(headers), std::move(caps));
+  }
+  return nullptr;
+}
+
+}  // namespace gh::upstream

@@ -1,0 +1,262 @@
+// stdio upstream: a child process in its own process group speaking newline-delimited JSON-RPC.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <set>
+
+#include "core/log.hpp"
+#include "upstream/connection.hpp"
+#include "upstream/process.hpp"
+
+namespace gh::upstream {
+
+namespace {
+constexpr std::size_t kMaxLine = 64 * 1024 * 1024;
+constexpr auto kTuple = net::as_tuple(net::use_awaitable);
+
+std::mutex g_children_mutex;
+std::set<pid_t> g_children;  // process groups alive, for the last-resort kill at exit
+
+void track(pid_t pid, bool alive) {
+  std::lock_guard lock(g_children_mutex);
+  if (alive) g_children.insert(pid);
+  else g_children.erase(pid);
+}
+
+// The environment a stdio server gets: a few harmless variables of ours (as MCP SDK clients do), then its own.
+std::vector<std::string> child_environment(const std::map<std::string, std::string>& own) {
+  static const char* kInherit[] = {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "TZ",
+                                   "TMPDIR", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"};
+  std::map<std::string, std::string> env;
+  for (const char* k : kInherit)
+    if (const char* v = std::getenv(k)) env[k] = v;
+  for (const auto& [k, v] : own) env[k] = v;
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+}  // namespace
+
+std::size_t live_child_groups() {
+  std::lock_guard lock(g_children_mutex);
+  return g_children.size();
+}
+
+void kill_all_children(int sig) {
+  std::lock_guard lock(g_children_mutex);
+  for (pid_t p : g_children) ::kill(-p, sig);
+}
+
+// Stops a child: close stdin (already done by the caller), then SIGTERM, then SIGKILL to the whole group; reaps it.
+static net::awaitable<void> reap(net::any_io_executor ex, pid_t pid, std::string server) {
+  net::steady_timer t(ex);
+  auto start = Clock::now();
+  bool termed = false, killed = false;
+  while (true) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno == ECHILD)) {
+      // the leader is gone; make sure nothing of its group lingers
+      ::kill(-pid, SIGKILL);
+      track(pid, false);
+      int code = r == pid && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      int sig = r == pid && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      log::info("upstream process exited", {{"server", server}, {"pid", pid}, {"exit_code", code}, {"signal", sig}});
+      co_return;
+    }
+    auto waited = Clock::now() - start;
+    if (!termed && waited > std::chrono::seconds(2)) {
+      ::kill(-pid, SIGTERM);
+      termed = true;
+    } else if (!killed && waited > std::chrono::seconds(5)) {
+      ::kill(-pid, SIGKILL);
+      killed = true;
+    }
+    t.expires_after(std::chrono::milliseconds(waited < std::chrono::milliseconds(200) ? 10 : 100));
+    co_await t.async_wait(kTuple);
+  }
+}
+
+class StdioConnection final : public Connection {
+ public:
+  using Connection::Connection;
+  ~StdioConnection() override { stop_transport(); }
+
+ protected:
+  net::awaitable<std::optional<std::string>> start_transport() override {
+    int in[2], out[2], err[2], status[2];
+    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC) || ::pipe2(status, O_CLOEXEC))
+      co_return std::string("pipe failed: ") + std::strerror(errno);
+    std::vector<std::string> argv_s{cfg_.command};
+    argv_s.insert(argv_s.end(), cfg_.args.begin(), cfg_.args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    auto env_s = child_environment(env_);
+    std::vector<char*> envp;
+    for (auto& e : env_s) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    pid_t pid = ::fork();
+    if (pid < 0) co_return std::string("fork failed: ") + std::strerror(errno);
+    if (pid == 0) {
+      ::setpgid(0, 0);
+      ::dup2(in[0], 0);
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      if (!cfg_.cwd.empty() && ::chdir(cfg_.cwd.c_str()) != 0) {
+        int e = errno;
+        [[maybe_unused]] auto n = ::write(status[1], &e, sizeof e);
+        ::_exit(127);
+      }
+      ::execvpe(argv[0], argv.data(), envp.data());
+      int e = errno;
+      [[maybe_unused]] auto n = ::write(status[1], &e, sizeof e);
+      ::_exit(127);
+    }
+    ::setpgid(pid, pid);  // also from the parent, so the group exists before we might signal it
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    ::close(status[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do n = ::read(status[0], &child_errno, sizeof child_errno);
+    while (n < 0 && errno == EINTR);
+    ::close(status[0]);
+    pid_ = pid;
+    track(pid, true);
+    stdin_ = std::make_unique<net::posix::stream_descriptor>(ex_, in[1]);
+    stdout_ = std::make_unique<net::posix::stream_descriptor>(ex_, out[0]);
+    stderr_ = std::make_unique<net::posix::stream_descriptor>(ex_, err[0]);
+    if (n > 0) {
+      std::string why = (child_errno == ENOENT ? "command not found: " : "cannot start " ) + cfg_.command + " (" +
+                        std::strerror(child_errno) + ")";
+      co_return why;
+    }
+    log::info("upstream process started", {{"server", cfg_.id}, {"pid", pid}, {"command", cfg_.command}});
+    ++epoch_;
+    auto self = std::static_pointer_cast<StdioConnection>(shared_from_this());
+    net::co_spawn(ex_, read_stdout(self, epoch_), net::detached);
+    net::co_spawn(ex_, read_stderr(self, epoch_), net::detached);
+    co_return std::nullopt;
+  }
+
+  void send_message(std::string text, uint64_t) override {
+    if (!stdin_) return;
+    text.push_back('\n');
+    queue_.push_back(std::move(text));
+    if (!writing_) {
+      writing_ = true;
+      net::co_spawn(ex_, write_loop(std::static_pointer_cast<StdioConnection>(shared_from_this()), epoch_),
+                    net::detached);
+    }
+  }
+
+  void stop_transport() override {
+    ++epoch_;
+    queue_.clear();
+    boost::system::error_code ec;
+    if (stdin_) stdin_->close(ec);
+    if (stdout_) stdout_->close(ec);
+    if (stderr_) stderr_->close(ec);
+    stdin_.reset();
+    stdout_.reset();
+    stderr_.reset();
+    if (pid_ > 0) {
+      net::co_spawn(ex_, reap(ex_, pid_, cfg_.id), net::detached);
+      pid_ = -1;
+    }
+  }
+
+ private:
+  static net::awaitable<void> write_loop(std::shared_ptr<StdioConnection> self, uint64_t epoch) {
+    while (!self->queue_.empty() && self->epoch_ == epoch && self->stdin_) {
+      std::string msg = std::move(self->queue_.front());
+      self->queue_.pop_front();
+      auto [ec, n] = co_await net::async_write(*self->stdin_, net::buffer(msg), kTuple);
+      if (ec) {
+        if (self->epoch_ == epoch) self->transport_failed("cannot write to the process: " + ec.message());
+        break;
+      }
+    }
+    self->writing_ = false;
+  }
+
+  static net::awaitable<void> read_stdout(std::shared_ptr<StdioConnection> self, uint64_t epoch) {
+    std::string buf;
+    while (self->epoch_ == epoch && self->stdout_) {
+      auto [ec, n] = co_await net::async_read_until(*self->stdout_, net::dynamic_buffer(buf, kMaxLine), '\n', kTuple);
+      if (self->epoch_ != epoch) co_return;
+      if (ec) {
+        std::string why = ec == net::error::eof ? "the process exited"
+                          : ec == net::error::not_found ? "the process wrote a line over 64 MiB"
+                                                        : "reading from the process failed: " + ec.message();
+        self->transport_failed(why);
+        co_return;
+      }
+      std::string_view line(buf.data(), n - 1);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (!line.empty()) {
+        boost::system::error_code jec;
+        auto v = json::parse(line, jec);
+        if (jec) {
+          log::warn("upstream wrote a line that is not JSON", {{"server", self->cfg_.id},
+                                                              {"line", std::string(line.substr(0, 200))}});
+        } else if (v.is_array()) {
+          for (auto& m : v.as_array()) self->deliver(std::move(m), 0);
+        } else {
+          self->deliver(std::move(v), 0);
+        }
+      }
+      buf.erase(0, n);
+    }
+  }
+
+  static net::awaitable<void> read_stderr(std::shared_ptr<StdioConnection> self, uint64_t epoch) {
+    std::string buf;
+    while (self->epoch_ == epoch && self->stderr_) {
+      auto [ec, n] = co_await net::async_read_until(*self->stderr_, net::dynamic_buffer(buf, 1 << 20), '\n', kTuple);
+      if (ec == net::error::not_found) {  // an endless line: log a piece and drop it
+        log::info("upstream stderr", {{"server", self->cfg_.id}, {"line", buf.substr(0, 2000)}});
+        buf.clear();
+        continue;
+      }
+      if (ec || self->epoch_ != epoch) co_return;
+      std::string_view line(buf.data(), n - 1);
+      if (!line.empty()) log::info("upstream stderr", {{"server", self->cfg_.id}, {"line", std::string(line.substr(0, 2000))}});
+      buf.erase(0, n);
+    }
+  }
+
+  pid_t pid_ = -1;
+  uint64_t epoch_ = 0;
+  std::unique_ptr<net::posix::stream_descriptor> stdin_, stdout_, stderr_;
+  std::deque<std::string> queue_;
+  bool writing_ = false;
+};
+
+std::shared_ptr<Connection> make_stdio_connection(net::any_io_executor ex, const ServerConfig& cfg,
+                                                  std::map<std::string, std::string> env, json::object caps) {
+  return std::make_shared<StdioConnection>(std::move(ex), cfg, std::move(env), std::map<std::string, std::string>{},
+                                           std::move(caps));
+}
+
+}  // namespace gh::upstream
