@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "jsonrpc/message.hpp"
+#include "mcp/names.hpp"
 
 namespace gh::mcp {
 
@@ -456,26 +457,6 @@ net::awaitable<json::object> Hub::initialize(std::shared_ptr<Session> s, const j
   co_return result;
 }
 
-namespace {
-std::string cursor_encode(std::size_t offset) { return base64url_encode("o:" + std::to_string(offset)); }
-std::optional<std::size_t> cursor_decode(const json::value& v) {
-  if (!v.is_string()) return std::nullopt;
-  auto raw = base64url_decode(v.as_string());
-  if (!raw || !raw->starts_with("o:")) return std::nullopt;
-  char* end = nullptr;
-  auto n = std::strtoull(raw->c_str() + 2, &end, 10);
-  if (!end || *end != '\0' || raw->size() == 2) return std::nullopt;
-  return static_cast<std::size_t>(n);
-}
-// Splits "<server>__<name>" for the aggregate endpoint.
-bool split_name(std::string_view full, std::string_view& server, std::string_view& name) {
-  auto pos = full.find(kSeparator);
-  if (pos == std::string_view::npos || pos == 0) return false;
-  server = full.substr(0, pos);
-  name = full.substr(pos + kSeparator.size());
-  return !name.empty();
-}
-}  // namespace
 
 net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_view method, const json::object& params,
                                        const json::value& id) {
@@ -508,7 +489,7 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
       }
       if (aggregate && (method == "tools/list" || method == "prompts/list")) {
         json::object copy = item;
-        copy["name"] = srv->cfg.id + std::string(kSeparator) + std::string(item.at("name").as_string());
+        copy["name"] = prefixed(srv->cfg.id, item.at("name").as_string());
         items.push_back(std::move(copy));
       } else {
         items.push_back(item);

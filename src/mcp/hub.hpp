@@ -26,7 +26,6 @@ namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
 bool supported_protocol(std::string_view v);
-inline constexpr std::string_view kSeparator = "__";
 
 // What one upstream server offers, as last listed.
 struct Catalog {

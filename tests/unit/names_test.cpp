@@ -1,0 +1,64 @@
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "core/util.hpp"
+#include "mcp/names.hpp"
+
+using namespace gh::mcp;
+
+TEST(Names, PrefixAndSplitRoundTrip) {
+  std::string_view server, name;
+  auto full = prefixed("github", "create_issue");
+  EXPECT_EQ(full, "github__create_issue");
+  ASSERT_TRUE(split_name(full, server, name));
+  EXPECT_EQ(server, "github");
+  EXPECT_EQ(name, "create_issue");
+  // tool names may themselves contain the separator: the server id never does
+  ASSERT_TRUE(split_name("fs__read__file", server, name));
+  EXPECT_EQ(server, "fs");
+  EXPECT_EQ(name, "read__file");
+}
+
+TEST(Names, SplitRejectsMissingParts) {
+  std::string_view server, name;
+  EXPECT_FALSE(split_name("echo", server, name));
+  EXPECT_FALSE(split_name("__echo", server, name));
+  EXPECT_FALSE(split_name("srv__", server, name));
+}
+
+TEST(Cursor, RoundTripsAndRejectsForeignValues) {
+  for (std::size_t off : {0u, 1u, 500u, 123456u}) {
+    auto c = cursor_encode(off);
+    auto back = cursor_decode(boost::json::value(c));
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(*back, off);
+  }
+  EXPECT_FALSE(cursor_decode(boost::json::value("not-a-cursor")).has_value());
+  EXPECT_FALSE(cursor_decode(boost::json::value(5)).has_value());
+  EXPECT_FALSE(cursor_decode(boost::json::value(gh::base64url_encode("o:12x"))).has_value());
+  EXPECT_FALSE(cursor_decode(boost::json::value(gh::base64url_encode("o:"))).has_value());
+}
+
+TEST(Util, Base64UrlRoundTrip) {
+  for (std::string s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+    auto d = gh::base64url_decode(gh::base64url_encode(s));
+    ASSERT_TRUE(d.has_value());
+    EXPECT_EQ(*d, s);
+  }
+  EXPECT_FALSE(gh::base64url_decode("a").has_value());
+  EXPECT_FALSE(gh::base64url_decode("a$bc").has_value());
+}
+
+TEST(Util, AcceptHeaderTokens) {
+  EXPECT_TRUE(gh::header_has_token("application/json, text/event-stream", "text/event-stream"));
+  EXPECT_TRUE(gh::header_has_token("Application/JSON;q=0.9", "application/json"));
+  EXPECT_FALSE(gh::header_has_token("application/jsonx", "application/json"));
+  EXPECT_FALSE(gh::header_has_token("", "application/json"));
+}
+
+TEST(Util, RandomHexIsFreshEachTime) {
+  auto a = gh::random_hex(16), b = gh::random_hex(16);
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_NE(a, b);
+}
