@@ -20,6 +20,7 @@ describe('error handling', () => {
         crashy: fixtureStdio('crash.js'),
         hangy: fixtureStdio('hang.js', { timeoutMs: 500 }),
         noisy: fixtureStdio('garbage.js'),
+        ghost: { command: '/nonexistent/gatehouse-ghost-server', args: [] },
       },
     });
   });
@@ -231,6 +232,20 @@ describe('error handling', () => {
       assert.ok(call, 'the hang call reached the upstream');
       await waitFor(async () => (await report()).cancelled.some((c) => c.requestId === call.id),
         { timeoutMs: 5000, what: `notifications/cancelled for upstream request ${JSON.stringify(call.id)}` });
+    });
+
+    it('an upstream that fails to start → -32603 naming the server; the other servers still list', async () => {
+      const ghost = await rawSession(`${gh.mcpUrl}/ghost`);
+      const listed = await ghost.request('tools/list', {});
+      assert.equal(listed.status, 200, listed.text);
+      assert.equal(listed.json?.error?.code, -32603, listed.text);
+      assert.match(listed.json.error.message, /ghost/, listed.text);
+
+      const names = (await listAll(client, 'tools')).items.map((tool) => tool.name);
+      assert.ok(names.includes('everything__echo'), `aggregate tools/list with a dead upstream: ${names.join(', ')}`);
+      assert.ok(!names.some((name) => name.startsWith('ghost__')));
+      const health = await getJson(`${gh.url}/gateway/health`);
+      assert.ok(['failed', 'backoff'].includes(health.body.upstreams?.ghost?.state), JSON.stringify(health.body));
     });
 
     it('garbage lines from an upstream are skipped and logged; its answers still arrive', async () => {

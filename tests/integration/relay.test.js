@@ -92,6 +92,30 @@ describe('sampling and elicitation relayed to the downstream client', () => {
     });
   }
 
+  it('sends a server→client request only to the session whose call caused it', async (t) => {
+    const seen = { a: 0, b: 0 };
+    const make = (label) => connectClient(gh.mcpUrl, {
+      t,
+      capabilities: { sampling: {} },
+      handlers: {
+        'sampling/createMessage': async () => {
+          seen[label] += 1;
+          return { model: `model-${label}`, role: 'assistant', content: { type: 'text', text: `reply from ${label}` } };
+        },
+      },
+    });
+    const [a, b] = [await make('a'), await make('b')];
+    for (const id of ['everything', 'evhttp']) {
+      const fromB = await b.callTool({ name: `${id}__trigger-sampling-request`, arguments: { prompt: 'b', maxTokens: 5 } },
+        undefined, { timeout: 30000 });
+      assert.ok(resultText(fromB).includes('reply from b'), resultText(fromB));
+      const fromA = await a.callTool({ name: `${id}__trigger-sampling-request`, arguments: { prompt: 'a', maxTokens: 5 } },
+        undefined, { timeout: 30000 });
+      assert.ok(resultText(fromA).includes('reply from a'), resultText(fromA));
+    }
+    assert.deepEqual(seen, { a: 2, b: 2 });
+  });
+
   it('relays on /mcp/<server> too', async (t) => {
     let asked = 0;
     const one = await connectClient(`${gh.mcpUrl}/everything`, {

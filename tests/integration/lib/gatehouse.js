@@ -48,14 +48,16 @@ export function jsonLogs(lines) {
  * @param {object} options
  * @param {object|string} options.servers  the `mcpServers` object (or a raw file content string)
  * @param {object} [options.env]           extra environment
+ * @param {string} [options.dotenv]        content of a `.env` file in the gateway's working directory
  * @param {object|Function} [options.t]    a node:test context (or `after`): stop() is registered on it
  * @returns {Promise<{url, mcpUrl, port, proc, logs, stdout, serversFile, dir, writeServers, signal, stop}>}
  */
-export async function startGatehouse({ servers = {}, env = {}, t, startTimeoutMs = 20000 } = {}) {
+export async function startGatehouse({ servers = {}, env = {}, dotenv, t, startTimeoutMs = 20000 } = {}) {
   assertBinaryExists();
   const { dir, cleanup } = tempDir('gatehouse-gw-');
   const serversFile = path.join(dir, 'servers.json');
   writeServersFile(serversFile, servers);
+  if (dotenv !== undefined) fs.writeFileSync(path.join(dir, '.env'), dotenv);
 
   const proc = spawn(GATEHOUSE_BIN, ['serve'], {
     cwd: dir, // no stray .env from the repository is read
@@ -91,7 +93,11 @@ export async function startGatehouse({ servers = {}, env = {}, t, startTimeoutMs
     serversFile,
     /** Replaces the servers file (the gateway rereads it on SIGHUP). */
     writeServers(next) { writeServersFile(serversFile, next); },
-    signal(sig) { killQuietly(proc.pid, sig); },
+    /** Sends a signal; SIGTERM/SIGINT/SIGKILL mark the exit that follows as expected. */
+    signal(sig) {
+      if (['SIGTERM', 'SIGINT', 'SIGKILL'].includes(sig)) gh.expectExit = true;
+      killQuietly(proc.pid, sig);
+    },
     /** SIGTERM, wait for exit (SIGKILL after a bound); returns {code, signal}. */
     stop() {
       if (!stopped) {
@@ -105,6 +111,12 @@ export async function startGatehouse({ servers = {}, env = {}, t, startTimeoutMs
     },
   };
   registerCleanup(t, () => gh.stop());
+  // A gateway that dies on its own is a finding: say so with its last log lines.
+  proc.once('exit', (code, signal) => {
+    if (stopped || gh.expectExit) return;
+    console.error(`gatehouse (pid ${proc.pid}) exited unexpectedly: code ${code}, signal ${signal}\n` +
+      `--- last stderr lines ---\n${logs.slice(-40).join('\n')}`);
+  });
 
   try {
     const port = await new Promise((resolve, reject) => {
@@ -162,12 +174,13 @@ export async function getJson(url) {
  * Runs `gatehouse check-config` against a servers file content (object → {"mcpServers":…},
  * string → written as is). Returns {code, stdout, stderr}.
  */
-export function checkConfig({ servers, env = {}, timeoutMs = 15000 } = {}) {
+export function checkConfig({ servers, env = {}, dotenv, timeoutMs = 15000 } = {}) {
   assertBinaryExists();
   const { dir, cleanup } = tempDir('gatehouse-cc-');
   try {
     const serversFile = path.join(dir, 'servers.json');
     if (servers !== undefined) writeServersFile(serversFile, servers);
+    if (dotenv !== undefined) fs.writeFileSync(path.join(dir, '.env'), dotenv);
     const result = spawnSync(GATEHOUSE_BIN, ['check-config'], {
       cwd: dir,
       encoding: 'utf8',

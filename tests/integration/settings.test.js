@@ -1,0 +1,58 @@
+// Settings a user sees the effect of: MAX_SESSIONS, ALLOWED_ORIGINS, ALLOWED_HOSTS, PUBLIC_URL,
+// and the `.env` file (read first, the real environment wins).
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  MCP_HEADERS, checkConfig, everythingStdio, initializeMessage, rawRequest, rawSession, startGatehouse,
+} from './lib/index.js';
+
+it('MAX_SESSIONS: one more initialize → 503; ending a session makes room', async (t) => {
+  const gh = await startGatehouse({ t, servers: {}, env: { MAX_SESSIONS: '2' } });
+  const first = await rawSession(gh.mcpUrl);
+  await rawSession(gh.mcpUrl);
+  const refused = await rawRequest(gh.mcpUrl, { headers: MCP_HEADERS, body: initializeMessage() });
+  assert.equal(refused.status, 503, refused.text);
+  const deleted = await first.remove();
+  assert.ok(deleted.status === 200 || deleted.status === 204, `DELETE → ${deleted.status}`);
+  const again = await rawRequest(gh.mcpUrl, { headers: MCP_HEADERS, body: initializeMessage() });
+  assert.equal(again.status, 200, again.text);
+});
+
+it('ALLOWED_ORIGINS and ALLOWED_HOSTS extend what is accepted; others stay 403', async (t) => {
+  const gh = await startGatehouse({
+    t,
+    servers: {},
+    env: { ALLOWED_ORIGINS: 'https://app.example.com,https://other.example.com', ALLOWED_HOSTS: 'gw.example.com' },
+  });
+  const init = (headers) => rawRequest(gh.mcpUrl, { headers: { ...MCP_HEADERS, ...headers }, body: initializeMessage() });
+  assert.equal((await init({ origin: 'https://app.example.com' })).status, 200);
+  assert.equal((await init({ origin: 'https://other.example.com' })).status, 200);
+  assert.equal((await init({ origin: 'https://evil.example.com' })).status, 403);
+  assert.equal((await init({ host: 'gw.example.com' })).status, 200);
+  assert.equal((await init({ host: `gw.example.com:${gh.port}` })).status, 200);
+  assert.equal((await init({ host: 'evil.example.com' })).status, 403);
+});
+
+it('PUBLIC_URL\'s host is an allowed Host', async (t) => {
+  const gh = await startGatehouse({ t, servers: {}, env: { PUBLIC_URL: 'https://mcp.example.org' } });
+  const res = await rawRequest(gh.mcpUrl, { headers: { ...MCP_HEADERS, host: 'mcp.example.org' }, body: initializeMessage() });
+  assert.equal(res.status, 200, res.text);
+  const evil = await rawRequest(gh.mcpUrl, { headers: { ...MCP_HEADERS, host: 'evil.example.com' }, body: initializeMessage() });
+  assert.equal(evil.status, 403, evil.text);
+});
+
+it('a .env file is read, and the real environment wins over it', async (t) => {
+  const bad = checkConfig({ servers: { everything: everythingStdio() }, dotenv: 'MAX_BODY_BYTES=lots\n' });
+  assert.equal(bad.code, 2, `a bad value from .env is reported: ${bad.stdout} ${bad.stderr}`);
+  assert.ok(bad.stderr.includes('MAX_BODY_BYTES'), bad.stderr);
+  const overridden = checkConfig({
+    servers: { everything: everythingStdio() }, dotenv: 'MAX_BODY_BYTES=lots\n', env: { MAX_BODY_BYTES: '4096' },
+  });
+  assert.equal(overridden.code, 0, `the real environment wins: ${overridden.stderr}`);
+
+  const gh = await startGatehouse({ t, servers: {}, dotenv: '# comment\nALLOWED_ORIGINS=https://from-dotenv.example\n' });
+  const res = await rawRequest(gh.mcpUrl, {
+    headers: { ...MCP_HEADERS, origin: 'https://from-dotenv.example' }, body: initializeMessage(),
+  });
+  assert.equal(res.status, 200, `ALLOWED_ORIGINS from .env: ${res.text}`);
+});
