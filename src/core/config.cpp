@@ -276,7 +276,8 @@ std::string get(const Environment& env, const char* name, std::string def) {
 
 std::vector<std::string> get_list(const Environment& env, const char* name) {
   std::vector<std::string> out;
-  for (auto part : split(get(env, name, ""), ',')) {
+  std::string value = get(env, name, "");  // split() returns views into it
+  for (auto part : split(value, ',')) {
     auto t = trim(part);
     if (!t.empty()) out.emplace_back(t);
   }

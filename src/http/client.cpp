@@ -177,6 +177,7 @@ net::awaitable<ClientResponse> ClientPool::request(bhttp::request<bhttp::string_
                                                    std::chrono::steady_clock::time_point body_deadline,
                                                    std::size_t max_body,
                                                    std::function<void(unsigned, const bhttp::fields&)> on_headers) {
+  auto self = shared_from_this();
   ClientResponse out;
   if (closed_) {
     out.ec = net::error::operation_aborted;

@@ -32,7 +32,8 @@ struct ClientResponse {
   std::string body;  // only when no body callback was given
 };
 
-class ClientPool {
+// Always owned by a shared_ptr: a request in flight keeps its pool alive even if the owner drops it.
+class ClientPool : public std::enable_shared_from_this<ClientPool> {
  public:
   ClientPool(net::any_io_executor ex, Origin origin, std::size_t max_idle = 64);
   ~ClientPool();

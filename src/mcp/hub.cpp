@@ -81,6 +81,13 @@ struct ChannelSink final : upstream::CallSink {
       reply(jsonrpc::make_error(nullptr, code::internal_error, "The client session is gone"));
       return;
     }
+    auto method = jsonrpc::method_of(msg);
+    auto cap = method.substr(0, method.find('/'));  // sampling, elicitation, roots
+    if (!s->client_capabilities.contains(cap)) {
+      reply(jsonrpc::make_error(nullptr, code::method_not_found,
+                                "The client did not declare the " + std::string(cap) + " capability"));
+      return;
+    }
     s->relay_request(server, std::move(msg), std::move(reply), ch.lock());
   }
   std::weak_ptr<Channel> ch;
@@ -128,6 +135,13 @@ struct SharedListener final : upstream::Listener {
   Hub& hub;
   std::string server;
 };
+
+// A shared upstream session declares sampling and elicitation so that servers which offer tools only to
+// capable clients list them in the shared catalog; such requests are relayed when the call's stream is
+// known and the client declared the capability, and refused otherwise.
+static json::object shared_capabilities() {
+  return json::object{{"sampling", json::object{}}, {"elicitation", json::object{}}};
+}
 
 Hub::Hub(net::any_io_executor ex, const Settings& settings) : ex_(std::move(ex)), settings_(settings) {}
 
@@ -229,7 +243,7 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
     log::warn("dedicated upstream cap reached; using the shared session", {{"server", srv.cfg.id}});
   }
   if (!srv.shared || srv.shared->state() == upstream::State::closed) {
-    srv.shared = new_connection(srv, json::object{});
+    srv.shared = new_connection(srv, shared_capabilities());
     srv.shared->set_listener(srv.listener);
   }
   return srv.shared;
@@ -325,7 +339,7 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
   Catalog fresh;
   auto conn = srv->shared && srv->shared->state() != upstream::State::closed ? srv->shared : nullptr;
   if (!conn) {
-    srv->shared = new_connection(*srv, json::object{});
+    srv->shared = new_connection(*srv, shared_capabilities());
     srv->shared->set_listener(srv->listener);
     conn = srv->shared;
   }

@@ -117,7 +117,10 @@ net::awaitable<std::optional<std::string>> Connection::start() {
     stop_transport();
     log::warn("upstream start failed", {{"server", cfg_.id}, {"error", *err}, {"retry_in_ms", delay.count()}});
   } else {
-    send_message(json::serialize(jsonrpc::make_notification("notifications/initialized", nullptr)), 0);
+    co_await send_ordered(json::serialize(jsonrpc::make_notification("notifications/initialized", nullptr)));
+  }
+  if (!err && state_ != State::starting) err = last_error_.empty() ? std::string("closed while starting") : last_error_;
+  if (!err) {
     state_ = State::ready;
     last_error_.clear();
     log::info("upstream ready", {{"server", cfg_.id}, {"transport", to_string(cfg_.transport)},

@@ -93,6 +93,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   virtual net::awaitable<std::optional<std::string>> start_transport() = 0;
   virtual void send_message(std::string text, uint64_t related_request) = 0;
   virtual void stop_transport() = 0;
+  // Sends a message and waits until the transport handed it over (HTTP: the POST was answered), so that
+  // notifications/initialized reaches the server before any request that follows it.
+  virtual net::awaitable<void> send_ordered(std::string text) {
+    send_message(std::move(text), 0);
+    co_return;
+  }
 
   // Called by transports for every message from the upstream; `related` is the upstream request id the
   // message belongs to when the transport knows it (the POST it arrived on), else 0.

@@ -50,7 +50,7 @@ class HttpConnection final : public Connection {
   net::awaitable<std::optional<std::string>> start_transport() override {
     http::Origin origin;
     if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
-    pool_ = std::make_unique<http::ClientPool>(ex_, origin);
+    pool_ = std::make_shared<http::ClientPool>(ex_, origin);
     session_id_.clear();
     ++epoch_;
     co_return std::nullopt;
@@ -60,6 +60,11 @@ class HttpConnection final : public Connection {
     if (!pool_) return;
     auto self = std::static_pointer_cast<HttpConnection>(shared_from_this());
     net::co_spawn(ex_, post(self, std::move(text), related, epoch_, true), net::detached);
+  }
+
+  net::awaitable<void> send_ordered(std::string text) override {
+    auto self = std::static_pointer_cast<HttpConnection>(shared_from_this());
+    co_await post(self, std::move(text), 0, epoch_, false);
   }
 
   void stop_transport() override {
@@ -72,11 +77,11 @@ class HttpConnection final : public Connection {
       auto headers = headers_;
       auto ex = ex_;
       net::co_spawn(ex, [ex, origin, sid, target, headers]() -> net::awaitable<void> {
-        http::ClientPool pool(ex, origin, 1);
+        auto pool = std::make_shared<http::ClientPool>(ex, origin, 1);
         HttpRequest req{bhttp::verb::delete_, target, 11};
         for (const auto& [k, v] : headers) req.set(k, v);
         req.set("Mcp-Session-Id", sid);
-        co_await pool.request(std::move(req), Clock::now() + std::chrono::seconds(2));
+        co_await pool->request(std::move(req), Clock::now() + std::chrono::seconds(2));
       }, net::detached);
     }
     if (pool_) pool_->close();
@@ -107,7 +112,8 @@ class HttpConnection final : public Connection {
     bool sse = false;
     sse::Decoder decoder;
     std::string json_body;
-    auto res = co_await self->pool_->request(
+    auto pool = self->pool_;
+    auto res = co_await pool->request(
         std::move(req), deadline,
         [&](std::string_view data) -> bool {
           if (self->epoch_ != epoch) return false;
@@ -126,6 +132,12 @@ class HttpConnection final : public Connection {
         [&](unsigned status, const bhttp::fields& h) {
           sse = status >= 200 && status < 300 &&
                 h[bhttp::field::content_type].find("text/event-stream") != std::string_view::npos;
+          // Take the session id before the body is delivered: the caller resumes on the response and
+          // its next message must carry it.
+          if (auto sid = h["Mcp-Session-Id"]; is_initialize && !sid.empty() && self->epoch_ == epoch) {
+            self->session_id_ = std::string(sid);
+            net::co_spawn(self->ex_, get_stream(self, epoch), net::detached);
+          }
         });
     if (self->epoch_ != epoch) co_return;
     if (res.ec && res.status == 0) {
@@ -133,10 +145,6 @@ class HttpConnection final : public Connection {
                                    "Upstream server '" + self->cfg_.id + "' is unreachable: " + res.ec.message());
       if (is_initialize) self->transport_failed("unreachable: " + res.ec.message());
       co_return;
-    }
-    if (auto sid = res.headers["Mcp-Session-Id"]; !sid.empty() && self->session_id_.empty() && is_initialize) {
-      self->session_id_ = std::string(sid);
-      net::co_spawn(self->ex_, get_stream(self, epoch), net::detached);
     }
     if (res.status == 404 && !self->session_id_.empty() && may_retry && !is_initialize) {
       // The upstream forgot our session (restart, expiry): start a new one and send this message again.
@@ -186,7 +194,8 @@ class HttpConnection final : public Connection {
     while (self->pool_ && self->epoch_ == epoch && self->state() != State::closed) {
       auto req = self->make_request(bhttp::verb::get);
       sse::Decoder decoder;
-      auto res = co_await self->pool_->request(
+      auto pool = self->pool_;
+      auto res = co_await pool->request(
           std::move(req), Clock::now() + std::chrono::seconds(30),
           [&](std::string_view data) -> bool {
             if (self->epoch_ != epoch) return false;
@@ -203,7 +212,7 @@ class HttpConnection final : public Connection {
     }
   }
 
-  std::unique_ptr<http::ClientPool> pool_;
+  std::shared_ptr<http::ClientPool> pool_;
   std::string target_;
   std::string session_id_;
   uint64_t epoch_ = 0;
@@ -221,7 +230,7 @@ class SseConnection final : public Connection {
   net::awaitable<std::optional<std::string>> start_transport() override {
     http::Origin origin;
     if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
-    stream_pool_ = std::make_unique<http::ClientPool>(ex_, origin, 1);
+    stream_pool_ = std::make_shared<http::ClientPool>(ex_, origin, 1);
     endpoint_.reset();
     post_pool_.reset();
     ++epoch_;
@@ -257,7 +266,8 @@ class SseConnection final : public Connection {
     req.set(bhttp::field::accept, "text/event-stream");
     sse::Decoder decoder;
     auto ready = self->endpoint_ready_;
-    auto res = co_await self->stream_pool_->request(
+    auto pool = self->stream_pool_;
+    auto res = co_await pool->request(
         std::move(req), Clock::now() + std::chrono::seconds(30), [&](std::string_view data) -> bool {
           if (self->epoch_ != epoch) return false;
           return decoder.feed(data, [&](sse::Event&& ev) {
@@ -269,7 +279,7 @@ class SseConnection final : public Connection {
               if (!boost::urls::resolve(base, *ref, dest)) return;
               http::Origin origin;
               if (!http::Origin::parse(dest.buffer(), origin, self->post_target_)) return;
-              self->post_pool_ = std::make_unique<http::ClientPool>(self->ex_, origin);
+              self->post_pool_ = std::make_shared<http::ClientPool>(self->ex_, origin);
               ready->set();
             } else if (ev.event == "message" && !ev.data.empty()) {
               if (!for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), 0); }))
@@ -290,7 +300,8 @@ class SseConnection final : public Connection {
     for (const auto& [k, v] : self->headers_) req.set(k, v);
     req.set(bhttp::field::content_type, "application/json");
     req.body() = std::move(text);
-    auto res = co_await self->post_pool_->request(std::move(req), Clock::now() + std::chrono::seconds(30), {},
+    auto pool = self->post_pool_;
+    auto res = co_await pool->request(std::move(req), Clock::now() + std::chrono::seconds(30), {},
                                                   Clock::now() + std::chrono::seconds(30), 1 << 20);
     if (self->epoch_ != epoch) co_return;
     if ((res.ec || res.status >= 300) && related)
@@ -299,7 +310,7 @@ class SseConnection final : public Connection {
                           (res.ec ? res.ec.message() : "HTTP " + std::to_string(res.status)));
   }
 
-  std::unique_ptr<http::ClientPool> stream_pool_, post_pool_;
+  std::shared_ptr<http::ClientPool> stream_pool_, post_pool_;
   std::shared_ptr<Event> endpoint_ready_;
   std::optional<std::string> endpoint_;
   std::string target_, post_target_, stream_error_;

@@ -87,3 +87,9 @@ TEST(Config, ExpandSecretsReportsTheMissingSlot) {
   EXPECT_FALSE(expand_secrets("${secret:A}-${secret:B}", lookup, &missing).has_value());
   EXPECT_EQ(missing, "B");
 }
+
+TEST(Config, ListSettingsAreSplitAndTrimmed) {
+  auto s = load_settings({{"ALLOWED_ORIGINS", "https://a.example, https://b.example ,"}, {"ALLOWED_HOSTS", "gw.example"}});
+  EXPECT_EQ(s.allowed_origins, (std::vector<std::string>{"https://a.example", "https://b.example"}));
+  EXPECT_EQ(s.allowed_hosts, std::vector<std::string>{"gw.example"});
+}
