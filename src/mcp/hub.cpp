@@ -483,6 +483,10 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
   auto servers = in_scope(s->scope);
   co_await load_catalogs(servers);
   bool aggregate = s->scope.empty();
+  // One server's endpoint says why it has nothing to list; the aggregate lists what the others offer.
+  if (!aggregate && !servers.empty() && !servers.front()->catalog.loaded)
+    co_return jsonrpc::make_error(id, code::internal_error, "Upstream server '" + s->scope + "' is unavailable: " +
+                                                                servers.front()->catalog.error);
   const char* key = method == "tools/list"       ? "tools"
                     : method == "prompts/list"   ? "prompts"
                     : method == "resources/list" ? "resources"
