@@ -5,7 +5,7 @@
 // A scenario passes when none of its checks is a FAILURE (WARNING and INFO do not fail it).
 // Prints a table, the failing checks, and finally `conformance: N passed, M failed`:
 // N = scenarios passing on the leg under test (through Gatehouse, or direct without --gatehouse),
-// M = unexpected failures there. Exit status 1 when M > 0.
+// M = unexpected failures there, plus scenarios with no direct result (a broken run). Exit status 1 when M > 0.
 
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -77,7 +77,11 @@ for (const scenario of scenarios) {
   const why = expected.get(scenario);
   let note = '';
   if (!d.pass) problems.push({ scenario, leg: 'direct', ...d });
-  if (!g) {
+  if (!d.file) {
+    // No direct result at all: the run itself broke (CLI crash, timeout), whatever Gatehouse did.
+    failed++;
+    note = 'no direct result';
+  } else if (!g) {
     // Direct only: the fixture is the thing under test.
     if (d.pass) passed++;
     else { failed++; note = 'UNEXPECTED'; }

@@ -68,7 +68,7 @@ run_suite() {
   log "suite against $url (output: $dir.cli.log)"
   local args=(server --url "$url" -o "$dir")
   if [ -n "$scenario" ]; then args+=(--scenario "$scenario"); else args+=(--suite all); fi
-  timeout --kill-after=10 "$suite_timeout" "$node22" "$cli" "${args[@]}" >"$dir.cli.log" 2>&1 &
+  timeout --kill-after=10 "$suite_timeout" "$node22" "$cli" "${args[@]}" >"$dir.cli.log" 2>&1 9>&- &
   pid=$!
   pids+=("$pid")
   wait "$pid" || rc=$?
@@ -82,6 +82,12 @@ if [ ! -x "$node22" ] || [ ! -f "$cli" ]; then
 fi
 
 mkdir -p "$out"
+# One run at a time per results directory: a second run would delete the first one's results.
+exec 9>"$out/.lock"
+if ! flock -n 9; then
+  log "another run is using $out; waiting for it (at most $((2 * suite_timeout)) s)"
+  flock -w $((2 * suite_timeout)) 9 || die "$out stayed locked"
+fi
 if [ -n "$scenario" ]; then
   echo "$scenario" >"$tmp/scenarios"
 else
@@ -90,7 +96,7 @@ fi
 [ -s "$tmp/scenarios" ] || die "no scenarios found (conformance CLI: $cli)"
 
 # Fixture upstream.
-PORT=0 node "$here/fixture.js" >"$out/fixture.log" 2>&1 &
+PORT=0 node "$here/fixture.js" >"$out/fixture.log" 2>&1 9>&- &
 pids+=($!)
 fixture_port=$(wait_listening "$out/fixture.log" "$!" "fixture")
 fixture_url=http://127.0.0.1:$fixture_port/mcp
@@ -105,7 +111,7 @@ if [ "$direct_only" -eq 0 ]; then
   # Own working directory (no stray .env), no inherited settings that would widen Host/Origin checks.
   (cd "$tmp" && exec env -u PUBLIC_URL -u ALLOWED_HOSTS -u ALLOWED_ORIGINS \
     GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=0 MCP_SERVERS_FILE="$tmp/servers.json" \
-    "$gatehouse" serve) >"$out/gatehouse.log" 2>&1 &
+    "$gatehouse" serve) >"$out/gatehouse.log" 2>&1 9>&- &
   pids+=($!)
   gatehouse_pid=$!
   gatehouse_port=$(wait_listening "$out/gatehouse.log" "$gatehouse_pid" "gatehouse")
