@@ -82,9 +82,14 @@ cleanup() {
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_group "${PIDS[$i]}" 5; done
   if [[ -n $TMP && -d $TMP ]]; then
     mkdir -p "$OUT_DIR/logs"
-    find "$TMP" -name '*.log' -type f -size -20M -print0 2>/dev/null |
+    find "$TMP" -name '*.log' -type f -print0 2>/dev/null |
       while IFS= read -r -d '' f; do
-        rel=${f#"$TMP"/}; cp "$f" "$OUT_DIR/logs/${rel//\//_}" 2>/dev/null
+        rel=${f#"$TMP"/}; dst="$OUT_DIR/logs/${rel//\//_}"
+        if (($(stat -c %s "$f") > 8 * 1024 * 1024)); then # keep both ends of a big log
+          { head -c 4M "$f"; printf '\n… [%s bytes cut] …\n' "$(($(stat -c %s "$f") - 8 * 1024 * 1024))"; tail -c 4M "$f"; } >"$dst" 2>/dev/null
+        else
+          cp "$f" "$dst" 2>/dev/null
+        fi
       done
     rm -rf "$TMP"
   fi
@@ -312,7 +317,7 @@ add_row() { # scen system conns rps p50 p99 errors rss cpu note
   ROWS+="$(printf '%s\t' "$@")"$'\n'
 }
 
-declare -A RES_RPS RES_P99 RES_P50
+declare -A RES_RPS RES_P99 RES_P50 RES_ERR
 run_row() { # scen system url conns rss_pid(or "")
   local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-}
   local tag="${scen}_${system// /_}_c${conns}" dir="$TMP/wrk" sessions_n
@@ -361,6 +366,7 @@ run_row() { # scen system url conns rss_pid(or "")
   local errcell="0" note=""
   if ((errs > 0 || R[requests] == 0)); then
     errcell="**⚠ $errs**"
+    ((R[requests] == 0)) && errcell="**⚠ no reply**"
     local parts=()
     ((R[non200])) && parts+=("non-200: ${R[non200]}")
     ((R[rpcerr])) && parts+=("error/isError: ${R[rpcerr]}")
@@ -387,6 +393,7 @@ run_row() { # scen system url conns rss_pid(or "")
   RES_RPS["$scen|$system|$conns"]=${R[rps]}
   RES_P99["$scen|$system|$conns"]=${R[p99_ms]}
   RES_P50["$scen|$system|$conns"]=${R[p50_ms]}
+  RES_ERR["$scen|$system|$conns"]=$((errs > 0 || R[requests] == 0))
   add_row "$scen" "$system" "$conns" "$rps_fmt" "$(printf '%.2f' "${R[p50_ms]}")" \
     "$(printf '%.2f' "${R[p99_ms]}")" "$errcell" "$rsscell" "$cpucell" "$note"
   log "  ${rps_fmt} req/s, p50 ${R[p50_ms]} ms, p99 ${R[p99_ms]} ms, errors $errs, RSS $rsscell MB, CPU $cpucell %"
@@ -553,8 +560,12 @@ REPORT="$TMP/results.md"
   for c in $BENCH_CONNS; do
     g=${RES_RPS["S1|gatehouse|$c"]:-}; n=${RES_RPS["S1|nginx proxy_pass|$c"]:-}; d=${RES_RPS["S1|direct (njs upstream)|$c"]:-}
     gp=${RES_P99["S1|gatehouse|$c"]:-}; np=${RES_P99["S1|nginx proxy_pass|$c"]:-}
+    flag=""
+    if [[ ${RES_ERR["S1|gatehouse|$c"]:-0} == 1 || ${RES_ERR["S1|nginx proxy_pass|$c"]:-0} == 1 ]]; then
+      flag=" ⚠ errors"
+    fi
     if [[ -n $g && -n $n ]]; then
-      echo "| $c | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") |"
+      echo "| $c$flag | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") |"
     else
       echo "| $c | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — |"
     fi
