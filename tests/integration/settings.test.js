@@ -1,9 +1,12 @@
-// Settings a user sees the effect of: MAX_SESSIONS, ALLOWED_ORIGINS, ALLOWED_HOSTS, PUBLIC_URL,
-// and the `.env` file (read first, the real environment wins).
+// Settings a user sees the effect of: MAX_SESSIONS, ALLOWED_ORIGINS, ALLOWED_HOSTS, PUBLIC_URL, the .env file,
+// and values substituted into the servers file (${env:NAME}, ${secret:NAME}).
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
-  MCP_HEADERS, checkConfig, everythingStdio, initializeMessage, rawRequest, rawSession, startGatehouse,
+  MCP_HEADERS, checkConfig, connectClient, everythingStdio, filesystemStdio, initializeMessage, rawRequest,
+  rawSession, resultText, startGatehouse, tempDir,
 } from './lib/index.js';
 
 it('MAX_SESSIONS: one more initialize → 503; ending a session makes room', async (t) => {
@@ -55,4 +58,30 @@ it('a .env file is read, and the real environment wins over it', async (t) => {
     headers: { ...MCP_HEADERS, origin: 'https://from-dotenv.example' }, body: initializeMessage(),
   });
   assert.equal(res.status, 200, `ALLOWED_ORIGINS from .env: ${res.text}`);
+});
+
+it('servers file values: env, ${env:NAME} and ${secret:NAME} reach the upstream', async (t) => {
+  const data = tempDir('gatehouse-subst-');
+  t.after(data.cleanup);
+  const shared = path.join(data.dir, 'shared');
+  fs.mkdirSync(shared);
+  fs.writeFileSync(path.join(shared, 'marker.txt'), 'x');
+  const gh = await startGatehouse({
+    t,
+    env: { GH_IT_PLAIN: 'plain-value', GH_IT_SECRET: 's3cr3t-from-env', GH_IT_DIR: shared },
+    servers: {
+      everything: everythingStdio({
+        env: { STATIC_K: 'static-v', FROM_ENV: '${env:GH_IT_PLAIN}', FROM_SECRET: '${secret:GH_IT_SECRET}' },
+      }),
+      fs: filesystemStdio('${env:GH_IT_DIR}'),
+    },
+  });
+  const client = await connectClient(gh.mcpUrl, { t });
+  const upstreamEnv = JSON.parse(resultText(await client.callTool({ name: 'everything__get-env', arguments: {} })));
+  assert.equal(upstreamEnv.STATIC_K, 'static-v');
+  assert.equal(upstreamEnv.FROM_ENV, 'plain-value');
+  assert.equal(upstreamEnv.FROM_SECRET, 's3cr3t-from-env');
+  const listing = await client.callTool({ name: 'fs__list_directory', arguments: { path: shared } });
+  assert.equal(listing.isError, undefined, resultText(listing));
+  assert.match(resultText(listing), /\[FILE\] marker\.txt/);
 });
