@@ -158,6 +158,14 @@ describe('error handling', () => {
       }
     });
 
+    it('no MCP-Protocol-Version header after initialize is accepted (assumed 2025-03-26)', async () => {
+      const headers = { ...session.headers };
+      delete headers['mcp-protocol-version'];
+      const res = await rawRequest(gh.mcpUrl, { headers, body: rpc('ping', {}) });
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual(res.json?.result, {}, res.text);
+    });
+
     it('unknown method → 200, -32601', async () => {
       const res = await session.request('no/such/method', {});
       assert.equal(res.status, 200, res.text);
