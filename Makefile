@@ -28,6 +28,12 @@ test: build
 unit: build
 	cd $(BUILD_DIR) && ctest --output-on-failure
 
+integration: build
+	cd tests/integration && npm ci --no-audit --no-fund --loglevel=error && npm test
+
+conformance: build
+	tests/conformance/run.sh
+
 bench:
 	@scripts/install-deps.sh build bench
 	cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DGATEHOUSE_BENCH=ON

@@ -193,7 +193,7 @@ int serve(const Settings& settings, const Environment& env) {
     log::info("shutting down", {{"signal", sig}, {"grace_ms", settings.shutdown_grace_ms}});
     hup.cancel();
     hub.start_draining();
-    server.stop_accepting();
+    server.drain();
     net::co_spawn(io, [&]() -> net::awaitable<void> {
       net::steady_timer t(io);
       auto deadline = Clock::now() + std::chrono::milliseconds(settings.shutdown_grace_ms);
@@ -203,6 +203,7 @@ int serve(const Settings& settings, const Environment& env) {
       }
       if (server.busy_connections() > 0) log::warn("grace period over; closing connections",
                                                    {{"connections", server.busy_connections()}});
+      server.stop_accepting();
       server.close_all();
       hub.stop_upstreams();
       auto kill_deadline = Clock::now() + std::chrono::seconds(6);

@@ -258,6 +258,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
     bool close = false;
     {
       Exchange ex(stream, req, std::move(rid), client_ip, limits_);
+      if (draining_) ex.close_after();
       try {
         co_await handler_(ex);
       } catch (const std::exception& e) {
@@ -267,7 +268,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
         co_await ex.send(error_response(req.version(), bhttp::status::internal_server_error,
                                         jsonrpc::code::internal_error, "Internal error"));
       if (ex.streaming()) co_await ex.end_stream();
-      close = ex.close_requested() || !req.keep_alive();
+      close = ex.close_requested() || !req.keep_alive() || draining_;
     }
     if (close) break;
   }

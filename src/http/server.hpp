@@ -83,6 +83,8 @@ class Server {
   // Binds and listens; returns the bound port.
   uint16_t listen(const std::string& host, uint16_t port);
   void start();
+  // Keep serving, but close each connection after its current response (load balancers see 503s and leave).
+  void drain() { draining_ = true; }
   // Stop accepting and close connections that are between requests.
   void stop_accepting();
   // Close every connection now.
@@ -104,6 +106,7 @@ class Server {
   net::ip::tcp::acceptor acceptor_;
   std::list<Conn> conns_;
   bool stopping_ = false;
+  bool draining_ = false;
   std::string id_prefix_;
   uint64_t next_id_ = 0;
 };

@@ -93,9 +93,9 @@ void Decoder::line(std::string_view l, const Callback& cb) {
   } else if (field == "id") {
     if (value.find('\0') == std::string_view::npos) last_id_.assign(value);
   } else if (field == "retry") {
-    // retry is advisory; parsed to validate only
     int ms = 0;
-    std::from_chars(value.data(), value.data() + value.size(), ms);
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);
+    if (ec == std::errc() && p == value.data() + value.size() && ms >= 0) retry_ms_ = ms;
   }
 }
 

@@ -25,6 +25,7 @@ class Decoder {
   // (the decoder is then unusable).
   bool feed(std::string_view bytes, const Callback& cb);
   const std::string& last_event_id() const { return last_id_; }
+  int retry_ms() const { return retry_ms_; }  // the last retry: field, or -1
 
  private:
   void line(std::string_view l, const Callback& cb);
@@ -32,6 +33,7 @@ class Decoder {
   std::string buf_;
   std::string data_, event_, last_id_;
   bool has_data_ = false;
+  int retry_ms_ = -1;
   bool skip_lf_ = false;
 };
 

@@ -367,9 +367,12 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
         auto resp = co_await conn->call(k.method, std::move(params), opts);
         auto* r = resp.if_contains("result");
         if (!r || !r->is_object()) {
-          if (std::string_view(k.method) != "resources/templates/list")
+          // templates/list is optional even for servers with resources; any other failure is not cached
+          if (std::string_view(k.method) != "resources/templates/list") {
             log::warn("listing failed", {{"server", srv->cfg.id}, {"method", k.method},
                                          {"error", json::serialize(resp)}});
+            fresh.error = std::string(k.method) + " failed: " + json::serialize(resp.contains("error") ? resp["error"] : json::value(nullptr));
+          }
           break;
         }
         if (auto* items = r->as_object().if_contains(k.key); items && items->is_array())
@@ -391,7 +394,7 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
         std::string_view tpl = u->as_string();
         fresh.template_prefixes.emplace_back(tpl.substr(0, tpl.find('{')));
       }
-    fresh.loaded = true;
+    fresh.loaded = fresh.error.empty();
   }
   if (!srv->removed) {
     srv->catalog = std::move(fresh);
@@ -580,7 +583,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
     const auto& names = method == "tools/call" ? srv->catalog.tool_names : srv->catalog.prompt_names;
     if (srv->catalog.loaded && !names.count(std::string(name)))
       co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
-    if (aggregate) params["name"] = name;
+    if (aggregate) params["name"] = std::string(name);  // `name` views into params: copy before replacing
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }
 
@@ -610,7 +613,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
       if (aggregate && !split_name(n->as_string(), server_id, name))
         co_return error(code::invalid_params, "Unknown prompt: " + std::string(n->as_string()));
       srv = find(server_id);
-      if (aggregate && srv) r["name"] = name;
+      if (aggregate && srv) r["name"] = std::string(name);
     } else if (type && type->is_string() && type->as_string() == "ref/resource") {
       auto* u = r.if_contains("uri");
       if (!u || !u->is_string()) co_return error(code::invalid_params, "ref.uri must be a string");

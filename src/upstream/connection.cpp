@@ -123,6 +123,7 @@ net::awaitable<std::optional<std::string>> Connection::start() {
   if (!err) {
     state_ = State::ready;
     last_error_.clear();
+    on_ready();
     log::info("upstream ready", {{"server", cfg_.id}, {"transport", to_string(cfg_.transport)},
                                  {"protocol", protocol_version_},
                                  {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});

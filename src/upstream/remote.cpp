@@ -6,6 +6,8 @@
 #include <boost/json.hpp>
 #include <boost/url.hpp>
 
+#include <algorithm>
+
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "http/client.hpp"
@@ -134,10 +136,8 @@ class HttpConnection final : public Connection {
                 h[bhttp::field::content_type].find("text/event-stream") != std::string_view::npos;
           // Take the session id before the body is delivered: the caller resumes on the response and
           // its next message must carry it.
-          if (auto sid = h["Mcp-Session-Id"]; is_initialize && !sid.empty() && self->epoch_ == epoch) {
+          if (auto sid = h["Mcp-Session-Id"]; is_initialize && !sid.empty() && self->epoch_ == epoch)
             self->session_id_ = std::string(sid);
-            net::co_spawn(self->ex_, get_stream(self, epoch), net::detached);
-          }
         });
     if (self->epoch_ != epoch) co_return;
     if (res.ec && res.status == 0) {
@@ -161,6 +161,8 @@ class HttpConnection final : public Connection {
                                        "Upstream server '" + self->cfg_.id + "' sent an invalid response");
         }
       }
+      if (sse && related && self->is_pending(related) && !decoder.last_event_id().empty())
+        co_await resume(self, related, epoch, decoder.last_event_id(), decoder.retry_ms());
       if (res.ec && related)
         self->fail_call(related, jsonrpc::code::internal_error,
                         "Upstream server '" + self->cfg_.id + "' closed the response stream: " + res.ec.message());
@@ -185,6 +187,41 @@ class HttpConnection final : public Connection {
                       "Upstream server '" + self->cfg_.id + "' answered HTTP " + std::to_string(res.status) +
                           (json_body.empty() ? "" : ": " + snippet(json_body)));
     if (is_initialize && !delivered) self->transport_failed("HTTP " + std::to_string(res.status));
+  }
+
+  // The server closed a response stream before answering (SSE polling, SEP-1699): reconnect with GET and
+  // Last-Event-ID until the answer arrives, a bounded number of times.
+  static net::awaitable<void> resume(std::shared_ptr<HttpConnection> self, uint64_t related, uint64_t epoch,
+                                     std::string last_id, int retry_ms) {
+    net::steady_timer timer(self->ex_);
+    for (int attempt = 0; attempt < 10 && self->epoch_ == epoch && self->is_pending(related); ++attempt) {
+      timer.expires_after(std::chrono::milliseconds(std::clamp(retry_ms < 0 ? 1000 : retry_ms, 0, 30000)));
+      co_await timer.async_wait(kTuple);
+      if (self->epoch_ != epoch || !self->is_pending(related)) co_return;
+      auto req = self->make_request(bhttp::verb::get);
+      req.set("Last-Event-ID", last_id);
+      sse::Decoder decoder;
+      auto pool = self->pool_;
+      auto res = co_await pool->request(
+          std::move(req), Clock::now() + std::chrono::seconds(30),
+          [&](std::string_view data) -> bool {
+            if (self->epoch_ != epoch) return false;
+            return decoder.feed(data, [&](sse::Event&& ev) {
+              if (ev.event != "message" || ev.data.empty()) return;
+              for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), related); });
+            });
+          },
+          Clock::now() + std::chrono::milliseconds(self->cfg_.timeout_ms > 0 ? self->cfg_.timeout_ms : 60000));
+      if (res.status != 200) co_return;
+      if (!decoder.last_event_id().empty()) last_id = decoder.last_event_id();
+      if (decoder.retry_ms() >= 0) retry_ms = decoder.retry_ms();
+    }
+  }
+
+  void on_ready() override {
+    if (!session_id_.empty())
+      net::co_spawn(ex_, get_stream(std::static_pointer_cast<HttpConnection>(shared_from_this()), epoch_),
+                    net::detached);
   }
 
   // The standalone GET stream for server-initiated messages; reconnects with backoff while the session lives.
