@@ -70,37 +70,36 @@ net::awaitable<std::optional<std::string>> Connection::ensure_ready() {
   co_return co_await start();
 }
 
+net::awaitable<std::optional<std::string>> Connection::handshake() {
+  auto self = shared_from_this();
+  json::object params;
+  params["protocolVersion"] = kLatestProtocol;
+  params["capabilities"] = client_caps_;
+  params["clientInfo"] = json::object{{"name", "gatehouse"}, {"version", "0.1.0"}};
+  CallOptions opts;
+  opts.timeout = std::chrono::milliseconds(cfg_.timeout_ms > 0 ? cfg_.timeout_ms : 60000);
+  auto resp = co_await call_started("initialize", std::move(params), opts, nullptr);
+  if (auto* e = resp.if_contains("error")) co_return "initialize failed: " + json::serialize(*e);
+  auto* r = resp.if_contains("result");
+  if (!r || !r->is_object()) co_return "initialize returned no result";
+  auto& res = r->as_object();
+  auto* pv = res.if_contains("protocolVersion");
+  if (!pv || !pv->is_string() || !supported_version(pv->as_string()))
+    co_return "upstream chose an unsupported protocol version";
+  protocol_version_ = std::string(pv->as_string());
+  if (auto* c = res.if_contains("capabilities"); c && c->is_object()) server_caps_ = c->as_object();
+  if (auto* i = res.if_contains("serverInfo")) server_info_ = *i;
+  if (auto* ins = res.if_contains("instructions"); ins && ins->is_string()) instructions_ = std::string(ins->as_string());
+  co_return std::nullopt;
+}
+
 net::awaitable<std::optional<std::string>> Connection::start() {
   auto self = shared_from_this();
   state_ = State::starting;
   ready_ = std::make_shared<Event>(ex_);
   auto started = Clock::now();
   std::optional<std::string> err = co_await start_transport();
-  if (!err) {
-    json::object params;
-    params["protocolVersion"] = kLatestProtocol;
-    params["capabilities"] = client_caps_;
-    params["clientInfo"] = json::object{{"name", "gatehouse"}, {"version", "0.1.0"}};
-    CallOptions opts;
-    opts.timeout = std::chrono::milliseconds(cfg_.timeout_ms > 0 ? cfg_.timeout_ms : 60000);
-    auto resp = co_await call_started("initialize", std::move(params), opts, nullptr);
-    if (auto* e = resp.if_contains("error")) {
-      err = "initialize failed: " + json::serialize(*e);
-    } else if (auto* r = resp.if_contains("result"); !r || !r->is_object()) {
-      err = "initialize returned no result";
-    } else {
-      auto& res = r->as_object();
-      auto* pv = res.if_contains("protocolVersion");
-      if (!pv || !pv->is_string() || !supported_version(pv->as_string())) {
-        err = "upstream chose an unsupported protocol version";
-      } else {
-        protocol_version_ = std::string(pv->as_string());
-        if (auto* c = res.if_contains("capabilities"); c && c->is_object()) server_caps_ = c->as_object();
-        if (auto* i = res.if_contains("serverInfo")) server_info_ = *i;
-        if (auto* ins = res.if_contains("instructions"); ins && ins->is_string()) instructions_ = std::string(ins->as_string());
-      }
-    }
-  }
+  if (!err) err = co_await handshake();
   auto ready = ready_;
   if (state_ != State::starting) {
     // closed (or failed) while starting

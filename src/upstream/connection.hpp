@@ -103,6 +103,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Called by transports for every message from the upstream; `related` is the upstream request id the
   // message belongs to when the transport knows it (the POST it arrived on), else 0.
   void deliver(json::value msg, uint64_t related);
+  // initialize + capabilities on a started transport (also to renew an HTTP session the server forgot).
+  net::awaitable<std::optional<std::string>> handshake();
   // Whether a call is still waiting for its response.
   bool is_pending(uint64_t id) const { return pending_.count(id) != 0; }
   // Called once the connection is ready (after notifications/initialized went out).

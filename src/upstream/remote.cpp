@@ -39,6 +39,12 @@ bool for_each_message(std::string_view body, F&& f) {
 
 std::string snippet(std::string_view s) { return std::string(s.substr(0, 300)); }
 
+bool mentions_session(std::string_view body) {
+  std::string lower(body.substr(0, 1000));
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower.find("session") != std::string::npos;
+}
+
 }  // namespace
 
 class HttpConnection final : public Connection {
@@ -108,6 +114,7 @@ class HttpConnection final : public Connection {
     auto req = self->make_request(bhttp::verb::post);
     req.set(bhttp::field::content_type, "application/json");
     req.body() = text;
+    std::string sent_session = self->session_id_;
     auto timeout = std::chrono::milliseconds(self->cfg_.timeout_ms > 0 ? self->cfg_.timeout_ms : 60000);
     auto deadline = Clock::now() + timeout + std::chrono::seconds(5);
     bool is_initialize = self->session_id_.empty() && text.find("\"initialize\"") != std::string::npos;
@@ -146,10 +153,17 @@ class HttpConnection final : public Connection {
       if (is_initialize) self->transport_failed("unreachable: " + res.ec.message());
       co_return;
     }
-    if (res.status == 404 && !self->session_id_.empty() && may_retry && !is_initialize) {
-      // The upstream forgot our session (restart, expiry): start a new one and send this message again.
-      log::info("upstream session expired, re-initializing", {{"server", self->cfg_.id}});
-      self->transport_failed("upstream session expired");
+    // The spec says 404 for an unknown session; several servers (the SDK's examples among them) say 400
+    // "No valid session ID": both mean the session is gone.
+    bool session_lost = res.status == 404 || (res.status == 400 && mentions_session(json_body));
+    if (session_lost && !sent_session.empty() && may_retry && !is_initialize) {
+      // The upstream forgot our session (restart, expiry): open a new one and send this message again.
+      if (co_await self->renew_session(sent_session) && self->epoch_ == epoch) {
+        co_await post(self, std::move(text), related, epoch, false);
+        co_return;
+      }
+      if (related) self->fail_call(related, jsonrpc::code::internal_error,
+                                   "Upstream server '" + self->cfg_.id + "' lost the session and a new one failed");
       co_return;
     }
     if (res.status == 202 || (res.status >= 200 && res.status < 300 && json_body.empty() && !sse)) co_return;
@@ -187,6 +201,28 @@ class HttpConnection final : public Connection {
                       "Upstream server '" + self->cfg_.id + "' answered HTTP " + std::to_string(res.status) +
                           (json_body.empty() ? "" : ": " + snippet(json_body)));
     if (is_initialize && !delivered) self->transport_failed("HTTP " + std::to_string(res.status));
+  }
+
+  // Single-flight renewal of a session the server answered 404 for; true when a new session is ready.
+  net::awaitable<bool> renew_session(std::string old) {
+    auto self = std::static_pointer_cast<HttpConnection>(shared_from_this());
+    if (renewing_) {
+      auto ev = renewing_;
+      co_await ev->wait();
+      co_return !session_id_.empty();
+    }
+    if (session_id_ != old) co_return !session_id_.empty();  // already renewed by another call
+    log::info("upstream session expired, re-initializing", {{"server", cfg_.id}});
+    renewing_ = std::make_shared<Event>(ex_);
+    auto ev = renewing_;
+    session_id_.clear();
+    auto err = co_await handshake();
+    if (!err) co_await send_ordered(json::serialize(jsonrpc::make_notification("notifications/initialized", nullptr)));
+    else log::warn("upstream session renewal failed", {{"server", cfg_.id}, {"error", *err}});
+    renewing_.reset();
+    ev->set();
+    if (!err && !session_id_.empty()) on_ready();
+    co_return !err && !session_id_.empty();
   }
 
   // The server closed a response stream before answering (SSE polling, SEP-1699): reconnect with GET and
@@ -252,6 +288,7 @@ class HttpConnection final : public Connection {
   std::shared_ptr<http::ClientPool> pool_;
   std::string target_;
   std::string session_id_;
+  std::shared_ptr<Event> renewing_;
   uint64_t epoch_ = 0;
 };
 
