@@ -56,7 +56,7 @@ export async function startEverythingHttp(transport = 'streamableHttp', { t, env
   };
   if (t) (typeof t === 'function' ? t : t.after.bind(t))(() => server.stop());
   try {
-    await waitForPort(port, { proc, timeoutMs: 15000 });
+    await waitForPort(port, { proc, timeoutMs: 30000 });
   } catch (error) {
     await server.stop();
     error.message += `\n--- server-everything ${transport} output ---\n${logs.join('\n')}`;
