@@ -7,6 +7,9 @@ import {
   ListRootsRequestSchema,
   LoggingMessageNotificationSchema,
   McpError,
+  PromptListChangedNotificationSchema,
+  ResourceListChangedNotificationSchema,
+  ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 
 const REQUEST_SCHEMAS = {
@@ -17,6 +20,9 @@ const REQUEST_SCHEMAS = {
 
 const NOTIFICATION_SCHEMAS = {
   'notifications/message': LoggingMessageNotificationSchema,
+  'notifications/tools/list_changed': ToolListChangedNotificationSchema,
+  'notifications/prompts/list_changed': PromptListChangedNotificationSchema,
+  'notifications/resources/list_changed': ResourceListChangedNotificationSchema,
 };
 
 /**
@@ -26,7 +32,7 @@ const NOTIFICATION_SCHEMAS = {
  * @param {object} [options.headers]       extra request headers
  * @param {object} [options.capabilities]  client capabilities to declare
  * @param {object} [options.handlers]      { 'sampling/createMessage': fn, 'elicitation/create': fn, 'roots/list': fn }
- * @param {object} [options.notifications] { 'notifications/message': fn }
+ * @param {object} [options.notifications] { 'notifications/message': fn, 'notifications/tools/list_changed': fn, … }
  * @param {object|Function} [options.t]    node:test context (or `after`): close() is registered on it
  */
 export async function connectClient(url, { headers = {}, capabilities = {}, handlers = {}, notifications = {}, t, name = 'gatehouse-it' } = {}) {
