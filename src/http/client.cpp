@@ -223,6 +223,10 @@ net::awaitable<ClientResponse> ClientPool::request(bhttp::request<bhttp::string_
                  (out.ec == bhttp::error::end_of_stream || out.ec == net::error::connection_reset ||
                   out.ec == net::error::eof || out.ec == net::error::broken_pipe);
     if (!stale) break;
+    // The server closed a kept-alive connection (restart, idle timeout): its siblings are likely dead too,
+    // so the retry goes on a new connection.
+    for (auto& c : idle_) c->close();
+    idle_.clear();
   }
   co_return out;
 }

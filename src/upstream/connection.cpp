@@ -78,7 +78,9 @@ net::awaitable<std::optional<std::string>> Connection::handshake() {
   params["clientInfo"] = json::object{{"name", "gatehouse"}, {"version", "0.1.0"}};
   CallOptions opts;
   opts.timeout = std::chrono::milliseconds(cfg_.timeout_ms > 0 ? cfg_.timeout_ms : 60000);
-  auto resp = co_await call_started("initialize", std::move(params), opts, nullptr);
+  sending_handshake_ = true;  // call_started sends before its first suspension
+  auto call = call_started("initialize", std::move(params), opts, nullptr);
+  auto resp = co_await std::move(call);
   if (auto* e = resp.if_contains("error")) co_return "initialize failed: " + json::serialize(*e);
   auto* r = resp.if_contains("result");
   if (!r || !r->is_object()) co_return "initialize returned no result";
@@ -158,6 +160,7 @@ net::awaitable<json::object> Connection::call_started(std::string method, json::
   if (handle) handle->upstream_id = id;
   last_used_ = Clock::now();
   send_message(json::serialize(jsonrpc::make_request(id, method, std::move(params))), id);
+  sending_handshake_ = false;
   bool done = co_await p.done.wait_until(Clock::now() + opts.timeout);
   pending_.erase(id);
   last_used_ = Clock::now();
@@ -178,7 +181,7 @@ void Connection::notify(std::string_view method, json::value params) {
 
 void Connection::cancel(uint64_t id, std::string_view reason) {
   auto it = pending_.find(id);
-  if (it == pending_.end()) return;
+  if (it == pending_.end() || it->second->done.is_set()) return;
   notify("notifications/cancelled", json::object{{"requestId", id}, {"reason", reason}});
   it->second->response = jsonrpc::make_error(nullptr, jsonrpc::code::request_timeout, "Request cancelled");
   it->second->done.set();
@@ -186,7 +189,8 @@ void Connection::cancel(uint64_t id, std::string_view reason) {
 
 void Connection::fail_call(uint64_t id, int code, std::string message) {
   auto it = pending_.find(id);
-  if (it == pending_.end()) return;
+  // A call answered a moment ago is still in pending_ until its caller resumes: keep its answer.
+  if (it == pending_.end() || it->second->done.is_set()) return;
   it->second->response = jsonrpc::make_error(nullptr, code, message);
   it->second->done.set();
 }
@@ -197,6 +201,7 @@ void Connection::transport_failed(std::string why) {
   last_error_ = why;
   ++generation_;
   for (auto& [id, p] : pending_) {
+    if (p->done.is_set()) continue;
     p->response = jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
                                       "Upstream server '" + cfg_.id + "' failed: " + why);
     p->done.set();
@@ -217,6 +222,7 @@ void Connection::close(std::string_view why) {
   state_ = State::closed;
   last_error_ = std::string(why);
   for (auto& [id, p] : pending_) {
+    if (p->done.is_set()) continue;
     p->response = jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
                                       "Upstream server '" + cfg_.id + "' connection closed: " + std::string(why));
     p->done.set();
@@ -236,7 +242,7 @@ void Connection::deliver(json::value msg, uint64_t related) {
   if (kind == jsonrpc::Kind::response) {
     auto id = as_u64(obj.at("id"));
     auto it = id ? pending_.find(*id) : pending_.end();
-    if (it == pending_.end()) {
+    if (it == pending_.end() || it->second->done.is_set()) {
       log::debug("upstream response for no pending call", {{"server", cfg_.id}});
       return;
     }

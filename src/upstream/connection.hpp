@@ -106,7 +106,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // initialize + capabilities on a started transport (also to renew an HTTP session the server forgot).
   net::awaitable<std::optional<std::string>> handshake();
   // Whether a call is still waiting for its response.
-  bool is_pending(uint64_t id) const { return pending_.count(id) != 0; }
+  bool is_pending(uint64_t id) const {
+    auto it = pending_.find(id);
+    return it != pending_.end() && !it->second->done.is_set();
+  }
   // Called once the connection is ready (after notifications/initialized went out).
   virtual void on_ready() {}
   // Called by transports when the transport died (process exit, stream closed for good).
@@ -122,6 +125,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string protocol_version_;
   State state_ = State::idle;
   std::string last_error_;
+  bool sending_handshake_ = false;  // true while handshake() sends its initialize request
 
  private:
   struct Pending {

@@ -67,12 +67,13 @@ class HttpConnection final : public Connection {
   void send_message(std::string text, uint64_t related) override {
     if (!pool_) return;
     auto self = std::static_pointer_cast<HttpConnection>(shared_from_this());
-    net::co_spawn(ex_, post(self, std::move(text), related, epoch_, true), net::detached);
+    bool handshake = sending_handshake_;  // the initialize request of handshake(): must not wait for itself
+    net::co_spawn(ex_, post(self, std::move(text), related, epoch_, true, handshake), net::detached);
   }
 
-  net::awaitable<void> send_ordered(std::string text) override {
+  net::awaitable<void> send_ordered(std::string text) override {  // notifications/initialized
     auto self = std::static_pointer_cast<HttpConnection>(shared_from_this());
-    co_await post(self, std::move(text), 0, epoch_, false);
+    co_await post(self, std::move(text), 0, epoch_, false, true);
   }
 
   void stop_transport() override {
@@ -109,7 +110,11 @@ class HttpConnection final : public Connection {
 
   // POSTs one message. Responses arrive as JSON or as an SSE stream; messages on that stream relate to `related`.
   static net::awaitable<void> post(std::shared_ptr<HttpConnection> self, std::string text, uint64_t related,
-                                   uint64_t epoch, bool may_retry) {
+                                   uint64_t epoch, bool may_retry, bool handshake) {
+    if (!handshake && self->renewing_) {  // a new session is being opened: send with it, not without one
+      auto ev = self->renewing_;
+      co_await ev->wait();
+    }
     if (!self->pool_ || self->epoch_ != epoch) co_return;
     auto req = self->make_request(bhttp::verb::post);
     req.set(bhttp::field::content_type, "application/json");
@@ -117,7 +122,7 @@ class HttpConnection final : public Connection {
     std::string sent_session = self->session_id_;
     auto timeout = std::chrono::milliseconds(self->cfg_.timeout_ms > 0 ? self->cfg_.timeout_ms : 60000);
     auto deadline = Clock::now() + timeout + std::chrono::seconds(5);
-    bool is_initialize = self->session_id_.empty() && text.find("\"initialize\"") != std::string::npos;
+    bool is_initialize = handshake && related != 0;
     bool sse = false;
     sse::Decoder decoder;
     std::string json_body;
@@ -148,6 +153,7 @@ class HttpConnection final : public Connection {
         });
     if (self->epoch_ != epoch) co_return;
     if (res.ec && res.status == 0) {
+      log::warn("upstream request failed", {{"server", self->cfg_.id}, {"error", res.ec.message()}});
       if (related) self->fail_call(related, jsonrpc::code::internal_error,
                                    "Upstream server '" + self->cfg_.id + "' is unreachable: " + res.ec.message());
       if (is_initialize) self->transport_failed("unreachable: " + res.ec.message());
@@ -159,7 +165,7 @@ class HttpConnection final : public Connection {
     if (session_lost && !sent_session.empty() && may_retry && !is_initialize) {
       // The upstream forgot our session (restart, expiry): open a new one and send this message again.
       if (co_await self->renew_session(sent_session) && self->epoch_ == epoch) {
-        co_await post(self, std::move(text), related, epoch, false);
+        co_await post(self, std::move(text), related, epoch, false, false);
         co_return;
       }
       if (related) self->fail_call(related, jsonrpc::code::internal_error,
@@ -256,29 +262,30 @@ class HttpConnection final : public Connection {
 
   void on_ready() override {
     if (!session_id_.empty())
-      net::co_spawn(ex_, get_stream(std::static_pointer_cast<HttpConnection>(shared_from_this()), epoch_),
+      net::co_spawn(ex_, get_stream(std::static_pointer_cast<HttpConnection>(shared_from_this()), epoch_, session_id_),
                     net::detached);
   }
 
-  // The standalone GET stream for server-initiated messages; reconnects with backoff while the session lives.
-  static net::awaitable<void> get_stream(std::shared_ptr<HttpConnection> self, uint64_t epoch) {
+  // The standalone GET stream for server-initiated messages; reconnects with backoff while this upstream
+  // session lives (a renewed session starts its own loop).
+  static net::awaitable<void> get_stream(std::shared_ptr<HttpConnection> self, uint64_t epoch, std::string session) {
     net::steady_timer timer(self->ex_);
     int failures = 0;
-    while (self->pool_ && self->epoch_ == epoch && self->state() != State::closed) {
+    while (self->pool_ && self->epoch_ == epoch && self->session_id_ == session && self->state() != State::closed) {
       auto req = self->make_request(bhttp::verb::get);
       sse::Decoder decoder;
       auto pool = self->pool_;
       auto res = co_await pool->request(
           std::move(req), Clock::now() + std::chrono::seconds(30),
           [&](std::string_view data) -> bool {
-            if (self->epoch_ != epoch) return false;
+            if (self->epoch_ != epoch || self->session_id_ != session) return false;
             return decoder.feed(data, [&](sse::Event&& ev) {
               if (ev.event != "message" || ev.data.empty()) return;
               for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), 0); });
             });
           });
-      if (self->epoch_ != epoch) co_return;
-      if (res.status == 405 || res.status == 404 || res.status == 400) co_return;  // no standalone stream
+      if (self->epoch_ != epoch || self->session_id_ != session) co_return;
+      if (res.status >= 400 && res.status < 500) co_return;  // no standalone stream (405), or not for us
       failures = res.status == 200 && !res.ec ? 0 : failures + 1;
       timer.expires_after(std::chrono::milliseconds(std::min(500LL << std::min(failures, 6), 30000LL)));
       co_await timer.async_wait(kTuple);
