@@ -45,10 +45,13 @@ net::ssl::context& client_tls_context() {
   return ctx;
 }
 
+constexpr std::size_t kChunk = 16 * 1024;
+
 struct ClientPool::Conn {
   std::unique_ptr<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
   beast::flat_buffer buffer;
+  std::unique_ptr<char[]> chunk{new char[kChunk]};  // body bytes land here (kept off coroutine frames)
   beast::tcp_stream& lowest() { return plain ? *plain : tls->next_layer(); }
   void close() {
     boost::system::error_code ec;
@@ -110,7 +113,7 @@ net::awaitable<std::unique_ptr<ClientPool::Conn>> ClientPool::connect(std::chron
 namespace {
 
 template <typename Stream>
-net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_buffer& buffer,
+net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_buffer& buffer, char* chunk,
                                  bhttp::request<bhttp::string_body>& req, ClientResponse& out, bool& reusable,
                                  std::chrono::steady_clock::time_point deadline,
                                  const std::function<bool(std::string_view)>& on_body,
@@ -137,18 +140,17 @@ net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_
   if (on_headers) on_headers(out.status, out.headers);
   if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
   else low.expires_never();
-  char chunk[16 * 1024];
   bool stopped = false;
   while (!parser.is_done()) {
     parser.get().body().data = chunk;
-    parser.get().body().size = sizeof chunk;
+    parser.get().body().size = kChunk;
     auto [rec, rn] = co_await bhttp::async_read_some(s, buffer, parser, kTuple);
     if (rec == bhttp::error::need_buffer) rec = {};
     if (rec) {
       out.ec = rec;
       co_return;
     }
-    std::size_t got = sizeof chunk - parser.get().body().size;
+    std::size_t got = kChunk - parser.get().body().size;
     if (got) {
       std::string_view data(chunk, got);
       if (on_body) {
@@ -208,10 +210,10 @@ net::awaitable<ClientResponse> ClientPool::request(bhttp::request<bhttp::string_
     bool reusable = false;
     out = ClientResponse{};
     if (conn->tls)
-      co_await run_request(*conn->tls, conn->lowest(), conn->buffer, req, out, reusable, deadline, on_body,
+      co_await run_request(*conn->tls, conn->lowest(), conn->buffer, conn->chunk.get(), req, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     else
-      co_await run_request(*conn->plain, conn->lowest(), conn->buffer, req, out, reusable, deadline, on_body,
+      co_await run_request(*conn->plain, conn->lowest(), conn->buffer, conn->chunk.get(), req, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
     if (reusable && !closed_ && idle_.size() < max_idle_) {

@@ -241,7 +241,12 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
       co_await bhttp::async_write(stream, cont, kTuple);
     }
     stream.expires_after(limits_.read_timeout);
-    std::tie(ec, n) = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+    if (!parser.is_done() && cl && buffer.size() >= *cl) {
+      // The whole body is already buffered: parse it here, without another trip through the scheduler.
+      bhttp::read(stream, buffer, parser, ec);
+    } else if (!parser.is_done()) {
+      std::tie(ec, n) = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+    }
     if (ec) {
       if (ec == bhttp::error::body_limit) {
         log::info("request body too large", {{"client_ip", client_ip}, {"target", hdr.target()}});

@@ -33,6 +33,24 @@ std::string_view header(const http::Request& req, std::string_view name) {
 
 }  // namespace
 
+namespace {
+bhttp::response_header<> sse_header(const http::Request& req) {
+  bhttp::response_header<> h;
+  h.result(bhttp::status::ok);
+  h.version(req.version());
+  h.set(bhttp::field::content_type, "text/event-stream");
+  h.set(bhttp::field::cache_control, "no-cache");
+  return h;
+}
+
+net::awaitable<void> send_accepted(http::Exchange& ex) {
+  http::Response res{bhttp::status::accepted, ex.req.version()};
+  res.keep_alive(ex.req.keep_alive());
+  res.prepare_payload();
+  co_await ex.send(std::move(res));
+}
+}  // namespace
+
 net::awaitable<void> Endpoint::handle(http::Exchange& ex, std::string scope) {
   auto version = header(ex.req, "MCP-Protocol-Version");
   if (!version.empty() && !supported_protocol(version)) {
@@ -128,8 +146,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     co_return;
   }
 
-  auto ex_exec = co_await net::this_coro::executor;
-  auto ch = std::make_shared<Channel>(ex_exec);
+  std::vector<json::value> early;  // answers known before dispatch (invalid batch members)
   std::vector<json::object> requests;
   for (auto& m : body.messages) {
     std::string why;
@@ -137,11 +154,11 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     if (kind == jsonrpc::Kind::invalid) {
       json::value id = m.is_object() && m.as_object().contains("id") ? m.as_object().at("id") : json::value(nullptr);
       if (!jsonrpc::valid_id(id)) id = nullptr;
-      ch->responses.push_back(jsonrpc::make_error(id, code::invalid_request, "Invalid Request: " + why));
+      early.push_back(jsonrpc::make_error(id, code::invalid_request, "Invalid Request: " + why));
     } else if (kind == jsonrpc::Kind::request) {
       if (jsonrpc::method_of(m.as_object()) == "initialize" && body.batch)
-        ch->responses.push_back(jsonrpc::make_error(m.as_object().at("id"), code::invalid_request,
-                                                    "initialize must not be part of a batch"));
+        early.push_back(jsonrpc::make_error(m.as_object().at("id"), code::invalid_request,
+                                           "initialize must not be part of a batch"));
       else
         requests.push_back(std::move(m.as_object()));
     } else {
@@ -149,23 +166,93 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     }
   }
   if (requests.empty()) {
-    if (ch->responses.empty()) {
-      http::Response res{bhttp::status::accepted, ex.req.version()};
-      res.keep_alive(ex.req.keep_alive());
-      res.prepare_payload();
-      co_await ex.send(std::move(res));
+    if (early.empty()) {
+      co_await send_accepted(ex);
     } else {
       auto status = body.batch ? bhttp::status::ok : bhttp::status::bad_request;
-      json::value out = body.batch ? json::value(json::array(ch->responses.begin(), ch->responses.end()))
-                                   : ch->responses.front();
+      json::value out = body.batch ? json::value(json::array(early.begin(), early.end())) : early.front();
       co_await ex.send(http::json_response(ex.req, status, json::serialize(out)));
     }
     co_return;
   }
 
+  if (!body.batch && requests.size() == 1) {
+    co_await answer_one(ex, s, std::move(requests.front()));
+    co_return;
+  }
+  co_await answer_many(ex, s, std::move(requests), std::move(early));
+}
+
+
+net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Session> s, json::object request) {
+  auto exec = co_await net::this_coro::executor;
+  auto ch = std::make_shared<Channel>(exec);
+  ch->expected = 1;
+  auto writer_done = std::make_shared<Event>(exec);
+  bool writer_started = false;
+  // The SSE writer: started by the first related message; writes until the answer is in, then ends the stream.
+  ch->on_first_message = [&ex, ch, writer_done, &writer_started, exec] {
+    writer_started = true;
+    net::co_spawn(exec, [&ex, ch, writer_done]() -> net::awaitable<void> {
+      if (!co_await ex.begin_stream(sse_header(ex.req))) ch->gone = true;
+      while (!ch->gone) {
+        while (!ch->messages.empty() && !ch->gone) {
+          auto m = std::move(ch->messages.front());
+          ch->messages.pop_front();
+          if (!co_await ex.write(sse::encode(m))) ch->gone = true;
+        }
+        if (ch->gone || ch->finished == ch->expected) break;
+        co_await ch->wake.wait();
+        ch->wake.reset();
+      }
+      if (!ch->gone) {
+        for (auto& r : ch->responses) co_await ex.write(sse::encode(json::serialize(r)));
+        co_await ex.end_stream();
+      }
+      writer_done->set();
+    }, net::detached);
+  };
+  ex.on_disconnect([this, s, ch] {
+    ch->gone = true;
+    hub_.abandon(s, ch);
+    ch->wake.set();
+  });
+  std::optional<json::object> resp;
+  try {
+    resp = co_await hub_.dispatch(s, std::move(request), ch);
+  } catch (const std::exception& e) {
+    log::error("dispatch failed", {{"request_id", ex.request_id}, {"error", e.what()}});
+    resp = jsonrpc::make_error(nullptr, code::internal_error, "Internal error");
+  }
+  ch->on_first_message = nullptr;  // the lambda refers to this frame
+  ch->finish(std::move(resp));
+  if (writer_started) {
+    co_await writer_done->wait();
+    ex.stop_watching();
+    if (ch->gone) {
+      hub_.abandon(s, ch);
+      ex.close_after();
+    }
+    co_return;
+  }
+  ex.stop_watching();
+  if (ch->gone) {
+    ex.close_after();
+  } else if (ch->responses.empty()) {  // cancelled: no answer
+    co_await send_accepted(ex);
+  } else {
+    co_await ex.send(http::json_response(ex.req, bhttp::status::ok, json::serialize(ch->responses.front())));
+  }
+}
+
+net::awaitable<void> Endpoint::answer_many(http::Exchange& ex, std::shared_ptr<Session> s,
+                                           std::vector<json::object> requests, std::vector<json::value> early) {
+  auto exec = co_await net::this_coro::executor;
+  auto ch = std::make_shared<Channel>(exec);
+  ch->responses = std::move(early);
   ch->expected = requests.size();
   for (auto& r : requests) {
-    net::co_spawn(ex_exec, [this, s, ch, r = std::move(r)]() mutable -> net::awaitable<void> {
+    net::co_spawn(exec, [this, s, ch, r = std::move(r)]() mutable -> net::awaitable<void> {
       std::optional<json::object> resp;
       try {
         resp = co_await hub_.dispatch(s, std::move(r), ch);
@@ -182,7 +269,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     ch->wake.set();
   });
 
-  // Answer with one JSON body unless a related message must go first; then switch to SSE.
+  // Answer with one JSON array unless a related message must go first; then switch to SSE.
   bool sse = false;
   while (true) {
     co_await ch->wake.wait();
@@ -193,12 +280,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     }
     if (!ch->messages.empty()) {
       if (!sse) {
-        bhttp::response_header<> h;
-        h.result(bhttp::status::ok);
-        h.version(ex.req.version());
-        h.set(bhttp::field::content_type, "text/event-stream");
-        h.set(bhttp::field::cache_control, "no-cache");
-        if (!co_await ex.begin_stream(std::move(h))) ch->gone = true;
+        if (!co_await ex.begin_stream(sse_header(ex.req))) ch->gone = true;
         sse = true;
       }
       while (!ch->messages.empty() && !ch->gone) {
@@ -217,14 +299,10 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
       for (auto& r : ch->responses) co_await ex.write(sse::encode(json::serialize(r)));
       co_await ex.end_stream();
     } else if (ch->responses.empty()) {  // every request was cancelled
-      http::Response res{bhttp::status::accepted, ex.req.version()};
-      res.keep_alive(ex.req.keep_alive());
-      res.prepare_payload();
-      co_await ex.send(std::move(res));
+      co_await send_accepted(ex);
     } else {
-      std::string out = body.batch ? json::serialize(json::array(ch->responses.begin(), ch->responses.end()))
-                                   : json::serialize(ch->responses.front());
-      co_await ex.send(http::json_response(ex.req, bhttp::status::ok, std::move(out)));
+      co_await ex.send(http::json_response(ex.req, bhttp::status::ok,
+                                           json::serialize(json::array(ch->responses.begin(), ch->responses.end()))));
     }
     co_return;
   }

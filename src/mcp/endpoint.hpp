@@ -18,6 +18,11 @@ class Endpoint {
  private:
   net::awaitable<void> post(http::Exchange& ex, const std::string& scope);
   net::awaitable<void> get(http::Exchange& ex, const std::string& scope);
+  // One request in a POST: dispatched inline; an SSE writer starts only if a related message comes first.
+  net::awaitable<void> answer_one(http::Exchange& ex, std::shared_ptr<Session> s, json::object request);
+  // Several requests (a batch): dispatched concurrently, answered together.
+  net::awaitable<void> answer_many(http::Exchange& ex, std::shared_ptr<Session> s, std::vector<json::object> requests,
+                                   std::vector<json::value> early_responses);
   net::awaitable<void> del(http::Exchange& ex, const std::string& scope);
   // Finds the request's session; answers 400/404 itself and returns null when there is none.
   net::awaitable<std::shared_ptr<Session>> session_of(http::Exchange& ex, const std::string& scope);

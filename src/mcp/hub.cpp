@@ -22,6 +22,7 @@ bool supported_protocol(std::string_view v) {
 void Channel::push(const json::object& msg) {
   if (gone) return;
   messages.push_back(json::serialize(msg));
+  if (on_first_message) std::exchange(on_first_message, nullptr)();
   wake.set();
 }
 

@@ -65,6 +65,8 @@ struct Channel {
   std::vector<json::value> responses;
   std::size_t expected = 0, finished = 0;
   bool gone = false;  // the client went away
+  // Called on the first pushed message, so that a single-request answer starts its SSE writer only when needed.
+  std::function<void()> on_first_message;
   void push(const json::object& msg);
   void finish(std::optional<json::object> response);
 };
