@@ -317,7 +317,7 @@ add_row() { # scen system conns rps p50 p99 errors rss cpu note
   ROWS+="$(printf '%s\t' "$@")"$'\n'
 }
 
-declare -A RES_RPS RES_P99 RES_P50 RES_ERR
+declare -A RES_RPS RES_P99 RES_P50 RES_ERR RES_CPU
 run_row() { # scen system url conns rss_pid(or "")
   local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-}
   local tag="${scen}_${system// /_}_c${conns}" dir="$TMP/wrk" sessions_n
@@ -393,6 +393,7 @@ run_row() { # scen system url conns rss_pid(or "")
   RES_RPS["$scen|$system|$conns"]=${R[rps]}
   RES_P99["$scen|$system|$conns"]=${R[p99_ms]}
   RES_P50["$scen|$system|$conns"]=${R[p50_ms]}
+  RES_CPU["$scen|$system|$conns"]=$cpucell
   RES_ERR["$scen|$system|$conns"]=$((errs > 0 || R[requests] == 0))
   add_row "$scen" "$system" "$conns" "$rps_fmt" "$(printf '%.2f' "${R[p50_ms]}")" \
     "$(printf '%.2f' "${R[p99_ms]}")" "$errcell" "$rsscell" "$cpucell" "$note"
@@ -518,6 +519,9 @@ if ((GH_LOAD_OK)); then
 fi
 
 # ------------------------------------------------------------------ report
+cpu_us() { # cpu% rps -> CPU microseconds per request
+  awk -v c="$1" -v r="$2" 'BEGIN { if (c ~ /^[0-9.]+$/ && r > 0) printf "%.1f", c / 100 * 1e6 / r; else print "—" }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
 REPORT="$TMP/results.md"
 {
@@ -555,8 +559,8 @@ REPORT="$TMP/results.md"
   echo
   echo "## S1: Gatehouse vs nginx proxy_pass"
   echo
-  echo "| conns | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| conns | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx | CPU µs/req gatehouse / nginx |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for c in $BENCH_CONNS; do
     g=${RES_RPS["S1|gatehouse|$c"]:-}; n=${RES_RPS["S1|nginx proxy_pass|$c"]:-}; d=${RES_RPS["S1|direct (njs upstream)|$c"]:-}
     gp=${RES_P99["S1|gatehouse|$c"]:-}; np=${RES_P99["S1|nginx proxy_pass|$c"]:-}
@@ -565,11 +569,13 @@ REPORT="$TMP/results.md"
       flag=" ⚠ errors"
     fi
     if [[ -n $g && -n $n ]]; then
-      echo "| $c$flag | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") |"
+      echo "| $c$flag | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(cpu_us "${RES_CPU["S1|gatehouse|$c"]:-}" "$g") / $(cpu_us "${RES_CPU["S1|nginx proxy_pass|$c"]:-}" "$n") |"
     else
-      echo "| $c | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — |"
+      echo "| $c | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — |"
     fi
   done
+  echo
+  echo "CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
   echo
   echo "## Gatehouse memory"
   echo
