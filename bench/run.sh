@@ -537,7 +537,7 @@ REPORT="$TMP/results.md"
   echo "Versions: $(nginx -v 2>&1 | sed 's#nginx version: ##'), njs $(dpkg-query -W -f='${Version}' libnginx-mod-http-js 2>/dev/null || echo '?')," \
     "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'), node $(node --version)," \
     "server-everything $(node -p 'require(process.argv[1]).version' "$BENCH_DIR/node_modules/@modelcontextprotocol/server-everything/package.json")," \
-    "gatehouse: ${GH_VERSION}"
+    "gatehouse: ${GH_VERSION} (\`${GATEHOUSE_BIN#"$ROOT"/}\`)"
   echo
   echo "| scenario | system | conns | req/s | p50 ms | p99 ms | errors | RSS MB peak (proxy / tree) | proxy CPU % |"
   echo "|---|---|---|---|---|---|---|---|---|"
