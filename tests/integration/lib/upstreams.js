@@ -103,15 +103,28 @@ export function fixtureStdio(name, extra = {}) {
  * Starts fixtures/sdk-http-server.js: an upstream written with the real SDK (McpServer +
  * StreamableHTTPServerTransport with an event store) on 127.0.0.1, port 0 unless `port` is given.
  * It prints {"listening":PORT} on stdout; GET /debug on it reports what it saw (sessions, GET streams,
- * resumptions with Last-Event-ID, closed response streams).
+ * resumptions with Last-Event-ID, closed response streams, every exchange on /mcp).
+ * @param {object} [options]
+ * @param {boolean} [options.jsonResponse]  enableJsonResponse: requests answered with one application/json body
+ * @param {boolean} [options.stateless]     sessionIdGenerator: undefined (no Mcp-Session-Id; GET/DELETE → 405)
+ * @param {boolean} [options.extras]        the extra tools, resources and prompt (see the fixture's header)
+ * @param {string}  [options.name]          FIXTURE_NAME: serverInfo.name, resource URIs, tool texts
  * @returns {Promise<{port, url, debugUrl, debug(), proc, logs, stop}>} url is the MCP endpoint (/mcp)
  */
-export async function startSdkFixture({ t, env = {}, port = 0, startTimeoutMs = 20000 } = {}) {
+export async function startSdkFixture({
+  t, env = {}, port = 0, startTimeoutMs = 20000, jsonResponse = false, stateless = false, extras = false, name,
+} = {}) {
+  const modes = {
+    ...(jsonResponse ? { JSON_RESPONSE: '1' } : {}),
+    ...(stateless ? { STATELESS: '1' } : {}),
+    ...(extras ? { EXTRAS: '1' } : {}),
+    ...(name ? { FIXTURE_NAME: name } : {}),
+  };
   const proc = spawn(process.execPath, [path.join(FIXTURES_DIR, 'sdk-http-server.js')], {
     cwd: INTEGRATION_DIR,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env, PORT: String(port) },
+    env: { ...process.env, ...env, ...modes, PORT: String(port) },
   });
   track(proc);
   const logs = [];
