@@ -136,8 +136,9 @@ net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_
   }
   const auto& h = parser.get();
   out.status = h.result_int();
-  for (const auto& f : h) out.headers.insert(f.name_string(), f.value());
-  if (on_headers) on_headers(out.status, out.headers);
+  if (on_headers) on_headers(out.status, h);  // the parser's own fields: no copy on the hot path
+  else
+    for (const auto& f : h) out.headers.insert(f.name_string(), f.value());
   if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
   else low.expires_never();
   bool stopped = false;

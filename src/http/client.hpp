@@ -28,8 +28,8 @@ struct Origin {
 struct ClientResponse {
   boost::system::error_code ec;  // transport error (connect, read, write, timeout)
   unsigned status = 0;
-  boost::beast::http::fields headers;
-  std::string body;  // only when no body callback was given
+  boost::beast::http::fields headers;  // only when no on_headers callback was given
+  std::string body;                    // only when no body callback was given
 };
 
 // Always owned by a shared_ptr: a request in flight keeps its pool alive even if the owner drops it.

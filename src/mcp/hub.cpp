@@ -262,7 +262,7 @@ std::shared_ptr<Session> Hub::create_session(std::string scope) {
 }
 
 std::shared_ptr<Session> Hub::find_session(std::string_view id) {
-  auto it = sessions_.find(std::string(id));
+  auto it = sessions_.find(id);
   if (it == sessions_.end()) return nullptr;
   it->second->last_seen = Clock::now();
   return it->second;

@@ -165,7 +165,11 @@ class Hub {
   net::any_io_executor ex_;
   const Settings& settings_;
   std::map<std::string, std::shared_ptr<Server>, std::less<>> servers_;
-  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::shared_ptr<Session>, StringHash, std::equal_to<>> sessions_;
   bool draining_ = false;
 };
 
