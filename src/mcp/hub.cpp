@@ -207,9 +207,6 @@ std::vector<std::shared_ptr<Server>> Hub::in_scope(std::string_view scope) const
   return out;
 }
 
-std::chrono::milliseconds Hub::timeout_for(const Server& srv) const {
-  return std::chrono::milliseconds(srv.cfg.timeout_ms > 0 ? srv.cfg.timeout_ms : settings_.upstream_timeout_ms);
-}
 
 std::shared_ptr<upstream::Connection> Hub::new_connection(Server& srv, json::object caps) {
   // ${secret:NAME} slots fall back to the gateway's environment (per-tenant values come with the store).
@@ -220,7 +217,9 @@ std::shared_ptr<upstream::Connection> Hub::new_connection(Server& srv, json::obj
   std::map<std::string, std::string> env, headers;
   for (const auto& [k, v] : srv.cfg.env) env[k] = expand_secrets(v, lookup).value_or("");
   for (const auto& [k, v] : srv.cfg.headers) headers[k] = expand_secrets(v, lookup).value_or("");
-  return upstream::make_connection(ex_, srv.cfg, std::move(env), std::move(headers), std::move(caps));
+  auto conn = upstream::make_connection(ex_, srv.cfg, std::move(env), std::move(headers), std::move(caps));
+  conn->set_default_timeout(std::chrono::milliseconds(settings_.upstream_timeout_ms));
+  return conn;
 }
 
 std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& srv) {
@@ -364,7 +363,7 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
         json::object params;
         if (!cursor.is_null()) params["cursor"] = cursor;
         upstream::CallOptions opts;
-        opts.timeout = timeout_for(*srv);
+        opts.timeout = conn->timeout();
         auto resp = co_await conn->call(k.method, std::move(params), opts);
         auto* r = resp.if_contains("result");
         if (!r || !r->is_object()) {
@@ -534,7 +533,7 @@ net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session
   s->in_flight[key] = InFlight{conn, &handle, ch, false};
   if (ch) s->latest_channel = ch;
   upstream::CallOptions opts;
-  opts.timeout = timeout_for(*srv);
+  opts.timeout = conn->timeout();
   opts.sink = std::make_shared<ChannelSink>(ch, s, srv->cfg.id);
   auto started = Clock::now();
   auto resp = co_await conn->call(method, std::move(params), std::move(opts), &handle);
@@ -635,7 +634,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
       if (co_await conn->ensure_ready()) continue;
       if (!conn->server_capabilities().contains("logging")) continue;
       upstream::CallOptions opts;
-      opts.timeout = timeout_for(*srv);
+      opts.timeout = conn->timeout();
       co_await conn->call(method, params, opts);
     }
     co_return jsonrpc::make_result(id, json::object{});

@@ -160,7 +160,6 @@ class Hub {
   net::awaitable<std::optional<json::object>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
                                        json::value params, json::value id, std::shared_ptr<Channel> ch);
   std::shared_ptr<Server> route_uri(std::string_view scope, std::string_view uri) const;
-  std::chrono::milliseconds timeout_for(const Server& srv) const;
 
   net::any_io_executor ex_;
   const Settings& settings_;

@@ -77,7 +77,7 @@ net::awaitable<std::optional<std::string>> Connection::handshake() {
   params["capabilities"] = client_caps_;
   params["clientInfo"] = json::object{{"name", "gatehouse"}, {"version", "0.1.0"}};
   CallOptions opts;
-  opts.timeout = std::chrono::milliseconds(cfg_.timeout_ms > 0 ? cfg_.timeout_ms : 60000);
+  opts.timeout = timeout();
   sending_handshake_ = true;  // call_started sends before its first suspension
   auto call = call_started("initialize", std::move(params), opts, nullptr);
   auto resp = co_await std::move(call);

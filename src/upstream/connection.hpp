@@ -86,6 +86,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string& last_error() const { return last_error_; }
   void set_listener(std::weak_ptr<Listener> l) { listener_ = std::move(l); }
   uint64_t generation() const { return generation_; }
+  // The per-call timeout: the server's timeoutMs, else the gateway default (UPSTREAM_TIMEOUT_MS).
+  std::chrono::milliseconds timeout() const {
+    return cfg_.timeout_ms > 0 ? std::chrono::milliseconds(cfg_.timeout_ms) : default_timeout_;
+  }
+  void set_default_timeout(std::chrono::milliseconds t) { default_timeout_ = t; }
 
  protected:
   // Transport hooks. start_transport connects or spawns; send_message delivers one serialized message
@@ -125,7 +130,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string protocol_version_;
   State state_ = State::idle;
   std::string last_error_;
-  bool sending_handshake_ = false;  // true while handshake() sends its initialize request
+  bool sending_handshake_ = false;
+  std::chrono::milliseconds default_timeout_{60000};  // true while handshake() sends its initialize request
 
  private:
   struct Pending {

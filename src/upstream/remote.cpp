@@ -120,7 +120,7 @@ class HttpConnection final : public Connection {
     req.set(bhttp::field::content_type, "application/json");
     req.body() = text;
     std::string sent_session = self->session_id_;
-    auto timeout = std::chrono::milliseconds(self->cfg_.timeout_ms > 0 ? self->cfg_.timeout_ms : 60000);
+    auto timeout = self->timeout();
     auto deadline = Clock::now() + timeout + std::chrono::seconds(5);
     bool is_initialize = handshake && related != 0;
     bool sse = false;
@@ -253,7 +253,7 @@ class HttpConnection final : public Connection {
               for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), related); });
             });
           },
-          Clock::now() + std::chrono::milliseconds(self->cfg_.timeout_ms > 0 ? self->cfg_.timeout_ms : 60000));
+          Clock::now() + self->timeout());
       if (res.status != 200) co_return;
       if (!decoder.last_event_id().empty()) last_id = decoder.last_event_id();
       if (decoder.retry_ms() >= 0) retry_ms = decoder.retry_ms();
@@ -312,14 +312,13 @@ class SseConnection final : public Connection {
     http::Origin origin;
     if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
     stream_pool_ = std::make_shared<http::ClientPool>(ex_, origin, 1);
-    endpoint_.reset();
     post_pool_.reset();
     ++epoch_;
     endpoint_ready_ = std::make_shared<Event>(ex_);
     auto self = std::static_pointer_cast<SseConnection>(shared_from_this());
     auto ready = endpoint_ready_;
     net::co_spawn(ex_, stream(self, epoch_), net::detached);
-    auto timeout = std::chrono::milliseconds(cfg_.timeout_ms > 0 ? cfg_.timeout_ms : 30000);
+    auto timeout = this->timeout();
     if (!co_await ready->wait_until(Clock::now() + timeout)) co_return "no endpoint event on the SSE stream";
     if (!post_pool_) co_return stream_error_.empty() ? std::string("SSE stream closed") : stream_error_;
     co_return std::nullopt;
@@ -393,7 +392,6 @@ class SseConnection final : public Connection {
 
   std::shared_ptr<http::ClientPool> stream_pool_, post_pool_;
   std::shared_ptr<Event> endpoint_ready_;
-  std::optional<std::string> endpoint_;
   std::string target_, post_target_, stream_error_;
   uint64_t epoch_ = 0;
 };
