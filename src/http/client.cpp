@@ -1,4 +1,5 @@
 #include "http/client.hpp"
+#include "http/wire.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -121,7 +122,9 @@ net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_
                                  const std::function<void(unsigned, const bhttp::fields&)>& on_headers) {
   reusable = false;
   low.expires_at(deadline);
-  auto [wec, wn] = co_await bhttp::async_write(s, req, kTuple);
+  std::string head = request_head(req);
+  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(req.body())};
+  auto [wec, wn] = co_await net::async_write(s, bufs, kTuple);
   if (wec) {
     out.ec = wec;
     co_return;

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "core/log.hpp"
+#include "http/wire.hpp"
 #include "core/util.hpp"
 #include "jsonrpc/message.hpp"
 
@@ -44,7 +45,9 @@ net::awaitable<void> Exchange::send(Response res) {
   if (!res.keep_alive()) close_after_ = true;
   bytes_out_ += res.body().size();
   stream_.expires_after(limits_.write_timeout);
-  auto [ec, n] = co_await bhttp::async_write(stream_, res, kTuple);
+  std::string head = response_head(res);
+  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(res.body())};
+  auto [ec, n] = co_await net::async_write(stream_, bufs, kTuple);
   stream_.expires_never();
   if (ec) broken_ = true;
 }
