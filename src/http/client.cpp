@@ -1,5 +1,4 @@
 #include "http/client.hpp"
-#include "http/wire.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -18,6 +17,17 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using net::ip::tcp;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
+
+void ClientRequest::set(std::string_view name, std::string_view value) {
+  auto clean = [this](std::string_view t) {
+    for (char c : t)
+      if (c != '\r' && c != '\n') headers.push_back(c);
+  };
+  clean(name);
+  headers.append(": ");
+  clean(value);
+  headers.append("\r\n");
+}
 
 bool Origin::parse(std::string_view url, Origin& out, std::string& target) {
   auto u = boost::urls::parse_uri(url);
@@ -62,7 +72,11 @@ struct ClientPool::Conn {
 };
 
 ClientPool::ClientPool(net::any_io_executor ex, Origin origin, std::size_t max_idle)
-    : ex_(std::move(ex)), origin_(std::move(origin)), max_idle_(max_idle) {}
+    : ex_(std::move(ex)), origin_(std::move(origin)), max_idle_(max_idle) {
+  bool v6 = origin_.host.find(':') != std::string::npos;
+  std::string host = v6 ? "[" + origin_.host + "]" : origin_.host;
+  host_header_ = origin_.port == (origin_.tls ? "443" : "80") ? host : host + ":" + origin_.port;
+}
 
 ClientPool::~ClientPool() { close(); }
 
@@ -115,15 +129,14 @@ namespace {
 
 template <typename Stream>
 net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_buffer& buffer, char* chunk,
-                                 bhttp::request<bhttp::string_body>& req, ClientResponse& out, bool& reusable,
+                                 const std::string& head, const std::string& body, ClientResponse& out, bool& reusable,
                                  std::chrono::steady_clock::time_point deadline,
                                  const std::function<bool(std::string_view)>& on_body,
                                  std::chrono::steady_clock::time_point body_deadline, std::size_t max_body,
                                  const std::function<void(unsigned, const bhttp::fields&)>& on_headers) {
   reusable = false;
   low.expires_at(deadline);
-  std::string head = request_head(req);
-  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(req.body())};
+  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body)};
   auto [wec, wn] = co_await net::async_write(s, bufs, kTuple);
   if (wec) {
     out.ec = wec;
@@ -177,7 +190,7 @@ net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_
 
 }  // namespace
 
-net::awaitable<ClientResponse> ClientPool::request(bhttp::request<bhttp::string_body> req,
+net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
                                                    std::chrono::steady_clock::time_point deadline,
                                                    std::function<bool(std::string_view)> on_body,
                                                    std::chrono::steady_clock::time_point body_deadline,
@@ -189,11 +202,21 @@ net::awaitable<ClientResponse> ClientPool::request(bhttp::request<bhttp::string_
     out.ec = net::error::operation_aborted;
     co_return out;
   }
-  req.version(11);
-  req.set(bhttp::field::host, origin_.port == (origin_.tls ? "443" : "80") ? origin_.host
-                                                                           : origin_.host + ":" + origin_.port);
-  req.keep_alive(true);
-  req.prepare_payload();
+  std::string head;
+  head.reserve(96 + req.target.size() + req.headers.size());
+  head.append(bhttp::to_string(req.method));
+  head.push_back(' ');
+  head.append(req.target);
+  head.append(" HTTP/1.1\r\nHost: ");
+  head.append(host_header_);
+  head.append("\r\n");
+  if (!req.body.empty() || req.method == bhttp::verb::post || req.method == bhttp::verb::put) {
+    head.append("Content-Length: ");
+    head.append(std::to_string(req.body.size()));
+    head.append("\r\n");
+  }
+  head.append(req.headers);
+  head.append("\r\n");
   // A pooled connection may have been closed by the server while idle: retry once on a fresh one.
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::unique_ptr<Conn> conn;
@@ -214,10 +237,10 @@ net::awaitable<ClientResponse> ClientPool::request(bhttp::request<bhttp::string_
     bool reusable = false;
     out = ClientResponse{};
     if (conn->tls)
-      co_await run_request(*conn->tls, conn->lowest(), conn->buffer, conn->chunk.get(), req, out, reusable, deadline, on_body,
+      co_await run_request(*conn->tls, conn->lowest(), conn->buffer, conn->chunk.get(), head, req.body, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     else
-      co_await run_request(*conn->plain, conn->lowest(), conn->buffer, conn->chunk.get(), req, out, reusable, deadline, on_body,
+      co_await run_request(*conn->plain, conn->lowest(), conn->buffer, conn->chunk.get(), head, req.body, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
     if (reusable && !closed_ && idle_.size() < max_idle_) {

@@ -25,6 +25,16 @@ struct Origin {
   static bool parse(std::string_view url, Origin& out, std::string& target);
 };
 
+// An outgoing request. Host and Content-Length are added by the pool; `headers` holds whole lines.
+struct ClientRequest {
+  boost::beast::http::verb method = boost::beast::http::verb::get;
+  std::string target = "/";
+  std::string headers;
+  std::string body;
+  // Appends "name: value"; CR and LF in either are dropped (no header injection from configuration).
+  void set(std::string_view name, std::string_view value);
+};
+
 struct ClientResponse {
   boost::system::error_code ec;  // transport error (connect, read, write, timeout)
   unsigned status = 0;
@@ -42,7 +52,7 @@ class ClientPool : public std::enable_shared_from_this<ClientPool> {
   // reading stops early when it returns false. `deadline` bounds connect + send + headers; `body_deadline`
   // bounds the body (use time_point::max() for long-lived streams). `max_body` bounds a buffered body.
   net::awaitable<ClientResponse> request(
-      boost::beast::http::request<boost::beast::http::string_body> req,
+      ClientRequest req,
       std::chrono::steady_clock::time_point deadline,
       std::function<bool(std::string_view)> on_body = {},
       std::chrono::steady_clock::time_point body_deadline = std::chrono::steady_clock::time_point::max(),
@@ -59,6 +69,7 @@ class ClientPool : public std::enable_shared_from_this<ClientPool> {
                                                 boost::system::error_code& ec);
   net::any_io_executor ex_;
   Origin origin_;
+  std::string host_header_;
   std::size_t max_idle_;
   std::vector<std::unique_ptr<Conn>> idle_;
   std::vector<Conn*> busy_;

@@ -52,6 +52,35 @@ net::awaitable<void> Exchange::send(Response res) {
   if (ec) broken_ = true;
 }
 
+net::awaitable<void> Exchange::send_json(bhttp::status status, std::string body, std::string_view extra) {
+  stop_watching();
+  if (responded_) co_return;
+  responded_ = true;
+  status_ = static_cast<int>(status);
+  if (!req.keep_alive()) close_after_ = true;
+  std::string head;
+  head.reserve(160 + extra.size());
+  head.append(req.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  head.append(std::to_string(status_));
+  head.push_back(' ');
+  head.append(bhttp::obsolete_reason(status));
+  head.append("\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nX-Request-Id: ");
+  head.append(request_id);
+  head.append("\r\nContent-Length: ");
+  head.append(std::to_string(body.size()));
+  head.append("\r\n");
+  if (close_after_) head.append("Connection: close\r\n");
+  else if (req.version() == 10) head.append("Connection: keep-alive\r\n");
+  head.append(extra);
+  head.append("\r\n");
+  bytes_out_ += body.size();
+  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body)};
+  stream_.expires_after(limits_.write_timeout);
+  auto [ec, n] = co_await net::async_write(stream_, bufs, kTuple);
+  stream_.expires_never();
+  if (ec) broken_ = true;
+}
+
 net::awaitable<bool> Exchange::begin_stream(bhttp::response_header<> header) {
   if (responded_) co_return false;
   responded_ = streaming_ = true;

@@ -45,6 +45,9 @@ class Exchange {
   const std::string client_ip;
 
   net::awaitable<void> send(Response res);
+  // A JSON answer written without building a Beast message (the hot path). `extra` holds whole header
+  // lines ("Name: value\r\n"), or is empty.
+  net::awaitable<void> send_json(bhttp::status status, std::string body, std::string_view extra = {});
   // Starts a chunked streaming response with the given status and headers. Returns false if the peer is gone.
   net::awaitable<bool> begin_stream(bhttp::response_header<> header);
   net::awaitable<bool> write(std::string_view data);

@@ -31,15 +31,4 @@ std::string response_head(const bhttp::response_header<>& h) {
   return out;
 }
 
-std::string request_head(const bhttp::request_header<>& h) {
-  std::string out;
-  out.reserve(256);
-  out.append(h.method_string());
-  out.push_back(' ');
-  out.append(h.target());
-  out.append(h.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
-  append_fields(out, h);
-  return out;
-}
-
 }  // namespace gh::http

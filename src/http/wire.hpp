@@ -1,4 +1,4 @@
-// Serializes HTTP/1.1 message heads into one contiguous string, so a message goes out as one writev of
+// Serializes an HTTP/1.1 response head into one contiguous string, so a message goes out as one writev of
 // (head, body) instead of Beast's generic buffer-sequence serializer (a measurable share of CPU per request).
 #pragma once
 #include <boost/beast/http/message.hpp>
@@ -7,6 +7,5 @@
 namespace gh::http {
 
 std::string response_head(const boost::beast::http::response_header<>& h);
-std::string request_head(const boost::beast::http::request_header<>& h);
 
 }  // namespace gh::http

@@ -126,13 +126,12 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
       json::object params;
       if (auto* p = msg.if_contains("params"); p && p->is_object()) params = p->as_object();
       auto result = co_await hub_.initialize(s, params);
-      auto res = http::json_response(ex.req, bhttp::status::ok,
-                                     json::serialize(jsonrpc::make_result(msg["id"], std::move(result))));
-      res.set("Mcp-Session-Id", s->id);
+      std::string session_header = "Mcp-Session-Id: " + s->id + "\r\n";
       log::info("session opened", {{"request_id", ex.request_id}, {"session", s->id},
                                    {"scope", scope.empty() ? "*" : scope}, {"protocol", s->protocol_version},
                                    {"dedicated", s->dedicated_mode}});
-      co_await ex.send(std::move(res));
+      co_await ex.send_json(bhttp::status::ok, json::serialize(jsonrpc::make_result(msg["id"], std::move(result))),
+                            session_header);
       co_return;
     }
   }
@@ -241,7 +240,7 @@ net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Se
   } else if (ch->responses.empty()) {  // cancelled: no answer
     co_await send_accepted(ex);
   } else {
-    co_await ex.send(http::json_response(ex.req, bhttp::status::ok, json::serialize(ch->responses.front())));
+    co_await ex.send_json(bhttp::status::ok, json::serialize(ch->responses.front()));
   }
 }
 

@@ -552,7 +552,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
                                                           std::shared_ptr<Channel> ch) {
   json::value id = req["id"];
   std::string method(jsonrpc::method_of(req));
-  json::value params_v = req.contains("params") ? req["params"] : json::value(json::object{});
+  json::value params_v = req.contains("params") ? std::move(req["params"]) : json::value(json::object{});
   if (!params_v.is_object()) co_return jsonrpc::make_error(id, code::invalid_params, "params must be an object");
   auto& params = params_v.as_object();
   bool aggregate = s->scope.empty();

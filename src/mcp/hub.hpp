@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -61,7 +62,7 @@ struct Server {
 struct Channel {
   explicit Channel(const net::any_io_executor& ex) : wake(ex) {}
   Event wake;
-  std::deque<std::string> messages;  // serialized messages for the SSE stream, in order
+  std::list<std::string> messages;  // serialized messages for the SSE stream, in order (a list: no allocation while empty)
   std::vector<json::value> responses;
   std::size_t expected = 0, finished = 0;
   bool gone = false;  // the client went away

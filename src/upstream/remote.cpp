@@ -22,7 +22,7 @@ constexpr auto kTuple = net::as_tuple(net::use_awaitable);
 
 namespace {
 
-using HttpRequest = bhttp::request<bhttp::string_body>;
+using HttpRequest = http::ClientRequest;
 
 // Delivers every JSON-RPC message of a JSON body (one object or a batch array).
 template <typename F>
@@ -59,6 +59,12 @@ class HttpConnection final : public Connection {
     http::Origin origin;
     if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
     pool_ = std::make_shared<http::ClientPool>(ex_, origin);
+    configured_headers_.clear();
+    for (const auto& [k, v] : headers_) {
+      HttpRequest r;
+      r.set(k, v);
+      configured_headers_ += r.headers;
+    }
     session_id_.clear();
     ++epoch_;
     co_return std::nullopt;
@@ -87,7 +93,7 @@ class HttpConnection final : public Connection {
       auto ex = ex_;
       net::co_spawn(ex, [ex, origin, sid, target, headers]() -> net::awaitable<void> {
         auto pool = std::make_shared<http::ClientPool>(ex, origin, 1);
-        HttpRequest req{bhttp::verb::delete_, target, 11};
+        HttpRequest req{bhttp::verb::delete_, target};
         for (const auto& [k, v] : headers) req.set(k, v);
         req.set("Mcp-Session-Id", sid);
         co_await pool->request(std::move(req), Clock::now() + std::chrono::seconds(2));
@@ -100,9 +106,9 @@ class HttpConnection final : public Connection {
 
  private:
   HttpRequest make_request(bhttp::verb verb) const {
-    HttpRequest req{verb, target_, 11};
-    for (const auto& [k, v] : headers_) req.set(k, v);
-    req.set(bhttp::field::accept, verb == bhttp::verb::get ? "text/event-stream" : "application/json, text/event-stream");
+    HttpRequest req{verb, target_};
+    req.headers = configured_headers_;
+    req.set("Accept", verb == bhttp::verb::get ? "text/event-stream" : "application/json, text/event-stream");
     if (!session_id_.empty()) req.set("Mcp-Session-Id", session_id_);
     if (!protocol_version_.empty()) req.set("MCP-Protocol-Version", protocol_version_);
     return req;
@@ -117,8 +123,8 @@ class HttpConnection final : public Connection {
     }
     if (!self->pool_ || self->epoch_ != epoch) co_return;
     auto req = self->make_request(bhttp::verb::post);
-    req.set(bhttp::field::content_type, "application/json");
-    req.body() = text;
+    req.set("Content-Type", "application/json");
+    req.body = text;
     std::string sent_session = self->session_id_;
     auto timeout = self->timeout();
     auto deadline = Clock::now() + timeout + std::chrono::seconds(5);
@@ -295,6 +301,7 @@ class HttpConnection final : public Connection {
   std::shared_ptr<http::ClientPool> pool_;
   std::string target_;
   std::string session_id_;
+  std::string configured_headers_;  // the server's own headers as request lines
   std::shared_ptr<Event> renewing_;
   uint64_t epoch_ = 0;
 };
@@ -341,9 +348,9 @@ class SseConnection final : public Connection {
 
  private:
   static net::awaitable<void> stream(std::shared_ptr<SseConnection> self, uint64_t epoch) {
-    HttpRequest req{bhttp::verb::get, self->target_, 11};
+    HttpRequest req{bhttp::verb::get, self->target_};
     for (const auto& [k, v] : self->headers_) req.set(k, v);
-    req.set(bhttp::field::accept, "text/event-stream");
+    req.set("Accept", "text/event-stream");
     sse::Decoder decoder;
     auto ready = self->endpoint_ready_;
     auto pool = self->stream_pool_;
@@ -376,10 +383,10 @@ class SseConnection final : public Connection {
   static net::awaitable<void> post(std::shared_ptr<SseConnection> self, std::string text, uint64_t related,
                                    uint64_t epoch) {
     if (!self->post_pool_ || self->epoch_ != epoch) co_return;
-    HttpRequest req{bhttp::verb::post, self->post_target_, 11};
+    HttpRequest req{bhttp::verb::post, self->post_target_};
     for (const auto& [k, v] : self->headers_) req.set(k, v);
-    req.set(bhttp::field::content_type, "application/json");
-    req.body() = std::move(text);
+    req.set("Content-Type", "application/json");
+    req.body = std::move(text);
     auto pool = self->post_pool_;
     auto res = co_await pool->request(std::move(req), Clock::now() + std::chrono::seconds(30), {},
                                                   Clock::now() + std::chrono::seconds(30), 1 << 20);
