@@ -6,7 +6,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
@@ -59,16 +61,12 @@ net::ssl::context& client_tls_context() {
 constexpr std::size_t kChunk = 16 * 1024;
 
 struct ClientPool::Conn {
-  std::unique_ptr<beast::tcp_stream> plain;
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  explicit Conn(const net::any_io_executor& ex) : plain(ex) {}
+  Stream plain;                                     // the TCP connection (under TLS when tls is set)
+  std::unique_ptr<net::ssl::stream<Stream&>> tls;
   beast::flat_buffer buffer;
   std::unique_ptr<char[]> chunk{new char[kChunk]};  // body bytes land here (kept off coroutine frames)
-  beast::tcp_stream& lowest() { return plain ? *plain : tls->next_layer(); }
-  void close() {
-    boost::system::error_code ec;
-    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
-    lowest().socket().close(ec);
-  }
+  void close() { plain.close(); }
 };
 
 ClientPool::ClientPool(net::any_io_executor ex, Origin origin, std::size_t max_idle)
@@ -95,40 +93,60 @@ net::awaitable<std::unique_ptr<ClientPool::Conn>> ClientPool::connect(std::chron
     ec = rec;
     co_return nullptr;
   }
-  auto conn = std::make_unique<Conn>();
+  auto conn = std::make_unique<Conn>(ex_);
   if (origin_.tls) {
-    conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ex_, client_tls_context());
+    conn->tls = std::make_unique<net::ssl::stream<Stream&>>(conn->plain, client_tls_context());
     if (!SSL_set_tlsext_host_name(conn->tls->native_handle(), origin_.host.c_str())) {
       ec = net::error::invalid_argument;
       co_return nullptr;
     }
     conn->tls->set_verify_callback(net::ssl::host_name_verification(origin_.host));
-  } else {
-    conn->plain = std::make_unique<beast::tcp_stream>(ex_);
   }
-  auto& low = conn->lowest();
-  low.expires_at(deadline);
-  auto [cec, ep] = co_await low.async_connect(results, kTuple);
+  // Watched while connecting, like any busy connection.
+  busy_.push_back(conn.get());
+  struct Unbusy {
+    std::vector<Conn*>& busy;
+    Conn* c;
+    ~Unbusy() { std::erase(busy, c); }
+  } unbusy{busy_, conn.get()};
+  start_watchdog();
+  conn->plain.expires_at(deadline);
+  auto [cec, ep] = co_await net::async_connect(conn->plain.socket(), results, kTuple);
   if (cec) {
-    ec = cec;
+    ec = conn->plain.timed_out() ? net::error::timed_out : cec;
     co_return nullptr;
   }
-  low.socket().set_option(tcp::no_delay(true), cec);
+  conn->plain.socket().set_option(tcp::no_delay(true), cec);
   if (conn->tls) {
     auto [hec] = co_await conn->tls->async_handshake(net::ssl::stream_base::client, kTuple);
     if (hec) {
-      ec = hec;
+      ec = conn->plain.timed_out() ? net::error::timed_out : hec;
       co_return nullptr;
     }
   }
-  low.expires_never();
+  conn->plain.expires_never();
   co_return conn;
+}
+
+void ClientPool::start_watchdog() {
+  if (watchdog_running_) return;
+  watchdog_running_ = true;
+  net::co_spawn(ex_, [self = shared_from_this()]() -> net::awaitable<void> {
+    net::steady_timer timer(self->ex_);
+    while (!self->closed_ && !self->busy_.empty()) {
+      timer.expires_after(std::chrono::seconds(1));
+      co_await timer.async_wait(kTuple);
+      auto now = Stream::Clock::now();
+      for (auto* c : self->busy_) c->plain.enforce(now);
+    }
+    self->watchdog_running_ = false;
+  }, net::detached);
 }
 
 namespace {
 
-template <typename Stream>
-net::awaitable<void> run_request(Stream& s, beast::tcp_stream& low, beast::flat_buffer& buffer, char* chunk,
+template <typename S>
+net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, char* chunk,
                                  const std::string& head, const std::string& body, ClientResponse& out, bool& reusable,
                                  std::chrono::steady_clock::time_point deadline,
                                  const std::function<bool(std::string_view)>& on_body,
@@ -234,13 +252,14 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
       }
     }
     busy_.push_back(conn.get());
+    start_watchdog();
     bool reusable = false;
     out = ClientResponse{};
     if (conn->tls)
-      co_await run_request(*conn->tls, conn->lowest(), conn->buffer, conn->chunk.get(), head, req.body, out, reusable, deadline, on_body,
+      co_await run_request(*conn->tls, conn->plain, conn->buffer, conn->chunk.get(), head, req.body, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     else
-      co_await run_request(*conn->plain, conn->lowest(), conn->buffer, conn->chunk.get(), head, req.body, out, reusable, deadline, on_body,
+      co_await run_request(conn->plain, conn->plain, conn->buffer, conn->chunk.get(), head, req.body, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
     if (reusable && !closed_ && idle_.size() < max_idle_) {

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "http/stream.hpp"
+
 namespace gh::http {
 
 namespace net = boost::asio;
@@ -67,6 +69,7 @@ class ClientPool : public std::enable_shared_from_this<ClientPool> {
   struct Conn;
   net::awaitable<std::unique_ptr<Conn>> connect(std::chrono::steady_clock::time_point deadline,
                                                 boost::system::error_code& ec);
+  void start_watchdog();  // enforces the deadlines of busy connections, once a second, while there are any
   net::any_io_executor ex_;
   Origin origin_;
   std::string host_header_;
@@ -74,6 +77,7 @@ class ClientPool : public std::enable_shared_from_this<ClientPool> {
   std::vector<std::unique_ptr<Conn>> idle_;
   std::vector<Conn*> busy_;
   bool closed_ = false;
+  bool watchdog_running_ = false;
 };
 
 net::ssl::context& client_tls_context();

@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
@@ -30,7 +31,7 @@ Response json_response(const Request& req, bhttp::status status, std::string bod
   return res;
 }
 
-Exchange::Exchange(beast::tcp_stream& stream, Request& r, std::string rid, std::string ip, const ServerLimits& limits)
+Exchange::Exchange(Stream& stream, Request& r, std::string rid, std::string ip, const ServerLimits& limits)
     : req(r), request_id(std::move(rid)), client_ip(std::move(ip)), stream_(stream), limits_(limits) {}
 
 Exchange::~Exchange() { stop_watching(); }
@@ -163,6 +164,18 @@ uint16_t Server::listen(const std::string& host, uint16_t port) {
 
 void Server::start() {
   net::co_spawn(io_, accept_loop(), net::detached);
+  net::co_spawn(io_, watchdog(), net::detached);
+}
+
+net::awaitable<void> Server::watchdog() {
+  net::steady_timer timer(io_);
+  while (!stopping_ || !conns_.empty()) {
+    timer.expires_after(std::chrono::seconds(1));
+    co_await timer.async_wait(kTuple);
+    auto now = Stream::Clock::now();
+    for (auto& c : conns_)
+      if (c.stream) c.stream->enforce(now);
+  }
 }
 
 net::awaitable<void> Server::accept_loop() {
@@ -223,7 +236,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
     auto ep = socket.remote_endpoint(ec);
     if (!ec) client_ip = ep.address().to_string();
   }
-  beast::tcp_stream stream(std::move(socket));
+  Stream stream(std::move(socket));
   auto self = conns_.insert(conns_.end(), Conn{&stream, false});
   struct Remove {
     std::list<Conn>& l;
@@ -246,7 +259,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
         auto res = error_response(11, bhttp::status::request_header_fields_too_large, jsonrpc::code::invalid_request,
                                   "Request headers too large");
         co_await bhttp::async_write(stream, res, kTuple);
-      } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
+      } else if (ec != bhttp::error::end_of_stream && !stream.timed_out() &&
                  ec != net::error::connection_reset && ec != net::error::operation_aborted && ec != net::error::eof) {
         log::info("bad http request", {{"client_ip", client_ip}, {"error", ec.message()}});
         stream.expires_after(limits_.write_timeout);
@@ -312,6 +325,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
   boost::system::error_code ec;
   stream.socket().shutdown(net::socket_base::shutdown_send, ec);
   stream.close();
+  (void)ec;
 }
 
 }  // namespace gh::http

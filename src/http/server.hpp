@@ -4,7 +4,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
@@ -13,6 +12,8 @@
 #include <list>
 #include <memory>
 #include <string>
+
+#include "http/stream.hpp"
 
 namespace gh::http {
 
@@ -34,7 +35,7 @@ struct ServerLimits {
 // One request and its answer. Either send() once, or begin_stream() + write()* + end_stream().
 class Exchange {
  public:
-  Exchange(beast::tcp_stream& stream, Request& req, std::string request_id, std::string client_ip,
+  Exchange(Stream& stream, Request& req, std::string request_id, std::string client_ip,
            const ServerLimits& limits);
   ~Exchange();
   Exchange(const Exchange&) = delete;
@@ -66,7 +67,7 @@ class Exchange {
   int status() const { return status_; }
 
  private:
-  beast::tcp_stream& stream_;
+  Stream& stream_;
   const ServerLimits& limits_;
   bool responded_ = false, streaming_ = false, broken_ = false, close_after_ = false;
   std::shared_ptr<bool> watching_;
@@ -97,10 +98,11 @@ class Server {
 
  private:
   struct Conn {
-    beast::tcp_stream* stream = nullptr;
+    Stream* stream = nullptr;
     bool busy = false;
   };
   net::awaitable<void> accept_loop();
+  net::awaitable<void> watchdog();
   net::awaitable<void> serve(net::ip::tcp::socket socket);
 
   net::io_context& io_;

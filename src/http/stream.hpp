@@ -1,0 +1,68 @@
+// A TCP socket with a deadline that a periodic watchdog enforces (Server::watchdog, ClientPool::watchdog).
+// Beast's tcp_stream arms and cancels a timer around every read and write; with thousands of requests a
+// second that timer traffic was a large share of the gateway's CPU. A coarse (1 s) watchdog costs nothing
+// per operation: expires_after() only stores a time point.
+#pragma once
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <utility>
+
+namespace gh::http {
+
+namespace net = boost::asio;
+
+class Stream {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using executor_type = net::ip::tcp::socket::executor_type;
+  using lowest_layer_type = net::ip::tcp::socket::lowest_layer_type;  // for ssl::stream<Stream&>
+
+  explicit Stream(net::ip::tcp::socket s) : socket_(std::move(s)) {}
+  explicit Stream(const net::any_io_executor& ex) : socket_(ex) {}
+
+  net::ip::tcp::socket& socket() { return socket_; }
+  executor_type get_executor() { return socket_.get_executor(); }
+  lowest_layer_type& lowest_layer() { return socket_.lowest_layer(); }
+
+  void expires_after(Clock::duration d) { deadline_ = Clock::now() + d; }
+  void expires_at(Clock::time_point t) { deadline_ = t; }
+  void expires_never() { deadline_ = Clock::time_point::max(); }
+  // Called by a watchdog: past its deadline, the socket's operations are cancelled and it is shut down.
+  bool enforce(Clock::time_point now) {
+    if (now < deadline_) return false;
+    timed_out_ = true;
+    deadline_ = Clock::time_point::max();
+    boost::system::error_code ec;
+    socket_.cancel(ec);
+    socket_.shutdown(net::socket_base::shutdown_both, ec);
+    return true;
+  }
+  bool timed_out() const { return timed_out_; }
+  void close() {
+    boost::system::error_code ec;
+    socket_.shutdown(net::socket_base::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+  // AsyncReadStream, AsyncWriteStream, SyncReadStream (for parsing bytes already buffered).
+  template <typename Buffers, typename Token>
+  auto async_read_some(const Buffers& b, Token&& t) {
+    return socket_.async_read_some(b, std::forward<Token>(t));
+  }
+  template <typename Buffers, typename Token>
+  auto async_write_some(const Buffers& b, Token&& t) {
+    return socket_.async_write_some(b, std::forward<Token>(t));
+  }
+  template <typename Buffers>
+  std::size_t read_some(const Buffers& b) { return socket_.read_some(b); }
+  template <typename Buffers>
+  std::size_t read_some(const Buffers& b, boost::system::error_code& ec) { return socket_.read_some(b, ec); }
+
+ private:
+  net::ip::tcp::socket socket_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  bool timed_out_ = false;
+};
+
+}  // namespace gh::http
