@@ -1,11 +1,18 @@
 #include "core/util.hpp"
 
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/json/parse.hpp>
 #include <openssl/rand.h>
 
 #include <cctype>
 #include <stdexcept>
 
 namespace gh {
+
+boost::json::value parse_json(std::string_view text, boost::system::error_code& ec) {
+  auto arena = boost::json::make_shared_resource<boost::json::monotonic_resource>(text.size() * 2 + 512);
+  return boost::json::parse(text, ec, arena);
+}
 
 std::string random_hex(std::size_t bytes) {
   std::string raw(bytes, '\0');
@@ -101,9 +108,12 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 bool header_has_token(std::string_view header, std::string_view token) {
-  for (auto part : split(header, ',')) {
-    auto media = trim(part.substr(0, part.find(';')));
-    if (iequals(media, token)) return true;
+  while (!header.empty()) {  // no allocation: this runs several times per request
+    auto comma = header.find(',');
+    auto part = header.substr(0, comma);
+    if (iequals(trim(part.substr(0, part.find(';'))), token)) return true;
+    if (comma == std::string_view::npos) break;
+    header.remove_prefix(comma + 1);
   }
   return false;
 }

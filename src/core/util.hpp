@@ -6,7 +6,14 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/json/value.hpp>
+#include <boost/system/error_code.hpp>
+
 namespace gh {
+
+// A JSON parse whose values share one arena, released when the last of them is gone: parsing a message
+// makes one allocation instead of one per key, string and container.
+boost::json::value parse_json(std::string_view text, boost::system::error_code& ec);
 
 // Cryptographically random bytes as lowercase hex (2 * bytes characters).
 std::string random_hex(std::size_t bytes);

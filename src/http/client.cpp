@@ -22,9 +22,14 @@ constexpr auto kTuple = net::as_tuple(net::use_awaitable);
 
 void ClientRequest::set(std::string_view name, std::string_view value) {
   auto clean = [this](std::string_view t) {
+    if (t.find_first_of("\r\n") == std::string_view::npos) {
+      headers.append(t);
+      return;
+    }
     for (char c : t)
       if (c != '\r' && c != '\n') headers.push_back(c);
   };
+  if (headers.capacity() < 256) headers.reserve(256);
   clean(name);
   headers.append(": ");
   clean(value);

@@ -1,5 +1,7 @@
 #include "jsonrpc/message.hpp"
 
+#include "core/util.hpp"
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -41,7 +43,7 @@ Kind classify(const json::value& v, std::string* why) {
 Body parse_body(std::string_view text) {
   Body b;
   json::error_code ec;
-  json::value v = json::parse(text, ec);
+  json::value v = parse_json(text, ec);
   if (ec) {
     b.error_code = code::parse_error;
     b.error = "Parse error: " + ec.message();
@@ -64,7 +66,7 @@ Body parse_body(std::string_view text) {
 }
 
 json::object make_request(json::value id, std::string_view method, json::value params) {
-  json::object o;
+  json::object o(params.storage());  // same arena as params: moved in, not copied
   o.reserve(4);
   o["jsonrpc"] = "2.0";
   o["id"] = std::move(id);

@@ -28,7 +28,7 @@ using HttpRequest = http::ClientRequest;
 template <typename F>
 bool for_each_message(std::string_view body, F&& f) {
   boost::system::error_code ec;
-  auto v = json::parse(body, ec);
+  auto v = parse_json(body, ec);
   if (ec) return false;
   if (v.is_array())
     for (auto& m : v.as_array()) f(std::move(m));

@@ -19,6 +19,7 @@
 #include <set>
 
 #include "core/log.hpp"
+#include "core/util.hpp"
 #include "upstream/connection.hpp"
 #include "upstream/process.hpp"
 
@@ -216,7 +217,7 @@ class StdioConnection final : public Connection {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (!line.empty()) {
         boost::system::error_code jec;
-        auto v = json::parse(line, jec);
+        auto v = parse_json(line, jec);
         if (jec) {
           log::warn("upstream wrote a line that is not JSON", {{"server", self->cfg_.id},
                                                               {"line", std::string(line.substr(0, 200))}});
