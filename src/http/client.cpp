@@ -63,14 +63,11 @@ net::ssl::context& client_tls_context() {
   return ctx;
 }
 
-constexpr std::size_t kChunk = 16 * 1024;
-
 struct ClientPool::Conn {
   explicit Conn(const net::any_io_executor& ex) : plain(ex) {}
   Stream plain;                                     // the TCP connection (under TLS when tls is set)
   std::unique_ptr<net::ssl::stream<Stream&>> tls;
   beast::flat_buffer buffer;
-  std::unique_ptr<char[]> chunk{new char[kChunk]};  // body bytes land here (kept off coroutine frames)
   void close() { plain.close(); }
 };
 
@@ -150,13 +147,62 @@ void ClientPool::start_watchdog() {
 
 namespace {
 
+// A response parser that keeps only what ResponseHead needs and hands body bytes straight to the caller:
+// no header fields are stored and no body buffer is filled and copied.
+class SinkParser final : public bhttp::basic_parser<false> {
+ public:
+  SinkParser(const std::function<bool(std::string_view)>& on_body, std::string& out, std::size_t max_body)
+      : on_body_(on_body), out_(out), max_body_(max_body) {}
+  ResponseHead head;
+  bool stopped = false;
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int, beast::error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
+    head.status = static_cast<unsigned>(code);
+  }
+  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
+                     beast::error_code&) override {
+    if (name == bhttp::field::content_type) head.content_type.assign(value.data(), value.size());
+    else if (beast::iequals(name_string, "mcp-session-id")) head.session_id.assign(value.data(), value.size());
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
+  std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
+    take(body, ec);
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code& ec) override {
+    take(body, ec);
+    return body.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+  void take(beast::string_view body, beast::error_code& ec) {
+    std::string_view data(body.data(), body.size());
+    if (on_body_) {
+      if (!on_body_(data)) {
+        stopped = true;
+        ec = net::error::operation_aborted;  // stops parsing; the caller asked for no more
+      }
+    } else if (out_.size() + data.size() > max_body_) {
+      ec = bhttp::error::body_limit;
+    } else {
+      out_.append(data);
+    }
+  }
+  const std::function<bool(std::string_view)>& on_body_;
+  std::string& out_;
+  std::size_t max_body_;
+};
+
 template <typename S>
-net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, char* chunk,
-                                 const std::string& head, const std::string& body, ClientResponse& out, bool& reusable,
+net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, const std::string& head,
+                                 const std::string& body, ClientResponse& out, bool& reusable,
                                  std::chrono::steady_clock::time_point deadline,
                                  const std::function<bool(std::string_view)>& on_body,
                                  std::chrono::steady_clock::time_point body_deadline, std::size_t max_body,
-                                 const std::function<void(unsigned, const bhttp::fields&)>& on_headers) {
+                                 const std::function<void(const ResponseHead&)>& on_headers) {
   reusable = false;
   low.expires_at(deadline);
   std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body)};
@@ -165,7 +211,7 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
     out.ec = wec;
     co_return;
   }
-  bhttp::response_parser<bhttp::buffer_body> parser;
+  SinkParser parser(on_body, out.body, max_body);
   parser.body_limit(boost::none);
   parser.header_limit(64 * 1024);
   auto [hec, hn] = co_await bhttp::async_read_header(s, buffer, parser, kTuple);
@@ -173,42 +219,19 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
     out.ec = hec;
     co_return;
   }
-  const auto& h = parser.get();
-  out.status = h.result_int();
-  if (on_headers) on_headers(out.status, h);  // the parser's own fields: no copy on the hot path
-  else
-    for (const auto& f : h) out.headers.insert(f.name_string(), f.value());
+  out.status = parser.head.status;
+  if (on_headers) on_headers(parser.head);
   if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
   else low.expires_never();
-  bool stopped = false;
-  while (!parser.is_done()) {
-    parser.get().body().data = chunk;
-    parser.get().body().size = kChunk;
-    auto [rec, rn] = co_await bhttp::async_read_some(s, buffer, parser, kTuple);
-    if (rec == bhttp::error::need_buffer) rec = {};
-    if (rec) {
+  if (!parser.is_done()) {
+    auto [rec, rn] = co_await bhttp::async_read(s, buffer, parser, kTuple);
+    if (rec && !parser.stopped) {
       out.ec = rec;
       co_return;
     }
-    std::size_t got = kChunk - parser.get().body().size;
-    if (got) {
-      std::string_view data(chunk, got);
-      if (on_body) {
-        if (!on_body(data)) {
-          stopped = true;
-          break;
-        }
-      } else {
-        if (out.body.size() + got > max_body) {
-          out.ec = bhttp::error::body_limit;
-          co_return;
-        }
-        out.body.append(data);
-      }
-    }
   }
   low.expires_never();
-  reusable = !stopped && parser.is_done() && parser.keep_alive();
+  reusable = !parser.stopped && parser.is_done() && parser.keep_alive();
 }
 
 }  // namespace
@@ -218,7 +241,7 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
                                                    std::function<bool(std::string_view)> on_body,
                                                    std::chrono::steady_clock::time_point body_deadline,
                                                    std::size_t max_body,
-                                                   std::function<void(unsigned, const bhttp::fields&)> on_headers) {
+                                                   std::function<void(const ResponseHead&)> on_headers) {
   auto self = shared_from_this();
   ClientResponse out;
   if (closed_) {
@@ -261,10 +284,10 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
     bool reusable = false;
     out = ClientResponse{};
     if (conn->tls)
-      co_await run_request(*conn->tls, conn->plain, conn->buffer, conn->chunk.get(), head, req.body, out, reusable, deadline, on_body,
+      co_await run_request(*conn->tls, conn->plain, conn->buffer, head, req.body, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     else
-      co_await run_request(conn->plain, conn->plain, conn->buffer, conn->chunk.get(), head, req.body, out, reusable, deadline, on_body,
+      co_await run_request(conn->plain, conn->plain, conn->buffer, head, req.body, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
     if (reusable && !closed_ && idle_.size() < max_idle_) {

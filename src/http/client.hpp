@@ -37,11 +37,17 @@ struct ClientRequest {
   void set(std::string_view name, std::string_view value);
 };
 
+// The parts of a response head the gateway acts on (the other fields are not stored).
+struct ResponseHead {
+  unsigned status = 0;
+  std::string content_type;
+  std::string session_id;  // Mcp-Session-Id
+};
+
 struct ClientResponse {
   boost::system::error_code ec;  // transport error (connect, read, write, timeout)
   unsigned status = 0;
-  boost::beast::http::fields headers;  // only when no on_headers callback was given
-  std::string body;                    // only when no body callback was given
+  std::string body;  // only when no body callback was given
 };
 
 // Always owned by a shared_ptr: a request in flight keeps its pool alive even if the owner drops it.
@@ -59,7 +65,7 @@ class ClientPool : public std::enable_shared_from_this<ClientPool> {
       std::function<bool(std::string_view)> on_body = {},
       std::chrono::steady_clock::time_point body_deadline = std::chrono::steady_clock::time_point::max(),
       std::size_t max_body = 64 * 1024 * 1024,
-      std::function<void(unsigned status, const boost::beast::http::fields&)> on_headers = {});
+      std::function<void(const ResponseHead&)> on_headers = {});
 
   // Closes idle connections and makes in-flight ones fail.
   void close();

@@ -149,13 +149,11 @@ class HttpConnection final : public Connection {
           return true;
         },
         deadline, 64 * 1024 * 1024,
-        [&](unsigned status, const bhttp::fields& h) {
-          sse = status >= 200 && status < 300 &&
-                h[bhttp::field::content_type].find("text/event-stream") != std::string_view::npos;
+        [&](const http::ResponseHead& h) {
+          sse = h.status >= 200 && h.status < 300 && h.content_type.find("text/event-stream") != std::string::npos;
           // Take the session id before the body is delivered: the caller resumes on the response and
           // its next message must carry it.
-          if (auto sid = h["Mcp-Session-Id"]; is_initialize && !sid.empty() && self->epoch_ == epoch)
-            self->session_id_ = std::string(sid);
+          if (is_initialize && !h.session_id.empty() && self->epoch_ == epoch) self->session_id_ = h.session_id;
         });
     if (self->epoch_ != epoch) co_return;
     if (res.ec && res.status == 0) {
