@@ -98,7 +98,10 @@ net::awaitable<std::unique_ptr<ClientPool::Conn>> ClientPool::connect(std::chron
   auto conn = std::make_unique<Conn>(ex_);
   if (origin_.tls) {
     conn->tls = std::make_unique<net::ssl::stream<Stream&>>(conn->plain, client_tls_context());
-    if (!SSL_set_tlsext_host_name(conn->tls->native_handle(), origin_.host.c_str())) {
+    boost::system::error_code not_ip;
+    net::ip::make_address(origin_.host, not_ip);
+    // SNI carries host names only (RFC 6066); an IP literal is checked against the certificate's IP SANs.
+    if (not_ip && !SSL_set_tlsext_host_name(conn->tls->native_handle(), origin_.host.c_str())) {
       ec = net::error::invalid_argument;
       co_return nullptr;
     }
