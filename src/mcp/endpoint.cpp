@@ -102,10 +102,6 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     co_await reply_error(ex, bhttp::status::bad_request, body.error_code, body.error);
     co_return;
   }
-  if (hub_.draining()) {
-    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
-    co_return;
-  }
 
   // initialize: a new session.
   if (!body.batch) {
@@ -117,6 +113,11 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     }
     if (kind == jsonrpc::Kind::request && jsonrpc::method_of(body.messages[0].as_object()) == "initialize") {
       auto& msg = body.messages[0].as_object();
+      if (hub_.draining()) {
+        co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down",
+                             msg["id"]);
+        co_return;
+      }
       auto s = hub_.create_session(scope);
       if (!s) {
         co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error,
@@ -175,6 +176,10 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     co_return;
   }
 
+  if (hub_.draining()) {  // answers to relayed requests and cancellations above still went through
+    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
+    co_return;
+  }
   if (!body.batch && requests.size() == 1) {
     co_await answer_one(ex, s, std::move(requests.front()));
     co_return;
@@ -237,8 +242,8 @@ net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Se
   ex.stop_watching();
   if (ch->gone) {
     ex.close_after();
-  } else if (ch->responses.empty()) {  // cancelled: no answer
-    co_await send_accepted(ex);
+  } else if (ch->responses.empty()) {  // cancelled: no answer, and 202 is only for POSTs without requests
+    if (co_await ex.begin_stream(sse_header(ex.req))) co_await ex.end_stream();
   } else {
     co_await ex.send_json(bhttp::status::ok, json::serialize(ch->responses.front()));
   }
@@ -298,7 +303,7 @@ net::awaitable<void> Endpoint::answer_many(http::Exchange& ex, std::shared_ptr<S
       for (auto& r : ch->responses) co_await ex.write(sse::encode(json::serialize(r)));
       co_await ex.end_stream();
     } else if (ch->responses.empty()) {  // every request was cancelled
-      co_await send_accepted(ex);
+      if (co_await ex.begin_stream(sse_header(ex.req))) co_await ex.end_stream();
     } else {
       co_await ex.send(http::json_response(ex.req, bhttp::status::ok,
                                            json::serialize(json::array(ch->responses.begin(), ch->responses.end()))));
@@ -334,13 +339,13 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope)
     gone = true;
     if (s->outbox_ready) s->outbox_ready->set();
   });
-  while (!gone && !s->closed) {
+  while (!gone && !s->closed && !hub_.draining()) {
     while (!s->outbox.empty() && !gone) {
       auto m = std::move(s->outbox.front());
       s->outbox.pop_front();
       if (!co_await ex.write(sse::encode(m))) gone = true;
     }
-    if (gone || s->closed) break;
+    if (gone || s->closed || hub_.draining()) break;
     s->outbox_ready->reset();
     // wake on a message, the session closing, the client leaving, or every 25 s to send a keep-alive comment
     bool woke = co_await s->outbox_ready->wait_until(Clock::now() + std::chrono::seconds(25));

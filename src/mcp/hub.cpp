@@ -15,12 +15,11 @@ namespace gh::mcp {
 
 namespace code = jsonrpc::code;
 
-bool supported_protocol(std::string_view v) {
-  return v == "2025-11-25" || v == "2025-06-18" || v == "2025-03-26" || v == "2024-11-05";
-}
+bool supported_protocol(std::string_view v) { return upstream::supported_protocol_version(v); }
 
 void Channel::push(const json::object& msg) {
   if (gone) return;
+  if (messages.size() >= 4096) messages.pop_front();  // a client reading slower than progress arrives
   messages.push_back(json::serialize(msg));
   if (on_first_message) std::exchange(on_first_message, nullptr)();
   wake.set();
@@ -33,7 +32,7 @@ void Channel::finish(std::optional<json::object> response) {
 }
 
 void Session::send_unsolicited(const json::object& msg) {
-  if (closed) return;
+  if (closed || !get_attached) return;  // nobody listens: the spec lets a server drop these
   if (outbox.size() >= 256) outbox.pop_front();  // a client that never reads loses the oldest, not our memory
   outbox.push_back(json::serialize(msg));
   if (outbox_ready) outbox_ready->set();
@@ -41,12 +40,24 @@ void Session::send_unsolicited(const json::object& msg) {
 
 void Session::relay_request(const std::string& server, json::object msg, std::function<void(json::object)> reply,
                             std::shared_ptr<Channel> ch) {
+  constexpr std::size_t kMaxRelayed = 64;  // a client that never answers cannot grow this without bound
+  if (relayed.size() >= kMaxRelayed) {
+    reply(jsonrpc::make_error(nullptr, jsonrpc::code::internal_error, "Too many requests waiting for the client"));
+    return;
+  }
   int64_t id = ++next_relay_id;
-  RelayedRequest r{std::move(reply), server, msg["id"]};
+  // the id copied into default storage: the message's arena (the whole upstream body) is not kept alive
+  RelayedRequest r{std::move(reply), server, json::value(msg["id"], json::storage_ptr())};
   msg["id"] = id;
-  relayed.emplace(id, std::move(r));
-  if (ch && !ch->gone) ch->push(msg);
-  else send_unsolicited(msg);
+  if (ch && !ch->gone) {
+    relayed.emplace(id, std::move(r));
+    ch->push(msg);
+  } else if (get_attached && !closed) {
+    relayed.emplace(id, std::move(r));
+    send_unsolicited(msg);
+  } else {  // no stream of this client is open: say so now rather than let the upstream wait for its timeout
+    r.reply(jsonrpc::make_error(nullptr, jsonrpc::code::internal_error, "The client has no open stream to ask"));
+  }
 }
 
 bool Session::translate_cancel(const std::string& server, json::object& msg) {
@@ -177,15 +188,10 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
   }
   servers_ = std::move(next);
   // Sessions scoped to a server that no longer exists end.
-  for (auto it = sessions_.begin(); it != sessions_.end();) {
-    if (!it->second->scope.empty() && !servers_.count(it->second->scope)) {
-      it->second->closed = true;
-      if (it->second->outbox_ready) it->second->outbox_ready->set();
-      it = sessions_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  std::vector<std::shared_ptr<Session>> orphaned;
+  for (auto& [id, sess] : sessions_)
+    if (!sess->scope.empty() && !servers_.count(sess->scope)) orphaned.push_back(sess);
+  for (auto& sess : orphaned) close_session(sess);
   for (auto& [id, s] : sessions_)
     if (s->scope.empty())
       s->send_unsolicited(jsonrpc::make_notification("notifications/tools/list_changed", nullptr));
@@ -222,12 +228,29 @@ std::shared_ptr<upstream::Connection> Hub::new_connection(Server& srv, json::obj
   return conn;
 }
 
+std::shared_ptr<upstream::Connection> Hub::shared_connection(Server& srv) {
+  if (srv.shared && srv.shared->state() != upstream::State::closed) return srv.shared;
+  auto conn = new_connection(srv, shared_capabilities());
+  if (srv.removed) {  // a call that was under way during a reload: answer it, start nothing
+    conn->close("the server was removed from the configuration");
+    return conn;
+  }
+  srv.shared = conn;
+  srv.shared->set_listener(srv.listener);
+  return srv.shared;
+}
+
 std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& srv) {
-  constexpr std::size_t kMaxDedicatedStdio = 64;
-  if (s.dedicated_mode && !srv.removed) {
+  // Dedicated upstream sessions per server, all transports alike: past the cap a session shares.
+  constexpr std::size_t kMaxDedicated = 64;
+  if (s.dedicated_mode && !srv.removed && !s.closed) {
     auto it = s.dedicated.find(srv.cfg.id);
     if (it != s.dedicated.end() && it->second->state() != upstream::State::closed) return it->second;
-    if (srv.cfg.transport != Transport::stdio || srv.dedicated < kMaxDedicatedStdio) {
+    if (it != s.dedicated.end()) {  // closed: its slot is free again
+      s.dedicated.erase(it);
+      --srv.dedicated;
+    }
+    if (srv.dedicated < kMaxDedicated) {
       // Declare upstream only what the client itself can do.
       json::object caps;
       for (const char* k : {"sampling", "elicitation", "roots"})
@@ -242,11 +265,7 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
     }
     log::warn("dedicated upstream cap reached; using the shared session", {{"server", srv.cfg.id}});
   }
-  if (!srv.shared || srv.shared->state() == upstream::State::closed) {
-    srv.shared = new_connection(srv, shared_capabilities());
-    srv.shared->set_listener(srv.listener);
-  }
-  return srv.shared;
+  return shared_connection(srv);
 }
 
 // ---- sessions ----
@@ -269,6 +288,11 @@ std::shared_ptr<Session> Hub::find_session(std::string_view id) {
 
 void Hub::close_session(const std::shared_ptr<Session>& s) {
   s->closed = true;
+  for (auto& [key, f] : s->in_flight) {
+    f.cancelled = true;
+    if (auto conn = f.conn.lock(); conn && f.handle && f.handle->upstream_id)
+      conn->cancel(f.handle->upstream_id, "the client session ended");
+  }
   for (auto& [id, conn] : s->dedicated) {
     conn->close("client session ended");
     if (auto srv = find(id)) --srv->dedicated;
@@ -303,10 +327,8 @@ void Hub::sweep() {
 
 void Hub::start_draining() {
   draining_ = true;
-  for (auto& [id, s] : sessions_) {
-    s->closed = true;  // ends GET streams
-    if (s->outbox_ready) s->outbox_ready->set();
-  }
+  for (auto& [id, s] : sessions_)
+    if (s->outbox_ready) s->outbox_ready->set();  // GET streams end; calls under way go on
 }
 
 void Hub::stop_upstreams() {
@@ -337,12 +359,7 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
   auto ev = std::make_shared<Event>(ex_);
   srv->catalog.loading = ev;
   Catalog fresh;
-  auto conn = srv->shared && srv->shared->state() != upstream::State::closed ? srv->shared : nullptr;
-  if (!conn) {
-    srv->shared = new_connection(*srv, shared_capabilities());
-    srv->shared->set_listener(srv->listener);
-    conn = srv->shared;
-  }
+  auto conn = shared_connection(*srv);
   if (auto err = co_await conn->ensure_ready()) {
     fresh.error = *err;
   } else {
@@ -527,9 +544,11 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
 
 net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
                                           json::value params, json::value id, std::shared_ptr<Channel> ch) {
+  std::string key = json::serialize(id);
+  if (s->in_flight.count(key))
+    co_return jsonrpc::make_error(id, code::invalid_request, "A request with this id is already in progress");
   auto conn = connection_for(*s, *srv);
   upstream::CallHandle handle;
-  std::string key = json::serialize(id);
   s->in_flight[key] = InFlight{conn, &handle, ch, false};
   if (ch) s->latest_channel = ch;
   upstream::CallOptions opts;

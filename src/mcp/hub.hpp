@@ -153,6 +153,7 @@ class Hub {
  private:
   friend struct SharedListener;
   std::shared_ptr<upstream::Connection> connection_for(Session& s, Server& srv);
+  std::shared_ptr<upstream::Connection> shared_connection(Server& srv);
   std::shared_ptr<upstream::Connection> new_connection(Server& srv, json::object caps);
   net::awaitable<void> load_catalog(std::shared_ptr<Server> srv);
   net::awaitable<void> load_catalogs(const std::vector<std::shared_ptr<Server>>& servers);

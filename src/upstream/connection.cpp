@@ -22,9 +22,6 @@ std::string_view to_string(State s) {
 }
 
 namespace {
-bool supported_version(std::string_view v) {
-  return v == "2025-11-25" || v == "2025-06-18" || v == "2025-03-26" || v == "2024-11-05";
-}
 // 250 ms, 500 ms, 1 s … capped at 30 s.
 std::chrono::milliseconds backoff(int failures) {
   auto ms = 250LL << std::min(std::max(failures - 1, 0), 7);
@@ -86,7 +83,7 @@ net::awaitable<std::optional<std::string>> Connection::handshake() {
   if (!r || !r->is_object()) co_return "initialize returned no result";
   auto& res = r->as_object();
   auto* pv = res.if_contains("protocolVersion");
-  if (!pv || !pv->is_string() || !supported_version(pv->as_string()))
+  if (!pv || !pv->is_string() || !supported_protocol_version(pv->as_string()))
     co_return "upstream chose an unsupported protocol version";
   protocol_version_ = std::string(pv->as_string());
   if (auto* c = res.if_contains("capabilities"); c && c->is_object()) server_caps_ = c->as_object();
@@ -256,11 +253,16 @@ void Connection::deliver(json::value msg, uint64_t related) {
   }
   auto listener = listener_.lock();
   if (kind == jsonrpc::Kind::request) {
-    json::value upstream_id = obj.at("id");
+    json::value upstream_id(obj.at("id"), json::storage_ptr());
+    if (jsonrpc::method_of(obj) == "ping") {  // every MCP peer must answer ping; no need to ask the client
+      send_message(json::serialize(jsonrpc::make_result(upstream_id, json::object{})), 0);
+      return;
+    }
     std::weak_ptr<Connection> weak = weak_from_this();
-    auto reply = [weak, upstream_id](json::object resp) {
+    auto reply = [weak, upstream_id, gen = generation_](json::object resp) {
       auto self = weak.lock();
-      if (!self || self->state_ != State::ready) return;
+      // after a restart or a new HTTP session, the id belongs to nobody upstream: drop the late reply
+      if (!self || self->state_ != State::ready || self->generation_ != gen) return;
       resp["id"] = upstream_id;
       resp.erase("method");
       self->send_message(json::serialize(resp), 0);

@@ -110,6 +110,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void deliver(json::value msg, uint64_t related);
   // initialize + capabilities on a started transport (also to renew an HTTP session the server forgot).
   net::awaitable<std::optional<std::string>> handshake();
+  // A new upstream session on the same transport (HTTP session renewal): late replies to the old one are dropped.
+  void bump_generation() { ++generation_; }
   // Whether a call is still waiting for its response.
   bool is_pending(uint64_t id) const {
     auto it = pending_.find(id);
@@ -165,5 +167,8 @@ std::shared_ptr<Connection> make_connection(net::any_io_executor ex, const Serve
                                             json::object client_capabilities);
 
 inline constexpr const char* kLatestProtocol = "2025-11-25";
+inline bool supported_protocol_version(std::string_view v) {
+  return v == "2025-11-25" || v == "2025-06-18" || v == "2025-03-26" || v == "2024-11-05";
+}
 
 }  // namespace gh::upstream

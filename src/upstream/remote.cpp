@@ -226,6 +226,7 @@ class HttpConnection final : public Connection {
     renewing_ = std::make_shared<Event>(ex_);
     auto ev = renewing_;
     session_id_.clear();
+    bump_generation();
     auto err = co_await handshake();
     if (!err) co_await send_ordered(json::serialize(jsonrpc::make_notification("notifications/initialized", nullptr)));
     else log::warn("upstream session renewal failed", {{"server", cfg_.id}, {"error", *err}});

@@ -99,9 +99,17 @@ class StdioConnection final : public Connection {
 
  protected:
   net::awaitable<std::optional<std::string>> start_transport() override {
-    int in[2], out[2], err[2], status[2];
-    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC) || ::pipe2(status, O_CLOEXEC))
-      co_return std::string("pipe failed: ") + std::strerror(errno);
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, status[2] = {-1, -1};
+    auto close_all = [&] {
+      for (int* p : {in, out, err, status})
+        for (int i = 0; i < 2; ++i)
+          if (p[i] >= 0) ::close(std::exchange(p[i], -1));
+    };
+    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC) || ::pipe2(status, O_CLOEXEC)) {
+      int e = errno;
+      close_all();
+      co_return std::string("pipe failed: ") + std::strerror(e);
+    }
     std::vector<std::string> argv_s{cfg_.command};
     argv_s.insert(argv_s.end(), cfg_.args.begin(), cfg_.args.end());
     std::vector<char*> argv;
@@ -113,7 +121,11 @@ class StdioConnection final : public Connection {
     envp.push_back(nullptr);
 
     pid_t pid = ::fork();
-    if (pid < 0) co_return std::string("fork failed: ") + std::strerror(errno);
+    if (pid < 0) {
+      int e = errno;
+      close_all();
+      co_return std::string("fork failed: ") + std::strerror(e);
+    }
     if (pid == 0) {
       ::setpgid(0, 0);
       ::dup2(in[0], 0);
