@@ -342,6 +342,7 @@ void Hub::list_changed(const std::string& server, std::string_view method) {
   auto srv = find(server);
   if (!srv) return;
   srv->catalog.loaded = false;  // listed again on next use
+  ++srv->changes;
   json::object note = jsonrpc::make_notification(method, nullptr);
   for (auto& [id, s] : sessions_)
     if (s->scope.empty() || s->scope == server) s->send_unsolicited(note);
@@ -359,59 +360,66 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
   auto ev = std::make_shared<Event>(ex_);
   srv->catalog.loading = ev;
   Catalog fresh;
-  auto conn = shared_connection(*srv);
-  if (auto err = co_await conn->ensure_ready()) {
-    fresh.error = *err;
-  } else {
-    const auto& caps = conn->server_capabilities();
-    struct Kind {
-      const char* cap;
-      const char* method;
-      const char* key;
-      std::vector<json::object>* out;
-    } kinds[] = {{"tools", "tools/list", "tools", &fresh.tools},
-                 {"prompts", "prompts/list", "prompts", &fresh.prompts},
-                 {"resources", "resources/list", "resources", &fresh.resources},
-                 {"resources", "resources/templates/list", "resourceTemplates", &fresh.templates}};
-    for (auto& k : kinds) {
-      if (!caps.contains(k.cap)) continue;
-      json::value cursor;
-      for (int page = 0; page < 100; ++page) {
-        json::object params;
-        if (!cursor.is_null()) params["cursor"] = cursor;
-        upstream::CallOptions opts;
-        opts.timeout = conn->timeout();
-        auto resp = co_await conn->call(k.method, std::move(params), opts);
-        auto* r = resp.if_contains("result");
-        if (!r || !r->is_object()) {
-          // templates/list is optional even for servers with resources; any other failure is not cached
-          if (std::string_view(k.method) != "resources/templates/list") {
-            log::warn("listing failed", {{"server", srv->cfg.id}, {"method", k.method},
-                                         {"error", json::serialize(resp)}});
-            fresh.error = std::string(k.method) + " failed: " + json::serialize(resp.contains("error") ? resp["error"] : json::value(nullptr));
+  // A list_changed during the load (servers often send one right after initialize) may describe a newer list
+  // than the one we got: list again, a few times at most.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto changes_before = srv->changes;
+    fresh = Catalog{};
+    auto conn = shared_connection(*srv);
+    if (auto err = co_await conn->ensure_ready()) {
+      fresh.error = *err;
+    } else {
+      const auto& caps = conn->server_capabilities();
+      struct Kind {
+        const char* cap;
+        const char* method;
+        const char* key;
+        std::vector<json::object>* out;
+      } kinds[] = {{"tools", "tools/list", "tools", &fresh.tools},
+                   {"prompts", "prompts/list", "prompts", &fresh.prompts},
+                   {"resources", "resources/list", "resources", &fresh.resources},
+                   {"resources", "resources/templates/list", "resourceTemplates", &fresh.templates}};
+      for (auto& k : kinds) {
+        if (!caps.contains(k.cap)) continue;
+        json::value cursor;
+        for (int page = 0; page < 100; ++page) {
+          json::object params;
+          if (!cursor.is_null()) params["cursor"] = cursor;
+          upstream::CallOptions opts;
+          opts.timeout = conn->timeout();
+          auto resp = co_await conn->call(k.method, std::move(params), opts);
+          auto* r = resp.if_contains("result");
+          if (!r || !r->is_object()) {
+            // templates/list is optional even for servers with resources; any other failure is not cached
+            if (std::string_view(k.method) != "resources/templates/list") {
+              log::warn("listing failed", {{"server", srv->cfg.id}, {"method", k.method},
+                                           {"error", json::serialize(resp)}});
+              fresh.error = std::string(k.method) + " failed: " + json::serialize(resp.contains("error") ? resp["error"] : json::value(nullptr));
+            }
+            break;
           }
-          break;
+          if (auto* items = r->as_object().if_contains(k.key); items && items->is_array())
+            for (auto& it : items->as_array())
+              if (it.is_object()) k.out->push_back(it.as_object());
+          auto* next = r->as_object().if_contains("nextCursor");
+          if (!next || !next->is_string() || next->as_string().empty()) break;
+          cursor = *next;
         }
-        if (auto* items = r->as_object().if_contains(k.key); items && items->is_array())
-          for (auto& it : items->as_array())
-            if (it.is_object()) k.out->push_back(it.as_object());
-        auto* next = r->as_object().if_contains("nextCursor");
-        if (!next || !next->is_string() || next->as_string().empty()) break;
-        cursor = *next;
       }
+      for (auto& t : fresh.tools)
+        if (auto* n = t.if_contains("name"); n && n->is_string()) fresh.tool_names.emplace(n->as_string());
+      for (auto& p : fresh.prompts)
+        if (auto* n = p.if_contains("name"); n && n->is_string()) fresh.prompt_names.emplace(n->as_string());
+      for (auto& r : fresh.resources)
+        if (auto* u = r.if_contains("uri"); u && u->is_string()) fresh.resource_uris.emplace(u->as_string());
+      for (auto& t : fresh.templates)
+        if (auto* u = t.if_contains("uriTemplate"); u && u->is_string()) {
+          std::string_view tpl = u->as_string();
+          fresh.template_prefixes.emplace_back(tpl.substr(0, tpl.find('{')));
+        }
+      fresh.loaded = fresh.error.empty();
     }
-    for (auto& t : fresh.tools)
-      if (auto* n = t.if_contains("name"); n && n->is_string()) fresh.tool_names.emplace(n->as_string());
-    for (auto& p : fresh.prompts)
-      if (auto* n = p.if_contains("name"); n && n->is_string()) fresh.prompt_names.emplace(n->as_string());
-    for (auto& r : fresh.resources)
-      if (auto* u = r.if_contains("uri"); u && u->is_string()) fresh.resource_uris.emplace(u->as_string());
-    for (auto& t : fresh.templates)
-      if (auto* u = t.if_contains("uriTemplate"); u && u->is_string()) {
-        std::string_view tpl = u->as_string();
-        fresh.template_prefixes.emplace_back(tpl.substr(0, tpl.find('{')));
-      }
-    fresh.loaded = fresh.error.empty();
+    if (!fresh.loaded || srv->changes == changes_before) break;
   }
   if (!srv->removed) {
     srv->catalog = std::move(fresh);

@@ -54,6 +54,7 @@ struct Server {
   Catalog catalog;
   ServerStats stats;
   std::size_t dedicated = 0;  // dedicated connections open now
+  uint64_t changes = 0;       // list_changed notifications seen; a load that overlapped one is not trusted
   bool removed = false;
 };
 
