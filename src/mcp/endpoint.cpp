@@ -188,39 +188,73 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
 }
 
 
+namespace {
+
+// Streams the channel's messages as SSE until every answer is in, then the answers, and ends the stream.
+// Sets ch->gone when the client is no longer there.
+net::awaitable<void> stream_answers(http::Exchange& ex, std::shared_ptr<Channel> ch) {
+  if (!co_await ex.begin_stream(sse_header(ex.req))) ch->gone = true;
+  while (!ch->gone) {
+    while (!ch->messages.empty() && !ch->gone) {
+      auto m = std::move(ch->messages.front());
+      ch->messages.pop_front();
+      if (!co_await ex.write(sse::encode(m))) ch->gone = true;
+    }
+    if (ch->gone || ch->finished == ch->expected) break;
+    co_await ch->wake.wait();
+    ch->wake.reset();
+  }
+  if (ch->gone) co_return;
+  for (auto& r : ch->responses) co_await ex.write(sse::encode(json::serialize(r)));
+  co_await ex.end_stream();
+}
+
+// The answers when no message had to go first: one JSON body (an array for a batch), or, when every request
+// was cancelled, an empty event stream (202 is only for POSTs that held no request).
+net::awaitable<void> answer_plain(http::Exchange& ex, std::shared_ptr<Channel> ch, bool batch) {
+  if (ch->responses.empty()) {
+    bool open = co_await ex.begin_stream(sse_header(ex.req));
+    if (open) co_await ex.end_stream();
+    co_return;
+  }
+  std::string body = batch ? json::serialize(json::array(ch->responses.begin(), ch->responses.end()))
+                           : json::serialize(ch->responses.front());
+  co_await ex.send_json(bhttp::status::ok, std::move(body));
+}
+
+}  // namespace
+
+void Endpoint::watch_client(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch) {
+  ex.on_disconnect([this, s, ch] {
+    ch->gone = true;
+    hub_.abandon(s, ch);
+    ch->wake.set();
+  });
+}
+
+void Endpoint::finish(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch) {
+  ex.stop_watching();
+  if (ch->gone) {  // the dispatchers hold the channel, not this exchange: nothing waits on us
+    hub_.abandon(s, ch);
+    ex.close_after();
+  }
+}
+
 net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Session> s, json::object request) {
   auto exec = co_await net::this_coro::executor;
   auto ch = std::make_shared<Channel>(exec);
   ch->expected = 1;
   auto writer_done = std::make_shared<Event>(exec);
   bool writer_started = false;
-  // The SSE writer: started by the first related message; writes until the answer is in, then ends the stream.
+  // The SSE writer starts only when a related message must go before the answer.
   ch->on_first_message = [&ex, ch, writer_done, &writer_started, exec] {
     writer_started = true;
     net::co_spawn(exec, [&ex, ch, writer_done]() -> net::awaitable<void> {
-      if (!co_await ex.begin_stream(sse_header(ex.req))) ch->gone = true;
-      while (!ch->gone) {
-        while (!ch->messages.empty() && !ch->gone) {
-          auto m = std::move(ch->messages.front());
-          ch->messages.pop_front();
-          if (!co_await ex.write(sse::encode(m))) ch->gone = true;
-        }
-        if (ch->gone || ch->finished == ch->expected) break;
-        co_await ch->wake.wait();
-        ch->wake.reset();
-      }
-      if (!ch->gone) {
-        for (auto& r : ch->responses) co_await ex.write(sse::encode(json::serialize(r)));
-        co_await ex.end_stream();
-      }
+      co_await stream_answers(ex, ch);
       writer_done->set();
     }, net::detached);
   };
-  ex.on_disconnect([this, s, ch] {
-    ch->gone = true;
-    hub_.abandon(s, ch);
-    ch->wake.set();
-  });
+  watch_client(ex, s, ch);
   std::optional<json::object> resp;
   try {
     resp = co_await hub_.dispatch(s, std::move(request), ch);
@@ -230,23 +264,9 @@ net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Se
   }
   ch->on_first_message = nullptr;  // the lambda refers to this frame
   ch->finish(std::move(resp));
-  if (writer_started) {
-    co_await writer_done->wait();
-    ex.stop_watching();
-    if (ch->gone) {
-      hub_.abandon(s, ch);
-      ex.close_after();
-    }
-    co_return;
-  }
-  ex.stop_watching();
-  if (ch->gone) {
-    ex.close_after();
-  } else if (ch->responses.empty()) {  // cancelled: no answer, and 202 is only for POSTs without requests
-    if (co_await ex.begin_stream(sse_header(ex.req))) co_await ex.end_stream();
-  } else {
-    co_await ex.send_json(bhttp::status::ok, json::serialize(ch->responses.front()));
-  }
+  if (writer_started) co_await writer_done->wait();
+  finish(ex, s, ch);
+  if (!writer_started && !ch->gone) co_await answer_plain(ex, ch, false);
 }
 
 net::awaitable<void> Endpoint::answer_many(http::Exchange& ex, std::shared_ptr<Session> s,
@@ -267,49 +287,16 @@ net::awaitable<void> Endpoint::answer_many(http::Exchange& ex, std::shared_ptr<S
       ch->finish(std::move(resp));
     }, net::detached);
   }
-  ex.on_disconnect([this, s, ch] {
-    ch->gone = true;
-    hub_.abandon(s, ch);
-    ch->wake.set();
-  });
-
-  // Answer with one JSON array unless a related message must go first; then switch to SSE.
-  bool sse = false;
-  while (true) {
+  watch_client(ex, s, ch);
+  // One JSON array unless a related message must go first; then the whole answer is an SSE stream.
+  while (!ch->gone && ch->messages.empty() && ch->finished < ch->expected) {
     co_await ch->wake.wait();
     ch->wake.reset();
-    if (ch->gone) {  // the dispatchers hold the channel, not this exchange: nothing waits on us
-      ex.close_after();
-      co_return;
-    }
-    if (!ch->messages.empty()) {
-      if (!sse) {
-        if (!co_await ex.begin_stream(sse_header(ex.req))) ch->gone = true;
-        sse = true;
-      }
-      while (!ch->messages.empty() && !ch->gone) {
-        auto m = std::move(ch->messages.front());
-        ch->messages.pop_front();
-        if (!co_await ex.write(sse::encode(m))) ch->gone = true;
-      }
-      if (ch->gone) {
-        hub_.abandon(s, ch);
-        continue;
-      }
-    }
-    if (ch->finished < ch->expected) continue;
-    ex.stop_watching();
-    if (sse) {
-      for (auto& r : ch->responses) co_await ex.write(sse::encode(json::serialize(r)));
-      co_await ex.end_stream();
-    } else if (ch->responses.empty()) {  // every request was cancelled
-      if (co_await ex.begin_stream(sse_header(ex.req))) co_await ex.end_stream();
-    } else {
-      co_await ex.send(http::json_response(ex.req, bhttp::status::ok,
-                                           json::serialize(json::array(ch->responses.begin(), ch->responses.end()))));
-    }
-    co_return;
   }
+  bool streamed = !ch->gone && !ch->messages.empty();
+  if (streamed) co_await stream_answers(ex, ch);
+  finish(ex, s, ch);
+  if (!streamed && !ch->gone) co_await answer_plain(ex, ch, true);
 }
 
 net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope) {
@@ -325,12 +312,7 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope)
                          "Conflict: only one standalone SSE stream is allowed per session");
     co_return;
   }
-  bhttp::response_header<> h;
-  h.result(bhttp::status::ok);
-  h.version(ex.req.version());
-  h.set(bhttp::field::content_type, "text/event-stream");
-  h.set(bhttp::field::cache_control, "no-cache");
-  if (!co_await ex.begin_stream(std::move(h))) co_return;
+  if (!co_await ex.begin_stream(sse_header(ex.req))) co_return;
   auto exec = co_await net::this_coro::executor;
   if (!s->outbox_ready) s->outbox_ready = std::make_unique<Event>(exec);
   s->get_attached = true;

@@ -24,6 +24,10 @@ class Endpoint {
   net::awaitable<void> answer_many(http::Exchange& ex, std::shared_ptr<Session> s, std::vector<json::object> requests,
                                    std::vector<json::value> early_responses);
   net::awaitable<void> del(http::Exchange& ex, const std::string& scope);
+  // Cancels the channel's calls when the client disconnects.
+  void watch_client(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
+  // Stops watching; if the client left, cancels what is left and closes the connection after this exchange.
+  void finish(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
   // Finds the request's session; answers 400/404 itself and returns null when there is none.
   net::awaitable<std::shared_ptr<Session>> session_of(http::Exchange& ex, const std::string& scope);
   Hub& hub_;
