@@ -747,7 +747,8 @@ json::object Hub::servers_json() const {
     else o["tools"] = nullptr;
     o["calls"] = srv->stats.calls;
     o["errors"] = srv->stats.errors;
-    o["avg_ms"] = srv->stats.calls ? srv->stats.total_ms / double(srv->stats.calls) : 0.0;
+    // whole microseconds: Boost.JSON writes doubles in exponent form, which people misread
+    o["avg_us"] = srv->stats.calls ? static_cast<uint64_t>(srv->stats.total_ms * 1000.0 / double(srv->stats.calls)) : 0;
     arr.push_back(std::move(o));
   }
   return json::object{{"servers", std::move(arr)}};
