@@ -80,10 +80,6 @@ class HostPolicy {
   std::string public_url_;
 };
 
-http::Response json_reply(const http::Request& req, bhttp::status st, const json::value& v) {
-  return http::json_response(req, st, json::serialize(v));
-}
-
 json::object error_body(std::string_view code, std::string_view message) {
   return json::object{{"error", json::object{{"code", code}, {"message", message}}}};
 }
@@ -111,25 +107,23 @@ int serve(const Settings& settings, const Environment& env) {
     auto path = target.substr(0, target.find('?'));
     if (path == "/gateway/health") {
       auto st = hub.draining() ? bhttp::status::service_unavailable : bhttp::status::ok;
-      co_await ex.send(json_reply(ex.req, st, hub.health()));
+      co_await ex.send_json(st, json::serialize(hub.health()));
       co_return;
     }
-    if (!policy->host_ok(ex.req[bhttp::field::host])) {
-      log::info("refused host", {{"request_id", ex.request_id}, {"host", ex.req[bhttp::field::host]}});
-      co_await ex.send(http::json_response(ex.req, bhttp::status::forbidden,
-                                           jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
-                                                               "Forbidden: Host header not allowed")));
-      co_return;
-    }
-    if (!policy->origin_ok(ex.req[bhttp::field::origin])) {
-      log::info("refused origin", {{"request_id", ex.request_id}, {"origin", ex.req[bhttp::field::origin]}});
-      co_await ex.send(http::json_response(ex.req, bhttp::status::forbidden,
-                                           jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
-                                                               "Forbidden: Origin not allowed")));
+    // DNS-rebinding protection: a Host or Origin we do not serve is refused before anything else.
+    std::string_view refused;
+    if (!policy->host_ok(ex.req[bhttp::field::host])) refused = "Host header";
+    else if (!policy->origin_ok(ex.req[bhttp::field::origin])) refused = "Origin";
+    if (!refused.empty()) {
+      log::info("refused request", {{"request_id", ex.request_id}, {"refused", refused},
+                                    {"host", ex.req[bhttp::field::host]}, {"origin", ex.req[bhttp::field::origin]}});
+      co_await ex.send_json(bhttp::status::forbidden,
+                            jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
+                                                "Forbidden: " + std::string(refused) + " not allowed"));
       co_return;
     }
     if (path == "/servers") {
-      co_await ex.send(json_reply(ex.req, bhttp::status::ok, hub.servers_json()));
+      co_await ex.send_json(bhttp::status::ok, json::serialize(hub.servers_json()));
       co_return;
     }
     if (path == "/mcp" || path == "/mcp/") {
@@ -141,15 +135,15 @@ int serve(const Settings& settings, const Environment& env) {
       if (!id.empty() && id.back() == '/') id.remove_suffix(1);
       auto srv = hub.find(id);
       if (!srv || !srv->cfg.enabled) {
-        co_await ex.send(http::json_response(ex.req, bhttp::status::not_found,
-                                             jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
-                                                                 "Unknown MCP server: " + std::string(id))));
+        co_await ex.send_json(bhttp::status::not_found,
+                              jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
+                                                  "Unknown MCP server: " + std::string(id)));
         co_return;
       }
       co_await endpoint.handle(ex, std::string(id));
       co_return;
     }
-    co_await ex.send(json_reply(ex.req, bhttp::status::not_found, error_body("not_found", "No such endpoint")));
+    co_await ex.send_json(bhttp::status::not_found, json::serialize(error_body("not_found", "No such endpoint")));
   });
 
   uint16_t port = server.listen(settings.host, settings.port);

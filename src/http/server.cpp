@@ -21,15 +21,6 @@ using net::as_tuple;
 using net::use_awaitable;
 constexpr auto kTuple = as_tuple(use_awaitable);
 
-Response json_response(const Request& req, bhttp::status status, std::string body) {
-  Response res{status, req.version()};
-  res.set(bhttp::field::content_type, "application/json");
-  res.set(bhttp::field::cache_control, "no-store");
-  res.body() = std::move(body);
-  res.keep_alive(req.keep_alive());
-  res.prepare_payload();
-  return res;
-}
 
 Exchange::Exchange(Stream& stream, Request& r, std::string rid, std::string ip, const ServerLimits& limits)
     : req(r), request_id(std::move(rid)), client_ip(std::move(ip)), stream_(stream), limits_(limits) {}

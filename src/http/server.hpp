@@ -77,9 +77,6 @@ class Exchange {
 
 using Handler = std::function<net::awaitable<void>(Exchange&)>;
 
-// A short JSON response with the usual headers.
-Response json_response(const Request& req, bhttp::status status, std::string body);
-
 class Server {
  public:
   Server(net::io_context& io, ServerLimits limits, Handler handler);

@@ -21,9 +21,8 @@ net::awaitable<void> reply_error(http::Exchange& ex, bhttp::status status, int c
                                  json::value id = nullptr) {
   log::info("mcp request refused", {{"request_id", ex.request_id}, {"status", static_cast<int>(status)},
                                     {"error", message}});
-  auto res = http::json_response(ex.req, status, jsonrpc::error_text(std::move(id), c, message));
-  if (status == bhttp::status::method_not_allowed) res.set(bhttp::field::allow, "GET, POST, DELETE");
-  co_await ex.send(std::move(res));
+  co_await ex.send_json(status, jsonrpc::error_text(std::move(id), c, message),
+                        status == bhttp::status::method_not_allowed ? "Allow: GET, POST, DELETE\r\n" : "");
 }
 
 std::string_view header(const http::Request& req, std::string_view name) {
@@ -171,7 +170,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     } else {
       auto status = body.batch ? bhttp::status::ok : bhttp::status::bad_request;
       json::value out = body.batch ? json::value(json::array(early.begin(), early.end())) : early.front();
-      co_await ex.send(http::json_response(ex.req, status, json::serialize(out)));
+      co_await ex.send_json(status, json::serialize(out));
     }
     co_return;
   }
