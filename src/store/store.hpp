@@ -1,0 +1,162 @@
+// The store: users, groups, memberships, API keys, audit log (and, later, grants, tenant keys, analytics).
+// One interface, two backends with identical behaviour: SQLite (embedded default) and PostgreSQL (schema
+// mcp_proxy). Calls block: run them on the blocking pool (core/blocking.hpp), never on an io thread.
+// Every method is safe to call from several threads at once.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gh::store {
+
+// A database failure (connection lost, constraint the caller did not expect, bad URL). The message never
+// contains parameter values (they may be secrets).
+struct StoreError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Times are Unix epoch seconds; 0 means "never"/"unset".
+struct User {
+  std::string email;    // primary key, stored lower-case
+  std::string name;
+  std::string subject;  // IdP identity: "oidc:<iss>|<sub>", "entra:<tid>|<oid>", "openwebui:<id>"; "" if none
+  std::string source;   // "oidc" | "openwebui" | "apikey" | "admin" | "cli" | "bootstrap"
+  bool is_admin = false;
+  bool disabled = false;
+  int64_t created_at = 0;
+  int64_t last_seen_at = 0;
+};
+
+struct Group {
+  std::string name;  // primary key, case-sensitive as entered (e.g. "MCP-Admin", "Tenant-AcmeCorp")
+  std::string description;
+  int priority = 0;  // higher wins when choosing a tenant group
+  bool is_tenant = false;
+  int64_t created_at = 0;
+  int64_t member_count = 0;  // filled by list_groups/get_group
+};
+
+struct Membership {
+  std::string user_email;
+  std::string group_name;
+  std::string source;  // "manual" | "idp" (synced from a token claim on sign-in)
+};
+
+struct ApiKey {
+  std::string id;          // random, public (used in URLs and logs)
+  std::string user_email;
+  std::string name;        // label chosen by the creator
+  std::string prefix;      // first characters of the key, shown in lists ("gh_ab12cd34")
+  std::string hash;        // hex SHA-256 of the whole key
+  std::string scopes;      // space-separated; "" = everything the user may do
+  int64_t created_at = 0;
+  int64_t expires_at = 0;
+  int64_t last_used_at = 0;
+  int64_t revoked_at = 0;
+};
+
+struct AuditEntry {
+  int64_t id = 0;
+  int64_t timestamp = 0;
+  std::string actor;    // email of who did it ("cli" / "system" for non-user changes)
+  std::string action;   // e.g. "user.update", "group.create", "group.member.add", "apikey.revoke"
+  std::string target;   // e.g. the email or group name
+  std::string details;  // JSON text: {"before":…, "after":…}; never a secret value
+};
+
+struct AuditFilter {
+  std::string actor, action, target;
+  int64_t since = 0, until = 0;
+  int64_t offset = 0, limit = 100;
+};
+
+// Everything the hot path needs, loaded in one go (see Snapshot in auth/).
+struct Dump {
+  std::vector<User> users;
+  std::vector<Group> groups;
+  std::vector<Membership> memberships;
+  std::vector<ApiKey> api_keys;  // not revoked (expired ones included; the caller checks)
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // "sqlite://./data/gatehouse.db", "sqlite:///abs/path.db", "sqlite::memory:", "postgresql://…", "postgres://…".
+  // Creates the SQLite file's directory if missing. Throws StoreError (message names the URL without password).
+  static std::unique_ptr<Store> open(const std::string& url);
+
+  virtual std::string_view backend() const = 0;  // "sqlite" | "postgresql"
+
+  // Applies pending versioned migrations (idempotent, safe when several instances start at once);
+  // returns the number applied.
+  virtual int migrate() = 0;
+  virtual int schema_version() = 0;
+
+  // Users. Emails are compared case-insensitively (stored lower-case).
+  virtual std::optional<User> get_user(std::string_view email) = 0;
+  virtual std::optional<User> find_user_by_subject(std::string_view subject) = 0;
+  // Inserts; false if the email exists (nothing changed).
+  virtual bool create_user(const User& u) = 0;
+  // Updates name, subject, source, is_admin, disabled of an existing user; false if none.
+  virtual bool update_user(const User& u) = 0;
+  // Deletes the user, their memberships and API keys; false if none.
+  virtual bool delete_user(std::string_view email) = 0;
+  virtual void touch_user(std::string_view email, int64_t seen_at) = 0;
+  // Case-insensitive substring search on email and name, ordered by email; `total` = all matches.
+  virtual std::vector<User> list_users(std::string_view q, int64_t offset, int64_t limit, int64_t* total) = 0;
+  virtual int64_t count_users() = 0;
+
+  // Groups.
+  virtual std::optional<Group> get_group(std::string_view name) = 0;
+  virtual bool create_group(const Group& g) = 0;  // false if it exists
+  // Updates description, priority, is_tenant; false if none.
+  virtual bool update_group(const Group& g) = 0;
+  // Renames, carrying memberships along; false if `from` is missing, throws StoreError if `to` exists.
+  virtual bool rename_group(std::string_view from, std::string_view to) = 0;
+  virtual bool delete_group(std::string_view name) = 0;  // and its memberships
+  virtual std::vector<Group> list_groups(std::string_view q, int64_t offset, int64_t limit, int64_t* total) = 0;
+
+  // Memberships.
+  virtual bool add_member(std::string_view group, std::string_view email, std::string_view source) = 0;  // false if already
+  virtual bool remove_member(std::string_view group, std::string_view email) = 0;  // false if not a member
+  virtual std::vector<std::string> groups_of(std::string_view email) = 0;  // sorted
+  virtual std::vector<User> members(std::string_view group, int64_t offset, int64_t limit, int64_t* total) = 0;
+  // Makes the user's memberships with source "idp" exactly `groups` (creating missing groups); manual
+  // memberships are untouched. One transaction.
+  virtual void sync_idp_groups(std::string_view email, const std::vector<std::string>& groups) = 0;
+
+  // API keys.
+  virtual void create_api_key(const ApiKey& k) = 0;
+  virtual std::optional<ApiKey> get_api_key(std::string_view id) = 0;
+  virtual std::vector<ApiKey> list_api_keys(std::string_view user_email /* "" = all */) = 0;
+  virtual bool revoke_api_key(std::string_view id, int64_t at) = 0;  // false if missing or already revoked
+  virtual void touch_api_keys(const std::vector<std::pair<std::string, int64_t>>& id_and_time) = 0;
+
+  // Audit log.
+  virtual void append_audit(const AuditEntry& e) = 0;  // id assigned by the store
+  virtual std::vector<AuditEntry> list_audit(const AuditFilter& f, int64_t* total) = 0;
+
+  // Small key/value settings the gateway keeps for itself (e.g. the session signing secret).
+  virtual std::optional<std::string> get_meta(std::string_view key) = 0;
+  // Sets the value only if the key is absent; returns the value now stored (so instances agree).
+  virtual std::string put_meta_if_absent(std::string_view key, std::string_view value) = 0;
+
+  virtual Dump dump() = 0;
+
+  // Change notification between instances. notify_changed() tells every instance (including this one)
+  // that something changed; watch() calls `cb` (on a store-owned thread) after each such notification,
+  // at most once per `debounce_ms` burst. PostgreSQL: LISTEN/NOTIFY on channel mcp_proxy_changed with
+  // reconnection; SQLite: in-process only (and a cheap poll of PRAGMA data_version for other processes).
+  virtual void notify_changed() = 0;
+  virtual void watch(std::function<void()> cb) = 0;
+  // Stops the watcher thread (also done by the destructor).
+  virtual void stop_watching() = 0;
+};
+
+}  // namespace gh::store
