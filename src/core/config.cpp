@@ -286,6 +286,91 @@ std::vector<std::string> get_list(const Environment& env, const char* name) {
 
 }  // namespace
 
+namespace {
+void require_url(const std::string& name, const std::string& value) {
+  auto u = boost::urls::parse_uri(value);
+  if (!u || (u->scheme() != "http" && u->scheme() != "https") || u->host().empty())
+    throw ConfigError(name, "must be an absolute http(s) URL (got \"" + value + "\")");
+}
+
+void load_identity_settings(const Environment& env, Settings& s) {
+  s.database_url = get(env, "DATABASE_URL", s.database_url);
+  if (!(s.database_url.starts_with("sqlite:") || s.database_url.starts_with("postgresql://") ||
+        s.database_url.starts_with("postgres://")))
+    throw ConfigError("DATABASE_URL", "must start with sqlite://, postgresql:// or postgres://");
+  s.admin_email = get(env, "ADMIN_EMAIL", s.admin_email);
+  if (s.admin_email.find('@') == std::string::npos) throw ConfigError("ADMIN_EMAIL", "must be an email address");
+  s.webui_secret_key = get(env, "WEBUI_SECRET_KEY", get(env, "WEBUI_JWT_SECRET_KEY", ""));
+  s.openwebui_database_url = get(env, "OPENWEBUI_DATABASE_URL", "");
+  if (!s.webui_secret_key.empty() && s.openwebui_database_url.empty())
+    throw ConfigError("OPENWEBUI_DATABASE_URL",
+                      "is needed with WEBUI_SECRET_KEY: Open WebUI tokens carry only a user id, resolved there");
+  s.openwebui_cache_s = parse_int<int>(env, "OPENWEBUI_CACHE_S", s.openwebui_cache_s, 0, 86400);
+
+  s.oidc_issuer = get(env, "OIDC_ISSUER", "");
+  s.oidc_client_id = get(env, "OIDC_CLIENT_ID", "");
+  s.oidc_client_secret = get(env, "OIDC_CLIENT_SECRET", "");
+  s.oidc_provider_name = get(env, "OIDC_PROVIDER_NAME", s.oidc_provider_name);
+  auto ms_client = get(env, "MICROSOFT_CLIENT_ID", "");
+  if (!ms_client.empty()) {
+    if (!s.oidc_issuer.empty()) throw ConfigError("MICROSOFT_CLIENT_ID", "set either OIDC_ISSUER or MICROSOFT_*, not both");
+    auto tenant = get(env, "MICROSOFT_CLIENT_TENANT_ID", "");
+    if (tenant.empty()) throw ConfigError("MICROSOFT_CLIENT_TENANT_ID", "is required with MICROSOFT_CLIENT_ID");
+    for (char c : tenant)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.')
+        throw ConfigError("MICROSOFT_CLIENT_TENANT_ID", "must be a tenant id, a domain, or common/organizations");
+    s.oidc_client_id = ms_client;
+    s.oidc_client_secret = get(env, "MICROSOFT_CLIENT_SECRET", "");
+    s.oidc_discovery_url = "https://login.microsoftonline.com/" + tenant + "/v2.0/.well-known/openid-configuration";
+    bool multi = tenant == "common" || tenant == "organizations";
+    s.oidc_issuer = "https://login.microsoftonline.com/" + (multi ? std::string("{tenantid}") : tenant) + "/v2.0";
+    if (!env.contains("OIDC_PROVIDER_NAME")) s.oidc_provider_name = "Microsoft";
+    s.oidc_redirect_uri = get(env, "MICROSOFT_REDIRECT_URI", "");
+  }
+  if (!s.oidc_issuer.empty()) {
+    if (s.oidc_discovery_url.empty()) {
+      require_url("OIDC_ISSUER", s.oidc_issuer);
+      auto base = s.oidc_issuer;
+      while (!base.empty() && base.back() == '/') base.pop_back();
+      s.oidc_discovery_url = base + "/.well-known/openid-configuration";
+    }
+    if (s.oidc_client_id.empty()) throw ConfigError("OIDC_CLIENT_ID", "is required with OIDC_ISSUER");
+  }
+  s.oidc_redirect_uri = get(env, "OIDC_REDIRECT_URI", s.oidc_redirect_uri);
+  if (!s.oidc_redirect_uri.empty()) require_url("OIDC_REDIRECT_URI", s.oidc_redirect_uri);
+  s.oidc_audience = get(env, "OIDC_AUDIENCE", s.oidc_client_id);
+  s.oidc_scopes = get(env, "OIDC_SCOPES", s.oidc_scopes);
+  if (s.oidc_scopes.find("openid") == std::string::npos) throw ConfigError("OIDC_SCOPES", "must include openid");
+  s.oidc_groups_claim = get(env, "OIDC_GROUPS_CLAIM", get(env, "OAUTH_GROUP_CLAIM", s.oidc_groups_claim));
+  s.oidc_group_sync = parse_bool(env, "OIDC_GROUP_SYNC", parse_bool(env, "ENABLE_OAUTH_GROUP_MANAGEMENT", false));
+  s.oidc_allowed_domains = get_list(env, "OIDC_ALLOWED_DOMAINS");
+  for (auto& d : s.oidc_allowed_domains)
+    for (auto& c : d) c = char(std::tolower(static_cast<unsigned char>(c)));
+  s.oidc_allowed_tenants = get_list(env, "OIDC_ALLOWED_TENANTS");
+  if (s.oidc_issuer.find("{tenantid}") != std::string::npos && s.oidc_allowed_tenants.empty())
+    throw ConfigError("OIDC_ALLOWED_TENANTS",
+                      "is required with a multi-tenant issuer (common/organizations): list the tenant ids to accept");
+  s.oidc_admin_roles = get_list(env, "OIDC_ADMIN_ROLES");
+  s.oidc_jwks_min_refresh_s = parse_int<int>(env, "OIDC_JWKS_MIN_REFRESH_S", s.oidc_jwks_min_refresh_s, 0, 86400);
+  s.oidc_leeway_s = parse_int<int>(env, "OIDC_LEEWAY_S", s.oidc_leeway_s, 0, 600);
+
+  s.session_secret = get(env, "SESSION_SECRET", "");
+  if (!s.session_secret.empty() && s.session_secret.size() < 32)
+    throw ConfigError("SESSION_SECRET", "must be at least 32 characters");
+  s.session_lifetime_s = parse_int<int>(env, "SESSION_LIFETIME_S", s.session_lifetime_s, 60, 90 * 86400);
+  s.api_gateway_mode = parse_bool(env, "API_GATEWAY_MODE", false);
+  s.trusted_proxies = get_list(env, "TRUSTED_PROXIES");
+  for (auto& p : s.trusted_proxies) {
+    auto addr = p.substr(0, p.find('/'));
+    boost::system::error_code ec;
+    boost::asio::ip::make_address(addr, ec);
+    if (ec) throw ConfigError("TRUSTED_PROXIES", "\"" + p + "\" is not an address or CIDR");
+  }
+  if (s.api_gateway_mode && s.trusted_proxies.empty())
+    throw ConfigError("TRUSTED_PROXIES", "is required with API_GATEWAY_MODE=true (identity headers are trusted only from these)");
+}
+}  // namespace
+
 Settings load_settings(const Environment& env) {
   Settings s;
   s.host = get(env, "GATEWAY_HOST", s.host);
@@ -314,6 +399,7 @@ Settings load_settings(const Environment& env) {
   log::Level lvl;
   if (!log::parse_level(s.log_level, lvl)) throw ConfigError("LOG_LEVEL", "must be debug, info, warn or error");
   s.port_file = get(env, "GATEHOUSE_PORT_FILE", "");
+  load_identity_settings(env, s);
   return s;
 }
 

@@ -78,6 +78,27 @@ struct Settings {
   int shutdown_grace_ms = 10000;
   std::string log_level = "info";
   std::string port_file;  // when set, the bound port is written there (for scripts)
+
+  // Identity (see docs/identity.md).
+  std::string database_url = "sqlite://./data/gatehouse.db";
+  std::string admin_email = "admin@localhost";
+  std::string webui_secret_key;        // WEBUI_SECRET_KEY (or the legacy WEBUI_JWT_SECRET_KEY)
+  std::string openwebui_database_url;  // OPENWEBUI_DATABASE_URL
+  int openwebui_cache_s = 60;          // how long an Open WebUI user lookup is reused
+  std::string oidc_issuer, oidc_client_id, oidc_client_secret, oidc_redirect_uri, oidc_audience;
+  std::string oidc_discovery_url;      // derived from the issuer unless set (Entra: from the tenant)
+  std::string oidc_scopes = "openid email profile";
+  std::string oidc_groups_claim = "groups";
+  std::string oidc_provider_name = "your identity provider";
+  bool oidc_group_sync = false;
+  std::vector<std::string> oidc_allowed_domains, oidc_allowed_tenants, oidc_admin_roles;
+  int oidc_jwks_min_refresh_s = 60;    // an unknown kid refetches the key set at most this often
+  int oidc_leeway_s = 60;
+  std::string session_secret;          // SESSION_SECRET; else one shared secret kept in the store
+  int session_lifetime_s = 8 * 3600;
+  bool api_gateway_mode = false;
+  std::vector<std::string> trusted_proxies;  // CIDRs or addresses
+  bool oidc_enabled() const { return !oidc_issuer.empty() || !oidc_discovery_url.empty(); }
 };
 
 // Reads and validates every known setting; throws ConfigError naming the first bad one.

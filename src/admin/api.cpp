@@ -1,0 +1,459 @@
+#include "admin/api.hpp"
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include <chrono>
+
+#include "auth/apikeys.hpp"
+#include "core/log.hpp"
+#include "core/util.hpp"
+
+namespace gh::admin {
+
+namespace json = boost::json;
+namespace bhttp = boost::beast::http;
+using store::StoreError;
+
+namespace {
+
+int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+json::value time_or_null(int64_t t) { return t ? json::value(t) : json::value(nullptr); }
+
+json::object user_json(const store::User& u, const std::vector<std::string>& groups) {
+  json::array g;
+  for (auto& n : groups) g.emplace_back(n);
+  return {{"email", u.email},        {"name", u.name},
+          {"is_admin", u.is_admin},  {"disabled", u.disabled},
+          {"source", u.source},      {"created_at", time_or_null(u.created_at)},
+          {"last_seen_at", time_or_null(u.last_seen_at)}, {"groups", std::move(g)}};
+}
+
+json::object group_json(const store::Group& g) {
+  return {{"name", g.name}, {"description", g.description}, {"priority", g.priority},
+          {"is_tenant", g.is_tenant}, {"created_at", time_or_null(g.created_at)}, {"member_count", g.member_count}};
+}
+
+Reply ok(int status, const json::value& v) { return Reply{status, json::serialize(v)}; }
+
+// Paging from ?page=&per_page= (1-based pages, per_page capped).
+struct Paging {
+  int64_t page = 1, per_page = 50;
+  int64_t offset() const { return (page - 1) * per_page; }
+};
+
+bool parse_int(std::string_view s, int64_t& out) {
+  if (s.empty() || s.size() > 12) return false;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  out = v;
+  return true;
+}
+
+bool valid_group_name(std::string_view n) {
+  if (n.empty() || n.size() > 128) return false;
+  for (unsigned char c : n)
+    if (c < 0x20 || c == 0x7f || c == '/') return false;
+  return trim(n).size() == n.size();
+}
+
+const json::value* field(const json::object& o, std::string_view k) {
+  auto it = o.find(k);
+  return it == o.end() ? nullptr : &it->value();
+}
+
+// Runs one request's store work; all of it on the blocking pool.
+struct Call {
+  store::Store& st;
+  std::shared_ptr<const auth::Snapshot> snap;
+  const std::string& actor;
+  bhttp::verb verb;
+  std::vector<std::string> seg;  // decoded path segments after /mcp-admin/api
+  std::map<std::string, std::string, std::less<>> query;
+  json::object body;
+  bool changed = false;
+
+  std::string q(std::string_view k) const {
+    auto it = query.find(k);
+    return it == query.end() ? std::string() : it->second;
+  }
+  std::optional<Paging> paging(Reply& err) const {
+    Paging p;
+    if (auto s = q("page"); !s.empty() && (!parse_int(s, p.page) || p.page < 1)) {
+      err = error_reply(400, "invalid_request", "page must be a positive integer");
+      return std::nullopt;
+    }
+    if (auto s = q("per_page"); !s.empty() && (!parse_int(s, p.per_page) || p.per_page < 1 || p.per_page > 500)) {
+      err = error_reply(400, "invalid_request", "per_page must be between 1 and 500");
+      return std::nullopt;
+    }
+    return p;
+  }
+  void audit(std::string action, std::string target, json::object details) {
+    store::AuditEntry e;
+    e.timestamp = now_s();
+    e.actor = actor;
+    e.action = std::move(action);
+    e.target = std::move(target);
+    e.details = json::serialize(details);
+    st.append_audit(e);
+    changed = true;
+  }
+  std::vector<std::string> groups_of(const std::string& email) const {
+    if (auto* g = snap->groups_of(email)) return *g;
+    return {};
+  }
+
+  Reply run() {
+    auto n = seg.size();
+    if (n >= 1 && seg[0] == "users") return n == 1 ? users() : n == 2 ? user(seg[1]) : not_found();
+    if (n >= 1 && seg[0] == "groups") {
+      if (n == 1) return groups();
+      if (n == 2) return group(seg[1]);
+      if (seg[2] == "members") return n == 3 ? members(seg[1]) : n == 4 ? member(seg[1], seg[3]) : not_found();
+      return not_found();
+    }
+    if (n >= 1 && seg[0] == "apikeys") return n == 1 ? apikeys() : n == 2 ? apikey(seg[1]) : not_found();
+    if (n == 1 && seg[0] == "audit") return audit_list();
+    return not_found();
+  }
+
+  static Reply not_found() { return error_reply(404, "not_found", "No such management API endpoint"); }
+  static Reply bad_method() { return error_reply(405, "method_not_allowed", "Method not allowed here"); }
+
+  Reply users() {
+    if (verb == bhttp::verb::get) {
+      Reply err;
+      auto p = paging(err);
+      if (!p) return err;
+      int64_t total = 0;
+      auto list = st.list_users(q("q"), p->offset(), p->per_page, &total);
+      json::array items;
+      for (auto& u : list) items.push_back(user_json(u, groups_of(u.email)));
+      return ok(200, json::object{{"items", std::move(items)}, {"total", total}, {"page", p->page}, {"per_page", p->per_page}});
+    }
+    if (verb == bhttp::verb::post) {
+      auto* e = field(body, "email");
+      if (!e || !e->is_string()) return error_reply(400, "invalid_request", "email is required");
+      store::User u;
+      u.email = auth::normalize_email(e->as_string());
+      if (!auth::plausible_email(u.email)) return error_reply(400, "invalid_request", "email is not a valid address");
+      if (auto* nm = field(body, "name"); nm && nm->is_string()) u.name = std::string(nm->as_string());
+      if (auto* a = field(body, "is_admin"); a && a->is_bool()) u.is_admin = a->as_bool();
+      u.source = "admin";
+      u.created_at = now_s();
+      if (!st.create_user(u)) return error_reply(409, "conflict", "A user with this email already exists");
+      audit("user.create", u.email, {{"after", user_json(u, {})}});
+      return ok(201, user_json(u, {}));
+    }
+    return bad_method();
+  }
+
+  Reply user(const std::string& raw) {
+    auto email = auth::normalize_email(raw);
+    auto u = st.get_user(email);
+    if (!u) return error_reply(404, "not_found", "No user " + email);
+    if (verb == bhttp::verb::get) return ok(200, user_json(*u, st.groups_of(email)));
+    if (verb == bhttp::verb::patch) {
+      auto before = *u;
+      if (auto* d = field(body, "disabled")) {
+        if (!d->is_bool()) return error_reply(400, "invalid_request", "disabled must be true or false");
+        if (d->as_bool() && email == actor) return error_reply(400, "invalid_request", "You cannot disable your own account");
+        u->disabled = d->as_bool();
+      }
+      if (auto* a = field(body, "is_admin")) {
+        if (!a->is_bool()) return error_reply(400, "invalid_request", "is_admin must be true or false");
+        if (!a->as_bool() && email == actor) return error_reply(400, "invalid_request", "You cannot remove your own admin rights");
+        u->is_admin = a->as_bool();
+      }
+      if (auto* nm = field(body, "name")) {
+        if (!nm->is_string() || nm->as_string().size() > 200) return error_reply(400, "invalid_request", "name must be a string");
+        u->name = std::string(nm->as_string());
+      }
+      st.update_user(*u);
+      auto groups = st.groups_of(email);
+      audit("user.update", email, {{"before", user_json(before, groups)}, {"after", user_json(*u, groups)}});
+      return ok(200, user_json(*u, groups));
+    }
+    if (verb == bhttp::verb::delete_) {
+      if (email == actor) return error_reply(400, "invalid_request", "You cannot delete your own account");
+      auto groups = st.groups_of(email);
+      st.delete_user(email);
+      audit("user.delete", email, {{"before", user_json(*u, groups)}});
+      return Reply{204, ""};
+    }
+    return bad_method();
+  }
+
+  Reply groups() {
+    if (verb == bhttp::verb::get) {
+      Reply err;
+      auto p = paging(err);
+      if (!p) return err;
+      int64_t total = 0;
+      auto list = st.list_groups(q("q"), p->offset(), p->per_page, &total);
+      json::array items;
+      for (auto& g : list) items.push_back(group_json(g));
+      return ok(200, json::object{{"items", std::move(items)}, {"total", total}, {"page", p->page}, {"per_page", p->per_page}});
+    }
+    if (verb == bhttp::verb::post) {
+      auto* n = field(body, "name");
+      if (!n || !n->is_string() || !valid_group_name(n->as_string()))
+        return error_reply(400, "invalid_request", "name is required: 1-128 characters, no slashes or surrounding spaces");
+      store::Group g;
+      g.name = std::string(n->as_string());
+      if (auto r = apply_group_fields(g); r.status) return r;
+      g.created_at = now_s();
+      if (!st.create_group(g)) return error_reply(409, "conflict", "A group named " + g.name + " already exists");
+      audit("group.create", g.name, {{"after", group_json(g)}});
+      return ok(201, group_json(g));
+    }
+    return bad_method();
+  }
+
+  Reply apply_group_fields(store::Group& g) {
+    if (auto* d = field(body, "description")) {
+      if (!d->is_string() || d->as_string().size() > 1000) return error_reply(400, "invalid_request", "description must be a string");
+      g.description = std::string(d->as_string());
+    }
+    if (auto* p = field(body, "priority")) {
+      if (!p->is_int64() || p->as_int64() < -1000000 || p->as_int64() > 1000000)
+        return error_reply(400, "invalid_request", "priority must be an integer");
+      g.priority = static_cast<int>(p->as_int64());
+    }
+    if (auto* t = field(body, "is_tenant")) {
+      if (!t->is_bool()) return error_reply(400, "invalid_request", "is_tenant must be true or false");
+      g.is_tenant = t->as_bool();
+    }
+    return Reply{0, ""};
+  }
+
+  Reply group(const std::string& name) {
+    auto g = st.get_group(name);
+    if (!g) return error_reply(404, "not_found", "No group " + name);
+    if (verb == bhttp::verb::get) return ok(200, group_json(*g));
+    if (verb == bhttp::verb::patch) {
+      auto before = *g;
+      if (auto r = apply_group_fields(*g); r.status) return r;
+      st.update_group(*g);
+      if (auto* n = field(body, "name"); n && !(n->is_string() && n->as_string() == name)) {
+        if (!n->is_string() || !valid_group_name(n->as_string()))
+          return error_reply(400, "invalid_request", "name must be 1-128 characters, no slashes or surrounding spaces");
+        std::string to(n->as_string());
+        if (st.get_group(to)) return error_reply(409, "conflict", "A group named " + to + " already exists");
+        st.rename_group(name, to);
+        g->name = to;
+      }
+      audit(g->name != name ? "group.rename" : "group.update", name, {{"before", group_json(before)}, {"after", group_json(*g)}});
+      return ok(200, group_json(*st.get_group(g->name)));
+    }
+    if (verb == bhttp::verb::delete_) {
+      st.delete_group(name);
+      audit("group.delete", name, {{"before", group_json(*g)}});
+      return Reply{204, ""};
+    }
+    return bad_method();
+  }
+
+  Reply members(const std::string& name) {
+    if (!st.get_group(name)) return error_reply(404, "not_found", "No group " + name);
+    if (verb == bhttp::verb::get) {
+      Reply err;
+      auto p = paging(err);
+      if (!p) return err;
+      int64_t total = 0;
+      auto list = st.members(name, p->offset(), p->per_page, &total);
+      json::array items;
+      for (auto& u : list) items.push_back(user_json(u, groups_of(u.email)));
+      return ok(200, json::object{{"items", std::move(items)}, {"total", total}, {"page", p->page}, {"per_page", p->per_page}});
+    }
+    if (verb == bhttp::verb::post) {
+      auto* e = field(body, "emails");
+      if (!e || !e->is_array()) return error_reply(400, "invalid_request", "emails must be a list of email addresses");
+      if (e->as_array().size() > 20000) return error_reply(400, "invalid_request", "at most 20000 emails at once");
+      json::array added, already, invalid;
+      for (auto& v : e->as_array()) {
+        if (!v.is_string()) {
+          invalid.push_back(v);
+          continue;
+        }
+        auto email = auth::normalize_email(v.as_string());
+        if (!auth::plausible_email(email)) {
+          invalid.emplace_back(v.as_string());
+          continue;
+        }
+        if (!st.get_user(email)) {
+          store::User u;
+          u.email = email;
+          u.source = "admin";
+          u.created_at = now_s();
+          st.create_user(u);
+        }
+        if (st.add_member(name, email, "manual")) added.emplace_back(email);
+        else already.emplace_back(email);
+      }
+      if (!added.empty()) audit("group.member.add", name, {{"after", json::object{{"added", added}}}});
+      return ok(200, json::object{{"added", std::move(added)}, {"already", std::move(already)}, {"invalid", std::move(invalid)}});
+    }
+    return bad_method();
+  }
+
+  Reply member(const std::string& name, const std::string& raw) {
+    if (!st.get_group(name)) return error_reply(404, "not_found", "No group " + name);
+    auto email = auth::normalize_email(raw);
+    if (verb == bhttp::verb::put) {
+      if (!auth::plausible_email(email)) return error_reply(400, "invalid_request", "not a valid email address");
+      if (!st.get_user(email)) {
+        store::User u;
+        u.email = email;
+        u.source = "admin";
+        u.created_at = now_s();
+        st.create_user(u);
+      }
+      bool added = st.add_member(name, email, "manual");
+      if (added) audit("group.member.add", name, {{"after", json::object{{"added", json::array{json::value(email)}}}}});
+      return ok(added ? 201 : 200, json::object{{"group", name}, {"email", email}, {"added", added}});
+    }
+    if (verb == bhttp::verb::delete_) {
+      if (!st.remove_member(name, email)) return error_reply(404, "not_found", email + " is not a member of " + name);
+      audit("group.member.remove", name, {{"before", json::object{{"removed", json::array{json::value(email)}}}}});
+      return Reply{204, ""};
+    }
+    return bad_method();
+  }
+
+  Reply apikeys() {
+    if (verb == bhttp::verb::get) {
+      json::array items;
+      for (auto& k : st.list_api_keys(auth::normalize_email(q("user")))) items.push_back(auth::api_key_json(k));
+      return ok(200, json::object{{"items", std::move(items)}});
+    }
+    if (verb == bhttp::verb::post) {
+      auto* e = field(body, "user_email");
+      if (!e || !e->is_string()) return error_reply(400, "invalid_request", "user_email is required");
+      auto email = auth::normalize_email(e->as_string());
+      if (!st.get_user(email)) return error_reply(404, "not_found", "No user " + email + "; create the user first");
+      std::string name;
+      if (auto* n = field(body, "name"); n && n->is_string()) name = std::string(n->as_string());
+      int64_t expires = 0;
+      if (auto* x = field(body, "expires_at"); x && !x->is_null()) {
+        if (!x->is_int64() || x->as_int64() <= now_s())
+          return error_reply(400, "invalid_request", "expires_at must be a future Unix time in seconds");
+        expires = x->as_int64();
+      }
+      auto k = auth::make_api_key(email, name, expires, now_s());
+      st.create_api_key(k.record);
+      audit("apikey.create", email, {{"after", auth::api_key_json(k.record)}});
+      auto out = auth::api_key_json(k.record);
+      out["key"] = k.secret;
+      return ok(201, out);
+    }
+    return bad_method();
+  }
+
+  Reply apikey(const std::string& id) {
+    auto k = st.get_api_key(id);
+    if (!k) return error_reply(404, "not_found", "No API key " + id);
+    if (verb == bhttp::verb::get) return ok(200, auth::api_key_json(*k));
+    if (verb == bhttp::verb::delete_) {
+      if (k->revoked_at) return error_reply(409, "conflict", "This key is already revoked");
+      st.revoke_api_key(id, now_s());
+      audit("apikey.revoke", k->user_email, {{"before", auth::api_key_json(*k)}});
+      return Reply{204, ""};
+    }
+    return bad_method();
+  }
+
+  Reply audit_list() {
+    if (verb != bhttp::verb::get) return bad_method();
+    Reply err;
+    auto p = paging(err);
+    if (!p) return err;
+    store::AuditFilter f;
+    f.actor = q("actor");
+    f.action = q("action");
+    f.target = q("target");
+    if (auto s = q("since"); !s.empty() && !parse_int(s, f.since)) return error_reply(400, "invalid_request", "since must be a Unix time");
+    if (auto s = q("until"); !s.empty() && !parse_int(s, f.until)) return error_reply(400, "invalid_request", "until must be a Unix time");
+    f.offset = p->offset();
+    f.limit = p->per_page;
+    int64_t total = 0;
+    json::array items;
+    for (auto& e : st.list_audit(f, &total)) {
+      boost::system::error_code ec;
+      auto details = json::parse(e.details, ec);
+      items.push_back(json::object{{"id", e.id}, {"timestamp", e.timestamp}, {"actor", e.actor}, {"action", e.action},
+                                   {"target", e.target}, {"details", ec ? json::value(nullptr) : details}});
+    }
+    return ok(200, json::object{{"items", std::move(items)}, {"total", total}, {"page", p->page}, {"per_page", p->per_page}});
+  }
+};
+
+}  // namespace
+
+Reply error_reply(int status, std::string_view code, std::string_view message) {
+  return Reply{status, json::serialize(json::object{{"error", json::object{{"code", code}, {"message", message}}}})};
+}
+
+Api::Api(store::Store& store, auth::Directory& directory, BlockingPool& pool)
+    : store_(store), directory_(directory), pool_(pool) {}
+
+boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view path, const auth::Principal& caller) {
+  auto target = boost::urls::parse_origin_form(ex.req.target());
+  auto call = std::make_shared<Call>(Call{store_, directory_.current(), caller.email(), ex.req.method(), {}, {}, {}});
+  Reply reply;
+  if (!target) {
+    reply = error_reply(400, "invalid_request", "Malformed request target");
+  } else {
+    bool bad = false;
+    bool first = true;
+    for (auto s : target->segments()) {
+      if (first) {  // "mcp-admin", "api"
+        first = false;
+        continue;
+      }
+      if (s == "api" && call->seg.empty() && !bad) {
+        bad = true;  // marks that we skipped "api"
+        continue;
+      }
+      call->seg.push_back(std::string(s));
+    }
+    if (!call->seg.empty() && call->seg.back().empty()) call->seg.pop_back();
+    for (auto p : target->params()) call->query[std::string(p.key)] = std::string(p.value);
+    auto& raw = ex.req.body();
+    if (!raw.empty() && ex.req.method() != bhttp::verb::get) {
+      boost::system::error_code ec;
+      auto v = json::parse(raw, ec);
+      if (ec || !v.is_object()) reply = error_reply(400, "invalid_request", "The body must be a JSON object");
+      else call->body = std::move(v.as_object());
+    }
+    if (!reply.status || reply.status == 200) {
+      reply.status = 0;
+      try {
+        reply = co_await pool_.run([call] { return call->run(); });
+        if (call->changed) co_await directory_.changed();
+      } catch (const StoreError& e) {
+        log::error("management API store error", {{"request_id", ex.request_id}, {"error", e.what()}});
+        reply = error_reply(503, "store_unavailable", "The database is unavailable; try again shortly");
+      }
+    }
+  }
+  log::info("admin api", {{"request_id", ex.request_id}, {"actor", caller.email()},
+                          {"method", std::string(ex.req.method_string())}, {"path", path}, {"status", reply.status}});
+  if (reply.status == 204) {
+    http::Response res(bhttp::status::no_content, ex.req.version());
+    res.keep_alive(ex.req.keep_alive());
+    co_await ex.send(std::move(res));
+    co_return;
+  }
+  co_await ex.send_json(static_cast<bhttp::status>(reply.status), std::move(reply.body));
+}
+
+}  // namespace gh::admin

@@ -1,0 +1,601 @@
+#include "auth/authenticator.hpp"
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+
+#include "auth/jwt.hpp"
+#include "auth/oidc.hpp"
+#include "core/log.hpp"
+#include "core/util.hpp"
+#include "store/openwebui.hpp"
+
+namespace gh::auth {
+
+namespace net = boost::asio;
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string claim_string(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_string() ? std::string(it->value().as_string()) : std::string();
+}
+
+std::vector<std::string> claim_strings(const json::object& o, std::string_view key) {
+  std::vector<std::string> out;
+  auto it = o.find(key);
+  if (it == o.end()) return out;
+  if (it->value().is_string()) {
+    for (auto part : split(it->value().as_string(), ','))
+      if (auto t = trim(part); !t.empty()) out.emplace_back(t);
+  } else if (it->value().is_array()) {
+    for (auto& v : it->value().as_array())
+      if (v.is_string() && !v.as_string().empty()) out.emplace_back(v.as_string());
+  }
+  return out;
+}
+
+AuthResult fail(int status, std::string reason, std::string message) {
+  AuthResult r;
+  r.status = status;
+  r.reason = std::move(reason);
+  r.message = std::move(message);
+  return r;
+}
+
+AuthResult unauthorized(std::string reason) {
+  return fail(401, std::move(reason), "Unauthorized: the credentials are missing, invalid or expired");
+}
+
+struct Cidr {
+  net::ip::address addr;
+  unsigned bits = 0;
+  bool contains(const net::ip::address& a) const {
+    if (a.is_v4() != addr.is_v4()) {
+      if (a.is_v6() && a.to_v6().is_v4_mapped() && addr.is_v4())
+        return contains(net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()));
+      return false;
+    }
+    auto x = a.is_v4() ? std::vector<unsigned char>(std::begin(a.to_v4().to_bytes()), std::end(a.to_v4().to_bytes()))
+                       : std::vector<unsigned char>(std::begin(a.to_v6().to_bytes()), std::end(a.to_v6().to_bytes()));
+    auto y = addr.is_v4() ? std::vector<unsigned char>(std::begin(addr.to_v4().to_bytes()), std::end(addr.to_v4().to_bytes()))
+                          : std::vector<unsigned char>(std::begin(addr.to_v6().to_bytes()), std::end(addr.to_v6().to_bytes()));
+    unsigned full = bits / 8, rest = bits % 8;
+    for (unsigned i = 0; i < full && i < x.size(); ++i)
+      if (x[i] != y[i]) return false;
+    if (rest && full < x.size()) {
+      unsigned char mask = static_cast<unsigned char>(0xff << (8 - rest));
+      if ((x[full] & mask) != (y[full] & mask)) return false;
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+std::string_view cookie_value(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    auto semi = header.find(';');
+    auto part = trim(header.substr(0, semi));
+    header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
+    auto eq = part.find('=');
+    if (eq == std::string_view::npos) continue;
+    if (trim(part.substr(0, eq)) == name) {
+      auto v = trim(part.substr(eq + 1));
+      if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+      return v;
+    }
+  }
+  return {};
+}
+
+bool strip_identity_headers(http::Request& req) {
+  bool found = false;
+  for (auto it = req.begin(); it != req.end();) {
+    auto name = it->name_string();
+    bool identity = (name.size() > 7 && iequals(name.substr(0, 7), "x-user-")) ||
+                    (name.size() > 10 && iequals(name.substr(0, 10), "x-gateway-"));
+    if (identity) {
+      found = true;
+      it = req.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return found;
+}
+
+struct Authenticator::Impl {
+  const Settings& settings;
+  store::Store& store;
+  Directory& directory;
+  BlockingPool& pool;
+  net::any_io_executor io;
+  Oidc* oidc;
+  std::unique_ptr<store::OpenWebUiDirectory> openwebui;
+  std::string secret;
+  std::vector<Cidr> proxies;
+
+  // Verified (or refused) tokens, so that a repeat caller costs a hash lookup.
+  struct Cached {
+    AuthMethod method = AuthMethod::none;
+    std::string key;         // email, or the Open WebUI user id
+    bool role_admin = false;
+    int64_t expires = 0;     // when the entry stops being valid (token exp, or a short time for refusals)
+    int status = 0;          // non-zero: a refusal
+    std::string reason;
+  };
+  StringMap<Cached> cache;
+  static constexpr std::size_t kCacheMax = 200000;
+
+  // Open WebUI users by id, with the time they were read.
+  struct WebUiUser {
+    store::OpenWebUiUser user;
+    int64_t fetched = 0;
+    uint64_t snapshot_version = 0;
+    std::shared_ptr<const Identity> identity;  // merged with local groups of that snapshot
+  };
+  StringMap<WebUiUser> webui_users;
+
+  std::mutex usage_mu;
+  std::map<std::string, int64_t> key_usage;  // API key id → last used
+
+  Impl(const Settings& s, store::Store& st, Directory& d, BlockingPool& p, net::any_io_executor ex, Oidc* o,
+       std::unique_ptr<store::OpenWebUiDirectory> w)
+      : settings(s), store(st), directory(d), pool(p), io(std::move(ex)), oidc(o), openwebui(std::move(w)) {
+    for (auto& p : settings.trusted_proxies) {
+      Cidr c;
+      auto slash = p.find('/');
+      c.addr = net::ip::make_address(p.substr(0, slash));
+      unsigned max = c.addr.is_v4() ? 32 : 128;
+      c.bits = slash == std::string::npos ? max : std::min<unsigned>(max, std::stoul(p.substr(slash + 1)));
+      proxies.push_back(c);
+    }
+  }
+
+  void put(std::string_view token, Cached c) {
+    if (cache.size() >= kCacheMax) cache.clear();  // crude but bounded; the hot set refills in microseconds
+    cache.insert_or_assign(std::string(token), std::move(c));
+  }
+
+  // Builds the result for a cached or freshly verified token.
+  AuthResult resolve(const Cached& c) {
+    if (c.status) return fail(c.status, c.reason, c.status == 403 ? "Forbidden" : "Unauthorized: the credentials are missing, invalid or expired");
+    AuthResult r;
+    r.principal.method = c.method;
+    r.principal.role_admin = c.role_admin;
+    if (c.method == AuthMethod::openwebui) {
+      auto it = webui_users.find(c.key);
+      if (it == webui_users.end()) return unauthorized("Open WebUI user not loaded");
+      r.principal.identity = webui_identity(it->second);
+    } else {
+      r.principal.identity = directory.user(c.key);
+    }
+    if (!r.principal.identity) return unauthorized("user " + c.key + " no longer exists");
+    if (r.principal.identity->disabled) return fail(403, "user " + r.principal.identity->email + " is disabled",
+                                                    "Forbidden: this account is disabled");
+    return r;
+  }
+
+  std::shared_ptr<const Identity> webui_identity(WebUiUser& w) {
+    auto snap = directory.current();
+    if (w.identity && w.snapshot_version == snap->version()) return w.identity;
+    auto email = normalize_email(w.user.email);
+    auto local = directory.user(email);
+    auto id = std::make_shared<Identity>();
+    id->email = email;
+    id->name = w.user.name;
+    id->groups = w.user.groups;
+    if (local) id->groups.insert(id->groups.end(), local->groups.begin(), local->groups.end());
+    std::sort(id->groups.begin(), id->groups.end());
+    id->groups.erase(std::unique(id->groups.begin(), id->groups.end()), id->groups.end());
+    id->is_admin = w.user.role == "admin" || (local && local->is_admin) || id->in_group(kAdminGroup);
+    id->disabled = local && local->disabled;
+    w.identity = id;
+    w.snapshot_version = snap->version();
+    return id;
+  }
+
+  // A user named by a verified credential: looked up, or created on first use (no groups, not admin).
+  net::awaitable<std::shared_ptr<const Identity>> find_or_create(std::string email, std::string name,
+                                                                std::string subject, std::string source) {
+    if (!subject.empty())
+      if (auto e = directory.current()->email_for_subject(subject)) email = *e;
+    if (auto id = directory.user(email)) co_return id;
+    auto created = co_await pool.run([&, email, name, subject, source]() -> std::shared_ptr<const Identity> {
+      store::User u;
+      u.email = email;
+      u.name = name;
+      u.subject = subject;
+      u.source = source;
+      u.created_at = u.last_seen_at = now_s();
+      if (!store.create_user(u)) {
+        // Another instance created it meanwhile: use what is stored.
+        auto stored = store.get_user(email);
+        if (!stored) return nullptr;
+        u = *stored;
+      } else {
+        log::info("user created on first sign-in", {{"email", email}, {"source", source}});
+      }
+      auto id = std::make_shared<Identity>();
+      id->email = u.email;
+      id->name = u.name;
+      id->groups = store.groups_of(u.email);
+      id->is_admin = u.is_admin || id->in_group(kAdminGroup);
+      id->disabled = u.disabled;
+      store.notify_changed();
+      return id;
+    });
+    if (created) directory.remember(created);
+    co_return created;
+  }
+
+  bool domain_allowed(std::string_view email) const {
+    if (settings.oidc_allowed_domains.empty()) return true;
+    auto at = email.rfind('@');
+    if (at == std::string_view::npos) return false;
+    auto domain = email.substr(at + 1);
+    for (auto& d : settings.oidc_allowed_domains)
+      if (iequals(d, domain)) return true;
+    return false;
+  }
+
+  bool admin_by_role(const json::object& claims) const {
+    if (settings.oidc_admin_roles.empty()) return false;
+    for (auto& r : claim_strings(claims, "roles"))
+      for (auto& a : settings.oidc_admin_roles)
+        if (r == a) return true;
+    return false;
+  }
+
+  static std::string subject_of(const json::object& claims) {
+    auto tid = claim_string(claims, "tid"), oid = claim_string(claims, "oid");
+    if (!tid.empty() && !oid.empty()) return "entra:" + tid + "|" + oid;
+    return "oidc:" + claim_string(claims, "iss") + "|" + claim_string(claims, "sub");
+  }
+
+  static std::string email_of(const json::object& claims) {
+    for (auto key : {"email", "preferred_username", "upn"}) {
+      auto v = normalize_email(claim_string(claims, key));
+      if (plausible_email(v)) return v;
+    }
+    return {};
+  }
+
+  net::awaitable<AuthResult> verify_oidc(std::string_view token) {
+    Cached c;
+    if (!oidc) {
+      c.status = 401;
+      c.reason = "an RS256/ES256 token but no OIDC provider is configured";
+    } else {
+      std::string reason;
+      auto claims = co_await oidc->verify(token, "", &reason);
+      if (!claims) {
+        c.status = 401;
+        c.reason = "OIDC token refused: " + reason;
+      } else if (auto email = email_of(*claims); email.empty()) {
+        c.status = 401;
+        c.reason = "OIDC token has no email, preferred_username or upn claim";
+      } else if (!domain_allowed(email)) {
+        c.status = 403;
+        c.reason = "email domain not allowed: " + email;
+      } else {
+        auto id = co_await find_or_create(email, claim_string(*claims, "name"), subject_of(*claims), "oidc");
+        if (!id) {
+          c.status = 401;
+          c.reason = "could not create user " + email;
+        } else {
+          c.method = AuthMethod::oidc;
+          c.key = id->email;
+          c.role_admin = admin_by_role(*claims);
+          c.expires = expires_at(*claims);
+        }
+      }
+    }
+    if (!c.expires) c.expires = now_s() + 30;  // refusals are remembered briefly (no signature work per retry)
+    put(token, c);
+    co_return resolve(c);
+  }
+
+  net::awaitable<AuthResult> verify_webui(std::string_view token) {
+    Cached c;
+    std::string reason;
+    auto jwt = parse_jwt(token, &reason);
+    if (!jwt || !verify_hs256(*jwt, settings.webui_secret_key, &reason)) {
+      c.status = 401;
+      c.reason = "Open WebUI token refused: " + reason;
+    } else {
+      ClaimRules rules;
+      rules.require_exp = false;  // Open WebUI omits exp when JWT_EXPIRES_IN=-1
+      rules.now = now_s();
+      rules.leeway_s = settings.oidc_leeway_s;
+      auto id = claim_string(jwt->claims, "id");
+      if (!check_claims(jwt->claims, rules, &reason)) {
+        c.status = 401;
+        c.reason = "Open WebUI token refused: " + reason;
+      } else if (id.empty()) {
+        c.status = 401;
+        c.reason = "Open WebUI token has no id claim";
+      } else {
+        auto r = co_await load_webui_user(id);
+        if (r.status) {
+          c.status = r.status;
+          c.reason = r.reason;
+        } else {
+          c.method = AuthMethod::openwebui;
+          c.key = id;
+          c.expires = expires_at(jwt->claims);
+        }
+      }
+    }
+    // Tokens without exp are re-verified now and then, so that a role change in Open WebUI is seen.
+    if (!c.expires || c.expires > now_s() + settings.openwebui_cache_s) c.expires = now_s() + std::max(settings.openwebui_cache_s, 1);
+    put(token, c);
+    co_return resolve(c);
+  }
+
+  net::awaitable<AuthResult> load_webui_user(const std::string& id) {
+    if (!openwebui) co_return unauthorized("Open WebUI token but OPENWEBUI_DATABASE_URL is not set");
+    std::optional<store::OpenWebUiUser> user;
+    try {
+      user = co_await pool.run([this, id] { return openwebui->find(id); });
+    } catch (const std::exception& e) {
+      log::error("Open WebUI database lookup failed", {{"error", e.what()}});
+      co_return fail(503, "Open WebUI database unavailable", "Service unavailable: cannot resolve the user now");
+    }
+    if (!user) co_return unauthorized("Open WebUI user " + id + " not found");
+    if (user->role == "pending")
+      co_return fail(403, "Open WebUI user " + user->email + " is pending approval",
+                     "Forbidden: your account is pending approval by an administrator");
+    auto email = normalize_email(user->email);
+    if (!plausible_email(email)) co_return unauthorized("Open WebUI user " + id + " has no usable email");
+    // Make sure a local account exists so admins can see the user and add groups.
+    if (!directory.user(email)) co_await find_or_create(email, user->name, "openwebui:" + id, "openwebui");
+    WebUiUser w;
+    w.user = std::move(*user);
+    w.fetched = now_s();
+    webui_users.insert_or_assign(id, std::move(w));
+    co_return AuthResult{};
+  }
+
+  AuthResult verify_api_key(std::string_view token) {
+    auto hash = sha256_hex(token);
+    auto snap = directory.current();
+    auto* key = snap->api_key_by_hash(hash);
+    if (!key) return unauthorized("unknown API key " + std::string(token.substr(0, 11)) + "…");
+    auto now = now_s();
+    if (key->revoked_at) return unauthorized("API key " + key->id + " was revoked");
+    if (key->expires_at && now >= key->expires_at) return unauthorized("API key " + key->id + " expired");
+    Cached c;
+    c.method = AuthMethod::apikey;
+    c.key = key->user_email;
+    {
+      std::lock_guard lock(usage_mu);
+      key_usage[key->id] = now;
+    }
+    return resolve(c);
+  }
+};
+
+Authenticator::Authenticator(const Settings& settings, store::Store& store, Directory& directory, BlockingPool& pool,
+                             net::any_io_executor io, Oidc* oidc, std::unique_ptr<store::OpenWebUiDirectory> openwebui)
+    : impl_(std::make_unique<Impl>(settings, store, directory, pool, std::move(io), oidc, std::move(openwebui))) {}
+
+Authenticator::~Authenticator() = default;
+
+void Authenticator::init_secret() {
+  if (!impl_->settings.session_secret.empty()) {
+    impl_->secret = impl_->settings.session_secret;
+    return;
+  }
+  // One secret for every instance on this store, created by whichever starts first.
+  impl_->secret = impl_->store.put_meta_if_absent("session_secret", random_token(48));
+}
+
+std::string Authenticator::sign(json::object claims) const { return sign_hs256(claims, impl_->secret); }
+
+std::optional<json::object> Authenticator::verify_own(std::string_view token, std::string_view typ,
+                                                      std::string* reason) const {
+  auto jwt = parse_jwt(token, reason);
+  if (!jwt || !verify_hs256(*jwt, impl_->secret, reason)) return std::nullopt;
+  ClaimRules rules;
+  rules.now = now_s();
+  rules.leeway_s = 0;
+  if (!check_claims(jwt->claims, rules, reason)) return std::nullopt;
+  if (claim_string(jwt->claims, "typ") != typ) {
+    *reason = "not a " + std::string(typ) + " token";
+    return std::nullopt;
+  }
+  return std::move(jwt->claims);
+}
+
+std::string Authenticator::issue_session(const Principal& p) const {
+  auto now = now_s();
+  return sign({{"typ", "session"}, {"sub", p.email()}, {"ra", p.role_admin}, {"iat", now},
+               {"exp", now + impl_->settings.session_lifetime_s}, {"sid", random_token(12)}});
+}
+
+bool Authenticator::trusted_proxy(std::string_view ip) const {
+  boost::system::error_code ec;
+  auto a = net::ip::make_address(std::string(ip), ec);
+  if (ec) return false;
+  for (auto& c : impl_->proxies)
+    if (c.contains(a)) return true;
+  return false;
+}
+
+std::string Authenticator::client_ip(std::string_view peer, std::string_view xff) const {
+  if (impl_->proxies.empty() || xff.empty() || !trusted_proxy(peer)) return std::string(peer);
+  // Walk X-Forwarded-For from the right: the first address that is not one of our proxies is the client.
+  auto hops = split(xff, ',');
+  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+    auto hop = trim(*it);
+    boost::system::error_code ec;
+    net::ip::make_address(std::string(hop), ec);
+    if (ec) break;
+    if (!trusted_proxy(hop)) return std::string(hop);
+  }
+  return std::string(peer);
+}
+
+net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req, std::string_view peer_ip,
+                                                       const http::Request* identity_headers) {
+  auto& im = *impl_;
+  std::string_view token;
+  enum class Kind { none, bearer, session, webui_cookie } kind = Kind::none;
+  auto authz = req[bhttp::field::authorization];
+  if (!authz.empty()) {
+    if (authz.size() > 7 && iequals(authz.substr(0, 7), "bearer ")) {
+      token = trim(authz.substr(7));
+      kind = Kind::bearer;
+    } else {
+      co_return unauthorized("Authorization header is not a Bearer token");
+    }
+  } else if (auto cookies = req[bhttp::field::cookie]; !cookies.empty()) {
+    if (auto v = cookie_value(cookies, kSessionCookie); !v.empty()) {
+      token = v;
+      kind = Kind::session;
+    } else if (auto w = cookie_value(cookies, "token"); !w.empty() && !im.settings.webui_secret_key.empty()) {
+      token = w;
+      kind = Kind::webui_cookie;
+    }
+  }
+  if (kind == Kind::none) {
+    if (identity_headers && im.settings.api_gateway_mode && trusted_proxy(peer_ip)) {
+      auto email = normalize_email((*identity_headers)["X-User-Email"]);
+      if (!plausible_email(email)) co_return unauthorized("trusted proxy sent no usable X-User-Email");
+      auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy");
+      if (!id) co_return unauthorized("could not create user " + email);
+      Impl::Cached c;
+      c.method = AuthMethod::header;
+      c.key = id->email;
+      co_return im.resolve(c);
+    }
+    co_return AuthResult{};
+  }
+  if (token.size() > kMaxTokenBytes) co_return unauthorized("token longer than " + std::to_string(kMaxTokenBytes) + " bytes");
+
+  if (auto it = im.cache.find(token); it != im.cache.end()) {
+    if (it->second.expires > now_s()) co_return im.resolve(it->second);
+    im.cache.erase(it);
+  }
+
+  if (kind == Kind::session) {
+    std::string reason;
+    auto claims = verify_own(token, "session", &reason);
+    Impl::Cached c;
+    if (!claims) {
+      c.status = 401;
+      c.reason = "session cookie refused: " + reason;
+      c.expires = now_s() + 30;
+    } else {
+      c.method = AuthMethod::session;
+      c.key = claim_string(*claims, "sub");
+      auto ra = claims->find("ra");
+      c.role_admin = ra != claims->end() && ra->value().is_bool() && ra->value().as_bool();
+      c.expires = expires_at(*claims);
+    }
+    im.put(token, c);
+    co_return im.resolve(c);
+  }
+  if (kind == Kind::webui_cookie) co_return co_await im.verify_webui(token);
+  if (token.starts_with(kApiKeyPrefix)) co_return im.verify_api_key(token);
+  if (token.starts_with("sk-")) co_return unauthorized("Open WebUI API keys (sk-…) are not accepted; use a Gatehouse API key");
+  // A JWT: its header says whose.
+  std::string reason;
+  auto jwt = parse_jwt(token, &reason);
+  if (!jwt) {
+    auto r = unauthorized("malformed token: " + reason);
+    im.put(token, Impl::Cached{.status = 401, .reason = r.reason, .expires = now_s() + 30});
+    co_return r;
+  }
+  if (jwt->alg == "HS256" && !im.settings.webui_secret_key.empty()) co_return co_await im.verify_webui(token);
+  co_return co_await im.verify_oidc(token);
+}
+
+net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
+  auto& im = *impl_;
+  auto email = Impl::email_of(claims);
+  if (email.empty())
+    co_return fail(403, "ID token has no email, preferred_username or upn",
+                   "Your identity provider did not send an email address for your account.");
+  if (!im.domain_allowed(email))
+    co_return fail(403, "email domain not allowed: " + email,
+                   "Accounts from this email domain may not sign in here.");
+  auto subject = Impl::subject_of(claims);
+  auto name = claim_string(claims, "name");
+  std::optional<std::vector<std::string>> synced;
+  if (im.settings.oidc_group_sync) synced = claim_strings(claims, im.settings.oidc_groups_claim);
+  std::string conflict;
+  auto id = co_await im.pool.run([&, email, subject, name, synced]() -> std::shared_ptr<const Identity> {
+    auto& st = im.store;
+    std::optional<store::User> u;
+    if (auto e = st.find_user_by_subject(subject)) u = e;
+    if (!u) u = st.get_user(email);
+    if (u && !u->subject.empty() && u->subject != subject) {
+      conflict = "email " + email + " belongs to another identity (" + u->subject + ")";
+      return nullptr;
+    }
+    auto now = now_s();
+    if (!u) {
+      store::User n;
+      n.email = email;
+      n.name = name;
+      n.subject = subject;
+      n.source = "oidc";
+      n.created_at = n.last_seen_at = now;
+      if (st.create_user(n)) log::info("user created on first sign-in", {{"email", email}, {"source", "oidc"}});
+      u = st.get_user(email);
+      if (!u) return nullptr;
+    } else {
+      bool dirty = false;
+      if (u->subject.empty()) u->subject = subject, dirty = true;
+      if (!name.empty() && u->name != name) u->name = name, dirty = true;
+      if (dirty) st.update_user(*u);
+      st.touch_user(u->email, now);
+    }
+    if (synced) st.sync_idp_groups(u->email, *synced);
+    auto out = std::make_shared<Identity>();
+    out->email = u->email;
+    out->name = u->name;
+    out->groups = st.groups_of(u->email);
+    out->is_admin = u->is_admin || out->in_group(kAdminGroup);
+    out->disabled = u->disabled;
+    st.notify_changed();
+    return out;
+  });
+  if (!id) co_return fail(403, conflict.empty() ? "sign-in could not create the user" : conflict,
+                          "This account cannot sign in here; ask an administrator.");
+  im.directory.remember(id);
+  if (id->disabled) co_return fail(403, "user " + email + " is disabled", "This account is disabled.");
+  AuthResult r;
+  r.principal.identity = id;
+  r.principal.method = AuthMethod::session;
+  r.principal.role_admin = im.admin_by_role(claims);
+  co_return r;
+}
+
+void Authenticator::flush_usage() {
+  std::map<std::string, int64_t> usage;
+  {
+    std::lock_guard lock(impl_->usage_mu);
+    usage.swap(impl_->key_usage);
+  }
+  if (usage.empty()) return;
+  std::vector<std::pair<std::string, int64_t>> rows(usage.begin(), usage.end());
+  try {
+    impl_->store.touch_api_keys(rows);
+  } catch (const std::exception& e) {
+    log::warn("could not record API key use", {{"error", e.what()}});
+  }
+}
+
+}  // namespace gh::auth

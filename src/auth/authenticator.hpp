@@ -1,0 +1,81 @@
+// Authentication: from a request's credentials to one Principal. Credentials, in order: Authorization
+// Bearer (Gatehouse API key "gh_…", Open WebUI HS256 JWT, OIDC RS256/ES256 JWT), the gatehouse_session
+// cookie, Open WebUI's `token` cookie, and identity headers from a trusted proxy (API_GATEWAY_MODE).
+// Verified tokens are cached until they expire; who the token names is looked up in the Directory on every
+// request, so a disabled user or a changed membership counts at once.
+#pragma once
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "auth/directory.hpp"
+#include "auth/principal.hpp"
+#include "core/config.hpp"
+#include "http/server.hpp"
+
+namespace gh::store {
+class OpenWebUiDirectory;
+}
+
+namespace gh::auth {
+
+class Oidc;
+
+struct AuthResult {
+  Principal principal;
+  int status = 0;       // 0: authenticated, or no credentials at all (principal unauthenticated); else 401/403/503
+  std::string reason;   // for the log only
+  std::string message;  // for the client
+};
+
+inline constexpr std::string_view kSessionCookie = "gatehouse_session";
+inline constexpr std::string_view kLoginCookie = "gatehouse_login";
+inline constexpr std::string_view kApiKeyPrefix = "gh_";
+
+// The value of cookie `name` in a Cookie header ("" if absent).
+std::string_view cookie_value(std::string_view cookie_header, std::string_view name);
+// Removes X-User-* and X-Gateway-* headers, returning whether any was present.
+bool strip_identity_headers(http::Request& req);
+
+class Authenticator {
+ public:
+  Authenticator(const Settings& settings, store::Store& store, Directory& directory, BlockingPool& pool,
+                boost::asio::any_io_executor io, Oidc* oidc,
+                std::unique_ptr<store::OpenWebUiDirectory> openwebui);
+  ~Authenticator();
+
+  // Blocking, at start-up: the shared secret for our own tokens.
+  void init_secret();
+
+  // `identity_headers` are the X-User-* headers as received (already stripped from the request); they are
+  // used only in API gateway mode from a trusted proxy.
+  boost::asio::awaitable<AuthResult> authenticate(const http::Request& req, std::string_view peer_ip,
+                                                  const http::Request* identity_headers = nullptr);
+
+  // Sign-in through OIDC: from verified ID-token claims (and userinfo) to a user, created on first sign-in,
+  // with group sync when configured. Fails with 403 for a disallowed domain or a disabled user.
+  boost::asio::awaitable<AuthResult> sign_in(const json::object& claims);
+
+  // Our own signed tokens: the session cookie and the login state.
+  std::string issue_session(const Principal& p) const;
+  std::string sign(json::object claims) const;
+  std::optional<json::object> verify_own(std::string_view token, std::string_view typ, std::string* reason) const;
+
+  // The client's address: the peer, or with trusted proxies the first untrusted hop of X-Forwarded-For.
+  std::string client_ip(std::string_view peer_ip, std::string_view forwarded_for) const;
+  bool trusted_proxy(std::string_view ip) const;
+
+  // Writes API keys' last-used times (called periodically and at shutdown).
+  void flush_usage();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gh::auth

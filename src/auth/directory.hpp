@@ -1,0 +1,87 @@
+// The in-memory snapshot of users, groups, memberships and API keys that the hot path reads, and the
+// Directory that rebuilds it off the io thread and swaps it in when the store changes (here or, through
+// the store's change notification, on another instance).
+#pragma once
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "auth/principal.hpp"
+#include "core/blocking.hpp"
+#include "store/store.hpp"
+
+namespace gh::auth {
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
+class Snapshot {
+ public:
+  static std::shared_ptr<const Snapshot> build(store::Dump dump, uint64_t version);
+
+  std::shared_ptr<const Identity> user(std::string_view email) const;  // email lower-case
+  std::optional<std::string> email_for_subject(std::string_view subject) const;
+  const store::ApiKey* api_key_by_hash(std::string_view sha256_hex) const;
+  bool has_group(std::string_view name) const { return groups_.contains(std::string(name)); }
+  // Local memberships of an email (for users whose identity comes from elsewhere, e.g. Open WebUI).
+  const std::vector<std::string>* groups_of(std::string_view email) const;
+  uint64_t version() const { return version_; }
+  std::size_t user_count() const { return users_.size(); }
+
+ private:
+  uint64_t version_ = 0;
+  StringMap<std::shared_ptr<const Identity>> users_;
+  StringMap<std::string> subjects_;
+  StringMap<store::ApiKey> keys_;
+  StringMap<std::vector<std::string>> memberships_;
+  std::unordered_set<std::string> groups_;
+};
+
+class Directory {
+ public:
+  Directory(store::Store& store, BlockingPool& pool, boost::asio::any_io_executor io);
+  ~Directory();
+
+  // Blocking: loads the first snapshot (at start-up, before serving).
+  void load_now();
+  std::shared_ptr<const Snapshot> current() const { return current_; }
+  // A user by (lower-case) email: one written here but not yet in the snapshot, else the snapshot's.
+  std::shared_ptr<const Identity> user(std::string_view email) const;
+  // A user created or changed here (sign-in, first use of a token) without waiting for a full reload.
+  void remember(std::shared_ptr<const Identity> id);
+
+  // After a write: rebuilds now and returns once a snapshot that includes it is installed; tells the other
+  // instances too.
+  boost::asio::awaitable<void> changed();
+  // Reload whenever the store reports a change (another instance or process wrote).
+  void start_watching();
+  void stop();
+
+ private:
+  void install(std::shared_ptr<const Snapshot> s);
+  store::Store& store_;
+  BlockingPool& pool_;
+  boost::asio::any_io_executor io_;
+  std::shared_ptr<const Snapshot> current_;
+  // Identities remembered since, keyed by email, with the version a snapshot must reach to include them.
+  StringMap<std::pair<uint64_t, std::shared_ptr<const Identity>>> recent_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  uint64_t next_version_ = 1;  // touched only on the io thread (and once in load_now before serving)
+  bool reloading_ = false, reload_again_ = false;
+};
+
+// Normalises an email for lookups (trimmed, lower-case ASCII).
+std::string normalize_email(std::string_view email);
+bool plausible_email(std::string_view email);
+
+}  // namespace gh::auth
