@@ -5,18 +5,21 @@
 
 #include <unistd.h>
 #include <string>
+#include <vector>
 
 #include "app/app.hpp"
+#include "app/cli.hpp"
 #include "core/config.hpp"
 #include "core/log.hpp"
 
 namespace {
 void usage() {
   std::fprintf(stderr,
-               "usage: gatehouse [serve|check-config|--version|--help]\n"
+               "usage: gatehouse [serve|check-config|migrate|apikey|users|groups|--version|--help]\n"
                "  serve         run the gateway (default)\n"
-               "  check-config  validate the environment and the servers file, then exit\n"
-               "Settings come from the environment and ./.env; see README.md.\n");
+               "  check-config  validate the environment and the servers file, then exit\n");
+  gh::app::cli_usage();
+  std::fprintf(stderr, "Settings come from the environment and ./.env; see README.md.\n");
 }
 }  // namespace
 
@@ -42,7 +45,7 @@ int main(int argc, char** argv) {
     usage();
     return 0;
   }
-  if (cmd != "serve" && cmd != "check-config") {
+  if (cmd != "serve" && cmd != "check-config" && !gh::app::is_cli_command(cmd)) {
     std::fprintf(stderr, "gatehouse: unknown command '%s'\n", cmd.c_str());
     usage();
     return 2;
@@ -50,6 +53,10 @@ int main(int argc, char** argv) {
   try {
     auto env = gh::read_environment();
     auto settings = gh::load_settings(env);
+    if (gh::app::is_cli_command(cmd)) {
+      gh::log::set_level(gh::log::Level::warn);  // the CLI's output is its answer; logs only for trouble
+      return gh::app::run_cli(cmd, std::vector<std::string>(argv + 2, argv + argc), settings);
+    }
     if (cmd == "check-config") {
       auto servers = gh::load_servers_file(settings.servers_file, env);
       std::printf("config ok: %zu servers in %s\n", servers.size(), settings.servers_file.c_str());

@@ -12,9 +12,18 @@
 #include <fstream>
 #include <thread>
 
+#include "admin/api.hpp"
+#include "app/bootstrap.hpp"
+#include "auth/authenticator.hpp"
+#include "auth/directory.hpp"
+#include "auth/oidc.hpp"
+#include "auth/routes.hpp"
+#include "core/blocking.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "http/server.hpp"
+#include "store/openwebui.hpp"
+#include "store/store.hpp"
 #include "jsonrpc/message.hpp"
 #include "mcp/endpoint.hpp"
 #include "mcp/hub.hpp"
@@ -84,6 +93,11 @@ json::object error_body(std::string_view code, std::string_view message) {
   return json::object{{"error", json::object{{"code", code}, {"message", message}}}};
 }
 
+// RFC 9728 §5.1: where a client finds how to get a token for this resource.
+std::string www_authenticate(const auth::Routes& routes) {
+  return "WWW-Authenticate: Bearer resource_metadata=\"" + routes.resource_metadata_url() + "\"\r\n";
+}
+
 }  // namespace
 
 int serve(const Settings& settings, const Environment& env) {
@@ -95,6 +109,24 @@ int serve(const Settings& settings, const Environment& env) {
   auto servers = load_servers_file(settings.servers_file, env);
 
   net::io_context io(1);
+  BlockingPool pool(2);
+  auto store = open_store(settings);
+  auto first_admin = bootstrap_admin(*store, settings);
+  auth::Directory directory(*store, pool, io.get_executor());
+  directory.load_now();
+  directory.start_watching();
+  std::unique_ptr<auth::Oidc> oidc;
+  if (settings.oidc_enabled()) {
+    oidc = std::make_unique<auth::Oidc>(io.get_executor(), settings);
+    oidc->start();
+  }
+  std::unique_ptr<store::OpenWebUiDirectory> openwebui;
+  if (!settings.openwebui_database_url.empty()) openwebui = store::OpenWebUiDirectory::open(settings.openwebui_database_url);
+  auth::Authenticator authn(settings, *store, directory, pool, io.get_executor(), oidc.get(), std::move(openwebui));
+  authn.init_secret();
+  admin::Api admin_api(*store, directory, pool);
+  std::unique_ptr<auth::Routes> auth_routes;
+
   mcp::Hub hub(io.get_executor(), settings);
   hub.configure(servers);
   mcp::Endpoint endpoint(hub, settings);
@@ -122,25 +154,79 @@ int serve(const Settings& settings, const Environment& env) {
                                                 "Forbidden: " + std::string(refused) + " not allowed"));
       co_return;
     }
+    // Identity: inbound identity headers never reach anything (a trusted proxy's are read first).
+    std::optional<http::Request> proxy_headers;
+    if (settings.api_gateway_mode && authn.trusted_proxy(ex.client_ip)) {
+      proxy_headers.emplace();
+      for (auto& f : ex.req)
+        if (iequals(f.name_string().substr(0, std::min<std::size_t>(7, f.name_string().size())), "x-user-"))
+          proxy_headers->insert(f.name_string(), f.value());
+    }
+    if (auth::strip_identity_headers(ex.req))
+      log::debug("inbound identity headers removed", {{"request_id", ex.request_id}});
+    auto auth = co_await authn.authenticate(ex.req, ex.client_ip, proxy_headers ? &*proxy_headers : nullptr);
+    if (auth.status)
+      log::info("authentication refused", {{"request_id", ex.request_id}, {"status", auth.status},
+                                           {"reason", auth.reason}, {"client_ip", ex.client_ip},
+                                           {"path", path}});
+    if (auth::Routes::owns(path)) {
+      co_await auth_routes->handle(ex, path, auth);
+      co_return;
+    }
+    if (path == "/mcp-admin/api" || path.starts_with("/mcp-admin/api/")) {
+      // Everyone but an admin gets the same answer from every URL here, known or not.
+      if (auth.status || !auth.principal.authenticated()) {
+        co_await ex.send_json(auth.status == 403 ? bhttp::status::forbidden : bhttp::status::unauthorized,
+                              json::serialize(error_body(auth.status == 403 ? "forbidden" : "unauthorized",
+                                                         auth.status ? auth.message : "Sign in or send an API key")),
+                              auth.status == 403 ? std::string() : www_authenticate(*auth_routes));
+      } else if (!auth.principal.is_admin()) {
+        co_await ex.send_json(bhttp::status::forbidden,
+                              json::serialize(error_body("forbidden", "This needs an administrator account")));
+      } else {
+        co_await admin_api.handle(ex, path.substr(14), auth.principal);
+      }
+      co_return;
+    }
+    bool mcp_route = path == "/mcp" || path == "/mcp/" || path.starts_with("/mcp/");
+    if (mcp_route || path == "/servers") {
+      if (auth.status == 403 || auth.status == 503) {
+        co_await ex.send_json(static_cast<bhttp::status>(auth.status),
+                              jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request, auth.message));
+        co_return;
+      }
+      if (auth.status || !auth.principal.authenticated()) {
+        co_await ex.send_json(bhttp::status::unauthorized,
+                              jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
+                                                  "Unauthorized: send a Bearer token (API key, OIDC or Open WebUI token)"),
+                              www_authenticate(*auth_routes));
+        co_return;
+      }
+    }
+    mcp::Caller caller;
+    if (auth.principal.authenticated()) {
+      caller.owner = auth.principal.email();
+      caller.may_use = [admin = auth.principal.is_admin()](const ServerConfig&) { return admin; };
+    }
     if (path == "/servers") {
-      co_await ex.send_json(bhttp::status::ok, json::serialize(hub.servers_json()));
+      co_await ex.send_json(bhttp::status::ok, json::serialize(hub.servers_json(caller.may_use)));
       co_return;
     }
     if (path == "/mcp" || path == "/mcp/") {
-      co_await endpoint.handle(ex, "");
+      co_await endpoint.handle(ex, "", std::move(caller));
       co_return;
     }
     if (path.starts_with("/mcp/")) {
       auto id = path.substr(5);
       if (!id.empty() && id.back() == '/') id.remove_suffix(1);
       auto srv = hub.find(id);
-      if (!srv || !srv->cfg.enabled) {
+      if (!srv || !srv->cfg.enabled || !caller.may_use(srv->cfg)) {
         co_await ex.send_json(bhttp::status::not_found,
                               jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
                                                   "Unknown MCP server: " + std::string(id)));
         co_return;
       }
-      co_await endpoint.handle(ex, std::string(id));
+      co_await endpoint.handle(ex, std::string(id), std::move(caller));
       co_return;
     }
     co_await ex.send_json(bhttp::status::not_found, json::serialize(error_body("not_found", "No such endpoint")));
@@ -148,6 +234,8 @@ int serve(const Settings& settings, const Environment& env) {
 
   uint16_t port = server.listen(settings.host, settings.port);
   policy = std::make_unique<HostPolicy>(settings, port);
+  auth_routes = std::make_unique<auth::Routes>(settings, authn, oidc.get(), *store, directory, pool, policy->public_url());
+  if (first_admin) print_bootstrap(*first_admin, policy->public_url());
   server.start();
   if (!settings.port_file.empty()) std::ofstream(settings.port_file) << port << "\n";
   log::info("listening", {{"host", settings.host}, {"port", port}, {"url", policy->public_url()},
@@ -156,10 +244,12 @@ int serve(const Settings& settings, const Environment& env) {
   // Housekeeping.
   net::co_spawn(io, [&]() -> net::awaitable<void> {
     net::steady_timer t(io);
+    uint64_t ticks = 0;
     while (!hub.draining()) {
       t.expires_after(std::chrono::seconds(5));
       co_await t.async_wait(net::as_tuple(net::use_awaitable));
       hub.sweep();
+      if (++ticks % 12 == 0) pool.post([&] { authn.flush_usage(); });  // API keys' last use, once a minute
     }
   }, net::detached);
 
@@ -212,6 +302,9 @@ int serve(const Settings& settings, const Environment& env) {
 
   io.run();
   upstream::kill_all_children(SIGKILL);
+  authn.flush_usage();
+  if (oidc) oidc->stop();
+  directory.stop();
   log::info("stopped");
   // Everything was stopped in order above. Coroutines still parked in the io_context (idle keep-alive
   // waits, timers) point at objects of this frame; destroying them after those objects would touch freed

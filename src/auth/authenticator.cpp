@@ -514,7 +514,11 @@ net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req,
   auto jwt = parse_jwt(token, &reason);
   if (!jwt) {
     auto r = unauthorized("malformed token: " + reason);
-    im.put(token, Impl::Cached{.status = 401, .reason = r.reason, .expires = now_s() + 30});
+    Impl::Cached c;
+    c.status = 401;
+    c.reason = r.reason;
+    c.expires = now_s() + 30;
+    im.put(token, c);
     co_return r;
   }
   if (jwt->alg == "HS256" && !im.settings.webui_secret_key.empty()) co_return co_await im.verify_webui(token);

@@ -23,6 +23,7 @@ class OpenWebUiDirectory;
 }
 
 namespace gh::auth {
+namespace json = boost::json;
 
 class Oidc;
 

@@ -243,7 +243,10 @@ net::awaitable<TokenResponse> Oidc::exchange_code(std::string code, std::string 
 
 net::awaitable<std::optional<json::object>> Oidc::userinfo(std::string access_token) {
   if (userinfo_endpoint_.empty() || access_token.empty()) co_return std::nullopt;
-  auto f = co_await fetch(userinfo_endpoint_, "GET", {}, {{"Authorization", "Bearer " + access_token}});
+  // (a local, not a braced list in the co_await: GCC 12 miscompiles initializer lists in coroutine calls)
+  std::vector<std::pair<std::string, std::string>> headers;
+  headers.emplace_back("Authorization", "Bearer " + access_token);
+  auto f = co_await fetch(userinfo_endpoint_, "GET", {}, std::move(headers));
   if (!f.error.empty() || f.status != 200) co_return std::nullopt;
   boost::system::error_code ec;
   auto doc = json::parse(f.body, ec);

@@ -50,7 +50,7 @@ net::awaitable<void> send_accepted(http::Exchange& ex) {
 }
 }  // namespace
 
-net::awaitable<void> Endpoint::handle(http::Exchange& ex, std::string scope) {
+net::awaitable<void> Endpoint::handle(http::Exchange& ex, std::string scope, Caller caller) {
   auto version = header(ex.req, "MCP-Protocol-Version");
   if (!version.empty() && !supported_protocol(version)) {
     co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
@@ -58,15 +58,16 @@ net::awaitable<void> Endpoint::handle(http::Exchange& ex, std::string scope) {
     co_return;
   }
   switch (ex.req.method()) {
-    case bhttp::verb::post: co_await post(ex, scope); break;
-    case bhttp::verb::get: co_await get(ex, scope); break;
-    case bhttp::verb::delete_: co_await del(ex, scope); break;
+    case bhttp::verb::post: co_await post(ex, scope, caller); break;
+    case bhttp::verb::get: co_await get(ex, scope, caller); break;
+    case bhttp::verb::delete_: co_await del(ex, scope, caller); break;
     default:
       co_await reply_error(ex, bhttp::status::method_not_allowed, code::invalid_request, "Method not allowed");
   }
 }
 
-net::awaitable<std::shared_ptr<Session>> Endpoint::session_of(http::Exchange& ex, const std::string& scope) {
+net::awaitable<std::shared_ptr<Session>> Endpoint::session_of(http::Exchange& ex, const std::string& scope,
+                                                              const Caller& caller) {
   auto sid = header(ex.req, "Mcp-Session-Id");
   if (sid.empty()) {
     co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
@@ -74,14 +75,16 @@ net::awaitable<std::shared_ptr<Session>> Endpoint::session_of(http::Exchange& ex
     co_return nullptr;
   }
   auto s = hub_.find_session(sid);
-  if (!s || s->scope != scope || s->closed) {
+  // Another user's session id is answered like an unknown one: it reveals nothing and grants nothing.
+  if (!s || s->scope != scope || s->closed || s->owner != caller.owner) {
     co_await reply_error(ex, bhttp::status::not_found, code::request_timeout, "Session not found");
     co_return nullptr;
   }
+  s->may_use = caller.may_use;  // the caller's rights as of this request
   co_return s;
 }
 
-net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope) {
+net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope, const Caller& caller) {
   auto ctype = header(ex.req, "Content-Type");
   if (!header_has_token(ctype, "application/json")) {
     co_await reply_error(ex, bhttp::status::unsupported_media_type, code::invalid_request,
@@ -123,6 +126,8 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
                              "Too many open sessions; try again later", msg["id"]);
         co_return;
       }
+      s->owner = caller.owner;
+      s->may_use = caller.may_use;
       json::object params;
       if (auto* p = msg.if_contains("params"); p && p->is_object()) params = p->as_object();
       auto result = co_await hub_.initialize(s, params);
@@ -136,7 +141,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     }
   }
 
-  auto s = co_await session_of(ex, scope);
+  auto s = co_await session_of(ex, scope, caller);
   if (!s) co_return;
   if (body.batch && s->protocol_version != "2025-03-26") {
     co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
@@ -298,13 +303,13 @@ net::awaitable<void> Endpoint::answer_many(http::Exchange& ex, std::shared_ptr<S
   if (!streamed && !ch->gone) co_await answer_plain(ex, ch, true);
 }
 
-net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope) {
+net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope, const Caller& caller) {
   if (!header_has_token(header(ex.req, "Accept"), "text/event-stream")) {
     co_await reply_error(ex, bhttp::status::not_acceptable, code::invalid_request,
                          "Not Acceptable: Accept must include text/event-stream");
     co_return;
   }
-  auto s = co_await session_of(ex, scope);
+  auto s = co_await session_of(ex, scope, caller);
   if (!s) co_return;
   if (s->get_attached) {
     co_await reply_error(ex, bhttp::status::conflict, code::invalid_request,
@@ -339,8 +344,8 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope)
   ex.close_after();
 }
 
-net::awaitable<void> Endpoint::del(http::Exchange& ex, const std::string& scope) {
-  auto s = co_await session_of(ex, scope);
+net::awaitable<void> Endpoint::del(http::Exchange& ex, const std::string& scope, const Caller& caller) {
+  auto s = co_await session_of(ex, scope, caller);
   if (!s) co_return;
   log::info("session closed by client", {{"request_id", ex.request_id}, {"session", s->id}});
   hub_.close_session(s);

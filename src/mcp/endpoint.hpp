@@ -13,23 +13,24 @@ class Endpoint {
  public:
   Endpoint(Hub& hub, const Settings& settings) : hub_(hub), settings_(settings) {}
   // `scope` is "" for the aggregate endpoint, else a server id known to exist.
-  net::awaitable<void> handle(http::Exchange& ex, std::string scope);
+  net::awaitable<void> handle(http::Exchange& ex, std::string scope, Caller caller);
 
  private:
-  net::awaitable<void> post(http::Exchange& ex, const std::string& scope);
-  net::awaitable<void> get(http::Exchange& ex, const std::string& scope);
+  net::awaitable<void> post(http::Exchange& ex, const std::string& scope, const Caller& caller);
+  net::awaitable<void> get(http::Exchange& ex, const std::string& scope, const Caller& caller);
   // One request in a POST: dispatched inline; an SSE writer starts only if a related message comes first.
   net::awaitable<void> answer_one(http::Exchange& ex, std::shared_ptr<Session> s, json::object request);
   // Several requests (a batch): dispatched concurrently, answered together.
   net::awaitable<void> answer_many(http::Exchange& ex, std::shared_ptr<Session> s, std::vector<json::object> requests,
                                    std::vector<json::value> early_responses);
-  net::awaitable<void> del(http::Exchange& ex, const std::string& scope);
+  net::awaitable<void> del(http::Exchange& ex, const std::string& scope, const Caller& caller);
   // Cancels the channel's calls when the client disconnects.
   void watch_client(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
   // Stops watching; if the client left, cancels what is left and closes the connection after this exchange.
   void finish(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
   // Finds the request's session; answers 400/404 itself and returns null when there is none.
-  net::awaitable<std::shared_ptr<Session>> session_of(http::Exchange& ex, const std::string& scope);
+  net::awaitable<std::shared_ptr<Session>> session_of(http::Exchange& ex, const std::string& scope,
+                                                      const Caller& caller);
   Hub& hub_;
   const Settings& settings_;
 };

@@ -442,8 +442,20 @@ net::awaitable<void> Hub::load_catalogs(const std::vector<std::shared_ptr<Server
   if (*remaining) co_await done->wait();
 }
 
-std::shared_ptr<Server> Hub::route_uri(std::string_view scope, std::string_view uri) const {
-  auto servers = in_scope(scope);
+std::vector<std::shared_ptr<Server>> Hub::in_scope(const Session& s) const {
+  auto out = in_scope(s.scope);
+  if (s.may_use) std::erase_if(out, [&](auto& srv) { return !s.may_use(srv->cfg); });
+  return out;
+}
+
+std::shared_ptr<Server> Hub::find_for(const Session& s, std::string_view id) const {
+  auto srv = find(id);
+  if (!srv || !srv->cfg.enabled || (s.may_use && !s.may_use(srv->cfg))) return nullptr;
+  return srv;
+}
+
+std::shared_ptr<Server> Hub::route_uri(const Session& s, std::string_view uri) const {
+  auto servers = in_scope(s);
   for (auto& s : servers)
     if (s->catalog.resource_uris.count(std::string(uri))) return s;
   std::shared_ptr<Server> best;
@@ -508,7 +520,7 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
     if (!off) co_return jsonrpc::make_error(id, code::invalid_params, "Invalid cursor");
     offset = *off;
   }
-  auto servers = in_scope(s->scope);
+  auto servers = in_scope(*s);
   co_await load_catalogs(servers);
   bool aggregate = s->scope.empty();
   // One server's endpoint says why it has nothing to list; the aggregate lists what the others offer.
@@ -603,7 +615,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
       server_id = s->scope;
       name = full;
     }
-    auto srv = find(server_id);
+    auto srv = find_for(*s, server_id);
     if (!srv || !srv->cfg.enabled)
       co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
     co_await load_catalog(srv);
@@ -617,8 +629,8 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
   if (method == "resources/read" || method == "resources/subscribe" || method == "resources/unsubscribe") {
     auto* u = params.if_contains("uri");
     if (!u || !u->is_string()) co_return error(code::invalid_params, "params.uri must be a string");
-    co_await load_catalogs(in_scope(s->scope));
-    auto srv = route_uri(s->scope, u->as_string());
+    co_await load_catalogs(in_scope(*s));
+    auto srv = route_uri(*s, u->as_string());
     if (!srv) {
       json::value data = json::object{{"uri", u->as_string()}};
       co_return jsonrpc::make_error(id, code::resource_not_found, "Resource not found", &data);
@@ -639,13 +651,13 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
       std::string_view server_id = s->scope, name = n->as_string();
       if (aggregate && !split_name(n->as_string(), server_id, name))
         co_return error(code::invalid_params, "Unknown prompt: " + std::string(n->as_string()));
-      srv = find(server_id);
+      srv = find_for(*s, server_id);
       if (aggregate && srv) r["name"] = std::string(name);
     } else if (type && type->is_string() && type->as_string() == "ref/resource") {
       auto* u = r.if_contains("uri");
       if (!u || !u->is_string()) co_return error(code::invalid_params, "ref.uri must be a string");
-      co_await load_catalogs(in_scope(s->scope));
-      srv = route_uri(s->scope, u->as_string());
+      co_await load_catalogs(in_scope(*s));
+      srv = route_uri(*s, u->as_string());
     } else {
       co_return error(code::invalid_params, "ref.type must be ref/prompt or ref/resource");
     }
@@ -655,7 +667,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
 
   if (method == "logging/setLevel") {
     s->dedicated_mode = true;
-    auto servers = in_scope(s->scope);
+    auto servers = in_scope(*s);
     for (auto& srv : servers) {
       auto conn = connection_for(*s, *srv);
       if (co_await conn->ensure_ready()) continue;
@@ -668,8 +680,8 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
   }
 
   if (!aggregate) {  // anything else goes to the one server as it is (tasks, vendor methods)
-    auto srv = find(s->scope);
-    if (srv && srv->cfg.enabled) co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
+    auto srv = find_for(*s, s->scope);
+    if (srv) co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }
   co_return error(code::method_not_found, "Method not found: " + method);
 }
@@ -734,9 +746,10 @@ json::object Hub::health() const {
                       {"upstreams", std::move(ups)}};
 }
 
-json::object Hub::servers_json() const {
+json::object Hub::servers_json(const std::function<bool(const ServerConfig&)>& may_use) const {
   json::array arr;
   for (const auto& [id, srv] : servers_) {
+    if (may_use && !may_use(srv->cfg)) continue;
     json::object o;
     o["id"] = id;
     o["transport"] = to_string(srv->cfg.transport);

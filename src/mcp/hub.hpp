@@ -86,10 +86,19 @@ struct RelayedRequest {
   json::value upstream_id;
 };
 
+// Who is making a request, as the hub needs to know it.
+struct Caller {
+  std::string owner;  // email ("" when the gateway runs without identity, e.g. in tests of the hub alone)
+  std::function<bool(const ServerConfig&)> may_use;  // unset = every server
+};
+
 // A downstream MCP session (one per initialize).
 struct Session : std::enable_shared_from_this<Session> {
   std::string id;
   std::string scope;  // "" = aggregate, else the server id
+  std::string owner;  // email of the user who opened it; only they may use it
+  // Which servers the caller may use (set from the caller's identity on every request); unset = all.
+  std::function<bool(const ServerConfig&)> may_use;
   std::string protocol_version;
   json::object client_capabilities;
   bool dedicated_mode = false;  // its own upstream sessions (sampling/elicitation/roots, log level, subscriptions)
@@ -124,6 +133,10 @@ class Hub {
 
   std::shared_ptr<Server> find(std::string_view id) const;
   std::vector<std::shared_ptr<Server>> in_scope(std::string_view scope) const;
+  // The servers this session's caller may use now.
+  std::vector<std::shared_ptr<Server>> in_scope(const Session& s) const;
+  // A server by id if it is enabled and the session's caller may use it.
+  std::shared_ptr<Server> find_for(const Session& s, std::string_view id) const;
 
   // Sessions.
   std::shared_ptr<Session> create_session(std::string scope);
@@ -142,7 +155,7 @@ class Hub {
   void abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
 
   json::object health() const;
-  json::object servers_json() const;
+  json::object servers_json(const std::function<bool(const ServerConfig&)>& may_use = {}) const;
   bool draining() const { return draining_; }
   void start_draining();
   // Stops every upstream connection (shutdown).
@@ -162,7 +175,7 @@ class Hub {
                                     const json::value& id);
   net::awaitable<std::optional<json::object>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
                                        json::value params, json::value id, std::shared_ptr<Channel> ch);
-  std::shared_ptr<Server> route_uri(std::string_view scope, std::string_view uri) const;
+  std::shared_ptr<Server> route_uri(const Session& s, std::string_view uri) const;
 
   net::any_io_executor ex_;
   const Settings& settings_;

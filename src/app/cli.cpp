@@ -1,0 +1,260 @@
+#include "app/cli.hpp"
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "app/bootstrap.hpp"
+#include "auth/apikeys.hpp"
+#include "auth/directory.hpp"
+#include "auth/principal.hpp"
+
+namespace gh::app {
+
+namespace json = boost::json;
+
+namespace {
+
+int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// "--name value" options and positional arguments.
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;
+  std::vector<std::string> flags;
+  bool has(const std::string& f) const {
+    return std::find(flags.begin(), flags.end(), f) != flags.end();
+  }
+  std::string opt(const std::string& k, std::string def = {}) const {
+    auto it = options.find(k);
+    return it == options.end() ? def : it->second;
+  }
+};
+
+Args parse(const std::vector<std::string>& in, const std::vector<std::string>& flag_names) {
+  Args a;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i].starts_with("--")) {
+      auto name = in[i].substr(2);
+      if (auto eq = name.find('='); eq != std::string::npos) a.options[name.substr(0, eq)] = name.substr(eq + 1);
+      else if (std::find(flag_names.begin(), flag_names.end(), name) != flag_names.end()) a.flags.push_back(name);
+      else if (i + 1 < in.size()) a.options[name] = in[++i];
+      else a.flags.push_back(name);
+    } else {
+      a.positional.push_back(in[i]);
+    }
+  }
+  return a;
+}
+
+void audit(store::Store& st, std::string action, std::string target, json::object details) {
+  st.append_audit({0, now_s(), "cli", std::move(action), std::move(target), json::serialize(details)});
+  st.notify_changed();
+}
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "gatehouse: %s\n", msg.c_str());
+  return 1;
+}
+
+void print_user(const store::User& u, const std::vector<std::string>& groups) {
+  std::string g;
+  for (auto& n : groups) g += (g.empty() ? "" : ",") + n;
+  std::printf("%-40s %-24s %-6s %-8s %s\n", u.email.c_str(), u.name.c_str(), u.is_admin ? "admin" : "-",
+              u.disabled ? "disabled" : "active", g.c_str());
+}
+
+store::User ensure_user(store::Store& st, const std::string& email) {
+  if (auto u = st.get_user(email)) return *u;
+  store::User u;
+  u.email = email;
+  u.source = "cli";
+  u.created_at = now_s();
+  st.create_user(u);
+  audit(st, "user.create", email, {{"after", json::object{{"email", email}, {"source", "cli"}}}});
+  return *st.get_user(email);
+}
+
+int apikey(store::Store& st, const Args& a) {
+  auto sub = a.positional.empty() ? "" : a.positional[0];
+  if (sub == "create") {
+    auto email = auth::normalize_email(a.opt("user"));
+    if (!auth::plausible_email(email)) return fail("apikey create: --user EMAIL is required");
+    auto u = ensure_user(st, email);
+    if (a.has("admin") && !u.is_admin) {
+      u.is_admin = true;
+      st.update_user(u);
+      audit(st, "user.update", email, {{"after", json::object{{"is_admin", true}}}});
+    }
+    int64_t expires = 0;
+    if (auto d = a.opt("expires-days"); !d.empty()) expires = now_s() + std::stoll(d) * 86400;
+    auto k = auth::make_api_key(email, a.opt("name", "cli"), expires, now_s());
+    st.create_api_key(k.record);
+    audit(st, "apikey.create", email, {{"after", auth::api_key_json(k.record)}});
+    std::fprintf(stderr, "API key %s for %s%s (shown once):\n", k.record.id.c_str(), email.c_str(),
+                 u.is_admin ? " (admin)" : "");
+    std::printf("%s\n", k.secret.c_str());
+    return 0;
+  }
+  if (sub == "list") {
+    for (auto& k : st.list_api_keys(auth::normalize_email(a.opt("user"))))
+      std::printf("%-18s %-12s %-36s %-16s %s\n", k.id.c_str(), k.prefix.c_str(), k.user_email.c_str(), k.name.c_str(),
+                  k.revoked_at ? "revoked" : (k.expires_at && k.expires_at <= now_s()) ? "expired" : "active");
+    return 0;
+  }
+  if (sub == "revoke" && a.positional.size() == 2) {
+    auto k = st.get_api_key(a.positional[1]);
+    if (!k) return fail("no API key " + a.positional[1]);
+    if (!st.revoke_api_key(k->id, now_s())) return fail("API key " + k->id + " is already revoked");
+    audit(st, "apikey.revoke", k->user_email, {{"before", auth::api_key_json(*k)}});
+    std::printf("revoked %s\n", k->id.c_str());
+    return 0;
+  }
+  return fail("usage: gatehouse apikey create --user EMAIL [--admin] [--name N] [--expires-days N] | list [--user EMAIL] | revoke ID"), 2;
+}
+
+int users(store::Store& st, const Args& a) {
+  auto sub = a.positional.empty() ? "list" : a.positional[0];
+  if (sub == "list") {
+    int64_t total = 0;
+    auto page = st.list_users(a.opt("q"), 0, std::stoll(a.opt("limit", "100")), &total);
+    for (auto& u : page) print_user(u, st.groups_of(u.email));
+    std::fprintf(stderr, "%zu of %lld users\n", page.size(), static_cast<long long>(total));
+    return 0;
+  }
+  if (a.positional.size() < 2) return fail("usage: gatehouse users list [--q TEXT] | show|disable|enable|delete EMAIL | set-admin EMAIL true|false"), 2;
+  auto email = auth::normalize_email(a.positional[1]);
+  if (sub == "create") {
+    if (!auth::plausible_email(email)) return fail("not an email address: " + email);
+    if (st.get_user(email)) return fail("user exists: " + email);
+    ensure_user(st, email);
+    std::printf("created %s\n", email.c_str());
+    return 0;
+  }
+  auto u = st.get_user(email);
+  if (!u) return fail("no user " + email);
+  auto before = *u;
+  if (sub == "show") {
+    print_user(*u, st.groups_of(email));
+    return 0;
+  }
+  if (sub == "disable" || sub == "enable") u->disabled = sub == "disable";
+  else if (sub == "set-admin" && a.positional.size() == 3) u->is_admin = a.positional[2] == "true";
+  else if (sub == "delete") {
+    st.delete_user(email);
+    audit(st, "user.delete", email, {{"before", json::object{{"email", email}}}});
+    std::printf("deleted %s\n", email.c_str());
+    return 0;
+  } else {
+    return fail("unknown users command: " + sub), 2;
+  }
+  st.update_user(*u);
+  audit(st, "user.update", email, {{"before", json::object{{"disabled", before.disabled}, {"is_admin", before.is_admin}}},
+                                   {"after", json::object{{"disabled", u->disabled}, {"is_admin", u->is_admin}}}});
+  print_user(*u, st.groups_of(email));
+  return 0;
+}
+
+int groups(store::Store& st, const Args& a) {
+  auto sub = a.positional.empty() ? "list" : a.positional[0];
+  if (sub == "list") {
+    int64_t total = 0;
+    for (auto& g : st.list_groups(a.opt("q"), 0, std::stoll(a.opt("limit", "500")), &total))
+      std::printf("%-32s %6lld members  priority %-5d %s %s\n", g.name.c_str(), static_cast<long long>(g.member_count),
+                  g.priority, g.is_tenant ? "tenant" : "-", g.description.c_str());
+    return 0;
+  }
+  if (a.positional.size() < 2)
+    return fail("usage: gatehouse groups list | create NAME [--description D] [--priority N] [--tenant] | rename OLD NEW | "
+                "delete NAME | members NAME | add-member NAME EMAIL... | remove-member NAME EMAIL..."), 2;
+  auto name = a.positional[1];
+  if (sub == "create") {
+    store::Group g;
+    g.name = name;
+    g.description = a.opt("description");
+    g.priority = std::stoi(a.opt("priority", "0"));
+    g.is_tenant = a.has("tenant");
+    g.created_at = now_s();
+    if (!st.create_group(g)) return fail("group exists: " + name);
+    audit(st, "group.create", name, {{"after", json::object{{"name", name}, {"priority", g.priority}, {"is_tenant", g.is_tenant}}}});
+    std::printf("created %s\n", name.c_str());
+    return 0;
+  }
+  if (!st.get_group(name)) return fail("no group " + name);
+  if (sub == "rename" && a.positional.size() == 3) {
+    if (st.get_group(a.positional[2])) return fail("group exists: " + a.positional[2]);
+    st.rename_group(name, a.positional[2]);
+    audit(st, "group.rename", name, {{"after", json::object{{"name", a.positional[2]}}}});
+    return 0;
+  }
+  if (sub == "delete") {
+    st.delete_group(name);
+    audit(st, "group.delete", name, {});
+    return 0;
+  }
+  if (sub == "members") {
+    int64_t total = 0;
+    for (auto& u : st.members(name, 0, 100000, &total)) std::printf("%s\n", u.email.c_str());
+    return 0;
+  }
+  if ((sub == "add-member" || sub == "remove-member") && a.positional.size() >= 3) {
+    json::array changed;
+    for (std::size_t i = 2; i < a.positional.size(); ++i) {
+      auto email = auth::normalize_email(a.positional[i]);
+      if (!auth::plausible_email(email)) return fail("not an email address: " + email);
+      if (sub == "add-member") {
+        ensure_user(st, email);
+        if (st.add_member(name, email, "manual")) changed.emplace_back(email);
+      } else if (st.remove_member(name, email)) {
+        changed.emplace_back(email);
+      }
+    }
+    audit(st, sub == "add-member" ? "group.member.add" : "group.member.remove", name,
+          {{sub == "add-member" ? "after" : "before", json::object{{sub == "add-member" ? "added" : "removed", changed}}}});
+    std::printf("%s: %zu changed\n", name.c_str(), changed.size());
+    return 0;
+  }
+  return fail("unknown groups command: " + sub), 2;
+}
+
+}  // namespace
+
+bool is_cli_command(const std::string& cmd) {
+  return cmd == "migrate" || cmd == "apikey" || cmd == "users" || cmd == "groups";
+}
+
+void cli_usage() {
+  std::fprintf(stderr,
+               "  migrate       apply pending database migrations\n"
+               "  apikey        create --user EMAIL [--admin] [--name N] [--expires-days N] | list [--user EMAIL] | revoke ID\n"
+               "  users         list [--q TEXT] | create|show|disable|enable|delete EMAIL | set-admin EMAIL true|false\n"
+               "  groups        list | create NAME [--description D] [--priority N] [--tenant] | rename OLD NEW | delete NAME\n"
+               "                | members NAME | add-member NAME EMAIL... | remove-member NAME EMAIL...\n");
+}
+
+int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const Settings& settings) {
+  try {
+    auto st = open_store(settings);
+    if (cmd == "migrate") {
+      std::printf("schema version %d (%s)\n", st->schema_version(), std::string(st->backend()).c_str());
+      return 0;
+    }
+    auto a = parse(argv, {"admin", "tenant"});
+    if (cmd == "apikey") return apikey(*st, a);
+    if (cmd == "users") return users(*st, a);
+    if (cmd == "groups") return groups(*st, a);
+  } catch (const store::StoreError& e) {
+    return fail(std::string("store: ") + e.what());
+  } catch (const std::invalid_argument&) {
+    return fail("a number was expected");
+  } catch (const std::out_of_range&) {
+    return fail("a number is out of range");
+  }
+  return 2;
+}
+
+}  // namespace gh::app

@@ -1,0 +1,14 @@
+// Administration from the command line, on the same store as the gateway (DATABASE_URL):
+// migrate, apikey, users, groups. Changes are audited (actor "cli") and reach running instances.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+
+namespace gh::app {
+bool is_cli_command(const std::string& cmd);
+// Returns the process exit code (0 ok, 1 failed, 2 usage).
+int run_cli(const std::string& cmd, const std::vector<std::string>& args, const Settings& settings);
+void cli_usage();
+}  // namespace gh::app

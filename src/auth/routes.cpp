@@ -1,0 +1,314 @@
+#include "auth/routes.hpp"
+
+#include <boost/json.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+
+#include <chrono>
+
+#include "admin/api.hpp"
+#include "auth/apikeys.hpp"
+#include "auth/jwt.hpp"
+#include "auth/oidc.hpp"
+#include "core/log.hpp"
+#include "core/util.hpp"
+
+namespace gh::auth {
+
+namespace net = boost::asio;
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string enc(std::string_view s) { return boost::urls::encode(s, boost::urls::unreserved_chars); }
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// Only local paths: never an open redirect.
+std::string safe_return(std::string_view rt) {
+  if (rt.empty() || rt.front() != '/' || rt.starts_with("//") || rt.starts_with("/\\")) return "/";
+  for (unsigned char c : rt)
+    if (c < 0x20 || c == 0x7f) return "/";
+  return std::string(rt);
+}
+
+std::map<std::string, std::string, std::less<>> query_of(const http::Request& req) {
+  std::map<std::string, std::string, std::less<>> out;
+  if (auto t = boost::urls::parse_origin_form(req.target()))
+    for (auto p : t->params()) out[std::string(p.key)] = std::string(p.value);
+  return out;
+}
+
+std::string claim(const json::object& o, std::string_view k) {
+  auto it = o.find(k);
+  return it != o.end() && it->value().is_string() ? std::string(it->value().as_string()) : std::string();
+}
+
+}  // namespace
+
+Routes::Routes(const Settings& settings, Authenticator& auth, Oidc* oidc, store::Store& store, Directory& directory,
+               BlockingPool& pool, std::string public_url)
+    : settings_(settings), auth_(auth), oidc_(oidc), store_(store), directory_(directory), pool_(pool),
+      public_url_(std::move(public_url)), secure_(public_url_.starts_with("https://")) {}
+
+bool Routes::owns(std::string_view path) {
+  return path.starts_with("/auth/") || path.starts_with("/.well-known/oauth-protected-resource");
+}
+
+std::string Routes::redirect_uri() const {
+  return settings_.oidc_redirect_uri.empty() ? public_url_ + "/auth/callback" : settings_.oidc_redirect_uri;
+}
+
+std::string Routes::cookie(std::string_view name, std::string_view value, std::string_view path, int max_age) const {
+  std::string c = std::string(name) + "=" + std::string(value) + "; Path=" + std::string(path) +
+                  "; HttpOnly; SameSite=Lax; Max-Age=" + std::to_string(max_age);
+  if (secure_) c += "; Secure";
+  return c;
+}
+
+namespace {
+net::awaitable<void> redirect(http::Exchange& ex, std::string location, std::vector<std::string> cookies = {}) {
+  http::Response res(bhttp::status::found, ex.req.version());
+  res.set(bhttp::field::location, location);
+  res.set(bhttp::field::cache_control, "no-store");
+  for (auto& c : cookies) res.insert(bhttp::field::set_cookie, c);
+  res.keep_alive(ex.req.keep_alive());
+  res.prepare_payload();
+  co_await ex.send(std::move(res));
+}
+
+// A page a person reads: what went wrong and what to do.
+net::awaitable<void> page(http::Exchange& ex, bhttp::status status, std::string_view title, std::string_view text,
+                          std::vector<std::string> cookies = {}) {
+  http::Response res(status, ex.req.version());
+  res.set(bhttp::field::content_type, "text/html; charset=utf-8");
+  res.set(bhttp::field::cache_control, "no-store");
+  for (auto& c : cookies) res.insert(bhttp::field::set_cookie, c);
+  res.body() = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + html_escape(title) +
+               "</title><meta name=\"viewport\" content=\"width=device-width\"></head><body style=\"font-family:sans-serif;"
+               "max-width:40em;margin:4em auto\"><h1>" + html_escape(title) + "</h1><p>" + html_escape(text) +
+               "</p><p><a href=\"/auth/login\">Sign in again</a></p></body></html>";
+  res.keep_alive(ex.req.keep_alive());
+  res.prepare_payload();
+  co_await ex.send(std::move(res));
+}
+
+net::awaitable<void> reply(http::Exchange& ex, const admin::Reply& r) {
+  co_await ex.send_json(static_cast<bhttp::status>(r.status), r.body);
+}
+}  // namespace
+
+net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, const AuthResult& auth) {
+  auto method = ex.req.method();
+  if (path.starts_with("/.well-known/oauth-protected-resource")) {
+    json::array servers;
+    if (oidc_) servers.emplace_back(settings_.oidc_issuer);
+    json::object meta;
+    meta["resource"] = public_url_ + "/mcp";
+    meta["authorization_servers"] = std::move(servers);
+    json::array methods;
+    methods.emplace_back("header");
+    meta["bearer_methods_supported"] = std::move(methods);
+    meta["resource_name"] = "Gatehouse MCP gateway";
+    auto scopes = split(settings_.oidc_scopes, ' ');
+    json::array sc;
+    for (auto s : scopes)
+      if (!s.empty()) sc.emplace_back(s);
+    if (oidc_) meta["scopes_supported"] = std::move(sc);
+    co_await ex.send_json(bhttp::status::ok, json::serialize(meta));
+    co_return;
+  }
+  if (path == "/auth/login" && method == bhttp::verb::get) co_return co_await login(ex);
+  if (path == "/auth/callback" && method == bhttp::verb::get) co_return co_await callback(ex);
+  if (path == "/auth/logout" && (method == bhttp::verb::get || method == bhttp::verb::post)) {
+    std::vector<std::string> cookies;
+    cookies.push_back(cookie(kSessionCookie, "", "/", 0));
+    co_await redirect(ex, "/", std::move(cookies));
+    co_return;
+  }
+  if (path == "/auth/me" && method == bhttp::verb::get) {
+    if (auth.status || !auth.principal.authenticated()) {
+      co_await reply(ex, admin::error_reply(auth.status ? auth.status : 401, auth.status == 403 ? "forbidden" : "unauthorized",
+                                            auth.status ? auth.message : "Not signed in"));
+      co_return;
+    }
+    auto& id = *auth.principal.identity;
+    json::array groups;
+    for (auto& g : id.groups) groups.emplace_back(g);
+    json::object me;
+    me["email"] = id.email;
+    me["name"] = id.name;
+    me["groups"] = std::move(groups);
+    me["is_admin"] = auth.principal.is_admin();
+    me["auth_method"] = to_string(auth.principal.method);
+    co_await ex.send_json(bhttp::status::ok, json::serialize(me));
+    co_return;
+  }
+  if (path == "/auth/apikeys" || path.starts_with("/auth/apikeys/")) co_return co_await own_keys(ex, path.substr(13), auth);
+  co_await reply(ex, admin::error_reply(404, "not_found", "No such endpoint"));
+}
+
+net::awaitable<void> Routes::login(http::Exchange& ex) {
+  if (!oidc_) {
+    co_await reply(ex, admin::error_reply(404, "oidc_not_configured",
+                                          "No identity provider is configured here; use an API key"));
+    co_return;
+  }
+  if (!oidc_->ready()) {
+    co_await page(ex, bhttp::status::service_unavailable, "Sign-in is unavailable",
+                  "Gatehouse cannot reach " + settings_.oidc_provider_name + " right now. Try again in a minute.");
+    co_return;
+  }
+  auto q = query_of(ex.req);
+  auto state = random_token(16), nonce = random_token(16), verifier = random_token(32);
+  auto challenge = base64url_encode(sha256_raw(verifier));
+  json::object claims;
+  claims["typ"] = "login";
+  claims["st"] = state;
+  claims["nn"] = nonce;
+  claims["cv"] = verifier;
+  claims["rt"] = safe_return(q["return_to"]);
+  claims["exp"] = now_s() + 600;
+  auto login_state = auth_.sign(std::move(claims));
+  std::string url = oidc_->authorization_endpoint();
+  url += url.find('?') == std::string::npos ? '?' : '&';
+  url += "response_type=code&client_id=" + enc(settings_.oidc_client_id) + "&redirect_uri=" + enc(redirect_uri()) +
+         "&scope=" + enc(settings_.oidc_scopes) + "&state=" + state + "&nonce=" + nonce +
+         "&code_challenge=" + challenge + "&code_challenge_method=S256";
+  if (auto h = q.find("login_hint"); h != q.end() && !h->second.empty()) url += "&login_hint=" + enc(h->second);
+  std::vector<std::string> cookies;
+  cookies.push_back(cookie(kLoginCookie, login_state, "/auth", 600));
+  co_await redirect(ex, url, std::move(cookies));
+}
+
+net::awaitable<void> Routes::callback(http::Exchange& ex) {
+  auto q = query_of(ex.req);
+  auto clear_login = cookie(kLoginCookie, "", "/auth", 0);
+  std::string reason;
+  auto raw = cookie_value(ex.req[bhttp::field::cookie], kLoginCookie);
+  auto st = raw.empty() ? std::nullopt : auth_.verify_own(raw, "login", &reason);
+  auto fail = [&](bhttp::status status, std::string log_reason, std::string text) -> net::awaitable<void> {
+    log::warn("sign-in refused", {{"request_id", ex.request_id}, {"reason", log_reason}});
+    std::vector<std::string> cookies;
+    cookies.push_back(clear_login);
+    co_await page(ex, status, "Sign-in failed", text, std::move(cookies));
+  };
+  if (!oidc_) co_return co_await fail(bhttp::status::not_found, "no OIDC provider configured", "Sign-in is not configured here.");
+  if (!st) co_return co_await fail(bhttp::status::bad_request, raw.empty() ? "no login cookie" : "login cookie: " + reason,
+                                   "This sign-in expired or was started in another browser. Start again.");
+  if (auto e = q.find("error"); e != q.end())
+    co_return co_await fail(bhttp::status::forbidden, "provider error: " + e->second + " " + q["error_description"],
+                            settings_.oidc_provider_name + " did not sign you in (" + e->second + ").");
+  if (q["state"].empty() || !constant_time_equal(q["state"], claim(*st, "st")))
+    co_return co_await fail(bhttp::status::bad_request, "state mismatch", "This sign-in does not match the one started here. Start again.");
+  if (q["code"].empty()) co_return co_await fail(bhttp::status::bad_request, "no code", "The sign-in answer was incomplete. Start again.");
+
+  auto tokens = co_await oidc_->exchange_code(q["code"], claim(*st, "cv"), redirect_uri());
+  if (!tokens.error.empty())
+    co_return co_await fail(bhttp::status::bad_gateway, tokens.error,
+                            "Gatehouse could not complete the sign-in with " + settings_.oidc_provider_name + ". Try again.");
+  auto claims = co_await oidc_->verify(tokens.id_token, settings_.oidc_client_id, &reason);
+  if (!claims) co_return co_await fail(bhttp::status::bad_request, "ID token refused: " + reason, "The sign-in could not be verified. Start again.");
+  if (claim(*claims, "nonce") != claim(*st, "nn"))
+    co_return co_await fail(bhttp::status::bad_request, "nonce mismatch", "The sign-in could not be verified. Start again.");
+  // Providers that keep the ID token lean put email, name and groups in userinfo.
+  if (claim(*claims, "email").empty() || (settings_.oidc_group_sync && !claims->contains(settings_.oidc_groups_claim)))
+    if (auto info = co_await oidc_->userinfo(tokens.access_token); info && claim(*info, "sub") == claim(*claims, "sub"))
+      for (auto& [k, v] : *info)
+        if (!claims->contains(k)) (*claims)[k] = v;
+
+  auto who = co_await auth_.sign_in(*claims);
+  if (who.status)
+    co_return co_await fail(static_cast<bhttp::status>(who.status), who.reason, who.message);
+  log::info("signed in", {{"request_id", ex.request_id}, {"email", who.principal.email()}});
+  std::vector<std::string> cookies;
+  cookies.push_back(clear_login);
+  cookies.push_back(cookie(kSessionCookie, auth_.issue_session(who.principal), "/", settings_.session_lifetime_s));
+  co_await redirect(ex, safe_return(claim(*st, "rt")), std::move(cookies));
+}
+
+net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest, const AuthResult& auth) {
+  if (auth.status || !auth.principal.authenticated()) {
+    co_await reply(ex, admin::error_reply(auth.status ? auth.status : 401, "unauthorized", "Sign in first"));
+    co_return;
+  }
+  auto email = auth.principal.email();
+  auto method = ex.req.method();
+  if (!rest.empty() && rest.front() == '/') rest.remove_prefix(1);
+  admin::Reply r;
+  bool changed = false;
+  if (rest.empty() && method == bhttp::verb::get) {
+    r = co_await pool_.run([&] {
+      json::array items;
+      for (auto& k : store_.list_api_keys(email)) items.push_back(api_key_json(k));
+      return admin::Reply{200, json::serialize(json::object{{"items", std::move(items)}})};
+    });
+  } else if (rest.empty() && method == bhttp::verb::post) {
+    boost::system::error_code ec;
+    auto body = ex.req.body().empty() ? json::value(json::object{}) : json::parse(ex.req.body(), ec);
+    if (ec || !body.is_object()) {
+      r = admin::error_reply(400, "invalid_request", "The body must be a JSON object");
+    } else {
+      auto& o = body.as_object();
+      std::string name = o.contains("name") && o.at("name").is_string() ? std::string(o.at("name").as_string()) : "";
+      int64_t expires = 0;
+      if (auto it = o.find("expires_at"); it != o.end() && !it->value().is_null()) {
+        if (!it->value().is_int64() || it->value().as_int64() <= now_s())
+          r = admin::error_reply(400, "invalid_request", "expires_at must be a future Unix time in seconds");
+        else expires = it->value().as_int64();
+      }
+      if (!r.status || r.status == 200) {
+        r = co_await pool_.run([&] {
+          auto k = make_api_key(email, name, expires, now_s());
+          store_.create_api_key(k.record);
+          store_.append_audit({0, now_s(), email, "apikey.create", email, json::serialize(json::object{{"after", api_key_json(k.record)}})});
+          auto out = api_key_json(k.record);
+          out["key"] = k.secret;
+          return admin::Reply{201, json::serialize(out)};
+        });
+        changed = true;
+      }
+    }
+  } else if (!rest.empty() && method == bhttp::verb::delete_) {
+    std::string id(rest);
+    r = co_await pool_.run([&] {
+      auto k = store_.get_api_key(id);
+      if (!k || k->user_email != email) return admin::error_reply(404, "not_found", "No such API key of yours");
+      if (k->revoked_at) return admin::error_reply(409, "conflict", "This key is already revoked");
+      store_.revoke_api_key(id, now_s());
+      store_.append_audit({0, now_s(), email, "apikey.revoke", email, json::serialize(json::object{{"before", api_key_json(*k)}})});
+      return admin::Reply{204, ""};
+    });
+    changed = r.status == 204;
+  } else {
+    r = admin::error_reply(405, "method_not_allowed", "Method not allowed here");
+  }
+  if (changed) co_await directory_.changed();
+  if (r.status == 204) {
+    http::Response res(bhttp::status::no_content, ex.req.version());
+    res.keep_alive(ex.req.keep_alive());
+    co_await ex.send(std::move(res));
+    co_return;
+  }
+  co_await reply(ex, r);
+}
+
+}  // namespace gh::auth
