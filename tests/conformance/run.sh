@@ -110,7 +110,7 @@ if [ "$direct_only" -eq 0 ]; then
   printf '{"mcpServers": {"fixture": {"type": "streamable-http", "url": "%s"}}}\n' "$fixture_url" >"$tmp/servers.json"
   # Own working directory (no stray .env), no inherited settings that would widen Host/Origin checks.
   (cd "$tmp" && exec env -u PUBLIC_URL -u ALLOWED_HOSTS -u ALLOWED_ORIGINS \
-    GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=0 MCP_SERVERS_FILE="$tmp/servers.json" \
+    GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=0 MCP_SERVERS_FILE="$tmp/servers.json" DATABASE_URL="sqlite://$tmp/gatehouse.db" \
     "$gatehouse" serve) >"$out/gatehouse.log" 2>&1 9>&- &
   pids+=($!)
   gatehouse_pid=$!
@@ -127,8 +127,14 @@ if [ "$direct_only" -eq 0 ]; then
   done
   [ "$healthy" -eq 1 ] || die "gatehouse never answered 200 on $health"
   log "gatehouse at http://127.0.0.1:$gatehouse_port"
+  # The suite cannot authenticate: a loopback proxy adds the bootstrap admin key to every request.
+  admin_key=$(sed -n 's/^Admin API key (shown once): \(gh_[A-Za-z0-9_-]*\)$/\1/p' "$out/gatehouse.log" | head -n 1)
+  [ -n "$admin_key" ] || die "gatehouse printed no bootstrap admin key (log: $out/gatehouse.log)"
+  TARGET=http://127.0.0.1:$gatehouse_port TOKEN=$admin_key node "$here/auth-proxy.js" >"$out/auth-proxy.log" 2>&1 9>&- &
+  pids+=($!)
+  proxy_port=$(wait_listening "$out/auth-proxy.log" "$!" "auth proxy")
 
-  run_suite "http://127.0.0.1:$gatehouse_port/mcp/fixture" "$out/via-gatehouse"
+  run_suite "http://127.0.0.1:$proxy_port/mcp/fixture" "$out/via-gatehouse"
   report_args+=(--gatehouse "$out/via-gatehouse")
 fi
 
