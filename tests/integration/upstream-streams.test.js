@@ -148,7 +148,7 @@ describe('upstream SSE streams (SDK fixture)', () => {
         assert.equal(resultText(await client.callTool({ name: `poll__${name}`, arguments: {} })), `${name} says hello`);
         assert.equal(resultText(await scoped.callTool({ name, arguments: {} })), `${name} says hello`);
       }
-      const servers = (await (await fetch(`${gh.url}/servers`)).json()).servers;
+      const servers = (await (await fetch(`${gh.url}/servers`, { headers: gh.authHeaders })).json()).servers;
       assert.equal(servers.find((s) => s.id === 'poll')?.tools, 5, `GET /servers: ${JSON.stringify(servers)}`);
     });
   });

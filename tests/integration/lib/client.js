@@ -11,6 +11,7 @@ import {
   ResourceListChangedNotificationSchema,
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
+import { withAuth } from './auth.js';
 
 const REQUEST_SCHEMAS = {
   'sampling/createMessage': CreateMessageRequestSchema,
@@ -29,13 +30,17 @@ const NOTIFICATION_SCHEMAS = {
  * Connects an SDK Client over Streamable HTTP.
  * @param {string} url             e.g. http://127.0.0.1:PORT/mcp
  * @param {object} [options]
- * @param {object} [options.headers]       extra request headers
+ * @param {object} [options.headers]       extra request headers (an `authorization` here replaces the default)
+ * @param {boolean} [options.auth]         false: no default credentials (lib/auth.js); default true
  * @param {object} [options.capabilities]  client capabilities to declare
  * @param {object} [options.handlers]      { 'sampling/createMessage': fn, 'elicitation/create': fn, 'roots/list': fn }
  * @param {object} [options.notifications] { 'notifications/message': fn, 'notifications/tools/list_changed': fn, … }
  * @param {object|Function} [options.t]    node:test context (or `after`): close() is registered on it
  */
-export async function connectClient(url, { headers = {}, capabilities = {}, handlers = {}, notifications = {}, t, name = 'gatehouse-it' } = {}) {
+export async function connectClient(url, {
+  headers: givenHeaders = {}, capabilities = {}, handlers = {}, notifications = {}, t, name = 'gatehouse-it', auth = true,
+} = {}) {
+  const headers = withAuth(url, givenHeaders, { auth });
   const client = new Client({ name, version: '1.0.0' }, { capabilities });
   for (const [method, handler] of Object.entries(handlers)) {
     const schema = REQUEST_SCHEMAS[method];

@@ -7,6 +7,11 @@ import { fileURLToPath } from 'node:url';
 import {
   killQuietly, onLines, stopProcessGroup, tempDir, track, waitFor, waitForExit,
 } from './procs.js';
+import { registerGatewayAuth, withAuth } from './auth.js';
+import { TEST_BACKEND, createTestDatabase, knownDatabase } from './store.js';
+
+/** The bootstrap line the gateway prints on stdout when it creates the admin account in an empty store. */
+export const ADMIN_KEY_LINE = /^Admin API key \(shown once\): (gh_\S+)\s*$/;
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 // GATEHOUSE_BIN overrides the binary under test (e.g. a release build in build-release/).
@@ -43,17 +48,115 @@ export function jsonLogs(lines) {
   return out;
 }
 
+
+let identityProbe;
+/**
+ * Whether the binary under test has the identity features (store, auth): `gatehouse migrate` is a
+ * command it knows. GATEHOUSE_TEST_IDENTITY=1|0 overrides. Probed once per test process.
+ */
+export function identitySupported() {
+  if (identityProbe !== undefined) return identityProbe;
+  const forced = process.env.GATEHOUSE_TEST_IDENTITY;
+  if (forced === '1' || forced === '0') return (identityProbe = forced === '1');
+  assertBinaryExists();
+  const { dir, cleanup } = tempDir('gatehouse-probe-');
+  try {
+    const result = spawnSync(GATEHOUSE_BIN, ['migrate'], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 15000,
+      killSignal: 'SIGKILL',
+      env: { ...process.env, DATABASE_URL: `sqlite://${path.join(dir, 'probe.db')}` },
+    });
+    identityProbe = !/unknown command/i.test(`${result.stderr}\n${result.stdout}`);
+  } finally {
+    cleanup();
+  }
+  return identityProbe;
+}
+
+/**
+ * Runs the gatehouse CLI (`migrate`, `apikey create …`, `users …`, `groups …`) synchronously.
+ * @returns {{code, signal, stdout, stderr, lastLine}} lastLine = the last non-empty stdout line
+ */
+export function runCli(args, { env = {}, cwd, timeoutMs = 30000, input } = {}) {
+  assertBinaryExists();
+  const result = spawnSync(GATEHOUSE_BIN, args, {
+    cwd: cwd && fs.existsSync(cwd) ? cwd : undefined,
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+    input,
+    env: { ...process.env, GATEWAY_HOST: '127.0.0.1', ...env },
+  });
+  const stdout = result.stdout ?? '';
+  const lines = stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  return {
+    code: result.status,
+    signal: result.signal,
+    stdout,
+    stderr: result.stderr ?? '',
+    lastLine: lines[lines.length - 1] ?? '',
+    error: result.error,
+  };
+}
+
+/** Reads a fetch Response: {status, headers, text, body (parsed JSON, else the text; undefined when empty)}. */
+export async function readBody(res) {
+  const text = await res.text();
+  let body = text;
+  if (text.length > 0) {
+    try { body = JSON.parse(text); } catch { /* not JSON */ }
+  } else {
+    body = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, body };
+}
+
 /**
  * Starts the gateway.
  * @param {object} options
  * @param {object|string} options.servers  the `mcpServers` object (or a raw file content string)
- * @param {object} [options.env]           extra environment
+ * @param {object} [options.env]           extra environment (an explicit DATABASE_URL here wins over `database`)
  * @param {string} [options.dotenv]        content of a `.env` file in the gateway's working directory
  * @param {object|Function} [options.t]    a node:test context (or `after`): stop() is registered on it
- * @returns {Promise<{url, mcpUrl, port, proc, logs, stdout, serversFile, dir, writeServers, signal, stop}>}
+ * @param {string|object} [options.database] the store: a URL or a createTestDatabase() handle. Default: a fresh
+ *                                         store of the run's backend (GATEHOUSE_TEST_BACKEND), owned by this
+ *                                         gateway and removed when it stops (after any gateway sharing it).
+ * @param {string} [options.adminKey]      the admin key to use when the store is not fresh and the harness does
+ *                                         not know its key (a store it did not create)
+ * @param {number} [options.adminKeyTimeoutMs] how long to wait for the bootstrap key line on a fresh store
+ * @returns {Promise<gh>} {url, mcpUrl, port, proc, logs, stdout, serversFile, dir, databaseUrl, database,
+ *   adminKey (getter; throws a clear error when none), authHeaders ({Authorization: 'Bearer gh_…'} or {}),
+ *   fetch(path, init), api(method, path, body, {headers}), cli(args, {env}), writeServers, signal, stop, …}
  */
-export async function startGatehouse({ servers = {}, env = {}, dotenv, t, startTimeoutMs = 20000 } = {}) {
+export async function startGatehouse({
+  servers = {}, env = {}, dotenv, t, startTimeoutMs = 20000, database, adminKey: givenAdminKey,
+  adminKeyTimeoutMs = 15000,
+} = {}) {
   assertBinaryExists();
+  // The store: an explicit DATABASE_URL in env, else `database`, else a fresh one of the run's backend.
+  let db;
+  let ownsDatabase = false;
+  if (env.DATABASE_URL === undefined) {
+    if (database === undefined || database === null) {
+      db = await createTestDatabase({ backend: TEST_BACKEND });
+      ownsDatabase = true;
+    } else {
+      const url = typeof database === 'string' ? database : database.url;
+      db = knownDatabase(url) ?? { url, used: true, adminKey: null, users: 0 };
+    }
+  } else {
+    db = knownDatabase(env.DATABASE_URL) ?? { url: env.DATABASE_URL, used: true, adminKey: null, users: 0 };
+  }
+  const freshStore = !db.used;
+  db.used = true;
+  db.users = (db.users ?? 0) + 1;
+  const releaseDatabase = async () => {
+    db.users -= 1;
+    if (ownsDatabase) db.ownerStopped = true;
+    if (db.ownerStopped && db.users <= 0 && typeof db.drop === 'function') await db.drop();
+  };
   const { dir, cleanup } = tempDir('gatehouse-gw-');
   const serversFile = path.join(dir, 'servers.json');
   writeServersFile(serversFile, servers);
@@ -70,9 +173,11 @@ export async function startGatehouse({ servers = {}, env = {}, dotenv, t, startT
       MCP_SERVERS_FILE: serversFile,
       SHUTDOWN_GRACE_MS: '3000',
       LOG_LEVEL: 'info',
+      DATABASE_URL: db.url,
       ...env,
     },
   });
+  const gatewayEnv = { ...env, DATABASE_URL: env.DATABASE_URL ?? db.url };
   track(proc);
   const logs = [];
   const stdout = [];
@@ -81,7 +186,16 @@ export async function startGatehouse({ servers = {}, env = {}, dotenv, t, startT
     logs.push(line);
     for (const listener of listeners) listener(line);
   });
-  onLines(proc.stdout, (line) => stdout.push(line));
+  let adminKey = givenAdminKey ?? db.adminKey ?? null;
+  onLines(proc.stdout, (line) => {
+    stdout.push(line);
+    const match = ADMIN_KEY_LINE.exec(line.trim());
+    if (match && freshStore) {
+      adminKey = match[1];
+      db.adminKey = match[1];
+    }
+  });
+  let adminKeyProblem = null;
 
   let stopped = null;
   const gh = {
@@ -91,6 +205,40 @@ export async function startGatehouse({ servers = {}, env = {}, dotenv, t, startT
     stdout,
     dir,
     serversFile,
+    database: db,
+    databaseUrl: db.url,
+    freshStore,
+    /** The bootstrap admin's API key (throws when the gateway printed none for this store). */
+    get adminKey() {
+      if (adminKey) return adminKey;
+      throw new Error(adminKeyProblem ?? (freshStore
+        ? 'no admin API key: the gateway printed no "Admin API key (shown once): gh_…" line on stdout'
+        : `no admin API key known for the store ${db.url} (pass options.adminKey)`));
+    },
+    get hasAdminKey() { return Boolean(adminKey); },
+    /** {Authorization: 'Bearer <admin key>'}, or {} while no admin key is known. */
+    get authHeaders() { return adminKey ? { Authorization: `Bearer ${adminKey}` } : {}; },
+    /** fetch() against the gateway with the admin's credentials unless init.auth === false or init.headers has its own. */
+    fetch(pathOrUrl, { auth = true, headers = {}, ...init } = {}) {
+      const url = /^https?:/.test(pathOrUrl) ? pathOrUrl : `${gh.url}${pathOrUrl}`;
+      return fetch(url, { redirect: 'manual', ...init, headers: withAuth(url, headers, { auth }) });
+    },
+    /**
+     * The management API: `api('GET', '/users?q=x')` → {status, headers, text, body (parsed JSON)}.
+     * As the bootstrap admin unless opts.headers carries another Authorization (null: none).
+     */
+    async api(method, apiPath, body, { headers = {}, auth = true } = {}) {
+      const init = { method, headers: { accept: 'application/json', ...headers }, auth };
+      if (body !== undefined) {
+        init.headers['content-type'] = 'application/json';
+        init.body = typeof body === 'string' ? body : JSON.stringify(body);
+      }
+      return readBody(await gh.fetch(`/mcp-admin/api${apiPath}`, init));
+    },
+    /** The CLI with this gateway's environment (same DATABASE_URL): {code, stdout, stderr, lastLine}. */
+    cli(args, { env: extra = {}, ...rest } = {}) {
+      return runCli(args, { cwd: dir, ...rest, env: { ...gatewayEnv, ...extra } });
+    },
     /** Replaces the servers file (the gateway rereads it on SIGHUP). */
     writeServers(next) { writeServersFile(serversFile, next); },
     /** Sends a signal; SIGTERM/SIGINT/SIGKILL mark the exit that follows as expected. */
@@ -101,7 +249,8 @@ export async function startGatehouse({ servers = {}, env = {}, dotenv, t, startT
     /** SIGTERM, wait for exit (SIGKILL after a bound); returns {code, signal}. */
     stop() {
       if (!stopped) {
-        stopped = stopProcessGroup(proc, { signal: 'SIGTERM', graceMs: 15000 }).finally(cleanup);
+        stopped = stopProcessGroup(proc, { signal: 'SIGTERM', graceMs: 15000 })
+          .finally(() => { unregisterAuth(); cleanup(); return releaseDatabase(); });
       }
       return stopped;
     },
@@ -110,6 +259,7 @@ export async function startGatehouse({ servers = {}, env = {}, dotenv, t, startT
       return `gatehouse pid ${proc.pid} exit=${proc.exitCode} signal=${proc.signalCode}\n--- stderr ---\n${logs.slice(-60).join('\n')}`;
     },
   };
+  let unregisterAuth = () => {};
   registerCleanup(t, () => gh.stop());
   // A gateway that dies on its own is a finding: say so with its last log lines.
   proc.once('exit', (code, signal) => {
@@ -153,6 +303,20 @@ export async function startGatehouse({ servers = {}, env = {}, dotenv, t, startT
       await res.arrayBuffer();
       return res.status === 200;
     }, { timeoutMs: 15000, intervalMs: 50, what: 'GET /gateway/health == 200' });
+    unregisterAuth = registerGatewayAuth(gh.url, () => gh.authHeaders);
+    // A fresh store: the gateway created the admin account and printed its key once (bounded wait).
+    if (freshStore && !adminKey && identitySupported()) {
+      try {
+        await waitFor(() => {
+          if (proc.exitCode !== null) throw new Error(`gatehouse exited (code ${proc.exitCode})`);
+          return adminKey;
+        }, { timeoutMs: adminKeyTimeoutMs, intervalMs: 25, what: 'the "Admin API key (shown once): gh_…" line on stdout' });
+      } catch (error) {
+        adminKeyProblem = `no admin API key: ${error.message}\n--- stdout ---\n${stdout.slice(-20).join('\n')}`;
+      }
+    } else if (freshStore && !adminKey) {
+      adminKeyProblem = `no admin API key: ${GATEHOUSE_BIN} has no identity features (no \`migrate\` command)`;
+    }
   } catch (error) {
     await gh.stop();
     error.message += `\n${gh.describe()}`;
@@ -161,9 +325,9 @@ export async function startGatehouse({ servers = {}, env = {}, dotenv, t, startT
   return gh;
 }
 
-/** GET a gateway JSON endpoint: {status, body}. */
-export async function getJson(url) {
-  const res = await fetch(url);
+/** GET a gateway JSON endpoint: {status, headers, body}, with the gateway's default credentials (see auth.js). */
+export async function getJson(url, { headers = {}, auth = true } = {}) {
+  const res = await fetch(url, { headers: withAuth(url, headers, { auth }) });
   const text = await res.text();
   let body;
   try { body = JSON.parse(text); } catch { body = text; }

@@ -4,3 +4,5 @@ export * from './gatehouse.js';
 export * from './upstreams.js';
 export * from './client.js';
 export * from './raw.js';
+export * from './auth.js';
+export * from './store.js';

@@ -1,5 +1,6 @@
 // Raw HTTP against the gateway (node:http, so every header — Host, Origin, Accept — is exactly ours).
 import http from 'node:http';
+import { withAuth } from './auth.js';
 
 export const LATEST_PROTOCOL = '2025-11-25';
 
@@ -23,9 +24,11 @@ export function parseSse(text) {
  * One HTTP request. Returns {status, headers, text, json, messages}:
  * `messages` = the JSON-RPC messages in the body (one for application/json, the events for SSE),
  * `json` = the response message (the one with an id, else the first), or undefined.
+ * Carries the gateway's default credentials (lib/auth.js) unless `auth: false` or headers has `authorization`.
  */
-export function rawRequest(url, { method = 'POST', headers = {}, body, timeoutMs = 15000 } = {}) {
+export function rawRequest(url, { method = 'POST', headers: givenHeaders = {}, body, timeoutMs = 15000, auth = true } = {}) {
   const target = new URL(url);
+  const headers = withAuth(url, givenHeaders, { auth });
   return new Promise((resolve, reject) => {
     const req = http.request({
       host: target.hostname,
@@ -80,7 +83,8 @@ export function initializeMessage({ protocolVersion = LATEST_PROTOCOL, capabilit
  * A raw MCP session: initialize + notifications/initialized. Returns
  * {sessionId, protocolVersion, initResult, post(message, headers), request(method, params), remove()}.
  */
-export async function rawSession(url, { protocolVersion = LATEST_PROTOCOL, headers = {} } = {}) {
+export async function rawSession(url, { protocolVersion = LATEST_PROTOCOL, headers: givenHeaders = {}, auth = true } = {}) {
+  const headers = withAuth(url, givenHeaders, { auth });
   const init = await rawRequest(url, { headers: { ...MCP_HEADERS, ...headers }, body: initializeMessage({ protocolVersion }) });
   if (init.status !== 200 || !init.json?.result) {
     throw new Error(`initialize failed: HTTP ${init.status} ${init.text.slice(0, 500)}`);

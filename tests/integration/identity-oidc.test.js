@@ -1,0 +1,199 @@
+// Identity, part 4: browser sign-in with OpenID Connect against a real IdP (oidc-provider, lib/oidc.js):
+// /auth/login → IdP (code + PKCE S256 + state + nonce, login_hint passed on) → /auth/callback → session cookie
+// → /auth/me; the first sign-in creates the user with no groups; admins from the `roles` claim; group sync
+// with OIDC_GROUP_SYNC; OIDC_ALLOWED_DOMAINS refusal; bad state → 400; logout clears the cookie.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { everythingStdio, startGatehouse } from './lib/index.js';
+import { CookieJar, parseSetCookie, signIn, startOidcProvider } from './lib/oidc.js';
+import { request, visibleServers, whoami } from './lib/identity.js';
+
+const SERVERS = { alpha: everythingStdio() };
+const accounts = () => ({
+  alice: { email: 'alice@example.com', email_verified: true, name: 'Alice Example', groups: ['Engineering', 'MCP-GitHub'] },
+  bob: { email: 'bob@elsewhere.org', email_verified: true, name: 'Bob Elsewhere', groups: ['Engineering'] },
+  root: { email: 'root@example.com', email_verified: true, name: 'Root', roles: ['Gatehouse.Admin'], groups: [] },
+  carol: { email: 'carol@example.com', email_verified: true, name: 'Carol', roles: ['Reader'], groups: ['Sales'] },
+});
+const sessionHeaders = (cookie) => ({ cookie: `gatehouse_session=${cookie}` });
+
+function describeFlow(result, idp) {
+  return result.responses.map((r) => `${r.status} ${r.url}${r.location ? ` → ${r.location}` : ''} ${r.body.slice(0, 150)}`).join('\n') +
+    `\n--- IdP ---\n${idp.logs.slice(-10).join('\n')}`;
+}
+
+describe('OIDC sign-in (no group sync)', () => {
+  let idp;
+  let gh;
+  before(async () => {
+    idp = await startOidcProvider({ accounts: accounts() });
+    gh = await startGatehouse({ servers: SERVERS, env: idp.gatewayEnv({ OIDC_ADMIN_ROLES: 'Gatehouse.Admin,Other.Role' }) });
+  });
+  after(async () => {
+    await gh?.stop();
+    await idp?.stop();
+  });
+
+  it('/auth/login redirects to the IdP with code, PKCE S256, state, nonce and the login_hint, and sets gatehouse_login', async () => {
+    const discovery = await (await fetch(idp.discoveryUrl)).json();
+    const res = await request(gh, 'GET', '/auth/login?return_to=%2Fx&login_hint=alice');
+    assert.equal(res.status, 302, res.text);
+    const location = new URL(res.headers.get('location'));
+    assert.equal(`${location.origin}${location.pathname}`, discovery.authorization_endpoint);
+    const p = location.searchParams;
+    assert.equal(p.get('response_type'), 'code');
+    assert.equal(p.get('client_id'), idp.clientId);
+    assert.equal(p.get('redirect_uri'), `${gh.url}/auth/callback`);
+    assert.equal(p.get('code_challenge_method'), 'S256');
+    assert.match(p.get('code_challenge') ?? '', /^[A-Za-z0-9_-]{43}$/);
+    assert.ok((p.get('state') ?? '').length >= 16, 'state');
+    assert.ok((p.get('nonce') ?? '').length >= 16, 'nonce');
+    assert.equal(p.get('login_hint'), 'alice');
+    assert.deepEqual((p.get('scope') ?? '').split(' ').sort(), ['email', 'openid', 'profile']);
+    const cookies = res.headers.getSetCookie().map(parseSetCookie);
+    const login = cookies.find((c) => c.name === 'gatehouse_login');
+    assert.ok(login, `no gatehouse_login cookie: ${res.headers.getSetCookie().join(' | ')}`);
+    assert.ok(login.attributes.httponly, 'gatehouse_login HttpOnly');
+    const maxAge = Number(login.attributes['max-age']);
+    assert.ok(maxAge > 0 && maxAge <= 3600, `gatehouse_login short-lived, Max-Age ${login.attributes['max-age']}`);
+    // A second login gets a different state and challenge.
+    const again = new URL((await request(gh, 'GET', '/auth/login?login_hint=alice')).headers.get('location'));
+    assert.notEqual(again.searchParams.get('state'), p.get('state'));
+    assert.notEqual(again.searchParams.get('code_challenge'), p.get('code_challenge'));
+  });
+
+  it('first sign-in creates the user with no groups; the session cookie is HttpOnly, SameSite=Lax, Path=/; /auth/me', async () => {
+    assert.equal((await gh.api('GET', '/users/alice%40example.com')).status, 404, 'no such user before the sign-in');
+    const result = await signIn(gh.url, 'alice', { returnTo: '/x' });
+    assert.equal(result.finalStatus, 302, describeFlow(result, idp));
+    assert.equal(result.finalLocation, '/x');
+    assert.ok(result.sessionCookie, describeFlow(result, idp));
+    const attrs = parseSetCookie(result.sessionSetCookie).attributes;
+    assert.ok(attrs.httponly, 'HttpOnly');
+    assert.equal(String(attrs.samesite).toLowerCase(), 'lax');
+    assert.equal(attrs.path, '/');
+
+    const me = await whoami(gh, sessionHeaders(result.sessionCookie));
+    assert.equal(me.status, 200, me.text);
+    assert.deepEqual(
+      { email: me.body.email, name: me.body.name, groups: me.body.groups, is_admin: me.body.is_admin, auth_method: me.body.auth_method },
+      { email: 'alice@example.com', name: 'Alice Example', groups: [], is_admin: false, auth_method: 'session' },
+    );
+    const user = await gh.api('GET', '/users/alice%40example.com');
+    assert.equal(user.status, 200, user.text);
+    assert.deepEqual(user.body.groups, [], 'IdP groups are not copied without OIDC_GROUP_SYNC');
+    assert.equal(user.body.is_admin, false);
+    // The session authenticates the other routes too.
+    const seen = await visibleServers(gh, sessionHeaders(result.sessionCookie));
+    assert.equal(seen.status, 200, seen.text);
+    assert.deepEqual(seen.ids, []);
+    assert.equal((await request(gh, 'GET', '/mcp-admin/api/users', { headers: sessionHeaders(result.sessionCookie) })).status, 403);
+  });
+
+  it('return_to defaults to "/"; a second sign-in reuses the same user', async () => {
+    const result = await signIn(gh.url, 'alice');
+    assert.equal(result.finalLocation, '/', describeFlow(result, idp));
+    const list = await gh.api('GET', '/users?q=alice%40example.com');
+    assert.equal(list.body.total, 1);
+  });
+
+  it('a value of the roles claim listed in OIDC_ADMIN_ROLES makes an admin; another role does not', async () => {
+    const root = await signIn(gh.url, 'root');
+    const me = await whoami(gh, sessionHeaders(root.sessionCookie));
+    assert.equal(me.status, 200, describeFlow(root, idp));
+    assert.equal(me.body.is_admin, true);
+    assert.deepEqual((await visibleServers(gh, sessionHeaders(root.sessionCookie))).ids, ['alpha']);
+    assert.equal((await request(gh, 'GET', '/mcp-admin/api/users', { headers: sessionHeaders(root.sessionCookie) })).status, 200);
+    const carol = await signIn(gh.url, 'carol');
+    assert.equal((await whoami(gh, sessionHeaders(carol.sessionCookie))).body.is_admin, false);
+  });
+
+  it('/auth/me without a session, or with a forged session cookie → 401', async () => {
+    assert.equal((await whoami(gh)).status, 401);
+    assert.equal((await whoami(gh, sessionHeaders('forged.value.here'))).status, 401);
+    const real = await signIn(gh.url, 'alice');
+    const c = real.sessionCookie;
+    const flipped = `${c.slice(0, 10)}${c[10] === 'A' ? 'B' : 'A'}${c.slice(11)}`;
+    assert.equal((await whoami(gh, sessionHeaders(flipped))).status, 401, 'a modified session cookie');
+  });
+
+  it('callback with a bad or missing state → 400, and no session', async () => {
+    // A real login cookie, then a callback whose state does not match it.
+    const jar = new CookieJar();
+    const start = await fetch(`${gh.url}/auth/login?login_hint=alice`, { redirect: 'manual' });
+    jar.store(`${gh.url}/`, start);
+    const cookie = jar.header(`${gh.url}/auth/callback`);
+    for (const query of ['code=abc&state=not-the-state', 'code=abc', 'state=x', '']) {
+      const res = await request(gh, 'GET', `/auth/callback${query ? `?${query}` : ''}`, { headers: { cookie } });
+      assert.equal(res.status, 400, `/auth/callback?${query}: ${res.status} ${res.text.slice(0, 200)}`);
+      assert.ok(!res.headers.getSetCookie().some((l) => l.startsWith('gatehouse_session=') && !parseSetCookie(l).expired),
+        `a session cookie on a bad callback (${query})`);
+    }
+    // A genuine state replayed without the login cookie is refused too.
+    const state = new URL(start.headers.get('location')).searchParams.get('state');
+    assert.equal((await request(gh, 'GET', `/auth/callback?code=abc&state=${encodeURIComponent(state)}`)).status, 400);
+  });
+
+  it('logout clears the cookie (Max-Age=0) and redirects to "/"', async () => {
+    const result = await signIn(gh.url, 'alice');
+    const res = await request(gh, 'GET', '/auth/logout', { headers: sessionHeaders(result.sessionCookie) });
+    assert.ok([302, 303].includes(res.status), `${res.status} ${res.text}`);
+    assert.equal(res.headers.get('location'), '/');
+    const cleared = res.headers.getSetCookie().map(parseSetCookie).find((c) => c.name === 'gatehouse_session');
+    assert.ok(cleared, `no gatehouse_session Set-Cookie: ${res.headers.getSetCookie().join(' | ')}`);
+    assert.equal(cleared.attributes['max-age'], '0');
+    assert.equal(cleared.attributes.path, '/');
+  });
+
+  it('the protected-resource metadata names the IdP as authorization server', async () => {
+    const meta = await request(gh, 'GET', '/.well-known/oauth-protected-resource');
+    assert.equal(meta.status, 200, meta.text);
+    assert.deepEqual(meta.body.authorization_servers, [idp.issuer]);
+  });
+});
+
+describe('OIDC sign-in with OIDC_GROUP_SYNC and OIDC_ALLOWED_DOMAINS', () => {
+  let idp;
+  let gh;
+  before(async () => {
+    idp = await startOidcProvider({ accounts: accounts() });
+    gh = await startGatehouse({
+      servers: SERVERS,
+      env: idp.gatewayEnv({
+        OIDC_GROUP_SYNC: 'true',
+        OIDC_ALLOWED_DOMAINS: 'example.com,example.net',
+        OIDC_SCOPES: 'openid email profile groups',
+      }),
+    });
+  });
+  after(async () => {
+    await gh?.stop();
+    await idp?.stop();
+  });
+
+  it('groups from the IdP are synced on sign-in, and again on the next sign-in', async () => {
+    const first = await signIn(gh.url, 'alice');
+    const me = await whoami(gh, sessionHeaders(first.sessionCookie));
+    assert.equal(me.status, 200, describeFlow(first, idp));
+    assert.deepEqual([...me.body.groups].sort(), ['Engineering', 'MCP-GitHub']);
+    // An admin's manual membership survives the sync; the IdP's change of groups is applied.
+    assert.equal((await gh.api('POST', '/groups', { name: 'Manual' })).status, 201);
+    assert.equal((await gh.api('PUT', '/groups/Manual/members/alice%40example.com')).status < 300, true);
+    idp.setAccount('alice', { ...accounts().alice, groups: ['Engineering', 'Platform'] });
+    const second = await signIn(gh.url, 'alice');
+    const after2 = await whoami(gh, sessionHeaders(second.sessionCookie));
+    assert.deepEqual([...after2.body.groups].sort(), ['Engineering', 'Manual', 'Platform']);
+    const platform = await gh.api('GET', '/groups/Platform');
+    assert.equal(platform.status, 200, 'a synced group that did not exist is created');
+  });
+
+  it('an email outside the allowed domains is refused with 403 and gets no session', async () => {
+    const result = await signIn(gh.url, 'bob');
+    assert.equal(result.finalStatus, 403, describeFlow(result, idp));
+    assert.equal(result.sessionCookie, undefined);
+    assert.equal((await gh.api('GET', '/users/bob%40elsewhere.org')).status, 404, 'no user created');
+    // An allowed domain still works.
+    const carol = await signIn(gh.url, 'carol');
+    assert.equal((await whoami(gh, sessionHeaders(carol.sessionCookie))).status, 200);
+  });
+});
