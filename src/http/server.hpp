@@ -26,7 +26,7 @@ using Response = bhttp::response<bhttp::string_body>;
 
 struct ServerLimits {
   std::size_t max_body_bytes = 4 * 1024 * 1024;
-  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_header_bytes = 32 * 1024;  // room for large Entra tokens (many groups) in one header
   std::chrono::seconds idle_timeout{75};    // keep-alive wait for the next request
   std::chrono::seconds read_timeout{30};    // reading one request once it started
   std::chrono::seconds write_timeout{30};   // each write
