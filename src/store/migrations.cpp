@@ -1,0 +1,243 @@
+// The schema. Times are Unix epoch seconds (NULL = never). Keys that are listed in order (emails, group
+// names) are COLLATE "C" on PostgreSQL so that ordering is bytewise, as in SQLite, and uses the indexes.
+// Memberships do not reference users: an admin may add someone who has not signed in yet.
+#include "store/migrations.hpp"
+
+namespace gh::store {
+
+namespace {
+
+constexpr std::string_view kSqlite1 = R"sql(
+CREATE TABLE users (
+  email TEXT PRIMARY KEY,
+  name TEXT NOT NULL DEFAULT '',
+  subject TEXT NOT NULL DEFAULT '',
+  source TEXT NOT NULL DEFAULT '',
+  is_admin INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL DEFAULT 0,
+  last_seen_at INTEGER,
+  disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX users_email_lower ON users (lower(email));
+CREATE INDEX users_subject ON users (subject) WHERE subject <> '';
+
+CREATE TABLE groups (
+  name TEXT PRIMARY KEY,
+  description TEXT NOT NULL DEFAULT '',
+  priority INTEGER NOT NULL DEFAULT 0,
+  is_tenant INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE user_group_membership (
+  user_email TEXT NOT NULL,
+  group_name TEXT NOT NULL REFERENCES groups (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  source TEXT NOT NULL DEFAULT 'manual',
+  created_at INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (user_email, group_name)
+);
+CREATE INDEX user_group_membership_group ON user_group_membership (group_name, user_email);
+
+CREATE TABLE group_tenant_mapping (
+  group_name TEXT NOT NULL REFERENCES groups (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  tenant_id TEXT NOT NULL,
+  tools_mode TEXT NULL,
+  tools TEXT NULL,
+  PRIMARY KEY (group_name, tenant_id)
+);
+CREATE INDEX group_tenant_mapping_tenant ON group_tenant_mapping (tenant_id);
+
+CREATE TABLE servers (
+  id TEXT PRIMARY KEY,
+  definition TEXT NOT NULL,
+  enabled INTEGER NOT NULL DEFAULT 1,
+  updated_at INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE tenant_server_keys (
+  tenant_id TEXT NOT NULL REFERENCES groups (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  server_id TEXT NOT NULL,
+  slot TEXT NOT NULL,
+  api_key_encrypted TEXT NOT NULL,
+  key_id TEXT NOT NULL DEFAULT '',
+  updated_at INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (tenant_id, server_id, slot)
+);
+
+CREATE TABLE tenant_server_endpoints (
+  tenant_id TEXT NOT NULL REFERENCES groups (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  server_id TEXT NOT NULL,
+  endpoint_url TEXT NOT NULL,
+  PRIMARY KEY (tenant_id, server_id)
+);
+
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY,
+  user_email TEXT NOT NULL REFERENCES users (email) ON DELETE CASCADE,
+  name TEXT NOT NULL DEFAULT '',
+  hash TEXT NOT NULL UNIQUE,
+  prefix TEXT NOT NULL DEFAULT '',
+  scopes TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL DEFAULT 0,
+  expires_at INTEGER,
+  last_used_at INTEGER,
+  revoked_at INTEGER
+);
+CREATE INDEX api_keys_user ON api_keys (user_email);
+
+CREATE TABLE api_analytics (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  timestamp INTEGER NOT NULL,
+  user_email TEXT,
+  method TEXT,
+  endpoint TEXT,
+  status_code INTEGER,
+  response_time_ms REAL,
+  user_agent TEXT,
+  client_ip TEXT,
+  server_id TEXT,
+  tool TEXT,
+  request_id TEXT,
+  bytes_in INTEGER,
+  bytes_out INTEGER
+);
+CREATE INDEX api_analytics_timestamp ON api_analytics (timestamp);
+
+CREATE TABLE audit_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  timestamp INTEGER NOT NULL,
+  actor TEXT NOT NULL DEFAULT '',
+  action TEXT NOT NULL DEFAULT '',
+  target TEXT NOT NULL DEFAULT '',
+  details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_timestamp ON audit_log (timestamp);
+
+CREATE TABLE gateway_meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+)sql";
+
+constexpr std::string_view kPostgres1 = R"sql(
+CREATE TABLE @users (
+  email TEXT COLLATE "C" PRIMARY KEY,
+  name TEXT NOT NULL DEFAULT '',
+  subject TEXT NOT NULL DEFAULT '',
+  source TEXT NOT NULL DEFAULT '',
+  is_admin BOOLEAN NOT NULL DEFAULT FALSE,
+  created_at BIGINT NOT NULL DEFAULT 0,
+  last_seen_at BIGINT,
+  disabled BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX users_email_lower ON @users (lower(email));
+CREATE INDEX users_subject ON @users (subject) WHERE subject <> '';
+
+CREATE TABLE @groups (
+  name TEXT COLLATE "C" PRIMARY KEY,
+  description TEXT NOT NULL DEFAULT '',
+  priority INTEGER NOT NULL DEFAULT 0,
+  is_tenant BOOLEAN NOT NULL DEFAULT FALSE,
+  created_at BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE @user_group_membership (
+  user_email TEXT COLLATE "C" NOT NULL,
+  group_name TEXT COLLATE "C" NOT NULL REFERENCES @groups (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  source TEXT NOT NULL DEFAULT 'manual',
+  created_at BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (user_email, group_name)
+);
+CREATE INDEX user_group_membership_group ON @user_group_membership (group_name, user_email);
+
+CREATE TABLE @group_tenant_mapping (
+  group_name TEXT COLLATE "C" NOT NULL REFERENCES @groups (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  tenant_id TEXT COLLATE "C" NOT NULL,
+  tools_mode TEXT NULL,
+  tools TEXT NULL,
+  PRIMARY KEY (group_name, tenant_id)
+);
+CREATE INDEX group_tenant_mapping_tenant ON @group_tenant_mapping (tenant_id);
+
+CREATE TABLE @servers (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  definition TEXT NOT NULL,
+  enabled BOOLEAN NOT NULL DEFAULT TRUE,
+  updated_at BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE @tenant_server_keys (
+  tenant_id TEXT COLLATE "C" NOT NULL REFERENCES @groups (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  server_id TEXT COLLATE "C" NOT NULL,
+  slot TEXT COLLATE "C" NOT NULL,
+  api_key_encrypted TEXT NOT NULL,
+  key_id TEXT NOT NULL DEFAULT '',
+  updated_at BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (tenant_id, server_id, slot)
+);
+
+CREATE TABLE @tenant_server_endpoints (
+  tenant_id TEXT COLLATE "C" NOT NULL REFERENCES @groups (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  server_id TEXT COLLATE "C" NOT NULL,
+  endpoint_url TEXT NOT NULL,
+  PRIMARY KEY (tenant_id, server_id)
+);
+
+CREATE TABLE @api_keys (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  user_email TEXT COLLATE "C" NOT NULL REFERENCES @users (email) ON DELETE CASCADE,
+  name TEXT NOT NULL DEFAULT '',
+  hash TEXT NOT NULL UNIQUE,
+  prefix TEXT NOT NULL DEFAULT '',
+  scopes TEXT NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL DEFAULT 0,
+  expires_at BIGINT,
+  last_used_at BIGINT,
+  revoked_at BIGINT
+);
+CREATE INDEX api_keys_user ON @api_keys (user_email);
+
+CREATE TABLE @api_analytics (
+  id BIGSERIAL PRIMARY KEY,
+  timestamp BIGINT NOT NULL,
+  user_email TEXT,
+  method TEXT,
+  endpoint TEXT,
+  status_code INTEGER,
+  response_time_ms DOUBLE PRECISION,
+  user_agent TEXT,
+  client_ip TEXT,
+  server_id TEXT,
+  tool TEXT,
+  request_id TEXT,
+  bytes_in BIGINT,
+  bytes_out BIGINT
+);
+CREATE INDEX api_analytics_timestamp ON @api_analytics (timestamp);
+
+CREATE TABLE @audit_log (
+  id BIGSERIAL PRIMARY KEY,
+  timestamp BIGINT NOT NULL,
+  actor TEXT COLLATE "C" NOT NULL DEFAULT '',
+  action TEXT COLLATE "C" NOT NULL DEFAULT '',
+  target TEXT COLLATE "C" NOT NULL DEFAULT '',
+  details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_timestamp ON @audit_log (timestamp);
+
+CREATE TABLE @gateway_meta (
+  key TEXT COLLATE "C" PRIMARY KEY,
+  value TEXT NOT NULL
+);
+)sql";
+
+}  // namespace
+
+const std::vector<Migration>& migrations() {
+  static const std::vector<Migration> all = {
+      {1, kSqlite1, kPostgres1},
+  };
+  return all;
+}
+
+}  // namespace gh::store

@@ -1,0 +1,265 @@
+// PostgreSQL backend of the SQL layer (libpq): text-format parameters through PQexecParams, one reconnect
+// when the connection is found broken outside a transaction, and the LISTEN watcher.
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <unordered_map>
+
+#include "core/log.hpp"
+#include "store/db.hpp"
+#include "store/watch_loop.hpp"
+
+namespace gh::store::sql {
+namespace {
+
+// libpq prints NOTICEs (e.g. "schema … already exists, skipping") to stderr by default; we log JSON only.
+void ignore_notice(void*, const char*) {}
+
+PGconn* connect_pg(const std::string& url, std::string* error) {
+  PGconn* c = PQconnectdb(url.c_str());
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    std::string msg = c ? PQerrorMessage(c) : "out of memory";
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    *error = msg;
+    PQfinish(c);
+    return nullptr;
+  }
+  PQsetNoticeProcessor(c, ignore_notice, nullptr);
+  return c;
+}
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+class PgRow final : public Row {
+ public:
+  PgRow(PGresult* r, int row) : r_(r), row_(row) {}
+  int columns() const override { return PQnfields(r_); }
+  bool is_null(int i) const override { return PQgetisnull(r_, row_, i); }
+  std::string_view text(int i) const override {
+    return {PQgetvalue(r_, row_, i), static_cast<size_t>(PQgetlength(r_, row_, i))};
+  }
+  int64_t int64(int i) const override {
+    auto t = text(i);
+    if (t == "t") return 1;  // booleans come back as t/f
+    int64_t v = 0;
+    std::from_chars(t.data(), t.data() + t.size(), v);
+    return v;
+  }
+  bool boolean(int i) const override {
+    auto t = text(i);
+    return t == "t" || t == "true" || (!t.empty() && t != "f" && t != "false" && t != "0");
+  }
+  PGresult* r_;
+  int row_;
+};
+
+class PgConnection final : public Connection {
+ public:
+  PgConnection(std::string url, std::string prefix, bool read_only)
+      : url_(std::move(url)), prefix_(std::move(prefix)), read_only_(read_only) {
+    std::string err;
+    conn_ = connect_pg(url_, &err);
+    if (!conn_) throw DbError("postgresql: cannot connect to " + redact_url(url_) + ": " + err);
+    on_connected();
+  }
+  ~PgConnection() override { PQfinish(conn_); }
+
+  Dialect dialect() const override { return Dialect::postgresql; }
+
+  void script(std::string_view sql) override {
+    std::string text = translate(sql, Dialect::postgresql, prefix_);
+    run([&] { return Result(PQexec(conn_, text.c_str())); });
+  }
+  void begin(bool write) override {
+    // Reads get one snapshot for all their statements (a consistent dump).
+    exec_span(write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {});
+    in_tx_ = true;
+  }
+  void commit() override {
+    // Still "in a transaction" while COMMIT runs: a COMMIT must never be retried on a fresh connection,
+    // where it would succeed vacuously and hide the lost transaction.
+    try {
+      exec_span("COMMIT", {});
+    } catch (...) {
+      in_tx_ = false;
+      throw;
+    }
+    in_tx_ = false;
+  }
+  void rollback() override {
+    in_tx_ = false;
+    if (PQstatus(conn_) == CONNECTION_OK) exec_span("ROLLBACK", {});
+  }
+
+  int64_t exec_span(std::string_view sql, std::span<const Value> params) override {
+    auto r = execute(sql, params);
+    const char* n = PQcmdTuples(r.get());
+    int64_t v = 0;
+    std::from_chars(n, n + std::char_traits<char>::length(n), v);
+    return v;
+  }
+
+  void query_span(std::string_view sql, std::span<const Value> params, const RowFn& fn) override {
+    auto r = execute(sql, params);
+    int rows = PQntuples(r.get());
+    PgRow row(r.get(), 0);
+    for (int i = 0; i < rows; ++i) {
+      row.row_ = i;
+      fn(row);
+    }
+  }
+
+ private:
+  void on_connected() {
+    if (read_only_) {
+      Result r(PQexec(conn_, "SET default_transaction_read_only = on"));
+      (void)r;
+    }
+  }
+
+  Result execute(std::string_view sql, std::span<const Value> params) {
+    auto it = translated_.find(sql);
+    if (it == translated_.end())
+      it = translated_.emplace(std::string(sql), translate(sql, Dialect::postgresql, prefix_)).first;
+    const std::string& text = it->second;
+    // Text format, NUL-terminated values (libpq reads text parameters up to the NUL).
+    std::vector<std::string> owned(params.size());
+    std::vector<const char*> values(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto& v = params[i];
+      if (v.kind == Value::Kind::null) continue;
+      owned[i] = v.kind == Value::Kind::integer ? std::to_string(v.i) : std::string(v.s);
+      values[i] = owned[i].c_str();
+    }
+    return run([&] {
+      return Result(PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()), nullptr, values.data(),
+                                 nullptr, nullptr, 0));
+    });
+  }
+
+  template <class F>
+  Result run(F&& f) {
+    // A connection the server dropped (restart, idle timeout) is reopened once, but never in the middle of a
+    // transaction, whose earlier statements are gone with it.
+    if (PQstatus(conn_) != CONNECTION_OK && !in_tx_) reconnect();
+    Result r = f();
+    if (ok(r.get())) return r;
+    if (PQstatus(conn_) != CONNECTION_OK && !in_tx_) {
+      reconnect();
+      r = f();
+      if (ok(r.get())) return r;
+    }
+    fail(r.get());
+  }
+
+  static bool ok(PGresult* r) {
+    if (!r) return false;
+    auto s = PQresultStatus(r);
+    return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK || s == PGRES_EMPTY_QUERY;
+  }
+
+  void reconnect() {
+    log::warn("store: postgresql connection lost, reconnecting", {{"url", redact_url(url_)}});
+    PQreset(conn_);
+    if (PQstatus(conn_) != CONNECTION_OK) throw DbError("postgresql: cannot reconnect to " + redact_url(url_));
+    PQsetNoticeProcessor(conn_, ignore_notice, nullptr);
+    on_connected();
+  }
+
+  [[noreturn]] void fail(PGresult* r) {
+    // Only the primary message: DETAIL lines quote values ("Key (email)=(…) already exists").
+    const char* primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    std::string msg = primary ? primary : PQerrorMessage(conn_);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    bool unique = state && std::string_view(state) == "23505";
+    throw DbError("postgresql: " + msg + (state ? " (" + std::string(state) + ")" : ""), unique);
+  }
+
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::string url_, prefix_;
+  bool read_only_;
+  PGconn* conn_ = nullptr;
+  bool in_tx_ = false;
+  std::unordered_map<std::string, std::string, Hash, std::equal_to<>> translated_;
+};
+
+class PgWatcher final : public LoopWatcher {
+ public:
+  PgWatcher(std::string url, std::string channel, std::function<void()> cb)
+      : LoopWatcher(std::move(cb)), url_(std::move(url)), channel_(std::move(channel)) {
+    start();
+  }
+  ~PgWatcher() override { stop(); }
+
+ private:
+  void run() override {
+    PGconn* c = nullptr;
+    int backoff_ms = 100;
+    bool missed = false;  // a connection was lost or refused: changes may have gone unseen
+    while (!stopping()) {
+      if (!c) {
+        std::string err;
+        c = connect_pg(url_, &err);
+        if (c) {
+          Result r(PQexec(c, ("LISTEN " + channel_).c_str()));
+          if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+            err = PQerrorMessage(c);
+            PQfinish(c);
+            c = nullptr;
+          }
+        }
+        if (!c) {
+          log::warn("store watcher: cannot listen, retrying",
+                    {{"url", redact_url(url_)}, {"error", err}, {"retry_ms", backoff_ms}});
+          missed = true;
+          sleep_for(backoff_ms);
+          backoff_ms = std::min(backoff_ms * 2, 5000);
+          continue;
+        }
+        backoff_ms = 100;
+        if (missed) {
+          log::info("store watcher: listening again", {{"url", redact_url(url_)}});
+          changed();
+          missed = false;
+        }
+      }
+      // A short timeout keeps stop prompt even if the eventfd wake were missed, and drives the debounce.
+      if (wait(PQsocket(c), 250)) {
+        if (!PQconsumeInput(c)) {
+          log::warn("store watcher: connection lost", {{"url", redact_url(url_)}});
+          PQfinish(c);
+          c = nullptr;
+          missed = true;
+          continue;
+        }
+        while (PGnotify* n = PQnotifies(c)) {
+          changed();
+          PQfreemem(n);
+        }
+      }
+      fire_if_due();
+    }
+    PQfinish(c);
+  }
+
+  std::string url_, channel_;
+};
+
+}  // namespace
+
+std::unique_ptr<Connection> open_postgres(const std::string& url, std::string schema_prefix, bool read_only) {
+  return std::make_unique<PgConnection>(url, std::move(schema_prefix), read_only);
+}
+
+std::unique_ptr<Watcher> watch_postgres(const std::string& url, std::string channel, std::function<void()> cb) {
+  return std::make_unique<PgWatcher>(url, std::move(channel), std::move(cb));
+}
+
+}  // namespace gh::store::sql

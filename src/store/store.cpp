@@ -1,0 +1,566 @@
+// The one Store implementation, over the SQL layer (db.hpp). Both backends run the same statements; the
+// differences (placeholders, schema prefix, column types) live in the SQL layer and the migrations.
+#include "store/store.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <set>
+
+#include "store/db.hpp"
+#include "store/migrations.hpp"
+
+namespace gh::store {
+namespace {
+
+using sql::Connection;
+using sql::Dialect;
+using sql::Row;
+using sql::Transaction;
+using sql::Value;
+
+constexpr const char* kChannel = "mcp_proxy_changed";
+// Any constant shared by all instances: serialises migrations across processes (PostgreSQL).
+constexpr int64_t kMigrationLockKey = 0x6d63705f70727879;  // "mcp_prxy"
+constexpr int64_t kNoLimit = int64_t{1} << 62;
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Emails compare case-insensitively; ASCII only, identically in both backends.
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// "%q%" for LIKE … ESCAPE '\', the user's own % and _ taken literally.
+std::string like_pattern(std::string_view q) {
+  std::string out = "%";
+  for (char c : lower(q)) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '%';
+  return out;
+}
+
+// SQL text from fragments (never values). One allocation; also sidesteps a GCC 12 -Warray-bounds false
+// positive on chains of operator+.
+std::string cat(std::initializer_list<std::string_view> parts) {
+  size_t n = 0;
+  for (auto p : parts) n += p.size();
+  std::string out;
+  out.reserve(n);
+  for (auto p : parts) out.append(p);
+  return out;
+}
+
+int64_t limit_of(int64_t limit) { return limit < 0 ? kNoLimit : limit; }
+
+constexpr const char* kUserCols = "email, name, subject, source, is_admin, disabled, created_at, last_seen_at";
+
+User read_user(const Row& r) {
+  User u;
+  u.email = r.str(0);
+  u.name = r.str(1);
+  u.subject = r.str(2);
+  u.source = r.str(3);
+  u.is_admin = r.boolean(4);
+  u.disabled = r.boolean(5);
+  u.created_at = r.int64(6);
+  u.last_seen_at = r.int64(7);
+  return u;
+}
+
+constexpr const char* kGroupCols =
+    "g.name, g.description, g.priority, g.is_tenant, g.created_at, "
+    "(SELECT COUNT(*) FROM @user_group_membership m WHERE m.group_name = g.name)";
+
+Group read_group(const Row& r) {
+  Group g;
+  g.name = r.str(0);
+  g.description = r.str(1);
+  g.priority = static_cast<int>(r.int64(2));
+  g.is_tenant = r.boolean(3);
+  g.created_at = r.int64(4);
+  g.member_count = r.int64(5);
+  return g;
+}
+
+constexpr const char* kKeyCols =
+    "id, user_email, name, prefix, hash, scopes, created_at, expires_at, last_used_at, revoked_at";
+
+ApiKey read_key(const Row& r) {
+  ApiKey k;
+  k.id = r.str(0);
+  k.user_email = r.str(1);
+  k.name = r.str(2);
+  k.prefix = r.str(3);
+  k.hash = r.str(4);
+  k.scopes = r.str(5);
+  k.created_at = r.int64(6);
+  k.expires_at = r.int64(7);
+  k.last_used_at = r.int64(8);
+  k.revoked_at = r.int64(9);
+  return k;
+}
+
+class SqlStore final : public Store {
+ public:
+  SqlStore(std::unique_ptr<Connection> conn, std::string url, std::string sqlite_path)
+      : conn_(std::move(conn)), url_(std::move(url)), sqlite_path_(std::move(sqlite_path)) {}
+  ~SqlStore() override { stop_watching(); }
+
+  std::string_view backend() const override { return pg() ? "postgresql" : "sqlite"; }
+
+  int migrate() override {
+    std::lock_guard lk(mu_);
+    auto& c = *conn_;
+    if (pg()) {
+      // CREATE SCHEMA IF NOT EXISTS races between instances; the advisory lock serialises all of it, and
+      // every migration runs in this one transaction (DDL is transactional in both backends).
+      Transaction tx(c, true);
+      c.exec("SELECT pg_advisory_xact_lock(?)", {kMigrationLockKey});
+      c.script("CREATE SCHEMA IF NOT EXISTS mcp_proxy");
+      int n = apply_pending();
+      tx.commit();
+      return n;
+    }
+    Transaction tx(c, true);  // BEGIN IMMEDIATE: one migrating process at a time
+    int n = apply_pending();
+    tx.commit();
+    return n;
+  }
+
+  int schema_version() override {
+    std::lock_guard lk(mu_);
+    if (!migrations_table_exists()) return 0;
+    return static_cast<int>(conn_->scalar("SELECT COALESCE(MAX(version), 0) FROM @schema_migrations"));
+  }
+
+  // ---- users ----
+  std::optional<User> get_user(std::string_view email) override {
+    std::lock_guard lk(mu_);
+    return get_user_locked(lower(email));
+  }
+
+  std::optional<User> find_user_by_subject(std::string_view subject) override {
+    if (subject.empty()) return std::nullopt;
+    std::lock_guard lk(mu_);
+    std::optional<User> out;
+    conn_->query(cat({"SELECT ", kUserCols, " FROM @users WHERE subject = ? ORDER BY email LIMIT 1"}),
+                 {subject}, [&](const Row& r) { out = read_user(r); });
+    return out;
+  }
+
+  bool create_user(const User& u) override {
+    auto email = lower(u.email);
+    if (email.empty()) throw StoreError("user email is empty");
+    std::lock_guard lk(mu_);
+    return conn_->exec(
+               "INSERT INTO @users (email, name, subject, source, is_admin, disabled, created_at, last_seen_at) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
+               {email, u.name, u.subject, u.source, u.is_admin, u.disabled, u.created_at ? u.created_at : now_seconds(),
+                sql::time_or_null(u.last_seen_at)}) == 1;
+  }
+
+  bool update_user(const User& u) override {
+    auto email = lower(u.email);
+    std::lock_guard lk(mu_);
+    return conn_->exec("UPDATE @users SET name = ?, subject = ?, source = ?, is_admin = ?, disabled = ? WHERE email = ?",
+                       {u.name, u.subject, u.source, u.is_admin, u.disabled, email}) > 0;
+  }
+
+  bool delete_user(std::string_view email_in) override {
+    auto email = lower(email_in);
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    conn_->exec("DELETE FROM @user_group_membership WHERE user_email = ?", {email});
+    conn_->exec("DELETE FROM @api_keys WHERE user_email = ?", {email});
+    bool found = conn_->exec("DELETE FROM @users WHERE email = ?", {email}) > 0;
+    tx.commit();
+    return found;
+  }
+
+  void touch_user(std::string_view email_in, int64_t seen_at) override {
+    auto email = lower(email_in);
+    std::lock_guard lk(mu_);
+    conn_->exec("UPDATE @users SET last_seen_at = ? WHERE email = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
+                {seen_at, email, seen_at});
+  }
+
+  std::vector<User> list_users(std::string_view q, int64_t offset, int64_t limit, int64_t* total) override {
+    std::string where;
+    std::vector<Value> params;
+    auto pattern = like_pattern(q);
+    if (!q.empty()) {
+      // Emails are stored lower-case, so lower(email) matches the users_email_lower index (prefix searches).
+      where = " WHERE lower(email) LIKE ? ESCAPE '\\' OR lower(name) LIKE ? ESCAPE '\\'";
+      params = {pattern, pattern};
+    }
+    std::lock_guard lk(mu_);
+    std::vector<User> out;
+    if (limit != 0) {
+      auto p = params;
+      p.emplace_back(limit_of(limit));
+      p.emplace_back(std::max<int64_t>(offset, 0));
+      conn_->query(cat({"SELECT ", kUserCols, " FROM @users", where, " ORDER BY email LIMIT ? OFFSET ?"}), p,
+                   [&](const Row& r) { out.push_back(read_user(r)); });
+    }
+    if (total) *total = conn_->scalar(cat({"SELECT COUNT(*) FROM @users", where}), params);
+    return out;
+  }
+
+  int64_t count_users() override {
+    std::lock_guard lk(mu_);
+    return conn_->scalar("SELECT COUNT(*) FROM @users");
+  }
+
+  // ---- groups ----
+  std::optional<Group> get_group(std::string_view name) override {
+    std::lock_guard lk(mu_);
+    std::optional<Group> out;
+    conn_->query(cat({"SELECT ", kGroupCols, " FROM @groups g WHERE g.name = ?"}), {name},
+                 [&](const Row& r) { out = read_group(r); });
+    return out;
+  }
+
+  bool create_group(const Group& g) override {
+    if (g.name.empty()) throw StoreError("group name is empty");
+    std::lock_guard lk(mu_);
+    return conn_->exec(
+               "INSERT INTO @groups (name, description, priority, is_tenant, created_at) VALUES (?, ?, ?, ?, ?) "
+               "ON CONFLICT (name) DO NOTHING",
+               {g.name, g.description, g.priority, g.is_tenant, g.created_at ? g.created_at : now_seconds()}) == 1;
+  }
+
+  bool update_group(const Group& g) override {
+    std::lock_guard lk(mu_);
+    return conn_->exec("UPDATE @groups SET description = ?, priority = ?, is_tenant = ? WHERE name = ?",
+                       {g.description, g.priority, g.is_tenant, g.name}) > 0;
+  }
+
+  bool rename_group(std::string_view from, std::string_view to) override {
+    if (to.empty()) throw StoreError("group name is empty");
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    if (!group_exists(from)) return false;
+    if (from == to) return true;
+    if (group_exists(to)) throw StoreError("a group with the new name already exists");
+    // Memberships, grants and tenant keys follow through ON UPDATE CASCADE.
+    conn_->exec("UPDATE @groups SET name = ? WHERE name = ?", {to, from});
+    tx.commit();
+    return true;
+  }
+
+  bool delete_group(std::string_view name) override {
+    std::lock_guard lk(mu_);
+    return conn_->exec("DELETE FROM @groups WHERE name = ?", {name}) > 0;  // memberships cascade
+  }
+
+  std::vector<Group> list_groups(std::string_view q, int64_t offset, int64_t limit, int64_t* total) override {
+    std::string where;
+    std::vector<Value> params;
+    auto pattern = like_pattern(q);
+    if (!q.empty()) {
+      where = " WHERE lower(g.name) LIKE ? ESCAPE '\\' OR lower(g.description) LIKE ? ESCAPE '\\'";
+      params = {pattern, pattern};
+    }
+    std::lock_guard lk(mu_);
+    std::vector<Group> out;
+    if (limit != 0) {
+      auto p = params;
+      p.emplace_back(limit_of(limit));
+      p.emplace_back(std::max<int64_t>(offset, 0));
+      conn_->query(cat({"SELECT ", kGroupCols, " FROM @groups g", where, " ORDER BY g.name LIMIT ? OFFSET ?"}),
+                   p, [&](const Row& r) { out.push_back(read_group(r)); });
+    }
+    if (total) *total = conn_->scalar(cat({"SELECT COUNT(*) FROM @groups g", where}), params);
+    return out;
+  }
+
+  // ---- memberships ----
+  bool add_member(std::string_view group, std::string_view email_in, std::string_view source) override {
+    auto email = lower(email_in);
+    if (email.empty()) throw StoreError("member email is empty");
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    if (!group_exists(group)) throw StoreError("no such group");
+    bool added = conn_->exec(
+                     "INSERT INTO @user_group_membership (user_email, group_name, source, created_at) "
+                     "VALUES (?, ?, ?, ?) ON CONFLICT (user_email, group_name) DO NOTHING",
+                     {email, group, source.empty() ? std::string_view("manual") : source, now_seconds()}) == 1;
+    tx.commit();
+    return added;
+  }
+
+  bool remove_member(std::string_view group, std::string_view email_in) override {
+    auto email = lower(email_in);
+    std::lock_guard lk(mu_);
+    return conn_->exec("DELETE FROM @user_group_membership WHERE group_name = ? AND user_email = ?", {group, email}) > 0;
+  }
+
+  std::vector<std::string> groups_of(std::string_view email_in) override {
+    auto email = lower(email_in);
+    std::lock_guard lk(mu_);
+    std::vector<std::string> out;
+    conn_->query("SELECT group_name FROM @user_group_membership WHERE user_email = ? ORDER BY group_name", {email},
+                 [&](const Row& r) { out.push_back(r.str(0)); });
+    return out;
+  }
+
+  std::vector<User> members(std::string_view group, int64_t offset, int64_t limit, int64_t* total) override {
+    std::lock_guard lk(mu_);
+    std::vector<User> out;
+    if (limit != 0) {
+      // LEFT JOIN: a member who has never signed in has no users row; they are listed by email alone.
+      conn_->query(
+          "SELECT m.user_email, u.name, u.subject, u.source, u.is_admin, u.disabled, u.created_at, u.last_seen_at "
+          "FROM @user_group_membership m LEFT JOIN @users u ON u.email = m.user_email "
+          "WHERE m.group_name = ? ORDER BY m.user_email LIMIT ? OFFSET ?",
+          {group, limit_of(limit), std::max<int64_t>(offset, 0)}, [&](const Row& r) { out.push_back(read_user(r)); });
+    }
+    if (total) *total = conn_->scalar("SELECT COUNT(*) FROM @user_group_membership WHERE group_name = ?", {group});
+    return out;
+  }
+
+  void sync_idp_groups(std::string_view email_in, const std::vector<std::string>& groups) override {
+    auto email = lower(email_in);
+    std::set<std::string> want;
+    for (auto& g : groups)
+      if (!g.empty()) want.insert(g);
+    auto now = now_seconds();
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    std::vector<std::string> stale;
+    conn_->query("SELECT group_name FROM @user_group_membership WHERE user_email = ? AND source = 'idp'", {email},
+                 [&](const Row& r) {
+                   if (!want.count(r.str(0))) stale.push_back(r.str(0));
+                 });
+    for (auto& g : stale)
+      conn_->exec("DELETE FROM @user_group_membership WHERE user_email = ? AND group_name = ? AND source = 'idp'",
+                  {email, g});
+    for (auto& g : want) {
+      conn_->exec("INSERT INTO @groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", {g, now});
+      // An existing manual membership stays manual (it must survive the IdP dropping the claim).
+      conn_->exec(
+          "INSERT INTO @user_group_membership (user_email, group_name, source, created_at) VALUES (?, ?, 'idp', ?) "
+          "ON CONFLICT (user_email, group_name) DO NOTHING",
+          {email, g, now});
+    }
+    tx.commit();
+  }
+
+  // ---- API keys ----
+  void create_api_key(const ApiKey& k) override {
+    std::lock_guard lk(mu_);
+    conn_->exec(cat({"INSERT INTO @api_keys (", kKeyCols, ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"}),
+                {k.id, lower(k.user_email), k.name, k.prefix, k.hash, k.scopes, k.created_at ? k.created_at : now_seconds(),
+                 sql::time_or_null(k.expires_at), sql::time_or_null(k.last_used_at), sql::time_or_null(k.revoked_at)});
+  }
+
+  std::optional<ApiKey> get_api_key(std::string_view id) override {
+    std::lock_guard lk(mu_);
+    std::optional<ApiKey> out;
+    conn_->query(cat({"SELECT ", kKeyCols, " FROM @api_keys WHERE id = ?"}), {id},
+                 [&](const Row& r) { out = read_key(r); });
+    return out;
+  }
+
+  std::vector<ApiKey> list_api_keys(std::string_view user_email) override {
+    std::lock_guard lk(mu_);
+    std::vector<ApiKey> out;
+    auto fn = [&](const Row& r) { out.push_back(read_key(r)); };
+    if (user_email.empty())
+      conn_->query(cat({"SELECT ", kKeyCols, " FROM @api_keys ORDER BY created_at, id"}), {}, fn);
+    else
+      conn_->query(cat({"SELECT ", kKeyCols, " FROM @api_keys WHERE user_email = ? ORDER BY created_at, id"}),
+                   {lower(user_email)}, fn);
+    return out;
+  }
+
+  bool revoke_api_key(std::string_view id, int64_t at) override {
+    std::lock_guard lk(mu_);
+    return conn_->exec("UPDATE @api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                       {at ? at : now_seconds(), id}) > 0;
+  }
+
+  void touch_api_keys(const std::vector<std::pair<std::string, int64_t>>& id_and_time) override {
+    if (id_and_time.empty()) return;
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    for (auto& [id, t] : id_and_time)
+      conn_->exec("UPDATE @api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                  {t, id, t});
+    tx.commit();
+  }
+
+  // ---- audit ----
+  void append_audit(const AuditEntry& e) override {
+    std::lock_guard lk(mu_);
+    conn_->exec("INSERT INTO @audit_log (timestamp, actor, action, target, details) VALUES (?, ?, ?, ?, ?)",
+                {e.timestamp ? e.timestamp : now_seconds(), e.actor, e.action, e.target,
+                 e.details.empty() ? std::string_view("{}") : std::string_view(e.details)});
+  }
+
+  std::vector<AuditEntry> list_audit(const AuditFilter& f, int64_t* total) override {
+    std::string where;
+    std::vector<Value> params;
+    auto add = [&](const char* cond, Value v) {
+      where += where.empty() ? " WHERE " : " AND ";
+      where += cond;
+      params.push_back(v);
+    };
+    if (!f.actor.empty()) add("actor = ?", f.actor);
+    if (!f.action.empty()) add("action = ?", f.action);
+    if (!f.target.empty()) add("target = ?", f.target);
+    if (f.since) add("timestamp >= ?", f.since);
+    if (f.until) add("timestamp <= ?", f.until);
+    std::lock_guard lk(mu_);
+    std::vector<AuditEntry> out;
+    if (f.limit != 0) {
+      auto p = params;
+      p.emplace_back(limit_of(f.limit));
+      p.emplace_back(std::max<int64_t>(f.offset, 0));
+      conn_->query(cat({"SELECT id, timestamp, actor, action, target, details FROM @audit_log", where,
+                        " ORDER BY id DESC LIMIT ? OFFSET ?"}),
+                   p, [&](const Row& r) {
+                     out.push_back({r.int64(0), r.int64(1), r.str(2), r.str(3), r.str(4), r.str(5)});
+                   });
+    }
+    if (total) *total = conn_->scalar(cat({"SELECT COUNT(*) FROM @audit_log", where}), params);
+    return out;
+  }
+
+  // ---- meta ----
+  std::optional<std::string> get_meta(std::string_view key) override {
+    std::lock_guard lk(mu_);
+    std::optional<std::string> out;
+    conn_->query("SELECT value FROM @gateway_meta WHERE key = ?", {key}, [&](const Row& r) { out = r.str(0); });
+    return out;
+  }
+
+  std::string put_meta_if_absent(std::string_view key, std::string_view value) override {
+    std::lock_guard lk(mu_);
+    conn_->exec("INSERT INTO @gateway_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", {key, value});
+    std::string out;
+    conn_->query("SELECT value FROM @gateway_meta WHERE key = ?", {key}, [&](const Row& r) { out = r.str(0); });
+    return out;
+  }
+
+  Dump dump() override {
+    Dump d;
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, false);  // one snapshot: memberships agree with users and groups
+    conn_->query(cat({"SELECT ", kUserCols, " FROM @users ORDER BY email"}), {},
+                 [&](const Row& r) { d.users.push_back(read_user(r)); });
+    conn_->query(
+        "SELECT g.name, g.description, g.priority, g.is_tenant, g.created_at, COUNT(m.user_email) FROM @groups g "
+        "LEFT JOIN @user_group_membership m ON m.group_name = g.name "
+        "GROUP BY g.name, g.description, g.priority, g.is_tenant, g.created_at ORDER BY g.name",
+        {}, [&](const Row& r) { d.groups.push_back(read_group(r)); });
+    conn_->query("SELECT user_email, group_name, source FROM @user_group_membership ORDER BY user_email, group_name", {},
+                 [&](const Row& r) { d.memberships.push_back({r.str(0), r.str(1), r.str(2)}); });
+    conn_->query(cat({"SELECT ", kKeyCols, " FROM @api_keys WHERE revoked_at IS NULL ORDER BY id"}), {},
+                 [&](const Row& r) { d.api_keys.push_back(read_key(r)); });
+    tx.commit();
+    return d;
+  }
+
+  // ---- change notification ----
+  void notify_changed() override {
+    if (pg()) {
+      std::lock_guard lk(mu_);
+      conn_->exec(cat({"NOTIFY ", kChannel}));
+      return;
+    }
+    std::lock_guard lk(watch_mu_);
+    if (watcher_) watcher_->poke();
+  }
+
+  void watch(std::function<void()> cb) override {
+    auto fresh = pg() ? sql::watch_postgres(url_, kChannel, std::move(cb)) : sql::watch_sqlite(sqlite_path_, std::move(cb));
+    std::unique_ptr<sql::Watcher> old;
+    {
+      std::lock_guard lk(watch_mu_);
+      old = std::exchange(watcher_, std::move(fresh));
+    }
+    // Destroyed outside the lock: its thread may be inside a callback that calls notify_changed().
+  }
+
+  void stop_watching() override {
+    std::unique_ptr<sql::Watcher> old;
+    {
+      std::lock_guard lk(watch_mu_);
+      old = std::move(watcher_);
+    }
+  }
+
+ private:
+  bool pg() const { return conn_->dialect() == Dialect::postgresql; }
+
+  bool migrations_table_exists() {
+    if (pg()) return conn_->scalar("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'mcp_proxy' AND tablename = 'schema_migrations'") > 0;
+    return conn_->scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'") > 0;
+  }
+
+  int apply_pending() {
+    auto& c = *conn_;
+    c.script("CREATE TABLE IF NOT EXISTS @schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)");
+    auto current = c.scalar("SELECT COALESCE(MAX(version), 0) FROM @schema_migrations");
+    int applied = 0;
+    for (auto& m : migrations()) {
+      if (m.version <= current) continue;
+      c.script(pg() ? m.postgresql : m.sqlite);
+      c.exec("INSERT INTO @schema_migrations (version, applied_at) VALUES (?, ?)", {m.version, now_seconds()});
+      ++applied;
+    }
+    return applied;
+  }
+
+  std::optional<User> get_user_locked(const std::string& email) {
+    std::optional<User> out;
+    conn_->query(cat({"SELECT ", kUserCols, " FROM @users WHERE email = ?"}), {email},
+                 [&](const Row& r) { out = read_user(r); });
+    return out;
+  }
+
+  bool group_exists(std::string_view name) {
+    return conn_->scalar("SELECT COUNT(*) FROM @groups WHERE name = ?", {name}) > 0;
+  }
+
+  std::mutex mu_;  // guards conn_ (one connection per store)
+  std::unique_ptr<Connection> conn_;
+  std::string url_;
+  std::string sqlite_path_;
+  std::mutex watch_mu_;  // guards watcher_; never held while a callback runs
+  std::unique_ptr<sql::Watcher> watcher_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const std::string& url) {
+  std::string_view u(url);
+  if (u.starts_with("postgresql://") || u.starts_with("postgres://"))
+    return std::make_unique<SqlStore>(sql::open_postgres(url, "mcp_proxy."), url, "");
+  if (u.starts_with("sqlite:")) {
+    auto rest = u.substr(7);
+    if (rest.starts_with("//")) rest.remove_prefix(2);
+    std::string path = rest == ":memory:" ? ":memory:" : std::string(rest);
+    if (path.empty()) throw StoreError("database URL names no file: " + sql::redact_url(url));
+    if (path != ":memory:") {
+      auto dir = std::filesystem::path(path).parent_path();
+      std::error_code ec;
+      if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+      if (ec) throw StoreError("cannot create the directory of " + path + ": " + ec.message());
+    }
+    return std::make_unique<SqlStore>(sql::open_sqlite(path), url, path);
+  }
+  throw StoreError("unsupported database URL (want sqlite:// or postgresql://): " + sql::redact_url(url));
+}
+
+}  // namespace gh::store

@@ -1,0 +1,664 @@
+// The store against both backends: one typed suite, run on SQLite (a temp file) always and on PostgreSQL
+// when GATEHOUSE_TEST_PG_URL names a server (each test gets its own database, dropped afterwards).
+#include <gtest/gtest.h>
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+
+#include "core/util.hpp"
+#include "store/db.hpp"
+#include "store/openwebui.hpp"
+#include "store/store.hpp"
+
+using namespace gh::store;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct SqliteEnv {
+  static constexpr bool kPostgres = false;
+  SqliteEnv() {
+    dir = fs::temp_directory_path() / ("gh-store-" + gh::random_hex(6));
+    fs::create_directories(dir);
+  }
+  ~SqliteEnv() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  bool available() const { return true; }
+  // A subdirectory that does not exist yet: open() must create it.
+  std::string url() const { return "sqlite://" + (dir / "data" / "gatehouse.db").string(); }
+  std::string webui_url() const { return "sqlite:///" + (dir / "webui.db").string(); }
+  std::unique_ptr<sql::Connection> webui_conn() const { return sql::open_sqlite((dir / "webui.db").string()); }
+  fs::path dir;
+};
+
+struct PgEnv {
+  static constexpr bool kPostgres = true;
+  PgEnv() {
+    const char* base = std::getenv("GATEHOUSE_TEST_PG_URL");
+    if (!base || !*base) return;
+    base_ = base;
+    name_ = "t_" + gh::random_hex(6);
+    sql::open_postgres(base_, "")->script("CREATE DATABASE " + name_);
+    boost::urls::url u = boost::urls::parse_uri(base_).value();
+    u.set_path("/" + name_);
+    url_ = std::string(u.buffer());
+  }
+  ~PgEnv() {
+    if (name_.empty()) return;
+    try {
+      sql::open_postgres(base_, "")->script("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    } catch (...) {
+    }
+  }
+  bool available() const { return !name_.empty(); }
+  std::string url() const { return url_; }
+  std::string webui_url() const { return url_; }
+  std::unique_ptr<sql::Connection> webui_conn() const { return sql::open_postgres(url_, ""); }
+  std::string base_, name_, url_;
+};
+
+template <class Env>
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    env = std::make_unique<Env>();
+    if (!env->available()) GTEST_SKIP() << "GATEHOUSE_TEST_PG_URL not set";
+    store = Store::open(env->url());
+    ASSERT_GT(store->migrate(), 0);
+  }
+  void TearDown() override {
+    store.reset();
+    env.reset();
+  }
+
+  User user(std::string email, std::string name = "") {
+    User u;
+    u.email = std::move(email);
+    u.name = std::move(name);
+    u.source = "oidc";
+    return u;
+  }
+  Group group(std::string name, int priority = 0) {
+    Group g;
+    g.name = std::move(name);
+    g.priority = priority;
+    return g;
+  }
+  ApiKey key(std::string id, std::string email) {
+    ApiKey k;
+    k.id = id;
+    k.user_email = std::move(email);
+    k.name = "label " + id;
+    k.prefix = "gh_" + id;
+    k.hash = "hash-" + id;
+    k.created_at = 1000;
+    return k;
+  }
+
+  std::unique_ptr<Env> env;
+  std::unique_ptr<Store> store;
+};
+
+using Backends = ::testing::Types<SqliteEnv, PgEnv>;
+class BackendNames {
+ public:
+  template <class T>
+  static std::string GetName(int) {
+    return T::kPostgres ? "postgresql" : "sqlite";
+  }
+};
+TYPED_TEST_SUITE(StoreTest, Backends, BackendNames);
+
+// Waits (bounded) until `pred` holds; returns whether it did.
+template <class F>
+bool eventually(F pred, std::chrono::milliseconds limit = std::chrono::milliseconds(3000)) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+}  // namespace
+
+TYPED_TEST(StoreTest, MigrateIsIdempotentAndVersioned) {
+  auto& s = *this->store;
+  EXPECT_EQ(s.backend(), TypeParam::kPostgres ? "postgresql" : "sqlite");
+  EXPECT_EQ(s.schema_version(), 1);
+  EXPECT_EQ(s.migrate(), 0);
+  EXPECT_EQ(s.schema_version(), 1);
+  // A second instance on the same database finds nothing to do and sees the same data.
+  ASSERT_TRUE(s.create_user(this->user("a@x.test")));
+  auto other = Store::open(this->env->url());
+  EXPECT_EQ(other->migrate(), 0);
+  EXPECT_TRUE(other->get_user("a@x.test").has_value());
+}
+
+TYPED_TEST(StoreTest, FreshDatabaseHasVersionZero) {
+  this->store.reset();
+  this->env = std::make_unique<TypeParam>();
+  auto s = Store::open(this->env->url());
+  EXPECT_EQ(s->schema_version(), 0);
+  EXPECT_EQ(s->migrate(), 1);
+  EXPECT_EQ(s->schema_version(), 1);
+}
+
+TYPED_TEST(StoreTest, UsersCreateDuplicateUpdateDelete) {
+  auto& s = *this->store;
+  auto u = this->user("Alice@Example.COM", "Alice");
+  u.subject = "oidc:https://idp|123";
+  u.is_admin = true;
+  u.created_at = 42;
+  ASSERT_TRUE(s.create_user(u));
+  EXPECT_FALSE(s.create_user(this->user("alice@example.com", "Other")));  // same email, other case
+  auto got = s.get_user("ALICE@example.com");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->email, "alice@example.com");
+  EXPECT_EQ(got->name, "Alice");
+  EXPECT_TRUE(got->is_admin);
+  EXPECT_FALSE(got->disabled);
+  EXPECT_EQ(got->created_at, 42);
+  EXPECT_EQ(got->last_seen_at, 0);
+  auto by_sub = s.find_user_by_subject("oidc:https://idp|123");
+  ASSERT_TRUE(by_sub);
+  EXPECT_EQ(by_sub->email, "alice@example.com");
+  EXPECT_FALSE(s.find_user_by_subject("oidc:https://idp|999"));
+  EXPECT_FALSE(s.find_user_by_subject(""));
+
+  got->name = "Alice B";
+  got->disabled = true;
+  got->is_admin = false;
+  got->email = "ALICE@EXAMPLE.com";
+  EXPECT_TRUE(s.update_user(*got));
+  EXPECT_FALSE(s.update_user(this->user("nobody@example.com")));
+  got = s.get_user("alice@example.com");
+  EXPECT_EQ(got->name, "Alice B");
+  EXPECT_TRUE(got->disabled);
+  EXPECT_FALSE(got->is_admin);
+  EXPECT_EQ(got->created_at, 42);  // not touched by update
+
+  s.touch_user("alice@EXAMPLE.com", 500);
+  s.touch_user("alice@example.com", 400);  // older: ignored
+  EXPECT_EQ(s.get_user("alice@example.com")->last_seen_at, 500);
+
+  ASSERT_TRUE(s.create_group(this->group("G1")));
+  ASSERT_TRUE(s.add_member("G1", "alice@example.com", "manual"));
+  s.create_api_key(this->key("k1", "alice@example.com"));
+  ASSERT_TRUE(s.create_user(this->user("bob@example.com")));
+  ASSERT_TRUE(s.add_member("G1", "bob@example.com", "manual"));
+  EXPECT_EQ(s.count_users(), 2);
+
+  EXPECT_TRUE(s.delete_user("Alice@example.com"));
+  EXPECT_FALSE(s.delete_user("alice@example.com"));
+  EXPECT_FALSE(s.get_user("alice@example.com"));
+  EXPECT_TRUE(s.groups_of("alice@example.com").empty());
+  EXPECT_FALSE(s.get_api_key("k1"));
+  EXPECT_EQ(s.get_group("G1")->member_count, 1);
+  EXPECT_EQ(s.count_users(), 1);
+}
+
+TYPED_TEST(StoreTest, ListUsersSearchPagingTotal) {
+  auto& s = *this->store;
+  for (int i = 0; i < 30; ++i) {
+    char email[64];
+    std::snprintf(email, sizeof email, "user%02d@%s.test", i, i % 3 == 0 ? "acme" : "other");
+    ASSERT_TRUE(s.create_user(this->user(email, i == 7 ? "Zed ACMEfan" : "Plain")));
+  }
+  ASSERT_TRUE(s.create_user(this->user("pct@x.test", "100% sure")));
+  int64_t total = -1;
+  auto all = s.list_users("", 0, 10, &total);
+  EXPECT_EQ(total, 31);
+  ASSERT_EQ(all.size(), 10u);
+  EXPECT_EQ(all[0].email, "pct@x.test");
+  EXPECT_EQ(all[1].email, "user00@acme.test");
+  auto page = s.list_users("", 25, 10, &total);
+  ASSERT_EQ(page.size(), 6u);
+  EXPECT_EQ(page.back().email, "user29@other.test");
+
+  // Case-insensitive on email and name: 10 acme emails + user07 by name.
+  auto hits = s.list_users("AcMe", 0, 100, &total);
+  EXPECT_EQ(total, 11);
+  ASSERT_EQ(hits.size(), 11u);
+  EXPECT_TRUE(std::is_sorted(hits.begin(), hits.end(), [](auto& a, auto& b) { return a.email < b.email; }));
+  EXPECT_EQ(hits[3].email, "user07@other.test");
+  hits = s.list_users("acme", 8, 2, &total);
+  EXPECT_EQ(total, 11);
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_EQ(hits[0].email, "user21@acme.test");
+
+  // LIKE wildcards in the query are literal.
+  hits = s.list_users("%", 0, 100, &total);
+  EXPECT_EQ(total, 1);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0].email, "pct@x.test");
+  hits = s.list_users("r_0", 0, 100, &total);
+  EXPECT_EQ(total, 0);
+  EXPECT_TRUE(hits.empty());
+}
+
+TYPED_TEST(StoreTest, GroupsCreateRenameDeleteList) {
+  auto& s = *this->store;
+  auto g = this->group("MCP-GitHub", 5);
+  g.description = "GitHub tools";
+  ASSERT_TRUE(s.create_group(g));
+  EXPECT_FALSE(s.create_group(this->group("MCP-GitHub")));
+  ASSERT_TRUE(s.create_group(this->group("mcp-github")));  // names are case-sensitive
+  ASSERT_TRUE(s.create_group(this->group("Tenant-Acme")));
+  ASSERT_TRUE(s.create_user(this->user("a@x.test")));
+  ASSERT_TRUE(s.add_member("MCP-GitHub", "a@x.test", "manual"));
+  ASSERT_TRUE(s.add_member("MCP-GitHub", "b@x.test", "manual"));
+
+  auto got = s.get_group("MCP-GitHub");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->description, "GitHub tools");
+  EXPECT_EQ(got->priority, 5);
+  EXPECT_EQ(got->member_count, 2);
+  EXPECT_FALSE(got->is_tenant);
+
+  auto t = this->group("Tenant-Acme", 9);
+  t.is_tenant = true;
+  t.description = "Acme";
+  EXPECT_TRUE(s.update_group(t));
+  EXPECT_FALSE(s.update_group(this->group("Nope")));
+  EXPECT_TRUE(s.get_group("Tenant-Acme")->is_tenant);
+  EXPECT_EQ(s.get_group("Tenant-Acme")->priority, 9);
+
+  EXPECT_TRUE(s.rename_group("MCP-GitHub", "MCP-GH"));
+  EXPECT_FALSE(s.get_group("MCP-GitHub"));
+  EXPECT_EQ(s.get_group("MCP-GH")->member_count, 2);
+  EXPECT_EQ(s.get_group("MCP-GH")->priority, 5);
+  EXPECT_EQ(s.groups_of("a@x.test"), std::vector<std::string>{"MCP-GH"});
+  EXPECT_FALSE(s.rename_group("Missing", "X"));
+  EXPECT_THROW(s.rename_group("MCP-GH", "Tenant-Acme"), StoreError);
+  EXPECT_EQ(s.get_group("MCP-GH")->member_count, 2);  // the failed rename changed nothing
+
+  int64_t total = 0;
+  auto list = s.list_groups("", 0, 10, &total);
+  EXPECT_EQ(total, 3);
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].name, "MCP-GH");  // bytewise order: upper case first
+  EXPECT_EQ(list[0].member_count, 2);
+  EXPECT_EQ(list[1].name, "Tenant-Acme");
+  EXPECT_EQ(list[2].name, "mcp-github");
+  EXPECT_EQ(list[2].member_count, 0);
+  list = s.list_groups("ACME", 0, 10, &total);
+  EXPECT_EQ(total, 1);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].name, "Tenant-Acme");
+  list = s.list_groups("", 1, 1, &total);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].name, "Tenant-Acme");
+  EXPECT_EQ(total, 3);
+
+  EXPECT_TRUE(s.delete_group("MCP-GH"));
+  EXPECT_FALSE(s.delete_group("MCP-GH"));
+  EXPECT_TRUE(s.groups_of("a@x.test").empty());
+  EXPECT_TRUE(s.get_user("a@x.test"));  // users stay
+}
+
+TYPED_TEST(StoreTest, MembersAddRemoveAndGroupsOf) {
+  auto& s = *this->store;
+  for (auto n : {"b-group", "A-group", "a-group", "Z"}) ASSERT_TRUE(s.create_group(this->group(n)));
+  auto u = this->user("m@x.test", "Member");
+  ASSERT_TRUE(s.create_user(u));
+  EXPECT_TRUE(s.add_member("b-group", "M@x.test", "manual"));
+  EXPECT_FALSE(s.add_member("b-group", "m@x.test", "manual"));
+  EXPECT_TRUE(s.add_member("a-group", "m@x.test", "manual"));
+  EXPECT_TRUE(s.add_member("A-group", "m@x.test", "idp"));
+  EXPECT_TRUE(s.add_member("Z", "m@x.test", ""));
+  EXPECT_THROW(s.add_member("missing", "m@x.test", "manual"), StoreError);
+  EXPECT_EQ(s.groups_of("M@X.TEST"), (std::vector<std::string>{"A-group", "Z", "a-group", "b-group"}));
+  EXPECT_TRUE(s.remove_member("Z", "M@x.test"));
+  EXPECT_FALSE(s.remove_member("Z", "m@x.test"));
+  EXPECT_EQ(s.groups_of("m@x.test"), (std::vector<std::string>{"A-group", "a-group", "b-group"}));
+
+  // A member who never signed in is listed by email.
+  EXPECT_TRUE(s.add_member("b-group", "new@x.test", "manual"));
+  int64_t total = 0;
+  auto ms = s.members("b-group", 0, 10, &total);
+  EXPECT_EQ(total, 2);
+  ASSERT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms[0].email, "m@x.test");
+  EXPECT_EQ(ms[0].name, "Member");
+  EXPECT_EQ(ms[1].email, "new@x.test");
+  EXPECT_EQ(ms[1].name, "");
+  ms = s.members("b-group", 1, 10, &total);
+  ASSERT_EQ(ms.size(), 1u);
+  EXPECT_EQ(ms[0].email, "new@x.test");
+  EXPECT_EQ(total, 2);
+}
+
+TYPED_TEST(StoreTest, SyncIdpGroupsKeepsManualMemberships) {
+  auto& s = *this->store;
+  ASSERT_TRUE(s.create_user(this->user("u@x.test")));
+  ASSERT_TRUE(s.create_group(this->group("Manual")));
+  ASSERT_TRUE(s.create_group(this->group("Both")));
+  ASSERT_TRUE(s.add_member("Manual", "u@x.test", "manual"));
+  ASSERT_TRUE(s.add_member("Both", "u@x.test", "manual"));
+
+  s.sync_idp_groups("U@x.test", {"Both", "Idp-1", "Idp-2", "Idp-1", ""});
+  EXPECT_EQ(s.groups_of("u@x.test"), (std::vector<std::string>{"Both", "Idp-1", "Idp-2", "Manual"}));
+  ASSERT_TRUE(s.get_group("Idp-1"));  // created
+  EXPECT_EQ(s.get_group("Idp-1")->member_count, 1);
+
+  s.sync_idp_groups("u@x.test", {"Idp-2"});
+  EXPECT_EQ(s.groups_of("u@x.test"), (std::vector<std::string>{"Both", "Idp-2", "Manual"}));
+  s.sync_idp_groups("u@x.test", {});
+  EXPECT_EQ(s.groups_of("u@x.test"), (std::vector<std::string>{"Both", "Manual"}));
+  EXPECT_TRUE(s.get_group("Idp-1"));  // groups themselves stay
+
+  auto d = s.dump();
+  for (auto& m : d.memberships) EXPECT_EQ(m.source, "manual") << m.group_name;
+}
+
+TYPED_TEST(StoreTest, ApiKeysCreateGetListRevokeTouch) {
+  auto& s = *this->store;
+  ASSERT_TRUE(s.create_user(this->user("k@x.test")));
+  ASSERT_TRUE(s.create_user(this->user("l@x.test")));
+  auto k1 = this->key("k1", "K@x.test");
+  k1.scopes = "mcp:read";
+  k1.expires_at = 9999;
+  s.create_api_key(k1);
+  auto k2 = this->key("k2", "k@x.test");
+  k2.created_at = 2000;
+  s.create_api_key(k2);
+  s.create_api_key(this->key("k3", "l@x.test"));
+  EXPECT_THROW(s.create_api_key(this->key("k1", "k@x.test")), StoreError);     // duplicate id
+  EXPECT_THROW(s.create_api_key(this->key("k9", "nobody@x.test")), StoreError);  // no such user
+
+  auto got = s.get_api_key("k1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->user_email, "k@x.test");
+  EXPECT_EQ(got->name, "label k1");
+  EXPECT_EQ(got->prefix, "gh_k1");
+  EXPECT_EQ(got->hash, "hash-k1");
+  EXPECT_EQ(got->scopes, "mcp:read");
+  EXPECT_EQ(got->created_at, 1000);
+  EXPECT_EQ(got->expires_at, 9999);
+  EXPECT_EQ(got->last_used_at, 0);
+  EXPECT_EQ(got->revoked_at, 0);
+  EXPECT_FALSE(s.get_api_key("nope"));
+
+  auto mine = s.list_api_keys("K@X.test");
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(mine[0].id, "k1");
+  EXPECT_EQ(mine[1].id, "k2");
+  EXPECT_EQ(s.list_api_keys("").size(), 3u);
+
+  s.touch_api_keys({{"k1", 300}, {"k2", 200}, {"missing", 1}});
+  s.touch_api_keys({{"k1", 100}});  // older: ignored
+  EXPECT_EQ(s.get_api_key("k1")->last_used_at, 300);
+  EXPECT_EQ(s.get_api_key("k2")->last_used_at, 200);
+
+  EXPECT_TRUE(s.revoke_api_key("k2", 777));
+  EXPECT_FALSE(s.revoke_api_key("k2", 888));
+  EXPECT_FALSE(s.revoke_api_key("missing", 1));
+  EXPECT_EQ(s.get_api_key("k2")->revoked_at, 777);
+  auto d = s.dump();
+  ASSERT_EQ(d.api_keys.size(), 2u);
+  EXPECT_EQ(d.api_keys[0].id, "k1");
+  EXPECT_EQ(d.api_keys[1].id, "k3");
+}
+
+TYPED_TEST(StoreTest, AuditAppendListFilters) {
+  auto& s = *this->store;
+  s.append_audit({0, 100, "admin@x.test", "group.create", "G1", R"({"after":{"name":"G1"}})"});
+  s.append_audit({0, 200, "admin@x.test", "user.update", "u@x.test", "{}"});
+  s.append_audit({0, 300, "cli", "group.create", "G2", ""});
+  s.append_audit({0, 400, "admin@x.test", "group.create", "G3", "{}"});
+  int64_t total = 0;
+  auto all = s.list_audit({}, &total);
+  EXPECT_EQ(total, 4);
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].target, "G3");  // newest first
+  EXPECT_GT(all[0].id, all[1].id);
+  EXPECT_EQ(all[3].details, R"({"after":{"name":"G1"}})");
+  EXPECT_EQ(all[1].details, "{}");
+
+  AuditFilter f;
+  f.actor = "admin@x.test";
+  f.action = "group.create";
+  auto hits = s.list_audit(f, &total);
+  EXPECT_EQ(total, 2);
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_EQ(hits[0].target, "G3");
+  EXPECT_EQ(hits[1].target, "G1");
+
+  AuditFilter g;
+  g.since = 200;
+  g.until = 300;
+  hits = s.list_audit(g, &total);
+  EXPECT_EQ(total, 2);
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_EQ(hits[0].actor, "cli");
+  EXPECT_EQ(hits[1].action, "user.update");
+
+  AuditFilter p;
+  p.limit = 1;
+  p.offset = 1;
+  hits = s.list_audit(p, &total);
+  EXPECT_EQ(total, 4);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0].target, "G2");
+  AuditFilter t;
+  t.target = "u@x.test";
+  EXPECT_EQ(s.list_audit(t, &total).size(), 1u);
+}
+
+TYPED_TEST(StoreTest, MetaPutIfAbsentKeepsTheFirstValue) {
+  auto& s = *this->store;
+  EXPECT_FALSE(s.get_meta("session_secret"));
+  EXPECT_EQ(s.put_meta_if_absent("session_secret", "first"), "first");
+  auto other = Store::open(this->env->url());
+  EXPECT_EQ(other->put_meta_if_absent("session_secret", "second"), "first");
+  EXPECT_EQ(s.get_meta("session_secret"), "first");
+}
+
+TYPED_TEST(StoreTest, DumpHasEverything) {
+  auto& s = *this->store;
+  auto a = this->user("a@x.test", "A");
+  a.is_admin = true;
+  ASSERT_TRUE(s.create_user(a));
+  ASSERT_TRUE(s.create_user(this->user("b@x.test", "B")));
+  auto t = this->group("Tenant-Acme", 3);
+  t.is_tenant = true;
+  ASSERT_TRUE(s.create_group(t));
+  ASSERT_TRUE(s.create_group(this->group("Empty")));
+  ASSERT_TRUE(s.add_member("Tenant-Acme", "a@x.test", "manual"));
+  ASSERT_TRUE(s.add_member("Tenant-Acme", "b@x.test", "idp"));
+  s.create_api_key(this->key("k1", "a@x.test"));
+
+  auto d = s.dump();
+  ASSERT_EQ(d.users.size(), 2u);
+  EXPECT_EQ(d.users[0].email, "a@x.test");
+  EXPECT_TRUE(d.users[0].is_admin);
+  EXPECT_EQ(d.users[1].name, "B");
+  ASSERT_EQ(d.groups.size(), 2u);
+  EXPECT_EQ(d.groups[0].name, "Empty");
+  EXPECT_EQ(d.groups[0].member_count, 0);
+  EXPECT_EQ(d.groups[1].name, "Tenant-Acme");
+  EXPECT_EQ(d.groups[1].member_count, 2);
+  EXPECT_TRUE(d.groups[1].is_tenant);
+  EXPECT_EQ(d.groups[1].priority, 3);
+  ASSERT_EQ(d.memberships.size(), 2u);
+  EXPECT_EQ(d.memberships[0].user_email, "a@x.test");
+  EXPECT_EQ(d.memberships[0].source, "manual");
+  EXPECT_EQ(d.memberships[1].source, "idp");
+  ASSERT_EQ(d.api_keys.size(), 1u);
+  EXPECT_EQ(d.api_keys[0].hash, "hash-k1");
+}
+
+TYPED_TEST(StoreTest, DumpOfManyUsers) {
+  // Sized, not timed: a bulk load of 5,000 users with memberships comes back whole.
+  auto& s = *this->store;
+  ASSERT_TRUE(s.create_group(this->group("All")));
+  for (int i = 0; i < 5000; ++i) {
+    auto email = "bulk" + std::to_string(i) + "@x.test";
+    ASSERT_TRUE(s.create_user(this->user(email)));
+    if (i % 2 == 0) {
+      ASSERT_TRUE(s.add_member("All", email, "idp"));
+    }
+  }
+  auto d = s.dump();
+  EXPECT_EQ(d.users.size(), 5000u);
+  EXPECT_EQ(d.memberships.size(), 2500u);
+  EXPECT_EQ(d.groups.at(0).member_count, 2500);
+  int64_t total = 0;
+  auto page = s.list_users("bulk49", 0, 5, &total);
+  EXPECT_EQ(total, 111);  // bulk49, bulk490…bulk499, bulk4900…bulk4999
+  ASSERT_EQ(page.size(), 5u);
+  EXPECT_EQ(page[0].email, "bulk4900@x.test");  // bytewise: '0' sorts before '@'
+  EXPECT_EQ(page[4].email, "bulk4904@x.test");
+}
+
+TYPED_TEST(StoreTest, NotifyChangedFiresTheWatcherOncePerBurst) {
+  auto& s = *this->store;
+  std::atomic<int> calls{0};
+  s.watch([&] { ++calls; });
+  if (TypeParam::kPostgres) std::this_thread::sleep_for(std::chrono::milliseconds(200));  // LISTEN established
+  s.notify_changed();
+  EXPECT_TRUE(eventually([&] { return calls.load() >= 1; }, std::chrono::milliseconds(1000)));
+  auto before = calls.load();
+  for (int i = 0; i < 10; ++i) s.notify_changed();
+  EXPECT_TRUE(eventually([&] { return calls.load() > before; }, std::chrono::milliseconds(1000)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_LE(calls.load() - before, 3) << "a burst of 10 notifications should be debounced";
+  s.stop_watching();
+  s.stop_watching();  // idempotent
+}
+
+TYPED_TEST(StoreTest, ChangesReachAnotherInstance) {
+  // PostgreSQL: NOTIFY from one instance reaches another's LISTEN. SQLite: a write by another connection
+  // (another process, e.g. the CLI) is seen through PRAGMA data_version.
+  auto other = Store::open(this->env->url());
+  std::atomic<int> calls{0};
+  other->watch([&] { ++calls; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // watcher connected / first version read
+  ASSERT_TRUE(this->store->create_user(this->user("w@x.test")));
+  if (TypeParam::kPostgres) this->store->notify_changed();
+  EXPECT_TRUE(eventually([&] { return calls.load() >= 1; }, std::chrono::milliseconds(TypeParam::kPostgres ? 1000 : 2000)));
+  EXPECT_TRUE(other->get_user("w@x.test"));
+}
+
+TYPED_TEST(StoreTest, OpenWebUiDirectoryReadsBothMembershipForms) {
+  {
+    auto c = this->env->webui_conn();
+    std::string json_type = TypeParam::kPostgres ? "JSON" : "TEXT";
+    c->script(R"(CREATE TABLE "user" (id TEXT PRIMARY KEY, email TEXT, name TEXT, role TEXT, oauth_sub TEXT))");
+    c->script(R"(CREATE TABLE "group" (id TEXT PRIMARY KEY, user_id TEXT, name TEXT, description TEXT, user_ids )" +
+              json_type + ")");
+    c->script(R"(CREATE TABLE group_member (id TEXT PRIMARY KEY, group_id TEXT, user_id TEXT))");
+    c->exec(R"(INSERT INTO "user" (id, email, name, role) VALUES (?, ?, ?, ?))", {"u1", "one@x.test", "One", "admin"});
+    c->exec(R"(INSERT INTO "user" (id, email, name, role) VALUES (?, ?, ?, ?))", {"u2", "two@x.test", "Two", "pending"});
+    c->exec(R"(INSERT INTO "user" (id, email, name, role) VALUES (?, ?, ?, ?))", {"u10", "ten@x.test", "Ten", "user"});
+    c->exec(R"(INSERT INTO "group" (id, name, user_ids) VALUES (?, ?, ?))", {"g1", "Zeta", R"(["u1","u10"])"});
+    c->exec(R"(INSERT INTO "group" (id, name, user_ids) VALUES (?, ?, ?))", {"g2", "Alpha", R"([])"});
+    c->exec(R"(INSERT INTO "group" (id, name, user_ids) VALUES (?, ?, ?))", {"g3", "Mid", nullptr});
+    c->exec(R"(INSERT INTO "group" (id, name, user_ids) VALUES (?, ?, ?))", {"g4", "Only10", R"(["u10"])"});
+    c->exec("INSERT INTO group_member (id, group_id, user_id) VALUES (?, ?, ?)", {"m1", "g2", "u1"});
+    c->exec("INSERT INTO group_member (id, group_id, user_id) VALUES (?, ?, ?)", {"m2", "g1", "u1"});  // both forms
+    c->exec("INSERT INTO group_member (id, group_id, user_id) VALUES (?, ?, ?)", {"m3", "g3", "u1"});
+  }
+  auto dir = OpenWebUiDirectory::open(this->env->webui_url());
+  auto u1 = dir->find("u1");
+  ASSERT_TRUE(u1);
+  EXPECT_EQ(u1->email, "one@x.test");
+  EXPECT_EQ(u1->name, "One");
+  EXPECT_EQ(u1->role, "admin");
+  EXPECT_EQ(u1->groups, (std::vector<std::string>{"Alpha", "Mid", "Zeta"}));  // sorted, no duplicate, not Only10
+  auto u2 = dir->find("u2");
+  ASSERT_TRUE(u2);
+  EXPECT_EQ(u2->role, "pending");
+  EXPECT_TRUE(u2->groups.empty());
+  auto u10 = dir->find("u10");
+  ASSERT_TRUE(u10);
+  EXPECT_EQ(u10->groups, (std::vector<std::string>{"Only10", "Zeta"}));
+  EXPECT_FALSE(dir->find("nobody"));
+  EXPECT_FALSE(dir->find(""));
+}
+
+TYPED_TEST(StoreTest, OpenWebUiDirectoryWithOnlyOneMembershipForm) {
+  {
+    auto c = this->env->webui_conn();
+    c->script(R"(CREATE TABLE "user" (id TEXT PRIMARY KEY, email TEXT, name TEXT, role TEXT))");
+    c->script(R"(CREATE TABLE "group" (id TEXT PRIMARY KEY, name TEXT))");
+    c->script(R"(CREATE TABLE group_member (id TEXT PRIMARY KEY, group_id TEXT, user_id TEXT))");
+    c->exec(R"(INSERT INTO "user" (id, email, name, role) VALUES (?, ?, ?, ?))", {"u1", "one@x.test", "One", "user"});
+    c->exec(R"(INSERT INTO "group" (id, name) VALUES (?, ?))", {"g1", "B"});
+    c->exec(R"(INSERT INTO "group" (id, name) VALUES (?, ?))", {"g2", "A"});
+    c->exec("INSERT INTO group_member (id, group_id, user_id) VALUES (?, ?, ?)", {"m1", "g1", "u1"});
+    c->exec("INSERT INTO group_member (id, group_id, user_id) VALUES (?, ?, ?)", {"m2", "g2", "u1"});
+  }
+  auto dir = OpenWebUiDirectory::open(this->env->webui_url());
+  auto u1 = dir->find("u1");
+  ASSERT_TRUE(u1);
+  EXPECT_EQ(u1->groups, (std::vector<std::string>{"A", "B"}));
+}
+
+// ---- backend-independent parts ----
+
+TEST(StoreUrl, ErrorsNeverShowThePassword) {
+  try {
+    Store::open("postgresql://gh:s3cr3t-pw@127.0.0.1:1/db?connect_timeout=2");
+    FAIL() << "expected StoreError";
+  } catch (const StoreError& e) {
+    std::string what = e.what();
+    EXPECT_EQ(what.find("s3cr3t-pw"), std::string::npos) << what;
+    EXPECT_NE(what.find("127.0.0.1"), std::string::npos) << what;
+  }
+  EXPECT_THROW(Store::open("mysql://root:pw@localhost/x"), StoreError);
+  EXPECT_EQ(sql::redact_url("postgresql://u:pw@h:5432/d?password=x&sslmode=require"),
+            "postgresql://u:***@h:5432/d?password=***&sslmode=require");
+  EXPECT_EQ(sql::redact_url("postgresql://u@h/d"), "postgresql://u@h/d");
+}
+
+TEST(StoreUrl, InMemorySqliteWorks) {
+  auto s = Store::open("sqlite::memory:");
+  EXPECT_EQ(s->migrate(), 1);
+  User u;
+  u.email = "m@x.test";
+  EXPECT_TRUE(s->create_user(u));
+  EXPECT_EQ(s->count_users(), 1);
+  std::atomic<int> calls{0};
+  s->watch([&] { ++calls; });
+  s->notify_changed();
+  EXPECT_TRUE(eventually([&] { return calls.load() >= 1; }, std::chrono::milliseconds(1000)));
+}
+
+TEST(StoreSql, TranslatesPlaceholdersAndSchemaOutsideLiterals) {
+  EXPECT_EQ(sql::translate("SELECT a FROM @t WHERE x = ? AND y LIKE ? ESCAPE '\\' AND z = '?@'",
+                           sql::Dialect::postgresql, "mcp_proxy."),
+            "SELECT a FROM mcp_proxy.t WHERE x = $1 AND y LIKE $2 ESCAPE '\\' AND z = '?@'");
+  EXPECT_EQ(sql::translate("SELECT a FROM @t WHERE x = ?", sql::Dialect::sqlite, "ignored."),
+            "SELECT a FROM t WHERE x = ?");
+}
+
+TEST(StoreSql, UserListingUsesTheEmailIndexForOrder) {
+  // Index-friendly paging: SQLite must walk the primary key, not sort all users (checked on the query plan).
+  auto dir = fs::temp_directory_path() / ("gh-plan-" + gh::random_hex(6));
+  fs::create_directories(dir);
+  {
+    auto s = Store::open("sqlite://" + (dir / "g.db").string());
+    s->migrate();
+    auto c = sql::open_sqlite((dir / "g.db").string());
+    std::string plan;
+    c->query("EXPLAIN QUERY PLAN SELECT email FROM users ORDER BY email LIMIT 10 OFFSET 20", {},
+             [&](const sql::Row& r) { plan += r.str(3) + "\n"; });
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+    plan.clear();
+    c->query("EXPLAIN QUERY PLAN SELECT user_email FROM user_group_membership WHERE group_name = 'x'", {},
+             [&](const sql::Row& r) { plan += r.str(3) + "\n"; });
+    EXPECT_NE(plan.find("INDEX"), std::string::npos) << plan;
+  }
+  fs::remove_all(dir);
+}
