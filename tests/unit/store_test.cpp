@@ -662,3 +662,52 @@ TEST(StoreSql, UserListingUsesTheEmailIndexForOrder) {
   }
   fs::remove_all(dir);
 }
+
+// ---- PostgreSQL connection loss ----
+
+class PgReconnect : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    env = std::make_unique<PgEnv>();
+    if (!env->available()) GTEST_SKIP() << "GATEHOUSE_TEST_PG_URL not set";
+    store = Store::open(env->url());
+    store->migrate();
+    admin = sql::open_postgres(env->url(), "");
+  }
+  // Ends the server side of other sessions on the test database, as a server restart would.
+  int64_t terminate(std::string_view like) {
+    return admin->scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND query LIKE ?",
+        {like});
+  }
+  std::unique_ptr<PgEnv> env;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<sql::Connection> admin;
+};
+
+TEST_F(PgReconnect, StoreReconnectsOnceOutsideTransactions) {
+  User u;
+  u.email = "r@x.test";
+  ASSERT_TRUE(store->create_user(u));
+  ASSERT_GE(terminate("%"), 1);
+  // The first call after the loss finds the connection broken and reopens it.
+  EXPECT_TRUE(store->get_user("r@x.test").has_value());
+  EXPECT_EQ(store->count_users(), 1);
+}
+
+TEST_F(PgReconnect, WatcherReconnectsAndReportsPossiblyMissedChanges) {
+  std::atomic<int> calls{0};
+  store->watch([&] { ++calls; });
+  ASSERT_TRUE(eventually([&] { return terminate("LISTEN%") > 0; }, std::chrono::milliseconds(2000)));
+  // After reconnecting, the watcher calls back once (changes may have been missed meanwhile)…
+  EXPECT_TRUE(eventually([&] { return calls.load() >= 1; }, std::chrono::milliseconds(3000)));
+  // …and notifications flow again.
+  auto before = calls.load();
+  EXPECT_TRUE(eventually(
+      [&] {
+        store->notify_changed();
+        return calls.load() > before;
+      },
+      std::chrono::milliseconds(3000)));
+}
