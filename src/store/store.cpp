@@ -482,6 +482,8 @@ class SqlStore final : public Store {
     if (watcher_) watcher_->poke();
   }
 
+  // SQLite: the watcher's data_version poll also sees this instance's own commits, so a write here may be
+  // reported twice (poke and poll); reloads are idempotent, and the poll is what catches the CLI's writes.
   void watch(std::function<void()> cb) override {
     auto fresh = pg() ? sql::watch_postgres(url_, kChannel, std::move(cb)) : sql::watch_sqlite(sqlite_path_, std::move(cb));
     std::unique_ptr<sql::Watcher> old;
