@@ -437,7 +437,8 @@ boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view pa
     if (!reply.status || reply.status == 200) {
       reply.status = 0;
       try {
-        reply = co_await pool_.run([call] { return call->run(); });
+        auto job = [call] { return call->run(); };  // named: see BlockingPool::run
+        reply = co_await pool_.run(std::move(job));
         if (call->changed) co_await directory_.changed();
       } catch (const StoreError& e) {
         log::error("management API store error", {{"request_id", ex.request_id}, {"error", e.what()}});

@@ -176,10 +176,12 @@ int serve(const Settings& settings, const Environment& env) {
     if (path == "/mcp-admin/api" || path.starts_with("/mcp-admin/api/")) {
       // Everyone but an admin gets the same answer from every URL here, known or not.
       if (auth.status || !auth.principal.authenticated()) {
-        co_await ex.send_json(auth.status == 403 ? bhttp::status::forbidden : bhttp::status::unauthorized,
-                              json::serialize(error_body(auth.status == 403 ? "forbidden" : "unauthorized",
-                                                         auth.status ? auth.message : "Sign in or send an API key")),
-                              auth.status == 403 ? std::string() : www_authenticate(*auth_routes));
+        // (locals, not conditionals inside the co_await: GCC 12 destroys such temporaries twice)
+        bool forbidden = auth.status == 403;
+        std::string body = json::serialize(error_body(forbidden ? "forbidden" : "unauthorized",
+                                                      auth.status ? auth.message : "Sign in or send an API key"));
+        std::string extra = forbidden ? std::string() : www_authenticate(*auth_routes);
+        co_await ex.send_json(forbidden ? bhttp::status::forbidden : bhttp::status::unauthorized, std::move(body), extra);
       } else if (!auth.principal.is_admin()) {
         co_await ex.send_json(bhttp::status::forbidden,
                               json::serialize(error_body("forbidden", "This needs an administrator account")));

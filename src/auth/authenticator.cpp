@@ -210,7 +210,7 @@ struct Authenticator::Impl {
     if (!subject.empty())
       if (auto e = directory.current()->email_for_subject(subject)) email = *e;
     if (auto id = directory.user(email)) co_return id;
-    auto created = co_await pool.run([&, email, name, subject, source]() -> std::shared_ptr<const Identity> {
+    auto job = [&, email, name, subject, source]() -> std::shared_ptr<const Identity> {
       store::User u;
       u.email = email;
       u.name = name;
@@ -233,7 +233,8 @@ struct Authenticator::Impl {
       id->disabled = u.disabled;
       store.notify_changed();
       return id;
-    });
+    };
+    auto created = co_await pool.run(std::move(job));
     if (created) directory.remember(created);
     co_return created;
   }
@@ -346,7 +347,8 @@ struct Authenticator::Impl {
     if (!openwebui) co_return unauthorized("Open WebUI token but OPENWEBUI_DATABASE_URL is not set");
     std::optional<store::OpenWebUiUser> user;
     try {
-      user = co_await pool.run([this, id] { return openwebui->find(id); });
+      auto job = [this, id] { return openwebui->find(id); };
+      user = co_await pool.run(std::move(job));
     } catch (const std::exception& e) {
       log::error("Open WebUI database lookup failed", {{"error", e.what()}});
       co_return fail(503, "Open WebUI database unavailable", "Service unavailable: cannot resolve the user now");
@@ -539,7 +541,7 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
   std::optional<std::vector<std::string>> synced;
   if (im.settings.oidc_group_sync) synced = claim_strings(claims, im.settings.oidc_groups_claim);
   std::string conflict;
-  auto id = co_await im.pool.run([&, email, subject, name, synced]() -> std::shared_ptr<const Identity> {
+  auto job = [&, email, subject, name, synced]() -> std::shared_ptr<const Identity> {
     auto& st = im.store;
     std::optional<store::User> u;
     if (auto e = st.find_user_by_subject(subject)) u = e;
@@ -575,9 +577,12 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
     out->disabled = u->disabled;
     st.notify_changed();
     return out;
-  });
-  if (!id) co_return fail(403, conflict.empty() ? "sign-in could not create the user" : conflict,
-                          "This account cannot sign in here; ask an administrator.");
+  };
+  auto id = co_await im.pool.run(std::move(job));
+  if (!id) {
+    std::string why = conflict.empty() ? "sign-in could not create the user" : conflict;
+    co_return fail(403, std::move(why), "This account cannot sign in here; ask an administrator.");
+  }
   im.directory.remember(id);
   if (id->disabled) co_return fail(403, "user " + email + " is disabled", "This account is disabled.");
   AuthResult r;

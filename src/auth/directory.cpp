@@ -133,7 +133,8 @@ void Directory::remember(std::shared_ptr<const Identity> id) {
 net::awaitable<void> Directory::changed() {
   store_.notify_changed();
   uint64_t version = next_version_++;
-  auto snap = co_await pool_.run([this, version] { return Snapshot::build(store_.dump(), version); });
+  auto job = [this, version] { return Snapshot::build(store_.dump(), version); };  // named: see BlockingPool::run
+  auto snap = co_await pool_.run(std::move(job));
   install(std::move(snap));
 }
 
@@ -153,7 +154,8 @@ void Directory::start_watching() {
           reload_again_ = false;
           uint64_t version = next_version_++;
           try {
-            auto snap = co_await pool_.run([this, version] { return Snapshot::build(store_.dump(), version); });
+            auto job = [this, version] { return Snapshot::build(store_.dump(), version); };  // named: see BlockingPool::run
+  auto snap = co_await pool_.run(std::move(job));
             if (!*alive) co_return;
             install(std::move(snap));
           } catch (const std::exception& e) {

@@ -74,7 +74,9 @@ void Oidc::start() {
     net::steady_timer t(ex_);
     auto delay = std::chrono::seconds(1);
     while (*alive) {
-      bool ok = ready() ? co_await refresh_keys() : co_await discover();
+      bool ok = false;
+      if (ready()) ok = co_await refresh_keys();
+      else ok = co_await discover();
       if (!*alive) co_return;
       if (ok && ready()) {
         delay = std::chrono::seconds(3600);  // routine key refresh

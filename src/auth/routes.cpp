@@ -146,8 +146,9 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
   }
   if (path == "/auth/me" && method == bhttp::verb::get) {
     if (auth.status || !auth.principal.authenticated()) {
-      co_await reply(ex, admin::error_reply(auth.status ? auth.status : 401, auth.status == 403 ? "forbidden" : "unauthorized",
-                                            auth.status ? auth.message : "Not signed in"));
+      auto r = admin::error_reply(auth.status ? auth.status : 401, auth.status == 403 ? "forbidden" : "unauthorized",
+                                  auth.status ? auth.message : "Not signed in");
+      co_await reply(ex, r);
       co_return;
     }
     auto& id = *auth.principal.identity;
@@ -212,8 +213,11 @@ net::awaitable<void> Routes::callback(http::Exchange& ex) {
     co_await page(ex, status, "Sign-in failed", text, std::move(cookies));
   };
   if (!oidc_) co_return co_await fail(bhttp::status::not_found, "no OIDC provider configured", "Sign-in is not configured here.");
-  if (!st) co_return co_await fail(bhttp::status::bad_request, raw.empty() ? "no login cookie" : "login cookie: " + reason,
-                                   "This sign-in expired or was started in another browser. Start again.");
+  if (!st) {
+    std::string why = raw.empty() ? "no login cookie" : "login cookie: " + reason;
+    co_return co_await fail(bhttp::status::bad_request, std::move(why),
+                            "This sign-in expired or was started in another browser. Start again.");
+  }
   if (auto e = q.find("error"); e != q.end())
     co_return co_await fail(bhttp::status::forbidden, "provider error: " + e->second + " " + q["error_description"],
                             settings_.oidc_provider_name + " did not sign you in (" + e->second + ").");
@@ -247,7 +251,8 @@ net::awaitable<void> Routes::callback(http::Exchange& ex) {
 
 net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest, const AuthResult& auth) {
   if (auth.status || !auth.principal.authenticated()) {
-    co_await reply(ex, admin::error_reply(auth.status ? auth.status : 401, "unauthorized", "Sign in first"));
+    auto r = admin::error_reply(auth.status ? auth.status : 401, "unauthorized", "Sign in first");
+    co_await reply(ex, r);
     co_return;
   }
   auto email = auth.principal.email();
@@ -256,11 +261,12 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
   admin::Reply r;
   bool changed = false;
   if (rest.empty() && method == bhttp::verb::get) {
-    r = co_await pool_.run([&] {
+    auto job = [&] {
       json::array items;
       for (auto& k : store_.list_api_keys(email)) items.push_back(api_key_json(k));
       return admin::Reply{200, json::serialize(json::object{{"items", std::move(items)}})};
-    });
+    };
+    r = co_await pool_.run(std::move(job));
   } else if (rest.empty() && method == bhttp::verb::post) {
     boost::system::error_code ec;
     auto body = ex.req.body().empty() ? json::value(json::object{}) : json::parse(ex.req.body(), ec);
@@ -276,27 +282,29 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
         else expires = it->value().as_int64();
       }
       if (!r.status || r.status == 200) {
-        r = co_await pool_.run([&] {
+        auto job = [&] {
           auto k = make_api_key(email, name, expires, now_s());
           store_.create_api_key(k.record);
           store_.append_audit({0, now_s(), email, "apikey.create", email, json::serialize(json::object{{"after", api_key_json(k.record)}})});
           auto out = api_key_json(k.record);
           out["key"] = k.secret;
           return admin::Reply{201, json::serialize(out)};
-        });
+        };
+        r = co_await pool_.run(std::move(job));
         changed = true;
       }
     }
   } else if (!rest.empty() && method == bhttp::verb::delete_) {
     std::string id(rest);
-    r = co_await pool_.run([&] {
+    auto job = [&] {
       auto k = store_.get_api_key(id);
       if (!k || k->user_email != email) return admin::error_reply(404, "not_found", "No such API key of yours");
       if (k->revoked_at) return admin::error_reply(409, "conflict", "This key is already revoked");
       store_.revoke_api_key(id, now_s());
       store_.append_audit({0, now_s(), email, "apikey.revoke", email, json::serialize(json::object{{"before", api_key_json(*k)}})});
       return admin::Reply{204, ""};
-    });
+    };
+    r = co_await pool_.run(std::move(job));
     changed = r.status == 204;
   } else {
     r = admin::error_reply(405, "method_not_allowed", "Method not allowed here");

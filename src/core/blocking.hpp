@@ -1,6 +1,8 @@
 // A small thread pool for blocking work (database calls, password hashing, file I/O), so that io threads
 // never wait on it. `co_await pool.run(fn)` runs fn there and resumes the caller on its own executor;
 // exceptions thrown by fn are rethrown in the caller.
+// Pass a named function object (`auto job = [...]{...}; co_await pool.run(std::move(job));`), not a lambda
+// written inside the co_await: GCC 12 destroys such temporaries twice (seen as a double free of captures).
 #pragma once
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
