@@ -132,6 +132,7 @@ struct Authenticator::Impl {
     int64_t expires = 0;     // when the entry stops being valid (token exp, or a short time for refusals)
     int status = 0;          // non-zero: a refusal
     std::string reason;
+    uint64_t key_generation = 0;  // OIDC: the provider's key generation when verified
   };
   StringMap<Cached> cache;
   static constexpr std::size_t kCacheMax = 200000;
@@ -296,13 +297,17 @@ struct Authenticator::Impl {
         } else {
           c.method = AuthMethod::oidc;
           c.key = id->email;
+          c.key_generation = oidc->key_generation();
           c.role_admin = admin_by_role(*claims);
           c.expires = expires_at(*claims);
         }
       }
     }
     if (!c.expires) c.expires = now_s() + 30;  // refusals are remembered briefly (no signature work per retry)
-    put(token, c);
+    // ...except those the provider can cure (a rotated key not fetched yet, discovery down): no crypto was spent.
+    if (!(c.status && (c.reason.find("no key with kid") != std::string::npos ||
+                       c.reason.find("metadata not loaded") != std::string::npos)))
+      put(token, c);
     co_return resolve(c);
   }
 
@@ -486,7 +491,8 @@ net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req,
   if (token.size() > kMaxTokenBytes) co_return unauthorized("token longer than " + std::to_string(kMaxTokenBytes) + " bytes");
 
   if (auto it = im.cache.find(token); it != im.cache.end()) {
-    if (it->second.expires > now_s()) co_return im.resolve(it->second);
+    bool stale = it->second.method == AuthMethod::oidc && im.oidc && it->second.key_generation != im.oidc->key_generation();
+    if (it->second.expires > now_s() && !stale) co_return im.resolve(it->second);
     im.cache.erase(it);
   }
 

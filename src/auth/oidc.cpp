@@ -7,6 +7,8 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
+#include <algorithm>
+
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "http/client.hpp"
@@ -76,7 +78,7 @@ void Oidc::start() {
     while (*alive) {
       bool ok = false;
       if (ready()) ok = co_await refresh_keys();
-      else ok = co_await discover();
+      else ok = co_await ensure_ready();
       if (!*alive) co_return;
       if (ok && ready()) {
         delay = std::chrono::seconds(3600);  // routine key refresh
@@ -87,6 +89,25 @@ void Oidc::start() {
       co_await t.async_wait(net::as_tuple(net::use_awaitable));
     }
   }, net::detached);
+}
+
+net::awaitable<bool> Oidc::ensure_ready() {
+  if (ready()) co_return true;
+  if (discovering_) {
+    auto ev = discovering_;
+    co_await ev->wait();
+    co_return ready();
+  }
+  if (Clock::now() - last_discovery_ < std::chrono::seconds(1)) co_return false;
+  auto alive = alive_;
+  auto ev = std::make_shared<Event>(ex_);
+  discovering_ = ev;
+  last_discovery_ = Clock::now();
+  co_await discover();
+  if (!*alive) co_return false;
+  discovering_.reset();
+  ev->set();
+  co_return ready();
 }
 
 net::awaitable<bool> Oidc::discover() {
@@ -149,6 +170,14 @@ net::awaitable<bool> Oidc::refresh_keys() {
     log::warn("JWKS has no usable key; keeping the last good keys", {{"url", jwks_uri_}, {"reason", reason}});
     co_return false;
   }
+  for (auto& old : keys_) {
+    bool kept = std::any_of(keys.begin(), keys.end(), [&](const Jwk& k) { return k.kid == old.kid; });
+    if (!kept) {
+      ++key_generation_;
+      log::info("a signing key left the provider's key set; its tokens are no longer accepted", {{"kid", old.kid}});
+      break;
+    }
+  }
   keys_ = std::move(keys);
   log::debug("JWKS refreshed", {{"keys", keys_.size()}});
   co_return true;
@@ -178,8 +207,8 @@ net::awaitable<std::optional<json::object>> Oidc::verify(std::string_view token,
     *reason = "algorithm " + (jwt->alg.empty() ? std::string("(none)") : jwt->alg) + " not accepted";
     co_return std::nullopt;
   }
-  if (!ready()) {
-    *reason = "identity provider metadata not loaded yet";
+  if (!co_await ensure_ready()) {
+    *reason = "identity provider metadata not loaded (discovery failing)";
     co_return std::nullopt;
   }
   const Jwk* key = find_key(jwt->kid, jwt->alg);

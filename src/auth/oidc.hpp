@@ -36,9 +36,13 @@ class Oidc {
   void start();
   void stop();
   bool ready() const { return !authorization_endpoint_.empty(); }
+  // Discovers now if not done yet (one attempt at a time, at most one per second); returns ready().
+  boost::asio::awaitable<bool> ensure_ready();
   const std::string& issuer_template() const { return settings_.oidc_issuer; }
   const std::string& authorization_endpoint() const { return authorization_endpoint_; }
   const std::string& end_session_endpoint() const { return end_session_endpoint_; }
+  // Changes whenever a key disappears from the provider's set: tokens verified before must be checked again.
+  uint64_t key_generation() const { return key_generation_; }
 
   // Verifies a JWT from this provider: signature by a JWKS key (refetching once on an unknown kid,
   // rate-limited), then iss/aud/exp/nbf/tid. `audience` empty = settings' audience. Returns the claims.
@@ -65,8 +69,11 @@ class Oidc {
   std::string authorization_endpoint_, token_endpoint_, userinfo_endpoint_, jwks_uri_, end_session_endpoint_;
   std::string discovered_issuer_;
   std::vector<Jwk> keys_;
+  uint64_t key_generation_ = 0;
   std::chrono::steady_clock::time_point last_key_fetch_{};
   std::shared_ptr<Event> key_fetch_;  // set while a fetch is in flight: others wait on it
+  std::shared_ptr<Event> discovering_;
+  std::chrono::steady_clock::time_point last_discovery_{};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -173,7 +173,7 @@ net::awaitable<void> Routes::login(http::Exchange& ex) {
                                           "No identity provider is configured here; use an API key"));
     co_return;
   }
-  if (!oidc_->ready()) {
+  if (!co_await oidc_->ensure_ready()) {
     co_await page(ex, bhttp::status::service_unavailable, "Sign-in is unavailable",
                   "Gatehouse cannot reach " + settings_.oidc_provider_name + " right now. Try again in a minute.");
     co_return;

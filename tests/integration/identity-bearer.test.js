@@ -90,7 +90,8 @@ describe('IdP bearer tokens', () => {
 describe('IdP key rotation', () => {
   it('after the IdP restarts with a new key, tokens with the new kid are accepted without restarting the gateway; the removed key is refused', async (t) => {
     const idp = await startOidcProvider({ accounts: { alice: ALICE }, keys: await generateSigningKeys(['RS256']), t });
-    const gh = await startGatehouse({ servers: SERVERS, env: idp.gatewayEnv(), t });
+    // The unknown-kid refetch is rate-limited (OIDC_JWKS_MIN_REFRESH_S, 60 s by default): shorten it here.
+    const gh = await startGatehouse({ servers: SERVERS, env: idp.gatewayEnv({ OIDC_JWKS_MIN_REFRESH_S: '2' }), t });
     const oldToken = await idp.mintAccessToken(ALICE);
     assert.equal((await whoami(gh, bearerHeaders(oldToken))).status, 200, 'the first key works');
 
