@@ -130,7 +130,9 @@ describe('the OIDC test IdP (lib/oidc.js)', () => {
   });
 
   it('mints access tokens its JWKS verifies; restart with a new key set rotates the JWKS on the same issuer', async () => {
-    const jwksOf = async () => createLocalJWKSet(await (await fetch(idp.jwksUrl)).json());
+    // One retry: a socket kept alive from before the IdP's restart fails the first fetch after it.
+    const getJson = async (url) => { try { return await (await fetch(url)).json(); } catch { return (await fetch(url)).json(); } };
+    const jwksOf = async () => createLocalJWKSet(await getJson(idp.jwksUrl));
     for (const alg of ['RS256', 'ES256']) {
       const token = await idp.mintAccessToken({ sub: 'alice', email: 'alice@example.com' }, { alg });
       const { payload, protectedHeader } = await jwtVerify(token, await jwksOf(), { issuer: idp.issuer, audience: idp.clientId });

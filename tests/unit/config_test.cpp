@@ -93,3 +93,35 @@ TEST(Config, ListSettingsAreSplitAndTrimmed) {
   EXPECT_EQ(s.allowed_origins, (std::vector<std::string>{"https://a.example", "https://b.example"}));
   EXPECT_EQ(s.allowed_hosts, std::vector<std::string>{"gw.example"});
 }
+
+TEST(Config, IdentitySettings) {
+  auto s = load_settings({});
+  EXPECT_EQ(s.database_url, "sqlite://./data/gatehouse.db");
+  EXPECT_FALSE(s.oidc_enabled());
+  auto ms = load_settings({{"MICROSOFT_CLIENT_ID", "app"}, {"MICROSOFT_CLIENT_SECRET", "sec"},
+                           {"MICROSOFT_CLIENT_TENANT_ID", "0b2a6f1e-aaaa-bbbb-cccc-123456789abc"}});
+  EXPECT_TRUE(ms.oidc_enabled());
+  EXPECT_EQ(ms.oidc_issuer, "https://login.microsoftonline.com/0b2a6f1e-aaaa-bbbb-cccc-123456789abc/v2.0");
+  EXPECT_EQ(ms.oidc_discovery_url,
+            "https://login.microsoftonline.com/0b2a6f1e-aaaa-bbbb-cccc-123456789abc/v2.0/.well-known/openid-configuration");
+  EXPECT_EQ(ms.oidc_audience, "app");
+  EXPECT_EQ(ms.oidc_provider_name, "Microsoft");
+  // Multi-tenant issuers need a tenant allow-list.
+  EXPECT_EQ(setting_of([] {
+              load_settings({{"MICROSOFT_CLIENT_ID", "app"}, {"MICROSOFT_CLIENT_TENANT_ID", "organizations"}});
+            }),
+            "OIDC_ALLOWED_TENANTS");
+  auto multi = load_settings({{"MICROSOFT_CLIENT_ID", "app"}, {"MICROSOFT_CLIENT_TENANT_ID", "common"},
+                              {"OIDC_ALLOWED_TENANTS", "t1,t2"}});
+  EXPECT_EQ(multi.oidc_issuer, "https://login.microsoftonline.com/{tenantid}/v2.0");
+  EXPECT_EQ(multi.oidc_allowed_tenants.size(), 2u);
+  EXPECT_EQ(setting_of([] { load_settings({{"OIDC_ISSUER", "https://idp.example"}}); }), "OIDC_CLIENT_ID");
+  EXPECT_EQ(setting_of([] { load_settings({{"OIDC_ISSUER", "not a url"}, {"OIDC_CLIENT_ID", "x"}}); }), "OIDC_ISSUER");
+  EXPECT_EQ(setting_of([] { load_settings({{"DATABASE_URL", "mysql://x"}}); }), "DATABASE_URL");
+  EXPECT_EQ(setting_of([] { load_settings({{"WEBUI_SECRET_KEY", "k"}}); }), "OPENWEBUI_DATABASE_URL");
+  EXPECT_EQ(setting_of([] { load_settings({{"API_GATEWAY_MODE", "true"}}); }), "TRUSTED_PROXIES");
+  EXPECT_EQ(setting_of([] { load_settings({{"TRUSTED_PROXIES", "10.0.0.0/8,bogus"}}); }), "TRUSTED_PROXIES");
+  EXPECT_EQ(setting_of([] { load_settings({{"SESSION_SECRET", "short"}}); }), "SESSION_SECRET");
+  auto d = load_settings({{"OIDC_ISSUER", "http://127.0.0.1:9/"}, {"OIDC_CLIENT_ID", "c"}});
+  EXPECT_EQ(d.oidc_discovery_url, "http://127.0.0.1:9/.well-known/openid-configuration");
+}
