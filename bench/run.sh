@@ -322,11 +322,10 @@ start_gatehouse() { # name -> GH_PID GH_PORT GH_LOG GH_KEY, or GH_PROBLEM and re
 SESSION_IDS=""; SESSION_PROBLEM=""
 open_sessions() { # url count [authorization] -> SESSION_IDS (comma-separated) or SESSION_PROBLEM
   local url=$1 n=$2 authz=${3:-} out
-  local -a auth_args=()
-  [[ -n $authz ]] && auth_args=(--authorization "$authz")
   SESSION_IDS=""; SESSION_PROBLEM=""
-  out=$(timeout 60 node "$BENCH_DIR/sessions.js" --url "$url" --count "$n" \
-    --concurrency 8 --deadline-s 45 --protocol "$MCP_PROTOCOL_VERSION" --ids "${auth_args[@]}" 2>&1) || true
+  # the credential travels in the environment (not on a command line, visible in ps)
+  out=$(MCP_AUTHORIZATION="$authz" timeout 60 node "$BENCH_DIR/sessions.js" --url "$url" --count "$n" \
+    --concurrency 8 --deadline-s 45 --protocol "$MCP_PROTOCOL_VERSION" --ids 2>&1) || true
   SESSION_IDS=$(node -e 'try{const o=JSON.parse(process.argv[1]);if(o.failed===0)console.log(o.ids.join(","))}catch{}' "$out")
   if [[ -z $SESSION_IDS ]]; then
     SESSION_PROBLEM="session setup failed: $(head -c 500 <<<"$out" | tr '\n' ' ')"
@@ -476,9 +475,9 @@ if ((BENCH_SESSIONS > 0)); then
     MEM_IDLE=$(mb "$idle_kb")
     log "gatehouse idle RSS ${MEM_IDLE} MB; opening $BENCH_SESSIONS sessions on $BENCH_SESSIONS_PATH"
     start_sampler "$GH_PID" "$TMP/memory.rss"
-    sess_out=$(timeout 300 node "$BENCH_DIR/sessions.js" --url "http://127.0.0.1:$GH_PORT$BENCH_SESSIONS_PATH" \
-      --count "$BENCH_SESSIONS" --concurrency 32 --deadline-s 240 --protocol "$MCP_PROTOCOL_VERSION" \
-      --authorization "Bearer $GH_KEY" 2>&1) || true
+    sess_out=$(MCP_AUTHORIZATION="Bearer $GH_KEY" timeout 300 node "$BENCH_DIR/sessions.js" \
+      --url "http://127.0.0.1:$GH_PORT$BENCH_SESSIONS_PATH" \
+      --count "$BENCH_SESSIONS" --concurrency 32 --deadline-s 240 --protocol "$MCP_PROTOCOL_VERSION" 2>&1) || true
     stop_sampler "$TMP/memory.rss"
     sleep 1
     rss_kb "$GH_PID"; after_kb=$RSS_KB
