@@ -467,6 +467,7 @@ void BM_Store_Dump(benchmark::State& state, std::string backend) {
 }
 
 // ---- the admin list queries
+// Each call also counts all matches (`total`), as the admin API does for its paging.
 enum class Query { users_first_page, users_deep_page, users_search, groups_page, large_group_members, group_members };
 
 void BM_Store_List(benchmark::State& state, std::string backend, Query q) {
@@ -490,18 +491,21 @@ void BM_Store_List(benchmark::State& state, std::string backend, Query q) {
 }
 
 void register_store_benchmarks(const std::string& b) {
-  benchmark::RegisterBenchmark(("BM_Store_Dump/" + b).c_str(), BM_Store_Dump, b)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(("BM_Store_Dump/" + b).c_str(), BM_Store_Dump, b)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();  // the PostgreSQL server's time is not this process's CPU time
   struct { const char* name; Query q; } queries[] = {
       {"list_users/page1", Query::users_first_page},
       {"list_users/offset90000", Query::users_deep_page},
       {"list_users/search_1pct", Query::users_search},
       {"list_groups/page1", Query::groups_page},
       {"members/large_group_20000", Query::large_group_members},
-      {"members/group_40", Query::group_members},
+      {"members/small_group", Query::group_members},
   };
   for (auto& x : queries)
     benchmark::RegisterBenchmark(("BM_Store_" + std::string(x.name) + "/" + b).c_str(), BM_Store_List, b, x.q)
-        ->Unit(benchmark::kMicrosecond);
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
 }
 
 const bool registered = [] {
