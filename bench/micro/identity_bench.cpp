@@ -349,10 +349,10 @@ void run_auth(benchmark::State& state, const http::Request& req) {
       error = "first authentication failed: " + std::to_string(first.status) + " " + first.reason;
       co_return;
     }
-    std::size_t groups = 0;
+    int64_t groups = 0;
     for (auto _ : state) {
       auto r = co_await f.authenticator->authenticate(req, "127.0.0.1");
-      groups += r.principal.identity ? r.principal.identity->groups.size() : 1000;  // principal looked up
+      groups += r.principal.identity ? static_cast<int64_t>(r.principal.identity->groups.size()) : 1000;  // principal looked up
       benchmark::DoNotOptimize(r);
     }
     if (groups != 2 * state.iterations() && groups != 3 * state.iterations())  // 2 local (+1 Open WebUI)
