@@ -44,7 +44,7 @@ if [[ -z ${GATEHOUSE_BENCH_PG_URL:-} && ${BENCH_PG:-1} != 0 ]]; then
     if as_pg "'$PGBIN/initdb' -D '$PGDIR/data' -A trust -U postgres >'$PGDIR/initdb.log' 2>&1 &&
         '$PGBIN/pg_ctl' -D '$PGDIR/data' -o '-k $PGDIR -p $port -c listen_addresses=127.0.0.1' -l '$PGDIR/log' -w -t 30 start >/dev/null"; then
       export GATEHOUSE_BENCH_PG_URL="postgresql://postgres@127.0.0.1:$port/postgres"
-      log "throwaway PostgreSQL $("$PGBIN/postgres" --version | awk '{print $NF}') on 127.0.0.1:$port"
+      log "throwaway PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
     else
       log "could not start a throwaway PostgreSQL (see below); PostgreSQL rows skipped"
       tail -n 20 "$PGDIR/initdb.log" "$PGDIR/log" >&2 2>/dev/null || true
