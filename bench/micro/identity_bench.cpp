@@ -453,7 +453,7 @@ void BM_Snapshot_Build(benchmark::State& state) {
   state.counters["users"] = static_cast<double>(dump.users.size());
   state.counters["memberships"] = static_cast<double>(dump.memberships.size());
 }
-BENCHMARK(BM_Snapshot_Build)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Snapshot_Build)->Unit(benchmark::kMillisecond)->MinTime(1.0);  // 0.1–0.2 s each: several runs
 
 void BM_Store_Dump(benchmark::State& state, std::string backend) {
   auto& f = fixture(backend);
@@ -493,6 +493,7 @@ void BM_Store_List(benchmark::State& state, std::string backend, Query q) {
 void register_store_benchmarks(const std::string& b) {
   benchmark::RegisterBenchmark(("BM_Store_Dump/" + b).c_str(), BM_Store_Dump, b)
       ->Unit(benchmark::kMillisecond)
+      ->MinTime(1.0)    // 0.1–0.3 s each: several runs
       ->UseRealTime();  // the PostgreSQL server's time is not this process's CPU time
   struct { const char* name; Query q; } queries[] = {
       {"list_users/page1", Query::users_first_page},
