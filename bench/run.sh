@@ -8,6 +8,8 @@
 #   S2  @modelcontextprotocol/server-everything over stdio behind Gatehouse
 #       (/mcp/everything, tool echo)
 # plus Gatehouse's idle RSS and the RSS added by BENCH_SESSIONS idle sessions.
+# Each Gatehouse instance gets a fresh store in its temp dir; the bootstrap admin API key it prints on
+# stdout is sent as "Authorization: Bearer gh_…" with every Gatehouse request (wrk, sessions.js, probes).
 # Writes build/bench/results.md (and prints it). Everything listens on
 # 127.0.0.1 only; every process started here is stopped on exit.
 #
