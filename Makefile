@@ -38,7 +38,7 @@ bench:
 	@scripts/install-deps.sh build bench
 	cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DGATEHOUSE_BENCH=ON
 	cmake --build build-release
-	build-release/micro_bench --benchmark_min_time=0.2
+	bench/micro.sh --benchmark_min_time=0.2
 	GATEHOUSE_BIN=$(CURDIR)/build-release/gatehouse bench/run.sh
 
 clean:

@@ -8,6 +8,8 @@
 #   S2  @modelcontextprotocol/server-everything over stdio behind Gatehouse
 #       (/mcp/everything, tool echo)
 # plus Gatehouse's idle RSS and the RSS added by BENCH_SESSIONS idle sessions.
+# Each Gatehouse instance gets a fresh store in its temp dir; the bootstrap admin API key it prints on
+# stdout is sent as "Authorization: Bearer gh_…" with every Gatehouse request (wrk, sessions.js, probes).
 # Writes build/bench/results.md (and prints it). Everything listens on
 # 127.0.0.1 only; every process started here is stopped on exit.
 #
@@ -252,16 +254,18 @@ start_nginx() { # name template [UPSTREAM_PORT]
 
 # --------------------------------------------------------------- gatehouse
 GH_PID=""; GH_PORT=""; GH_LOG=""; GH_PROBLEM=""
-start_gatehouse() { # name -> GH_PID GH_PORT GH_LOG, or GH_PROBLEM and return 1
+start_gatehouse() { # name -> GH_PID GH_PORT GH_LOG GH_KEY, or GH_PROBLEM and return 1
   local name=$1 dir="$TMP/gatehouse-$1" i line
   mkdir -p "$dir"
-  GH_LOG="$dir/gatehouse.log"; GH_PID=""; GH_PORT=""; GH_PROBLEM=""
+  GH_LOG="$dir/gatehouse.log"; GH_PID=""; GH_PORT=""; GH_PROBLEM=""; GH_KEY=""
   if [[ ! -x $GATEHOUSE_BIN ]]; then
     GH_PROBLEM="$GATEHOUSE_BIN missing (run make build)"; return 1
   fi
-  # cwd = its own empty dir, so no stray .env is read
+  # cwd = its own empty dir, so no stray .env is read; its own fresh store there, so the first start
+  # creates the admin account and prints its API key on stdout (read below)
   (cd "$dir" && exec env GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=0 \
     MCP_SERVERS_FILE="$TMP/servers.json" SHUTDOWN_GRACE_MS=2000 \
+    DATABASE_URL="sqlite://$dir/gatehouse.db" \
     setsid "$GATEHOUSE_BIN" serve) >"$dir/stdout.log" 2>"$GH_LOG" </dev/null &
   GH_PID=$!
   PIDS+=("$GH_PID")
@@ -294,15 +298,35 @@ start_gatehouse() { # name -> GH_PID GH_PORT GH_LOG, or GH_PROBLEM and return 1
       return 1
     fi
   fi
-  log "gatehouse-$name: pid $GH_PID on 127.0.0.1:$GH_PORT"
+  # the bootstrap admin key: "Admin API key (shown once): gh_…" on stdout (printed before listening)
+  for ((i = 0; i < 100; i++)); do
+    GH_KEY=$(sed -n 's/^Admin API key (shown once): \(gh_[A-Za-z0-9_-]*\).*$/\1/p' "$dir/stdout.log" 2>/dev/null | head -n1)
+    [[ -n $GH_KEY ]] && break
+    kill -0 "$GH_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ -z $GH_KEY ]]; then
+    GH_PROBLEM="no 'Admin API key (shown once): gh_…' line on stdout within 10 s (store not fresh?); stdout: $(tail -c 300 "$dir/stdout.log" | tr '\n' ' ')"
+    stop_group "$GH_PID" 2; forget_pid "$GH_PID"; GH_PID=""
+    return 1
+  fi
+  # the key must open /servers (proves the credential reaches the gateway's authentication)
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $GH_KEY" \
+    "http://127.0.0.1:$GH_PORT/servers" || true)
+  if [[ $code != 200 ]]; then
+    log "WARNING gatehouse-$name: GET /servers with the bootstrap key answered HTTP $code"
+  fi
+  log "gatehouse-$name: pid $GH_PID on 127.0.0.1:$GH_PORT (admin key ${GH_KEY:0:11}…)"
 }
 
 # ----------------------------------------------------------------- sessions
 SESSION_IDS=""; SESSION_PROBLEM=""
-open_sessions() { # url count -> SESSION_IDS (comma-separated) or SESSION_PROBLEM
-  local url=$1 n=$2 out
+open_sessions() { # url count [authorization] -> SESSION_IDS (comma-separated) or SESSION_PROBLEM
+  local url=$1 n=$2 authz=${3:-} out
   SESSION_IDS=""; SESSION_PROBLEM=""
-  out=$(timeout 60 node "$BENCH_DIR/sessions.js" --url "$url" --count "$n" \
+  # the credential travels in the environment (not on a command line, visible in ps)
+  out=$(MCP_AUTHORIZATION="$authz" timeout 60 node "$BENCH_DIR/sessions.js" --url "$url" --count "$n" \
     --concurrency 8 --deadline-s 45 --protocol "$MCP_PROTOCOL_VERSION" --ids 2>&1) || true
   SESSION_IDS=$(node -e 'try{const o=JSON.parse(process.argv[1]);if(o.failed===0)console.log(o.ids.join(","))}catch{}' "$out")
   if [[ -z $SESSION_IDS ]]; then
@@ -318,14 +342,14 @@ add_row() { # scen system conns rps p50 p99 errors rss cpu note
 }
 
 declare -A RES_RPS RES_P99 RES_P50 RES_ERR RES_CPU
-run_row() { # scen system url conns rss_pid(or "")
-  local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-}
+run_row() { # scen system url conns rss_pid(or "") [authorization header value]
+  local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-} authz=${6:-}
   local tag="${scen}_${system// /_}_c${conns}" dir="$TMP/wrk" sessions_n
   tag=${tag//[^A-Za-z0-9_]/_}
   mkdir -p "$dir"
   log "$scen | $system | $conns conns: $url"
   sessions_n=$conns
-  if ! open_sessions "$url" "$sessions_n"; then
+  if ! open_sessions "$url" "$sessions_n" "$authz"; then
     log "  $SESSION_PROBLEM"
     add_row "$scen" "$system" "$conns" "—" "—" "—" "**not run**" "—" "—" "$SESSION_PROBLEM"
     return 0
@@ -333,7 +357,7 @@ run_row() { # scen system url conns rss_pid(or "")
   local -a wrk_args=(-t"$BENCH_THREADS" -c"$conns" --timeout "$BENCH_TIMEOUT"
     -s "$BENCH_DIR/wrk/mcp.lua" "$url")
   local -a wrk_env=(MCP_SESSIONS="$SESSION_IDS" MCP_MESSAGE="$MESSAGE" MCP_EXPECT="$EXPECT"
-    MCP_TOOL=echo MCP_PROTOCOL_VERSION="$MCP_PROTOCOL_VERSION")
+    MCP_TOOL=echo MCP_PROTOCOL_VERSION="$MCP_PROTOCOL_VERSION" MCP_AUTHORIZATION="$authz")
   if ((BENCH_WARMUP > 0)); then
     env "${wrk_env[@]}" timeout $((BENCH_WARMUP + 30)) wrk -d"${BENCH_WARMUP}s" "${wrk_args[@]}" \
       >"$dir/$tag.warmup.log" 2>&1 || log "  warm-up wrk exited $?"
@@ -453,7 +477,8 @@ if ((BENCH_SESSIONS > 0)); then
     MEM_IDLE=$(mb "$idle_kb")
     log "gatehouse idle RSS ${MEM_IDLE} MB; opening $BENCH_SESSIONS sessions on $BENCH_SESSIONS_PATH"
     start_sampler "$GH_PID" "$TMP/memory.rss"
-    sess_out=$(timeout 300 node "$BENCH_DIR/sessions.js" --url "http://127.0.0.1:$GH_PORT$BENCH_SESSIONS_PATH" \
+    sess_out=$(MCP_AUTHORIZATION="Bearer $GH_KEY" timeout 300 node "$BENCH_DIR/sessions.js" \
+      --url "http://127.0.0.1:$GH_PORT$BENCH_SESSIONS_PATH" \
       --count "$BENCH_SESSIONS" --concurrency 32 --deadline-s 240 --protocol "$MCP_PROTOCOL_VERSION" 2>&1) || true
     stop_sampler "$TMP/memory.rss"
     sleep 1
@@ -483,7 +508,7 @@ fi
 # ---- load: gatehouse instance used by all gatehouse rows
 GH_LOAD_OK=0
 if start_gatehouse load; then
-  GH_LOAD_OK=1; GHL_PID=$GH_PID; GHL_PORT=$GH_PORT
+  GH_LOAD_OK=1; GHL_PID=$GH_PID; GHL_PORT=$GH_PORT; GHL_AUTH="Bearer $GH_KEY"
 else
   log "gatehouse rows not run: $GH_PROBLEM"
 fi
@@ -495,14 +520,14 @@ for scen in $BENCH_SCENARIOS; do
       run_row S1 "direct (njs upstream)" "$UP_URL" "$c" ""
       run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$c" "$PX_PID"
       if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
-        run_row S1 "gatehouse" "http://127.0.0.1:$GHL_PORT/mcp/fast" "$c" "$GHL_PID"
+        run_row S1 "gatehouse" "http://127.0.0.1:$GHL_PORT/mcp/fast" "$c" "$GHL_PID" "$GHL_AUTH"
       else
         skip_row S1 gatehouse "$c" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
       fi
       ;;
     S2)
       if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
-        run_row S2 "gatehouse (stdio everything)" "http://127.0.0.1:$GHL_PORT/mcp/everything" "$c" "$GHL_PID"
+        run_row S2 "gatehouse (stdio everything)" "http://127.0.0.1:$GHL_PORT/mcp/everything" "$c" "$GHL_PID" "$GHL_AUTH"
       else
         skip_row S2 "gatehouse (stdio everything)" "$c" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
       fi

@@ -6,7 +6,8 @@
 //
 // usage: node sessions.js --url http://127.0.0.1:PORT/mcp/fast --count N
 //          [--concurrency 32] [--deadline-s 120] [--timeout-ms 15000]
-//          [--protocol 2025-11-25] [--ids]
+//          [--protocol 2025-11-25] [--ids] [--authorization "Bearer gh_…"]
+// --authorization (default: env MCP_AUTHORIZATION) is sent as the Authorization header of every request.
 // Prints one JSON object on stdout:
 //   {"requested":N,"ok":n,"failed":f,"seconds":s,"first_failure":"…"|null,"ids":[…]}
 // ("ids" only with --ids). Exit code 0 when every session was opened, else 1.
@@ -14,7 +15,8 @@
 const http = require('node:http');
 
 function parseArgs(argv) {
-  const o = { concurrency: 32, deadlineS: 120, timeoutMs: 15000, protocol: '2025-11-25', ids: false };
+  const o = { concurrency: 32, deadlineS: 120, timeoutMs: 15000, protocol: '2025-11-25', ids: false,
+    authorization: process.env.MCP_AUTHORIZATION || '' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -29,6 +31,7 @@ function parseArgs(argv) {
       case '--timeout-ms': o.timeoutMs = Number(next()); break;
       case '--protocol': o.protocol = next(); break;
       case '--ids': o.ids = true; break;
+      case '--authorization': o.authorization = next(); break;
       default: throw new Error(`unknown argument ${a}`);
     }
   }
@@ -53,6 +56,7 @@ function post(body, headers) {
         'Content-Type': 'application/json',
         'Accept': 'application/json, text/event-stream',
         'Content-Length': data.length,
+        ...(opts.authorization ? { 'Authorization': opts.authorization } : {}),
         ...headers,
       },
       timeout: opts.timeoutMs,

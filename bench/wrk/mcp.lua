@@ -8,8 +8,11 @@
 --                         plain text, no quotes or backslashes)
 --   MCP_EXPECT            text every reply must contain (default "Echo: " .. MCP_MESSAGE)
 --   MCP_PROTOCOL_VERSION  MCP-Protocol-Version header (default "2025-11-25")
+--   MCP_AUTHORIZATION     value of an Authorization header sent with every request,
+--                         e.g. "Bearer gh_…" (empty: no Authorization header)
 -- The same can be given after `--` on the wrk command line, as
---   key=value pairs, e.g. `wrk ... -s mcp.lua URL -- sessions=a,b tool=echo`.
+--   key=value pairs, e.g. `wrk ... -s mcp.lua URL -- sessions=a,b tool=echo`
+--   (prefer the environment for authorization: the command line is visible in ps).
 --
 -- Every request carries a unique JSON-RPC id. Every reply is checked:
 --   non200   HTTP status other than 200
@@ -64,6 +67,7 @@ function init(args)
    local message = setting("message", "hello from wrk")
    expected = setting("expect", "Echo: " .. message)
    local proto = setting("protocol_version", "2025-11-25")
+   local authorization = setting("authorization", "")
 
    for id in string.gmatch(setting("sessions", ""), "[^,%s]+") do
       table.insert(sessions, id)
@@ -75,6 +79,9 @@ function init(args)
       ["Accept"] = "application/json, text/event-stream",
       ["MCP-Protocol-Version"] = proto,
    }
+   if authorization ~= "" then
+      base["Authorization"] = authorization
+   end
    if nsessions == 0 then
       headers_by_session[1] = base
    else
