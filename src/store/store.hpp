@@ -75,12 +75,43 @@ struct AuditFilter {
   int64_t offset = 0, limit = 100;
 };
 
+// A group's right to use a server (table group_tenant_mapping: tenant_id is the server id).
+struct Grant {
+  std::string group;
+  std::string server;
+  std::string tools_mode;          // "" = every tool, "allow" = only `tools`, "deny" = all but `tools`
+  std::vector<std::string> tools;  // stored as a JSON array
+  int64_t updated_at = 0;
+};
+
+// A tenant group's value for one credential slot of one server (table tenant_server_keys), encrypted by the
+// caller (AES-256-GCM, see auth/secrets.hpp); the store never sees the clear value.
+struct TenantKey {
+  std::string group;       // tenant_id column
+  std::string server;      // server_id
+  std::string slot;        // the ${secret:NAME} name
+  std::string ciphertext;  // api_key_encrypted (base64 text)
+  std::string key_id;      // which encryption key sealed it
+  int64_t updated_at = 0;
+};
+
+// A tenant group's own upstream URL for a server (table tenant_server_endpoints).
+struct TenantEndpoint {
+  std::string group;
+  std::string server;
+  std::string url;
+  int64_t updated_at = 0;
+};
+
 // Everything the hot path needs, loaded in one go (see Snapshot in auth/).
 struct Dump {
   std::vector<User> users;
   std::vector<Group> groups;
   std::vector<Membership> memberships;
   std::vector<ApiKey> api_keys;  // not revoked (expired ones included; the caller checks)
+  std::vector<Grant> grants;
+  std::vector<TenantKey> tenant_keys;
+  std::vector<TenantEndpoint> tenant_endpoints;
 };
 
 class Store {
@@ -137,6 +168,21 @@ class Store {
   virtual std::vector<ApiKey> list_api_keys(std::string_view user_email /* "" = all */) = 0;
   virtual bool revoke_api_key(std::string_view id, int64_t at) = 0;  // false if missing or already revoked
   virtual void touch_api_keys(const std::vector<std::pair<std::string, int64_t>>& id_and_time) = 0;
+
+  // Grants (group → server, optional tool allow/deny list). The group must exist (StoreError otherwise).
+  virtual std::vector<Grant> list_grants(std::string_view group /* "" = all */) = 0;
+  virtual void put_grant(const Grant& g) = 0;  // insert or replace
+  virtual bool delete_grant(std::string_view group, std::string_view server) = 0;  // false if none
+
+  // Tenant credentials (encrypted values) and endpoints. The group must exist.
+  virtual std::vector<TenantKey> list_tenant_keys(std::string_view group /* "" = all */) = 0;
+  virtual void put_tenant_key(const TenantKey& k) = 0;  // insert or replace
+  virtual bool delete_tenant_key(std::string_view group, std::string_view server, std::string_view slot) = 0;
+  // Replaces the ciphertext and key id of the given (group, server, slot) rows in one transaction (key rotation).
+  virtual void reencrypt_tenant_keys(const std::vector<TenantKey>& rows) = 0;
+  virtual std::vector<TenantEndpoint> list_tenant_endpoints(std::string_view group /* "" = all */) = 0;
+  virtual void put_tenant_endpoint(const TenantEndpoint& e) = 0;  // insert or replace
+  virtual bool delete_tenant_endpoint(std::string_view group, std::string_view server) = 0;
 
   // Audit log.
   virtual void append_audit(const AuditEntry& e) = 0;  // id assigned by the store
