@@ -7,6 +7,10 @@
 #include <chrono>
 
 #include "auth/apikeys.hpp"
+#include "policy/policy.hpp"
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/url/parse.hpp>
 #include "core/log.hpp"
 #include "core/util.hpp"
 
@@ -78,6 +82,9 @@ struct Call {
   std::vector<std::string> seg;  // decoded path segments after /mcp-admin/api
   std::map<std::string, std::string, std::less<>> query;
   json::object body;
+  const Settings* settings = nullptr;
+  const auth::SecretBox* box = nullptr;
+  std::map<std::string, ServerView> servers;
   bool changed = false;
 
   std::string q(std::string_view k) const {
@@ -118,6 +125,13 @@ struct Call {
       if (n == 1) return groups();
       if (n == 2) return group(seg[1]);
       if (seg[2] == "members") return n == 3 ? members(seg[1]) : n == 4 ? member(seg[1], seg[3]) : not_found();
+      if (seg[2] == "servers") return n == 3 ? grants(seg[1]) : n == 4 ? grant(seg[1], seg[3]) : not_found();
+      return not_found();
+    }
+    if (n >= 1 && seg[0] == "servers") return n == 1 ? server_list() : n == 2 ? server_one(seg[1]) : not_found();
+    if (n >= 3 && seg[0] == "tenants") {
+      if (seg[2] == "keys") return n == 3 ? keys(seg[1]) : n == 5 ? key(seg[1], seg[3], seg[4]) : not_found();
+      if (seg[2] == "endpoints") return n == 3 ? endpoints(seg[1]) : n == 4 ? endpoint(seg[1], seg[3]) : not_found();
       return not_found();
     }
     if (n >= 1 && seg[0] == "apikeys") return n == 1 ? apikeys() : n == 2 ? apikey(seg[1]) : not_found();
@@ -371,6 +385,183 @@ struct Call {
     return bad_method();
   }
 
+  // ---- grants ----
+  static json::value tools_json(const store::Grant& g) {
+    if (g.tools_mode.empty()) return nullptr;
+    json::array t;
+    for (auto& n : g.tools) t.emplace_back(n);
+    return json::object{{g.tools_mode, std::move(t)}};
+  }
+  static json::object grant_json(const store::Grant& g) {
+    return {{"group", g.group}, {"server", g.server}, {"tools", tools_json(g)}, {"updated_at", time_or_null(g.updated_at)}};
+  }
+  Reply grants(const std::string& group) {
+    if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
+    if (verb != bhttp::verb::get) return bad_method();
+    json::array items;
+    for (auto& g : st.list_grants(group)) items.push_back(grant_json(g));
+    return ok(200, json::object{{"items", std::move(items)}});
+  }
+  Reply grant(const std::string& group, const std::string& server) {
+    if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
+    auto existing = st.list_grants(group);
+    auto it = std::find_if(existing.begin(), existing.end(), [&](auto& g) { return g.server == server; });
+    if (verb == bhttp::verb::get) {
+      if (it == existing.end()) return error_reply(404, "not_found", group + " does not grant " + server);
+      return ok(200, grant_json(*it));
+    }
+    if (verb == bhttp::verb::put) {
+      if (!servers.contains(server))
+        return error_reply(404, "not_found", "No server " + server + " is configured");
+      store::Grant g;
+      g.group = group;
+      g.server = server;
+      g.updated_at = now_s();
+      std::string why;
+      auto* t = field(body, "tools");
+      if (t && !policy::parse_tools_json(json::serialize(*t), g.tools_mode, g.tools, &why))
+        return error_reply(400, "invalid_request", why);
+      st.put_grant(g);
+      json::object details{{"after", grant_json(g)}};
+      if (it != existing.end()) details["before"] = grant_json(*it);
+      audit(it == existing.end() ? "grant.create" : "grant.update", group, std::move(details));
+      return ok(it == existing.end() ? 201 : 200, grant_json(g));
+    }
+    if (verb == bhttp::verb::delete_) {
+      if (!st.delete_grant(group, server)) return error_reply(404, "not_found", group + " does not grant " + server);
+      audit("grant.delete", group, {{"before", grant_json(*it)}});
+      return Reply{204, ""};
+    }
+    return bad_method();
+  }
+
+  // ---- servers ----
+  json::object server_json(const std::string& id, const ServerView& v) const {
+    json::object o = v.info;
+    json::array slots, tools;
+    for (auto& x : v.slots) slots.emplace_back(x);
+    for (auto& x : v.tools) tools.emplace_back(x);
+    o["slots"] = std::move(slots);
+    o["tool_names"] = std::move(tools);
+    return o;
+  }
+  Reply server_list() {
+    if (verb != bhttp::verb::get) return bad_method();
+    json::array items;
+    for (auto& [id, v] : servers) items.push_back(server_json(id, v));
+    return ok(200, json::object{{"items", std::move(items)}});
+  }
+  Reply server_one(const std::string& id) {
+    auto it = servers.find(id);
+    if (it == servers.end()) return error_reply(404, "not_found", "No server " + id);
+    if (verb != bhttp::verb::get) return bad_method();
+    return ok(200, server_json(id, it->second));
+  }
+
+  // ---- tenant credentials (write-only values) ----
+  json::object key_json(const store::TenantKey& k) const {
+    std::string masked = "(cannot be decrypted: ENCRYPTION_KEY missing or changed)";
+    if (box)
+      if (auto v = box->open(k.ciphertext, k.key_id, auth::SecretBox::row_aad(k.group, k.server, k.slot)))
+        masked = auth::SecretBox::mask(*v);
+    return {{"group", k.group}, {"server", k.server}, {"slot", k.slot}, {"value", masked},
+            {"key_id", k.key_id}, {"updated_at", time_or_null(k.updated_at)}};
+  }
+  Reply keys(const std::string& group) {
+    if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
+    if (verb != bhttp::verb::get) return bad_method();
+    json::array items;
+    for (auto& k : st.list_tenant_keys(group)) items.push_back(key_json(k));
+    return ok(200, json::object{{"items", std::move(items)}});
+  }
+  Reply key(const std::string& group, const std::string& server, const std::string& slot) {
+    if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
+    auto rows = st.list_tenant_keys(group);
+    auto it = std::find_if(rows.begin(), rows.end(), [&](auto& k) { return k.server == server && k.slot == slot; });
+    if (verb == bhttp::verb::get) {
+      if (it == rows.end()) return error_reply(404, "not_found", "No value stored for " + server + " / " + slot);
+      return ok(200, key_json(*it));
+    }
+    if (verb == bhttp::verb::put) {
+      auto sv = servers.find(server);
+      if (sv == servers.end()) return error_reply(404, "not_found", "No server " + server + " is configured");
+      if (std::find(sv->second.slots.begin(), sv->second.slots.end(), slot) == sv->second.slots.end())
+        return error_reply(400, "invalid_request", "Server " + server + " has no credential slot " + slot +
+                                                       " (its slots are the ${secret:NAME} names in its env and headers)");
+      if (!box) return error_reply(409, "encryption_key_missing",
+                                   "Set ENCRYPTION_KEY (32 random bytes, base64) before storing credentials");
+      auto* v = field(body, "value");
+      if (!v || !v->is_string() || v->as_string().empty() || v->as_string().size() > 16384)
+        return error_reply(400, "invalid_request", "value must be a non-empty string (at most 16384 characters)");
+      for (unsigned char c : v->as_string())
+        if (c < 0x20 || c == 0x7f) return error_reply(400, "invalid_request", "value must not contain control characters");
+      store::TenantKey k;
+      k.group = group;
+      k.server = server;
+      k.slot = slot;
+      k.key_id = box->key_id();
+      k.ciphertext = box->seal(v->as_string(), auth::SecretBox::row_aad(group, server, slot));
+      k.updated_at = now_s();
+      st.put_tenant_key(k);
+      auto shown = key_json(k);
+      // The audit log keeps the mask only, never the value.
+      audit(it == rows.end() ? "tenant_key.create" : "tenant_key.replace", group,
+            {{"after", json::object{{"server", server}, {"slot", slot}, {"value", shown["value"]}}}});
+      return ok(it == rows.end() ? 201 : 200, shown);
+    }
+    if (verb == bhttp::verb::delete_) {
+      if (!st.delete_tenant_key(group, server, slot))
+        return error_reply(404, "not_found", "No value stored for " + server + " / " + slot);
+      audit("tenant_key.delete", group, {{"before", json::object{{"server", server}, {"slot", slot}}}});
+      return Reply{204, ""};
+    }
+    return bad_method();
+  }
+
+  // ---- tenant endpoints ----
+  static json::object endpoint_json(const store::TenantEndpoint& e) {
+    return {{"group", e.group}, {"server", e.server}, {"url", e.url}, {"updated_at", time_or_null(e.updated_at)}};
+  }
+  Reply endpoints(const std::string& group) {
+    if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
+    if (verb != bhttp::verb::get) return bad_method();
+    json::array items;
+    for (auto& e : st.list_tenant_endpoints(group)) items.push_back(endpoint_json(e));
+    return ok(200, json::object{{"items", std::move(items)}});
+  }
+  Reply endpoint(const std::string& group, const std::string& server) {
+    if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
+    auto rows = st.list_tenant_endpoints(group);
+    auto it = std::find_if(rows.begin(), rows.end(), [&](auto& e) { return e.server == server; });
+    if (verb == bhttp::verb::get) {
+      if (it == rows.end()) return error_reply(404, "not_found", group + " has no endpoint for " + server);
+      return ok(200, endpoint_json(*it));
+    }
+    if (verb == bhttp::verb::put) {
+      auto sv = servers.find(server);
+      if (sv == servers.end()) return error_reply(404, "not_found", "No server " + server + " is configured");
+      auto transport = sv->second.info.contains("transport") ? std::string(sv->second.info.at("transport").as_string()) : "";
+      if (transport == "stdio")
+        return error_reply(400, "invalid_request", "Server " + server + " runs as a local process; only HTTP servers can be routed");
+      auto* u = field(body, "url");
+      if (!u || !u->is_string()) return error_reply(400, "invalid_request", "url is required");
+      if (auto why = check_endpoint_url(u->as_string(), settings->allow_private_endpoints); !why.empty())
+        return error_reply(400, "invalid_url", why);
+      store::TenantEndpoint e{group, server, std::string(u->as_string()), now_s()};
+      st.put_tenant_endpoint(e);
+      json::object details{{"after", endpoint_json(e)}};
+      if (it != rows.end()) details["before"] = endpoint_json(*it);
+      audit(it == rows.end() ? "endpoint.create" : "endpoint.update", group, std::move(details));
+      return ok(it == rows.end() ? 201 : 200, endpoint_json(e));
+    }
+    if (verb == bhttp::verb::delete_) {
+      if (!st.delete_tenant_endpoint(group, server)) return error_reply(404, "not_found", group + " has no endpoint for " + server);
+      audit("endpoint.delete", group, {{"before", endpoint_json(*it)}});
+      return Reply{204, ""};
+    }
+    return bad_method();
+  }
+
   Reply audit_list() {
     if (verb != bhttp::verb::get) return bad_method();
     Reply err;
@@ -402,12 +593,52 @@ Reply error_reply(int status, std::string_view code, std::string_view message) {
   return Reply{status, json::serialize(json::object{{"error", json::object{{"code", code}, {"message", message}}}})};
 }
 
-Api::Api(store::Store& store, auth::Directory& directory, BlockingPool& pool)
-    : store_(store), directory_(directory), pool_(pool) {}
+Api::Api(store::Store& store, auth::Directory& directory, BlockingPool& pool, const Settings& settings,
+         const auth::SecretBox* secrets, std::function<std::map<std::string, ServerView>()> servers)
+    : store_(store), directory_(directory), pool_(pool), settings_(settings), secrets_(secrets),
+      servers_(std::move(servers)) {}
+
+std::string check_endpoint_url(std::string_view text, bool allow_private) {
+  auto u = boost::urls::parse_absolute_uri(text);
+  if (!u) return "Not a valid absolute URL";
+  if (u->scheme() != "http" && u->scheme() != "https") return "Only http and https URLs can be used";
+  if (u->host().empty()) return "The URL has no host";
+  if (u->has_userinfo()) return "Put credentials in API Keys, not in the URL";
+  if (text.size() > 2048) return "The URL is too long";
+  if (allow_private) return {};
+  std::string host = u->host();
+  for (auto& c : host) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (host == "metadata.google.internal" || host == "metadata" || host == "metadata.azure.com" ||
+      host == "instance-data" || host.ends_with(".internal.metadata"))
+    return "Cloud metadata addresses are refused (set ALLOW_LINK_LOCAL_ENDPOINTS=true to allow)";
+  std::string literal = host;
+  if (!literal.empty() && literal.front() == '[') literal = literal.substr(1, literal.size() - 2);
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(literal, ec);
+  if (!ec) {
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+      addr = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6());
+    if (addr.is_v4()) {
+      auto b = addr.to_v4().to_bytes();
+      if (b[0] == 169 && b[1] == 254) return "Link-local addresses (169.254.0.0/16, cloud metadata) are refused (set ALLOW_LINK_LOCAL_ENDPOINTS=true to allow)";
+      if (b[0] == 100 && b[1] == 100 && b[2] == 100 && b[3] == 200) return "Cloud metadata addresses are refused (set ALLOW_LINK_LOCAL_ENDPOINTS=true to allow)";
+      if (b[0] == 0) return "0.0.0.0/8 is not a usable address";
+    } else {
+      auto b = addr.to_v6().to_bytes();
+      if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return "Link-local addresses (fe80::/10) are refused (set ALLOW_LINK_LOCAL_ENDPOINTS=true to allow)";
+      if (addr.to_v6() == boost::asio::ip::make_address_v6("fd00:ec2::254")) return "Cloud metadata addresses are refused (set ALLOW_LINK_LOCAL_ENDPOINTS=true to allow)";
+      if (addr.to_v6().is_unspecified()) return ":: is not a usable address";
+    }
+  }
+  return {};
+}
 
 boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view path, const auth::Principal& caller) {
   auto target = boost::urls::parse_origin_form(ex.req.target());
   auto call = std::make_shared<Call>(Call{store_, directory_.current(), caller.email(), ex.req.method(), {}, {}, {}});
+  call->settings = &settings_;
+  call->box = secrets_;
+  if (servers_) call->servers = servers_();  // on the io thread, which owns the hub
   Reply reply;
   if (!target) {
     reply = error_reply(400, "invalid_request", "Malformed request target");

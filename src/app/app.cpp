@@ -13,6 +13,9 @@
 #include <thread>
 
 #include "admin/api.hpp"
+#include "app/access.hpp"
+#include "auth/secrets.hpp"
+#include "policy/policy.hpp"
 #include "app/bootstrap.hpp"
 #include "auth/authenticator.hpp"
 #include "auth/directory.hpp"
@@ -110,9 +113,12 @@ int serve(const Settings& settings, const Environment& env) {
 
   net::io_context io(1);
   BlockingPool pool(2);
+  std::unique_ptr<auth::SecretBox> secrets;
+  if (!settings.encryption_key.empty())
+    secrets = std::make_unique<auth::SecretBox>(settings.encryption_key, settings.encryption_key_previous);
   auto store = open_store(settings);
   auto first_admin = bootstrap_admin(*store, settings);
-  auth::Directory directory(*store, pool, io.get_executor());
+  auth::Directory directory(*store, pool, io.get_executor(), secrets.get());
   directory.load_now();
   directory.start_watching();
   std::unique_ptr<auth::Oidc> oidc;
@@ -124,10 +130,20 @@ int serve(const Settings& settings, const Environment& env) {
   if (!settings.openwebui_database_url.empty()) openwebui = store::OpenWebUiDirectory::open(settings.openwebui_database_url);
   auth::Authenticator authn(settings, *store, directory, pool, io.get_executor(), oidc.get(), std::move(openwebui));
   authn.init_secret();
-  admin::Api admin_api(*store, directory, pool);
+  mcp::Hub hub(io.get_executor(), settings);
+  admin::Api admin_api(*store, directory, pool, settings, secrets.get(), [&hub] {
+    std::map<std::string, admin::ServerView> views;
+    for (auto& [id, srv] : hub.servers()) {
+      auto& v = views[id];
+      v.info = hub.server_json(*srv);
+      v.slots = secret_slots(srv->cfg);
+      for (auto& t : srv->catalog.tools)
+        if (auto* n = t.if_contains("name"); n && n->is_string()) v.tools.emplace_back(n->as_string());
+    }
+    return views;
+  });
   std::unique_ptr<auth::Routes> auth_routes;
 
-  mcp::Hub hub(io.get_executor(), settings);
   hub.configure(servers);
   mcp::Endpoint endpoint(hub, settings);
   std::unique_ptr<HostPolicy> policy;
@@ -197,7 +213,8 @@ int serve(const Settings& settings, const Environment& env) {
                               jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request, auth.message));
         co_return;
       }
-      if (auth.status || !auth.principal.authenticated()) {
+      bool anonymous_ok = !auth.status && directory.current()->grants().group_has_grants(policy::kAnonymousGroup);
+      if (auth.status || (!auth.principal.authenticated() && !anonymous_ok)) {
         co_await ex.send_json(bhttp::status::unauthorized,
                               jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
                                                   "Unauthorized: send a Bearer token (API key, OIDC or Open WebUI token)"),
@@ -205,13 +222,11 @@ int serve(const Settings& settings, const Environment& env) {
         co_return;
       }
     }
-    mcp::Caller caller;
-    if (auth.principal.authenticated()) {
-      caller.owner = auth.principal.email();
-      caller.may_use = [admin = auth.principal.is_admin()](const ServerConfig&) { return admin; };
-    }
+    auto caller = make_caller(auth.principal, directory.current(), settings);
     if (path == "/servers") {
-      co_await ex.send_json(bhttp::status::ok, json::serialize(hub.servers_json(caller.may_use)));
+      auto listed = hub.servers_json(caller.may_use);
+      if (listed["servers"].as_array().empty()) listed["message"] = caller.no_access_hint;
+      co_await ex.send_json(bhttp::status::ok, json::serialize(listed));
       co_return;
     }
     if (path == "/mcp" || path == "/mcp/") {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "auth/secrets.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 
@@ -53,10 +54,28 @@ bool plausible_email(std::string_view e) {
   return true;
 }
 
-std::shared_ptr<const Snapshot> Snapshot::build(store::Dump dump, uint64_t version) {
+std::shared_ptr<const Snapshot> Snapshot::build(store::Dump dump, uint64_t version, const SecretBox* box) {
   auto s = std::make_shared<Snapshot>();
   s->version_ = version;
-  for (auto& g : dump.groups) s->groups_.insert(g.name);
+  for (auto& g : dump.groups) {
+    s->groups_.insert(g.name);
+    s->priority_[g.name] = g.priority;
+  }
+  s->grants_ = policy::GrantIndex(dump.grants);
+  for (auto& k : dump.tenant_keys) {
+    TenantValue v{k.group, k.slot, {}, k.updated_at, false};
+    if (box) {
+      if (auto clear = box->open(k.ciphertext, k.key_id, SecretBox::row_aad(k.group, k.server, k.slot))) {
+        v.value = std::move(*clear);
+        v.usable = true;
+      }
+    }
+    if (!v.usable)
+      log::error("a tenant credential cannot be decrypted (ENCRYPTION_KEY missing or changed?)",
+                 {{"group", k.group}, {"server", k.server}, {"slot", k.slot}, {"key_id", k.key_id}});
+    s->tenant_values_[k.server].push_back(std::move(v));
+  }
+  for (auto& e : dump.tenant_endpoints) s->tenant_urls_[e.server].push_back({e.group, e.url, e.updated_at});
   for (auto& m : dump.memberships) s->memberships_[m.user_email].push_back(m.group_name);
   for (auto& [email, groups] : s->memberships_) std::sort(groups.begin(), groups.end());
   s->users_.reserve(dump.users.size());
@@ -90,13 +109,52 @@ const store::ApiKey* Snapshot::api_key_by_hash(std::string_view h) const {
   return it == keys_.end() ? nullptr : &it->second;
 }
 
+Route Snapshot::route(const std::vector<std::string>& groups, const ServerConfig& server) const {
+  Route r;
+  auto member = [&](const std::string& g) { return std::binary_search(groups.begin(), groups.end(), g); };
+  auto priority = [&](const std::string& g) {
+    auto it = priority_.find(g);
+    return it == priority_.end() ? 0 : it->second;
+  };
+  // Highest priority wins; equal priorities: the group name first in order, so the choice is stable.
+  auto better = [&](const std::string& a, const std::string& b) {
+    return priority(a) > priority(b) || (priority(a) == priority(b) && a < b);
+  };
+  auto values = tenant_values_.find(server.id);
+  for (auto& slot : secret_slots(server)) {
+    const TenantValue* best = nullptr;
+    if (values != tenant_values_.end())
+      for (auto& v : values->second)
+        if (v.slot == slot && member(v.group) && (!best || better(v.group, best->group))) best = &v;
+    if (best && best->usable) {
+      r.secrets[slot] = best->value;
+      r.key += slot + "=" + best->group + "@" + std::to_string(best->updated_at) + ";";
+    } else if (!std::getenv(slot.c_str())) {
+      if (r.error.empty())
+        r.error = "Server '" + server.id + "' needs the credential " + slot +
+                  (best ? ", and the stored value cannot be decrypted; ask an administrator to store it again"
+                        : ", and none is stored for your groups; ask an administrator to add it (API Keys)");
+    }
+  }
+  if (auto urls = tenant_urls_.find(server.id); urls != tenant_urls_.end()) {
+    const TenantUrl* best = nullptr;
+    for (auto& u : urls->second)
+      if (member(u.group) && (!best || better(u.group, best->group))) best = &u;
+    if (best) {
+      r.url = best->url;
+      r.key += "url=" + best->group + "@" + std::to_string(best->updated_at) + ";";
+    }
+  }
+  return r;
+}
+
 const std::vector<std::string>* Snapshot::groups_of(std::string_view email) const {
   auto it = memberships_.find(email);
   return it == memberships_.end() ? nullptr : &it->second;
 }
 
-Directory::Directory(store::Store& store, BlockingPool& pool, net::any_io_executor io)
-    : store_(store), pool_(pool), io_(std::move(io)) {}
+Directory::Directory(store::Store& store, BlockingPool& pool, net::any_io_executor io, const SecretBox* box)
+    : store_(store), pool_(pool), box_(box), io_(std::move(io)) {}
 
 Directory::~Directory() { stop(); }
 
@@ -107,7 +165,7 @@ void Directory::stop() {
 
 void Directory::load_now() {
   auto t0 = std::chrono::steady_clock::now();
-  install(Snapshot::build(store_.dump(), next_version_++));
+  install(Snapshot::build(store_.dump(), next_version_++, box_));
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   log::info("directory loaded", {{"users", current_->user_count()}, {"ms", ms}});
 }
@@ -133,7 +191,7 @@ void Directory::remember(std::shared_ptr<const Identity> id) {
 net::awaitable<void> Directory::changed() {
   store_.notify_changed();
   uint64_t version = next_version_++;
-  auto job = [this, version] { return Snapshot::build(store_.dump(), version); };  // named: see BlockingPool::run
+  auto job = [this, version] { return Snapshot::build(store_.dump(), version, box_); };  // named: see BlockingPool::run
   auto snap = co_await pool_.run(std::move(job));
   install(std::move(snap));
 }
@@ -154,7 +212,7 @@ void Directory::start_watching() {
           reload_again_ = false;
           uint64_t version = next_version_++;
           try {
-            auto job = [this, version] { return Snapshot::build(store_.dump(), version); };  // named: see BlockingPool::run
+            auto job = [this, version] { return Snapshot::build(store_.dump(), version, box_); };  // named: see BlockingPool::run
   auto snap = co_await pool_.run(std::move(job));
             if (!*alive) co_return;
             install(std::move(snap));

@@ -5,6 +5,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,6 +15,8 @@
 
 #include "auth/principal.hpp"
 #include "core/blocking.hpp"
+#include "core/config.hpp"
+#include "policy/policy.hpp"
 #include "store/store.hpp"
 
 namespace gh::auth {
@@ -25,9 +28,14 @@ struct StringHash {
 template <class V>
 using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
+class SecretBox;
+
+using policy::Route;
+
 class Snapshot {
  public:
-  static std::shared_ptr<const Snapshot> build(store::Dump dump, uint64_t version);
+  // `box` decrypts tenant credentials (null: none can be used; they are reported as missing).
+  static std::shared_ptr<const Snapshot> build(store::Dump dump, uint64_t version, const SecretBox* box = nullptr);
 
   std::shared_ptr<const Identity> user(std::string_view email) const;  // email lower-case
   std::optional<std::string> email_for_subject(std::string_view subject) const;
@@ -36,6 +44,9 @@ class Snapshot {
   // Local memberships of an email (for users whose identity comes from elsewhere, e.g. Open WebUI).
   const std::vector<std::string>* groups_of(std::string_view email) const;
   uint64_t version() const { return version_; }
+  const policy::GrantIndex& grants() const { return grants_; }
+  // The credential set and endpoint for `groups` (sorted) calling `server`.
+  Route route(const std::vector<std::string>& groups, const ServerConfig& server) const;
   std::size_t user_count() const { return users_.size(); }
 
  private:
@@ -45,11 +56,24 @@ class Snapshot {
   StringMap<store::ApiKey> keys_;
   StringMap<std::vector<std::string>> memberships_;
   std::unordered_set<std::string> groups_;
+  std::unordered_map<std::string, int> priority_;  // group → priority
+  policy::GrantIndex grants_;
+  struct TenantValue {
+    std::string group, slot, value;
+    int64_t updated_at = 0;
+    bool usable = false;  // decrypted
+  };
+  StringMap<std::vector<TenantValue>> tenant_values_;  // by server
+  struct TenantUrl {
+    std::string group, url;
+    int64_t updated_at = 0;
+  };
+  StringMap<std::vector<TenantUrl>> tenant_urls_;  // by server
 };
 
 class Directory {
  public:
-  Directory(store::Store& store, BlockingPool& pool, boost::asio::any_io_executor io);
+  Directory(store::Store& store, BlockingPool& pool, boost::asio::any_io_executor io, const SecretBox* box = nullptr);
   ~Directory();
 
   // Blocking: loads the first snapshot (at start-up, before serving).
@@ -71,6 +95,7 @@ class Directory {
   void install(std::shared_ptr<const Snapshot> s);
   store::Store& store_;
   BlockingPool& pool_;
+  const SecretBox* box_;
   boost::asio::any_io_executor io_;
   std::shared_ptr<const Snapshot> current_;
   // Identities remembered since, keyed by email, with the version a snapshot must reach to include them.

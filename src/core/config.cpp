@@ -366,6 +366,13 @@ void load_identity_settings(const Environment& env, Settings& s) {
     boost::asio::ip::make_address(addr, ec);
     if (ec) throw ConfigError("TRUSTED_PROXIES", "\"" + p + "\" is not an address or CIDR");
   }
+  s.encryption_key = get(env, "ENCRYPTION_KEY", "");
+  s.encryption_key_previous = get_list(env, "ENCRYPTION_KEY_PREVIOUS");
+  s.upstream_identity_secret = get(env, "UPSTREAM_IDENTITY_SECRET", "");
+  if (!s.upstream_identity_secret.empty() && s.upstream_identity_secret.size() < 32)
+    throw ConfigError("UPSTREAM_IDENTITY_SECRET", "must be at least 32 characters");
+  s.meta_tools_mode = parse_bool(env, "META_TOOLS_MODE", false);
+  s.allow_private_endpoints = parse_bool(env, "ALLOW_LINK_LOCAL_ENDPOINTS", false);
   if (s.api_gateway_mode && s.trusted_proxies.empty())
     throw ConfigError("TRUSTED_PROXIES", "is required with API_GATEWAY_MODE=true (identity headers are trusted only from these)");
 }

@@ -98,6 +98,13 @@ struct Settings {
   int session_lifetime_s = 8 * 3600;
   bool api_gateway_mode = false;
   std::vector<std::string> trusted_proxies;  // CIDRs or addresses
+
+  // Multi-tenancy (see docs/tenancy.md).
+  std::string encryption_key;                        // ENCRYPTION_KEY: base64 of 32 bytes
+  std::vector<std::string> encryption_key_previous;  // ENCRYPTION_KEY_PREVIOUS: older keys, still readable
+  std::string upstream_identity_secret;              // UPSTREAM_IDENTITY_SECRET: signs X-Gateway-Token
+  bool meta_tools_mode = false;                      // META_TOOLS_MODE
+  bool allow_private_endpoints = false;              // ALLOW_LINK_LOCAL_ENDPOINTS: tenant URLs on link-local/metadata addresses
   bool oidc_enabled() const { return !oidc_issuer.empty() || !oidc_discovery_url.empty(); }
 };
 

@@ -80,7 +80,7 @@ net::awaitable<std::shared_ptr<Session>> Endpoint::session_of(http::Exchange& ex
     co_await reply_error(ex, bhttp::status::not_found, code::request_timeout, "Session not found");
     co_return nullptr;
   }
-  s->may_use = caller.may_use;  // the caller's rights as of this request
+  s->caller = caller;  // the caller's rights as of this request
   co_return s;
 }
 
@@ -127,7 +127,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
         co_return;
       }
       s->owner = caller.owner;
-      s->may_use = caller.may_use;
+      s->caller = caller;
       json::object params;
       if (auto* p = msg.if_contains("params"); p && p->is_object()) params = p->as_object();
       auto result = co_await hub_.initialize(s, params);

@@ -179,6 +179,8 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
     if (it != next.end() && it->second == srv) continue;
     srv->removed = true;
     if (srv->shared) srv->shared->close("server configuration changed");
+    for (auto& [key, conn] : srv->tenants) conn->close("server configuration changed");
+    srv->tenants.clear();
     for (auto& [sid, s] : sessions_)
       if (auto d = s->dedicated.find(id); d != s->dedicated.end()) {
         d->second->close("server configuration changed");
@@ -214,16 +216,19 @@ std::vector<std::shared_ptr<Server>> Hub::in_scope(std::string_view scope) const
 }
 
 
-std::shared_ptr<upstream::Connection> Hub::new_connection(Server& srv, json::object caps) {
-  // ${secret:NAME} slots fall back to the gateway's environment (per-tenant values come with the store).
-  auto lookup = [](std::string_view name) -> std::optional<std::string> {
+std::shared_ptr<upstream::Connection> Hub::new_connection(Server& srv, json::object caps, const policy::Route& route) {
+  // ${secret:NAME} slots: the tenant's value, else the gateway's environment.
+  auto lookup = [&route](std::string_view name) -> std::optional<std::string> {
+    if (auto it = route.secrets.find(std::string(name)); it != route.secrets.end()) return it->second;
     if (const char* v = std::getenv(std::string(name).c_str())) return std::string(v);
     return std::nullopt;
   };
   std::map<std::string, std::string> env, headers;
   for (const auto& [k, v] : srv.cfg.env) env[k] = expand_secrets(v, lookup).value_or("");
   for (const auto& [k, v] : srv.cfg.headers) headers[k] = expand_secrets(v, lookup).value_or("");
-  auto conn = upstream::make_connection(ex_, srv.cfg, std::move(env), std::move(headers), std::move(caps));
+  ServerConfig cfg = srv.cfg;
+  if (!route.url.empty()) cfg.url = route.url;  // the tenant's own upstream
+  auto conn = upstream::make_connection(ex_, cfg, std::move(env), std::move(headers), std::move(caps));
   conn->set_default_timeout(std::chrono::milliseconds(settings_.upstream_timeout_ms));
   return conn;
 }
@@ -240,9 +245,16 @@ std::shared_ptr<upstream::Connection> Hub::shared_connection(Server& srv) {
   return srv.shared;
 }
 
-std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& srv) {
+std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& srv, std::string* error) {
   // Dedicated upstream sessions per server, all transports alike: past the cap a session shares.
   constexpr std::size_t kMaxDedicated = 64;
+  // Tenant connections per server: a few tenants' keys each, never one per user.
+  constexpr std::size_t kMaxTenants = 64;
+  policy::Route route = s.caller.route ? s.caller.route(srv.cfg) : policy::Route{};
+  if (!route.error.empty()) {
+    if (error) *error = route.error;
+    return nullptr;
+  }
   if (s.dedicated_mode && !srv.removed && !s.closed) {
     auto it = s.dedicated.find(srv.cfg.id);
     if (it != s.dedicated.end() && it->second->state() != upstream::State::closed) return it->second;
@@ -255,7 +267,7 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
       json::object caps;
       for (const char* k : {"sampling", "elicitation", "roots"})
         if (auto* c = s.client_capabilities.if_contains(k)) caps[k] = *c;
-      auto conn = new_connection(srv, std::move(caps));
+      auto conn = new_connection(srv, std::move(caps), route);
       auto listener = std::make_shared<SessionListener>(*this, s.weak_from_this(), srv.cfg.id);
       conn->set_listener(listener);
       s.dedicated[srv.cfg.id] = conn;
@@ -265,7 +277,26 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
     }
     log::warn("dedicated upstream cap reached; using the shared session", {{"server", srv.cfg.id}});
   }
-  return shared_connection(srv);
+  if (route.key.empty()) return shared_connection(srv);
+  if (auto it = srv.tenants.find(route.key); it != srv.tenants.end()) {
+    if (it->second->state() != upstream::State::closed) return it->second;
+    srv.tenants.erase(it);
+  }
+  if (srv.removed) return shared_connection(srv);  // answers "removed" without starting anything
+  if (srv.tenants.size() >= kMaxTenants) {
+    if (error) *error = "Server '" + srv.cfg.id + "' has too many tenant credential sets in use; try again later";
+    log::warn("tenant connection cap reached", {{"server", srv.cfg.id}, {"cap", kMaxTenants}});
+    return nullptr;
+  }
+  auto conn = new_connection(srv, shared_capabilities(), route);
+  conn->set_listener(srv.listener);
+  srv.tenants.emplace(route.key, conn);
+  log::info("tenant upstream connection", {{"server", srv.cfg.id}, {"credential_set", route.key}});
+  return conn;
+}
+
+bool Hub::may_call(const Session& s, const Server& srv, std::string_view tool) const {
+  return !s.caller.may_call || s.caller.may_call(srv.cfg, tool);
 }
 
 // ---- sessions ----
@@ -322,6 +353,18 @@ void Hub::sweep() {
       srv->shared->close("idle");
       srv->shared.reset();
     }
+    // Tenant connections of every transport are reaped when idle (a tenant's process or HTTP session).
+    for (auto it = srv->tenants.begin(); it != srv->tenants.end();) {
+      auto& c = it->second;
+      bool idle_now = c->in_flight() == 0 && now - c->last_used() > stdio_idle;
+      if (c->state() == upstream::State::closed || idle_now) {
+        if (idle_now) log::info("stopping idle tenant upstream", {{"server", id}, {"credential_set", it->first}});
+        c->close("idle");
+        it = srv->tenants.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 }
 
@@ -334,8 +377,10 @@ void Hub::start_draining() {
 void Hub::stop_upstreams() {
   for (auto& [id, s] : sessions_)
     for (auto& [sid, conn] : s->dedicated) conn->close("shutting down");
-  for (auto& [id, srv] : servers_)
+  for (auto& [id, srv] : servers_) {
     if (srv->shared) srv->shared->close("shutting down");
+    for (auto& [key, conn] : srv->tenants) conn->close("shutting down");
+  }
 }
 
 void Hub::list_changed(const std::string& server, std::string_view method) {
@@ -350,7 +395,7 @@ void Hub::list_changed(const std::string& server, std::string_view method) {
 
 // ---- catalog ----
 
-net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
+net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_ptr<upstream::Connection> conn) {
   if (srv->catalog.loaded) co_return;
   if (srv->catalog.loading) {
     auto ev = srv->catalog.loading;
@@ -365,7 +410,7 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     auto changes_before = srv->changes;
     fresh = Catalog{};
-    auto conn = shared_connection(*srv);
+    if (!conn || conn->state() == upstream::State::closed) conn = shared_connection(*srv);
     if (auto err = co_await conn->ensure_ready()) {
       fresh.error = *err;
     } else {
@@ -429,13 +474,20 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv) {
   ev->set();
 }
 
-net::awaitable<void> Hub::load_catalogs(const std::vector<std::shared_ptr<Server>>& servers) {
+net::awaitable<void> Hub::load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers) {
   auto done = std::make_shared<Event>(ex_);
   auto remaining = std::make_shared<std::size_t>(0);
   for (auto& srv : servers) {
     if (srv->catalog.loaded) continue;
+    // Listed through the caller's own connection: the server's defaults may lack credentials it has.
+    std::string error;
+    auto conn = connection_for(s, *srv, &error);
+    if (!conn) {
+      if (srv->catalog.error.empty()) srv->catalog.error = error;
+      continue;
+    }
     ++*remaining;
-    net::co_spawn(ex_, load_catalog(srv), [done, remaining](std::exception_ptr) {
+    net::co_spawn(ex_, load_catalog(srv, conn), [done, remaining](std::exception_ptr) {
       if (--*remaining == 0) done->set();
     });
   }
@@ -444,13 +496,13 @@ net::awaitable<void> Hub::load_catalogs(const std::vector<std::shared_ptr<Server
 
 std::vector<std::shared_ptr<Server>> Hub::in_scope(const Session& s) const {
   auto out = in_scope(s.scope);
-  if (s.may_use) std::erase_if(out, [&](auto& srv) { return !s.may_use(srv->cfg); });
+  if (s.caller.may_use) std::erase_if(out, [&](auto& srv) { return !s.caller.may_use(srv->cfg); });
   return out;
 }
 
 std::shared_ptr<Server> Hub::find_for(const Session& s, std::string_view id) const {
   auto srv = find(id);
-  if (!srv || !srv->cfg.enabled || (s.may_use && !s.may_use(srv->cfg))) return nullptr;
+  if (!srv || !srv->cfg.enabled || (s.caller.may_use && !s.caller.may_use(srv->cfg))) return nullptr;
   return srv;
 }
 
@@ -491,10 +543,13 @@ net::awaitable<json::object> Hub::initialize(std::shared_ptr<Session> s, const j
     result["serverInfo"] = json::object{{"name", "gatehouse"}, {"title", "Gatehouse MCP gateway"}, {"version", "0.1.0"}};
     result["instructions"] =
         "Tools, prompts and resources of several MCP servers. Names are <server>__<name>.";
+    if (in_scope(*s).empty() && !s->caller.no_access_hint.empty()) result["instructions"] = s->caller.no_access_hint;
   } else {
     auto srv = find(s->scope);
-    auto conn = connection_for(*s, *srv);
-    auto err = co_await conn->ensure_ready();
+    std::string route_error;
+    auto conn = connection_for(*s, *srv, &route_error);
+    std::optional<std::string> err = route_error;
+    if (conn) err = co_await conn->ensure_ready();
     json::object caps;
     if (!err) {
       caps = conn->server_capabilities();
@@ -521,7 +576,7 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
     offset = *off;
   }
   auto servers = in_scope(*s);
-  co_await load_catalogs(servers);
+  co_await load_catalogs(*s, servers);
   bool aggregate = s->scope.empty();
   // One server's endpoint says why it has nothing to list; the aggregate lists what the others offer.
   if (!aggregate && !servers.empty() && !servers.front()->catalog.loaded)
@@ -539,7 +594,12 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
                        : method == "prompts/list"   ? srv->catalog.prompts
                        : method == "resources/list" ? srv->catalog.resources
                                                     : srv->catalog.templates;
+    bool tools = method == "tools/list";
     for (const auto& item : list) {
+      if (tools && s->caller.may_call) {
+        auto* n = item.if_contains("name");
+        if (!n || !n->is_string() || !may_call(*s, *srv, n->as_string())) continue;
+      }
       if (index++ < offset) continue;
       if (items.size() == page) {
         more = true;
@@ -567,13 +627,16 @@ net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session
   std::string key = json::serialize(id);
   if (s->in_flight.count(key))
     co_return jsonrpc::make_error(id, code::invalid_request, "A request with this id is already in progress");
-  auto conn = connection_for(*s, *srv);
+  std::string route_error;
+  auto conn = connection_for(*s, *srv, &route_error);
+  if (!conn) co_return jsonrpc::make_error(id, code::internal_error, route_error);
   upstream::CallHandle handle;
   s->in_flight[key] = InFlight{conn, &handle, ch, false};
   if (ch) s->latest_channel = ch;
   upstream::CallOptions opts;
   opts.timeout = conn->timeout();
   opts.sink = std::make_shared<ChannelSink>(ch, s, srv->cfg.id);
+  if (srv->cfg.forward_identity && s->caller.identity_headers) opts.headers = s->caller.identity_headers(srv->cfg);
   auto started = Clock::now();
   auto resp = co_await conn->call(method, std::move(params), std::move(opts), &handle);
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
@@ -618,9 +681,12 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
     auto srv = find_for(*s, server_id);
     if (!srv || !srv->cfg.enabled)
       co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
-    co_await load_catalog(srv);
+    std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
+    co_await load_catalogs(*s, one);
     const auto& names = method == "tools/call" ? srv->catalog.tool_names : srv->catalog.prompt_names;
-    if (srv->catalog.loaded && !names.count(std::string(name)))
+    // A tool the caller may not use is as unknown as one that does not exist: list and call agree.
+    if ((srv->catalog.loaded && !names.count(std::string(name))) ||
+        (method == "tools/call" && !may_call(*s, *srv, name)))
       co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
     if (aggregate) params["name"] = std::string(name);  // `name` views into params: copy before replacing
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
@@ -629,7 +695,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
   if (method == "resources/read" || method == "resources/subscribe" || method == "resources/unsubscribe") {
     auto* u = params.if_contains("uri");
     if (!u || !u->is_string()) co_return error(code::invalid_params, "params.uri must be a string");
-    co_await load_catalogs(in_scope(*s));
+    co_await load_catalogs(*s, in_scope(*s));
     auto srv = route_uri(*s, u->as_string());
     if (!srv) {
       json::value data = json::object{{"uri", u->as_string()}};
@@ -656,7 +722,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
     } else if (type && type->is_string() && type->as_string() == "ref/resource") {
       auto* u = r.if_contains("uri");
       if (!u || !u->is_string()) co_return error(code::invalid_params, "ref.uri must be a string");
-      co_await load_catalogs(in_scope(*s));
+      co_await load_catalogs(*s, in_scope(*s));
       srv = route_uri(*s, u->as_string());
     } else {
       co_return error(code::invalid_params, "ref.type must be ref/prompt or ref/resource");
@@ -670,7 +736,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
     auto servers = in_scope(*s);
     for (auto& srv : servers) {
       auto conn = connection_for(*s, *srv);
-      if (co_await conn->ensure_ready()) continue;
+      if (!conn || co_await conn->ensure_ready()) continue;
       if (!conn->server_capabilities().contains("logging")) continue;
       upstream::CallOptions opts;
       opts.timeout = conn->timeout();
@@ -746,23 +812,29 @@ json::object Hub::health() const {
                       {"upstreams", std::move(ups)}};
 }
 
+json::object Hub::server_json(const Server& srv) const {
+  json::object o;
+  o["id"] = srv.cfg.id;
+  o["transport"] = to_string(srv.cfg.transport);
+  o["description"] = srv.cfg.description;
+  o["enabled"] = srv.cfg.enabled;
+  o["state"] = !srv.cfg.enabled ? "disabled" : srv.shared ? upstream::to_string(srv.shared->state()) : "idle";
+  if (srv.catalog.loaded) o["tools"] = srv.catalog.tools.size();
+  else o["tools"] = nullptr;
+  o["calls"] = srv.stats.calls;
+  o["errors"] = srv.stats.errors;
+  // whole microseconds: Boost.JSON writes doubles in exponent form, which people misread
+  o["avg_us"] = srv.stats.calls ? static_cast<uint64_t>(srv.stats.total_ms * 1000.0 / double(srv.stats.calls)) : 0;
+  if (!srv.tenants.empty()) o["tenant_connections"] = srv.tenants.size();
+  if (!srv.catalog.loaded && !srv.catalog.error.empty()) o["last_error"] = srv.catalog.error;
+  return o;
+}
+
 json::object Hub::servers_json(const std::function<bool(const ServerConfig&)>& may_use) const {
   json::array arr;
   for (const auto& [id, srv] : servers_) {
     if (may_use && !may_use(srv->cfg)) continue;
-    json::object o;
-    o["id"] = id;
-    o["transport"] = to_string(srv->cfg.transport);
-    o["description"] = srv->cfg.description;
-    o["enabled"] = srv->cfg.enabled;
-    o["state"] = !srv->cfg.enabled ? "disabled" : srv->shared ? upstream::to_string(srv->shared->state()) : "idle";
-    if (srv->catalog.loaded) o["tools"] = srv->catalog.tools.size();
-    else o["tools"] = nullptr;
-    o["calls"] = srv->stats.calls;
-    o["errors"] = srv->stats.errors;
-    // whole microseconds: Boost.JSON writes doubles in exponent form, which people misread
-    o["avg_us"] = srv->stats.calls ? static_cast<uint64_t>(srv->stats.total_ms * 1000.0 / double(srv->stats.calls)) : 0;
-    arr.push_back(std::move(o));
+    arr.push_back(server_json(*srv));
   }
   return json::object{{"servers", std::move(arr)}};
 }

@@ -18,6 +18,7 @@
 
 #include "core/config.hpp"
 #include "core/event.hpp"
+#include "policy/policy.hpp"
 #include "upstream/connection.hpp"
 
 namespace gh::mcp {
@@ -51,6 +52,8 @@ struct Server {
   ServerConfig cfg;
   std::shared_ptr<upstream::Connection> shared;
   std::shared_ptr<upstream::Listener> listener;
+  // One connection per tenant credential set / endpoint (Route::key), shared by that tenant's users.
+  std::map<std::string, std::shared_ptr<upstream::Connection>, std::less<>> tenants;
   Catalog catalog;
   ServerStats stats;
   std::size_t dedicated = 0;  // dedicated connections open now
@@ -88,8 +91,13 @@ struct RelayedRequest {
 
 // Who is making a request, as the hub needs to know it.
 struct Caller {
-  std::string owner;  // email ("" when the gateway runs without identity, e.g. in tests of the hub alone)
-  std::function<bool(const ServerConfig&)> may_use;  // unset = every server
+  std::string owner;  // email ("" = anonymous)
+  std::function<bool(const ServerConfig&)> may_use;                     // unset = every server
+  std::function<bool(const ServerConfig&, std::string_view)> may_call;  // a tool; unset = every tool of a usable server
+  std::function<policy::Route(const ServerConfig&)> route;              // unset = the server's defaults
+  // Identity headers for servers with forwardIdentity (whole header lines are built by the transport).
+  std::function<std::vector<std::pair<std::string, std::string>>(const ServerConfig&)> identity_headers;
+  std::string no_access_hint;  // said when the caller may use no server at all
 };
 
 // A downstream MCP session (one per initialize).
@@ -97,8 +105,7 @@ struct Session : std::enable_shared_from_this<Session> {
   std::string id;
   std::string scope;  // "" = aggregate, else the server id
   std::string owner;  // email of the user who opened it; only they may use it
-  // Which servers the caller may use (set from the caller's identity on every request); unset = all.
-  std::function<bool(const ServerConfig&)> may_use;
+  Caller caller;      // the caller's rights, set from their identity on every request
   std::string protocol_version;
   json::object client_capabilities;
   bool dedicated_mode = false;  // its own upstream sessions (sampling/elicitation/roots, log level, subscriptions)
@@ -156,6 +163,9 @@ class Hub {
 
   json::object health() const;
   json::object servers_json(const std::function<bool(const ServerConfig&)>& may_use = {}) const;
+  // One server as /servers shows it.
+  json::object server_json(const Server& srv) const;
+  const std::map<std::string, std::shared_ptr<Server>, std::less<>>& servers() const { return servers_; }
   bool draining() const { return draining_; }
   void start_draining();
   // Stops every upstream connection (shutdown).
@@ -166,11 +176,13 @@ class Hub {
 
  private:
   friend struct SharedListener;
-  std::shared_ptr<upstream::Connection> connection_for(Session& s, Server& srv);
+  // The connection this session uses for this server, or null with `error` set (a missing credential).
+  std::shared_ptr<upstream::Connection> connection_for(Session& s, Server& srv, std::string* error = nullptr);
   std::shared_ptr<upstream::Connection> shared_connection(Server& srv);
-  std::shared_ptr<upstream::Connection> new_connection(Server& srv, json::object caps);
-  net::awaitable<void> load_catalog(std::shared_ptr<Server> srv);
-  net::awaitable<void> load_catalogs(const std::vector<std::shared_ptr<Server>>& servers);
+  std::shared_ptr<upstream::Connection> new_connection(Server& srv, json::object caps, const policy::Route& route = {});
+  net::awaitable<void> load_catalog(std::shared_ptr<Server> srv, std::shared_ptr<upstream::Connection> conn);
+  net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers);
+  bool may_call(const Session& s, const Server& srv, std::string_view tool) const;
   net::awaitable<json::object> list(std::shared_ptr<Session> s, std::string_view method, const json::object& params,
                                     const json::value& id);
   net::awaitable<std::optional<json::object>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,

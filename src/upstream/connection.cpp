@@ -145,6 +145,7 @@ net::awaitable<json::object> Connection::call_started(std::string method, json::
   uint64_t id = ++next_id_;
   Pending p(ex_);
   p.sink = std::move(opts.sink);
+  p.headers = std::move(opts.headers);
   if (params.is_object()) {
     if (auto* meta = params.as_object().if_contains("_meta"); meta && meta->is_object()) {
       if (auto* tok = meta->as_object().if_contains("progressToken")) {

@@ -48,6 +48,8 @@ struct Listener {
 struct CallOptions {
   std::chrono::milliseconds timeout{60000};
   std::shared_ptr<CallSink> sink;
+  // Extra request headers for this call (HTTP transports; e.g. the caller's identity for forwardIdentity).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // A handle to cancel a call in flight.
@@ -117,6 +119,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto it = pending_.find(id);
     return it != pending_.end() && !it->second->done.is_set();
   }
+  // The extra headers of a pending call (empty if none or not pending).
+  const std::vector<std::pair<std::string, std::string>>& call_headers(uint64_t id) const {
+    static const std::vector<std::pair<std::string, std::string>> none;
+    auto it = pending_.find(id);
+    return it == pending_.end() ? none : it->second->headers;
+  }
   // Called once the connection is ready (after notifications/initialized went out).
   virtual void on_ready() {}
   // Called by transports when the transport died (process exit, stream closed for good).
@@ -142,6 +150,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     json::object response;
     std::shared_ptr<CallSink> sink;
     json::value progress_token;  // the downstream's token, when the call had one
+    std::vector<std::pair<std::string, std::string>> headers;
   };
   net::awaitable<json::object> call_started(std::string method, json::value params, CallOptions opts,
                                             CallHandle* handle);

@@ -124,6 +124,8 @@ class HttpConnection final : public Connection {
     if (!self->pool_ || self->epoch_ != epoch) co_return;
     auto req = self->make_request(bhttp::verb::post);
     req.set("Content-Type", "application/json");
+    if (related)
+      for (const auto& [k, v] : self->call_headers(related)) req.set(k, v);
     req.body = text;
     std::string sent_session = self->session_id_;
     auto timeout = self->timeout();
@@ -385,6 +387,8 @@ class SseConnection final : public Connection {
     HttpRequest req{bhttp::verb::post, self->post_target_};
     for (const auto& [k, v] : self->headers_) req.set(k, v);
     req.set("Content-Type", "application/json");
+    if (related)
+      for (const auto& [k, v] : self->call_headers(related)) req.set(k, v);
     req.body = std::move(text);
     auto pool = self->post_pool_;
     auto res = co_await pool->request(std::move(req), Clock::now() + std::chrono::seconds(30), {},
