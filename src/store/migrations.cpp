@@ -231,11 +231,23 @@ CREATE TABLE @gateway_meta (
 );
 )sql";
 
+// Grants and tenant endpoints record when they last changed, as tenant keys already do.
+constexpr std::string_view kSqlite2 = R"sql(
+ALTER TABLE group_tenant_mapping ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tenant_server_endpoints ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::string_view kPostgres2 = R"sql(
+ALTER TABLE @group_tenant_mapping ADD COLUMN updated_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE @tenant_server_endpoints ADD COLUMN updated_at BIGINT NOT NULL DEFAULT 0;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
   static const std::vector<Migration> all = {
       {1, kSqlite1, kPostgres1},
+      {2, kSqlite2, kPostgres2},
   };
   return all;
 }

@@ -8,6 +8,10 @@
 #include <mutex>
 #include <set>
 
+#include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
 #include "store/db.hpp"
 #include "store/migrations.hpp"
 
@@ -107,6 +111,58 @@ ApiKey read_key(const Row& r) {
   k.last_used_at = r.int64(8);
   k.revoked_at = r.int64(9);
   return k;
+}
+
+constexpr const char* kGrantCols = "group_name, tenant_id, tools_mode, tools, updated_at";
+
+// Tool lists travel as a JSON array of strings; anything else in the column (hand-edited, NULL) reads as
+// an empty list rather than failing the whole load.
+std::string tools_json(const std::vector<std::string>& tools) {
+  boost::json::array a;
+  a.reserve(tools.size());
+  for (auto& t : tools) a.emplace_back(t);
+  return boost::json::serialize(a);
+}
+
+std::vector<std::string> parse_tools(std::string_view text) {
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text, ec);
+  if (ec || !v.is_array()) return out;
+  for (auto& e : v.get_array())
+    if (e.is_string()) out.emplace_back(e.get_string());
+  return out;
+}
+
+Grant read_grant(const Row& r) {
+  Grant g;
+  g.group = r.str(0);
+  g.server = r.str(1);
+  g.tools_mode = r.str(2);  // NULL → "" (every tool)
+  g.tools = parse_tools(r.text(3));
+  g.updated_at = r.int64(4);
+  return g;
+}
+
+constexpr const char* kTenantKeyCols = "tenant_id, server_id, slot, api_key_encrypted, key_id, updated_at";
+
+TenantKey read_tenant_key(const Row& r) {
+  return {r.str(0), r.str(1), r.str(2), r.str(3), r.str(4), r.int64(5)};
+}
+
+constexpr const char* kEndpointCols = "tenant_id, server_id, endpoint_url, updated_at";
+
+TenantEndpoint read_endpoint(const Row& r) { return {r.str(0), r.str(1), r.str(2), r.int64(3)}; }
+
+// "WHERE <col> = ?" when listing one group's rows, nothing for all of them.
+std::string group_filter(std::string_view group, const char* column) {
+  return group.empty() ? std::string() : cat({" WHERE ", column, " = ?"});
+}
+
+std::vector<Value> group_param(std::string_view group) {
+  if (group.empty()) return {};
+  return {Value(group)};
 }
 
 class SqlStore final : public Store {
@@ -251,7 +307,7 @@ class SqlStore final : public Store {
     if (!group_exists(from)) return false;
     if (from == to) return true;
     if (group_exists(to)) throw StoreError("a group with the new name already exists");
-    // Memberships, grants and tenant keys follow through ON UPDATE CASCADE.
+    // Memberships, grants, tenant keys and tenant endpoints follow through ON UPDATE CASCADE.
     conn_->exec("UPDATE @groups SET name = ? WHERE name = ?", {to, from});
     tx.commit();
     return true;
@@ -259,7 +315,8 @@ class SqlStore final : public Store {
 
   bool delete_group(std::string_view name) override {
     std::lock_guard lk(mu_);
-    return conn_->exec("DELETE FROM @groups WHERE name = ?", {name}) > 0;  // memberships cascade
+    // Memberships, grants, tenant keys and tenant endpoints go with it (ON DELETE CASCADE).
+    return conn_->exec("DELETE FROM @groups WHERE name = ?", {name}) > 0;
   }
 
   std::vector<Group> list_groups(std::string_view q, int64_t offset, int64_t limit, int64_t* total) override {
@@ -399,6 +456,97 @@ class SqlStore final : public Store {
     tx.commit();
   }
 
+  // ---- grants ----
+  std::vector<Grant> list_grants(std::string_view group) override {
+    std::lock_guard lk(mu_);
+    return list_grants_locked(group);
+  }
+
+  void put_grant(const Grant& g) override {
+    if (g.server.empty()) throw StoreError("grant server is empty");
+    if (g.tools_mode != "" && g.tools_mode != "allow" && g.tools_mode != "deny")
+      throw StoreError("grant tools_mode must be empty, \"allow\" or \"deny\"");
+    auto tools = tools_json(g.tools);
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    require_group(g.group);
+    conn_->exec(
+        "INSERT INTO @group_tenant_mapping (group_name, tenant_id, tools_mode, tools, updated_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_name, tenant_id) DO UPDATE SET "
+        "tools_mode = excluded.tools_mode, tools = excluded.tools, updated_at = excluded.updated_at",
+        {g.group, g.server, g.tools_mode.empty() ? Value(nullptr) : Value(g.tools_mode), tools,
+         g.updated_at ? g.updated_at : now_seconds()});
+    tx.commit();
+  }
+
+  bool delete_grant(std::string_view group, std::string_view server) override {
+    std::lock_guard lk(mu_);
+    return conn_->exec("DELETE FROM @group_tenant_mapping WHERE group_name = ? AND tenant_id = ?", {group, server}) > 0;
+  }
+
+  // ---- tenant keys ----
+  std::vector<TenantKey> list_tenant_keys(std::string_view group) override {
+    std::lock_guard lk(mu_);
+    return list_tenant_keys_locked(group);
+  }
+
+  void put_tenant_key(const TenantKey& k) override {
+    if (k.server.empty() || k.slot.empty()) throw StoreError("tenant key server or slot is empty");
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    require_group(k.group);
+    conn_->exec(
+        "INSERT INTO @tenant_server_keys (tenant_id, server_id, slot, api_key_encrypted, key_id, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, server_id, slot) DO UPDATE SET "
+        "api_key_encrypted = excluded.api_key_encrypted, key_id = excluded.key_id, updated_at = excluded.updated_at",
+        {k.group, k.server, k.slot, k.ciphertext, k.key_id, k.updated_at ? k.updated_at : now_seconds()});
+    tx.commit();
+  }
+
+  bool delete_tenant_key(std::string_view group, std::string_view server, std::string_view slot) override {
+    std::lock_guard lk(mu_);
+    return conn_->exec("DELETE FROM @tenant_server_keys WHERE tenant_id = ? AND server_id = ? AND slot = ?",
+                       {group, server, slot}) > 0;
+  }
+
+  // Rows deleted meanwhile stay deleted (an UPDATE, never an insert); updated_at is kept, since the value
+  // itself did not change.
+  void reencrypt_tenant_keys(const std::vector<TenantKey>& rows) override {
+    if (rows.empty()) return;
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    for (auto& k : rows)
+      conn_->exec(
+          "UPDATE @tenant_server_keys SET api_key_encrypted = ?, key_id = ? "
+          "WHERE tenant_id = ? AND server_id = ? AND slot = ?",
+          {k.ciphertext, k.key_id, k.group, k.server, k.slot});
+    tx.commit();
+  }
+
+  // ---- tenant endpoints ----
+  std::vector<TenantEndpoint> list_tenant_endpoints(std::string_view group) override {
+    std::lock_guard lk(mu_);
+    return list_tenant_endpoints_locked(group);
+  }
+
+  void put_tenant_endpoint(const TenantEndpoint& e) override {
+    if (e.server.empty()) throw StoreError("tenant endpoint server is empty");
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    require_group(e.group);
+    conn_->exec(
+        "INSERT INTO @tenant_server_endpoints (tenant_id, server_id, endpoint_url, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (tenant_id, server_id) DO UPDATE SET "
+        "endpoint_url = excluded.endpoint_url, updated_at = excluded.updated_at",
+        {e.group, e.server, e.url, e.updated_at ? e.updated_at : now_seconds()});
+    tx.commit();
+  }
+
+  bool delete_tenant_endpoint(std::string_view group, std::string_view server) override {
+    std::lock_guard lk(mu_);
+    return conn_->exec("DELETE FROM @tenant_server_endpoints WHERE tenant_id = ? AND server_id = ?", {group, server}) > 0;
+  }
+
   // ---- audit ----
   void append_audit(const AuditEntry& e) override {
     std::lock_guard lk(mu_);
@@ -467,6 +615,9 @@ class SqlStore final : public Store {
                  [&](const Row& r) { d.memberships.push_back({r.str(0), r.str(1), r.str(2)}); });
     conn_->query(cat({"SELECT ", kKeyCols, " FROM @api_keys WHERE revoked_at IS NULL ORDER BY id"}), {},
                  [&](const Row& r) { d.api_keys.push_back(read_key(r)); });
+    d.grants = list_grants_locked("");
+    d.tenant_keys = list_tenant_keys_locked("");
+    d.tenant_endpoints = list_tenant_endpoints_locked("");
     tx.commit();
     return d;
   }
@@ -533,6 +684,36 @@ class SqlStore final : public Store {
 
   bool group_exists(std::string_view name) {
     return conn_->scalar("SELECT COUNT(*) FROM @groups WHERE name = ?", {name}) > 0;
+  }
+
+  // Inside the caller's write transaction, so the row and its group agree (the foreign key would also
+  // refuse it, with a less helpful message).
+  void require_group(std::string_view name) {
+    if (!group_exists(name)) throw StoreError("no such group");
+  }
+
+  std::vector<Grant> list_grants_locked(std::string_view group) {
+    std::vector<Grant> out;
+    conn_->query(cat({"SELECT ", kGrantCols, " FROM @group_tenant_mapping", group_filter(group, "group_name"),
+                      " ORDER BY group_name, tenant_id"}),
+                 group_param(group), [&](const Row& r) { out.push_back(read_grant(r)); });
+    return out;
+  }
+
+  std::vector<TenantKey> list_tenant_keys_locked(std::string_view group) {
+    std::vector<TenantKey> out;
+    conn_->query(cat({"SELECT ", kTenantKeyCols, " FROM @tenant_server_keys", group_filter(group, "tenant_id"),
+                      " ORDER BY tenant_id, server_id, slot"}),
+                 group_param(group), [&](const Row& r) { out.push_back(read_tenant_key(r)); });
+    return out;
+  }
+
+  std::vector<TenantEndpoint> list_tenant_endpoints_locked(std::string_view group) {
+    std::vector<TenantEndpoint> out;
+    conn_->query(cat({"SELECT ", kEndpointCols, " FROM @tenant_server_endpoints", group_filter(group, "tenant_id"),
+                      " ORDER BY tenant_id, server_id"}),
+                 group_param(group), [&](const Row& r) { out.push_back(read_endpoint(r)); });
+    return out;
   }
 
   std::mutex mu_;  // guards conn_ (one connection per store)

@@ -1,4 +1,5 @@
-// The store: users, groups, memberships, API keys, audit log (and, later, grants, tenant keys, analytics).
+// The store: users, groups, memberships, API keys, grants, tenant keys and endpoints, audit log (and, later,
+// analytics).
 // One interface, two backends with identical behaviour: SQLite (embedded default) and PostgreSQL (schema
 // mcp_proxy). Calls block: run them on the blocking pool (core/blocking.hpp), never on an io thread.
 // Every method is safe to call from several threads at once.

@@ -14,6 +14,7 @@
 
 #include "core/util.hpp"
 #include "store/db.hpp"
+#include "store/migrations.hpp"
 #include "store/openwebui.hpp"
 #include "store/store.hpp"
 
@@ -21,6 +22,8 @@ using namespace gh::store;
 namespace fs = std::filesystem;
 
 namespace {
+
+const int kLatestVersion = static_cast<int>(migrations().size());
 
 struct SqliteEnv {
   static constexpr bool kPostgres = false;
@@ -37,6 +40,10 @@ struct SqliteEnv {
   std::string url() const { return "sqlite://" + (dir / "data" / "gatehouse.db").string(); }
   std::string webui_url() const { return "sqlite:///" + (dir / "webui.db").string(); }
   std::unique_ptr<sql::Connection> webui_conn() const { return sql::open_sqlite((dir / "webui.db").string()); }
+  // A second connection to the store's own database (tables unprefixed, as the store writes them with `@`).
+  std::unique_ptr<sql::Connection> store_conn() const {
+    return sql::open_sqlite((dir / "data" / "gatehouse.db").string());
+  }
   fs::path dir;
 };
 
@@ -63,6 +70,7 @@ struct PgEnv {
   std::string url() const { return url_; }
   std::string webui_url() const { return url_; }
   std::unique_ptr<sql::Connection> webui_conn() const { return sql::open_postgres(url_, ""); }
+  std::unique_ptr<sql::Connection> store_conn() const { return sql::open_postgres(url_, "mcp_proxy."); }
   std::string base_, name_, url_;
 };
 
@@ -134,9 +142,10 @@ bool eventually(F pred, std::chrono::milliseconds limit = std::chrono::milliseco
 TYPED_TEST(StoreTest, MigrateIsIdempotentAndVersioned) {
   auto& s = *this->store;
   EXPECT_EQ(s.backend(), TypeParam::kPostgres ? "postgresql" : "sqlite");
-  EXPECT_EQ(s.schema_version(), 1);
+  EXPECT_EQ(kLatestVersion, 2);
+  EXPECT_EQ(s.schema_version(), kLatestVersion);
   EXPECT_EQ(s.migrate(), 0);
-  EXPECT_EQ(s.schema_version(), 1);
+  EXPECT_EQ(s.schema_version(), kLatestVersion);
   // A second instance on the same database finds nothing to do and sees the same data.
   ASSERT_TRUE(s.create_user(this->user("a@x.test")));
   auto other = Store::open(this->env->url());
@@ -149,8 +158,8 @@ TYPED_TEST(StoreTest, FreshDatabaseHasVersionZero) {
   this->env = std::make_unique<TypeParam>();
   auto s = Store::open(this->env->url());
   EXPECT_EQ(s->schema_version(), 0);
-  EXPECT_EQ(s->migrate(), 1);
-  EXPECT_EQ(s->schema_version(), 1);
+  EXPECT_EQ(s->migrate(), kLatestVersion);
+  EXPECT_EQ(s->schema_version(), kLatestVersion);
 }
 
 TYPED_TEST(StoreTest, ConcurrentMigrationsApplyOnce) {
@@ -170,8 +179,8 @@ TYPED_TEST(StoreTest, ConcurrentMigrationsApplyOnce) {
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(failed.load(), 0);
-  EXPECT_EQ(applied.load(), 1);
-  EXPECT_EQ(stores[0]->schema_version(), 1);
+  EXPECT_EQ(applied.load(), kLatestVersion);  // all by one instance, none twice
+  EXPECT_EQ(stores[0]->schema_version(), kLatestVersion);
 }
 
 TYPED_TEST(StoreTest, UsersCreateDuplicateUpdateDelete) {
@@ -498,6 +507,11 @@ TYPED_TEST(StoreTest, DumpHasEverything) {
   ASSERT_TRUE(s.add_member("Tenant-Acme", "a@x.test", "manual"));
   ASSERT_TRUE(s.add_member("Tenant-Acme", "b@x.test", "idp"));
   s.create_api_key(this->key("k1", "a@x.test"));
+  s.put_grant({"Tenant-Acme", "jira", "", {}, 1});
+  s.put_grant({"Empty", "github", "deny", {"delete"}, 2});
+  s.put_tenant_key({"Tenant-Acme", "jira", "TOKEN", "sealed-2", "kid", 3});
+  s.put_tenant_key({"Tenant-Acme", "github", "TOKEN", "sealed-1", "kid", 4});
+  s.put_tenant_endpoint({"Tenant-Acme", "jira", "https://acme.example/jira", 5});
 
   auto d = s.dump();
   ASSERT_EQ(d.users.size(), 2u);
@@ -517,6 +531,293 @@ TYPED_TEST(StoreTest, DumpHasEverything) {
   EXPECT_EQ(d.memberships[1].source, "idp");
   ASSERT_EQ(d.api_keys.size(), 1u);
   EXPECT_EQ(d.api_keys[0].hash, "hash-k1");
+  ASSERT_EQ(d.grants.size(), 2u);
+  EXPECT_EQ(d.grants[0].group, "Empty");
+  EXPECT_EQ(d.grants[0].tools_mode, "deny");
+  EXPECT_EQ(d.grants[0].tools, std::vector<std::string>{"delete"});
+  EXPECT_EQ(d.grants[1].server, "jira");
+  EXPECT_EQ(d.grants[1].updated_at, 1);
+  ASSERT_EQ(d.tenant_keys.size(), 2u);
+  EXPECT_EQ(d.tenant_keys[0].server, "github");
+  EXPECT_EQ(d.tenant_keys[0].ciphertext, "sealed-1");
+  EXPECT_EQ(d.tenant_keys[1].ciphertext, "sealed-2");
+  EXPECT_EQ(d.tenant_keys[1].key_id, "kid");
+  ASSERT_EQ(d.tenant_endpoints.size(), 1u);
+  EXPECT_EQ(d.tenant_endpoints[0].url, "https://acme.example/jira");
+  EXPECT_EQ(d.tenant_endpoints[0].updated_at, 5);
+}
+
+TYPED_TEST(StoreTest, UpgradesFromVersionOneKeepingRows) {
+  // A database left at version 1 (grants and endpoints without updated_at) gains the column, rows intact.
+  this->store.reset();
+  this->env = std::make_unique<TypeParam>();
+  {
+    auto seed = Store::open(this->env->url());  // creates the SQLite file's directory
+  }
+  {
+    auto c = this->env->store_conn();
+    c->begin(true);
+    if (TypeParam::kPostgres) c->script("CREATE SCHEMA mcp_proxy");
+    c->script("CREATE TABLE @schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)");
+    c->script(TypeParam::kPostgres ? migrations().at(0).postgresql : migrations().at(0).sqlite);
+    c->exec("INSERT INTO @schema_migrations (version, applied_at) VALUES (1, 1)");
+    c->exec("INSERT INTO @groups (name) VALUES (?)", {"G"});
+    c->exec("INSERT INTO @group_tenant_mapping (group_name, tenant_id, tools_mode, tools) VALUES (?, ?, ?, ?)",
+            {"G", "github", "allow", R"(["a"])"});
+    c->exec("INSERT INTO @tenant_server_endpoints (tenant_id, server_id, endpoint_url) VALUES (?, ?, ?)",
+            {"G", "github", "https://g.example/mcp"});
+    c->commit();
+  }
+  auto s = Store::open(this->env->url());
+  EXPECT_EQ(s->schema_version(), 1);
+  EXPECT_EQ(s->migrate(), kLatestVersion - 1);
+  EXPECT_EQ(s->schema_version(), kLatestVersion);
+  auto grants = s->list_grants("G");
+  ASSERT_EQ(grants.size(), 1u);
+  EXPECT_EQ(grants[0].tools, std::vector<std::string>{"a"});
+  EXPECT_EQ(grants[0].updated_at, 0);
+  auto eps = s->list_tenant_endpoints("G");
+  ASSERT_EQ(eps.size(), 1u);
+  EXPECT_EQ(eps[0].url, "https://g.example/mcp");
+  EXPECT_EQ(eps[0].updated_at, 0);
+}
+
+TYPED_TEST(StoreTest, GrantsPutReplaceListDelete) {
+  auto& s = *this->store;
+  for (auto n : {"b-team", "A-team"}) ASSERT_TRUE(s.create_group(this->group(n)));
+  Grant all{"b-team", "github", "", {}, 100};
+  s.put_grant(all);
+  Grant allow{"A-team", "jira", "allow", {"search", "get \"issue\"", "créer"}, 0};
+  s.put_grant(allow);
+  s.put_grant({"A-team", "github", "deny", {"delete_repo"}, 300});
+  s.put_grant({"b-team", "confluence", "", {}, 400});
+
+  auto list = s.list_grants("");
+  ASSERT_EQ(list.size(), 4u);  // by group (bytewise), then server
+  EXPECT_EQ(list[0].group, "A-team");
+  EXPECT_EQ(list[0].server, "github");
+  EXPECT_EQ(list[0].tools_mode, "deny");
+  EXPECT_EQ(list[0].tools, std::vector<std::string>{"delete_repo"});
+  EXPECT_EQ(list[0].updated_at, 300);
+  EXPECT_EQ(list[1].server, "jira");
+  EXPECT_EQ(list[1].tools_mode, "allow");
+  EXPECT_EQ(list[1].tools, allow.tools);
+  EXPECT_GT(list[1].updated_at, 0);  // stamped by the store when unset
+  EXPECT_EQ(list[2].group, "b-team");
+  EXPECT_EQ(list[2].server, "confluence");
+  EXPECT_EQ(list[3].server, "github");
+  EXPECT_EQ(list[3].tools_mode, "");
+  EXPECT_TRUE(list[3].tools.empty());
+  EXPECT_EQ(list[3].updated_at, 100);
+
+  auto mine = s.list_grants("b-team");
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(mine[0].server, "confluence");
+  EXPECT_TRUE(s.list_grants("nobody").empty());
+
+  // Storage format: "every tool" is a NULL mode; tools are a JSON array.
+  std::vector<std::pair<bool, std::string>> raw;
+  this->env->store_conn()->query(
+      "SELECT tools_mode IS NULL, tools FROM @group_tenant_mapping WHERE group_name = ? ORDER BY tenant_id",
+      {"A-team"}, [&](const sql::Row& r) { raw.emplace_back(r.boolean(0), r.str(1)); });
+  ASSERT_EQ(raw.size(), 2u);
+  EXPECT_FALSE(raw[0].first);
+  EXPECT_EQ(raw[0].second, R"(["delete_repo"])");
+  bool mode_null = false;
+  this->env->store_conn()->query(
+      "SELECT tools_mode IS NULL FROM @group_tenant_mapping WHERE group_name = ? AND tenant_id = ?",
+      {"b-team", "github"}, [&](const sql::Row& r) { mode_null = r.boolean(0); });
+  EXPECT_TRUE(mode_null);
+
+  // Replace: same (group, server) keeps one row with the new values.
+  s.put_grant({"b-team", "github", "allow", {"list"}, 500});
+  mine = s.list_grants("b-team");
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(mine[1].tools_mode, "allow");
+  EXPECT_EQ(mine[1].tools, std::vector<std::string>{"list"});
+  EXPECT_EQ(mine[1].updated_at, 500);
+  s.put_grant({"b-team", "github", "", {}, 600});
+  EXPECT_EQ(s.list_grants("b-team")[1].tools_mode, "");
+
+  EXPECT_THROW(s.put_grant({"b-team", "github", "everything", {}, 0}), StoreError);
+  EXPECT_THROW(s.put_grant({"b-team", "", "", {}, 0}), StoreError);
+
+  EXPECT_TRUE(s.delete_grant("b-team", "github"));
+  EXPECT_FALSE(s.delete_grant("b-team", "github"));
+  EXPECT_FALSE(s.delete_grant("B-TEAM", "confluence"));  // group names are case-sensitive
+  EXPECT_EQ(s.list_grants("").size(), 3u);
+}
+
+TYPED_TEST(StoreTest, TenantKeysPutReplaceListDelete) {
+  auto& s = *this->store;
+  ASSERT_TRUE(s.create_group(this->group("Tenant-B")));
+  ASSERT_TRUE(s.create_group(this->group("Tenant-A")));
+  s.put_tenant_key({"Tenant-B", "github", "TOKEN", "c-b-gh", "kid1", 10});
+  s.put_tenant_key({"Tenant-A", "jira", "USER", "c-a-jira-user", "kid1", 20});
+  s.put_tenant_key({"Tenant-A", "jira", "PASSWORD", "c-a-jira-pw", "kid1", 0});
+  s.put_tenant_key({"Tenant-A", "github", "TOKEN", "c-a-gh", "kid2", 30});
+
+  auto all = s.list_tenant_keys("");
+  ASSERT_EQ(all.size(), 4u);  // by group, server, slot
+  EXPECT_EQ(all[0].group, "Tenant-A");
+  EXPECT_EQ(all[0].server, "github");
+  EXPECT_EQ(all[0].ciphertext, "c-a-gh");
+  EXPECT_EQ(all[0].key_id, "kid2");
+  EXPECT_EQ(all[0].updated_at, 30);
+  EXPECT_EQ(all[1].slot, "PASSWORD");
+  EXPECT_GT(all[1].updated_at, 0);
+  EXPECT_EQ(all[2].slot, "USER");
+  EXPECT_EQ(all[3].group, "Tenant-B");
+
+  auto b = s.list_tenant_keys("Tenant-B");
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].ciphertext, "c-b-gh");
+
+  s.put_tenant_key({"Tenant-B", "github", "TOKEN", "c-b-gh-2", "kid2", 40});
+  b = s.list_tenant_keys("Tenant-B");
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].ciphertext, "c-b-gh-2");
+  EXPECT_EQ(b[0].key_id, "kid2");
+  EXPECT_EQ(b[0].updated_at, 40);
+
+  EXPECT_THROW(s.put_tenant_key({"Tenant-B", "github", "", "c", "k", 0}), StoreError);
+  EXPECT_TRUE(s.delete_tenant_key("Tenant-A", "jira", "USER"));
+  EXPECT_FALSE(s.delete_tenant_key("Tenant-A", "jira", "USER"));
+  EXPECT_FALSE(s.delete_tenant_key("Tenant-A", "jira", "user"));
+  EXPECT_EQ(s.list_tenant_keys("Tenant-A").size(), 2u);
+}
+
+TYPED_TEST(StoreTest, ReencryptTenantKeysUpdatesRowsInOneTransaction) {
+  auto& s = *this->store;
+  ASSERT_TRUE(s.create_group(this->group("T")));
+  s.put_tenant_key({"T", "github", "TOKEN", "old-1", "old", 10});
+  s.put_tenant_key({"T", "jira", "TOKEN", "old-2", "old", 20});
+  s.put_tenant_key({"T", "jira", "USER", "old-3", "old", 30});
+
+  // Rows deleted meanwhile stay deleted; the value's own time is kept.
+  s.reencrypt_tenant_keys({{"T", "github", "TOKEN", "new-1", "new", 0},
+                           {"T", "jira", "TOKEN", "new-2", "new", 0},
+                           {"T", "gone", "TOKEN", "new-x", "new", 0}});
+  auto rows = s.list_tenant_keys("T");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].ciphertext, "new-1");
+  EXPECT_EQ(rows[0].key_id, "new");
+  EXPECT_EQ(rows[0].updated_at, 10);
+  EXPECT_EQ(rows[1].ciphertext, "new-2");
+  EXPECT_EQ(rows[2].ciphertext, "old-3");
+  EXPECT_EQ(rows[2].key_id, "old");
+  s.reencrypt_tenant_keys({});
+
+  // A failure part-way (a trigger refuses the second row) leaves every row as it was.
+  auto c = this->env->store_conn();
+  if (TypeParam::kPostgres) {
+    c->script(
+        "CREATE FUNCTION @refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.api_key_encrypted = 'boom' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$");
+    c->script(
+        "CREATE TRIGGER refuse_boom BEFORE UPDATE ON @tenant_server_keys FOR EACH ROW EXECUTE FUNCTION "
+        "@refuse_boom()");
+  } else {
+    c->script(
+        "CREATE TRIGGER refuse_boom BEFORE UPDATE ON tenant_server_keys WHEN NEW.api_key_encrypted = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END");
+  }
+  EXPECT_THROW(s.reencrypt_tenant_keys({{"T", "github", "TOKEN", "newer-1", "newer", 0},
+                                        {"T", "jira", "TOKEN", "boom", "newer", 0},
+                                        {"T", "jira", "USER", "newer-3", "newer", 0}}),
+               StoreError);
+  rows = s.list_tenant_keys("T");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].ciphertext, "new-1");
+  EXPECT_EQ(rows[0].key_id, "new");
+  EXPECT_EQ(rows[1].ciphertext, "new-2");
+  EXPECT_EQ(rows[2].ciphertext, "old-3");
+  // The store is usable afterwards (the transaction was rolled back, not left open).
+  s.reencrypt_tenant_keys({{"T", "jira", "USER", "new-3", "new", 0}});
+  EXPECT_EQ(s.list_tenant_keys("T")[2].ciphertext, "new-3");
+}
+
+TYPED_TEST(StoreTest, TenantEndpointsPutReplaceListDelete) {
+  auto& s = *this->store;
+  ASSERT_TRUE(s.create_group(this->group("Tenant-B")));
+  ASSERT_TRUE(s.create_group(this->group("Tenant-A")));
+  s.put_tenant_endpoint({"Tenant-B", "jira", "https://b.example/jira", 5});
+  s.put_tenant_endpoint({"Tenant-A", "jira", "https://a.example/jira", 0});
+  s.put_tenant_endpoint({"Tenant-A", "github", "https://a.example/gh", 7});
+  auto all = s.list_tenant_endpoints("");
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].group, "Tenant-A");
+  EXPECT_EQ(all[0].server, "github");
+  EXPECT_EQ(all[0].url, "https://a.example/gh");
+  EXPECT_EQ(all[0].updated_at, 7);
+  EXPECT_EQ(all[1].server, "jira");
+  EXPECT_GT(all[1].updated_at, 0);
+  EXPECT_EQ(all[2].group, "Tenant-B");
+  EXPECT_EQ(all[2].updated_at, 5);
+
+  s.put_tenant_endpoint({"Tenant-B", "jira", "https://b2.example/jira", 9});
+  auto b = s.list_tenant_endpoints("Tenant-B");
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].url, "https://b2.example/jira");
+  EXPECT_EQ(b[0].updated_at, 9);
+
+  EXPECT_THROW(s.put_tenant_endpoint({"Tenant-B", "", "https://x", 0}), StoreError);
+  EXPECT_TRUE(s.delete_tenant_endpoint("Tenant-A", "jira"));
+  EXPECT_FALSE(s.delete_tenant_endpoint("Tenant-A", "jira"));
+  EXPECT_EQ(s.list_tenant_endpoints("Tenant-A").size(), 1u);
+  EXPECT_EQ(s.list_tenant_endpoints("").size(), 2u);
+}
+
+TYPED_TEST(StoreTest, GrantsKeysEndpointsNeedAnExistingGroup) {
+  auto& s = *this->store;
+  ASSERT_TRUE(s.create_group(this->group("Real")));
+  EXPECT_THROW(s.put_grant({"Missing", "github", "", {}, 0}), StoreError);
+  EXPECT_THROW(s.put_grant({"real", "github", "", {}, 0}), StoreError);  // case-sensitive
+  EXPECT_THROW(s.put_tenant_key({"Missing", "github", "TOKEN", "c", "k", 0}), StoreError);
+  EXPECT_THROW(s.put_tenant_endpoint({"Missing", "github", "https://x", 0}), StoreError);
+  EXPECT_THROW(s.put_grant({"", "github", "", {}, 0}), StoreError);
+  auto d = s.dump();
+  EXPECT_TRUE(d.grants.empty());
+  EXPECT_TRUE(d.tenant_keys.empty());
+  EXPECT_TRUE(d.tenant_endpoints.empty());
+  // The store keeps working after the refusals.
+  s.put_grant({"Real", "github", "", {}, 0});
+  EXPECT_EQ(s.list_grants("").size(), 1u);
+}
+
+TYPED_TEST(StoreTest, GrantsKeysEndpointsFollowGroupRenameAndDelete) {
+  auto& s = *this->store;
+  ASSERT_TRUE(s.create_group(this->group("Tenant-Old")));
+  ASSERT_TRUE(s.create_group(this->group("Other")));
+  for (auto g : {"Tenant-Old", "Other"}) {
+    s.put_grant({g, "github", "allow", {"x"}, 1});
+    s.put_tenant_key({g, "github", "TOKEN", std::string("c-") + g, "k", 1});
+    s.put_tenant_endpoint({g, "github", std::string("https://") + g, 1});
+  }
+
+  ASSERT_TRUE(s.rename_group("Tenant-Old", "Tenant-New"));
+  EXPECT_TRUE(s.list_grants("Tenant-Old").empty());
+  EXPECT_TRUE(s.list_tenant_keys("Tenant-Old").empty());
+  EXPECT_TRUE(s.list_tenant_endpoints("Tenant-Old").empty());
+  auto grants = s.list_grants("Tenant-New");
+  ASSERT_EQ(grants.size(), 1u);
+  EXPECT_EQ(grants[0].tools, std::vector<std::string>{"x"});
+  auto keys = s.list_tenant_keys("Tenant-New");
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].ciphertext, "c-Tenant-Old");
+  auto eps = s.list_tenant_endpoints("Tenant-New");
+  ASSERT_EQ(eps.size(), 1u);
+  EXPECT_EQ(eps[0].url, "https://Tenant-Old");
+
+  ASSERT_TRUE(s.delete_group("Tenant-New"));
+  EXPECT_TRUE(s.list_grants("Tenant-New").empty());
+  EXPECT_TRUE(s.list_tenant_keys("Tenant-New").empty());
+  EXPECT_TRUE(s.list_tenant_endpoints("Tenant-New").empty());
+  // The other group's rows are untouched.
+  EXPECT_EQ(s.list_grants("").size(), 1u);
+  EXPECT_EQ(s.list_tenant_keys("").size(), 1u);
+  EXPECT_EQ(s.list_tenant_endpoints("").size(), 1u);
+  EXPECT_EQ(s.list_tenant_keys("")[0].group, "Other");
 }
 
 TYPED_TEST(StoreTest, DumpOfManyUsers) {
@@ -648,7 +949,7 @@ TEST(StoreUrl, ErrorsNeverShowThePassword) {
 
 TEST(StoreUrl, InMemorySqliteWorks) {
   auto s = Store::open("sqlite::memory:");
-  EXPECT_EQ(s->migrate(), 1);
+  EXPECT_EQ(s->migrate(), kLatestVersion);
   User u;
   u.email = "m@x.test";
   EXPECT_TRUE(s->create_user(u));
