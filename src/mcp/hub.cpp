@@ -746,6 +746,9 @@ net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session
   std::string route_error;
   auto conn = connection_for(*s, *srv, &route_error);
   if (!conn) co_return jsonrpc::make_error(id, code::internal_error, route_error);
+  std::string call_label = method;  // the tool for tools/call, else the method
+  if (method == "tools/call" && params.is_object())
+    if (auto* n = params.as_object().if_contains("name"); n && n->is_string()) call_label = n->as_string();
   upstream::CallHandle handle;
   s->in_flight[key] = InFlight{conn, &handle, ch, false};
   if (ch) s->latest_channel = ch;
@@ -759,6 +762,16 @@ net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session
   srv->stats.calls++;
   srv->stats.total_ms += ms;
   if (resp.contains("error")) srv->stats.errors++;
+  if (on_call) {
+    std::string_view outcome = "ok";
+    if (auto* e = resp.if_contains("error")) {
+      auto* c = e->is_object() ? e->as_object().if_contains("code") : nullptr;
+      outcome = c && c->is_int64() && c->as_int64() == code::request_timeout ? "timeout" : "error";
+    } else if (auto* r = resp.if_contains("result"); r && r->is_object()) {
+      if (auto* ie = r->as_object().if_contains("isError"); ie && ie->is_bool() && ie->as_bool()) outcome = "tool_error";
+    }
+    on_call(srv->cfg.id, call_label, outcome, ms / 1000.0);
+  }
   bool cancelled = s->in_flight[key].cancelled;
   s->in_flight.erase(key);
   if (cancelled) co_return std::nullopt;  // a cancelled request gets no response

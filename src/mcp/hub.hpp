@@ -167,6 +167,9 @@ class Hub {
   json::object server_json(const Server& srv) const;
   const std::map<std::string, std::shared_ptr<Server>, std::less<>>& servers() const { return servers_; }
   bool draining() const { return draining_; }
+  // Called after every upstream call: server, tool (or method), outcome ("ok", "error", "tool_error",
+  // "timeout"), seconds.
+  std::function<void(const std::string&, const std::string&, std::string_view, double)> on_call;
   void start_draining();
   // Stops every upstream connection (shutdown).
   void stop_upstreams();
