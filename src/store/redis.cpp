@@ -90,6 +90,9 @@ ParsedUrl parse_url(const std::string& url) {
   ParsedUrl p;
   if (!u.host_address().empty()) p.host = u.host_address();
   if (u.has_port() && !u.port().empty()) p.port = u.port();
+  if (p.port.find_first_not_of("0123456789") != std::string::npos || p.port.size() > 5 || std::stoi(p.port) == 0 ||
+      std::stoi(p.port) > 65535)
+    throw std::invalid_argument("Redis URL: invalid port");
   if (u.has_userinfo()) {
     p.user = u.user();
     if (u.has_password()) p.password = u.password();
@@ -198,14 +201,22 @@ class Client final : public RedisClient {
 
   // Resolves, connects and authenticates; returns an error text, empty on success.
   net::awaitable<std::string> connect_and_handshake(uint64_t gen) {
-    auto [rec, results] = co_await resolver_.async_resolve(url_.host, url_.port, net::as_tuple(net::use_awaitable));
-    if (rec) co_return "resolve " + url_.host + ": " + rec.message();
-    if (gen_ != gen) co_return "superseded";
+    std::vector<tcp::endpoint> endpoints;
+    boost::system::error_code aec;
+    auto addr = net::ip::make_address(url_.host, aec);
+    if (!aec) {  // a numeric address: no resolver (whose getaddrinfo runs on an Asio-internal thread)
+      endpoints.emplace_back(addr, static_cast<unsigned short>(std::stoi(url_.port)));
+    } else {
+      auto [rec, results] = co_await resolver_.async_resolve(url_.host, url_.port, net::as_tuple(net::use_awaitable));
+      if (rec) co_return "resolve " + url_.host + ": " + rec.message();
+      if (gen_ != gen) co_return "superseded";
+      for (auto& entry : results) endpoints.push_back(entry.endpoint());
+    }
     boost::system::error_code cec = net::error::host_not_found;
-    for (auto& entry : results) {
+    for (auto& ep : endpoints) {
       boost::system::error_code ignored;
       socket_.close(ignored);
-      auto [ec] = co_await socket_.async_connect(entry.endpoint(), net::as_tuple(net::use_awaitable));
+      auto [ec] = co_await socket_.async_connect(ep, net::as_tuple(net::use_awaitable));
       cec = ec;
       if (!ec || gen_ != gen) break;
     }

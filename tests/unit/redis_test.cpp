@@ -91,8 +91,9 @@ class RedisTest : public ::testing::Test {
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
       std::string port = std::to_string(port_);
+      std::string log = dir_ + "/redis.log";
       execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str(), "--loglevel", "warning",
+             "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str(), "--loglevel", "warning", "--logfile", log.c_str(), "--enable-debug-command", "local",
              static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -164,7 +165,7 @@ TEST_F(RedisTest, Commands) {
   EXPECT_FALSE(run(io_, cmd(c, {"PING"})));  // closed for good
 }
 
-TEST_F(RedisTest, UrlWithDatabase) {
+TEST_F(RedisTest, UrlOptions) {
   auto c = store::RedisClient::create(io_.get_executor(), url_ + "/3");
   ASSERT_TRUE(run(io_, cmd(c, {"SET", prefix_ + ":db", "1"})));
   auto db0 = store::RedisClient::create(io_.get_executor(), url_);
@@ -174,9 +175,24 @@ TEST_F(RedisTest, UrlWithDatabase) {
   auto in3 = run(io_, cmd(c, {"EXISTS", prefix_ + ":db"}));
   ASSERT_TRUE(in3);
   EXPECT_EQ(in3->integer, 1);
-  c->close();
-  db0->close();
+  // A host name goes through the resolver.
+  auto named = store::RedisClient::create(io_.get_executor(), "redis://localhost:" + std::to_string(port_) + "/3");
+  auto in3n = run(io_, cmd(named, {"EXISTS", prefix_ + ":db"}));
+  ASSERT_TRUE(in3n);
+  EXPECT_EQ(in3n->integer, 1);
+  // AUTH from the URL; a wrong password is a failed connection.
+  ASSERT_TRUE(run(io_, cmd(c, {"CONFIG", "SET", "requirepass", "s3cret"})));
+  auto authed = store::RedisClient::create(io_.get_executor(), "redis://:s3cret@127.0.0.1:" + std::to_string(port_) + "/3");
+  auto in3a = run(io_, cmd(authed, {"EXISTS", prefix_ + ":db"}));
+  ASSERT_TRUE(in3a);
+  EXPECT_EQ(in3a->integer, 1);
+  auto wrong = store::RedisClient::create(io_.get_executor(), "redis://:nope@127.0.0.1:" + std::to_string(port_));
+  EXPECT_FALSE(run(io_, cmd(wrong, {"PING"})));
+  EXPECT_FALSE(wrong->connected());
+  for (auto& x : {c, db0, named, authed, wrong}) x->close();
   EXPECT_THROW(store::RedisClient::create(io_.get_executor(), "http://localhost"), std::invalid_argument);
+  EXPECT_THROW(store::RedisClient::create(io_.get_executor(), "redis://localhost/x"), std::invalid_argument);
+  EXPECT_THROW(store::RedisClient::create(io_.get_executor(), "redis://localhost:99999"), std::invalid_argument);
 }
 
 TEST_F(RedisTest, PipelinedCommandsKeepOrder) {
