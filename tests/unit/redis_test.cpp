@@ -398,3 +398,37 @@ TEST_F(RedisTest, SharedLimiterFallsBackAndRecovers) {
   EXPECT_EQ(d.remaining, 4);
   c->close();
 }
+
+TEST_F(RedisTest, SharedLimiterSlowRedisFallsBackWithinTimeout) {
+  auto c = store::RedisClient::create(io_.get_executor(), url_);
+  auto blocker = store::RedisClient::create(io_.get_executor(), url_);
+  policy::LocalLimiter local;
+  constexpr auto timeout = 100ms;
+  store::SharedLimiter lim(c, local, timeout);
+  policy::RateLimit l{60, 5};
+  ASSERT_TRUE(run(io_, lim.check(prefix_, l, wall_us())).allowed);  // connected, script loaded
+  auto body = [&]() -> net::awaitable<std::optional<RedisReply>> {
+    auto ex = co_await net::this_coro::executor;
+    auto sleep = [blocker]() -> net::awaitable<void> {
+      std::vector<std::string> a{"DEBUG", "SLEEP", "0.5"};
+      co_await blocker->command(std::move(a), 5000ms);
+    };
+    net::co_spawn(ex, sleep, net::detached);
+    co_await sleep_for(20ms);  // the server is now busy
+    std::vector<std::string> ping{"PING"};
+    auto t0 = std::chrono::steady_clock::now();
+    co_await lim.check(prefix_, l, wall_us());
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(took, timeout - 5ms);
+    EXPECT_LT(took, timeout + 100ms);
+    co_return co_await blocker->command(std::move(ping), 5000ms);
+  };
+  auto pong = run(io_, body());
+  ASSERT_TRUE(pong);  // (the fixture enables DEBUG)
+  EXPECT_EQ(pong->str, "PONG");
+  EXPECT_EQ(lim.stats().fallbacks, 1u);
+  EXPECT_FALSE(lim.stats().redis_up);
+  EXPECT_FALSE(c->connected());  // the timed-out connection was dropped
+  c->close();
+  blocker->close();
+}
