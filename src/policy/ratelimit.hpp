@@ -1,6 +1,6 @@
 // Rate limiting with GCRA (the generic cell rate algorithm, equivalent to a token bucket): a limit of N per
 // minute lets a caller send up to `burst` requests at once, then one every 60/N seconds. Pure and clock-
-// injected; the shared (Redis) limiter in store/redis_limiter.hpp applies the same arithmetic atomically in
+// injected; the shared limiter in store/redis.hpp (SharedLimiter) applies the same arithmetic atomically in
 // Redis, and falls back to this one while Redis is unreachable.
 #pragma once
 #include <chrono>
