@@ -687,7 +687,7 @@ std::string check_endpoint_url(std::string_view text, bool allow_private) {
 
 boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view path, const auth::Principal& caller) {
   auto target = boost::urls::parse_origin_form(ex.req.target());
-  auto call = std::make_shared<Call>(Call{store_, directory_.current(), caller.email(), ex.req.method(), {}, {}, {}});
+  auto call = std::make_shared<Call>(Call{store_, directory_.current(), caller.email(), ex.req.method(), {}, {}, {}, nullptr, nullptr, {}, false});
   call->settings = &settings_;
   call->box = secrets_;
   if (servers_) call->servers = servers_();  // on the io thread, which owns the hub

@@ -262,7 +262,13 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     log::debug("inbound identity headers removed", {{"request_id", ex.request_id}});
   if (path == "/metrics") {  // Prometheus scrapes: no identities in it, no authentication
     note.route = "metrics";
-    co_await ex.send_json(bhttp::status::ok, p_.metrics.render(gauges()));
+    http::Response res(bhttp::status::ok, ex.req.version());
+    res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-store");
+    res.body() = p_.metrics.render(gauges());
+    res.keep_alive(ex.req.keep_alive());
+    res.prepare_payload();
+    co_await ex.send(std::move(res));
     co_return;
   }
   const http::Request* trusted = proxy_headers ? &*proxy_headers : nullptr;
