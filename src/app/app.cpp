@@ -109,7 +109,7 @@ int serve(const Settings& settings, const Environment& env) {
     shared_limiter = std::make_unique<store::SharedLimiter>(redis, local_limiter);
   }
   Router router({settings, hub, endpoint, authn, directory, admin_api, metrics, analytics.get(), local_limiter,
-                 shared_limiter.get()});
+                 shared_limiter.get(), pool});
   http::Server server(io, limits, [&](http::Exchange& ex) { return router.handle(ex); });
 
   uint16_t port = server.listen(settings.host, settings.port);

@@ -7,6 +7,8 @@
 #include <chrono>
 
 #include "app/access.hpp"
+#include "app/static_files.hpp"
+#include "auth/jwt.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "jsonrpc/message.hpp"
@@ -93,7 +95,8 @@ struct Router::Note {
   std::string email;
 };
 
-Router::Router(Parts parts) : p_(parts) {}
+Router::Router(Parts parts)
+    : p_(parts), static_files_(std::make_unique<StaticFiles>(p_.settings.web_dir, p_.pool)) {}
 Router::~Router() = default;
 
 void Router::set_port(uint16_t port) { host_policy_ = std::make_unique<HostPolicy>(p_.settings, port); }
@@ -250,6 +253,13 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
                                               "Forbidden: " + std::string(refused) + " not allowed"));
     co_return;
   }
+  // The portal's pages and scripts are public; the data they show comes from the API below.
+  if ((path == "/mcp-admin" || path.starts_with("/mcp-admin/")) && !path.starts_with("/mcp-admin/api/") &&
+      path != "/mcp-admin/api") {
+    note.route = "portal";
+    co_await static_files_->serve(ex, path.substr(10));
+    co_return;
+  }
   // Identity: inbound identity headers never reach anything (a trusted proxy's are read first).
   std::optional<http::Request> proxy_headers;
   if (settings.api_gateway_mode && authn.trusted_proxy(ex.client_ip)) {
@@ -288,6 +298,19 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
                : auth::Routes::owns(path) ? "auth"
                                           : "not_found";
   if (!co_await admit(ex, auth, note, mcp_route)) co_return;
+  // CSRF: a write carried by the session cookie must also carry the page's token (a cross-site form cannot).
+  bool write = ex.req.method() != bhttp::verb::get && ex.req.method() != bhttp::verb::head;
+  if (write && auth.principal.method == auth::AuthMethod::session &&
+      (path.starts_with("/mcp-admin/api") || path.starts_with("/auth/apikeys"))) {
+    auto cookie = auth::cookie_value(ex.req[bhttp::field::cookie], auth::kSessionCookie);
+    auto sent = ex.req["X-CSRF-Token"];
+    if (cookie.empty() || sent.empty() || !auth::constant_time_equal(sent, authn.csrf_token(cookie))) {
+      log::info("CSRF token missing or wrong", {{"request_id", ex.request_id}, {"path", path}});
+      auto body = json::serialize(error_body("csrf", "This change needs the page's CSRF token; reload the page and try again"));
+      co_await ex.send_json(bhttp::status::forbidden, std::move(body));
+      co_return;
+    }
+  }
   if (path == "/gateway/stats") {  // names callers: admins only
     if (!auth.principal.is_admin()) {
       auto code = auth.principal.authenticated() ? bhttp::status::forbidden : bhttp::status::unauthorized;

@@ -11,6 +11,7 @@
 #include "auth/authenticator.hpp"
 #include "auth/directory.hpp"
 #include "auth/routes.hpp"
+#include "core/blocking.hpp"
 #include "core/config.hpp"
 #include "http/server.hpp"
 #include "mcp/endpoint.hpp"
@@ -23,6 +24,7 @@
 namespace gh::app {
 
 class HostPolicy;
+class StaticFiles;
 
 // Rate-limiter counters for /gateway/stats.
 struct LimiterStats {
@@ -43,6 +45,7 @@ class Router {
     observability::AnalyticsWriter* analytics;  // null when ENABLE_API_ANALYTICS=false
     policy::LocalLimiter& local_limiter;
     store::SharedLimiter* shared_limiter;       // null without REDIS_URL
+    BlockingPool& pool;
   };
   explicit Router(Parts parts);
   ~Router();
@@ -64,6 +67,7 @@ class Router {
 
   Parts p_;
   std::unique_ptr<HostPolicy> host_policy_;
+  std::unique_ptr<StaticFiles> static_files_;
   std::unique_ptr<auth::Routes> auth_routes_;
   LimiterStats limiter_;
 };

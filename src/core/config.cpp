@@ -366,6 +366,7 @@ void load_identity_settings(const Environment& env, Settings& s) {
     boost::asio::ip::make_address(addr, ec);
     if (ec) throw ConfigError("TRUSTED_PROXIES", "\"" + p + "\" is not an address or CIDR");
   }
+  s.web_dir = get(env, "GATEHOUSE_WEB_DIR", s.web_dir);
   s.rate_limit_enabled = parse_bool(env, "RATE_LIMIT_ENABLED", true);
   s.rate_limit_per_minute = parse_int<int64_t>(env, "RATE_LIMIT_PER_MINUTE", s.rate_limit_per_minute, 1, 60'000'000'000);
   s.rate_limit_per_ip = parse_int<int64_t>(env, "RATE_LIMIT_PER_IP", s.rate_limit_per_ip, 1, 60'000'000'000);

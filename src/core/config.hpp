@@ -99,6 +99,8 @@ struct Settings {
   bool api_gateway_mode = false;
   std::vector<std::string> trusted_proxies;  // CIDRs or addresses
 
+  std::string web_dir = "web";  // GATEHOUSE_WEB_DIR: the admin portal's files
+
   // Traffic control and visibility (see docs/operations.md).
   bool rate_limit_enabled = true;
   int64_t rate_limit_per_minute = 100;   // per authenticated user
