@@ -108,7 +108,8 @@ int serve(const Settings& settings, const Environment& env) {
     redis = store::RedisClient::create(io.get_executor(), settings.redis_url);
     shared_limiter = std::make_unique<store::SharedLimiter>(redis, local_limiter);
   }
-  Router router({settings, hub, endpoint, authn, directory, admin_api, metrics, analytics.get(), local_limiter,
+  mcp::OpenApi openapi(hub, settings);
+  Router router({settings, hub, endpoint, openapi, authn, directory, admin_api, metrics, analytics.get(), local_limiter,
                  shared_limiter.get(), pool});
   http::Server server(io, limits, [&](http::Exchange& ex) { return router.handle(ex); });
 

@@ -293,6 +293,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   bool mcp_route = path == "/mcp" || path == "/mcp/" || path.starts_with("/mcp/");
   note.route = mcp_route ? (path.size() > 5 ? "mcp_server" : "mcp")
                : path == "/servers" ? "servers"
+               : path.starts_with("/openapi/") ? "openapi"
                : path.starts_with("/mcp-admin/api") ? "admin_api"
                : path == "/gateway/stats" ? "stats"
                : auth::Routes::owns(path) ? "auth"
@@ -343,18 +344,22 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     }
     co_return;
   }
-  if (mcp_route || path == "/servers") {
+  bool openapi = path.starts_with("/openapi/");
+  if (mcp_route || openapi || path == "/servers") {
+    // OpenAPI callers (Open WebUI, mcpo clients) read {"detail": …}; MCP clients a JSON-RPC error.
+    auto refuse = [&](const std::string& message) {
+      return openapi ? json::serialize(json::object{{"detail", json::object{{"message", message}}}})
+                     : jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request, message);
+    };
     if (auth.status == 403 || auth.status == 503) {
-      co_await ex.send_json(static_cast<bhttp::status>(auth.status),
-                            jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request, auth.message));
+      auto body = refuse(auth.message);
+      co_await ex.send_json(static_cast<bhttp::status>(auth.status), std::move(body));
       co_return;
     }
     bool anonymous_ok = !auth.status && directory.current()->grants().group_has_grants(policy::kAnonymousGroup);
     if (auth.status || (!auth.principal.authenticated() && !anonymous_ok)) {
-      co_await ex.send_json(bhttp::status::unauthorized,
-                            jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
-                                                "Unauthorized: send a Bearer token (API key, OIDC or Open WebUI token)"),
-                            www_authenticate(*auth_routes));
+      auto body = refuse("Unauthorized: send a Bearer token (API key, OIDC or Open WebUI token)");
+      co_await ex.send_json(bhttp::status::unauthorized, std::move(body), www_authenticate(*auth_routes));
       co_return;
     }
   }
@@ -363,6 +368,10 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     auto listed = hub.servers_json(caller.may_use);
     if (listed["servers"].as_array().empty()) listed["message"] = caller.no_access_hint;
     co_await ex.send_json(bhttp::status::ok, json::serialize(listed));
+    co_return;
+  }
+  if (openapi) {
+    co_await p_.openapi.handle(ex, path.substr(8), std::move(caller));
     co_return;
   }
   if (path == "/mcp" || path == "/mcp/") {

@@ -16,6 +16,7 @@
 #include "http/server.hpp"
 #include "mcp/endpoint.hpp"
 #include "mcp/hub.hpp"
+#include "mcp/openapi.hpp"
 #include "observability/analytics.hpp"
 #include "observability/metrics.hpp"
 #include "policy/ratelimit.hpp"
@@ -38,6 +39,7 @@ class Router {
     const Settings& settings;
     mcp::Hub& hub;
     mcp::Endpoint& endpoint;
+    mcp::OpenApi& openapi;
     auth::Authenticator& authn;
     auth::Directory& directory;
     admin::Api& admin_api;

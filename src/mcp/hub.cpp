@@ -310,6 +310,28 @@ std::shared_ptr<Session> Hub::create_session(std::string scope) {
   return s;
 }
 
+std::shared_ptr<Session> Hub::transient_session(std::string scope, Caller caller) {
+  auto s = std::make_shared<Session>();
+  s->id = "transient-" + random_hex(8);
+  s->scope = std::move(scope);
+  s->owner = caller.owner;
+  s->caller = std::move(caller);
+  s->protocol_version = std::string(upstream::kLatestProtocol);
+  return s;
+}
+
+net::awaitable<std::vector<std::pair<std::shared_ptr<Server>, const json::object*>>> Hub::permitted_tools(
+    std::shared_ptr<Session> s) {
+  std::vector<std::pair<std::shared_ptr<Server>, const json::object*>> out;
+  auto servers = in_scope(*s);
+  co_await load_catalogs(*s, servers);
+  for (auto& srv : servers)
+    for (auto& t : srv->catalog.tools)
+      if (auto* n = t.if_contains("name"); n && n->is_string() && may_call(*s, *srv, n->as_string()))
+        out.emplace_back(srv, &t);
+  co_return out;
+}
+
 std::shared_ptr<Session> Hub::find_session(std::string_view id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return nullptr;

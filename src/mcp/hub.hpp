@@ -151,6 +151,13 @@ class Hub {
   void close_session(const std::shared_ptr<Session>& s);
   std::size_t session_count() const { return sessions_.size(); }
 
+  // A session for one request of a caller without an MCP session (the OpenAPI routes): not registered,
+  // nothing outlives it.
+  std::shared_ptr<Session> transient_session(std::string scope, Caller caller);
+  // The tools of `servers` the session's caller may call, listed if needed (server id, tool) in order.
+  net::awaitable<std::vector<std::pair<std::shared_ptr<Server>, const json::object*>>> permitted_tools(
+      std::shared_ptr<Session> s);
+
   // initialize: negotiates the version and returns the InitializeResult.
   net::awaitable<json::object> initialize(std::shared_ptr<Session> s, const json::object& params);
   // Handles one request; returns its response (id set) or nullopt when it was cancelled.

@@ -1,0 +1,235 @@
+#include "mcp/openapi.hpp"
+
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include "core/log.hpp"
+#include "jsonrpc/message.hpp"
+#include "mcp/names.hpp"
+
+namespace gh::mcp {
+
+namespace bhttp = boost::beast::http;
+namespace code = jsonrpc::code;
+
+namespace {
+
+std::string detail(std::string_view message) {
+  return json::serialize(json::object{{"detail", json::object{{"message", message}}}});
+}
+
+json::object operation(const Server& srv, const json::object& tool, std::string operation_id) {
+  std::string name(tool.at("name").as_string());
+  json::object schema;
+  if (auto* s = tool.if_contains("inputSchema"); s && s->is_object()) schema = s->as_object();
+  else schema = json::object{{"type", "object"}};
+  std::string description;
+  if (auto* d = tool.if_contains("description"); d && d->is_string()) description = d->as_string();
+  std::string summary = name;
+  if (auto* t = tool.if_contains("title"); t && t->is_string()) summary = t->as_string();
+  json::object op{{"operationId", std::move(operation_id)},
+                  {"summary", summary},
+                  {"description", description.empty() ? summary : description},
+                  {"tags", json::array{json::value(srv.cfg.id)}},
+                  {"requestBody", json::object{{"required", true},
+                                               {"content", json::object{{"application/json",
+                                                                         json::object{{"schema", std::move(schema)}}}}}}},
+                  {"responses", json::object{
+                                    {"200", json::object{{"description", "Successful Response"},
+                                                         {"content", json::object{{"application/json",
+                                                                                   json::object{{"schema", json::object{}}}}}}}},
+                                    {"422", json::object{{"description", "Invalid arguments"}}},
+                                    {"500", json::object{{"description", "The tool failed"}}}}}};
+  return json::object{{"post", std::move(op)}};
+}
+
+json::object document(std::string title, std::string description, std::string server_url, json::object paths) {
+  return json::object{
+      {"openapi", "3.1.0"},
+      {"info", json::object{{"title", std::move(title)}, {"version", "0.1.0"}, {"description", std::move(description)}}},
+      {"servers", json::array{json::object{{"url", std::move(server_url)}}}},
+      {"paths", std::move(paths)},
+      {"components", json::object{{"securitySchemes",
+                                   json::object{{"bearerAuth", json::object{{"type", "http"}, {"scheme", "bearer"}}}}}}},
+      {"security", json::array{json::object{{"bearerAuth", json::array{}}}}}};
+}
+
+bool type_matches(std::string_view type, const json::value& v) {
+  if (type == "string") return v.is_string();
+  if (type == "integer") return v.is_int64() || v.is_uint64() || (v.is_double() && v.as_double() == double(int64_t(v.as_double())));
+  if (type == "number") return v.is_number();
+  if (type == "boolean") return v.is_bool();
+  if (type == "object") return v.is_object();
+  if (type == "array") return v.is_array();
+  if (type == "null") return v.is_null();
+  return true;
+}
+
+}  // namespace
+
+std::string check_arguments(const json::object& schema, const json::object& args) {
+  if (auto* req = schema.if_contains("required"); req && req->is_array())
+    for (auto& r : req->as_array())
+      if (r.is_string() && !args.contains(r.as_string())) return "missing required argument '" + std::string(r.as_string()) + "'";
+  auto* props = schema.if_contains("properties");
+  if (!props || !props->is_object()) return {};
+  for (auto& [k, v] : args) {
+    auto* p = props->as_object().if_contains(k);
+    if (!p || !p->is_object()) continue;
+    auto* t = p->as_object().if_contains("type");
+    if (!t) continue;
+    bool ok = false;
+    if (t->is_string()) ok = type_matches(t->as_string(), v);
+    else if (t->is_array()) {
+      for (auto& one : t->as_array())
+        if (one.is_string() && type_matches(one.as_string(), v)) ok = true;
+    } else ok = true;
+    if (!ok) return "argument '" + std::string(k) + "' has the wrong type";
+  }
+  return {};
+}
+
+json::value map_tool_result(const json::object& result) {
+  json::array out;
+  if (auto* sc = result.if_contains("structuredContent"); sc && !sc->is_null()) return *sc;
+  if (auto* content = result.if_contains("content"); content && content->is_array()) {
+    for (auto& item : content->as_array()) {
+      if (!item.is_object()) continue;
+      auto& o = item.as_object();
+      auto type = o.contains("type") && o.at("type").is_string() ? std::string_view(o.at("type").as_string()) : "";
+      if (type == "text" && o.contains("text") && o.at("text").is_string()) {
+        std::string_view text = o.at("text").as_string();
+        boost::system::error_code ec;
+        auto parsed = json::parse(text, ec);
+        out.push_back(ec ? json::value(text) : parsed);
+      } else if ((type == "image" || type == "audio") && o.contains("data") && o.at("data").is_string()) {
+        std::string mime = o.contains("mimeType") && o.at("mimeType").is_string() ? std::string(o.at("mimeType").as_string())
+                                                                                   : std::string(type == "image" ? "image/png" : "audio/wav");
+        out.emplace_back("data:" + mime + ";base64," + std::string(o.at("data").as_string()));
+      } else if (type == "resource" && o.contains("resource")) {
+        out.push_back(o.at("resource"));
+      } else {
+        out.push_back(item);
+      }
+    }
+  }
+  if (out.size() == 1) return out[0];
+  return out;
+}
+
+net::awaitable<void> OpenApi::handle(http::Exchange& ex, std::string_view rest, Caller caller) {
+  if (rest == "/openapi.json" || rest == "/openapi.json/") {
+    if (ex.req.method() != bhttp::verb::get) {
+      co_await ex.send_json(bhttp::status::method_not_allowed, detail("Use GET"));
+      co_return;
+    }
+    co_await spec(ex, "", std::move(caller));
+    co_return;
+  }
+  auto parts = rest.substr(rest.empty() ? 0 : 1);
+  auto slash = parts.find('/');
+  if (slash == std::string_view::npos || slash == 0) {
+    co_await ex.send_json(bhttp::status::not_found, detail("Not found: use /openapi/<server>/openapi.json"));
+    co_return;
+  }
+  std::string server(parts.substr(0, slash));
+  std::string tail(parts.substr(slash + 1));
+  auto srv = hub_.find(server);
+  if (!srv || !srv->cfg.enabled || (caller.may_use && !caller.may_use(srv->cfg))) {
+    co_await ex.send_json(bhttp::status::not_found, detail("Unknown tool server: " + server));
+    co_return;
+  }
+  if (tail == "openapi.json") {
+    if (ex.req.method() != bhttp::verb::get) {
+      co_await ex.send_json(bhttp::status::method_not_allowed, detail("Use GET"));
+      co_return;
+    }
+    co_await spec(ex, server, std::move(caller));
+    co_return;
+  }
+  if (ex.req.method() != bhttp::verb::post) {
+    co_await ex.send_json(bhttp::status::method_not_allowed, detail("Tools are called with POST"));
+    co_return;
+  }
+  co_await call(ex, server, tail, std::move(caller));
+}
+
+net::awaitable<void> OpenApi::spec(http::Exchange& ex, std::string server, Caller caller) {
+  auto s = hub_.transient_session(server, std::move(caller));
+  auto tools = co_await hub_.permitted_tools(s);
+  json::object paths;
+  for (auto& [srv, tool] : tools) {
+    std::string name(tool->at("name").as_string());
+    if (server.empty()) paths["/" + srv->cfg.id + "/" + name] = operation(*srv, *tool, prefixed(srv->cfg.id, name));
+    else paths["/" + name] = operation(*srv, *tool, name);
+  }
+  std::string title = server.empty() ? "Gatehouse tools" : server;
+  std::string description = server.empty() ? "Every tool you may use, from every MCP server behind Gatehouse."
+                                           : (hub_.find(server)->cfg.description.empty() ? "MCP server " + server
+                                                                                         : hub_.find(server)->cfg.description);
+  auto doc = document(title, description, server.empty() ? "/openapi" : "/openapi/" + server, std::move(paths));
+  co_await ex.send_json(bhttp::status::ok, json::serialize(doc));
+}
+
+net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::string tool, Caller caller) {
+  ex.mcp_server = server;
+  ex.mcp_tool = tool;
+  json::object args;
+  if (!ex.req.body().empty()) {
+    boost::system::error_code ec;
+    auto v = json::parse(ex.req.body(), ec);
+    if (ec || !v.is_object()) {
+      co_await ex.send_json(bhttp::status::unprocessable_entity, detail("The body must be a JSON object of the tool's arguments"));
+      co_return;
+    }
+    args = std::move(v.as_object());
+  }
+  auto s = hub_.transient_session(server, std::move(caller));
+  // Unknown or not permitted: the same 404 (the list and the call agree).
+  auto tools = co_await hub_.permitted_tools(s);
+  const json::object* def = nullptr;
+  for (auto& [srv, t] : tools)
+    if (t->at("name").as_string() == tool) def = t;
+  if (!def) {
+    co_await ex.send_json(bhttp::status::not_found, detail("Unknown tool: " + tool));
+    co_return;
+  }
+  if (auto* schema = def->if_contains("inputSchema"); schema && schema->is_object())
+    if (auto why = check_arguments(schema->as_object(), args); !why.empty()) {
+      co_await ex.send_json(bhttp::status::unprocessable_entity, detail("Invalid arguments: " + why));
+      co_return;
+    }
+  json::object req{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "tools/call"},
+                   {"params", json::object{{"name", tool}, {"arguments", std::move(args)}}}};
+  auto resp = co_await hub_.dispatch(s, std::move(req), nullptr);
+  if (!resp) {
+    co_await ex.send_json(bhttp::status::internal_server_error, detail("The call was cancelled"));
+    co_return;
+  }
+  if (auto* e = resp->if_contains("error"); e && e->is_object()) {
+    auto& err = e->as_object();
+    int64_t c = err.contains("code") && err.at("code").is_int64() ? err.at("code").as_int64() : code::internal_error;
+    std::string msg = err.contains("message") && err.at("message").is_string() ? std::string(err.at("message").as_string()) : "error";
+    auto status = c == code::parse_error || c == code::invalid_request ? bhttp::status::bad_request
+                  : c == code::method_not_found                        ? bhttp::status::not_found
+                  : c == code::invalid_params                          ? bhttp::status::unprocessable_entity
+                                                                       : bhttp::status::internal_server_error;
+    co_await ex.send_json(status, detail(msg));
+    co_return;
+  }
+  auto* r = resp->if_contains("result");
+  if (!r || !r->is_object()) {
+    co_await ex.send_json(bhttp::status::bad_gateway, detail("The tool server sent no result"));
+    co_return;
+  }
+  auto& result = r->as_object();
+  if (auto* ie = result.if_contains("isError"); ie && ie->is_bool() && ie->as_bool()) {
+    auto mapped = map_tool_result(result);
+    std::string text = mapped.is_string() ? std::string(mapped.as_string()) : json::serialize(mapped);
+    co_await ex.send_json(bhttp::status::internal_server_error, detail(text));
+    co_return;
+  }
+  co_await ex.send_json(bhttp::status::ok, json::serialize(map_tool_result(result)));
+}
+
+}  // namespace gh::mcp
