@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import { runCli } from './gatehouse.js';
 import { freePort, onLines, stopProcessGroup, track, waitFor, waitForPort } from './procs.js';
 import { withPg } from './store.js';
 
@@ -356,6 +357,20 @@ export async function queryStore(db, sql, params = []) {
   } finally {
     database.close();
   }
+}
+
+/**
+ * SQLite only: the gateway ends with std::_Exit after its last write and so leaves its WAL file for the next
+ * opener to fold in; sql.js reads only the main file. Running the CLI (`gatehouse migrate`) on the store opens
+ * and cleanly closes it, which checkpoints the WAL into the main file. Returns the WAL size found before.
+ */
+export function checkpointSqlite(db) {
+  if (db.backend === 'postgres') return 0;
+  const file = db.file ?? db.url.replace(/^sqlite:\/\//, '');
+  const before = fs.existsSync(`${file}-wal`) ? fs.statSync(`${file}-wal`).size : 0;
+  const res = runCli(['migrate'], { env: { DATABASE_URL: db.url } });
+  assert.equal(res.code, 0, `gatehouse migrate: ${res.stderr}`);
+  return before;
 }
 
 /** Polls /gateway/stats (as the admin) until the analytics queue is empty and everything recorded is written. */
