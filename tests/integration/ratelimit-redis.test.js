@@ -97,4 +97,49 @@ describe('shared rate limits through Redis', () => {
       `(one limit of ${PER_MINUTE} expected; Redis restarted empty)`);
     for (const gh of [a, b]) assert.equal((await metrics(gh)).value('gatehouse_redis_up'), 1);
   });
+
+  it('Redis that stops answering (SIGSTOP) costs no request; when it answers again, one limit again', async (t) => {
+    const redis = await startRedis({ t });
+    const db = await createTestDatabase({ t });
+    const env = { REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: String(PER_MINUTE), RATE_LIMIT_GROUPS: 'MCP-Admin=1000000' };
+    const a = await startGatehouse({ t, database: db, env });
+    const b = await startGatehouse({ t, database: db, env });
+    const xia = await makeUser(a, 'xia@example.com');
+    const yan = await makeUser(a, 'yan@example.com');
+    await eventually('b to know the users', async () => (await send(`${b.url}/auth/me`, { headers: yan.headers })).status === 200,
+      { timeoutMs: 10000 });
+    let paused = false;
+    t.after(() => { if (paused) process.kill(redis.pid, 'SIGCONT'); });
+    process.kill(redis.pid, 'SIGSTOP');
+    paused = true;
+    try {
+      // Every request is decided (by each instance alone) instead of waiting for Redis.
+      const hung = await alternate([a, b], 60, xia);
+      assert.deepEqual(Object.keys(hung.byStatus).filter((s) => !['200', '429'].includes(s)), [], JSON.stringify(hung.byStatus));
+      const okVia = [0, 1].map((k) => hung.results.filter((r, i) => i % 2 === k && r.status === 200).length);
+      for (const n of okVia) {
+        assert.ok(n >= PER_MINUTE && n <= allowedBound(PER_MINUTE, hung.elapsedMs),
+          `each instance limits on its own while Redis hangs: ${okVia} in ${hung.elapsedMs} ms`);
+      }
+      for (const gh of [a, b]) {
+        const rl = await stats(gh);
+        assert.equal(rl.redis_up, false, JSON.stringify(rl));
+        assert.ok(rl.fallbacks > 0, JSON.stringify(rl));
+      }
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+      paused = false;
+    }
+    for (const gh of [a, b]) {
+      await eventually('the gateway to use Redis again', async () => {
+        await send(`${gh.url}/servers`, { headers: xia.headers });
+        return (await stats(gh)).redis_up === true;
+      }, { timeoutMs: 20000, intervalMs: 200 });
+    }
+    // yan made one request (b's /auth/me) before the pause.
+    const again = await alternate([a, b], 100, yan);
+    const ok = again.byStatus[200] ?? 0;
+    assert.ok(ok >= PER_MINUTE - 1 && ok <= allowedBound(PER_MINUTE, again.elapsedMs) - 1,
+      `yan through a and b after Redis answered again: ${JSON.stringify(again.byStatus)} in ${again.elapsedMs} ms`);
+  });
 });

@@ -3,7 +3,7 @@
 // credentials counted apart from users, RATE_LIMIT_GROUPS raising a group's limit, RATE_LIMIT_ENABLED=false.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MCP_HEADERS, connectClient, everythingStdio, initializeMessage, startGatehouse } from './lib/index.js';
+import { MCP_HEADERS, connectClient, delay, everythingStdio, initializeMessage, startGatehouse } from './lib/index.js';
 import { eventually, whoami } from './lib/identity.js';
 import { allowedBound, assertRateLimited, burst, grantServer, makeUser, send } from './lib/ops.js';
 
@@ -50,6 +50,17 @@ describe('rate limits (in-process)', () => {
     }
     // Another user is not affected by alice's refusals.
     assert.equal((await send(`${gh.url}/servers`, { headers: erin.headers })).status, 200);
+  });
+
+  it('Retry-After is kept: after waiting that long the next request passes', async () => {
+    const refused = await send(`${gh.url}/servers`, { headers: alice.headers });
+    const { retryAfter } = assertRateLimited(refused, { limit: PER_MINUTE, what: 'alice, still over her limit' });
+    // One request comes free every 60/30 = 2 s: the wait is never longer than that.
+    assert.ok(retryAfter <= Math.ceil(60 / PER_MINUTE), `Retry-After ${retryAfter} for ${PER_MINUTE}/min`);
+    await delay(retryAfter * 1000 + 50); // waiting as told is what a client does; the assertion is the answer after
+    const res = await send(`${gh.url}/servers`, { headers: alice.headers });
+    assert.equal(res.status, 200, `after waiting Retry-After (${retryAfter} s): ${res.status} ${res.text}`);
+    assertRateLimited(await send(`${gh.url}/servers`, { headers: alice.headers }), { limit: PER_MINUTE, what: 'the one after it' });
   });
 
   it('on /mcp a refusal is a JSON-RPC error -32029 with the same headers', async () => {
