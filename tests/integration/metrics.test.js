@@ -1,0 +1,125 @@
+// /metrics (docs/operations.md): Prometheus text format that a strict parser accepts (written here: HELP/TYPE,
+// names, labels and escapes, numbers, cumulative histogram buckets ending in +Inf == _count, every sample's
+// family declared), no authentication, no user identities, and the documented families after real traffic:
+// requests by route and status, an upstream call by server/tool/outcome, a rate-limited count, auth refusals.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { connectClient, everythingStdio, startGatehouse } from './lib/index.js';
+import { burst, grantServer, makeUser, parsePrometheus, send } from './lib/ops.js';
+
+const HISTOGRAMS = ['gatehouse_http_request_duration_seconds', 'gatehouse_upstream_call_duration_seconds'];
+const COUNTERS = [
+  'gatehouse_rate_limited_total', 'gatehouse_auth_refused_total', 'gatehouse_analytics_dropped_total',
+  'gatehouse_analytics_written_total', 'gatehouse_analytics_failed_batches_total', 'gatehouse_rate_limit_fallbacks_total',
+];
+const GAUGES = [
+  'gatehouse_sessions', 'gatehouse_upstream_processes', 'gatehouse_upstream_connections', 'gatehouse_users',
+  'gatehouse_analytics_queue', 'gatehouse_rate_limit_keys',
+];
+
+describe('the strict Prometheus parser (self-check)', () => {
+  it('accepts a well-formed exposition and refuses broken ones', () => {
+    const good = [
+      '# HELP x_seconds A histogram.', '# TYPE x_seconds histogram',
+      'x_seconds_bucket{a="q\\"\\\\\\n",le="0.1"} 1', 'x_seconds_bucket{a="q\\"\\\\\\n",le="+Inf"} 2',
+      'x_seconds_sum{a="q\\"\\\\\\n"} 0.5', 'x_seconds_count{a="q\\"\\\\\\n"} 2',
+      '# TYPE c_total counter', 'c_total 3', '# TYPE g gauge', 'g -1.5e-3', '',
+    ].join('\n');
+    const parsed = parsePrometheus(good);
+    assert.equal(parsed.value('x_seconds_count', { a: 'q"\\\n' }), 2);
+    const broken = {
+      'no TYPE': 'y 1\n',
+      'bad escape': '# TYPE g gauge\ng{a="\\t"} 1\n',
+      'not cumulative': '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n',
+      'no +Inf': '# TYPE h histogram\nh_bucket{le="1"} 1\nh_sum 1\nh_count 1\n',
+      '+Inf != count': '# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 3\n',
+      'bad value': '# TYPE g gauge\ng 1,5\n',
+      'bad label name': '# TYPE g gauge\ng{1a="x"} 1\n',
+      'split family': '# TYPE g gauge\ng{a="1"} 1\n# TYPE c counter\nc 1\ng{a="2"} 1\n',
+      'duplicate series': '# TYPE g gauge\ng 1\ng 2\n',
+      'no final newline': '# TYPE g gauge\ng 1',
+      'two TYPEs': '# TYPE g gauge\n# TYPE g counter\ng 1\n',
+    };
+    for (const [what, text] of Object.entries(broken)) assert.throws(() => parsePrometheus(text), undefined, what);
+  });
+});
+
+describe('/metrics', () => {
+  it('parses strictly and carries the documented families after traffic', async (t) => {
+    const gh = await startGatehouse({
+      t,
+      servers: { everything: everythingStdio() },
+      env: { RATE_LIMIT_PER_MINUTE: '1000', RATE_LIMIT_PER_IP: '5', RATE_LIMIT_GROUPS: 'MCP-Admin=1000000' },
+    });
+    const user = await makeUser(gh, 'metrics-user@example.com', { groups: ['Metered'] });
+    await grantServer(gh, 'Metered', 'everything');
+    // Traffic: /servers, an unknown path, an MCP session with a real tools/call, a tool error, a bad key (401),
+    // and anonymous requests over the per-IP limit (429).
+    for (let i = 0; i < 3; i++) assert.equal((await send(`${gh.url}/servers`, { headers: user.headers })).status, 200);
+    assert.equal((await send(`${gh.url}/nowhere`, { headers: user.headers })).status, 404);
+    const client = await connectClient(gh.mcpUrl, { headers: user.headers, t });
+    await client.callTool({ name: 'everything__echo', arguments: { message: 'measured' } });
+    const invalid = await client.callTool({ name: 'everything__echo', arguments: {} }); // a bad argument
+    assert.equal(invalid.isError, true, JSON.stringify(invalid));
+    assert.equal((await send(`${gh.url}/servers`, { headers: { authorization: 'Bearer gh_wrong' } })).status, 401);
+    const anon = await burst(10, () => ({ url: `${gh.url}/servers` }));
+    assert.ok((anon.byStatus[429] ?? 0) >= 1, JSON.stringify(anon.byStatus));
+
+    const res = await send(`${gh.url}/metrics`); // no credentials at all
+    assert.equal(res.status, 200, res.text);
+    assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+    let m;
+    try {
+      m = parsePrometheus(res.text);
+    } catch (error) {
+      error.message += `\n--- /metrics ---\n${res.text}`;
+      throw error;
+    }
+    for (const name of HISTOGRAMS) assert.equal(m.families.get(name)?.type, 'histogram', `${name} TYPE`);
+    for (const name of COUNTERS) assert.equal(m.families.get(name)?.type, 'counter', `${name} TYPE`);
+    for (const name of GAUGES) assert.equal(m.families.get(name)?.type, 'gauge', `${name} TYPE`);
+    for (const name of [...HISTOGRAMS, ...COUNTERS, ...GAUGES]) assert.ok(m.families.get(name).help, `${name} HELP`);
+    // Without Redis there is no Redis to be up.
+    assert.equal(m.families.get('gatehouse_redis_up'), undefined);
+
+    const req = (route, status) => m.value('gatehouse_http_request_duration_seconds_count', { route, status: String(status) });
+    assert.ok(req('servers', 200) >= 3, `servers/200: ${req('servers', 200)}`);
+    assert.ok(req('servers', 401) >= 1, 'servers/401');
+    assert.ok(req('servers', 429) >= 1, 'servers/429');
+    assert.ok(req('not_found', 404) >= 1, 'not_found/404');
+    assert.ok(req('mcp', 200) >= 2, 'mcp/200');
+    assert.ok(req('admin_api', 201) >= 1, 'admin_api/201');
+    // Every route label is one of the documented routes.
+    const routes = new Set(m.families.get('gatehouse_http_request_duration_seconds').samples.map((s) => s.labels.route));
+    const known = ['mcp', 'mcp_server', 'servers', 'admin_api', 'auth', 'stats', 'health', 'metrics', 'not_found'];
+    for (const route of routes) assert.ok(known.includes(route), `undocumented route label ${route}`);
+
+    const ok = m.value('gatehouse_upstream_call_duration_seconds_count', { server: 'everything', tool: 'echo', outcome: 'ok' });
+    assert.ok(ok >= 1, `upstream echo ok: ${ok}\n${res.text.split('\n').filter((l) => l.includes('upstream_call')).join('\n')}`);
+    const toolError = m.value('gatehouse_upstream_call_duration_seconds_count', { server: 'everything', tool: 'echo', outcome: 'tool_error' });
+    assert.ok(toolError >= 1, `echo without its argument answers isError: outcome tool_error expected, got ${toolError}`);
+    const outcomes = new Set(m.families.get('gatehouse_upstream_call_duration_seconds').samples.map((s) => s.labels.outcome));
+    for (const o of outcomes) assert.ok(['ok', 'error', 'tool_error', 'timeout'].includes(o), `outcome ${o}`);
+    assert.ok(m.value('gatehouse_rate_limited_total', { scope: 'ip' }) >= 1);
+    assert.equal(m.value('gatehouse_rate_limited_total', { scope: 'user' }), 0);
+    assert.ok(m.value('gatehouse_auth_refused_total', { status: '401' }) >= 1);
+    assert.ok(m.value('gatehouse_sessions') >= 1);
+    assert.ok(m.value('gatehouse_users') >= 2);
+    assert.ok(m.value('gatehouse_upstream_processes') >= 1);
+
+    // No identities, no secrets.
+    for (const secret of [user.email, 'admin@localhost', user.key, gh.adminKey]) {
+      assert.ok(!res.text.includes(secret), `/metrics contains ${secret.slice(0, 12)}…`);
+    }
+
+    // promtool, when installed, agrees (Debian's prometheus package is not a test dependency).
+    const probe = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
+    if (probe.error) {
+      t.diagnostic('promtool is not installed: only the test\'s own parser checked the exposition');
+    } else {
+      const check = spawnSync('promtool', ['check', 'metrics'], { input: res.text, encoding: 'utf8', timeout: 15000 });
+      assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
+    }
+  });
+});

@@ -1,0 +1,145 @@
+// Shared limits through a real Redis (docs/operations.md "Shared limits"): two gateways on one store and one
+// redis-server keep one limit between them; with Redis gone requests keep flowing under per-instance limits
+// (no 5xx, no hang) and /gateway/stats and /metrics say so; with Redis back on the same port, one limit again.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createTestDatabase, startGatehouse } from './lib/index.js';
+import { allowedBound, assertRateLimited, burst, makeUser, parsePrometheus, send, startRedis } from './lib/ops.js';
+import { eventually } from './lib/identity.js';
+
+const PER_MINUTE = 30;
+
+async function stats(gh) {
+  const res = await send(`${gh.url}/gateway/stats`, { headers: gh.authHeaders });
+  assert.equal(res.status, 200, res.text);
+  return JSON.parse(res.text).rate_limiter;
+}
+
+async function metrics(gh) {
+  const res = await send(`${gh.url}/metrics`);
+  assert.equal(res.status, 200, res.text);
+  return parsePrometheus(res.text);
+}
+
+/** n requests at once, alternating between the gateways, as `user`. */
+function alternate(gateways, n, user) {
+  return burst(n, (i) => ({ url: `${gateways[i % gateways.length].url}/servers`, headers: user.headers }));
+}
+
+describe('shared rate limits through Redis', () => {
+  it('one limit across two instances; per-instance limits while Redis is down; shared again when it is back', async (t) => {
+    let redis = await startRedis({ t });
+    const db = await createTestDatabase({ t });
+    const env = {
+      REDIS_URL: redis.url,
+      RATE_LIMIT_PER_MINUTE: String(PER_MINUTE),
+      RATE_LIMIT_GROUPS: 'MCP-Admin=1000000',
+    };
+    const a = await startGatehouse({ t, database: db, env });
+    const b = await startGatehouse({ t, database: db, env });
+    // Users made up front (through a, seen by b through the shared store).
+    const users = {};
+    for (const name of ['uma', 'vic', 'wes']) users[name] = await makeUser(a, `${name}@example.com`);
+    await eventually('b to know the users', async () => (await send(`${b.url}/servers`, { headers: users.wes.headers })).status === 200,
+      { timeoutMs: 10000 });
+    // (that one request made wes's count 1 in Redis)
+
+    for (const gh of [a, b]) {
+      const rl = await stats(gh);
+      assert.equal(rl.backend, 'redis', JSON.stringify(rl));
+      assert.equal(rl.redis_up, true, JSON.stringify(rl));
+      assert.equal((await metrics(gh)).value('gatehouse_redis_up'), 1);
+    }
+
+    // 1. Shared: 100 requests alternating between a and b → the limit once, not twice.
+    const shared = await alternate([a, b], 100, users.uma);
+    const okShared = shared.byStatus[200] ?? 0;
+    assert.deepEqual(Object.keys(shared.byStatus).sort(), ['200', '429'], JSON.stringify(shared.byStatus));
+    assert.ok(okShared >= PER_MINUTE && okShared <= allowedBound(PER_MINUTE, shared.elapsedMs),
+      `uma through a and b: ${JSON.stringify(shared.byStatus)} in ${shared.elapsedMs} ms (one limit of ${PER_MINUTE} expected)`);
+    const okVia = [0, 1].map((k) => shared.results.filter((r, i) => i % 2 === k && r.status === 200).length);
+    assert.ok(okVia[0] > 0 && okVia[1] > 0, `both instances admitted some: ${okVia}`);
+    for (const res of shared.results.filter((r) => r.status === 429)) assertRateLimited(res, { limit: PER_MINUTE, what: 'shared limit' });
+
+    // 2. Redis dies: requests keep flowing, each instance limits on its own.
+    await redis.kill();
+    const down = await alternate([a, b], 100, users.vic);
+    assert.deepEqual(Object.keys(down.byStatus).filter((s) => !['200', '429'].includes(s)), [],
+      `with Redis down: ${JSON.stringify(down.byStatus)} ${down.results.find((r) => r.status >= 500)?.text ?? ''}`);
+    const okDown = [0, 1].map((k) => down.results.filter((r, i) => i % 2 === k && r.status === 200).length);
+    const perInstanceBound = allowedBound(PER_MINUTE, down.elapsedMs);
+    for (const [k, n] of okDown.entries()) {
+      assert.ok(n >= PER_MINUTE && n <= perInstanceBound,
+        `instance ${k} admitted ${n} of vic's 50 with Redis down (its own limit of ${PER_MINUTE} expected): ${okDown}`);
+    }
+    for (const gh of [a, b]) {
+      const rl = await stats(gh);
+      assert.equal(rl.redis_up, false, JSON.stringify(rl));
+      assert.ok(rl.fallbacks > 0, JSON.stringify(rl));
+      const m = await metrics(gh);
+      assert.equal(m.value('gatehouse_redis_up'), 0);
+      assert.ok(m.value('gatehouse_rate_limit_fallbacks_total') > 0);
+    }
+
+    // 3. Redis back on the same port (empty): shared limits again, after a bounded wait for the reconnect.
+    redis = await startRedis({ t, port: redis.port });
+    for (const gh of [a, b]) {
+      await eventually('the gateway to reach Redis again', async () => {
+        await send(`${gh.url}/servers`, { headers: users.uma.headers }); // a decision makes it try Redis
+        return (await stats(gh)).redis_up === true;
+      }, { timeoutMs: 20000, intervalMs: 200 });
+    }
+    const again = await alternate([a, b], 100, users.wes);
+    const okAgain = again.byStatus[200] ?? 0;
+    assert.deepEqual(Object.keys(again.byStatus).sort(), ['200', '429'], JSON.stringify(again.byStatus));
+    assert.ok(okAgain >= PER_MINUTE && okAgain <= allowedBound(PER_MINUTE, again.elapsedMs),
+      `wes through a and b after Redis came back: ${JSON.stringify(again.byStatus)} in ${again.elapsedMs} ms ` +
+      `(one limit of ${PER_MINUTE} expected; Redis restarted empty)`);
+    for (const gh of [a, b]) assert.equal((await metrics(gh)).value('gatehouse_redis_up'), 1);
+  });
+
+  it('Redis that stops answering (SIGSTOP) costs no request; when it answers again, one limit again', async (t) => {
+    const redis = await startRedis({ t });
+    const db = await createTestDatabase({ t });
+    const env = { REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: String(PER_MINUTE), RATE_LIMIT_GROUPS: 'MCP-Admin=1000000' };
+    const a = await startGatehouse({ t, database: db, env });
+    const b = await startGatehouse({ t, database: db, env });
+    const xia = await makeUser(a, 'xia@example.com');
+    const yan = await makeUser(a, 'yan@example.com');
+    await eventually('b to know the users', async () => (await send(`${b.url}/auth/me`, { headers: yan.headers })).status === 200,
+      { timeoutMs: 10000 });
+    let paused = false;
+    t.after(() => { if (paused) process.kill(redis.pid, 'SIGCONT'); });
+    process.kill(redis.pid, 'SIGSTOP');
+    paused = true;
+    try {
+      // Every request is decided (by each instance alone) instead of waiting for Redis.
+      const hung = await alternate([a, b], 60, xia);
+      assert.deepEqual(Object.keys(hung.byStatus).filter((s) => !['200', '429'].includes(s)), [], JSON.stringify(hung.byStatus));
+      const okVia = [0, 1].map((k) => hung.results.filter((r, i) => i % 2 === k && r.status === 200).length);
+      for (const n of okVia) {
+        assert.ok(n >= PER_MINUTE && n <= allowedBound(PER_MINUTE, hung.elapsedMs),
+          `each instance limits on its own while Redis hangs: ${okVia} in ${hung.elapsedMs} ms`);
+      }
+      for (const gh of [a, b]) {
+        const rl = await stats(gh);
+        assert.equal(rl.redis_up, false, JSON.stringify(rl));
+        assert.ok(rl.fallbacks > 0, JSON.stringify(rl));
+      }
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+      paused = false;
+    }
+    for (const gh of [a, b]) {
+      await eventually('the gateway to use Redis again', async () => {
+        await send(`${gh.url}/servers`, { headers: xia.headers });
+        return (await stats(gh)).redis_up === true;
+      }, { timeoutMs: 20000, intervalMs: 200 });
+    }
+    // yan made one request (b's /auth/me) before the pause.
+    const again = await alternate([a, b], 100, yan);
+    const ok = again.byStatus[200] ?? 0;
+    assert.ok(ok >= PER_MINUTE - 1 && ok <= allowedBound(PER_MINUTE, again.elapsedMs) - 1,
+      `yan through a and b after Redis answered again: ${JSON.stringify(again.byStatus)} in ${again.elapsedMs} ms`);
+  });
+});
