@@ -76,13 +76,15 @@ export async function adminServers(gh) {
 /**
  * An MCP session at `path` (/mcp or /mcp/<server>) with exactly `headers` as credentials (none: anonymous).
  * Returns {status, text, initResult, error?, tools(), call(name, args), request(method, params)}; status is
- * the initialize's HTTP status (200 = open).
+ * the initialize's HTTP status (200 = open). `record({path, method, params, text})` sees every answer.
  */
-export async function mcpSession(gh, headers = {}, urlPath = '/mcp') {
+export async function mcpSession(gh, headers = {}, urlPath = '/mcp', { record } = {}) {
   const url = `${gh.url}${urlPath}`;
+  const seen = (method, params, text) => { if (record) record({ path: urlPath, method, params, text }); };
   const base = { ...MCP_HEADERS, ...headers };
   if (!Object.keys(headers).some((h) => h.toLowerCase() === 'authorization')) base.authorization = null;
   const init = await rawRequest(url, { headers: base, body: initializeMessage() });
+  seen('initialize', undefined, init.text);
   const out = { status: init.status, text: init.text, initResult: init.json?.result, initError: init.json?.error };
   if (init.status !== 200 || !init.json?.result) return out;
   const sid = init.headers['mcp-session-id'];
@@ -93,6 +95,7 @@ export async function mcpSession(gh, headers = {}, urlPath = '/mcp') {
   out.sessionId = sid;
   out.request = async (method, params) => {
     const res = await rawRequest(url, { headers: sessionHeaders, body: rpc(method, params), timeoutMs: 30000 });
+    seen(method, params, res.text);
     return { status: res.status, text: res.text, result: res.json?.result, error: res.json?.error };
   };
   /** Every tool name (following nextCursor). Throws on an error. */
