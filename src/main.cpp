@@ -15,7 +15,7 @@
 namespace {
 void usage() {
   std::fprintf(stderr,
-               "usage: gatehouse [serve|check-config|migrate|apikey|users|groups|--version|--help]\n"
+               "usage: gatehouse [serve|check-config|migrate|apikey|users|groups|grants|keys|endpoints|--version|--help]\n"
                "  serve         run the gateway (default)\n"
                "  check-config  validate the environment and the servers file, then exit\n");
   gh::app::cli_usage();

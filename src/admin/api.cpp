@@ -5,6 +5,7 @@
 #include <boost/url/url_view.hpp>
 
 #include <chrono>
+#include <cmath>
 
 #include "auth/apikeys.hpp"
 #include "policy/policy.hpp"
@@ -136,6 +137,7 @@ struct Call {
     }
     if (n >= 1 && seg[0] == "apikeys") return n == 1 ? apikeys() : n == 2 ? apikey(seg[1]) : not_found();
     if (n == 1 && seg[0] == "audit") return audit_list();
+    if (n == 1 && seg[0] == "analytics") return analytics();
     return not_found();
   }
 
@@ -562,6 +564,56 @@ struct Call {
     return bad_method();
   }
 
+  // ---- analytics: the portal's charts ----
+  Reply analytics() {
+    if (verb != bhttp::verb::get) return bad_method();
+    store::AnalyticsQuery aq;
+    int64_t v = 0;
+    aq.until = now_s();
+    aq.since = aq.until - 86400;
+    if (auto s = q("since"); !s.empty()) {
+      if (!parse_int(s, v)) return error_reply(400, "invalid_request", "since must be a Unix time");
+      aq.since = v;
+    }
+    if (auto s = q("until"); !s.empty()) {
+      if (!parse_int(s, v)) return error_reply(400, "invalid_request", "until must be a Unix time");
+      aq.until = v;
+    }
+    if (auto s = q("bucket"); !s.empty()) {
+      if (!parse_int(s, v) || v < 60 || v > 86400 * 31) return error_reply(400, "invalid_request", "bucket must be 60..2678400 seconds");
+      aq.bucket_s = v;
+    } else {
+      aq.bucket_s = std::max<int64_t>(60, (aq.until - aq.since) / 48 / 60 * 60);  // about 48 points
+    }
+    if (auto s = q("top"); !s.empty()) {
+      if (!parse_int(s, v) || v < 1 || v > 100) return error_reply(400, "invalid_request", "top must be 1..100");
+      aq.top = v;
+    }
+    if (aq.since > aq.until) return error_reply(400, "invalid_request", "since is after until");
+    auto r = st.analytics_report(aq);
+    json::array timeline, users, servers, tools;
+    for (auto& b : r.timeline) timeline.push_back(json::object{{"start", b.start}, {"requests", b.requests}, {"errors", b.errors}});
+    auto counts = [](const std::vector<store::AnalyticsReport::Count>& in, json::array& out, const char* k1, const char* k2) {
+      for (auto& c : in) {
+        json::object o{{k1, c.key}, {"requests", c.requests}, {"errors", c.errors}, {"avg_ms", std::round(c.avg_ms * 100) / 100}};
+        if (k2) o[k2] = c.key2;
+        out.push_back(std::move(o));
+      }
+    };
+    counts(r.top_users, users, "user", nullptr);
+    counts(r.top_servers, servers, "server", nullptr);
+    counts(r.top_tools, tools, "server", "tool");
+    auto round2 = [](double x) { return std::round(x * 100) / 100; };
+    return ok(200, json::object{
+                       {"since", aq.since}, {"until", aq.until}, {"bucket_s", aq.bucket_s},
+                       {"requests", r.requests}, {"errors", r.errors},
+                       {"error_rate", r.requests ? round2(double(r.errors) / double(r.requests) * 100) / 100 : 0.0},
+                       {"latency_ms", json::object{{"p50", round2(r.p50_ms)}, {"p90", round2(r.p90_ms)},
+                                                   {"p95", round2(r.p95_ms)}, {"p99", round2(r.p99_ms)}}},
+                       {"timeline", std::move(timeline)}, {"top_users", std::move(users)},
+                       {"top_servers", std::move(servers)}, {"top_tools", std::move(tools)}});
+  }
+
   Reply audit_list() {
     if (verb != bhttp::verb::get) return bad_method();
     Reply err;
@@ -635,7 +687,7 @@ std::string check_endpoint_url(std::string_view text, bool allow_private) {
 
 boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view path, const auth::Principal& caller) {
   auto target = boost::urls::parse_origin_form(ex.req.target());
-  auto call = std::make_shared<Call>(Call{store_, directory_.current(), caller.email(), ex.req.method(), {}, {}, {}});
+  auto call = std::make_shared<Call>(Call{store_, directory_.current(), caller.email(), ex.req.method(), {}, {}, {}, nullptr, nullptr, {}, false});
   call->settings = &settings_;
   call->box = secrets_;
   if (servers_) call->servers = servers_();  // on the io thread, which owns the hub

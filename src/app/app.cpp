@@ -13,6 +13,11 @@
 #include <thread>
 
 #include "admin/api.hpp"
+#include "app/router.hpp"
+#include "observability/analytics.hpp"
+#include "observability/metrics.hpp"
+#include "policy/ratelimit.hpp"
+#include "store/redis.hpp"
 #include "app/access.hpp"
 #include "auth/secrets.hpp"
 #include "policy/policy.hpp"
@@ -40,66 +45,6 @@ namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// Host and Origin checks (DNS rebinding protection).
-class HostPolicy {
- public:
-  HostPolicy(const Settings& s, uint16_t port) {
-    hosts_ = {"localhost", "127.0.0.1", "[::1]", "::1"};
-    for (auto& h : s.allowed_hosts) {
-      if (h == "*") any_host_ = true;
-      hosts_.push_back(h);
-    }
-    origins_ = s.allowed_origins;
-    for (auto& o : origins_)
-      if (o == "*") any_origin_ = true;
-    public_url_ = s.public_url.empty() ? "http://" + s.host + ":" + std::to_string(port) : s.public_url;
-    if (auto u = boost::urls::parse_uri(public_url_)) {
-      std::string h(u->encoded_host_and_port());
-      hosts_.push_back(std::string(u->encoded_host()));
-      origins_.push_back(std::string(u->scheme()) + "://" + h);
-    }
-  }
-  bool host_ok(std::string_view host) const {
-    if (any_host_) return true;
-    if (host.empty()) return false;
-    std::string_view name = host;
-    if (name.front() == '[') {
-      auto end = name.find(']');
-      name = end == std::string_view::npos ? name : name.substr(0, end + 1);
-    } else if (auto colon = name.rfind(':'); colon != std::string_view::npos) {
-      name = name.substr(0, colon);
-    }
-    for (auto& h : hosts_)
-      if (iequals(h, name)) return true;
-    return false;
-  }
-  bool origin_ok(std::string_view origin) const {
-    if (origin.empty() || any_origin_) return true;
-    for (auto& o : origins_)
-      if (iequals(o, origin)) return true;
-    // same-origin requests from a loopback page (http://localhost:<any port>) are fine
-    auto u = boost::urls::parse_uri(origin);
-    if (!u) return false;
-    auto host = u->encoded_host();
-    return host == "localhost" || host == "127.0.0.1" || host == "[::1]";
-  }
-  const std::string& public_url() const { return public_url_; }
-
- private:
-  std::vector<std::string> hosts_, origins_;
-  bool any_host_ = false, any_origin_ = false;
-  std::string public_url_;
-};
-
-json::object error_body(std::string_view code, std::string_view message) {
-  return json::object{{"error", json::object{{"code", code}, {"message", message}}}};
-}
-
-// RFC 9728 §5.1: where a client finds how to get a token for this resource.
-std::string www_authenticate(const auth::Routes& routes) {
-  return "WWW-Authenticate: Bearer resource_metadata=\"" + routes.resource_metadata_url() + "\"\r\n";
-}
 
 }  // namespace
 
@@ -142,120 +87,39 @@ int serve(const Settings& settings, const Environment& env) {
     }
     return views;
   });
-  std::unique_ptr<auth::Routes> auth_routes;
-
   hub.configure(servers);
   mcp::Endpoint endpoint(hub, settings);
-  std::unique_ptr<HostPolicy> policy;
 
   http::ServerLimits limits;
   limits.max_body_bytes = settings.max_body_bytes;
-  http::Server server(io, limits, [&](http::Exchange& ex) -> net::awaitable<void> {
-    auto target = std::string_view(ex.req.target());
-    auto path = target.substr(0, target.find('?'));
-    if (path == "/gateway/health") {
-      auto st = hub.draining() ? bhttp::status::service_unavailable : bhttp::status::ok;
-      co_await ex.send_json(st, json::serialize(hub.health()));
-      co_return;
-    }
-    // DNS-rebinding protection: a Host or Origin we do not serve is refused before anything else.
-    std::string_view refused;
-    if (!policy->host_ok(ex.req[bhttp::field::host])) refused = "Host header";
-    else if (!policy->origin_ok(ex.req[bhttp::field::origin])) refused = "Origin";
-    if (!refused.empty()) {
-      log::info("refused request", {{"request_id", ex.request_id}, {"refused", refused},
-                                    {"host", ex.req[bhttp::field::host]}, {"origin", ex.req[bhttp::field::origin]}});
-      co_await ex.send_json(bhttp::status::forbidden,
-                            jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
-                                                "Forbidden: " + std::string(refused) + " not allowed"));
-      co_return;
-    }
-    // Identity: inbound identity headers never reach anything (a trusted proxy's are read first).
-    std::optional<http::Request> proxy_headers;
-    if (settings.api_gateway_mode && authn.trusted_proxy(ex.client_ip)) {
-      proxy_headers.emplace();
-      for (auto& f : ex.req)
-        if (iequals(f.name_string().substr(0, std::min<std::size_t>(7, f.name_string().size())), "x-user-"))
-          proxy_headers->insert(f.name_string(), f.value());
-    }
-    if (auth::strip_identity_headers(ex.req))
-      log::debug("inbound identity headers removed", {{"request_id", ex.request_id}});
-    auto auth = co_await authn.authenticate(ex.req, ex.client_ip, proxy_headers ? &*proxy_headers : nullptr);
-    if (auth.status)
-      log::info("authentication refused", {{"request_id", ex.request_id}, {"status", auth.status},
-                                           {"reason", auth.reason}, {"client_ip", ex.client_ip},
-                                           {"path", path}});
-    if (auth::Routes::owns(path)) {
-      co_await auth_routes->handle(ex, path, auth);
-      co_return;
-    }
-    if (path == "/mcp-admin/api" || path.starts_with("/mcp-admin/api/")) {
-      // Everyone but an admin gets the same answer from every URL here, known or not.
-      if (auth.status || !auth.principal.authenticated()) {
-        // (locals, not conditionals inside the co_await: GCC 12 destroys such temporaries twice)
-        bool forbidden = auth.status == 403;
-        std::string body = json::serialize(error_body(forbidden ? "forbidden" : "unauthorized",
-                                                      auth.status ? auth.message : "Sign in or send an API key"));
-        std::string extra = forbidden ? std::string() : www_authenticate(*auth_routes);
-        co_await ex.send_json(forbidden ? bhttp::status::forbidden : bhttp::status::unauthorized, std::move(body), extra);
-      } else if (!auth.principal.is_admin()) {
-        co_await ex.send_json(bhttp::status::forbidden,
-                              json::serialize(error_body("forbidden", "This needs an administrator account")));
-      } else {
-        co_await admin_api.handle(ex, path.substr(14), auth.principal);
-      }
-      co_return;
-    }
-    bool mcp_route = path == "/mcp" || path == "/mcp/" || path.starts_with("/mcp/");
-    if (mcp_route || path == "/servers") {
-      if (auth.status == 403 || auth.status == 503) {
-        co_await ex.send_json(static_cast<bhttp::status>(auth.status),
-                              jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request, auth.message));
-        co_return;
-      }
-      bool anonymous_ok = !auth.status && directory.current()->grants().group_has_grants(policy::kAnonymousGroup);
-      if (auth.status || (!auth.principal.authenticated() && !anonymous_ok)) {
-        co_await ex.send_json(bhttp::status::unauthorized,
-                              jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
-                                                  "Unauthorized: send a Bearer token (API key, OIDC or Open WebUI token)"),
-                              www_authenticate(*auth_routes));
-        co_return;
-      }
-    }
-    auto caller = make_caller(auth.principal, directory.current(), settings);
-    if (path == "/servers") {
-      auto listed = hub.servers_json(caller.may_use);
-      if (listed["servers"].as_array().empty()) listed["message"] = caller.no_access_hint;
-      co_await ex.send_json(bhttp::status::ok, json::serialize(listed));
-      co_return;
-    }
-    if (path == "/mcp" || path == "/mcp/") {
-      co_await endpoint.handle(ex, "", std::move(caller));
-      co_return;
-    }
-    if (path.starts_with("/mcp/")) {
-      auto id = path.substr(5);
-      if (!id.empty() && id.back() == '/') id.remove_suffix(1);
-      auto srv = hub.find(id);
-      if (!srv || !srv->cfg.enabled || !caller.may_use(srv->cfg)) {
-        co_await ex.send_json(bhttp::status::not_found,
-                              jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
-                                                  "Unknown MCP server: " + std::string(id)));
-        co_return;
-      }
-      co_await endpoint.handle(ex, std::string(id), std::move(caller));
-      co_return;
-    }
-    co_await ex.send_json(bhttp::status::not_found, json::serialize(error_body("not_found", "No such endpoint")));
-  });
+  observability::Metrics metrics;
+  hub.on_call = [&metrics](const std::string& server, const std::string& tool, std::string_view outcome, double s) {
+    metrics.upstream_call(server, tool, outcome, s);
+  };
+  std::unique_ptr<observability::AnalyticsWriter> analytics;
+  if (settings.analytics_enabled) {
+    analytics = std::make_unique<observability::AnalyticsWriter>(*store, pool, io.get_executor());
+    analytics->start(settings.analytics_retention_days);
+  }
+  policy::LocalLimiter local_limiter;
+  std::shared_ptr<store::RedisClient> redis;
+  std::unique_ptr<store::SharedLimiter> shared_limiter;
+  if (!settings.redis_url.empty() && settings.rate_limit_enabled) {
+    redis = store::RedisClient::create(io.get_executor(), settings.redis_url);
+    shared_limiter = std::make_unique<store::SharedLimiter>(redis, local_limiter);
+  }
+  Router router({settings, hub, endpoint, authn, directory, admin_api, metrics, analytics.get(), local_limiter,
+                 shared_limiter.get(), pool});
+  http::Server server(io, limits, [&](http::Exchange& ex) { return router.handle(ex); });
 
   uint16_t port = server.listen(settings.host, settings.port);
-  policy = std::make_unique<HostPolicy>(settings, port);
-  auth_routes = std::make_unique<auth::Routes>(settings, authn, oidc.get(), *store, directory, pool, policy->public_url());
-  if (first_admin) print_bootstrap(*first_admin, policy->public_url());
+  router.set_port(port);
+  router.set_auth_routes(std::make_unique<auth::Routes>(settings, authn, oidc.get(), *store, directory, pool,
+                                                        router.public_url()));
+  if (first_admin) print_bootstrap(*first_admin, router.public_url());
   server.start();
   if (!settings.port_file.empty()) std::ofstream(settings.port_file) << port << "\n";
-  log::info("listening", {{"host", settings.host}, {"port", port}, {"url", policy->public_url()},
+  log::info("listening", {{"host", settings.host}, {"port", port}, {"url", router.public_url()},
                           {"servers", servers.size()}, {"servers_file", settings.servers_file}});
 
   // Housekeeping.
@@ -266,6 +130,8 @@ int serve(const Settings& settings, const Environment& env) {
       t.expires_after(std::chrono::seconds(5));
       co_await t.async_wait(net::as_tuple(net::use_awaitable));
       hub.sweep();
+      local_limiter.sweep(std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count());
       if (++ticks % 12 == 0) pool.post([&] { authn.flush_usage(); });  // API keys' last use, once a minute
     }
   }, net::detached);
@@ -306,6 +172,8 @@ int serve(const Settings& settings, const Environment& env) {
                                                    {{"connections", server.busy_connections()}});
       server.stop_accepting();
       server.close_all();
+      if (analytics) co_await analytics->flush(5000);  // every recorded request reaches the store
+      if (redis) redis->close();
       hub.stop_upstreams();
       auto kill_deadline = Clock::now() + std::chrono::seconds(6);
       while (upstream::live_child_groups() > 0 && Clock::now() < kill_deadline) {

@@ -9,7 +9,9 @@
 #include "app/bootstrap.hpp"
 #include "auth/apikeys.hpp"
 #include "auth/directory.hpp"
+#include "admin/api.hpp"
 #include "auth/principal.hpp"
+#include "auth/secrets.hpp"
 
 namespace gh::app {
 
@@ -221,10 +223,158 @@ int groups(store::Store& st, const Args& a) {
   return fail("unknown groups command: " + sub), 2;
 }
 
+int grants(store::Store& st, const Args& a) {
+  auto sub = a.positional.empty() ? "list" : a.positional[0];
+  if (sub == "list") {
+    for (auto& g : st.list_grants(a.positional.size() > 1 ? a.positional[1] : "")) {
+      std::string tools = g.tools_mode.empty() ? "all tools" : g.tools_mode + ":";
+      for (auto& t : g.tools) tools += " " + t;
+      std::printf("%-32s %-24s %s\n", g.group.c_str(), g.server.c_str(), tools.c_str());
+    }
+    return 0;
+  }
+  if ((sub == "set" || sub == "remove") && a.positional.size() == 3) {
+    const auto& group = a.positional[1];
+    const auto& server = a.positional[2];
+    if (!st.get_group(group)) return fail("no group " + group);
+    if (sub == "remove") {
+      if (!st.delete_grant(group, server)) return fail(group + " does not grant " + server);
+      audit(st, "grant.delete", group, {{"before", json::object{{"server", server}}}});
+      return 0;
+    }
+    store::Grant g;
+    g.group = group;
+    g.server = server;
+    g.updated_at = now_s();
+    auto list = [](const std::string& csv) {
+      std::vector<std::string> out;
+      std::string cur;
+      for (char c : csv + ",") {
+        if (c == ',') {
+          if (!cur.empty()) out.push_back(cur);
+          cur.clear();
+        } else if (c != ' ') {
+          cur += c;
+        }
+      }
+      return out;
+    };
+    if (auto allow = a.opt("allow"); !allow.empty()) g.tools_mode = "allow", g.tools = list(allow);
+    else if (auto deny = a.opt("deny"); !deny.empty()) g.tools_mode = "deny", g.tools = list(deny);
+    st.put_grant(g);
+    json::array t;
+    for (auto& x : g.tools) t.emplace_back(x);
+    audit(st, "grant.update", group, {{"after", json::object{{"server", server}, {"tools_mode", g.tools_mode}, {"tools", t}}}});
+    std::printf("%s may use %s\n", group.c_str(), server.c_str());
+    return 0;
+  }
+  return fail("usage: gatehouse grants list [GROUP] | set GROUP SERVER [--allow a,b | --deny a,b] | remove GROUP SERVER"), 2;
+}
+
+std::optional<auth::SecretBox> secret_box(const Settings& settings) {
+  if (settings.encryption_key.empty()) return std::nullopt;
+  return auth::SecretBox(settings.encryption_key, settings.encryption_key_previous);
+}
+
+int keys(store::Store& st, const Args& a, const Settings& settings) {
+  auto sub = a.positional.empty() ? "list" : a.positional[0];
+  auto box = secret_box(settings);
+  if (sub == "list") {
+    for (auto& k : st.list_tenant_keys(a.positional.size() > 1 ? a.positional[1] : "")) {
+      std::string shown = "(cannot be decrypted)";
+      if (box)
+        if (auto v = box->open(k.ciphertext, k.key_id, auth::SecretBox::row_aad(k.group, k.server, k.slot)))
+          shown = auth::SecretBox::mask(*v);
+      std::printf("%-28s %-20s %-24s %-12s key %s\n", k.group.c_str(), k.server.c_str(), k.slot.c_str(), shown.c_str(),
+                  k.key_id.c_str());
+    }
+    return 0;
+  }
+  if (sub == "set" && a.positional.size() == 4) {
+    if (!box) return fail("ENCRYPTION_KEY is not set (32 random bytes, base64: head -c32 /dev/urandom | base64)");
+    // The value comes from stdin, never from the command line (it would sit in shell history and ps).
+    std::string value;
+    int c;
+    while ((c = std::getchar()) != EOF) value.push_back(static_cast<char>(c));
+    while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+    if (value.empty()) return fail("keys set: give the value on stdin");
+    store::TenantKey k;
+    k.group = a.positional[1];
+    k.server = a.positional[2];
+    k.slot = a.positional[3];
+    if (!st.get_group(k.group)) return fail("no group " + k.group);
+    k.key_id = box->key_id();
+    k.ciphertext = box->seal(value, auth::SecretBox::row_aad(k.group, k.server, k.slot));
+    k.updated_at = now_s();
+    st.put_tenant_key(k);
+    audit(st, "tenant_key.replace", k.group,
+          {{"after", json::object{{"server", k.server}, {"slot", k.slot}, {"value", auth::SecretBox::mask(value)}}}});
+    std::printf("stored %s / %s for %s (%s)\n", k.server.c_str(), k.slot.c_str(), k.group.c_str(),
+                auth::SecretBox::mask(value).c_str());
+    return 0;
+  }
+  if (sub == "delete" && a.positional.size() == 4) {
+    if (!st.delete_tenant_key(a.positional[1], a.positional[2], a.positional[3])) return fail("no such value");
+    audit(st, "tenant_key.delete", a.positional[1],
+          {{"before", json::object{{"server", a.positional[2]}, {"slot", a.positional[3]}}}});
+    return 0;
+  }
+  if (sub == "rotate") {
+    if (!box) return fail("keys rotate: set ENCRYPTION_KEY to the new key and ENCRYPTION_KEY_PREVIOUS to the old one(s)");
+    std::vector<store::TenantKey> rows;
+    std::size_t unreadable = 0;
+    for (auto& k : st.list_tenant_keys("")) {
+      if (k.key_id == box->key_id()) continue;
+      auto aad = auth::SecretBox::row_aad(k.group, k.server, k.slot);
+      auto v = box->open(k.ciphertext, k.key_id, aad);
+      if (!v) {
+        ++unreadable;
+        std::fprintf(stderr, "cannot decrypt %s / %s / %s (key %s): add that key to ENCRYPTION_KEY_PREVIOUS\n",
+                     k.group.c_str(), k.server.c_str(), k.slot.c_str(), k.key_id.c_str());
+        continue;
+      }
+      k.ciphertext = box->seal(*v, aad);
+      k.key_id = box->key_id();
+      rows.push_back(std::move(k));
+    }
+    if (unreadable) return fail("nothing changed: " + std::to_string(unreadable) + " value(s) cannot be decrypted");
+    st.reencrypt_tenant_keys(rows);
+    audit(st, "tenant_key.rotate", "*", {{"after", json::object{{"key_id", box->key_id()}, {"values", rows.size()}}}});
+    std::printf("re-encrypted %zu value(s) under key %s\n", rows.size(), box->key_id().c_str());
+    return 0;
+  }
+  return fail("usage: gatehouse keys list [GROUP] | set GROUP SERVER SLOT (value on stdin) | delete GROUP SERVER SLOT | rotate"), 2;
+}
+
+int endpoints(store::Store& st, const Args& a, const Settings& settings) {
+  auto sub = a.positional.empty() ? "list" : a.positional[0];
+  if (sub == "list") {
+    for (auto& e : st.list_tenant_endpoints(a.positional.size() > 1 ? a.positional[1] : ""))
+      std::printf("%-28s %-20s %s\n", e.group.c_str(), e.server.c_str(), e.url.c_str());
+    return 0;
+  }
+  if (sub == "set" && a.positional.size() == 4) {
+    if (auto why = admin::check_endpoint_url(a.positional[3], settings.allow_private_endpoints); !why.empty())
+      return fail(why);
+    if (!st.get_group(a.positional[1])) return fail("no group " + a.positional[1]);
+    st.put_tenant_endpoint({a.positional[1], a.positional[2], a.positional[3], now_s()});
+    audit(st, "endpoint.update", a.positional[1],
+          {{"after", json::object{{"server", a.positional[2]}, {"url", a.positional[3]}}}});
+    return 0;
+  }
+  if (sub == "delete" && a.positional.size() == 3) {
+    if (!st.delete_tenant_endpoint(a.positional[1], a.positional[2])) return fail("no such endpoint");
+    audit(st, "endpoint.delete", a.positional[1], {{"before", json::object{{"server", a.positional[2]}}}});
+    return 0;
+  }
+  return fail("usage: gatehouse endpoints list [GROUP] | set GROUP SERVER URL | delete GROUP SERVER"), 2;
+}
+
 }  // namespace
 
 bool is_cli_command(const std::string& cmd) {
-  return cmd == "migrate" || cmd == "apikey" || cmd == "users" || cmd == "groups";
+  return cmd == "migrate" || cmd == "apikey" || cmd == "users" || cmd == "groups" || cmd == "grants" ||
+         cmd == "keys" || cmd == "endpoints";
 }
 
 void cli_usage() {
@@ -233,7 +383,10 @@ void cli_usage() {
                "  apikey        create --user EMAIL [--admin] [--name N] [--expires-days N] | list [--user EMAIL] | revoke ID\n"
                "  users         list [--q TEXT] | create|show|disable|enable|delete EMAIL | set-admin EMAIL true|false\n"
                "  groups        list | create NAME [--description D] [--priority N] [--tenant] | rename OLD NEW | delete NAME\n"
-               "                | members NAME | add-member NAME EMAIL... | remove-member NAME EMAIL...\n");
+               "                | members NAME | add-member NAME EMAIL... | remove-member NAME EMAIL...\n"
+               "  grants        list [GROUP] | set GROUP SERVER [--allow a,b | --deny a,b] | remove GROUP SERVER\n"
+               "  keys          list [GROUP] | set GROUP SERVER SLOT (value on stdin) | delete GROUP SERVER SLOT | rotate\n"
+               "  endpoints     list [GROUP] | set GROUP SERVER URL | delete GROUP SERVER\n");
 }
 
 int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const Settings& settings) {
@@ -247,6 +400,9 @@ int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const 
     if (cmd == "apikey") return apikey(*st, a);
     if (cmd == "users") return users(*st, a);
     if (cmd == "groups") return groups(*st, a);
+    if (cmd == "grants") return grants(*st, a);
+    if (cmd == "keys") return keys(*st, a, settings);
+    if (cmd == "endpoints") return endpoints(*st, a, settings);
   } catch (const store::StoreError& e) {
     return fail(std::string("store: ") + e.what());
   } catch (const std::invalid_argument&) {

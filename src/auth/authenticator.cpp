@@ -424,6 +424,15 @@ std::optional<json::object> Authenticator::verify_own(std::string_view token, st
   return std::move(jwt->claims);
 }
 
+std::string Authenticator::csrf_token(std::string_view session_cookie) const {
+  return base64url_encode(hmac_sha256_raw(impl_->secret, "csrf:" + std::string(session_cookie)));
+}
+
+AuthResult Authenticator::principal_for_api_key(std::string_view key) {
+  if (!key.starts_with(kApiKeyPrefix) || key.size() > 200) return unauthorized("not a Gatehouse API key");
+  return impl_->verify_api_key(key);
+}
+
 std::string Authenticator::issue_session(const Principal& p) const {
   auto now = now_s();
   return sign({{"typ", "session"}, {"sub", p.email()}, {"ra", p.role_admin}, {"iat", now},

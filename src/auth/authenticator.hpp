@@ -66,6 +66,11 @@ class Authenticator {
   std::string issue_session(const Principal& p) const;
   std::string sign(json::object claims) const;
   std::optional<json::object> verify_own(std::string_view token, std::string_view typ, std::string* reason) const;
+  // The CSRF token that goes with a session cookie value (HMAC of it): pages read it from /auth/me and send it
+  // back in X-CSRF-Token with every write, which a cross-site form cannot do.
+  std::string csrf_token(std::string_view session_cookie) const;
+  // A Principal for a Gatehouse API key (the portal's key sign-in); status set when refused.
+  AuthResult principal_for_api_key(std::string_view key);
 
   // The client's address: the peer, or with trusted proxies the first untrusted hop of X-Forwarded-For.
   std::string client_ip(std::string_view peer_ip, std::string_view forwarded_for) const;

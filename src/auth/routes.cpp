@@ -144,11 +144,17 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
     co_await redirect(ex, "/", std::move(cookies));
     co_return;
   }
+  if (path == "/auth/session" && method == bhttp::verb::post) co_return co_await key_sign_in(ex);
   if (path == "/auth/me" && method == bhttp::verb::get) {
     if (auth.status || !auth.principal.authenticated()) {
-      auto r = admin::error_reply(auth.status ? auth.status : 401, auth.status == 403 ? "forbidden" : "unauthorized",
-                                  auth.status ? auth.message : "Not signed in");
-      co_await reply(ex, r);
+      // What a sign-in page needs to offer.
+      json::object sign_in{{"oidc", oidc_ != nullptr}, {"provider_name", settings_.oidc_provider_name}};
+      if (oidc_) sign_in["login_url"] = "/auth/login?return_to=/mcp-admin";
+      json::object body{{"error", json::object{{"code", auth.status == 403 ? "forbidden" : "unauthorized"},
+                                               {"message", auth.status ? auth.message : "Not signed in"}}},
+                        {"sign_in", std::move(sign_in)}};
+      auto status = static_cast<bhttp::status>(auth.status ? auth.status : 401);
+      co_await ex.send_json(status, json::serialize(body));
       co_return;
     }
     auto& id = *auth.principal.identity;
@@ -160,11 +166,47 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
     me["groups"] = std::move(groups);
     me["is_admin"] = auth.principal.is_admin();
     me["auth_method"] = to_string(auth.principal.method);
+    if (auto c = cookie_value(ex.req[bhttp::field::cookie], kSessionCookie); !c.empty()) me["csrf_token"] = auth_.csrf_token(c);
     co_await ex.send_json(bhttp::status::ok, json::serialize(me));
     co_return;
   }
   if (path == "/auth/apikeys" || path.starts_with("/auth/apikeys/")) co_return co_await own_keys(ex, path.substr(13), auth);
   co_await reply(ex, admin::error_reply(404, "not_found", "No such endpoint"));
+}
+
+net::awaitable<void> Routes::key_sign_in(http::Exchange& ex) {
+  boost::system::error_code ec;
+  auto body = json::parse(ex.req.body(), ec);
+  std::string key;
+  if (!ec && body.is_object())
+    if (auto* k = body.as_object().if_contains("api_key"); k && k->is_string()) key = std::string(trim(k->as_string()));
+  if (key.empty()) {
+    auto r = admin::error_reply(400, "invalid_request", "Send {\"api_key\": \"gh_…\"}");
+    co_await reply(ex, r);
+    co_return;
+  }
+  auto who = auth_.principal_for_api_key(key);
+  if (who.status) {
+    log::info("key sign-in refused", {{"request_id", ex.request_id}, {"reason", who.reason}});
+    auto r = admin::error_reply(who.status, who.status == 403 ? "forbidden" : "unauthorized",
+                                who.status == 403 ? who.message : "This API key is not valid (revoked, expired or mistyped)");
+    co_await reply(ex, r);
+    co_return;
+  }
+  auto session = auth_.issue_session(who.principal);
+  auto& id = *who.principal.identity;
+  json::array groups;
+  for (auto& g : id.groups) groups.emplace_back(g);
+  json::object me;
+  me["email"] = id.email;
+  me["name"] = id.name;
+  me["groups"] = std::move(groups);
+  me["is_admin"] = who.principal.is_admin();
+  me["auth_method"] = "session";
+  me["csrf_token"] = auth_.csrf_token(session);
+  log::info("signed in with an API key", {{"request_id", ex.request_id}, {"email", id.email}});
+  std::string cookie_line = "Set-Cookie: " + cookie(kSessionCookie, session, "/", settings_.session_lifetime_s) + "\r\n";
+  co_await ex.send_json(bhttp::status::ok, json::serialize(me), cookie_line);
 }
 
 net::awaitable<void> Routes::login(http::Exchange& ex) {

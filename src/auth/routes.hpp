@@ -26,6 +26,7 @@ class Routes {
 
  private:
   boost::asio::awaitable<void> login(http::Exchange& ex);
+  boost::asio::awaitable<void> key_sign_in(http::Exchange& ex);
   boost::asio::awaitable<void> callback(http::Exchange& ex);
   boost::asio::awaitable<void> own_keys(http::Exchange& ex, std::string_view rest, const AuthResult& auth);
   std::string cookie(std::string_view name, std::string_view value, std::string_view path, int max_age) const;

@@ -366,6 +366,25 @@ void load_identity_settings(const Environment& env, Settings& s) {
     boost::asio::ip::make_address(addr, ec);
     if (ec) throw ConfigError("TRUSTED_PROXIES", "\"" + p + "\" is not an address or CIDR");
   }
+  s.web_dir = get(env, "GATEHOUSE_WEB_DIR", s.web_dir);
+  s.rate_limit_enabled = parse_bool(env, "RATE_LIMIT_ENABLED", true);
+  s.rate_limit_per_minute = parse_int<int64_t>(env, "RATE_LIMIT_PER_MINUTE", s.rate_limit_per_minute, 1, 60'000'000'000);
+  s.rate_limit_per_ip = parse_int<int64_t>(env, "RATE_LIMIT_PER_IP", s.rate_limit_per_ip, 1, 60'000'000'000);
+  s.rate_limit_burst = parse_int<int64_t>(env, "RATE_LIMIT_BURST", 0, 0, 60'000'000'000);
+  for (auto& item : get_list(env, "RATE_LIMIT_GROUPS")) {
+    auto eq = item.rfind('=');
+    long long n = 0;
+    auto value = eq == std::string::npos ? std::string() : item.substr(eq + 1);
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (eq == std::string::npos || eq == 0 || ec != std::errc() || p != value.data() + value.size() || n < 1)
+      throw ConfigError("RATE_LIMIT_GROUPS", "must be Group=N pairs separated by commas (got \"" + item + "\")");
+    s.rate_limit_groups[item.substr(0, eq)] = n;
+  }
+  s.redis_url = get(env, "REDIS_URL", "");
+  if (!s.redis_url.empty() && !s.redis_url.starts_with("redis://"))
+    throw ConfigError("REDIS_URL", "must be redis://[:password@]host[:port][/db]");
+  s.analytics_enabled = parse_bool(env, "ENABLE_API_ANALYTICS", true);
+  s.analytics_retention_days = parse_int<int>(env, "ANALYTICS_RETENTION_DAYS", s.analytics_retention_days, 0, 36500);
   s.encryption_key = get(env, "ENCRYPTION_KEY", "");
   s.encryption_key_previous = get_list(env, "ENCRYPTION_KEY_PREVIOUS");
   s.upstream_identity_secret = get(env, "UPSTREAM_IDENTITY_SECRET", "");

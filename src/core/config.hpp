@@ -99,6 +99,18 @@ struct Settings {
   bool api_gateway_mode = false;
   std::vector<std::string> trusted_proxies;  // CIDRs or addresses
 
+  std::string web_dir = "web";  // GATEHOUSE_WEB_DIR: the admin portal's files
+
+  // Traffic control and visibility (see docs/operations.md).
+  bool rate_limit_enabled = true;
+  int64_t rate_limit_per_minute = 100;   // per authenticated user
+  int64_t rate_limit_per_ip = 1000;      // per client IP, for requests without a user
+  int64_t rate_limit_burst = 0;          // 0 = the per-minute value
+  std::map<std::string, int64_t> rate_limit_groups;  // RATE_LIMIT_GROUPS="Group=N,…": a member's limit (highest wins)
+  std::string redis_url;                 // REDIS_URL: one limit shared by every instance
+  bool analytics_enabled = true;         // ENABLE_API_ANALYTICS
+  int analytics_retention_days = 90;     // ANALYTICS_RETENTION_DAYS (0 = keep)
+
   // Multi-tenancy (see docs/tenancy.md).
   std::string encryption_key;                        // ENCRYPTION_KEY: base64 of 32 bytes
   std::vector<std::string> encryption_key_previous;  // ENCRYPTION_KEY_PREVIOUS: older keys, still readable

@@ -44,6 +44,8 @@ class Exchange {
   Request& req;
   const std::string request_id;
   const std::string client_ip;
+  // What the request was about, when it was an MCP call (for analytics).
+  std::string mcp_server, mcp_tool;
 
   net::awaitable<void> send(Response res);
   // A JSON answer written without building a Beast message (the hot path). `extra` holds whole header

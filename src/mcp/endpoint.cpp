@@ -9,6 +9,7 @@
 #include "core/util.hpp"
 #include "http/sse.hpp"
 #include "jsonrpc/message.hpp"
+#include "mcp/names.hpp"
 
 namespace gh::mcp {
 
@@ -167,6 +168,21 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
         requests.push_back(std::move(m.as_object()));
     } else {
       hub_.client_message(s, std::move(m.as_object()));
+    }
+  }
+  // For analytics: which server and tool a single call was about.
+  if (requests.size() == 1) {
+    auto method = jsonrpc::method_of(requests[0]);
+    auto* params = requests[0].if_contains("params");
+    auto* name = params && params->is_object() ? params->as_object().if_contains("name") : nullptr;
+    if ((method == "tools/call" || method == "prompts/get") && name && name->is_string()) {
+      std::string_view server = scope, tool = name->as_string();
+      if (!scope.empty() || split_name(name->as_string(), server, tool)) {
+        ex.mcp_server = std::string(server);
+        ex.mcp_tool = std::string(tool);
+      }
+    } else if (!scope.empty()) {
+      ex.mcp_server = scope;
     }
   }
   if (requests.empty()) {

@@ -523,6 +523,122 @@ std::shared_ptr<Server> Hub::route_uri(const Session& s, std::string_view uri) c
   return nullptr;
 }
 
+// ---- META_TOOLS_MODE: three tools that search, describe and call the caller's permitted tools ----
+
+namespace {
+constexpr std::string_view kSearchTool = "gatehouse__search_tools";
+constexpr std::string_view kDescribeTool = "gatehouse__describe_tool";
+constexpr std::string_view kCallTool = "gatehouse__call_tool";
+
+json::object text_result(std::string text, bool is_error = false) {
+  json::object r{{"content", json::array{json::object{{"type", "text"}, {"text", std::move(text)}}}}};
+  if (is_error) r["isError"] = true;
+  return r;
+}
+
+bool icontains(std::string_view hay, std::string_view needle) {
+  if (needle.empty()) return true;
+  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
+                        [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b)); });
+  return it != hay.end();
+}
+}  // namespace
+
+json::array Hub::meta_tools() const {
+  auto schema = [](json::object props, json::array required) {
+    return json::object{{"type", "object"}, {"properties", std::move(props)}, {"required", std::move(required)}};
+  };
+  json::array tools;
+  tools.push_back(json::object{
+      {"name", kSearchTool},
+      {"description", "Search the tools you may use, by words in their name or description. Returns names and descriptions; "
+                      "use gatehouse__describe_tool for a tool's arguments and gatehouse__call_tool to call it."},
+      {"inputSchema", schema({{"query", {{"type", "string"}, {"description", "words to look for (empty: every tool)"}}},
+                              {"limit", {{"type", "integer"}, {"minimum", 1}, {"maximum", 100}, {"default", 20}}}},
+                             {})}});
+  tools.push_back(json::object{
+      {"name", kDescribeTool},
+      {"description", "The full definition of one tool (its input schema), by the name gatehouse__search_tools returned."},
+      {"inputSchema", schema({{"name", {{"type", "string"}}}}, {"name"})}});
+  tools.push_back(json::object{
+      {"name", kCallTool},
+      {"description", "Call one tool by name with its arguments."},
+      {"inputSchema", schema({{"name", {{"type", "string"}}}, {"arguments", {{"type", "object"}}}}, {"name"})}});
+  return tools;
+}
+
+net::awaitable<std::optional<json::object>> Hub::meta_call(std::shared_ptr<Session> s, json::value params_v, json::value id,
+                                                           std::shared_ptr<Channel> ch) {
+  auto& params = params_v.as_object();
+  auto* n = params.if_contains("name");
+  if (!n || !n->is_string()) co_return jsonrpc::make_error(id, code::invalid_params, "params.name must be a string");
+  std::string tool(n->as_string());
+  json::object args;
+  if (auto* a = params.if_contains("arguments"); a && a->is_object()) args = a->as_object();
+  auto arg_string = [&](std::string_view k) {
+    auto* v = args.if_contains(k);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  auto servers = in_scope(*s);
+  co_await load_catalogs(*s, servers);
+  // The permitted tools, with prefixed names; the same policy as everywhere else.
+  auto find_tool = [&](std::string_view full) -> const json::object* {
+    std::string_view server_id, name;
+    if (!split_name(full, server_id, name)) return nullptr;
+    auto srv = find_for(*s, server_id);
+    if (!srv || !srv->catalog.loaded || !may_call(*s, *srv, name)) return nullptr;
+    for (auto& t : srv->catalog.tools)
+      if (auto* tn = t.if_contains("name"); tn && tn->is_string() && tn->as_string() == name) return &t;
+    return nullptr;
+  };
+  if (tool == kSearchTool) {
+    auto query = arg_string("query");
+    int64_t limit = 20;
+    if (auto* l = args.if_contains("limit"); l && l->is_int64()) limit = std::clamp<int64_t>(l->as_int64(), 1, 100);
+    json::array found;
+    std::size_t total = 0;
+    for (auto& srv : servers) {
+      for (auto& t : srv->catalog.tools) {
+        auto* tn = t.if_contains("name");
+        if (!tn || !tn->is_string() || !may_call(*s, *srv, tn->as_string())) continue;
+        auto full = prefixed(srv->cfg.id, tn->as_string());
+        std::string desc = t.contains("description") && t.at("description").is_string() ? std::string(t.at("description").as_string()) : "";
+        if (!icontains(full, query) && !icontains(desc, query)) continue;
+        ++total;
+        if (static_cast<int64_t>(found.size()) < limit) found.push_back(json::object{{"name", full}, {"description", desc}});
+      }
+    }
+    json::object structured{{"tools", found}, {"total", total}};
+    auto r = text_result(json::serialize(structured));
+    r["structuredContent"] = std::move(structured);
+    co_return jsonrpc::make_result(id, std::move(r));
+  }
+  if (tool == kDescribeTool) {
+    auto name = arg_string("name");
+    auto* t = find_tool(name);
+    if (!t) co_return jsonrpc::make_result(id, text_result("Unknown tool: " + name, true));
+    json::object copy = *t;
+    copy["name"] = name;
+    co_return jsonrpc::make_result(id, text_result(json::serialize(copy)));
+  }
+  if (tool == kCallTool) {
+    auto name = arg_string("name");
+    if (!find_tool(name)) co_return jsonrpc::make_result(id, text_result("Unknown tool: " + name, true));
+    std::string_view server_id, plain;
+    split_name(name, server_id, plain);
+    auto srv = find_for(*s, server_id);
+    json::object inner{{"name", plain}};
+    if (auto* a = args.if_contains("arguments"); a && a->is_object()) inner["arguments"] = *a;
+    else inner["arguments"] = json::object{};
+    if (auto* meta = params.if_contains("_meta")) inner["_meta"] = *meta;  // progress tokens carry through
+    json::value inner_v(std::move(inner));
+    std::string call_method = "tools/call";
+    auto out = co_await forward(s, srv, call_method, std::move(inner_v), id, ch);
+    co_return out;
+  }
+  co_return jsonrpc::make_error(id, code::invalid_params, "Unknown tool: " + tool);
+}
+
 // ---- dispatch ----
 
 net::awaitable<json::object> Hub::initialize(std::shared_ptr<Session> s, const json::object& params) {
@@ -630,6 +746,9 @@ net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session
   std::string route_error;
   auto conn = connection_for(*s, *srv, &route_error);
   if (!conn) co_return jsonrpc::make_error(id, code::internal_error, route_error);
+  std::string call_label = method;  // the tool for tools/call, else the method
+  if (method == "tools/call" && params.is_object())
+    if (auto* n = params.as_object().if_contains("name"); n && n->is_string()) call_label = n->as_string();
   upstream::CallHandle handle;
   s->in_flight[key] = InFlight{conn, &handle, ch, false};
   if (ch) s->latest_channel = ch;
@@ -643,6 +762,16 @@ net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session
   srv->stats.calls++;
   srv->stats.total_ms += ms;
   if (resp.contains("error")) srv->stats.errors++;
+  if (on_call) {
+    std::string_view outcome = "ok";
+    if (auto* e = resp.if_contains("error")) {
+      auto* c = e->is_object() ? e->as_object().if_contains("code") : nullptr;
+      outcome = c && c->is_int64() && c->as_int64() == code::request_timeout ? "timeout" : "error";
+    } else if (auto* r = resp.if_contains("result"); r && r->is_object()) {
+      if (auto* ie = r->as_object().if_contains("isError"); ie && ie->is_bool() && ie->as_bool()) outcome = "tool_error";
+    }
+    on_call(srv->cfg.id, call_label, outcome, ms / 1000.0);
+  }
   bool cancelled = s->in_flight[key].cancelled;
   s->in_flight.erase(key);
   if (cancelled) co_return std::nullopt;  // a cancelled request gets no response
@@ -662,6 +791,11 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
 
   if (method == "ping") co_return jsonrpc::make_result(id, json::object{});
   if (method == "initialize") co_return error(code::invalid_request, "The session is already initialized");
+  if (aggregate && settings_.meta_tools_mode && (method == "tools/list" || method == "tools/call")) {
+    if (method == "tools/list") co_return jsonrpc::make_result(id, json::object{{"tools", meta_tools()}});
+    auto out = co_await meta_call(s, params_v, id, ch);
+    co_return out;
+  }
   if (method == "tools/list" || method == "prompts/list" || method == "resources/list" ||
       method == "resources/templates/list")
     co_return co_await list(s, method, params, id);

@@ -167,6 +167,9 @@ class Hub {
   json::object server_json(const Server& srv) const;
   const std::map<std::string, std::shared_ptr<Server>, std::less<>>& servers() const { return servers_; }
   bool draining() const { return draining_; }
+  // Called after every upstream call: server, tool (or method), outcome ("ok", "error", "tool_error",
+  // "timeout"), seconds.
+  std::function<void(const std::string&, const std::string&, std::string_view, double)> on_call;
   void start_draining();
   // Stops every upstream connection (shutdown).
   void stop_upstreams();
@@ -183,6 +186,9 @@ class Hub {
   net::awaitable<void> load_catalog(std::shared_ptr<Server> srv, std::shared_ptr<upstream::Connection> conn);
   net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers);
   bool may_call(const Session& s, const Server& srv, std::string_view tool) const;
+  json::array meta_tools() const;
+  net::awaitable<std::optional<json::object>> meta_call(std::shared_ptr<Session> s, json::value params, json::value id,
+                                                        std::shared_ptr<Channel> ch);
   net::awaitable<json::object> list(std::shared_ptr<Session> s, std::string_view method, const json::object& params,
                                     const json::value& id);
   net::awaitable<std::optional<json::object>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,

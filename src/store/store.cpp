@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <cmath>
+#include <cstdio>
+#include <limits>
 #include <mutex>
 #include <set>
 
@@ -269,6 +272,112 @@ class SqlStore final : public Store {
     }
     if (total) *total = conn_->scalar(cat({"SELECT COUNT(*) FROM @users", where}), params);
     return out;
+  }
+
+  // ---- analytics ----
+  void insert_analytics(const std::vector<AnalyticsRow>& rows) override {
+    if (rows.empty()) return;
+    constexpr std::size_t kColumns = 14, kRowsPerStatement = 500;
+    std::vector<std::string> ms(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.3f", rows[i].response_ms);
+      ms[i] = buf;
+    }
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    for (std::size_t start = 0; start < rows.size(); start += kRowsPerStatement) {
+      std::size_t n = std::min(kRowsPerStatement, rows.size() - start);
+      std::string sql =
+          "INSERT INTO @api_analytics (timestamp, user_email, method, endpoint, status_code, response_time_ms, "
+          "user_agent, client_ip, server_id, tool, request_id, bytes_in, bytes_out) VALUES ";
+      std::vector<Value> params;
+      params.reserve(n * kColumns);
+      for (std::size_t i = start; i < start + n; ++i) {
+        sql += i == start ? "(?,?,?,?,?,?,?,?,?,?,?,?,?)" : ",(?,?,?,?,?,?,?,?,?,?,?,?,?)";
+        auto& r = rows[i];
+        auto text_or_null = [](const std::string& v) { return v.empty() ? Value(nullptr) : Value(v); };
+        params.emplace_back(r.timestamp);
+        params.push_back(text_or_null(r.user_email));
+        params.emplace_back(r.method);
+        params.emplace_back(r.endpoint);
+        params.emplace_back(r.status);
+        params.emplace_back(ms[i]);
+        params.push_back(text_or_null(r.user_agent));
+        params.push_back(text_or_null(r.client_ip));
+        params.push_back(text_or_null(r.server));
+        params.push_back(text_or_null(r.tool));
+        params.push_back(text_or_null(r.request_id));
+        params.emplace_back(r.bytes_in);
+        params.emplace_back(r.bytes_out);
+      }
+      conn_->exec(sql, params);
+    }
+    tx.commit();
+  }
+
+  int64_t purge_analytics(int64_t before) override {
+    std::lock_guard lk(mu_);
+    return conn_->exec("DELETE FROM @api_analytics WHERE timestamp < ?", {before});
+  }
+
+  int64_t count_analytics() override {
+    std::lock_guard lk(mu_);
+    return conn_->scalar("SELECT COUNT(*) FROM @api_analytics");
+  }
+
+  AnalyticsReport analytics_report(const AnalyticsQuery& q) override {
+    std::string where = " WHERE timestamp >= ? AND timestamp <= ?";
+    int64_t since = q.since, until = q.until ? q.until : std::numeric_limits<int64_t>::max() / 2;
+    int64_t bucket = std::max<int64_t>(q.bucket_s, 1), top = std::clamp<int64_t>(q.top, 1, 100);
+    AnalyticsReport r;
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, false);
+    conn_->query("SELECT COUNT(*), COALESCE(SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), 0) FROM @api_analytics" + where,
+                 {since, until}, [&](const Row& row) {
+                   r.requests = row.int64(0);
+                   r.errors = row.int64(1);
+                 });
+    if (r.requests > 0) {
+      // Percentiles by rank (same answer on both backends): the value at ceil(p * n) in response-time order.
+      auto at = [&](double p) {
+        int64_t rank = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(p * double(r.requests))));
+        double v = 0;
+        conn_->query("SELECT response_time_ms FROM @api_analytics" + where +
+                         " ORDER BY response_time_ms LIMIT 1 OFFSET ?",
+                     {since, until, rank - 1}, [&](const Row& row) { v = std::strtod(row.str(0).c_str(), nullptr); });
+        return v;
+      };
+      r.p50_ms = at(0.50);
+      r.p90_ms = at(0.90);
+      r.p95_ms = at(0.95);
+      r.p99_ms = at(0.99);
+    }
+    conn_->query("SELECT (timestamp / ?) * ?, COUNT(*), SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END) FROM @api_analytics" +
+                     where + " GROUP BY 1 ORDER BY 1",
+                 {bucket, bucket, since, until}, [&](const Row& row) {
+                   r.timeline.push_back({row.int64(0), row.int64(1), row.int64(2)});
+                 });
+    auto counts = [&](const std::string& cols, const std::string& extra_where, std::vector<AnalyticsReport::Count>& out,
+                      bool two) {
+      conn_->query("SELECT " + cols + ", COUNT(*), SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), AVG(response_time_ms) "
+                   "FROM @api_analytics" + where + extra_where + " GROUP BY " + cols + " ORDER BY " +
+                   std::to_string(two ? 3 : 2) + " DESC, 1 LIMIT ?",
+                   {since, until, top}, [&](const Row& row) {
+                     AnalyticsReport::Count c;
+                     int i = 0;
+                     c.key = row.str(i++);
+                     if (two) c.key2 = row.str(i++);
+                     c.requests = row.int64(i++);
+                     c.errors = row.int64(i++);
+                     c.avg_ms = std::strtod(row.str(i).c_str(), nullptr);
+                     out.push_back(std::move(c));
+                   });
+    };
+    counts("user_email", " AND user_email IS NOT NULL", r.top_users, false);
+    counts("server_id", " AND server_id IS NOT NULL", r.top_servers, false);
+    counts("server_id, tool", " AND tool IS NOT NULL", r.top_tools, true);
+    return r;
   }
 
   int64_t count_users() override {

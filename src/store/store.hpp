@@ -104,6 +104,37 @@ struct TenantEndpoint {
   int64_t updated_at = 0;
 };
 
+// One request, as api_analytics keeps it.
+struct AnalyticsRow {
+  int64_t timestamp = 0;  // Unix seconds
+  std::string user_email, method, endpoint;
+  int status = 0;
+  double response_ms = 0;
+  std::string user_agent, client_ip, server, tool, request_id;
+  int64_t bytes_in = 0, bytes_out = 0;
+};
+
+struct AnalyticsQuery {
+  int64_t since = 0, until = 0;  // inclusive Unix seconds; 0 = open
+  int64_t bucket_s = 3600;       // timeline bucket
+  int64_t top = 10;              // entries in the top lists
+};
+
+struct AnalyticsReport {
+  int64_t requests = 0, errors = 0;  // errors: status >= 400
+  double p50_ms = 0, p90_ms = 0, p95_ms = 0, p99_ms = 0;
+  struct Bucket {
+    int64_t start = 0, requests = 0, errors = 0;
+  };
+  std::vector<Bucket> timeline;
+  struct Count {
+    std::string key, key2;  // user / server (+ tool)
+    int64_t requests = 0, errors = 0;
+    double avg_ms = 0;
+  };
+  std::vector<Count> top_users, top_servers, top_tools;
+};
+
 // Everything the hot path needs, loaded in one go (see Snapshot in auth/).
 struct Dump {
   std::vector<User> users;
@@ -184,6 +215,12 @@ class Store {
   virtual std::vector<TenantEndpoint> list_tenant_endpoints(std::string_view group /* "" = all */) = 0;
   virtual void put_tenant_endpoint(const TenantEndpoint& e) = 0;  // insert or replace
   virtual bool delete_tenant_endpoint(std::string_view group, std::string_view server) = 0;
+
+  // Analytics (api_analytics): rows in one transaction; retention; the portal's report.
+  virtual void insert_analytics(const std::vector<AnalyticsRow>& rows) = 0;
+  virtual int64_t purge_analytics(int64_t before) = 0;  // rows deleted
+  virtual int64_t count_analytics() = 0;
+  virtual AnalyticsReport analytics_report(const AnalyticsQuery& q) = 0;
 
   // Audit log.
   virtual void append_audit(const AuditEntry& e) = 0;  // id assigned by the store

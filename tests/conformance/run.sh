@@ -110,7 +110,7 @@ if [ "$direct_only" -eq 0 ]; then
   printf '{"mcpServers": {"fixture": {"type": "streamable-http", "url": "%s"}}}\n' "$fixture_url" >"$tmp/servers.json"
   # Own working directory (no stray .env), no inherited settings that would widen Host/Origin checks.
   (cd "$tmp" && exec env -u PUBLIC_URL -u ALLOWED_HOSTS -u ALLOWED_ORIGINS \
-    GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=0 MCP_SERVERS_FILE="$tmp/servers.json" DATABASE_URL="sqlite://$tmp/gatehouse.db" \
+    GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=0 MCP_SERVERS_FILE="$tmp/servers.json" DATABASE_URL="sqlite://$tmp/gatehouse.db" RATE_LIMIT_ENABLED=false \
     "$gatehouse" serve) >"$out/gatehouse.log" 2>&1 9>&- &
   pids+=($!)
   gatehouse_pid=$!

@@ -172,6 +172,9 @@ export async function startGatehouse({
       GATEWAY_HOST: '127.0.0.1',
       MCP_SERVERS_FILE: serversFile,
       SHUTDOWN_GRACE_MS: '3000',
+      // Most tests send far more than 100 requests a minute as one user: the limits are tested on their own.
+      RATE_LIMIT_PER_MINUTE: '10000000',
+      RATE_LIMIT_PER_IP: '10000000',
       LOG_LEVEL: 'info',
       DATABASE_URL: db.url,
       ...env,

@@ -1,0 +1,388 @@
+#include "app/router.hpp"
+
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+
+#include <chrono>
+
+#include "app/access.hpp"
+#include "app/static_files.hpp"
+#include "auth/jwt.hpp"
+#include "core/log.hpp"
+#include "core/util.hpp"
+#include "jsonrpc/message.hpp"
+#include "policy/policy.hpp"
+#include "upstream/process.hpp"
+
+namespace gh::app {
+
+namespace net = boost::asio;
+namespace bhttp = boost::beast::http;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+// Host and Origin checks (DNS rebinding protection).
+class HostPolicy {
+ public:
+  HostPolicy(const Settings& s, uint16_t port) {
+    hosts_ = {"localhost", "127.0.0.1", "[::1]", "::1"};
+    for (auto& h : s.allowed_hosts) {
+      if (h == "*") any_host_ = true;
+      hosts_.push_back(h);
+    }
+    origins_ = s.allowed_origins;
+    for (auto& o : origins_)
+      if (o == "*") any_origin_ = true;
+    public_url_ = s.public_url.empty() ? "http://" + s.host + ":" + std::to_string(port) : s.public_url;
+    if (auto u = boost::urls::parse_uri(public_url_)) {
+      std::string h(u->encoded_host_and_port());
+      hosts_.push_back(std::string(u->encoded_host()));
+      origins_.push_back(std::string(u->scheme()) + "://" + h);
+    }
+  }
+  bool host_ok(std::string_view host) const {
+    if (any_host_) return true;
+    if (host.empty()) return false;
+    std::string_view name = host;
+    if (name.front() == '[') {
+      auto end = name.find(']');
+      name = end == std::string_view::npos ? name : name.substr(0, end + 1);
+    } else if (auto colon = name.rfind(':'); colon != std::string_view::npos) {
+      name = name.substr(0, colon);
+    }
+    for (auto& h : hosts_)
+      if (iequals(h, name)) return true;
+    return false;
+  }
+  bool origin_ok(std::string_view origin) const {
+    if (origin.empty() || any_origin_) return true;
+    for (auto& o : origins_)
+      if (iequals(o, origin)) return true;
+    // same-origin requests from a loopback page (http://localhost:<any port>) are fine
+    auto u = boost::urls::parse_uri(origin);
+    if (!u) return false;
+    auto host = u->encoded_host();
+    return host == "localhost" || host == "127.0.0.1" || host == "[::1]";
+  }
+  const std::string& public_url() const { return public_url_; }
+
+ private:
+  std::vector<std::string> hosts_, origins_;
+  bool any_host_ = false, any_origin_ = false;
+  std::string public_url_;
+};
+
+namespace {
+
+json::object error_body(std::string_view code, std::string_view message) {
+  return json::object{{"error", json::object{{"code", code}, {"message", message}}}};
+}
+
+// RFC 9728 §5.1: where a client finds how to get a token for this resource.
+std::string www_authenticate(const auth::Routes& routes) {
+  return "WWW-Authenticate: Bearer resource_metadata=\"" + routes.resource_metadata_url() + "\"\r\n";
+}
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct Router::Note {
+  const char* route = "not_found";
+  std::string email;
+};
+
+Router::Router(Parts parts)
+    : p_(parts), static_files_(std::make_unique<StaticFiles>(p_.settings.web_dir, p_.pool)) {}
+Router::~Router() = default;
+
+void Router::set_port(uint16_t port) { host_policy_ = std::make_unique<HostPolicy>(p_.settings, port); }
+
+const std::string& Router::public_url() const { return host_policy_->public_url(); }
+
+net::awaitable<void> Router::handle(http::Exchange& ex) {
+  auto started = Clock::now();
+  Note note;
+  co_await route(ex, note);
+  double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  p_.metrics.request(note.route, ex.status(), seconds);
+  // Health checks and scrapes are not user traffic.
+  if (p_.analytics && std::string_view(note.route) != "health" && std::string_view(note.route) != "metrics") {
+    store::AnalyticsRow row;
+    row.timestamp = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    row.user_email = std::move(note.email);
+    row.method = std::string(ex.req.method_string());
+    auto target = std::string_view(ex.req.target());
+    row.endpoint = std::string(target.substr(0, std::min<std::size_t>(target.find('?'), 512)));
+    row.status = ex.status();
+    row.response_ms = seconds * 1000.0;
+    row.user_agent = std::string(ex.req[bhttp::field::user_agent].substr(0, 256));
+    row.client_ip = ex.client_ip;
+    row.server = ex.mcp_server;
+    row.tool = ex.mcp_tool;
+    row.request_id = ex.request_id;
+    row.bytes_in = static_cast<int64_t>(ex.req.body().size());
+    row.bytes_out = static_cast<int64_t>(ex.bytes_out());
+    p_.analytics->record(std::move(row));
+  }
+}
+
+net::awaitable<bool> Router::admit(http::Exchange& ex, const auth::AuthResult& auth, Note& note, bool mcp) {
+  if (!p_.settings.rate_limit_enabled) co_return true;
+  policy::RateLimit limit;
+  std::string key;
+  const char* scope;
+  if (auth.principal.authenticated()) {
+    scope = "user";
+    key = "u:" + auth.principal.email();
+    // A member of groups with their own limit gets the highest of those; everyone else the default.
+    int64_t override_limit = 0;
+    for (auto& g : auth.principal.identity->groups)
+      if (auto it = p_.settings.rate_limit_groups.find(g); it != p_.settings.rate_limit_groups.end())
+        override_limit = std::max(override_limit, it->second);
+    limit.per_minute = override_limit ? override_limit : p_.settings.rate_limit_per_minute;
+  } else {
+    scope = "ip";
+    key = "ip:" + ex.client_ip;
+    limit.per_minute = p_.settings.rate_limit_per_ip;
+  }
+  limit.burst = p_.settings.rate_limit_burst > 0 ? p_.settings.rate_limit_burst : limit.per_minute;
+  policy::RateDecision d;
+  if (p_.shared_limiter) d = co_await p_.shared_limiter->check(key, limit, now_us());
+  else d = p_.local_limiter.check(key, limit, now_us());
+  if (d.allowed) {
+    ++limiter_.allowed;
+    co_return true;
+  }
+  ++limiter_.limited;
+  if (limiter_.limited_by_key.size() < 10000 || limiter_.limited_by_key.contains(key)) ++limiter_.limited_by_key[key];
+  p_.metrics.rate_limited(scope);
+  log::info("rate limited", {{"request_id", ex.request_id}, {"key", key}, {"limit_per_minute", limit.per_minute},
+                             {"retry_after_s", d.retry_after_s}});
+  std::string headers = "Retry-After: " + std::to_string(std::max<int64_t>(d.retry_after_s, 1)) + "\r\n" +
+                        "RateLimit-Limit: " + std::to_string(d.limit) + "\r\n" +
+                        "RateLimit-Remaining: 0\r\n" + "RateLimit-Reset: " + std::to_string(d.reset_s) + "\r\n";
+  std::string message = "Rate limit exceeded: " + std::to_string(limit.per_minute) +
+                        " requests per minute; retry in " + std::to_string(std::max<int64_t>(d.retry_after_s, 1)) + " s";
+  std::string body = mcp ? jsonrpc::error_text(nullptr, -32029, message)
+                         : json::serialize(error_body("rate_limited", message));
+  co_await ex.send_json(bhttp::status::too_many_requests, std::move(body), headers);
+  co_return false;
+}
+
+json::object Router::stats_json() const {
+  std::vector<std::pair<std::string, uint64_t>> top(limiter_.limited_by_key.begin(), limiter_.limited_by_key.end());
+  std::sort(top.begin(), top.end(), [](auto& a, auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
+  if (top.size() > 10) top.resize(10);
+  json::array most;
+  for (auto& [k, n] : top) most.push_back(json::object{{"key", k}, {"limited", n}});
+  json::object rl{{"enabled", p_.settings.rate_limit_enabled},
+                  {"backend", p_.shared_limiter ? "redis" : "local"},
+                  {"per_minute", p_.settings.rate_limit_per_minute},
+                  {"per_ip", p_.settings.rate_limit_per_ip},
+                  {"keys_tracked", p_.local_limiter.keys()},
+                  {"allowed", limiter_.allowed},
+                  {"limited", limiter_.limited},
+                  {"most_limited", std::move(most)}};
+  if (p_.shared_limiter) {
+    rl["redis_up"] = p_.shared_limiter->stats().redis_up;
+    rl["fallbacks"] = p_.shared_limiter->stats().fallbacks;
+  }
+  json::array upstreams;
+  for (auto& [id, srv] : p_.hub.servers()) upstreams.push_back(p_.hub.server_json(*srv));
+  json::object out{{"rate_limiter", std::move(rl)}, {"upstreams", std::move(upstreams)},
+                   {"sessions", p_.hub.session_count()}, {"requests", p_.metrics.requests_total()}};
+  if (p_.analytics) {
+    auto& a = p_.analytics->stats();
+    out["analytics"] = json::object{{"recorded", a.recorded}, {"written", a.written}, {"queued", a.queued},
+                                    {"dropped", a.dropped}, {"failed_batches", a.failed_batches}};
+  }
+  return out;
+}
+
+observability::Gauges Router::gauges() const {
+  observability::Gauges g;
+  g.sessions = p_.hub.session_count();
+  g.upstream_processes = upstream::live_child_groups();
+  for (auto& [id, srv] : p_.hub.servers()) g.upstream_connections += (srv->shared ? 1 : 0) + srv->tenants.size();
+  if (p_.analytics) {
+    auto& a = p_.analytics->stats();
+    g.analytics_queue = a.queued;
+    g.analytics_dropped = a.dropped;
+    g.analytics_written = a.written;
+    g.analytics_failed_batches = a.failed_batches;
+  }
+  g.rate_limit_keys = p_.local_limiter.keys();
+  if (p_.shared_limiter) {
+    g.rate_limit_fallbacks = p_.shared_limiter->stats().fallbacks;
+    g.redis_up = p_.shared_limiter->stats().redis_up ? 1 : 0;
+  }
+  g.users = p_.directory.current()->user_count();
+  return g;
+}
+
+net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
+  auto& settings = p_.settings;
+  auto& hub = p_.hub;
+  auto& authn = p_.authn;
+  auto& directory = p_.directory;
+  auto& endpoint = p_.endpoint;
+  auto& admin_api = p_.admin_api;
+  auto& auth_routes = auth_routes_;
+  auto& policy = host_policy_;
+  auto target = std::string_view(ex.req.target());
+  auto path = target.substr(0, target.find('?'));
+  if (path == "/gateway/health") {
+    note.route = "health";
+    auto st = hub.draining() ? bhttp::status::service_unavailable : bhttp::status::ok;
+    co_await ex.send_json(st, json::serialize(hub.health()));
+    co_return;
+  }
+  // DNS-rebinding protection: a Host or Origin we do not serve is refused before anything else.
+  std::string_view refused;
+  if (!policy->host_ok(ex.req[bhttp::field::host])) refused = "Host header";
+  else if (!policy->origin_ok(ex.req[bhttp::field::origin])) refused = "Origin";
+  if (!refused.empty()) {
+    log::info("refused request", {{"request_id", ex.request_id}, {"refused", refused},
+                                  {"host", ex.req[bhttp::field::host]}, {"origin", ex.req[bhttp::field::origin]}});
+    co_await ex.send_json(bhttp::status::forbidden,
+                          jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
+                                              "Forbidden: " + std::string(refused) + " not allowed"));
+    co_return;
+  }
+  // The portal's pages and scripts are public; the data they show comes from the API below.
+  if ((path == "/mcp-admin" || path.starts_with("/mcp-admin/")) && !path.starts_with("/mcp-admin/api/") &&
+      path != "/mcp-admin/api") {
+    note.route = "portal";
+    co_await static_files_->serve(ex, path.substr(10));
+    co_return;
+  }
+  // Identity: inbound identity headers never reach anything (a trusted proxy's are read first).
+  std::optional<http::Request> proxy_headers;
+  if (settings.api_gateway_mode && authn.trusted_proxy(ex.client_ip)) {
+    proxy_headers.emplace();
+    for (auto& f : ex.req)
+      if (iequals(f.name_string().substr(0, std::min<std::size_t>(7, f.name_string().size())), "x-user-"))
+        proxy_headers->insert(f.name_string(), f.value());
+  }
+  if (auth::strip_identity_headers(ex.req))
+    log::debug("inbound identity headers removed", {{"request_id", ex.request_id}});
+  if (path == "/metrics") {  // Prometheus scrapes: no identities in it, no authentication
+    note.route = "metrics";
+    http::Response res(bhttp::status::ok, ex.req.version());
+    res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-store");
+    res.body() = p_.metrics.render(gauges());
+    res.keep_alive(ex.req.keep_alive());
+    res.prepare_payload();
+    co_await ex.send(std::move(res));
+    co_return;
+  }
+  const http::Request* trusted = proxy_headers ? &*proxy_headers : nullptr;
+  auto auth = co_await authn.authenticate(ex.req, ex.client_ip, trusted);
+  if (auth.status) {
+    p_.metrics.auth_refused(auth.status);
+    log::info("authentication refused", {{"request_id", ex.request_id}, {"status", auth.status},
+                                         {"reason", auth.reason}, {"client_ip", ex.client_ip},
+                                         {"path", path}});
+  }
+  if (auth.principal.authenticated()) note.email = auth.principal.email();
+  bool mcp_route = path == "/mcp" || path == "/mcp/" || path.starts_with("/mcp/");
+  note.route = mcp_route ? (path.size() > 5 ? "mcp_server" : "mcp")
+               : path == "/servers" ? "servers"
+               : path.starts_with("/mcp-admin/api") ? "admin_api"
+               : path == "/gateway/stats" ? "stats"
+               : auth::Routes::owns(path) ? "auth"
+                                          : "not_found";
+  if (!co_await admit(ex, auth, note, mcp_route)) co_return;
+  // CSRF: a write carried by the session cookie must also carry the page's token (a cross-site form cannot).
+  bool write = ex.req.method() != bhttp::verb::get && ex.req.method() != bhttp::verb::head;
+  if (write && auth.principal.method == auth::AuthMethod::session &&
+      (path.starts_with("/mcp-admin/api") || path.starts_with("/auth/apikeys"))) {
+    auto cookie = auth::cookie_value(ex.req[bhttp::field::cookie], auth::kSessionCookie);
+    auto sent = ex.req["X-CSRF-Token"];
+    if (cookie.empty() || sent.empty() || !auth::constant_time_equal(sent, authn.csrf_token(cookie))) {
+      log::info("CSRF token missing or wrong", {{"request_id", ex.request_id}, {"path", path}});
+      auto body = json::serialize(error_body("csrf", "This change needs the page's CSRF token; reload the page and try again"));
+      co_await ex.send_json(bhttp::status::forbidden, std::move(body));
+      co_return;
+    }
+  }
+  if (path == "/gateway/stats") {  // names callers: admins only
+    if (!auth.principal.is_admin()) {
+      auto code = auth.principal.authenticated() ? bhttp::status::forbidden : bhttp::status::unauthorized;
+      auto body = json::serialize(error_body(auth.principal.authenticated() ? "forbidden" : "unauthorized",
+                                             "The gateway statistics need an administrator"));
+      co_await ex.send_json(code, std::move(body));
+      co_return;
+    }
+    co_await ex.send_json(bhttp::status::ok, json::serialize(stats_json()));
+    co_return;
+  }
+  if (auth::Routes::owns(path)) {
+    co_await auth_routes->handle(ex, path, auth);
+    co_return;
+  }
+  if (path == "/mcp-admin/api" || path.starts_with("/mcp-admin/api/")) {
+    // Everyone but an admin gets the same answer from every URL here, known or not.
+    if (auth.status || !auth.principal.authenticated()) {
+      // (locals, not conditionals inside the co_await: GCC 12 destroys such temporaries twice)
+      bool forbidden = auth.status == 403;
+      std::string body = json::serialize(error_body(forbidden ? "forbidden" : "unauthorized",
+                                                    auth.status ? auth.message : "Sign in or send an API key"));
+      std::string extra = forbidden ? std::string() : www_authenticate(*auth_routes);
+      co_await ex.send_json(forbidden ? bhttp::status::forbidden : bhttp::status::unauthorized, std::move(body), extra);
+    } else if (!auth.principal.is_admin()) {
+      co_await ex.send_json(bhttp::status::forbidden,
+                            json::serialize(error_body("forbidden", "This needs an administrator account")));
+    } else {
+      co_await admin_api.handle(ex, path.substr(14), auth.principal);
+    }
+    co_return;
+  }
+  if (mcp_route || path == "/servers") {
+    if (auth.status == 403 || auth.status == 503) {
+      co_await ex.send_json(static_cast<bhttp::status>(auth.status),
+                            jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request, auth.message));
+      co_return;
+    }
+    bool anonymous_ok = !auth.status && directory.current()->grants().group_has_grants(policy::kAnonymousGroup);
+    if (auth.status || (!auth.principal.authenticated() && !anonymous_ok)) {
+      co_await ex.send_json(bhttp::status::unauthorized,
+                            jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
+                                                "Unauthorized: send a Bearer token (API key, OIDC or Open WebUI token)"),
+                            www_authenticate(*auth_routes));
+      co_return;
+    }
+  }
+  auto caller = make_caller(auth.principal, directory.current(), settings);
+  if (path == "/servers") {
+    auto listed = hub.servers_json(caller.may_use);
+    if (listed["servers"].as_array().empty()) listed["message"] = caller.no_access_hint;
+    co_await ex.send_json(bhttp::status::ok, json::serialize(listed));
+    co_return;
+  }
+  if (path == "/mcp" || path == "/mcp/") {
+    co_await endpoint.handle(ex, "", std::move(caller));
+    co_return;
+  }
+  if (path.starts_with("/mcp/")) {
+    auto id = path.substr(5);
+    if (!id.empty() && id.back() == '/') id.remove_suffix(1);
+    auto srv = hub.find(id);
+    if (!srv || !srv->cfg.enabled || !caller.may_use(srv->cfg)) {
+      co_await ex.send_json(bhttp::status::not_found,
+                            jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
+                                                "Unknown MCP server: " + std::string(id)));
+      co_return;
+    }
+    co_await endpoint.handle(ex, std::string(id), std::move(caller));
+    co_return;
+  }
+  co_await ex.send_json(bhttp::status::not_found, json::serialize(error_body("not_found", "No such endpoint")));
+}
+
+}  // namespace gh::app

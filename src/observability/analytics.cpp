@@ -1,0 +1,117 @@
+#include "observability/analytics.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+
+#include "core/log.hpp"
+
+namespace gh::observability {
+
+namespace net = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+AnalyticsWriter::AnalyticsWriter(store::Store& store, BlockingPool& pool, net::any_io_executor io, std::size_t max_queue,
+                                 std::size_t batch)
+    : store_(store), pool_(pool), io_(std::move(io)), max_queue_(max_queue), batch_(batch) {}
+
+AnalyticsWriter::~AnalyticsWriter() { *alive_ = false; }
+
+void AnalyticsWriter::record(store::AnalyticsRow row) {
+  ++stats_.recorded;
+  if (queue_.size() >= max_queue_) {
+    if (stats_.dropped++ % 10000 == 0)
+      log::warn("analytics queue full; dropping rows", {{"queued", queue_.size()}, {"dropped", stats_.dropped}});
+    return;
+  }
+  queue_.push_back(std::move(row));
+  stats_.queued = queue_.size();
+}
+
+net::awaitable<bool> AnalyticsWriter::write_some() {
+  if (writing_ || queue_.empty()) co_return true;
+  writing_ = true;
+  auto alive = alive_;
+  std::vector<store::AnalyticsRow> rows;
+  if (queue_.size() <= batch_) {
+    rows.swap(queue_);
+  } else {
+    rows.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + batch_));
+    queue_.erase(queue_.begin(), queue_.begin() + batch_);
+  }
+  stats_.queued = queue_.size();
+  auto shared = std::make_shared<std::vector<store::AnalyticsRow>>(std::move(rows));
+  bool ok = true;
+  try {
+    auto job = [this, shared] { store_.insert_analytics(*shared); };  // named: see BlockingPool::run
+    co_await pool_.run(std::move(job));
+  } catch (const std::exception& e) {
+    ok = false;
+    if (!*alive) co_return false;
+    ++stats_.failed_batches;
+    log::error("analytics batch failed; will retry", {{"rows", shared->size()}, {"error", e.what()}});
+    // Put the rows back in front, as far as there is room.
+    std::size_t room = max_queue_ > queue_.size() ? max_queue_ - queue_.size() : 0;
+    std::size_t keep = std::min(room, shared->size());
+    stats_.dropped += shared->size() - keep;
+    queue_.insert(queue_.begin(), std::make_move_iterator(shared->begin()), std::make_move_iterator(shared->begin() + keep));
+    stats_.queued = queue_.size();
+  }
+  if (!*alive) co_return ok;
+  if (ok) stats_.written += shared->size();
+  writing_ = false;
+  co_return ok;
+}
+
+void AnalyticsWriter::start(int retention_days) {
+  auto alive = alive_;
+  net::co_spawn(io_, [this, alive, retention_days]() -> net::awaitable<void> {
+    net::steady_timer t(io_);
+    auto next_purge = Clock::now() + std::chrono::seconds(30);
+    int backoff_ms = 200;
+    while (*alive) {
+      t.expires_after(std::chrono::milliseconds(backoff_ms));
+      co_await t.async_wait(net::as_tuple(net::use_awaitable));
+      if (!*alive) co_return;
+      bool ok = true;
+      while (ok && queue_.size() >= batch_ && *alive) ok = co_await write_some();  // keep up under load
+      if (ok && *alive) ok = co_await write_some();
+      if (!*alive) co_return;
+      backoff_ms = ok ? 200 : std::min(backoff_ms * 2, 5000);
+      if (retention_days > 0 && Clock::now() >= next_purge) {
+        next_purge = Clock::now() + std::chrono::hours(1);
+        auto before = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() -
+                      int64_t(retention_days) * 86400;
+        try {
+          auto job = [this, before] { return store_.purge_analytics(before); };
+          auto n = co_await pool_.run(std::move(job));
+          if (n > 0) log::info("analytics retention: old rows deleted", {{"rows", n}, {"days", retention_days}});
+        } catch (const std::exception& e) {
+          log::warn("analytics retention purge failed", {{"error", e.what()}});
+        }
+      }
+    }
+  }, net::detached);
+}
+
+net::awaitable<void> AnalyticsWriter::flush(int deadline_ms) {
+  auto deadline = Clock::now() + std::chrono::milliseconds(deadline_ms);
+  net::steady_timer t(io_);
+  while ((!queue_.empty() || writing_) && Clock::now() < deadline) {
+    if (writing_) {  // the periodic writer has a batch out: let it finish
+      t.expires_after(std::chrono::milliseconds(10));
+      co_await t.async_wait(net::as_tuple(net::use_awaitable));
+      continue;
+    }
+    if (!co_await write_some()) {
+      t.expires_after(std::chrono::milliseconds(100));
+      co_await t.async_wait(net::as_tuple(net::use_awaitable));
+    }
+  }
+  if (!queue_.empty()) log::warn("analytics rows not written at shutdown", {{"rows", queue_.size()}});
+  else log::info("analytics flushed", {{"written", stats_.written}});
+}
+
+}  // namespace gh::observability
