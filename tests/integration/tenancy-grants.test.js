@@ -273,8 +273,16 @@ describe('multi-tenancy: META_TOOLS_MODE', () => {
     const search = callText(await s.call('gatehouse__search_tools', { query: 'echo' }), 'search_tools');
     assert.match(search, /alpha__echo/);
     assert.doesNotMatch(search, /beta__/);
-    const everything = callText(await s.call('gatehouse__search_tools', { query: '' }), 'search_tools ""');
-    assert.doesNotMatch(everything, /alpha__get-env|beta__/);
+    const everything = await s.call('gatehouse__search_tools', { query: '', limit: 100 });
+    assert.doesNotMatch(callText(everything, 'search_tools ""'), /alpha__get-env|beta__/);
+    if (everything.result.structuredContent) {
+      assert.deepEqual(everything.result.structuredContent.tools.map((x) => x.name), ['alpha__echo']);
+    }
+    const described = callText(await s.call('gatehouse__describe_tool', { name: 'alpha__echo' }), 'describe_tool alpha__echo');
+    assert.match(described, /inputSchema/);
+    const hidden = await s.call('gatehouse__describe_tool', { name: 'alpha__get-env' });
+    assert.ok(hidden.error || hidden.result?.isError, `describe_tool of a non-permitted tool: ${hidden.text.slice(0, 300)}`);
+    assert.doesNotMatch(hidden.text, /inputSchema/);
     const ok = await s.call('gatehouse__call_tool', { name: 'alpha__echo', arguments: { message: 'via meta' } });
     assert.match(callText(ok, 'call_tool alpha__echo'), /via meta/);
     for (const name of ['alpha__get-env', 'beta__echo']) {

@@ -102,6 +102,9 @@ describe('multi-tenancy: credentials in HTTP headers', () => {
     assert.ok(requests.length > 0);
     assert.ok(requests.every((r) => [secretA, secretB].includes(r.headers['x-api-key'])),
       `every upstream request carried one tenant's value: ${JSON.stringify(requests.map((r) => r.headers['x-api-key']))}`);
+    const keys = await gh.api('GET', '/tenants/Tenant-HA/keys');
+    const output = [...gh.logs, ...gh.stdout, keys.text, (await gh.api('GET', '/audit?per_page=500')).text].join('\n');
+    for (const secret of [secretA, secretB]) assert.ok(!output.includes(secret), 'a header secret leaked into logs or the API');
   });
 });
 

@@ -6,7 +6,7 @@
 // value ever appeared in an API response, the audit log, an error, or the gateway's output.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { everythingStdio, startGatehouse } from './lib/index.js';
+import { createTestDatabase, everythingStdio, startGatehouse } from './lib/index.js';
 import { request, visibleServers } from './lib/identity.js';
 import {
   adminServers, callText, distinctiveSecret, isUnknownTool, makeGroup, makeUser, mcpSession, newEncryptionKey,
@@ -208,6 +208,12 @@ describe('multi-tenancy: adding a new tenant', () => {
       [['crm', 'CRM_API_KEY', `••••${SECRETS.newcoRotated.slice(-4)}`]]);
     assert.deepEqual((await api('GET', '/tenants/Tenant-Acme/keys')).body.items, []);
 
+    // A short value shows no characters at all.
+    const short = await api('PUT', '/tenants/Tenant-Acme/keys/crm/CRM_API_KEY', { value: 'k9z7q2' });
+    assert.equal(short.status, 201, short.text);
+    assert.equal(short.body.value, '••••');
+    assert.equal((await api('DELETE', '/tenants/Tenant-Acme/keys/crm/CRM_API_KEY')).status, 204);
+
     const badSlot = await api('PUT', '/tenants/Tenant-NewCompany/keys/crm/NOT_A_SLOT', { value: 'whatever-1234' });
     assert.equal(badSlot.status, 400, badSlot.text);
     const noSlots = await api('PUT', '/tenants/Tenant-NewCompany/keys/docs/CRM_API_KEY', { value: 'whatever-1234' });
@@ -268,5 +274,35 @@ describe('multi-tenancy: adding a new tenant', () => {
     }
     // The mask is there (so the check above looked at the right answers).
     assert.ok(collected.join('\n').includes(`••••${SECRETS.newcoRotated.slice(-4)}`));
+  });
+});
+
+describe('multi-tenancy: a stored value the gateway cannot decrypt', () => {
+  it('after ENCRYPTION_KEY changed: listed as undecryptable, calls fail naming the slot, the value never shown', async (t) => {
+    const db = await createTestDatabase({ t });
+    const secret = distinctiveSecret('rekey');
+    const first = await startGatehouse({ servers: { crm: SERVERS.crm }, database: db, env: { ENCRYPTION_KEY: newEncryptionKey() } });
+    let user;
+    try {
+      await makeGroup(first, 'Tenant-Rekey', { isTenant: true });
+      await putGrant(first, 'Tenant-Rekey', 'crm');
+      assert.equal((await putKey(first, 'Tenant-Rekey', 'crm', 'CRM_API_KEY', secret)).status, 201);
+      user = await makeUser(first, 'rekey@example.com', { groups: ['Tenant-Rekey'] });
+    } finally {
+      await first.stop();
+    }
+    const second = await startGatehouse({ servers: { crm: SERVERS.crm }, database: db, env: { ENCRYPTION_KEY: newEncryptionKey() }, t });
+    const keys = await second.api('GET', '/tenants/Tenant-Rekey/keys');
+    assert.equal(keys.status, 200, keys.text);
+    assert.equal(keys.body.items.length, 1, keys.text);
+    assert.match(keys.body.items[0].value, /cannot be decrypted/);
+    const s = await mcpSession(second, user.headers);
+    assert.equal(s.status, 200, s.text);
+    const res = await s.call('crm__get-env');
+    assert.ok(res.error, `a call with an undecryptable key must fail: ${res.text.slice(0, 300)}`);
+    assert.match(res.error.message, /CRM_API_KEY/);
+    const everything = [keys.text, res.text, ...first.logs, ...first.stdout, ...second.logs, ...second.stdout,
+      (await second.api('GET', '/audit?per_page=500')).text].join('\n');
+    assert.ok(!everything.includes(secret), 'the value appears somewhere');
   });
 });
