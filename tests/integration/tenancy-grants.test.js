@@ -259,10 +259,7 @@ describe('multi-tenancy: removing a user from a group cuts access on the next re
 });
 
 describe('multi-tenancy: META_TOOLS_MODE', () => {
-  // Not in the binary yet: the gateway accepts META_TOOLS_MODE=true but still lists every permitted tool.
-  it('offers only the three meta tools; search shows and call allows only permitted tools', {
-    todo: 'META_TOOLS_MODE not implemented yet',
-  }, async (t) => {
+  it('offers only the three meta tools; search shows and call allows only permitted tools', async (t) => {
     const gh = await startGatehouse({ servers: { alpha: SERVERS.alpha, beta: SERVERS.beta }, env: { META_TOOLS_MODE: 'true' }, t });
     await makeGroup(gh, 'Meta-Team');
     await putGrant(gh, 'Meta-Team', 'alpha', { allow: ['echo'] });
