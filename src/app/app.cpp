@@ -191,6 +191,7 @@ int serve(const Settings& settings, const Environment& env) {
   authn.flush_usage();
   if (oidc) oidc->stop();
   directory.stop();
+  store.reset();  // closes the database cleanly (SQLite folds its write-ahead log back into the file)
   log::info("stopped");
   // Everything was stopped in order above. Coroutines still parked in the io_context (idle keep-alive
   // waits, timers) point at objects of this frame; destroying them after those objects would touch freed

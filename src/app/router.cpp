@@ -93,6 +93,7 @@ int64_t now_us() {
 struct Router::Note {
   const char* route = "not_found";
   std::string email;
+  std::string client_ip;  // the peer, or behind TRUSTED_PROXIES the client X-Forwarded-For names
 };
 
 Router::Router(Parts parts)
@@ -120,7 +121,7 @@ net::awaitable<void> Router::handle(http::Exchange& ex) {
     row.status = ex.status();
     row.response_ms = seconds * 1000.0;
     row.user_agent = std::string(ex.req[bhttp::field::user_agent].substr(0, 256));
-    row.client_ip = ex.client_ip;
+    row.client_ip = note.client_ip.empty() ? ex.client_ip : note.client_ip;
     row.server = ex.mcp_server;
     row.tool = ex.mcp_tool;
     row.request_id = ex.request_id;
@@ -146,7 +147,7 @@ net::awaitable<bool> Router::admit(http::Exchange& ex, const auth::AuthResult& a
     limit.per_minute = override_limit ? override_limit : p_.settings.rate_limit_per_minute;
   } else {
     scope = "ip";
-    key = "ip:" + ex.client_ip;
+    key = "ip:" + note.client_ip;
     limit.per_minute = p_.settings.rate_limit_per_ip;
   }
   limit.burst = p_.settings.rate_limit_burst > 0 ? p_.settings.rate_limit_burst : limit.per_minute;
@@ -281,6 +282,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     co_await ex.send(std::move(res));
     co_return;
   }
+  note.client_ip = authn.client_ip(ex.client_ip, ex.req["X-Forwarded-For"]);
   const http::Request* trusted = proxy_headers ? &*proxy_headers : nullptr;
   auto auth = co_await authn.authenticate(ex.req, ex.client_ip, trusted);
   if (auth.status) {

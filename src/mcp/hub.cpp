@@ -981,8 +981,9 @@ json::object Hub::server_json(const Server& srv) const {
   o["errors"] = srv.stats.errors;
   // whole microseconds: Boost.JSON writes doubles in exponent form, which people misread
   o["avg_us"] = srv.stats.calls ? static_cast<uint64_t>(srv.stats.total_ms * 1000.0 / double(srv.stats.calls)) : 0;
-  if (!srv.tenants.empty()) o["tenant_connections"] = srv.tenants.size();
+  o["tenant_connections"] = srv.tenants.size();
   if (!srv.catalog.loaded && !srv.catalog.error.empty()) o["last_error"] = srv.catalog.error;
+  else o["last_error"] = nullptr;
   return o;
 }
 

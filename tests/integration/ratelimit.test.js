@@ -160,12 +160,7 @@ describe('the client IP of the per-IP limit', () => {
     assert.equal(passed + (spoofed.byStatus[429] ?? 0), 20, JSON.stringify(spoofed.byStatus));
   });
 
-  // Gateway bug (reported): Authenticator::client_ip(peer, X-Forwarded-For) exists but nothing calls it, so the
-  // per-IP limit (and the analytics client_ip) always use the peer: every client behind a trusted proxy shares
-  // the proxy's one allowance. Remove `todo` when fixed.
-  it('behind TRUSTED_PROXIES each client address (first untrusted X-Forwarded-For hop) has its own allowance', {
-    todo: 'gateway bug: X-Forwarded-For is never used for the client IP (all clients share ip:127.0.0.1)',
-  }, async (t) => {
+  it('behind TRUSTED_PROXIES each client address (first untrusted X-Forwarded-For hop) has its own allowance', async (t) => {
     const proxied = await startGatehouse({ t, env: { RATE_LIMIT_PER_IP: '5', TRUSTED_PROXIES: '127.0.0.1' } });
     // 4 clients × 8 requests through the proxy → 5 each get through to authentication (401), 3 each are 429.
     const clients = ['203.0.113.10', '203.0.113.11', '203.0.113.12', '203.0.113.13'];

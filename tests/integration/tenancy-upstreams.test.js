@@ -1,0 +1,198 @@
+// Multi-tenancy, part 4: what reaches HTTP upstreams. Tenant endpoints route a tenant's calls to its own
+// server-everything instance (seen through `get-env`), with URL checks; a ${secret:NAME} in an HTTP server's
+// headers carries the tenant's value; forwardIdentity sends X-User-* / X-Gateway-* headers and a verifiable
+// X-Gateway-Token (HS256, UPSTREAM_IDENTITY_SECRET), never the client's own Authorization or spoofed X-User-*,
+// and servers without forwardIdentity get none of them (fixtures/header-recorder.js records every request).
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { jwtVerify } from 'jose';
+import { everythingStdio, startEverythingHttp, startGatehouse, streamableHttpEntry } from './lib/index.js';
+import {
+  bearerOf, callText, distinctiveSecret, makeGroup, makeUser, mcpSession, newEncryptionKey, putGrant, putKey,
+  startHeaderRecorder,
+} from './lib/tenancy.js';
+
+const envOf = (res, what) => JSON.parse(callText(res, what));
+
+describe('multi-tenancy: tenant endpoints', () => {
+  it('route a tenant\'s calls to its own URL; others keep the configured one; checked URLs; GET/PUT/DELETE', async (t) => {
+    const [a, b] = await Promise.all([
+      startEverythingHttp('streamableHttp', { t, env: { INSTANCE_MARK: 'configured-A' } }),
+      startEverythingHttp('streamableHttp', { t, env: { INSTANCE_MARK: 'tenant-B' } }),
+    ]);
+    const gh = await startGatehouse({ servers: { remote: streamableHttpEntry(a.url), local: everythingStdio() }, t });
+    await makeGroup(gh, 'Tenant-A', { isTenant: true });
+    await makeGroup(gh, 'Tenant-B', { isTenant: true });
+    await putGrant(gh, 'Tenant-A', 'remote');
+    await putGrant(gh, 'Tenant-B', 'remote');
+    const ua = await makeUser(gh, 'ua@a.example', { groups: ['Tenant-A'] });
+    const ub = await makeUser(gh, 'ub@b.example', { groups: ['Tenant-B'] });
+
+    const sb = await mcpSession(gh, ub.headers);
+    assert.equal(envOf(await sb.call('remote__get-env'), 'ub before').INSTANCE_MARK, 'configured-A');
+
+    const put = await gh.api('PUT', '/tenants/Tenant-B/endpoints/remote', { url: b.url });
+    assert.equal(put.status, 201, put.text);
+    assert.equal(put.body.url, b.url);
+    assert.equal((await gh.api('PUT', '/tenants/Tenant-B/endpoints/remote', { url: b.url })).status, 200);
+    const list = await gh.api('GET', '/tenants/Tenant-B/endpoints');
+    assert.equal(list.status, 200, list.text);
+    assert.deepEqual(list.body.items.map((e) => [e.group, e.server, e.url]), [['Tenant-B', 'remote', b.url]]);
+    assert.equal((await gh.api('GET', '/tenants/Tenant-B/endpoints/remote')).body.url, b.url);
+    assert.equal((await gh.api('GET', '/tenants/Tenant-A/endpoints/remote')).status, 404);
+
+    // The open session of a Tenant-B user is routed on its next call; Tenant-A and the admin are not.
+    assert.equal(envOf(await sb.call('remote__get-env'), 'ub routed').INSTANCE_MARK, 'tenant-B');
+    const sa = await mcpSession(gh, ua.headers);
+    assert.equal(envOf(await sa.call('remote__get-env'), 'ua').INSTANCE_MARK, 'configured-A');
+    const admin = await mcpSession(gh, gh.authHeaders, '/mcp/remote');
+    assert.equal(envOf(await admin.call('get-env'), 'admin').INSTANCE_MARK, 'configured-A');
+    const perServer = await mcpSession(gh, ub.headers, '/mcp/remote');
+    assert.equal(perServer.status, 200, perServer.text);
+    assert.equal(envOf(await perServer.call('get-env'), 'ub per-server').INSTANCE_MARK, 'tenant-B');
+
+    for (const url of ['ftp://127.0.0.1/mcp', 'http://169.254.169.254/latest/meta-data', 'http://metadata.google.internal/mcp',
+      'http://[fe80::1]/mcp', 'file:///etc/passwd', 'not a url']) {
+      const bad = await gh.api('PUT', '/tenants/Tenant-A/endpoints/remote', { url });
+      assert.equal(bad.status, 400, `${url}: ${bad.status} ${bad.text}`);
+      if (url !== 'not a url') assert.equal(bad.body.error.code, 'invalid_url', `${url}: ${bad.text}`);
+    }
+    const stdio = await gh.api('PUT', '/tenants/Tenant-A/endpoints/local', { url: b.url });
+    assert.equal(stdio.status, 400, `a stdio server cannot be routed: ${stdio.text}`);
+    assert.equal((await gh.api('PUT', '/tenants/Tenant-A/endpoints/no-such-server', { url: b.url })).status, 404);
+    assert.equal((await gh.api('PUT', '/tenants/No-Group/endpoints/remote', { url: b.url })).status, 404);
+    assert.deepEqual((await gh.api('GET', '/tenants/Tenant-A/endpoints')).body.items, [], 'refused PUTs stored nothing');
+    assert.equal((await mcpSession(gh, ua.headers)).status, 200);
+    assert.equal(envOf(await sa.call('remote__get-env'), 'ua after refusals').INSTANCE_MARK, 'configured-A');
+
+    const del = await gh.api('DELETE', '/tenants/Tenant-B/endpoints/remote');
+    assert.equal(del.status, 204, del.text);
+    assert.equal(envOf(await sb.call('remote__get-env'), 'ub after delete').INSTANCE_MARK, 'configured-A');
+    const audit = await gh.api('GET', '/audit?target=Tenant-B&per_page=100');
+    const actions = audit.body.items.map((e) => e.action);
+    for (const action of ['endpoint.create', 'endpoint.update', 'endpoint.delete']) assert.ok(actions.includes(action), actions.join());
+  });
+});
+
+describe('multi-tenancy: credentials in HTTP headers', () => {
+  it('a ${secret:NAME} in an HTTP server\'s headers carries the caller\'s tenant value', async (t) => {
+    const rec = await startHeaderRecorder({ t, name: 'hdr' });
+    const secretA = distinctiveSecret('hdr-a');
+    const secretB = distinctiveSecret('hdr-b');
+    const gh = await startGatehouse({
+      servers: { hdr: streamableHttpEntry(rec.url, { headers: { 'X-Api-Key': '${secret:HDR_TOKEN}' } }) },
+      env: { ENCRYPTION_KEY: newEncryptionKey() },
+      t,
+    });
+    for (const [group, value] of [['Tenant-HA', secretA], ['Tenant-HB', secretB]]) {
+      await makeGroup(gh, group, { isTenant: true });
+      await putGrant(gh, group, 'hdr');
+      const stored = await putKey(gh, group, 'hdr', 'HDR_TOKEN', value);
+      assert.equal(stored.status, 201, stored.text);
+    }
+    const ua = await makeUser(gh, 'ha@a.example', { groups: ['Tenant-HA'] });
+    const ub = await makeUser(gh, 'hb@b.example', { groups: ['Tenant-HB'] });
+    const seenBy = async (user) => {
+      const s = await mcpSession(gh, user.headers);
+      return JSON.parse(callText(await s.call('hdr__whoami'), `whoami as ${user.email}`)).headers['x-api-key'];
+    };
+    assert.equal(await seenBy(ua), secretA);
+    assert.equal(await seenBy(ub), secretB);
+    const { requests } = await rec.debug();
+    assert.ok(requests.length > 0);
+    assert.ok(requests.every((r) => [secretA, secretB].includes(r.headers['x-api-key'])),
+      `every upstream request carried one tenant's value: ${JSON.stringify(requests.map((r) => r.headers['x-api-key']))}`);
+    const keys = await gh.api('GET', '/tenants/Tenant-HA/keys');
+    const output = [...gh.logs, ...gh.stdout, keys.text, (await gh.api('GET', '/audit?per_page=500')).text].join('\n');
+    for (const secret of [secretA, secretB]) assert.ok(!output.includes(secret), 'a header secret leaked into logs or the API');
+  });
+});
+
+describe('multi-tenancy: forwardIdentity', () => {
+  it('sends the caller\'s identity (and a verifiable token) to opted-in servers only; never client credentials', async (t) => {
+    const [ident, plain] = await Promise.all([startHeaderRecorder({ t, name: 'ident' }), startHeaderRecorder({ t, name: 'plain' })]);
+    const secret = `identity-secret-${'x'.repeat(24)}-${Date.now()}`;
+    const gh = await startGatehouse({
+      servers: {
+        ident: streamableHttpEntry(ident.url, { forwardIdentity: true }),
+        plain: streamableHttpEntry(plain.url),
+      },
+      env: { UPSTREAM_IDENTITY_SECRET: secret },
+      t,
+    });
+    await makeGroup(gh, 'Team-Ident');
+    await makeGroup(gh, 'Team-Other');
+    await putGrant(gh, 'Team-Ident', 'ident');
+    await putGrant(gh, 'Team-Ident', 'plain');
+    const name = 'Zoë Q. Tester/Ünïcode & co';
+    const created = await gh.api('POST', '/users', { email: 'zoe@ident.example', name, is_admin: false });
+    assert.equal(created.status, 201, created.text);
+    for (const g of ['Team-Ident', 'Team-Other']) {
+      assert.ok([200, 201, 204].includes((await gh.api('PUT', `/groups/${g}/members/zoe%40ident.example`)).status));
+    }
+    const key = await gh.api('POST', '/apikeys', { user_email: 'zoe@ident.example', name: 'k' });
+    const zoe = { email: 'zoe@ident.example', key: key.body.key, headers: bearerOf(key.body.key) };
+    const spoofed = {
+      'X-User-Email': 'mallory@evil.example', 'X-User-Groups': 'MCP-Admin', 'X-User-Admin': 'true',
+      'X-User-Name': 'Mallory', 'X-Gateway-Validated': 'true', 'X-Gateway-Token': 'forged.token.value',
+    };
+
+    const s = await mcpSession(gh, { ...zoe.headers, ...spoofed });
+    assert.equal(s.status, 200, s.text);
+    const before = Math.floor(Date.now() / 1000);
+    callText(await s.call('ident__whoami'), 'ident__whoami');
+    callText(await s.call('plain__whoami'), 'plain__whoami');
+    const adminSession = await mcpSession(gh, { ...gh.authHeaders, ...spoofed });
+    callText(await adminSession.call('ident__ping-tool'), 'admin ident__ping-tool');
+
+    const identSeen = (await ident.debug()).requests;
+    const calls = identSeen.filter((r) => r.rpcMethod === 'tools/call');
+    const zoeCall = calls.find((r) => r.tool === 'whoami');
+    assert.ok(zoeCall, `ident saw the tools/call: ${JSON.stringify(identSeen.map((r) => r.rpcMethod))}`);
+    const h = zoeCall.headers;
+    assert.equal(h['x-user-email'], 'zoe@ident.example');
+    assert.deepEqual(h['x-user-groups'].split(',').sort(), ['Team-Ident', 'Team-Other']);
+    assert.equal(h['x-user-admin'], 'false');
+    assert.equal(decodeURIComponent(h['x-user-name']), name);
+    assert.match(h['x-user-name'], /^[A-Za-z0-9%._~-]+$/, 'X-User-Name is URL-encoded');
+    assert.equal(h['x-gateway-validated'], 'true');
+    const { payload, protectedHeader } = await jwtVerify(h['x-gateway-token'], new TextEncoder().encode(secret), {
+      issuer: 'gatehouse', audience: 'ident', algorithms: ['HS256'],
+    });
+    assert.equal(protectedHeader.alg, 'HS256');
+    assert.equal(payload.sub, 'zoe@ident.example');
+    assert.ok(payload.exp > before && payload.exp <= Math.floor(Date.now() / 1000) + 60, `exp ${payload.exp}`);
+
+    const adminCall = calls.find((r) => r.tool === 'ping-tool');
+    assert.ok(adminCall, 'the admin call reached ident');
+    assert.equal(adminCall.headers['x-user-email'], 'admin@localhost');
+    assert.equal(adminCall.headers['x-user-admin'], 'true');
+
+    // Nothing the client sent about itself reaches any upstream; the plain one gets no identity at all.
+    const plainSeen = (await plain.debug()).requests;
+    assert.ok(plainSeen.some((r) => r.rpcMethod === 'tools/call'), 'plain saw the call');
+    for (const r of [...identSeen, ...plainSeen]) {
+      const text = JSON.stringify(r.headers);
+      assert.ok(!text.includes(zoe.key) && !text.includes(gh.adminKey), `a client API key reached an upstream: ${text}`);
+      assert.ok(!/mallory|evil\.example|forged\.token/i.test(text), `a spoofed header reached an upstream: ${text}`);
+    }
+    for (const r of plainSeen) {
+      const leaked = Object.keys(r.headers).filter((k) => /^x-user-|^x-gateway-/.test(k));
+      assert.deepEqual(leaked, [], `plain (no forwardIdentity) received ${leaked.join(', ')} on ${r.rpcMethod}`);
+    }
+  });
+
+  it('without UPSTREAM_IDENTITY_SECRET: the identity headers but no X-Gateway-Token', async (t) => {
+    const ident = await startHeaderRecorder({ t, name: 'ident2' });
+    const gh = await startGatehouse({ servers: { ident: streamableHttpEntry(ident.url, { forwardIdentity: true }) }, t });
+    await makeGroup(gh, 'Team-I');
+    await putGrant(gh, 'Team-I', 'ident');
+    const user = await makeUser(gh, 'plainid@example.com', { groups: ['Team-I'] });
+    const s = await mcpSession(gh, user.headers);
+    callText(await s.call('ident__ping-tool'), 'ping-tool');
+    const call = (await ident.debug()).requests.find((r) => r.rpcMethod === 'tools/call');
+    assert.equal(call.headers['x-user-email'], 'plainid@example.com');
+    assert.equal(call.headers['x-gateway-validated'], 'true');
+    assert.equal(call.headers['x-gateway-token'], undefined);
+  });
+});
