@@ -81,7 +81,6 @@ ENV GATEWAY_HOST=0.0.0.0 \
     HOME=/data
 USER gatehouse:gatehouse
 WORKDIR /data
-VOLUME ["/data"]
 EXPOSE 8085
 # No curl in the image: bash's /dev/tcp sends one HTTP/1.0 request. A 503 (draining) counts as unhealthy.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
@@ -115,3 +114,5 @@ USER gatehouse:gatehouse
 
 # ---- the image ---------------------------------------------------------------------------------------------------------
 FROM samples-${WITH_SAMPLES} AS final
+# Declared last: a build step that writes under a declared volume may be discarded.
+VOLUME ["/data"]
