@@ -45,7 +45,8 @@ export async function render(root) {
     return { el, canvas, table };
   }
 
-  function barChart(Chart, target, labels, values, label, color = BLUE) {
+  function barChart(Chart, target, labels, values, label, color = BLUE, empty = 'Nothing in this period.') {
+    if (!labels.length) { fill(target.el.querySelector('.chart-box'), emptyState(empty)); return; }
     charts.push(new Chart(target.canvas, {
       type: 'bar',
       data: { labels, datasets: [{ label, data: values, backgroundColor: color }] },
@@ -86,25 +87,32 @@ export async function render(root) {
     timeline.el.classList.add('wide');
     fill(grid, timeline.el, latency.el, errors.el, users.el, servers.el, tools.el);
     const fmtTime = (t) => new Date(t * 1000).toLocaleString('en-GB', r.seconds > 86400 ? { month: 'short', day: 'numeric', hour: '2-digit' } : { hour: '2-digit', minute: '2-digit' });
+    // Every bucket of the period, also the quiet ones (the report lists only buckets with requests).
+    const step = data.bucket_s || r.bucket;
+    const byStart = new Map(data.timeline.map((b) => [b.start, b]));
+    const buckets = [];
+    for (let t = Math.floor(data.since / step) * step; t <= data.until && buckets.length < 2000; t += step) {
+      buckets.push(byStart.get(t) ?? { start: t, requests: 0, errors: 0 });
+    }
     charts.push(new Chart(timeline.canvas, {
       type: 'line',
       data: {
-        labels: data.timeline.map((b) => fmtTime(b.start)),
+        labels: buckets.map((b) => fmtTime(b.start)),
         datasets: [
-          { label: 'Requests', data: data.timeline.map((b) => b.requests), borderColor: BLUE, backgroundColor: 'rgba(47,95,179,0.15)', fill: true, tension: 0.2, pointRadius: 0 },
-          { label: 'Failed', data: data.timeline.map((b) => b.errors), borderColor: RED, backgroundColor: RED, tension: 0.2, pointRadius: 0 },
+          { label: 'Requests', data: buckets.map((b) => b.requests), borderColor: BLUE, backgroundColor: 'rgba(47,95,179,0.15)', fill: true, tension: 0.2, pointRadius: 2 },
+          { label: 'Failed', data: buckets.map((b) => b.errors), borderColor: RED, backgroundColor: RED, tension: 0.2, pointRadius: 2 },
         ],
       },
       options: { responsive: true, maintainAspectRatio: false, animation: false, interaction: { mode: 'index', intersect: false }, scales: { y: { beginAtZero: true } } },
     }));
     const p = data.latency_ms;
     barChart(Chart, latency, ['p50 (typical)', 'p90', 'p95', 'p99 (slowest 1 %)'], [p.p50, p.p90, p.p95, p.p99], 'Milliseconds');
+    const noServers = 'No calls to servers in this period.';
     barChart(Chart, errors, data.top_servers.map((s) => s.server || '(gateway)'),
-      data.top_servers.map((s) => (s.requests ? Math.round((1000 * s.errors) / s.requests) / 10 : 0)), 'Failed, %', RED);
-    barChart(Chart, users, data.top_users.map((u) => u.user || '(anonymous)'), data.top_users.map((u) => u.requests), 'Requests');
-    barChart(Chart, servers, data.top_servers.map((s) => s.server || '(gateway)'), data.top_servers.map((s) => s.requests), 'Requests');
-    if (data.top_tools.length) barChart(Chart, tools, data.top_tools.map((t) => `${t.server} · ${t.tool}`), data.top_tools.map((t) => t.requests), 'Calls');
-    else fill(tools.el.querySelector('.chart-box'), emptyState('No tool calls in this period.'));
+      data.top_servers.map((s) => (s.requests ? Math.round((1000 * s.errors) / s.requests) / 10 : 0)), 'Failed, %', RED, noServers);
+    barChart(Chart, users, data.top_users.map((u) => u.user || '(anonymous)'), data.top_users.map((u) => u.requests), 'Requests', BLUE, 'No signed-in users in this period.');
+    barChart(Chart, servers, data.top_servers.map((s) => s.server || '(gateway)'), data.top_servers.map((s) => s.requests), 'Requests', BLUE, noServers);
+    barChart(Chart, tools, data.top_tools.map((t) => `${t.server} · ${t.tool}`), data.top_tools.map((t) => t.requests), 'Calls', BLUE, 'No tool calls in this period.');
   }
 
   await load();
