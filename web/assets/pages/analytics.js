@@ -50,7 +50,7 @@ export async function render(root) {
     charts.push(new Chart(target.canvas, {
       type: 'bar',
       data: { labels, datasets: [{ label, data: values, backgroundColor: color }] },
-      options: { indexAxis: 'y', responsive: true, maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } },
+      options: { indexAxis: 'y', responsive: true, maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true, ticks: { precision: label === 'Milliseconds' ? undefined : 0 } } } },
     }));
     fill(target.table, h('table', {}, h('caption', {}, label), labels.map((l, i) => h('tr', {}, h('th', {}, l), h('td', {}, fmt(values[i]))))));
   }
