@@ -229,6 +229,63 @@ describe('admin portal', () => {
     assert.deepEqual(page.problems.filter((p) => !/^http 403 /.test(p)), []);
   });
 
+  it('destructive actions ask first (Cancel changes nothing), work from the keyboard, and say what happened', async (t) => {
+    const gh = await startPortalGateway({ t });
+    await gh.api('POST', '/groups', { name: 'Old-Team' });
+    await gh.api('POST', '/groups/Old-Team/members', { emails: ['carol@example.com', 'dave@example.com'] });
+    const browser = await launchBrowser(t);
+    const page = await newPage(browser, gh);
+    await signInWithKey(page, gh.adminKey);
+
+    // Disable a user: the dialog opens with focus on Cancel; Escape cancels; Enter on "Disable" confirms.
+    await page.getByLabel('Search by name or email').fill('carol');
+    await page.locator('#user-count').getByText('1 person matches').waitFor();
+    await page.getByRole('button', { name: 'Disable carol@example.com' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Disable carol@example.com?' });
+    await dialog.waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Cancel', 'the safe choice has the focus');
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'detached' });
+    assert.equal((await gh.api('GET', '/users/carol@example.com')).body.disabled, false, 'cancelled: nothing changed');
+    await page.getByRole('button', { name: 'Disable carol@example.com' }).click();
+    await screenshot(page, '11-confirm-disable');
+    await dialog.getByRole('button', { name: 'Disable' }).focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#notice').getByText('carol@example.com is disabled.').waitFor();
+    assert.equal((await gh.api('GET', '/users/carol@example.com')).body.disabled, true);
+    await page.getByRole('button', { name: 'Enable carol@example.com' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Enable' }).click();
+    await page.locator('#notice').getByText('carol@example.com is enabled again.').waitFor();
+    assert.equal((await gh.api('GET', '/users/carol@example.com')).body.disabled, false);
+
+    // Bulk add with a mistake: the valid ones are added, the invalid one is named with what to do.
+    await page.getByLabel('Group', { exact: true }).selectOption('Old-Team');
+    await page.getByLabel('Email addresses').fill('erin@example.com; frank@example.com\nnot-an-email\ncarol@example.com');
+    await page.getByRole('button', { name: 'Add these people' }).click();
+    await page.locator('#bulk-result').getByText('2 added to Old-Team; already members: 1.').waitFor();
+    assert.match(await page.locator('#bulk-result').innerText(), /not valid email addresses: not-an-email\. Fix them/);
+    assert.equal((await gh.api('GET', '/groups/Old-Team')).body.member_count, 4);
+
+    // Delete a group: Cancel keeps it, confirming deletes it.
+    await openSection(page, 'Groups & Servers');
+    await page.locator('button[data-group="Old-Team"]').click();
+    await page.getByRole('button', { name: 'Delete group' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+    assert.equal((await gh.api('GET', '/groups/Old-Team')).status, 200, 'cancelled: the group is still there');
+    await page.getByRole('button', { name: 'Delete group' }).click();
+    assert.match(await page.getByRole('dialog').innerText(), /4 members lose what it grants/);
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete group' }).click();
+    await page.locator('#notice').getByText('The group Old-Team was deleted.').waitFor();
+    assert.equal((await gh.api('GET', '/groups/Old-Team')).status, 404);
+
+    // The sections are reachable with the keyboard alone: Tab to a link, Enter.
+    await page.locator('nav.sidebar a', { hasText: 'Audit Log' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { level: 1, name: 'Audit Log' }).waitFor();
+    await page.locator('#audit-table').getByText('group.delete').waitFor();
+    assert.deepEqual(page.problems, []);
+  });
+
   it('CSRF: a write made with the session cookie needs the page\'s token', async (t) => {
     const gh = await startPortalGateway({ t });
     const browser = await launchBrowser(t);

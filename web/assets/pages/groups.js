@@ -174,7 +174,7 @@ export async function render(root) {
       const res = await busy(add, () => api.addMembers(g.name, emails), `add people to ${g.name}`);
       if (!res) return;
       if (res.invalid.length) notify(`${fmt(res.added.length)} added. Not valid email addresses (fix and add again): ${res.invalid.join(', ')}`, 'error');
-      else notify(`${fmt(res.added.length)} added to ${g.name}${res.already.length ? `; ${fmt(res.already.length)} were already members` : ''}.`);
+      else notify(`${fmt(res.added.length)} added to ${g.name}${res.already.length ? `; already members: ${fmt(res.already.length)}` : ''}.`);
       text.value = '';
       page = 1;
       loadMembers(); loadGroups();

@@ -135,7 +135,7 @@ export async function render(root, { me }) {
     const res = await busy(bulkBtn, () => api.addMembers(g, emails), `add people to ${g}`);
     if (!res) return;
     fill(bulkResult, h('div', { class: `notice ${res.invalid.length ? 'info' : 'success'}`, role: 'status' },
-      h('p', {}, `${fmt(res.added.length)} added to ${g}; ${fmt(res.already.length)} were already members.`),
+      h('p', {}, `${fmt(res.added.length)} added to ${g}; already members: ${fmt(res.already.length)}.`),
       res.invalid.length ? h('p', {}, `Not added, because they are not valid email addresses: ${res.invalid.join(', ')}. Fix them and add them again.`) : null));
     notify(`${fmt(res.added.length)} ${res.added.length === 1 ? 'person' : 'people'} added to ${g}.`);
     if (!res.invalid.length) bulkText.value = '';
