@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps run test unit integration conformance bench clean samples
+.PHONY: all build deps run test unit integration browser conformance bench clean samples
 
 all: build
 
@@ -30,6 +30,10 @@ unit: build
 
 integration: build
 	cd tests/integration && npm ci --no-audit --no-fund --loglevel=error && npm test
+
+browser: build
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 conformance: build
 	tests/conformance/run.sh

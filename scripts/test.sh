@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: unit tests, integration tests against real MCP servers (twice: SQLite store, then PostgreSQL
-# store), and the MCP conformance suite. Installs what the tests need (Debian packages, Node packages),
-# starts one throwaway PostgreSQL cluster for the whole run on a free port, and stops everything it started.
+# store), browser tests of the admin portal (screenshots in build/screenshots/), and the MCP conformance suite.
+# Installs what the tests need (Debian packages, Node packages), starts one throwaway PostgreSQL cluster for the
+# whole run on a free port, and stops everything it started.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -68,6 +69,15 @@ if (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error); then
   done
 else
   failed+=(integration-npm-ci)
+fi
+
+echo "== browser tests (admin portal: playwright-core + Debian chromium, SQLite store)"
+# npm ci in web/ installs the portal's browser libraries (chart.js) that Gatehouse serves; the suite's pretest
+# also installs tests/integration's packages when missing (its harness is reused).
+if (cd web && npm ci --no-audit --no-fund --loglevel=error) && (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error); then
+  (cd tests/browser && GATEHOUSE_TEST_BACKEND=sqlite npm test) || failed+=(browser)
+else
+  failed+=(browser-npm-ci)
 fi
 
 echo "== MCP conformance (through Gatehouse)"
