@@ -389,7 +389,9 @@ add_row() { # scen system conns rps p50 p99 errors rss cpu note
 
 # A gatehouse counter or gauge from /metrics (unauthenticated), "" when unanswered.
 metric() { # base_url name
-  curl -s --max-time 3 "$1/metrics" 2>/dev/null | awk -v n="$2" '$1 == n { print $2; exit }'
+  local body
+  body=$(curl -s --max-time 3 "$1/metrics" 2>/dev/null) || true
+  awk -v n="$2" '$1 == n && !done { print $2; done = 1 }' <<<"$body"
 }
 now_s() { date +%s.%N; }
 
@@ -435,7 +437,7 @@ run_row() { # scen system url conns rss_pid(or "") [authorization header value] 
     done
     if [[ -n $aw0 && -n $aw1 ]]; then
       RES_AW["$scen|$system|$conns"]=$(awk -v a="$aw0" -v b="$aw1" -v s="$at0" -v t="$at1" 'BEGIN { printf "%.0f", (b - a) / (t - s) }')
-      RES_AW_NOTE["$scen|$system|$conns"]="$(awk -v a="$aw0" -v b="$aw1" 'BEGIN { printf "%.0f", b - a }') rows written; queue ${aq1:-?} at the end, ${drain:+empty after $drain s}${drain:-not empty after 5 s}; dropped $(awk -v a="${ad0:-0}" -v b="${ad1:-0}" 'BEGIN { printf "%.0f", b - a }')"
+      RES_AW_NOTE["$scen|$system|$conns"]="$(awk -v a="$aw0" -v b="$aw1" 'BEGIN { printf "%.0f", b - a }') rows written; queue ${aq1:-?} when wrk stopped, $([[ -n $drain ]] && echo "empty after $drain s" || echo "**not empty after 5 s**"); dropped $(awk -v a="${ad0:-0}" -v b="${ad1:-0}" 'BEGIN { printf "%.0f", b - a }')"
     fi
   fi
   local cpucell="—"
@@ -577,7 +579,9 @@ fi
 
 # ---- load: gatehouse instance used by all gatehouse rows
 GH_LOAD_OK=0
-if start_gatehouse load; then
+if [[ " $BENCH_SCENARIOS " != *" S1 "* && " $BENCH_SCENARIOS " != *" S2 "* ]]; then
+  : # S3 alone: its own instances only
+elif start_gatehouse load; then
   GH_LOAD_OK=1; GHL_PID=$GH_PID; GHL_PORT=$GH_PORT; GHL_AUTH="Bearer $GH_KEY"
 else
   log "gatehouse rows not run: $GH_PROBLEM"
@@ -694,6 +698,7 @@ REPORT="$TMP/results.md"
     echo
     for i in "${!notes[@]}"; do echo "[$((i + 1))] ${notes[$i]}"; echo; done
   fi
+  if [[ " $BENCH_SCENARIOS " == *" S1 "* ]]; then
   echo
   echo "## S1: Gatehouse vs nginx proxy_pass"
   echo
@@ -714,6 +719,7 @@ REPORT="$TMP/results.md"
   done
   echo
   echo "CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
+  fi
   echo
   echo "Gatehouse settings: every instance (S1, S2, S3, memory) runs with its own fresh store (SQLite in its temp dir unless said otherwise), rate limiting on with \`RATE_LIMIT_PER_MINUTE=$BENCH_RATE_LIMIT RATE_LIMIT_BURST=$BENCH_RATE_LIMIT\` (in-process limiter; the bench's admin key is never refused — the default 100/min would refuse it after 100 requests) and analytics on (\`ENABLE_API_ANALYTICS\` default), except the S3 \"off\" rows."
   if [[ " $BENCH_SCENARIOS " == *" S3 "* ]]; then
@@ -754,6 +760,7 @@ REPORT="$TMP/results.md"
       for i in "${!s3notes[@]}"; do echo "[a$((i + 1))] ${s3notes[$i]}"; echo; done
     fi
   fi
+  if ((BENCH_SESSIONS > 0)); then
   echo
   echo "## Gatehouse memory"
   echo
@@ -764,6 +771,7 @@ REPORT="$TMP/results.md"
   echo "| added by $BENCH_SESSIONS idle sessions | $MEM_ADDED |"
   echo
   [[ -n $MEM_NOTE ]] && echo "$MEM_NOTE (a fresh instance, before the load runs)."
+  fi
 } >"$REPORT"
 
 cp "$REPORT" "$OUT_DIR/results.md"
