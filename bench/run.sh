@@ -26,6 +26,7 @@
 #   BENCH_SCENARIOS which scenarios                     (default "S1 S2 S3")
 #   BENCH_RATE_LIMIT  RATE_LIMIT_PER_MINUTE and _BURST of every instance (default 1000000000: never refuses)
 #   BENCH_PG        0 = no PostgreSQL row in S3         (default 1: when /usr/lib/postgresql/*/bin exists)
+#   BENCH_S3_CONFIGS  S3 configurations, in run order   (default "off on pg"; also "limits", "analytics")
 #   GATEHOUSE_BIN   the binary                          (default build/gatehouse)
 #   BENCH_OUT_DIR   results and logs                    (default build/bench)
 #   BENCH_SKIP_INSTALL=1  do not apt-get / npm ci
@@ -46,6 +47,7 @@ BENCH_SCENARIOS=${BENCH_SCENARIOS:-"S1 S2 S3"}
 # reaches: the default (100/min, burst 100) would refuse the bench's admin key after its first 100 requests.
 BENCH_RATE_LIMIT=${BENCH_RATE_LIMIT:-1000000000}
 BENCH_PG=${BENCH_PG:-1}
+BENCH_S3_CONFIGS=${BENCH_S3_CONFIGS:-"off on pg"}
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-$ROOT/build/gatehouse}
 OUT_DIR=${BENCH_OUT_DIR:-$ROOT/build/bench}
 MCP_PROTOCOL_VERSION=2025-11-25
@@ -590,17 +592,29 @@ fi
 # ---- S3: one fresh instance per configuration, started when S3 begins
 S3_STARTED=0
 declare -A S3_PID S3_BASE S3_AUTH S3_PROBLEM
-S3_SYS_OFF="gatehouse, limits + analytics off"
-S3_SYS_ON="gatehouse, limits + analytics on (SQLite)"
-S3_SYS_PG="gatehouse, limits + analytics on (PostgreSQL)"
+declare -A S3_SYS=(
+  [off]="gatehouse, limits + analytics off"
+  [on]="gatehouse, limits + analytics on (SQLite)"
+  [pg]="gatehouse, limits + analytics on (PostgreSQL)"
+  [limits]="gatehouse, limits only"
+  [analytics]="gatehouse, analytics only (SQLite)"
+)
+S3_CFGS=()
+for cfg in $BENCH_S3_CONFIGS; do
+  [[ -n ${S3_SYS[$cfg]:-} ]] || die "BENCH_S3_CONFIGS: unknown configuration $cfg (off on pg limits analytics)"
+  [[ $cfg == pg && $BENCH_PG == 0 ]] && continue
+  S3_CFGS+=("$cfg")
+done
 start_s3() {
   local cfg
   S3_STARTED=1
-  for cfg in off on pg; do
+  for cfg in "${S3_CFGS[@]}"; do
     local -a envs=()
     case $cfg in
     off) envs=(RATE_LIMIT_ENABLED=false ENABLE_API_ANALYTICS=false) ;;
     on) envs=(RATE_LIMIT_ENABLED=true ENABLE_API_ANALYTICS=true) ;;
+    limits) envs=(RATE_LIMIT_ENABLED=true ENABLE_API_ANALYTICS=false) ;;
+    analytics) envs=(RATE_LIMIT_ENABLED=false ENABLE_API_ANALYTICS=true) ;;
     pg)
       if [[ $BENCH_PG == 0 ]]; then S3_PROBLEM[pg]="BENCH_PG=0"; continue; fi
       if [[ -z $PG_URL ]] && ! start_pg; then S3_PROBLEM[pg]=$PG_PROBLEM; log "S3 PostgreSQL row not run: $PG_PROBLEM"; continue; fi
@@ -617,7 +631,7 @@ run_s3() { # cfg system conns
   local cfg=$1 system=$2 c=$3 pid=${S3_PID[$1]:-}
   if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
     local mbase=""
-    [[ $cfg != off ]] && mbase=${S3_BASE[$cfg]}
+    [[ $cfg == limits || $cfg == off ]] || mbase=${S3_BASE[$cfg]}
     run_row S3 "$system" "${S3_BASE[$cfg]}/mcp/fast" "$c" "$pid" "${S3_AUTH[$cfg]}" "$mbase"
   else
     skip_row S3 "$system" "$c" "${S3_PROBLEM[$cfg]:-gatehouse not running (exited during the run)}"
@@ -645,9 +659,7 @@ for scen in $BENCH_SCENARIOS; do
       ;;
     S3)
       ((S3_STARTED)) || start_s3
-      run_s3 off "$S3_SYS_OFF" "$c"
-      run_s3 on "$S3_SYS_ON" "$c"
-      [[ $BENCH_PG == 0 ]] || run_s3 pg "$S3_SYS_PG" "$c"
+      for cfg in "${S3_CFGS[@]}"; do run_s3 "$cfg" "${S3_SYS[$cfg]}" "$c"; done
       ;;
     *) die "unknown scenario $scen" ;;
     esac
@@ -734,17 +746,20 @@ REPORT="$TMP/results.md"
     echo "|---|---|---|---|---|---|---|---|---|"
     s3notes=()
     for c in $BENCH_CONNS; do
-      o=${RES_RPS["S3|$S3_SYS_OFF|$c"]:-}; op=${RES_P99["S3|$S3_SYS_OFF|$c"]:-}
-      ocpu=$( [[ -n $o ]] && cpu_us "${RES_CPU["S3|$S3_SYS_OFF|$c"]:-}" "$o" || echo "—")
-      for sys in "$S3_SYS_OFF" "$S3_SYS_ON" "$S3_SYS_PG"; do
+      s3_off_listed=0
+      o=${RES_RPS["S3|${S3_SYS[off]}|$c"]:-}; op=${RES_P99["S3|${S3_SYS[off]}|$c"]:-}
+      ocpu=$( [[ -n $o ]] && cpu_us "${RES_CPU["S3|${S3_SYS[off]}|$c"]:-}" "$o" || echo "—")
+      for cfg in off "${S3_CFGS[@]}"; do
+        [[ $cfg == off ]] && ((s3_off_listed)) && continue  # off first, once
+        [[ $cfg == off ]] && s3_off_listed=1
+        sys=${S3_SYS[$cfg]}
         k="S3|$sys|$c"
-        [[ $sys == "$S3_SYS_PG" && $BENCH_PG == 0 ]] && continue
         r=${RES_RPS[$k]:-}
         if [[ -z $r ]]; then echo "| $c | $sys | not run | | | | | | |"; continue; fi
         flag=""; [[ ${RES_ERR[$k]:-0} == 1 ]] && flag=" ⚠ errors"
         cu=$(cpu_us "${RES_CPU[$k]:-}" "$r")
         vs="—"; pvs="—"; cvs="—"
-        if [[ $sys != "$S3_SYS_OFF" && -n $o ]]; then
+        if [[ $cfg != off && -n $o ]]; then
           vs=$(ratio "$r" "$o"); pvs=$(ratio "${RES_P99[$k]}" "$op"); cvs=$(ratio "$cu" "$ocpu")
           [[ -n $flag ]] || flag=$(awk -v a="$r" -v b="$o" 'BEGIN { print (a / b >= 0.95) ? " ✓" : " ✗ >5% slower" }')
         fi
