@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the C++ micro benchmarks (build-release/micro_bench; target of `make bench`). See bench/README.md.
 #
-# The identity benchmarks always measure the store on SQLite; they add PostgreSQL rows when
+# The identity and analytics benchmarks always measure the store on SQLite; they add PostgreSQL rows when
 # GATEHOUSE_BENCH_PG_URL is set. When it is not set and PostgreSQL's server binaries are installed
 # (/usr/lib/postgresql/<v>/bin), this script starts a throwaway cluster (temp dir, a free port of 127.0.0.1,
 # trust auth) for the run and stops and deletes it on exit. BENCH_PG=0 skips PostgreSQL altogether.

@@ -7,6 +7,9 @@
 #       proxy_pass, through Gatehouse (/mcp/fast)
 #   S2  @modelcontextprotocol/server-everything over stdio behind Gatehouse
 #       (/mcp/everything, tool echo)
+#   S3  the S1 Gatehouse row on fresh instances: rate limiting + analytics off, then both on
+#       (limit never reached, analytics into SQLite), then on with analytics into a throwaway
+#       PostgreSQL (when installed); analytics rows written per second from /metrics
 # plus Gatehouse's idle RSS and the RSS added by BENCH_SESSIONS idle sessions.
 # Each Gatehouse instance gets a fresh store in its temp dir; the bootstrap admin API key it prints on
 # stdout is sent as "Authorization: Bearer gh_…" with every Gatehouse request (wrk, sessions.js, probes).
@@ -20,7 +23,10 @@
 #   BENCH_TIMEOUT   wrk per-request timeout             (default 10s)
 #   BENCH_SESSIONS  idle sessions for the memory test   (default 10000; 0 = skip)
 #   BENCH_SESSIONS_PATH  endpoint for those sessions    (default /mcp/fast)
-#   BENCH_SCENARIOS which scenarios                     (default "S1 S2")
+#   BENCH_SCENARIOS which scenarios                     (default "S1 S2 S3")
+#   BENCH_RATE_LIMIT  RATE_LIMIT_PER_MINUTE and _BURST of every instance (default 1000000000: never refuses)
+#   BENCH_PG        0 = no PostgreSQL row in S3         (default 1: when /usr/lib/postgresql/*/bin exists)
+#   BENCH_S3_CONFIGS  S3 configurations, in run order   (default "off on pg"; also "limits", "analytics")
 #   GATEHOUSE_BIN   the binary                          (default build/gatehouse)
 #   BENCH_OUT_DIR   results and logs                    (default build/bench)
 #   BENCH_SKIP_INSTALL=1  do not apt-get / npm ci
@@ -36,7 +42,12 @@ BENCH_THREADS=1
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-10s}
 BENCH_SESSIONS=${BENCH_SESSIONS:-10000}
 BENCH_SESSIONS_PATH=${BENCH_SESSIONS_PATH:-/mcp/fast}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-"S1 S2"}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-"S1 S2 S3"}
+# Every instance has rate limiting and analytics on (the defaults), with a per-user limit the bench never
+# reaches: the default (100/min, burst 100) would refuse the bench's admin key after its first 100 requests.
+BENCH_RATE_LIMIT=${BENCH_RATE_LIMIT:-1000000000}
+BENCH_PG=${BENCH_PG:-1}
+BENCH_S3_CONFIGS=${BENCH_S3_CONFIGS:-"off on pg"}
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-$ROOT/build/gatehouse}
 OUT_DIR=${BENCH_OUT_DIR:-$ROOT/build/bench}
 MCP_PROTOCOL_VERSION=2025-11-25
@@ -82,6 +93,7 @@ cleanup() {
   local p i
   for p in "${SAMPLERS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_group "${PIDS[$i]}" 5; done
+  stop_pg
   if [[ -n $TMP && -d $TMP ]]; then
     mkdir -p "$OUT_DIR/logs"
     find "$TMP" -name '*.log' -type f -print0 2>/dev/null |
@@ -252,10 +264,45 @@ start_nginx() { # name template [UPSTREAM_PORT]
   die "$name: nginx would not start"
 }
 
+# -------------------------------------------------------------- postgresql
+# A throwaway cluster for S3's PostgreSQL row (as bench/micro.sh does): its own dir, a free port of
+# 127.0.0.1, trust auth, run as the postgres user when we are root; stopped and deleted on exit.
+PGDIR=""; PGBIN=""; PG_URL=""; PG_PROBLEM=""
+as_pg() { if ((EUID == 0)); then su postgres -s /bin/sh -c "$1"; else sh -c "$1"; fi; }
+start_pg() { # -> PG_URL (database gatehouse_bench) or PG_PROBLEM and return 1
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  if [[ -z $PGBIN || ! -x $PGBIN/initdb ]]; then
+    PG_PROBLEM="PostgreSQL server not installed (apt-get install postgresql)"; return 1
+  fi
+  if ((EUID == 0)) && ! id postgres >/dev/null 2>&1; then PG_PROBLEM="no postgres user to run initdb as"; return 1; fi
+  PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench-pg.XXXXXX")
+  ((EUID == 0)) && chown postgres "$PGDIR"
+  local port
+  port=$(free_port)
+  if ! as_pg "'$PGBIN/initdb' -D '$PGDIR/data' -A trust -U postgres >'$PGDIR/initdb.log' 2>&1 &&
+      '$PGBIN/pg_ctl' -D '$PGDIR/data' -o '-k $PGDIR -p $port -c listen_addresses=127.0.0.1' -l '$PGDIR/log' -w -t 30 start >/dev/null &&
+      '$PGBIN/createdb' -h 127.0.0.1 -p $port -U postgres gatehouse_bench"; then
+    PG_PROBLEM="could not start a throwaway PostgreSQL: $(tail -n 5 "$PGDIR/initdb.log" "$PGDIR/log" 2>/dev/null | tr '\n' ' ' | head -c 400)"
+    return 1
+  fi
+  PG_URL="postgresql://postgres@127.0.0.1:$port/gatehouse_bench"
+  log "throwaway PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
+}
+stop_pg() {
+  [[ -n $PGDIR && -d $PGDIR ]] || return 0
+  if [[ -f $PGDIR/data/postmaster.pid ]]; then
+    as_pg "'$PGBIN/pg_ctl' -D '$PGDIR/data' -m fast -w -t 20 stop" >/dev/null 2>&1 ||
+      as_pg "'$PGBIN/pg_ctl' -D '$PGDIR/data' -m immediate -w -t 20 stop" >/dev/null 2>&1
+  fi
+  [[ -n $TMP && -d $TMP && -f $PGDIR/log ]] && cp "$PGDIR/log" "$TMP/postgresql.log" 2>/dev/null
+  rm -rf "$PGDIR"; PGDIR=""
+}
+
 # --------------------------------------------------------------- gatehouse
 GH_PID=""; GH_PORT=""; GH_LOG=""; GH_PROBLEM=""
-start_gatehouse() { # name -> GH_PID GH_PORT GH_LOG GH_KEY, or GH_PROBLEM and return 1
+start_gatehouse() { # name [VAR=value … overriding the defaults] -> GH_PID GH_PORT GH_LOG GH_KEY, or GH_PROBLEM and return 1
   local name=$1 dir="$TMP/gatehouse-$1" i line
+  shift
   mkdir -p "$dir"
   GH_LOG="$dir/gatehouse.log"; GH_PID=""; GH_PORT=""; GH_PROBLEM=""; GH_KEY=""
   if [[ ! -x $GATEHOUSE_BIN ]]; then
@@ -266,6 +313,7 @@ start_gatehouse() { # name -> GH_PID GH_PORT GH_LOG GH_KEY, or GH_PROBLEM and re
   (cd "$dir" && exec env GATEWAY_HOST=127.0.0.1 GATEWAY_PORT=0 \
     MCP_SERVERS_FILE="$TMP/servers.json" SHUTDOWN_GRACE_MS=2000 \
     DATABASE_URL="sqlite://$dir/gatehouse.db" \
+    RATE_LIMIT_PER_MINUTE="$BENCH_RATE_LIMIT" RATE_LIMIT_BURST="$BENCH_RATE_LIMIT" "$@" \
     setsid "$GATEHOUSE_BIN" serve) >"$dir/stdout.log" 2>"$GH_LOG" </dev/null &
   GH_PID=$!
   PIDS+=("$GH_PID")
@@ -341,9 +389,17 @@ add_row() { # scen system conns rps p50 p99 errors rss cpu note
   ROWS+="$(printf '%s\t' "$@")"$'\n'
 }
 
-declare -A RES_RPS RES_P99 RES_P50 RES_ERR RES_CPU
-run_row() { # scen system url conns rss_pid(or "") [authorization header value]
-  local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-} authz=${6:-}
+# A gatehouse counter or gauge from /metrics (unauthenticated), "" when unanswered.
+metric() { # base_url name
+  local body
+  body=$(curl -s --max-time 3 "$1/metrics" 2>/dev/null) || true
+  awk -v n="$2" '$1 == n && !done { print $2; done = 1 }' <<<"$body"
+}
+now_s() { date +%s.%N; }
+
+declare -A RES_RPS RES_P99 RES_P50 RES_ERR RES_CPU RES_AW RES_AW_NOTE
+run_row() { # scen system url conns rss_pid(or "") [authorization header value] [gatehouse base URL: analytics rates]
+  local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-} authz=${6:-} mbase=${7:-}
   local tag="${scen}_${system// /_}_c${conns}" dir="$TMP/wrk" sessions_n
   tag=${tag//[^A-Za-z0-9_]/_}
   mkdir -p "$dir"
@@ -365,9 +421,27 @@ run_row() { # scen system url conns rss_pid(or "") [authorization header value]
   local rss_file="$dir/$tag.rss"
   local cpu0=0
   if [[ -n $rss_pid ]]; then start_sampler "$rss_pid" "$rss_file"; cpu_ticks "$rss_pid"; cpu0=$CPU_TICKS; fi
+  local aw0="" at0="" aw1="" at1="" ad0="" ad1=""
+  if [[ -n $mbase ]]; then
+    aw0=$(metric "$mbase" gatehouse_analytics_written_total); ad0=$(metric "$mbase" gatehouse_analytics_dropped_total); at0=$(now_s)
+  fi
   local wrk_rc=0
   env "${wrk_env[@]}" timeout $((BENCH_SECONDS + 30)) wrk -d"${BENCH_SECONDS}s" "${wrk_args[@]}" \
     >"$dir/$tag.log" 2>&1 || wrk_rc=$?
+  if [[ -n $mbase ]]; then
+    aw1=$(metric "$mbase" gatehouse_analytics_written_total); ad1=$(metric "$mbase" gatehouse_analytics_dropped_total); at1=$(now_s)
+    local aq1 drain="" i
+    aq1=$(metric "$mbase" gatehouse_analytics_queue)
+    # how long the writer takes to empty what was queued when wrk stopped (5 s at most)
+    for ((i = 0; i < 50; i++)); do
+      [[ $(metric "$mbase" gatehouse_analytics_queue) == 0 ]] && { drain=$(awk -v t="$(now_s)" -v s="$at1" 'BEGIN { printf "%.1f", t - s }'); break; }
+      sleep 0.1
+    done
+    if [[ -n $aw0 && -n $aw1 ]]; then
+      RES_AW["$scen|$system|$conns"]=$(awk -v a="$aw0" -v b="$aw1" -v s="$at0" -v t="$at1" 'BEGIN { printf "%.0f", (b - a) / (t - s) }')
+      RES_AW_NOTE["$scen|$system|$conns"]="$(awk -v a="$aw0" -v b="$aw1" 'BEGIN { printf "%.0f", b - a }') rows written; queue ${aq1:-?} when wrk stopped, $([[ -n $drain ]] && echo "empty after $drain s" || echo "**not empty after 5 s**"); dropped $(awk -v a="${ad0:-0}" -v b="${ad1:-0}" 'BEGIN { printf "%.0f", b - a }')"
+    fi
+  fi
   local cpucell="—"
   if [[ -n $rss_pid ]]; then
     cpu_ticks "$rss_pid"
@@ -507,11 +581,62 @@ fi
 
 # ---- load: gatehouse instance used by all gatehouse rows
 GH_LOAD_OK=0
-if start_gatehouse load; then
+if [[ " $BENCH_SCENARIOS " != *" S1 "* && " $BENCH_SCENARIOS " != *" S2 "* ]]; then
+  : # S3 alone: its own instances only
+elif start_gatehouse load; then
   GH_LOAD_OK=1; GHL_PID=$GH_PID; GHL_PORT=$GH_PORT; GHL_AUTH="Bearer $GH_KEY"
 else
   log "gatehouse rows not run: $GH_PROBLEM"
 fi
+
+# ---- S3: one fresh instance per configuration, started when S3 begins
+S3_STARTED=0
+declare -A S3_PID S3_BASE S3_AUTH S3_PROBLEM
+declare -A S3_SYS=(
+  [off]="gatehouse, limits + analytics off"
+  [on]="gatehouse, limits + analytics on (SQLite)"
+  [pg]="gatehouse, limits + analytics on (PostgreSQL)"
+  [limits]="gatehouse, limits only"
+  [analytics]="gatehouse, analytics only (SQLite)"
+)
+S3_CFGS=()
+for cfg in $BENCH_S3_CONFIGS; do
+  [[ -n ${S3_SYS[$cfg]:-} ]] || die "BENCH_S3_CONFIGS: unknown configuration $cfg (off on pg limits analytics)"
+  [[ $cfg == pg && $BENCH_PG == 0 ]] && continue
+  S3_CFGS+=("$cfg")
+done
+start_s3() {
+  local cfg
+  S3_STARTED=1
+  for cfg in "${S3_CFGS[@]}"; do
+    local -a envs=()
+    case $cfg in
+    off) envs=(RATE_LIMIT_ENABLED=false ENABLE_API_ANALYTICS=false) ;;
+    on) envs=(RATE_LIMIT_ENABLED=true ENABLE_API_ANALYTICS=true) ;;
+    limits) envs=(RATE_LIMIT_ENABLED=true ENABLE_API_ANALYTICS=false) ;;
+    analytics) envs=(RATE_LIMIT_ENABLED=false ENABLE_API_ANALYTICS=true) ;;
+    pg)
+      if [[ $BENCH_PG == 0 ]]; then S3_PROBLEM[pg]="BENCH_PG=0"; continue; fi
+      if [[ -z $PG_URL ]] && ! start_pg; then S3_PROBLEM[pg]=$PG_PROBLEM; log "S3 PostgreSQL row not run: $PG_PROBLEM"; continue; fi
+      envs=(RATE_LIMIT_ENABLED=true ENABLE_API_ANALYTICS=true DATABASE_URL="$PG_URL") ;;
+    esac
+    if start_gatehouse "s3-$cfg" "${envs[@]}"; then
+      S3_PID[$cfg]=$GH_PID; S3_BASE[$cfg]="http://127.0.0.1:$GH_PORT"; S3_AUTH[$cfg]="Bearer $GH_KEY"
+    else
+      S3_PROBLEM[$cfg]="gatehouse: $GH_PROBLEM"; log "S3 $cfg not run: $GH_PROBLEM"
+    fi
+  done
+}
+run_s3() { # cfg system conns
+  local cfg=$1 system=$2 c=$3 pid=${S3_PID[$1]:-}
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    local mbase=""
+    [[ $cfg == limits || $cfg == off ]] || mbase=${S3_BASE[$cfg]}
+    run_row S3 "$system" "${S3_BASE[$cfg]}/mcp/fast" "$c" "$pid" "${S3_AUTH[$cfg]}" "$mbase"
+  else
+    skip_row S3 "$system" "$c" "${S3_PROBLEM[$cfg]:-gatehouse not running (exited during the run)}"
+  fi
+}
 
 for scen in $BENCH_SCENARIOS; do
   for c in $BENCH_CONNS; do
@@ -532,6 +657,10 @@ for scen in $BENCH_SCENARIOS; do
         skip_row S2 "gatehouse (stdio everything)" "$c" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
       fi
       ;;
+    S3)
+      ((S3_STARTED)) || start_s3
+      for cfg in "${S3_CFGS[@]}"; do run_s3 "$cfg" "${S3_SYS[$cfg]}" "$c"; done
+      ;;
     *) die "unknown scenario $scen" ;;
     esac
   done
@@ -547,7 +676,7 @@ fi
 cpu_us() { # cpu% rps -> CPU microseconds per request
   awk -v c="$1" -v r="$2" 'BEGIN { if (c ~ /^[0-9.]+$/ && r > 0) printf "%.1f", c / 100 * 1e6 / r; else print "—" }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a ~ /^[0-9.]+$/) printf "%.2f×", a / b; else print "—" }'; }
 REPORT="$TMP/results.md"
 {
   echo "# Gatehouse benchmark"
@@ -581,6 +710,7 @@ REPORT="$TMP/results.md"
     echo
     for i in "${!notes[@]}"; do echo "[$((i + 1))] ${notes[$i]}"; echo; done
   fi
+  if [[ " $BENCH_SCENARIOS " == *" S1 "* ]]; then
   echo
   echo "## S1: Gatehouse vs nginx proxy_pass"
   echo
@@ -601,6 +731,51 @@ REPORT="$TMP/results.md"
   done
   echo
   echo "CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
+  fi
+  echo
+  echo "Gatehouse settings: every instance (S1, S2, S3, memory) runs with its own fresh store (SQLite in its temp dir unless said otherwise), rate limiting on with \`RATE_LIMIT_PER_MINUTE=$BENCH_RATE_LIMIT RATE_LIMIT_BURST=$BENCH_RATE_LIMIT\` (in-process limiter; the bench's admin key is never refused — the default 100/min would refuse it after 100 requests) and analytics on (\`ENABLE_API_ANALYTICS\` default), except the S3 \"off\" rows."
+  if [[ " $BENCH_SCENARIOS " == *" S3 "* ]]; then
+    echo
+    echo "## S3: rate limiting and analytics, on vs off"
+    echo
+    echo "The S1 Gatehouse row (njs upstream, \`/mcp/fast\` tools/call) on separate fresh instances, run one after the other at each connection count:" \
+      "**off** = \`RATE_LIMIT_ENABLED=false ENABLE_API_ANALYTICS=false\`; **on (SQLite)** = limiter on (limit $BENCH_RATE_LIMIT/min, never reached) and analytics on into the default SQLite store;" \
+      "**on (PostgreSQL)** = the same with \`DATABASE_URL\` on a throwaway local PostgreSQL cluster. Target: on within 5% of off (req/s ratio ≥ 0.95)."
+    echo
+    echo "| conns | configuration | req/s | req/s vs off | p99 ms | p99 vs off | CPU µs/req | CPU/req vs off | analytics rows written/s |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    s3notes=()
+    for c in $BENCH_CONNS; do
+      s3_off_listed=0
+      o=${RES_RPS["S3|${S3_SYS[off]}|$c"]:-}; op=${RES_P99["S3|${S3_SYS[off]}|$c"]:-}
+      ocpu=$( [[ -n $o ]] && cpu_us "${RES_CPU["S3|${S3_SYS[off]}|$c"]:-}" "$o" || echo "—")
+      for cfg in off "${S3_CFGS[@]}"; do
+        [[ $cfg == off ]] && ((s3_off_listed)) && continue  # off first, once
+        [[ $cfg == off ]] && s3_off_listed=1
+        sys=${S3_SYS[$cfg]}
+        k="S3|$sys|$c"
+        r=${RES_RPS[$k]:-}
+        if [[ -z $r ]]; then echo "| $c | $sys | not run | | | | | | |"; continue; fi
+        flag=""; [[ ${RES_ERR[$k]:-0} == 1 ]] && flag=" ⚠ errors"
+        cu=$(cpu_us "${RES_CPU[$k]:-}" "$r")
+        vs="—"; pvs="—"; cvs="—"
+        if [[ $cfg != off && -n $o ]]; then
+          vs=$(ratio "$r" "$o"); pvs=$(ratio "${RES_P99[$k]}" "$op"); cvs=$(ratio "$cu" "$ocpu")
+          [[ -n $flag ]] || flag=$(awk -v a="$r" -v b="$o" 'BEGIN { print (a / b >= 0.95) ? " ✓" : " ✗ >5% slower" }')
+        fi
+        aw=${RES_AW[$k]:-—}
+        if [[ -n ${RES_AW_NOTE[$k]:-} ]]; then s3notes+=("$sys, $c conns: ${RES_AW_NOTE[$k]}"); aw+=" [a${#s3notes[@]}]"; fi
+        echo "| $c | $sys | $(printf '%.0f' "$r") | $vs$flag | $(printf '%.2f' "${RES_P99[$k]}") | $pvs | $cu | $cvs | $aw |"
+      done
+    done
+    echo
+    echo "req/s and p99 depend on how the 2 shared cores were split between wrk, the upstream and the gateway; CPU µs/req (the gateway's CPU time per request) is the steadier measure of what limits + analytics cost. Analytics rows written/s: \`gatehouse_analytics_written_total\` from \`/metrics\` over the measured run (the writer keeps up when it matches req/s and the queue empties right after)."
+    if ((${#s3notes[@]})); then
+      echo
+      for i in "${!s3notes[@]}"; do echo "[a$((i + 1))] ${s3notes[$i]}"; echo; done
+    fi
+  fi
+  if ((BENCH_SESSIONS > 0)); then
   echo
   echo "## Gatehouse memory"
   echo
@@ -611,6 +786,7 @@ REPORT="$TMP/results.md"
   echo "| added by $BENCH_SESSIONS idle sessions | $MEM_ADDED |"
   echo
   [[ -n $MEM_NOTE ]] && echo "$MEM_NOTE (a fresh instance, before the load runs)."
+  fi
 } >"$REPORT"
 
 cp "$REPORT" "$OUT_DIR/results.md"
