@@ -168,7 +168,14 @@ net::awaitable<bool> Router::admit(http::Exchange& ex, const auth::AuthResult& a
                         "RateLimit-Remaining: 0\r\n" + "RateLimit-Reset: " + std::to_string(d.reset_s) + "\r\n";
   std::string message = "Rate limit exceeded: " + std::to_string(limit.per_minute) +
                         " requests per minute; retry in " + std::to_string(std::max<int64_t>(d.retry_after_s, 1)) + " s";
-  std::string body = mcp ? jsonrpc::error_text(nullptr, -32029, message)
+  // An MCP client matches the error to its request by id: take it from a single-request body (rare path).
+  json::value id = nullptr;
+  if (mcp) {
+    auto parsed = jsonrpc::parse_body(ex.req.body());
+    if (!parsed.error_code && !parsed.batch && parsed.messages.size() == 1 && parsed.messages[0].is_object())
+      if (auto* v = parsed.messages[0].as_object().if_contains("id"); v && jsonrpc::valid_id(*v)) id = *v;
+  }
+  std::string body = mcp ? jsonrpc::error_text(id, -32029, message)
                          : json::serialize(error_body("rate_limited", message));
   co_await ex.send_json(bhttp::status::too_many_requests, std::move(body), headers);
   co_return false;

@@ -5,17 +5,35 @@
 // written inside the co_await: GCC 12 destroys such temporaries twice (seen as a double free of captures).
 #pragma once
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <latch>
+#include <memory>
 #include <type_traits>
+
+#include <sys/resource.h>
+#include <unistd.h>
 #include <utility>
 
 namespace gh {
 
 class BlockingPool {
  public:
-  explicit BlockingPool(std::size_t threads) : pool_(threads) {}
+  // `nice`: the threads' scheduling priority relative to the io thread (0 = the same). Background work
+  // (analytics batches, reloads) should not take a core from the request path on a busy machine.
+  explicit BlockingPool(std::size_t threads, int nice = 0) : pool_(threads) {
+    if (nice == 0) return;
+    // One job per thread, held until all have started, so that each thread lowers its own priority.
+    auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
+    for (std::size_t i = 0; i < threads; ++i)
+      boost::asio::post(pool_, [started, nice] {
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+        started->arrive_and_wait();
+      });
+    started->wait();
+  }
   ~BlockingPool() { pool_.join(); }
 
   template <class F>
