@@ -274,6 +274,12 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
         auto res = error_response(11, bhttp::status::request_header_fields_too_large, jsonrpc::code::invalid_request,
                                   "Request headers too large");
         co_await bhttp::async_write(stream, res, kTuple);
+      } else if (ec == bhttp::error::body_limit) {  // a Content-Length over the largest limit, seen with the head
+        log::info("request body too large", {{"client_ip", client_ip}, {"target", parser.get().target()}});
+        stream.expires_after(limits_.write_timeout);
+        auto res = error_response(11, bhttp::status::payload_too_large, jsonrpc::code::invalid_request,
+                                  "Request body too large");
+        co_await bhttp::async_write(stream, res, kTuple);
       } else if (ec != bhttp::error::end_of_stream && !stream.timed_out() &&
                  ec != net::error::connection_reset && ec != net::error::operation_aborted && ec != net::error::eof) {
         log::info("bad http request", {{"client_ip", client_ip}, {"error", ec.message()}});
