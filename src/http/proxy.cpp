@@ -170,6 +170,11 @@ net::awaitable<void> ReverseProxy::forward(Exchange& ex, const HeaderList& extra
     Stream* s;
     ~Unwatch() { p.unwatch(s); }
   } unwatch{*this, &conn.plain};
+  // The client-disconnect watch set in relay() points at `conn`: it ends before `conn` does.
+  struct StopWatching {
+    Exchange& ex;
+    ~StopWatching() { ex.stop_watching(); }
+  } stop_watching{ex};
 
   conn.plain.expires_after(options_.connect_timeout);
   tcp::resolver resolver(ex_);
@@ -290,6 +295,16 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
     }
   }
   wire.body_done = in.is_done();
+  // A client that leaves while the upstream is still thinking or streaming (a stopped chat) closes the upstream
+  // connection too, so Open WebUI sees the disconnect at once instead of at its next write.
+  bool client_gone = false;
+  auto cut_upstream = [&conn, &client_gone] {
+    client_gone = true;
+    boost::system::error_code e;
+    conn.plain.socket().cancel(e);
+    conn.plain.socket().shutdown(net::socket_base::shutdown_both, e);
+  };
+  if (!ws) ex.on_disconnect(cut_upstream);
 
   // The response head. A timeout here is the upstream thinking for too long (PROXY_READ_TIMEOUT_S).
   bhttp::response_parser<bhttp::buffer_body> rp;
@@ -298,6 +313,12 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
   if (req.method() == bhttp::verb::head) rp.skip(true);
   conn.plain.expires_after(options_.read_timeout);
   auto [rhec, rhn] = co_await bhttp::async_read_header(up, conn.buffer, rp, kTuple);
+  if (rhec && client_gone) {
+    log::info("client left before " + options_.name + " answered", {{"request_id", ex.request_id}});
+    ex.wrote_response(499);
+    ex.close_after();
+    co_return;
+  }
   if (rhec) {
     co_await fail(ex, conn.plain.timed_out(), "response", rhec);
     co_return;
@@ -353,6 +374,11 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
     conn.plain.expires_after(options_.read_timeout);
     auto [ec, n] = co_await bhttp::async_read_some(up, conn.buffer, rp, kTuple);
     if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec && client_gone) {
+      log::info("client left during a proxied response", {{"request_id", ex.request_id}, {"sent", ex.bytes_out()}});
+      ex.close_after();
+      co_return;
+    }
     if (ec) {
       log::warn(options_.name + " response broken off",
                 {{"request_id", ex.request_id}, {"error", conn.plain.timed_out() ? std::string("timed out") : ec.message()},
@@ -389,6 +415,7 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
 template <class S>
 net::awaitable<void> ReverseProxy::tunnel(Exchange& ex, S& up, Upstream& conn) {
   auto& wire = *ex.wire();
+  ex.stop_watching();  // the pumps read the client socket themselves
   wire.upgraded = true;
   ex.close_after();
   auto idle = options_.read_timeout;

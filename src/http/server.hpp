@@ -93,7 +93,6 @@ class Exchange {
   Wire* wire() const { return wire_; }
   // For a handler that wrote (or is writing) the answer on wire()->stream itself: what it sent.
   void wrote_response(int status) {
-    stop_watching();
     responded_ = true;
     status_ = status;
   }

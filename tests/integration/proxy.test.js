@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { freePort, startGatehouse } from './lib/index.js';
 import { createOpenWebUiDb, mintWebUiToken } from './lib/openwebui.js';
@@ -390,6 +391,55 @@ describe('reverse proxy: Open WebUI down', () => {
     }
     assert.ok(limited, 'a 429 within the per-IP limit of 6');
     assert.ok(Number(limited.headers['retry-after']) >= 1);
+  });
+});
+
+describe('reverse proxy: Open WebUI hangs', () => {
+  let gh;
+  let silent;
+  const sockets = new Set();
+  before(async () => {
+    // Accepts connections and never answers.
+    silent = net.createServer((socket) => { sockets.add(socket); socket.on('error', () => {}); socket.resume(); });
+    await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    gh = await startGatehouse({
+      env: { OPENWEBUI_URL: `http://127.0.0.1:${silent.address().port}`, PROXY_READ_TIMEOUT_S: '1' },
+    });
+  });
+  after(async () => {
+    await gh?.stop();
+    for (const s of sockets) s.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  });
+
+  it('answers 504 after PROXY_READ_TIMEOUT_S', async () => {
+    const started = Date.now();
+    const r = await send(`${gh.url}/api/models`);
+    const took = Date.now() - started;
+    assert.equal(r.status, 504, r.body);
+    assert.equal(json(r).error.code, 'gateway_timeout');
+    assert.ok(took >= 900 && took < 4000, `answered after ${took} ms`);
+  });
+
+  it('a client that leaves closes the upstream connection', async () => {
+    const before = sockets.size;
+    const req = http.get(`${gh.url}/api/chat/stream`, { agent: false });
+    req.on('error', () => {});
+    await new Promise((resolve, reject) => {
+      const deadline = Date.now() + 3000;
+      const poll = () => {
+        if (sockets.size > before) resolve();
+        else if (Date.now() > deadline) reject(new Error('the upstream saw no connection'));
+        else setTimeout(poll, 20);
+      };
+      poll();
+    });
+    const upstream = [...sockets].at(-1);
+    const closed = new Promise((resolve) => upstream.once('close', resolve));
+    req.destroy();
+    const started = Date.now();
+    await closed;
+    assert.ok(Date.now() - started < 900, 'closed at once, not at the read timeout');
   });
 });
 
