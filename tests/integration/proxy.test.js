@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
-import { freePort, startGatehouse } from './lib/index.js';
+import { checkConfig, freePort, startGatehouse } from './lib/index.js';
 import { createOpenWebUiDb, mintWebUiToken } from './lib/openwebui.js';
 
 const SECRET = 'webui-secret-for-proxy-tests-0123456789';
@@ -443,8 +443,18 @@ describe('reverse proxy: Open WebUI hangs', () => {
   });
 });
 
-describe('without OPENWEBUI_URL', () => {
-  it('unknown paths answer 404 as before', async (t) => {
+describe('proxy settings', () => {
+  it('a bad OPENWEBUI_URL or timeout fails at start, naming the setting', () => {
+    for (const [name, value] of [['OPENWEBUI_URL', 'ftp://webui:8080'], ['OPENWEBUI_URL', 'webui:8080'],
+      ['PROXY_READ_TIMEOUT_S', '0'], ['PROXY_CONNECT_TIMEOUT_S', 'soon'], ['PROXY_MAX_BODY_BYTES', '-1']]) {
+      const r = checkConfig({ servers: {}, env: { OPENWEBUI_URL: 'http://127.0.0.1:9', [name]: value } });
+      assert.notEqual(r.code, 0, `${name}=${value} accepted`);
+      assert.match(`${r.stdout}${r.stderr}`, new RegExp(name), `${name}=${value}: ${r.stderr}`);
+    }
+    assert.equal(checkConfig({ servers: {}, env: { OPENWEBUI_URL: 'https://chat.example.com/' } }).code, 0);
+  });
+
+  it('without OPENWEBUI_URL unknown paths answer 404 as before', async (t) => {
     const gh = await startGatehouse({ t });
     const r = await send(`${gh.url}/api/v1/chats`);
     assert.equal(r.status, 404);
