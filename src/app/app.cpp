@@ -109,9 +109,25 @@ int serve(const Settings& settings, const Environment& env) {
     shared_limiter = std::make_unique<store::SharedLimiter>(redis, local_limiter);
   }
   mcp::OpenApi openapi(hub, settings);
+  std::unique_ptr<http::ReverseProxy> proxy;
+  http::RawRoute proxied;  // requests relayed to Open WebUI are not read whole: their bodies stream through
+  if (!settings.openwebui_url.empty()) {
+    http::ProxyOptions po;
+    po.url = settings.openwebui_url;
+    po.connect_timeout = std::chrono::seconds(settings.proxy_connect_timeout_s);
+    po.read_timeout = std::chrono::seconds(settings.proxy_read_timeout_s);
+    po.write_timeout = limits.write_timeout;
+    po.max_body_bytes = settings.proxy_max_body_bytes;
+    proxy = std::make_unique<http::ReverseProxy>(io.get_executor(), std::move(po));
+    limits.raw_max_body_bytes = settings.proxy_max_body_bytes;
+    proxied = [](const bhttp::request_header<>& h) {
+      std::string_view target = h.target();
+      return !Router::serves(target.substr(0, target.find('?')));
+    };
+  }
   Router router({settings, hub, endpoint, openapi, authn, directory, admin_api, metrics, analytics.get(), local_limiter,
-                 shared_limiter.get(), pool});
-  http::Server server(io, limits, [&](http::Exchange& ex) { return router.handle(ex); });
+                 shared_limiter.get(), pool, proxy.get()});
+  http::Server server(io, limits, [&](http::Exchange& ex) { return router.handle(ex); }, std::move(proxied));
 
   uint16_t port = server.listen(settings.host, settings.port);
   router.set_port(port);
@@ -121,7 +137,8 @@ int serve(const Settings& settings, const Environment& env) {
   server.start();
   if (!settings.port_file.empty()) std::ofstream(settings.port_file) << port << "\n";
   log::info("listening", {{"host", settings.host}, {"port", port}, {"url", router.public_url()},
-                          {"servers", servers.size()}, {"servers_file", settings.servers_file}});
+                          {"servers", servers.size()}, {"servers_file", settings.servers_file},
+                          {"openwebui_url", settings.openwebui_url}});
 
   // Housekeeping.
   net::co_spawn(io, [&]() -> net::awaitable<void> {

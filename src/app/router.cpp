@@ -100,6 +100,11 @@ Router::Router(Parts parts)
     : p_(parts), static_files_(std::make_unique<StaticFiles>(p_.settings.web_dir, p_.pool)) {}
 Router::~Router() = default;
 
+bool Router::serves(std::string_view path) {
+  return path.starts_with("/mcp") || path == "/servers" || path.starts_with("/openapi/") ||
+         path.starts_with("/gateway/") || path == "/metrics" || auth::Routes::owns(path);
+}
+
 void Router::set_port(uint16_t port) { host_policy_ = std::make_unique<HostPolicy>(p_.settings, port); }
 
 const std::string& Router::public_url() const { return host_policy_->public_url(); }
@@ -125,7 +130,7 @@ net::awaitable<void> Router::handle(http::Exchange& ex) {
     row.server = ex.mcp_server;
     row.tool = ex.mcp_tool;
     row.request_id = ex.request_id;
-    row.bytes_in = static_cast<int64_t>(ex.req.body().size());
+    row.bytes_in = static_cast<int64_t>(ex.wire() ? ex.wire()->bytes_in : ex.req.body().size());
     row.bytes_out = static_cast<int64_t>(ex.bytes_out());
     p_.analytics->record(std::move(row));
   }
@@ -232,6 +237,24 @@ observability::Gauges Router::gauges() const {
   return g;
 }
 
+net::awaitable<void> Router::proxy(http::Exchange& ex, const auth::AuthResult& auth) {
+  // X-Forwarded-*: a trusted proxy's values are kept (and the chain extended); anyone else's are replaced.
+  bool trusted = p_.authn.trusted_proxy(ex.client_ip);
+  auto inbound = [&](std::string_view name) { return trusted ? std::string(ex.req[name]) : std::string(); };
+  http::HeaderList headers;
+  std::string forwarded_for = inbound("X-Forwarded-For");
+  headers.emplace_back("X-Forwarded-For", forwarded_for.empty() ? ex.client_ip : forwarded_for + ", " + ex.client_ip);
+  std::string proto = inbound("X-Forwarded-Proto");
+  headers.emplace_back("X-Forwarded-Proto", proto.empty() ? std::string("http") : proto);
+  std::string host = inbound("X-Forwarded-Host");
+  headers.emplace_back("X-Forwarded-Host", host.empty() ? std::string(ex.req[bhttp::field::host]) : host);
+  headers.emplace_back("X-Request-Id", ex.request_id);
+  if (!auth.status && auth.principal.authenticated())
+    for (auto& h : identity_headers(*auth.principal.identity, auth.principal.is_admin(), "openwebui", p_.settings))
+      headers.push_back(std::move(h));
+  co_await p_.proxy->forward(ex, headers);
+}
+
 net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   auto& settings = p_.settings;
   auto& hub = p_.hub;
@@ -292,7 +315,10 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   note.client_ip = authn.client_ip(ex.client_ip, ex.req["X-Forwarded-For"]);
   const http::Request* trusted = proxy_headers ? &*proxy_headers : nullptr;
   auto auth = co_await authn.authenticate(ex.req, ex.client_ip, trusted);
-  if (auth.status) {
+  if (auth.status && ex.wire()) {
+    // Open WebUI checks its own cookies: a stale one here only means no identity headers are injected.
+    log::debug("proxied request without a valid credential", {{"request_id", ex.request_id}, {"reason", auth.reason}});
+  } else if (auth.status) {
     p_.metrics.auth_refused(auth.status);
     log::info("authentication refused", {{"request_id", ex.request_id}, {"status", auth.status},
                                          {"reason", auth.reason}, {"client_ip", ex.client_ip},
@@ -307,7 +333,12 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
                : path == "/gateway/stats" ? "stats"
                : auth::Routes::owns(path) ? "auth"
                                           : "not_found";
+  if (ex.wire() && p_.proxy) note.route = "proxy";
   if (!co_await admit(ex, auth, note, mcp_route)) co_return;
+  if (ex.wire() && p_.proxy) {
+    co_await proxy(ex, auth);
+    co_return;
+  }
   // CSRF: a write carried by the session cookie must also carry the page's token (a cross-site form cannot).
   bool write = ex.req.method() != bhttp::verb::get && ex.req.method() != bhttp::verb::head;
   if (write && auth.principal.method == auth::AuthMethod::session &&

@@ -13,6 +13,7 @@
 #include "auth/routes.hpp"
 #include "core/blocking.hpp"
 #include "core/config.hpp"
+#include "http/proxy.hpp"
 #include "http/server.hpp"
 #include "mcp/endpoint.hpp"
 #include "mcp/hub.hpp"
@@ -48,7 +49,10 @@ class Router {
     policy::LocalLimiter& local_limiter;
     store::SharedLimiter* shared_limiter;       // null without REDIS_URL
     BlockingPool& pool;
+    http::ReverseProxy* proxy;  // null without OPENWEBUI_URL
   };
+  // Whether Gatehouse answers `path` itself; with OPENWEBUI_URL every other path goes to Open WebUI.
+  static bool serves(std::string_view path);
   explicit Router(Parts parts);
   ~Router();
   // Called once the port is known.
@@ -66,6 +70,8 @@ class Router {
   // Returns false (and answers 429) when the caller is over its limit.
   boost::asio::awaitable<bool> admit(http::Exchange& ex, const auth::AuthResult& auth, Note& note, bool mcp);
   boost::json::object stats_json() const;
+  // Relays a raw-route request to Open WebUI with X-Forwarded-* and, for a signed-in caller, identity headers.
+  boost::asio::awaitable<void> proxy(http::Exchange& ex, const auth::AuthResult& auth);
 
   Parts p_;
   std::unique_ptr<HostPolicy> host_policy_;

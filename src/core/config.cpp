@@ -306,6 +306,15 @@ void load_identity_settings(const Environment& env, Settings& s) {
     throw ConfigError("OPENWEBUI_DATABASE_URL",
                       "is needed with WEBUI_SECRET_KEY: Open WebUI tokens carry only a user id, resolved there");
   s.openwebui_cache_s = parse_int<int>(env, "OPENWEBUI_CACHE_S", s.openwebui_cache_s, 0, 86400);
+  s.openwebui_url = get(env, "OPENWEBUI_URL", "");
+  if (!s.openwebui_url.empty()) {
+    require_url("OPENWEBUI_URL", s.openwebui_url);
+    while (!s.openwebui_url.empty() && s.openwebui_url.back() == '/') s.openwebui_url.pop_back();
+  }
+  s.proxy_connect_timeout_s = parse_int<int>(env, "PROXY_CONNECT_TIMEOUT_S", s.proxy_connect_timeout_s, 1, 3600);
+  s.proxy_read_timeout_s = parse_int<int>(env, "PROXY_READ_TIMEOUT_S", s.proxy_read_timeout_s, 1, 86400);
+  s.proxy_max_body_bytes = parse_int<std::size_t>(env, "PROXY_MAX_BODY_BYTES", s.proxy_max_body_bytes, 1024,
+                                                  std::size_t(1) << 40);
 
   s.oidc_issuer = get(env, "OIDC_ISSUER", "");
   s.oidc_client_id = get(env, "OIDC_CLIENT_ID", "");

@@ -85,6 +85,11 @@ struct Settings {
   std::string webui_secret_key;        // WEBUI_SECRET_KEY (or the legacy WEBUI_JWT_SECRET_KEY)
   std::string openwebui_database_url;  // OPENWEBUI_DATABASE_URL
   int openwebui_cache_s = 60;          // how long an Open WebUI user lookup is reused
+  // Reverse proxy (see docs/openwebui.md): every path Gatehouse does not serve goes to OPENWEBUI_URL.
+  std::string openwebui_url;                            // OPENWEBUI_URL; empty = unknown paths answer 404
+  int proxy_connect_timeout_s = 10;                     // PROXY_CONNECT_TIMEOUT_S: connect + response head
+  int proxy_read_timeout_s = 300;                       // PROXY_READ_TIMEOUT_S: idle time between bytes
+  std::size_t proxy_max_body_bytes = 100 * 1024 * 1024; // PROXY_MAX_BODY_BYTES: largest upload passed on
   std::string oidc_issuer, oidc_client_id, oidc_client_secret, oidc_redirect_uri, oidc_audience;
   std::string oidc_discovery_url;      // derived from the issuer unless set (Entra: from the tenant)
   std::string oidc_scopes = "openid email profile";

@@ -22,8 +22,9 @@ using net::use_awaitable;
 constexpr auto kTuple = as_tuple(use_awaitable);
 
 
-Exchange::Exchange(Stream& stream, Request& r, std::string rid, std::string ip, const ServerLimits& limits)
-    : req(r), request_id(std::move(rid)), client_ip(std::move(ip)), stream_(stream), limits_(limits) {}
+Exchange::Exchange(Stream& stream, Request& r, std::string rid, std::string ip, const ServerLimits& limits,
+                   Wire* wire)
+    : req(r), request_id(std::move(rid)), client_ip(std::move(ip)), stream_(stream), limits_(limits), wire_(wire) {}
 
 Exchange::~Exchange() { stop_watching(); }
 
@@ -139,8 +140,9 @@ void Exchange::stop_watching() {
   }
 }
 
-Server::Server(net::io_context& io, ServerLimits limits, Handler handler)
-    : io_(io), limits_(limits), handler_(std::move(handler)), acceptor_(io), id_prefix_(random_hex(4)) {}
+Server::Server(net::io_context& io, ServerLimits limits, Handler handler, RawRoute raw_route)
+    : io_(io), limits_(limits), handler_(std::move(handler)), raw_route_(std::move(raw_route)), acceptor_(io),
+      id_prefix_(random_hex(4)) {}
 
 Server::~Server() = default;
 
@@ -220,6 +222,26 @@ Response error_response(unsigned version, bhttp::status status, int code, std::s
 }
 }  // namespace
 
+net::awaitable<bool> Server::serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
+                                       const std::string& client_ip) {
+  Request req{parser.get().base()};  // the head only; the body stays on the wire for the handler
+  Wire wire{stream, buffer, parser};
+  wire.body_done = parser.is_done();
+  Exchange ex(stream, req, id_prefix_ + "-" + std::to_string(++next_id_), client_ip, limits_, &wire);
+  if (draining_) ex.close_after();
+  try {
+    co_await handler_(ex);
+  } catch (const std::exception& e) {
+    log::error("handler failed", {{"request_id", ex.request_id}, {"error", e.what()}});
+  }
+  if (!ex.responded())
+    co_await ex.send(error_response(req.version(), bhttp::status::internal_server_error,
+                                    jsonrpc::code::internal_error, "Internal error"));
+  if (ex.streaming()) co_await ex.end_stream();
+  co_return !(ex.close_requested() || !req.keep_alive() || draining_ || !wire.body_done || wire.upgraded ||
+              stream.timed_out());
+}
+
 net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
   std::string client_ip;
   {
@@ -239,7 +261,9 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
   while (!stopping_) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-    parser.body_limit(limits_.max_body_bytes);
+    // A raw route's limit may be larger; it is known only once the head is read (the parser checks a
+    // Content-Length against body_limit at the end of the head).
+    parser.body_limit(raw_route_ ? std::max(limits_.max_body_bytes, limits_.raw_max_body_bytes) : limits_.max_body_bytes);
     self->busy = false;
     stream.expires_after(limits_.idle_timeout);
     auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
@@ -249,6 +273,12 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
         stream.expires_after(limits_.write_timeout);
         auto res = error_response(11, bhttp::status::request_header_fields_too_large, jsonrpc::code::invalid_request,
                                   "Request headers too large");
+        co_await bhttp::async_write(stream, res, kTuple);
+      } else if (ec == bhttp::error::body_limit) {  // a Content-Length over the largest limit, seen with the head
+        log::info("request body too large", {{"client_ip", client_ip}, {"target", parser.get().target()}});
+        stream.expires_after(limits_.write_timeout);
+        auto res = error_response(11, bhttp::status::payload_too_large, jsonrpc::code::invalid_request,
+                                  "Request body too large");
         co_await bhttp::async_write(stream, res, kTuple);
       } else if (ec != bhttp::error::end_of_stream && !stream.timed_out() &&
                  ec != net::error::connection_reset && ec != net::error::operation_aborted && ec != net::error::eof) {
@@ -262,12 +292,15 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
     }
     auto& hdr = parser.get();
     auto cl = parser.content_length();
-    if (cl && *cl > limits_.max_body_bytes) {
+    bool raw = raw_route_ && raw_route_(hdr);
+    if (raw_route_ && !raw) parser.body_limit(limits_.max_body_bytes);
+    std::size_t body_limit = raw ? limits_.raw_max_body_bytes : limits_.max_body_bytes;
+    if (cl && *cl > body_limit) {
       log::info("request body too large", {{"client_ip", client_ip}, {"target", hdr.target()},
                                           {"content_length", *cl}});
       stream.expires_after(limits_.write_timeout);
       auto res = error_response(hdr.version(), bhttp::status::payload_too_large, jsonrpc::code::invalid_request,
-                                "Request body too large (limit " + std::to_string(limits_.max_body_bytes) + " bytes)");
+                                "Request body too large (limit " + std::to_string(body_limit) + " bytes)");
       co_await bhttp::async_write(stream, res, kTuple);
       break;
     }
@@ -275,6 +308,10 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
       bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, hdr.version()};
       stream.expires_after(limits_.write_timeout);
       co_await bhttp::async_write(stream, cont, kTuple);
+    }
+    if (raw) {
+      if (!co_await serve_raw(stream, buffer, parser, client_ip)) break;
+      continue;
     }
     stream.expires_after(limits_.read_timeout);
     if (!parser.is_done() && cl && buffer.size() >= *cl) {

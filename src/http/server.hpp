@@ -4,7 +4,9 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include <chrono>
@@ -23,6 +25,11 @@ namespace bhttp = boost::beast::http;
 
 using Request = bhttp::request<bhttp::string_body>;
 using Response = bhttp::response<bhttp::string_body>;
+using RequestParser = bhttp::request_parser<bhttp::string_body>;
+
+// Which requests the server does not read whole: for them the handler gets the connection with the body
+// still on the wire (Exchange::wire()), to relay it as it arrives (the reverse proxy). Decided on the head.
+using RawRoute = std::function<bool(const bhttp::request_header<>&)>;
 
 struct ServerLimits {
   std::size_t max_body_bytes = 4 * 1024 * 1024;
@@ -30,13 +37,27 @@ struct ServerLimits {
   std::chrono::seconds idle_timeout{75};    // keep-alive wait for the next request
   std::chrono::seconds read_timeout{30};    // reading one request once it started
   std::chrono::seconds write_timeout{30};   // each write
+  std::size_t raw_max_body_bytes = 100 * 1024 * 1024;  // a raw-route request's declared Content-Length
+};
+
+// A raw-route request's connection: the head is parsed (a copy is in Exchange::req, whose body stays
+// empty), the body is not. Whoever reads the body sets body_done once the parser is done; otherwise the
+// connection closes after the exchange, as unread body bytes would be taken for the next request. A
+// handler that writes its answer itself calls Exchange::wrote_response().
+struct Wire {
+  Stream& stream;
+  beast::flat_buffer& buffer;  // bytes read past the head (the body's beginning) are here
+  RequestParser& parser;       // header done; may be converted (moved) into a parser of another body type
+  bool body_done = false;
+  bool upgraded = false;       // the connection was handed over (WebSocket): it closes after the exchange
+  std::size_t bytes_in = 0;
 };
 
 // One request and its answer. Either send() once, or begin_stream() + write()* + end_stream().
 class Exchange {
  public:
   Exchange(Stream& stream, Request& req, std::string request_id, std::string client_ip,
-           const ServerLimits& limits);
+           const ServerLimits& limits, Wire* wire = nullptr);
   ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -68,9 +89,19 @@ class Exchange {
   std::size_t bytes_out() const { return bytes_out_; }
   int status() const { return status_; }
 
+  // Non-null for a raw-route request (see RawRoute).
+  Wire* wire() const { return wire_; }
+  // For a handler that wrote (or is writing) the answer on wire()->stream itself: what it sent.
+  void wrote_response(int status) {
+    responded_ = true;
+    status_ = status;
+  }
+  void count_bytes_out(std::size_t n) { bytes_out_ += n; }
+
  private:
   Stream& stream_;
   const ServerLimits& limits_;
+  Wire* wire_ = nullptr;
   bool responded_ = false, streaming_ = false, broken_ = false, close_after_ = false;
   std::shared_ptr<bool> watching_;
   std::size_t bytes_out_ = 0;
@@ -81,7 +112,8 @@ using Handler = std::function<net::awaitable<void>(Exchange&)>;
 
 class Server {
  public:
-  Server(net::io_context& io, ServerLimits limits, Handler handler);
+  // With `raw_route`, the requests it selects reach `handler` with their body unread (Exchange::wire()).
+  Server(net::io_context& io, ServerLimits limits, Handler handler, RawRoute raw_route = {});
   ~Server();
   // Binds and listens; returns the bound port.
   uint16_t listen(const std::string& host, uint16_t port);
@@ -103,10 +135,14 @@ class Server {
   net::awaitable<void> accept_loop();
   net::awaitable<void> watchdog();
   net::awaitable<void> serve(net::ip::tcp::socket socket);
+  // One raw-route exchange; returns whether the connection can carry another request.
+  net::awaitable<bool> serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
+                                 const std::string& client_ip);
 
   net::io_context& io_;
   ServerLimits limits_;
   Handler handler_;
+  RawRoute raw_route_;
   net::ip::tcp::acceptor acceptor_;
   std::list<Conn> conns_;
   bool stopping_ = false;

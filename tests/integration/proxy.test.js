@@ -1,0 +1,463 @@
+// The reverse proxy to Open WebUI (OPENWEBUI_URL): every path Gatehouse does not serve goes to a tiny fake
+// Open WebUI in this process — headers echoed back (identity injected for a signed-in caller, spoofed ones gone),
+// SSE streamed without buffering, a 50 MB upload streamed without the gateway holding it, a WebSocket echo both
+// ways, and an upstream that is down answered 502 at once.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
+import { checkConfig, freePort, startGatehouse } from './lib/index.js';
+import { createOpenWebUiDb, mintWebUiToken } from './lib/openwebui.js';
+
+const SECRET = 'webui-secret-for-proxy-tests-0123456789';
+const MB = 1024 * 1024;
+
+/** A stand-in for Open WebUI on a free loopback port. `gates` lets a test hold the SSE stream half-way. */
+async function startFakeWebUi() {
+  const seen = [];
+  const sse = { firstSentAt: 0, lastSentAt: 0, release: null };
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method, url: req.url, headers: req.headers });
+    if (req.url.startsWith('/api/upload')) {
+      let bytes = 0;
+      req.on('data', (chunk) => { bytes += chunk.length; });
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ bytes, transferEncoding: req.headers['transfer-encoding'] ?? null,
+          contentLength: req.headers['content-length'] ?? null }));
+      });
+      return;
+    }
+    if (req.url.startsWith('/api/chat/stream')) {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.write('data: {"n":1}\n\n');
+      sse.firstSentAt = Date.now();
+      // The rest waits until the client has the first event (or 5 s: a buffering proxy fails the test).
+      const gate = new Promise((resolve) => {
+        sse.release = resolve;
+        setTimeout(resolve, 5000);
+      });
+      gate.then(async () => {
+        for (let n = 2; n <= 4; n += 1) {
+          await new Promise((r) => setTimeout(r, 50));
+          res.write(`data: {"n":${n}}\n\n`);
+        }
+        sse.lastSentAt = Date.now();
+        res.end('data: [DONE]\n\n');
+      });
+      return;
+    }
+    if (req.url.startsWith('/status/204')) {
+      res.writeHead(204, { 'x-fake': 'yes' });
+      res.end();
+      return;
+    }
+    // Everything else: the request as the upstream saw it.
+    let bytes = 0;
+    req.on('data', (chunk) => { bytes += chunk.length; });
+    req.on('end', () => {
+      const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bytes });
+      const html = (req.headers.accept ?? '').includes('text/html');
+      res.writeHead(200, { 'content-type': html ? 'text/html' : 'application/json', 'x-upstream': 'fake-webui',
+        'content-length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+  });
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    seen.push({ method: req.method, url: req.url, headers: req.headers, upgrade: true });
+    if (!req.url.startsWith('/ws/socket.io/')) {
+      socket.destroy();
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      // First word from the upstream, sent at once (it may arrive right behind the 101).
+      ws.send(JSON.stringify({ hello: true, user: req.headers['x-user-email'] ?? null }));
+      ws.on('message', (data, isBinary) => ws.send(isBinary ? data : `echo:${data}`, { binary: isBinary }));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    seen,
+    sse,
+    wss,
+    async stop() {
+      for (const c of wss.clients) c.terminate();
+      server.closeAllConnections?.();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** A plain http.request: {status, headers, body (text)}. */
+function send(url, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, agent: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const json = (r) => JSON.parse(r.body);
+
+function vmRssKb(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)[1]);
+}
+
+describe('reverse proxy to Open WebUI', () => {
+  let gh;
+  let webui;
+  let owdb;
+  const ids = {};
+  before(async () => {
+    webui = await startFakeWebUi();
+    owdb = await createOpenWebUiDb();
+    ids.user = await owdb.addUser({ email: 'chat.user@webui.test', name: 'Chat Üser', role: 'user' });
+    await owdb.addGroup('Engineering', [ids.user]);
+    gh = await startGatehouse({
+      env: {
+        OPENWEBUI_URL: `${webui.url}/`,
+        PROXY_MAX_BODY_BYTES: String(60 * MB),
+        WEBUI_SECRET_KEY: SECRET,
+        OPENWEBUI_DATABASE_URL: owdb.url,
+      },
+    });
+  });
+  after(async () => {
+    await gh?.stop();
+    await webui?.stop();
+    await owdb?.stop();
+  });
+
+  it('passes method, path and query; adds X-Forwarded-* and X-Request-Id; drops hop-by-hop fields', async () => {
+    const r = await send(`${gh.url}/api/v1/chats/?page=2&q=a%20b`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '6.6.6.6', 'x-custom': 'kept',
+        te: 'trailers', 'proxy-authorization': 'Basic Zm9vOmJhcg==', 'keep-alive': 'timeout=5' },
+      body: '{"title":"x"}',
+    });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.headers['x-upstream'], 'fake-webui');
+    const seen = json(r);
+    assert.equal(seen.method, 'PATCH');
+    assert.equal(seen.url, '/api/v1/chats/?page=2&q=a%20b');
+    assert.equal(seen.bytes, 13);
+    assert.equal(seen.headers['x-custom'], 'kept');
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'a spoofed X-Forwarded-For from an untrusted peer is replaced');
+    assert.equal(seen.headers['x-forwarded-proto'], 'http');
+    assert.equal(seen.headers['x-forwarded-host'], `127.0.0.1:${gh.port}`);
+    assert.match(seen.headers['x-request-id'], /\S+-\d+/);
+    for (const h of ['te', 'proxy-authorization', 'keep-alive', 'x-user-email', 'x-gateway-validated'])
+      assert.equal(seen.headers[h], undefined, h);
+  });
+
+  it('an anonymous caller reaches Open WebUI without identity headers; spoofed ones are removed', async () => {
+    const r = await send(`${gh.url}/`, {
+      headers: { accept: 'text/html', 'x-user-email': 'ceo@evil.test', 'x-user-admin': 'true',
+        'x-gateway-validated': 'true', 'X-User-Groups': 'MCP-Admin' },
+    });
+    assert.equal(r.status, 200);
+    const seen = json(r);
+    for (const h of ['x-user-email', 'x-user-admin', 'x-user-groups', 'x-user-name', 'x-gateway-validated'])
+      assert.equal(seen.headers[h], undefined, `${h} must not reach Open WebUI`);
+  });
+
+  it('a signed-in caller gets the real identity injected (API key, session cookie, Open WebUI token cookie)', async () => {
+    const spoof = { 'x-user-email': 'ceo@evil.test', 'x-user-admin': 'true', 'x-gateway-validated': 'nope' };
+    // A Gatehouse API key (the bootstrap admin).
+    let seen = json(await send(`${gh.url}/api/v1/auths/`, { headers: { ...spoof, authorization: `Bearer ${gh.adminKey}` } }));
+    assert.equal(seen.headers['x-user-email'], 'admin@localhost');
+    assert.equal(seen.headers['x-user-admin'], 'true');
+    assert.equal(seen.headers['x-gateway-validated'], 'true');
+    assert.equal(seen.headers.authorization, `Bearer ${gh.adminKey}`, 'the credential itself passes on');
+    // The gatehouse_session cookie (API-key sign-in of the portal).
+    const signIn = await send(`${gh.url}/auth/session`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ api_key: gh.adminKey }),
+    });
+    assert.equal(signIn.status, 200, signIn.body);
+    const cookie = String(signIn.headers['set-cookie']).split(';')[0];
+    seen = json(await send(`${gh.url}/c/some-chat`, { headers: { ...spoof, cookie } }));
+    assert.equal(seen.headers['x-user-email'], 'admin@localhost');
+    // Open WebUI's own `token` cookie: the user and their Open WebUI groups.
+    const token = await mintWebUiToken(SECRET, { id: ids.user });
+    seen = json(await send(`${gh.url}/api/models`, { headers: { ...spoof, cookie: `token=${token}` } }));
+    assert.equal(seen.headers['x-user-email'].toLowerCase(), 'chat.user@webui.test');
+    assert.equal(seen.headers['x-user-admin'], 'false');
+    assert.equal(seen.headers['x-user-groups'], 'Engineering');
+    assert.equal(decodeURIComponent(seen.headers['x-user-name']), 'Chat Üser');
+    assert.equal(seen.headers['x-gateway-validated'], 'true');
+    assert.equal(seen.headers.cookie, `token=${token}`);
+    // A token that does not verify: passed on (Open WebUI decides), no identity.
+    seen = json(await send(`${gh.url}/api/models`, { headers: { ...spoof, cookie: 'token=not.a.jwt' } }));
+    assert.equal(seen.headers['x-user-email'], undefined);
+  });
+
+  it("Gatehouse's own paths are not proxied", async () => {
+    const before = webui.seen.length;
+    assert.equal((await send(`${gh.url}/gateway/health`)).status, 200);
+    const servers = await send(`${gh.url}/servers`, { headers: { authorization: `Bearer ${gh.adminKey}` } });
+    assert.equal(servers.status, 200);
+    assert.ok(Array.isArray(json(servers).servers));
+    assert.equal((await send(`${gh.url}/mcp-admin/api/users`)).status, 401);
+    assert.equal((await send(`${gh.url}/auth/me`)).status, 401);
+    const metrics = await send(`${gh.url}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body, /route="proxy"/, 'proxied requests are counted with route "proxy"');
+    assert.equal(webui.seen.length, before);
+  });
+
+  it('HEAD and 204 answers pass through without a body; keep-alive connections carry several requests', async () => {
+    const head = await send(`${gh.url}/index.html`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.body, '');
+    assert.ok(Number(head.headers['content-length']) > 0);
+    const none = await send(`${gh.url}/status/204`);
+    assert.equal(none.status, 204);
+    assert.equal(none.headers['x-fake'], 'yes');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ports = new Set();
+    for (let i = 0; i < 3; i += 1) {
+      await new Promise((resolve, reject) => {
+        http.get(`${gh.url}/api/config?i=${i}`, { agent }, (res) => {
+          ports.add(res.socket.localPort);
+          res.resume();
+          res.on('end', resolve);
+        }).on('error', reject);
+      });
+    }
+    agent.destroy();
+    assert.equal(ports.size, 1, 'one client connection for three proxied requests');
+  });
+
+  it('streams SSE: the first event reaches the client before the last one is sent', async () => {
+    const events = [];
+    let firstReceivedAt = 0;
+    const res = await new Promise((resolve, reject) => {
+      http.get(`${gh.url}/api/chat/stream`, { headers: { accept: 'text/event-stream' }, agent: false }, resolve)
+        .on('error', reject);
+    });
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['content-type'], 'text/event-stream');
+    let text = '';
+    await new Promise((resolve, reject) => {
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        text += chunk;
+        if (!firstReceivedAt && text.includes('"n":1')) {
+          firstReceivedAt = Date.now();
+          webui.sse.release();
+        }
+      });
+      res.on('end', resolve);
+      res.on('error', reject);
+    });
+    for (const block of text.split('\n\n')) if (block.startsWith('data: ')) events.push(block.slice(6));
+    assert.deepEqual(events, ['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}', '[DONE]']);
+    assert.ok(firstReceivedAt > 0 && firstReceivedAt < webui.sse.lastSentAt,
+      `first event received at ${firstReceivedAt}, last sent at ${webui.sse.lastSentAt}: the stream was buffered`);
+  });
+
+  it('streams a 50 MB upload without holding it (gateway RSS stays flat)', async () => {
+    const rssBefore = vmRssKb(gh.pid);
+    const total = 50 * MB;
+    const piece = Buffer.alloc(MB, 0x61);
+    const result = await new Promise((resolve, reject) => {
+      const req = http.request(`${gh.url}/api/upload`, {
+        method: 'POST', agent: false, headers: { 'content-type': 'application/octet-stream' },
+      }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => { body += c; });
+        res.on('end', () => resolve({ status: res.statusCode, body }));
+      });
+      req.on('error', reject);
+      let sent = 0;
+      const pump = () => {
+        while (sent < total) {
+          sent += piece.length;
+          if (!req.write(piece)) {
+            req.once('drain', pump);
+            return;
+          }
+        }
+        req.end();
+      };
+      pump();
+    });
+    const rssAfter = vmRssKb(gh.pid);
+    assert.equal(result.status, 200, result.body);
+    const counted = JSON.parse(result.body);
+    assert.equal(counted.bytes, total);
+    assert.equal(counted.transferEncoding, 'chunked');
+    const grownMb = (rssAfter - rssBefore) / 1024;
+    assert.ok(grownMb < 25, `gateway RSS grew by ${grownMb.toFixed(1)} MB during a 50 MB upload (${rssBefore} → ${rssAfter} kB)`);
+    // With a Content-Length, the length is passed on as is.
+    const sized = await send(`${gh.url}/api/upload`, { method: 'POST', body: Buffer.alloc(3 * MB, 0x62) });
+    assert.deepEqual(json(sized), { bytes: 3 * MB, transferEncoding: null, contentLength: String(3 * MB) });
+  });
+
+  it('refuses an upload over PROXY_MAX_BODY_BYTES with 413', async () => {
+    const r = await new Promise((resolve, reject) => {
+      const req = http.request(`${gh.url}/api/upload`, {
+        method: 'POST', agent: false, headers: { 'content-length': String(61 * MB) },
+      }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode }));
+      });
+      req.on('error', (e) => (e.code === 'EPIPE' || e.code === 'ECONNRESET' ? resolve({ status: 'reset' }) : reject(e)));
+      req.write(Buffer.alloc(1024));
+    });
+    assert.equal(r.status, 413);
+  });
+
+  it('passes a WebSocket (socket.io) through in both directions, with the identity on the upgrade', async () => {
+    const token = await mintWebUiToken(SECRET, { id: ids.user });
+    const ws = new WebSocket(`${gh.url.replace('http:', 'ws:')}/ws/socket.io/?EIO=4&transport=websocket`, {
+      headers: { cookie: `token=${token}`, 'x-user-email': 'ceo@evil.test' },
+    });
+    const inbox = [];
+    const waiters = [];
+    ws.on('message', (data, isBinary) => {
+      inbox.push(isBinary ? data : data.toString());
+      while (waiters.length) waiters.shift()();
+    });
+    const next = async () => {
+      while (!inbox.length) await new Promise((resolve) => waiters.push(resolve));
+      return inbox.shift();
+    };
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    const hello = JSON.parse(await next());
+    assert.deepEqual(hello, { hello: true, user: 'chat.user@webui.test' });
+    ws.send('hello');
+    assert.equal(await next(), 'echo:hello');
+    const big = Buffer.alloc(300 * 1024, 7);
+    big[0] = 1;
+    ws.send(big);
+    const back = await next();
+    assert.ok(Buffer.isBuffer(back) && back.equals(big), 'binary message echoed intact');
+    for (let i = 0; i < 20; i += 1) ws.send(`m${i}`);
+    for (let i = 0; i < 20; i += 1) assert.equal(await next(), `echo:m${i}`);
+    const closed = new Promise((resolve) => ws.once('close', (code) => resolve(code)));
+    ws.close(1000, 'bye');
+    assert.equal(await closed, 1000);
+    const upgrade = webui.seen.filter((s) => s.upgrade).at(-1);
+    assert.equal(upgrade.headers['x-user-email'].toLowerCase(), 'chat.user@webui.test');
+    assert.equal(upgrade.headers.upgrade, 'websocket');
+  });
+});
+
+describe('reverse proxy: Open WebUI down', () => {
+  let gh;
+  before(async () => {
+    const port = await freePort();  // nothing listens here
+    gh = await startGatehouse({
+      env: { OPENWEBUI_URL: `http://127.0.0.1:${port}`, RATE_LIMIT_PER_IP: '6', PROXY_CONNECT_TIMEOUT_S: '2' },
+    });
+  });
+  after(async () => { await gh?.stop(); });
+
+  it('answers 502 at once: an HTML page for browsers, JSON otherwise; a log line', async () => {
+    let started = Date.now();
+    const page = await send(`${gh.url}/c/123`, { headers: { accept: 'text/html,application/xhtml+xml' } });
+    assert.ok(Date.now() - started < 3000, 'no hang');
+    assert.equal(page.status, 502);
+    assert.match(page.headers['content-type'], /^text\/html/);
+    assert.match(page.body, /Open WebUI is not reachable/);
+    started = Date.now();
+    const api = await send(`${gh.url}/api/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: '{"stream":true}',
+    });
+    assert.ok(Date.now() - started < 3000, 'no hang');
+    assert.equal(api.status, 502);
+    assert.deepEqual(json(api).error.code, 'bad_gateway');
+    assert.match(json(api).error.message, /Open WebUI is not reachable/);
+    assert.ok(gh.jsonLogs().some((l) => l.msg === 'Open WebUI is not reachable' && l.stage === 'connect'));
+  });
+
+  it('proxied requests count against the per-IP rate limit', async () => {
+    let limited = null;
+    for (let i = 0; i < 8 && !limited; i += 1) {
+      const r = await send(`${gh.url}/api/version`);
+      if (r.status === 429) limited = r;
+    }
+    assert.ok(limited, 'a 429 within the per-IP limit of 6');
+    assert.ok(Number(limited.headers['retry-after']) >= 1);
+  });
+});
+
+describe('reverse proxy: Open WebUI hangs', () => {
+  let gh;
+  let silent;
+  const sockets = new Set();
+  before(async () => {
+    // Accepts connections and never answers.
+    silent = net.createServer((socket) => { sockets.add(socket); socket.on('error', () => {}); socket.resume(); });
+    await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    gh = await startGatehouse({
+      env: { OPENWEBUI_URL: `http://127.0.0.1:${silent.address().port}`, PROXY_READ_TIMEOUT_S: '1' },
+    });
+  });
+  after(async () => {
+    await gh?.stop();
+    for (const s of sockets) s.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  });
+
+  it('answers 504 after PROXY_READ_TIMEOUT_S', async () => {
+    const started = Date.now();
+    const r = await send(`${gh.url}/api/models`);
+    const took = Date.now() - started;
+    assert.equal(r.status, 504, r.body);
+    assert.equal(json(r).error.code, 'gateway_timeout');
+    assert.ok(took >= 900 && took < 4000, `answered after ${took} ms`);
+  });
+
+  it('a client that leaves closes the upstream connection', async () => {
+    const before = sockets.size;
+    const req = http.get(`${gh.url}/api/chat/stream`, { agent: false });
+    req.on('error', () => {});
+    await new Promise((resolve, reject) => {
+      const deadline = Date.now() + 3000;
+      const poll = () => {
+        if (sockets.size > before) resolve();
+        else if (Date.now() > deadline) reject(new Error('the upstream saw no connection'));
+        else setTimeout(poll, 20);
+      };
+      poll();
+    });
+    const upstream = [...sockets].at(-1);
+    const closed = new Promise((resolve) => upstream.once('close', resolve));
+    req.destroy();
+    const started = Date.now();
+    await closed;
+    assert.ok(Date.now() - started < 900, 'closed at once, not at the read timeout');
+  });
+});
+
+describe('proxy settings', () => {
+  it('a bad OPENWEBUI_URL or timeout fails at start, naming the setting', () => {
+    for (const [name, value] of [['OPENWEBUI_URL', 'ftp://webui:8080'], ['OPENWEBUI_URL', 'webui:8080'],
+      ['PROXY_READ_TIMEOUT_S', '0'], ['PROXY_CONNECT_TIMEOUT_S', 'soon'], ['PROXY_MAX_BODY_BYTES', '-1']]) {
+      const r = checkConfig({ servers: {}, env: { OPENWEBUI_URL: 'http://127.0.0.1:9', [name]: value } });
+      assert.notEqual(r.code, 0, `${name}=${value} accepted`);
+      assert.match(`${r.stdout}${r.stderr}`, new RegExp(name), `${name}=${value}: ${r.stderr}`);
+    }
+    assert.equal(checkConfig({ servers: {}, env: { OPENWEBUI_URL: 'https://chat.example.com/' } }).code, 0);
+  });
+
+  it('without OPENWEBUI_URL unknown paths answer 404 as before', async (t) => {
+    const gh = await startGatehouse({ t });
+    const r = await send(`${gh.url}/api/v1/chats`);
+    assert.equal(r.status, 404);
+    assert.equal(json(r).error.code, 'not_found');
+  });
+});
