@@ -23,10 +23,6 @@ using store::StoreError;
 
 namespace {
 
-int64_t now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 json::value time_or_null(int64_t t) { return t ? json::value(t) : json::value(nullptr); }
 
 json::object user_json(const store::User& u, const std::vector<std::string>& groups) {
@@ -106,7 +102,7 @@ struct Call {
   }
   void audit(std::string action, std::string target, json::object details) {
     store::AuditEntry e;
-    e.timestamp = now_s();
+    e.timestamp = unix_now();
     e.actor = actor;
     e.action = std::move(action);
     e.target = std::move(target);
@@ -164,7 +160,7 @@ struct Call {
       if (auto* nm = field(body, "name"); nm && nm->is_string()) u.name = std::string(nm->as_string());
       if (auto* a = field(body, "is_admin"); a && a->is_bool()) u.is_admin = a->as_bool();
       u.source = "admin";
-      u.created_at = now_s();
+      u.created_at = unix_now();
       if (!st.create_user(u)) return error_reply(409, "conflict", "A user with this email already exists");
       audit("user.create", u.email, {{"after", user_json(u, {})}});
       return ok(201, user_json(u, {}));
@@ -226,7 +222,7 @@ struct Call {
       store::Group g;
       g.name = std::string(n->as_string());
       if (auto r = apply_group_fields(g); r.status) return r;
-      g.created_at = now_s();
+      g.created_at = unix_now();
       if (!st.create_group(g)) return error_reply(409, "conflict", "A group named " + g.name + " already exists");
       audit("group.create", g.name, {{"after", group_json(g)}});
       return ok(201, group_json(g));
@@ -309,7 +305,7 @@ struct Call {
           store::User u;
           u.email = email;
           u.source = "admin";
-          u.created_at = now_s();
+          u.created_at = unix_now();
           st.create_user(u);
         }
         if (st.add_member(name, email, "manual")) added.emplace_back(email);
@@ -330,7 +326,7 @@ struct Call {
         store::User u;
         u.email = email;
         u.source = "admin";
-        u.created_at = now_s();
+        u.created_at = unix_now();
         st.create_user(u);
       }
       bool added = st.add_member(name, email, "manual");
@@ -360,11 +356,11 @@ struct Call {
       if (auto* n = field(body, "name"); n && n->is_string()) name = std::string(n->as_string());
       int64_t expires = 0;
       if (auto* x = field(body, "expires_at"); x && !x->is_null()) {
-        if (!x->is_int64() || x->as_int64() <= now_s())
+        if (!x->is_int64() || x->as_int64() <= unix_now())
           return error_reply(400, "invalid_request", "expires_at must be a future Unix time in seconds");
         expires = x->as_int64();
       }
-      auto k = auth::make_api_key(email, name, expires, now_s());
+      auto k = auth::make_api_key(email, name, expires, unix_now());
       st.create_api_key(k.record);
       audit("apikey.create", email, {{"after", auth::api_key_json(k.record)}});
       auto out = auth::api_key_json(k.record);
@@ -380,7 +376,7 @@ struct Call {
     if (verb == bhttp::verb::get) return ok(200, auth::api_key_json(*k));
     if (verb == bhttp::verb::delete_) {
       if (k->revoked_at) return error_reply(409, "conflict", "This key is already revoked");
-      st.revoke_api_key(id, now_s());
+      st.revoke_api_key(id, unix_now());
       audit("apikey.revoke", k->user_email, {{"before", auth::api_key_json(*k)}});
       return Reply{204, ""};
     }
@@ -418,7 +414,7 @@ struct Call {
       store::Grant g;
       g.group = group;
       g.server = server;
-      g.updated_at = now_s();
+      g.updated_at = unix_now();
       std::string why;
       auto* t = field(body, "tools");
       if (t && !policy::parse_tools_json(json::serialize(*t), g.tools_mode, g.tools, &why))
@@ -503,7 +499,7 @@ struct Call {
       k.slot = slot;
       k.key_id = box->key_id();
       k.ciphertext = box->seal(v->as_string(), auth::SecretBox::row_aad(group, server, slot));
-      k.updated_at = now_s();
+      k.updated_at = unix_now();
       st.put_tenant_key(k);
       auto shown = key_json(k);
       // The audit log keeps the mask only, never the value.
@@ -549,7 +545,7 @@ struct Call {
       if (!u || !u->is_string()) return error_reply(400, "invalid_request", "url is required");
       if (auto why = check_endpoint_url(u->as_string(), settings->allow_private_endpoints); !why.empty())
         return error_reply(400, "invalid_url", why);
-      store::TenantEndpoint e{group, server, std::string(u->as_string()), now_s()};
+      store::TenantEndpoint e{group, server, std::string(u->as_string()), unix_now()};
       st.put_tenant_endpoint(e);
       json::object details{{"after", endpoint_json(e)}};
       if (it != rows.end()) details["before"] = endpoint_json(*it);
@@ -569,7 +565,7 @@ struct Call {
     if (verb != bhttp::verb::get) return bad_method();
     store::AnalyticsQuery aq;
     int64_t v = 0;
-    aq.until = now_s();
+    aq.until = unix_now();
     aq.since = aq.until - 86400;
     if (auto s = q("since"); !s.empty()) {
       if (!parse_int(s, v)) return error_reply(400, "invalid_request", "since must be a Unix time");

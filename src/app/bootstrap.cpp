@@ -11,13 +11,9 @@
 #include "auth/principal.hpp"
 #include "core/log.hpp"
 
-namespace gh::app {
+#include "core/util.hpp"
 
-namespace {
-int64_t now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-}  // namespace
+namespace gh::app {
 
 std::unique_ptr<store::Store> open_store(const Settings& settings) {
   auto store = store::Store::open(settings.database_url);
@@ -38,18 +34,18 @@ std::optional<Bootstrap> bootstrap_admin(store::Store& store, const Settings& se
   u.name = "Administrator";
   u.source = "bootstrap";
   u.is_admin = true;
-  u.created_at = now_s();
+  u.created_at = unix_now();
   if (!store.create_user(u)) return std::nullopt;
   store::Group g;
   g.name = std::string(auth::kAdminGroup);
   g.description = "Administrators: see and manage everything";
   g.priority = 1000;
-  g.created_at = now_s();
+  g.created_at = unix_now();
   store.create_group(g);
   store.add_member(g.name, email, "manual");
-  auto key = auth::make_api_key(email, "bootstrap admin key", 0, now_s());
+  auto key = auth::make_api_key(email, "bootstrap admin key", 0, unix_now());
   store.create_api_key(key.record);
-  store.append_audit({0, now_s(), "system", "bootstrap", email,
+  store.append_audit({0, unix_now(), "system", "bootstrap", email,
                       boost::json::serialize(boost::json::object{{"after", auth::api_key_json(key.record)}})});
   store.notify_changed();
   log::info("bootstrap admin created", {{"email", email}, {"api_key_prefix", key.record.prefix}});

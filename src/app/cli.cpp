@@ -13,15 +13,13 @@
 #include "auth/principal.hpp"
 #include "auth/secrets.hpp"
 
+#include "core/util.hpp"
+
 namespace gh::app {
 
 namespace json = boost::json;
 
 namespace {
-
-int64_t now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // "--name value" options and positional arguments.
 struct Args {
@@ -54,7 +52,7 @@ Args parse(const std::vector<std::string>& in, const std::vector<std::string>& f
 }
 
 void audit(store::Store& st, std::string action, std::string target, json::object details) {
-  st.append_audit({0, now_s(), "cli", std::move(action), std::move(target), json::serialize(details)});
+  st.append_audit({0, unix_now(), "cli", std::move(action), std::move(target), json::serialize(details)});
   st.notify_changed();
 }
 
@@ -75,7 +73,7 @@ store::User ensure_user(store::Store& st, const std::string& email) {
   store::User u;
   u.email = email;
   u.source = "cli";
-  u.created_at = now_s();
+  u.created_at = unix_now();
   st.create_user(u);
   audit(st, "user.create", email, {{"after", json::object{{"email", email}, {"source", "cli"}}}});
   return *st.get_user(email);
@@ -93,8 +91,8 @@ int apikey(store::Store& st, const Args& a) {
       audit(st, "user.update", email, {{"after", json::object{{"is_admin", true}}}});
     }
     int64_t expires = 0;
-    if (auto d = a.opt("expires-days"); !d.empty()) expires = now_s() + std::stoll(d) * 86400;
-    auto k = auth::make_api_key(email, a.opt("name", "cli"), expires, now_s());
+    if (auto d = a.opt("expires-days"); !d.empty()) expires = unix_now() + std::stoll(d) * 86400;
+    auto k = auth::make_api_key(email, a.opt("name", "cli"), expires, unix_now());
     st.create_api_key(k.record);
     audit(st, "apikey.create", email, {{"after", auth::api_key_json(k.record)}});
     std::fprintf(stderr, "API key %s for %s%s (shown once):\n", k.record.id.c_str(), email.c_str(),
@@ -105,13 +103,13 @@ int apikey(store::Store& st, const Args& a) {
   if (sub == "list") {
     for (auto& k : st.list_api_keys(auth::normalize_email(a.opt("user"))))
       std::printf("%-18s %-12s %-36s %-16s %s\n", k.id.c_str(), k.prefix.c_str(), k.user_email.c_str(), k.name.c_str(),
-                  k.revoked_at ? "revoked" : (k.expires_at && k.expires_at <= now_s()) ? "expired" : "active");
+                  k.revoked_at ? "revoked" : (k.expires_at && k.expires_at <= unix_now()) ? "expired" : "active");
     return 0;
   }
   if (sub == "revoke" && a.positional.size() == 2) {
     auto k = st.get_api_key(a.positional[1]);
     if (!k) return fail("no API key " + a.positional[1]);
-    if (!st.revoke_api_key(k->id, now_s())) return fail("API key " + k->id + " is already revoked");
+    if (!st.revoke_api_key(k->id, unix_now())) return fail("API key " + k->id + " is already revoked");
     audit(st, "apikey.revoke", k->user_email, {{"before", auth::api_key_json(*k)}});
     std::printf("revoked %s\n", k->id.c_str());
     return 0;
@@ -180,7 +178,7 @@ int groups(store::Store& st, const Args& a) {
     g.description = a.opt("description");
     g.priority = std::stoi(a.opt("priority", "0"));
     g.is_tenant = a.has("tenant");
-    g.created_at = now_s();
+    g.created_at = unix_now();
     if (!st.create_group(g)) return fail("group exists: " + name);
     audit(st, "group.create", name, {{"after", json::object{{"name", name}, {"priority", g.priority}, {"is_tenant", g.is_tenant}}}});
     std::printf("created %s\n", name.c_str());
@@ -245,7 +243,7 @@ int grants(store::Store& st, const Args& a) {
     store::Grant g;
     g.group = group;
     g.server = server;
-    g.updated_at = now_s();
+    g.updated_at = unix_now();
     auto list = [](const std::string& csv) {
       std::vector<std::string> out;
       std::string cur;
@@ -305,7 +303,7 @@ int keys(store::Store& st, const Args& a, const Settings& settings) {
     if (!st.get_group(k.group)) return fail("no group " + k.group);
     k.key_id = box->key_id();
     k.ciphertext = box->seal(value, auth::SecretBox::row_aad(k.group, k.server, k.slot));
-    k.updated_at = now_s();
+    k.updated_at = unix_now();
     st.put_tenant_key(k);
     audit(st, "tenant_key.replace", k.group,
           {{"after", json::object{{"server", k.server}, {"slot", k.slot}, {"value", auth::SecretBox::mask(value)}}}});
@@ -357,7 +355,7 @@ int endpoints(store::Store& st, const Args& a, const Settings& settings) {
     if (auto why = admin::check_endpoint_url(a.positional[3], settings.allow_private_endpoints); !why.empty())
       return fail(why);
     if (!st.get_group(a.positional[1])) return fail("no group " + a.positional[1]);
-    st.put_tenant_endpoint({a.positional[1], a.positional[2], a.positional[3], now_s()});
+    st.put_tenant_endpoint({a.positional[1], a.positional[2], a.positional[3], unix_now()});
     audit(st, "endpoint.update", a.positional[1],
           {{"after", json::object{{"server", a.positional[2]}, {"url", a.positional[3]}}}});
     return 0;

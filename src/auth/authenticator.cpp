@@ -20,10 +20,6 @@ namespace bhttp = boost::beast::http;
 
 namespace {
 
-int64_t now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 std::string claim_string(const json::object& o, std::string_view key) {
   auto it = o.find(key);
   return it != o.end() && it->value().is_string() ? std::string(it->value().as_string()) : std::string();
@@ -217,7 +213,7 @@ struct Authenticator::Impl {
       u.name = name;
       u.subject = subject;
       u.source = source;
-      u.created_at = u.last_seen_at = now_s();
+      u.created_at = u.last_seen_at = unix_now();
       if (!store.create_user(u)) {
         // Another instance created it meanwhile: use what is stored.
         auto stored = store.get_user(email);
@@ -303,7 +299,7 @@ struct Authenticator::Impl {
         }
       }
     }
-    if (!c.expires) c.expires = now_s() + 30;  // refusals are remembered briefly (no signature work per retry)
+    if (!c.expires) c.expires = unix_now() + 30;  // refusals are remembered briefly (no signature work per retry)
     // ...except those the provider can cure (a rotated key not fetched yet, discovery down): no crypto was spent.
     if (!(c.status && (c.reason.find("no key with kid") != std::string::npos ||
                        c.reason.find("metadata not loaded") != std::string::npos)))
@@ -321,7 +317,7 @@ struct Authenticator::Impl {
     } else {
       ClaimRules rules;
       rules.require_exp = false;  // Open WebUI omits exp when JWT_EXPIRES_IN=-1
-      rules.now = now_s();
+      rules.now = unix_now();
       rules.leeway_s = settings.oidc_leeway_s;
       auto id = claim_string(jwt->claims, "id");
       if (!check_claims(jwt->claims, rules, &reason)) {
@@ -343,7 +339,7 @@ struct Authenticator::Impl {
       }
     }
     // Tokens without exp are re-verified now and then, so that a role change in Open WebUI is seen.
-    if (!c.expires || c.expires > now_s() + settings.openwebui_cache_s) c.expires = now_s() + std::max(settings.openwebui_cache_s, 1);
+    if (!c.expires || c.expires > unix_now() + settings.openwebui_cache_s) c.expires = unix_now() + std::max(settings.openwebui_cache_s, 1);
     put(token, c);
     co_return resolve(c);
   }
@@ -368,7 +364,7 @@ struct Authenticator::Impl {
     if (!directory.user(email)) co_await find_or_create(email, user->name, "openwebui:" + id, "openwebui");
     WebUiUser w;
     w.user = std::move(*user);
-    w.fetched = now_s();
+    w.fetched = unix_now();
     webui_users.insert_or_assign(id, std::move(w));
     co_return AuthResult{};
   }
@@ -378,7 +374,7 @@ struct Authenticator::Impl {
     auto snap = directory.current();
     auto* key = snap->api_key_by_hash(hash);
     if (!key) return unauthorized("unknown API key " + std::string(token.substr(0, 11)) + "…");
-    auto now = now_s();
+    auto now = unix_now();
     if (key->revoked_at) return unauthorized("API key " + key->id + " was revoked");
     if (key->expires_at && now >= key->expires_at) return unauthorized("API key " + key->id + " expired");
     Cached c;
@@ -414,7 +410,7 @@ std::optional<json::object> Authenticator::verify_own(std::string_view token, st
   auto jwt = parse_jwt(token, reason);
   if (!jwt || !verify_hs256(*jwt, impl_->secret, reason)) return std::nullopt;
   ClaimRules rules;
-  rules.now = now_s();
+  rules.now = unix_now();
   rules.leeway_s = 0;
   if (!check_claims(jwt->claims, rules, reason)) return std::nullopt;
   if (claim_string(jwt->claims, "typ") != typ) {
@@ -434,7 +430,7 @@ AuthResult Authenticator::principal_for_api_key(std::string_view key) {
 }
 
 std::string Authenticator::issue_session(const Principal& p) const {
-  auto now = now_s();
+  auto now = unix_now();
   return sign({{"typ", "session"}, {"sub", p.email()}, {"ra", p.role_admin}, {"iat", now},
                {"exp", now + impl_->settings.session_lifetime_s}, {"sid", random_token(12)}});
 }
@@ -501,7 +497,7 @@ net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req,
 
   if (auto it = im.cache.find(token); it != im.cache.end()) {
     bool stale = it->second.method == AuthMethod::oidc && im.oidc && it->second.key_generation != im.oidc->key_generation();
-    if (it->second.expires > now_s() && !stale) co_return im.resolve(it->second);
+    if (it->second.expires > unix_now() && !stale) co_return im.resolve(it->second);
     im.cache.erase(it);
   }
 
@@ -512,7 +508,7 @@ net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req,
     if (!claims) {
       c.status = 401;
       c.reason = "session cookie refused: " + reason;
-      c.expires = now_s() + 30;
+      c.expires = unix_now() + 30;
     } else {
       c.method = AuthMethod::session;
       c.key = claim_string(*claims, "sub");
@@ -534,7 +530,7 @@ net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req,
     Impl::Cached c;
     c.status = 401;
     c.reason = r.reason;
-    c.expires = now_s() + 30;
+    c.expires = unix_now() + 30;
     im.put(token, c);
     co_return r;
   }
@@ -565,7 +561,7 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
       conflict = "email " + email + " belongs to another identity (" + u->subject + ")";
       return nullptr;
     }
-    auto now = now_s();
+    auto now = unix_now();
     if (!u) {
       store::User n;
       n.email = email;

@@ -21,10 +21,6 @@ namespace bhttp = boost::beast::http;
 
 namespace {
 
-int64_t now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 std::string enc(std::string_view s) { return boost::urls::encode(s, boost::urls::unreserved_chars); }
 
 std::string html_escape(std::string_view s) {
@@ -229,7 +225,7 @@ net::awaitable<void> Routes::login(http::Exchange& ex) {
   claims["nn"] = nonce;
   claims["cv"] = verifier;
   claims["rt"] = safe_return(q["return_to"]);
-  claims["exp"] = now_s() + 600;
+  claims["exp"] = unix_now() + 600;
   auto login_state = auth_.sign(std::move(claims));
   std::string url = oidc_->authorization_endpoint();
   url += url.find('?') == std::string::npos ? '?' : '&';
@@ -319,15 +315,15 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
       std::string name = o.contains("name") && o.at("name").is_string() ? std::string(o.at("name").as_string()) : "";
       int64_t expires = 0;
       if (auto it = o.find("expires_at"); it != o.end() && !it->value().is_null()) {
-        if (!it->value().is_int64() || it->value().as_int64() <= now_s())
+        if (!it->value().is_int64() || it->value().as_int64() <= unix_now())
           r = admin::error_reply(400, "invalid_request", "expires_at must be a future Unix time in seconds");
         else expires = it->value().as_int64();
       }
       if (!r.status || r.status == 200) {
         auto job = [&] {
-          auto k = make_api_key(email, name, expires, now_s());
+          auto k = make_api_key(email, name, expires, unix_now());
           store_.create_api_key(k.record);
-          store_.append_audit({0, now_s(), email, "apikey.create", email, json::serialize(json::object{{"after", api_key_json(k.record)}})});
+          store_.append_audit({0, unix_now(), email, "apikey.create", email, json::serialize(json::object{{"after", api_key_json(k.record)}})});
           auto out = api_key_json(k.record);
           out["key"] = k.secret;
           return admin::Reply{201, json::serialize(out)};
@@ -342,8 +338,8 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
       auto k = store_.get_api_key(id);
       if (!k || k->user_email != email) return admin::error_reply(404, "not_found", "No such API key of yours");
       if (k->revoked_at) return admin::error_reply(409, "conflict", "This key is already revoked");
-      store_.revoke_api_key(id, now_s());
-      store_.append_audit({0, now_s(), email, "apikey.revoke", email, json::serialize(json::object{{"before", api_key_json(*k)}})});
+      store_.revoke_api_key(id, unix_now());
+      store_.append_audit({0, unix_now(), email, "apikey.revoke", email, json::serialize(json::object{{"before", api_key_json(*k)}})});
       return admin::Reply{204, ""};
     };
     r = co_await pool_.run(std::move(job));

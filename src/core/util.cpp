@@ -1,5 +1,7 @@
 #include "core/util.hpp"
 
+#include <chrono>
+
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <openssl/rand.h>
@@ -116,6 +118,10 @@ bool header_has_token(std::string_view header, std::string_view token) {
     header.remove_prefix(comma + 1);
   }
   return false;
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace gh

@@ -15,6 +15,9 @@ namespace gh {
 // makes one allocation instead of one per key, string and container.
 boost::json::value parse_json(std::string_view text, boost::system::error_code& ec);
 
+// Wall-clock Unix time in whole seconds (what the store and tokens keep).
+int64_t unix_now();
+
 // Cryptographically random bytes as lowercase hex (2 * bytes characters).
 std::string random_hex(std::size_t bytes);
 
