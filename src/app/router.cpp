@@ -333,9 +333,13 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
                : path == "/gateway/stats" ? "stats"
                : auth::Routes::owns(path) ? "auth"
                                           : "not_found";
-  if (ex.wire() && p_.proxy) note.route = "proxy";
-  if (!co_await admit(ex, auth, note, mcp_route)) co_return;
-  if (ex.wire() && p_.proxy) {
+  bool proxied = ex.wire() && p_.proxy;
+  if (proxied) note.route = "proxy";
+  // The chat UI loads dozens of files per page: a signed-in user's proxied requests are not counted against
+  // the per-user API limit unless RATE_LIMIT_PROXY=true (anonymous ones are, per IP).
+  bool counted = !proxied || p_.settings.rate_limit_proxy || !auth.principal.authenticated();
+  if (counted && !co_await admit(ex, auth, note, mcp_route)) co_return;
+  if (proxied) {
     co_await proxy(ex, auth);
     co_return;
   }

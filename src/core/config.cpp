@@ -389,6 +389,7 @@ void load_identity_settings(const Environment& env, Settings& s) {
       throw ConfigError("RATE_LIMIT_GROUPS", "must be Group=N pairs separated by commas (got \"" + item + "\")");
     s.rate_limit_groups[item.substr(0, eq)] = n;
   }
+  s.rate_limit_proxy = parse_bool(env, "RATE_LIMIT_PROXY", false);
   s.redis_url = get(env, "REDIS_URL", "");
   if (!s.redis_url.empty() && !s.redis_url.starts_with("redis://"))
     throw ConfigError("REDIS_URL", "must be redis://[:password@]host[:port][/db]");

@@ -112,6 +112,7 @@ struct Settings {
   int64_t rate_limit_per_ip = 1000;      // per client IP, for requests without a user
   int64_t rate_limit_burst = 0;          // 0 = the per-minute value
   std::map<std::string, int64_t> rate_limit_groups;  // RATE_LIMIT_GROUPS="Group=N,…": a member's limit (highest wins)
+  bool rate_limit_proxy = false;         // RATE_LIMIT_PROXY: count signed-in users' reverse-proxied requests too
   std::string redis_url;                 // REDIS_URL: one limit shared by every instance
   bool analytics_enabled = true;         // ENABLE_API_ANALYTICS
   int analytics_retention_days = 90;     // ANALYTICS_RETENTION_DAYS (0 = keep)

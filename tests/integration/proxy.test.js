@@ -461,3 +461,28 @@ describe('proxy settings', () => {
     assert.equal(json(r).error.code, 'not_found');
   });
 });
+
+describe('reverse proxy: rate limits for signed-in users', () => {
+  let webui;
+  before(async () => { webui = await startFakeWebUi(); });
+  after(async () => { await webui?.stop(); });
+
+  for (const counted of [false, true]) {
+    it(`a signed-in user's proxied requests ${counted ? 'count (RATE_LIMIT_PROXY=true)' : 'do not count against the per-user limit'}`, async (t) => {
+      const gh = await startGatehouse({
+        t,
+        env: { OPENWEBUI_URL: webui.url, RATE_LIMIT_PER_MINUTE: '5', ...(counted ? { RATE_LIMIT_PROXY: 'true' } : {}) },
+      });
+      const statuses = [];
+      for (let i = 0; i < 12; i += 1) {
+        statuses.push((await send(`${gh.url}/api/version`, { headers: { authorization: `Bearer ${gh.adminKey}` } })).status);
+      }
+      if (counted) assert.ok(statuses.includes(429), `expected a 429 after 5 requests: ${statuses}`);
+      else assert.deepEqual(statuses, Array(12).fill(200));
+      // The MCP/API routes stay limited either way.
+      const api = [];
+      for (let i = 0; i < 8; i += 1) api.push((await send(`${gh.url}/servers`, { headers: { authorization: `Bearer ${gh.adminKey}` } })).status);
+      assert.ok(api.includes(429), `the per-user API limit still applies: ${api}`);
+    });
+  }
+});
