@@ -42,21 +42,21 @@ std::vector<std::pair<std::string, std::string>> identity_headers(const auth::Id
   return h;
 }
 
-mcp::Caller make_caller(const auth::Principal& principal, std::shared_ptr<const auth::Snapshot> snap,
-                        const Settings& settings) {
+mcp::Caller make_caller(const auth::Principal& principal, const auth::Directory& directory, const Settings& settings) {
+  const auth::Directory* dir = &directory;
   mcp::Caller c;
   auto id = principal.identity;
   bool admin = principal.is_admin();
   c.owner = id ? id->email : std::string();
   // The groups that decide: the user's, or for an anonymous caller the built-in `anonymous` group.
   const std::vector<std::string>* groups = id ? &id->groups : &anonymous_groups();
-  c.may_use = [snap, id, groups, admin](const ServerConfig& s) {
-    return policy::decide(snap->grants(), *groups, admin, s.id);
+  c.may_use = [dir, id, groups, admin](const ServerConfig& s) {
+    return policy::decide(dir->current()->grants(), *groups, admin, s.id);
   };
-  c.may_call = [snap, id, groups, admin](const ServerConfig& s, std::string_view tool) {
-    return policy::decide(snap->grants(), *groups, admin, s.id, tool);
+  c.may_call = [dir, id, groups, admin](const ServerConfig& s, std::string_view tool) {
+    return policy::decide(dir->current()->grants(), *groups, admin, s.id, tool);
   };
-  c.route = [snap, id, groups](const ServerConfig& s) { return snap->route(*groups, s); };
+  c.route = [dir, id, groups](const ServerConfig& s) { return dir->current()->route(*groups, s); };
   if (id)
     c.identity_headers = [id, admin, &settings](const ServerConfig& s) { return identity_headers(*id, admin, s.id, settings); };
   c.no_access_hint = id ? "You (" + id->email + ") have no MCP servers yet. Ask a Gatehouse administrator to add you to "

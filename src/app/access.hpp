@@ -12,8 +12,9 @@
 namespace gh::app {
 
 // `principal` may be unauthenticated: then the caller is anonymous (the `anonymous` group's grants).
-mcp::Caller make_caller(const auth::Principal& principal, std::shared_ptr<const auth::Snapshot> snapshot,
-                        const Settings& settings);
+// The rights are read from the directory's current snapshot whenever asked, so a session kept open for hours
+// never pins an old snapshot in memory.
+mcp::Caller make_caller(const auth::Principal& principal, const auth::Directory& directory, const Settings& settings);
 
 // The headers an upstream with forwardIdentity receives (X-User-*, X-Gateway-Validated, and when
 // UPSTREAM_IDENTITY_SECRET is set a signed X-Gateway-Token it can verify).

@@ -407,7 +407,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
       co_return;
     }
   }
-  auto caller = make_caller(auth.principal, directory.current(), settings);
+  auto caller = make_caller(auth.principal, directory, settings);
   if (path == "/servers") {
     auto listed = hub.servers_json(caller.may_use);
     if (listed["servers"].as_array().empty()) listed["message"] = caller.no_access_hint;
