@@ -41,6 +41,14 @@ json::object group_json(const store::Group& g) {
 
 Reply ok(int status, const json::value& v) { return Reply{status, json::serialize(v)}; }
 
+// {"items": [...]} of rows turned into JSON by `to_json`.
+template <class Rows, class ToJson>
+Reply items_reply(const Rows& rows, ToJson to_json) {
+  json::array items;
+  for (auto& r : rows) items.push_back(to_json(r));
+  return ok(200, json::object{{"items", std::move(items)}});
+}
+
 // Paging from ?page=&per_page= (1-based pages, per_page capped).
 struct Paging {
   int64_t page = 1, per_page = 50;
@@ -343,9 +351,7 @@ struct Call {
 
   Reply apikeys() {
     if (verb == bhttp::verb::get) {
-      json::array items;
-      for (auto& k : st.list_api_keys(auth::normalize_email(q("user")))) items.push_back(auth::api_key_json(k));
-      return ok(200, json::object{{"items", std::move(items)}});
+      return items_reply(st.list_api_keys(auth::normalize_email(q("user"))), auth::api_key_json);
     }
     if (verb == bhttp::verb::post) {
       auto* e = field(body, "user_email");
@@ -396,9 +402,7 @@ struct Call {
   Reply grants(const std::string& group) {
     if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
     if (verb != bhttp::verb::get) return bad_method();
-    json::array items;
-    for (auto& g : st.list_grants(group)) items.push_back(grant_json(g));
-    return ok(200, json::object{{"items", std::move(items)}});
+    return items_reply(st.list_grants(group), grant_json);
   }
   Reply grant(const std::string& group, const std::string& server) {
     if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
@@ -468,9 +472,7 @@ struct Call {
   Reply keys(const std::string& group) {
     if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
     if (verb != bhttp::verb::get) return bad_method();
-    json::array items;
-    for (auto& k : st.list_tenant_keys(group)) items.push_back(key_json(k));
-    return ok(200, json::object{{"items", std::move(items)}});
+    return items_reply(st.list_tenant_keys(group), [this](auto& k) { return key_json(k); });
   }
   Reply key(const std::string& group, const std::string& server, const std::string& slot) {
     if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
@@ -523,9 +525,7 @@ struct Call {
   Reply endpoints(const std::string& group) {
     if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);
     if (verb != bhttp::verb::get) return bad_method();
-    json::array items;
-    for (auto& e : st.list_tenant_endpoints(group)) items.push_back(endpoint_json(e));
-    return ok(200, json::object{{"items", std::move(items)}});
+    return items_reply(st.list_tenant_endpoints(group), endpoint_json);
   }
   Reply endpoint(const std::string& group, const std::string& server) {
     if (!st.get_group(group)) return error_reply(404, "not_found", "No group " + group);

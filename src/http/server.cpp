@@ -228,6 +228,11 @@ net::awaitable<bool> Server::serve_raw(Stream& stream, beast::flat_buffer& buffe
   Wire wire{stream, buffer, parser};
   wire.body_done = parser.is_done();
   Exchange ex(stream, req, id_prefix_ + "-" + std::to_string(++next_id_), client_ip, limits_, &wire);
+  bool close = co_await run_exchange(ex);
+  co_return !(close || !wire.body_done || wire.upgraded || stream.timed_out());
+}
+
+net::awaitable<bool> Server::run_exchange(Exchange& ex) {
   if (draining_) ex.close_after();
   try {
     co_await handler_(ex);
@@ -235,11 +240,10 @@ net::awaitable<bool> Server::serve_raw(Stream& stream, beast::flat_buffer& buffe
     log::error("handler failed", {{"request_id", ex.request_id}, {"error", e.what()}});
   }
   if (!ex.responded())
-    co_await ex.send(error_response(req.version(), bhttp::status::internal_server_error,
+    co_await ex.send(error_response(ex.req.version(), bhttp::status::internal_server_error,
                                     jsonrpc::code::internal_error, "Internal error"));
   if (ex.streaming()) co_await ex.end_stream();
-  co_return !(ex.close_requested() || !req.keep_alive() || draining_ || !wire.body_done || wire.upgraded ||
-              stream.timed_out());
+  co_return ex.close_requested() || !ex.req.keep_alive() || draining_;
 }
 
 net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
@@ -336,17 +340,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
     bool close = false;
     {
       Exchange ex(stream, req, std::move(rid), client_ip, limits_);
-      if (draining_) ex.close_after();
-      try {
-        co_await handler_(ex);
-      } catch (const std::exception& e) {
-        log::error("handler failed", {{"request_id", ex.request_id}, {"error", e.what()}});
-      }
-      if (!ex.responded())
-        co_await ex.send(error_response(req.version(), bhttp::status::internal_server_error,
-                                        jsonrpc::code::internal_error, "Internal error"));
-      if (ex.streaming()) co_await ex.end_stream();
-      close = ex.close_requested() || !req.keep_alive() || draining_;
+      close = co_await run_exchange(ex);
     }
     if (close) break;
   }

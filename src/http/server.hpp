@@ -135,6 +135,9 @@ class Server {
   net::awaitable<void> accept_loop();
   net::awaitable<void> watchdog();
   net::awaitable<void> serve(net::ip::tcp::socket socket);
+  // Runs the handler for one exchange and makes sure an answer went out; returns whether the connection
+  // must close afterwards.
+  net::awaitable<bool> run_exchange(Exchange& ex);
   // One raw-route exchange; returns whether the connection can carry another request.
   net::awaitable<bool> serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
                                  const std::string& client_ip);
