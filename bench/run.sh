@@ -20,6 +20,7 @@
 #   BENCH_SECONDS   measured seconds per row            (default 10; quick: 3)
 #   BENCH_WARMUP    warm-up seconds per row             (default 2)
 #   BENCH_CONNS     connection counts                   (default "1 32")
+#   BENCH_ROUNDS    runs of every row, interleaved      (default 3; summaries use the median run)
 #   BENCH_TIMEOUT   wrk per-request timeout             (default 10s)
 #   BENCH_SESSIONS  idle sessions for the memory test   (default 10000; 0 = skip)
 #   BENCH_SESSIONS_PATH  endpoint for those sessions    (default /mcp/fast)
@@ -38,6 +39,7 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_CONNS=${BENCH_CONNS:-"1 32"}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_THREADS=1
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-10s}
 BENCH_SESSIONS=${BENCH_SESSIONS:-10000}
@@ -397,6 +399,13 @@ metric() { # base_url name
 }
 now_s() { date +%s.%N; }
 
+cpu_us() { # cpu% rps -> CPU microseconds per request
+  awk -v c="$1" -v r="$2" 'BEGIN { if (c ~ /^[0-9.]+$/ && r > 0) printf "%.1f", c / 100 * 1e6 / r; else print "—" }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a ~ /^[0-9.]+$/) printf "%.2f×", a / b; else print "—" }'; }
+# The median of a space-separated list of numbers ("—" entries ignored); "" for none.
+median() { tr ' ' '\n' <<<"$1" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+ROUND_TAG=""
 declare -A RES_RPS RES_P99 RES_P50 RES_ERR RES_CPU RES_AW RES_AW_NOTE
 run_row() { # scen system url conns rss_pid(or "") [authorization header value] [gatehouse base URL: analytics rates]
   local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-} authz=${6:-} mbase=${7:-}
@@ -438,8 +447,8 @@ run_row() { # scen system url conns rss_pid(or "") [authorization header value] 
       sleep 0.1
     done
     if [[ -n $aw0 && -n $aw1 ]]; then
-      RES_AW["$scen|$system|$conns"]=$(awk -v a="$aw0" -v b="$aw1" -v s="$at0" -v t="$at1" 'BEGIN { printf "%.0f", (b - a) / (t - s) }')
-      RES_AW_NOTE["$scen|$system|$conns"]="$(awk -v a="$aw0" -v b="$aw1" 'BEGIN { printf "%.0f", b - a }') rows written; queue ${aq1:-?} when wrk stopped, $([[ -n $drain ]] && echo "empty after $drain s" || echo "**not empty after 5 s**"); dropped $(awk -v a="${ad0:-0}" -v b="${ad1:-0}" 'BEGIN { printf "%.0f", b - a }')"
+      RES_AW["$scen|$system|$conns"]+=$(awk -v a="$aw0" -v b="$aw1" -v s="$at0" -v t="$at1" 'BEGIN { printf "%.0f ", (b - a) / (t - s) }')
+      RES_AW_NOTE["$scen|$system|$conns"]+="${ROUND_TAG:+${ROUND_TAG# } }$(awk -v a="$aw0" -v b="$aw1" 'BEGIN { printf "%.0f", b - a }') rows written; queue ${aq1:-?} when wrk stopped, $([[ -n $drain ]] && echo "empty after $drain s" || echo "**not empty after 5 s**"); dropped $(awk -v a="${ad0:-0}" -v b="${ad1:-0}" 'BEGIN { printf "%.0f", b - a }'). "
     fi
   fi
   local cpucell="—"
@@ -488,12 +497,14 @@ run_row() { # scen system url conns rss_pid(or "") [authorization header value] 
   fi
   local rps_fmt
   rps_fmt=$(awk -v r="${R[rps]}" 'BEGIN { printf "%.0f", r }')
-  RES_RPS["$scen|$system|$conns"]=${R[rps]}
-  RES_P99["$scen|$system|$conns"]=${R[p99_ms]}
-  RES_P50["$scen|$system|$conns"]=${R[p50_ms]}
-  RES_CPU["$scen|$system|$conns"]=$cpucell
-  RES_ERR["$scen|$system|$conns"]=$((errs > 0 || R[requests] == 0))
-  add_row "$scen" "$system" "$conns" "$rps_fmt" "$(printf '%.2f' "${R[p50_ms]}")" \
+  # one value per round, space-separated; the summaries take the median (median)
+  local k="$scen|$system|$conns"
+  RES_RPS[$k]+="${R[rps]} "
+  RES_P99[$k]+="${R[p99_ms]} "
+  RES_P50[$k]+="${R[p50_ms]} "
+  RES_CPU[$k]+="$(cpu_us "$cpucell" "${R[rps]}") "
+  ((errs > 0 || R[requests] == 0)) && RES_ERR[$k]=1
+  add_row "$scen" "$system$ROUND_TAG" "$conns" "$rps_fmt" "$(printf '%.2f' "${R[p50_ms]}")" \
     "$(printf '%.2f' "${R[p99_ms]}")" "$errcell" "$rsscell" "$cpucell" "$note"
   log "  ${rps_fmt} req/s, p50 ${R[p50_ms]} ms, p99 ${R[p99_ms]} ms, errors $errs, RSS $rsscell MB, CPU $cpucell %"
 }
@@ -640,6 +651,9 @@ run_s3() { # cfg system conns
 
 for scen in $BENCH_SCENARIOS; do
   for c in $BENCH_CONNS; do
+  # Rounds interleave the rows they compare, so a slow spell of the shared machine hits all of them alike.
+  for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+    ((BENCH_ROUNDS > 1)) && ROUND_TAG=" (run $round/$BENCH_ROUNDS)"
     case $scen in
     S1)
       run_row S1 "direct (njs upstream)" "$UP_URL" "$c" ""
@@ -664,7 +678,9 @@ for scen in $BENCH_SCENARIOS; do
     *) die "unknown scenario $scen" ;;
     esac
   done
+  done
 done
+ROUND_TAG=""
 
 if ((GH_LOAD_OK)); then
   if ! kill -0 "$GHL_PID" 2>/dev/null; then
@@ -673,10 +689,6 @@ if ((GH_LOAD_OK)); then
 fi
 
 # ------------------------------------------------------------------ report
-cpu_us() { # cpu% rps -> CPU microseconds per request
-  awk -v c="$1" -v r="$2" 'BEGIN { if (c ~ /^[0-9.]+$/ && r > 0) printf "%.1f", c / 100 * 1e6 / r; else print "—" }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a ~ /^[0-9.]+$/) printf "%.2f×", a / b; else print "—" }'; }
 REPORT="$TMP/results.md"
 {
   echo "# Gatehouse benchmark"
@@ -717,20 +729,20 @@ REPORT="$TMP/results.md"
   echo "| conns | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx | CPU µs/req gatehouse / nginx |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   for c in $BENCH_CONNS; do
-    g=${RES_RPS["S1|gatehouse|$c"]:-}; n=${RES_RPS["S1|nginx proxy_pass|$c"]:-}; d=${RES_RPS["S1|direct (njs upstream)|$c"]:-}
-    gp=${RES_P99["S1|gatehouse|$c"]:-}; np=${RES_P99["S1|nginx proxy_pass|$c"]:-}
+    g=$(median "${RES_RPS["S1|gatehouse|$c"]:-}"); n=$(median "${RES_RPS["S1|nginx proxy_pass|$c"]:-}"); d=$(median "${RES_RPS["S1|direct (njs upstream)|$c"]:-}")
+    gp=$(median "${RES_P99["S1|gatehouse|$c"]:-}"); np=$(median "${RES_P99["S1|nginx proxy_pass|$c"]:-}")
     flag=""
     if [[ ${RES_ERR["S1|gatehouse|$c"]:-0} == 1 || ${RES_ERR["S1|nginx proxy_pass|$c"]:-0} == 1 ]]; then
       flag=" ⚠ errors"
     fi
     if [[ -n $g && -n $n ]]; then
-      echo "| $c$flag | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(cpu_us "${RES_CPU["S1|gatehouse|$c"]:-}" "$g") / $(cpu_us "${RES_CPU["S1|nginx proxy_pass|$c"]:-}" "$n") |"
+      echo "| $c$flag | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(median "${RES_CPU["S1|gatehouse|$c"]:-}") / $(median "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
     else
       echo "| $c | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — |"
     fi
   done
   echo
-  echo "CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
+  echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above). CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
   fi
   echo
   echo "Gatehouse settings: every instance (S1, S2, S3, memory) runs with its own fresh store (SQLite in its temp dir unless said otherwise), rate limiting on with \`RATE_LIMIT_PER_MINUTE=$BENCH_RATE_LIMIT RATE_LIMIT_BURST=$BENCH_RATE_LIMIT\` (in-process limiter; the bench's admin key is never refused — the default 100/min would refuse it after 100 requests) and analytics on (\`ENABLE_API_ANALYTICS\` default), except the S3 \"off\" rows."
@@ -747,28 +759,29 @@ REPORT="$TMP/results.md"
     s3notes=()
     for c in $BENCH_CONNS; do
       s3_off_listed=0
-      o=${RES_RPS["S3|${S3_SYS[off]}|$c"]:-}; op=${RES_P99["S3|${S3_SYS[off]}|$c"]:-}
-      ocpu=$( [[ -n $o ]] && cpu_us "${RES_CPU["S3|${S3_SYS[off]}|$c"]:-}" "$o" || echo "—")
+      o=$(median "${RES_RPS["S3|${S3_SYS[off]}|$c"]:-}"); op=$(median "${RES_P99["S3|${S3_SYS[off]}|$c"]:-}")
+      ocpu=$(median "${RES_CPU["S3|${S3_SYS[off]}|$c"]:-}")
       for cfg in off "${S3_CFGS[@]}"; do
         [[ $cfg == off ]] && ((s3_off_listed)) && continue  # off first, once
         [[ $cfg == off ]] && s3_off_listed=1
         sys=${S3_SYS[$cfg]}
         k="S3|$sys|$c"
-        r=${RES_RPS[$k]:-}
+        r=$(median "${RES_RPS[$k]:-}"); rp=$(median "${RES_P99[$k]:-}")
         if [[ -z $r ]]; then echo "| $c | $sys | not run | | | | | | |"; continue; fi
         flag=""; [[ ${RES_ERR[$k]:-0} == 1 ]] && flag=" ⚠ errors"
-        cu=$(cpu_us "${RES_CPU[$k]:-}" "$r")
+        cu=$(median "${RES_CPU[$k]:-}"); cu=${cu:-—}
         vs="—"; pvs="—"; cvs="—"
         if [[ $cfg != off && -n $o ]]; then
-          vs=$(ratio "$r" "$o"); pvs=$(ratio "${RES_P99[$k]}" "$op"); cvs=$(ratio "$cu" "$ocpu")
+          vs=$(ratio "$r" "$o"); pvs=$(ratio "$rp" "$op"); cvs=$(ratio "$cu" "$ocpu")
           [[ -n $flag ]] || flag=$(awk -v a="$r" -v b="$o" 'BEGIN { print (a / b >= 0.95) ? " ✓" : " ✗ >5% slower" }')
         fi
-        aw=${RES_AW[$k]:-—}
+        aw=$(median "${RES_AW[$k]:-}"); aw=${aw:-—}
         if [[ -n ${RES_AW_NOTE[$k]:-} ]]; then s3notes+=("$sys, $c conns: ${RES_AW_NOTE[$k]}"); aw+=" [a${#s3notes[@]}]"; fi
-        echo "| $c | $sys | $(printf '%.0f' "$r") | $vs$flag | $(printf '%.2f' "${RES_P99[$k]}") | $pvs | $cu | $cvs | $aw |"
+        echo "| $c | $sys | $(printf '%.0f' "$r") | $vs$flag | $(printf '%.2f' "$rp") | $pvs | $cu | $cvs | $aw |"
       done
     done
     echo
+    echo "Each figure is the median of the configuration's $BENCH_ROUNDS runs (all listed in the first table; the configurations take turns, run by run)."
     echo "req/s and p99 depend on how the 2 shared cores were split between wrk, the upstream and the gateway; CPU µs/req (the gateway's CPU time per request) is the steadier measure of what limits + analytics cost. Analytics rows written/s: \`gatehouse_analytics_written_total\` from \`/metrics\` over the measured run (the writer keeps up when it matches req/s and the queue empties right after)."
     if ((${#s3notes[@]})); then
       echo

@@ -117,22 +117,22 @@ net::awaitable<void> Router::handle(http::Exchange& ex) {
   p_.metrics.request(note.route, ex.status(), seconds);
   // Health checks and scrapes are not user traffic.
   if (p_.analytics && std::string_view(note.route) != "health" && std::string_view(note.route) != "metrics") {
-    store::AnalyticsRow row;
+    store::AnalyticsRow row;  // views: record() copies them
     row.timestamp = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    row.user_email = std::move(note.email);
-    row.method = std::string(ex.req.method_string());
+    row.user_email = note.email;
+    row.method = ex.req.method_string();
     auto target = std::string_view(ex.req.target());
-    row.endpoint = std::string(target.substr(0, std::min<std::size_t>(target.find('?'), 512)));
+    row.endpoint = target.substr(0, std::min<std::size_t>(target.find('?'), 512));
     row.status = ex.status();
     row.response_ms = seconds * 1000.0;
-    row.user_agent = std::string(ex.req[bhttp::field::user_agent].substr(0, 256));
+    row.user_agent = ex.req[bhttp::field::user_agent].substr(0, 256);
     row.client_ip = note.client_ip.empty() ? ex.client_ip : note.client_ip;
     row.server = ex.mcp_server;
     row.tool = ex.mcp_tool;
     row.request_id = ex.request_id;
     row.bytes_in = static_cast<int64_t>(ex.wire() ? ex.wire()->bytes_in : ex.req.body().size());
     row.bytes_out = static_cast<int64_t>(ex.bytes_out());
-    p_.analytics->record(std::move(row));
+    p_.analytics->record(row);
   }
 }
 

@@ -13,20 +13,19 @@ namespace gh::observability {
 namespace net = boost::asio;
 using Clock = std::chrono::steady_clock;
 
-AnalyticsWriter::AnalyticsWriter(store::Store& store, BlockingPool& pool, net::any_io_executor io, std::size_t max_queue,
-                                 std::size_t batch)
-    : store_(store), pool_(pool), io_(std::move(io)), max_queue_(max_queue), batch_(batch) {}
+AnalyticsWriter::AnalyticsWriter(store::Store& store, net::any_io_executor io, std::size_t max_queue, std::size_t batch)
+    : store_(store), io_(std::move(io)), max_queue_(max_queue), batch_(batch) {}
 
 AnalyticsWriter::~AnalyticsWriter() { *alive_ = false; }
 
-void AnalyticsWriter::record(store::AnalyticsRow row) {
+void AnalyticsWriter::record(const store::AnalyticsRow& row) {
   ++stats_.recorded;
   if (queue_.size() >= max_queue_) {
     if (stats_.dropped++ % 10000 == 0)
       log::warn("analytics queue full; dropping rows", {{"queued", queue_.size()}, {"dropped", stats_.dropped}});
     return;
   }
-  queue_.push_back(std::move(row));
+  queue_.add(row);
   stats_.queued = queue_.size();
 }
 
@@ -34,33 +33,37 @@ net::awaitable<bool> AnalyticsWriter::write_some() {
   if (writing_ || queue_.empty()) co_return true;
   writing_ = true;
   auto alive = alive_;
-  std::vector<store::AnalyticsRow> rows;
-  if (queue_.size() <= batch_) {
-    rows.swap(queue_);
-  } else {
-    rows.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + batch_));
-    queue_.erase(queue_.begin(), queue_.begin() + batch_);
-  }
-  stats_.queued = queue_.size();
-  auto shared = std::make_shared<std::vector<store::AnalyticsRow>>(std::move(rows));
+  auto out = out_;
+  out->rows.clear();
+  out->rows.swap(queue_);  // the queue continues in the previous batch's memory
+  out->written = 0;
+  stats_.queued = 0;
   bool ok = true;
   try {
-    auto job = [this, shared] { store_.insert_analytics(*shared); };  // named: see BlockingPool::run
-    co_await pool_.run(std::move(job));
+    auto& store = store_;
+    auto job = [&store, out] { store.insert_analytics(out->rows, out->written); };  // named: see BlockingPool::run
+    co_await thread_.run(std::move(job));
   } catch (const std::exception& e) {
     ok = false;
     if (!*alive) co_return false;
     ++stats_.failed_batches;
-    log::error("analytics batch failed; will retry", {{"rows", shared->size()}, {"error", e.what()}});
-    // Put the rows back in front, as far as there is room.
-    std::size_t room = max_queue_ > queue_.size() ? max_queue_ - queue_.size() : 0;
-    std::size_t keep = std::min(room, shared->size());
-    stats_.dropped += shared->size() - keep;
-    queue_.insert(queue_.begin(), std::make_move_iterator(shared->begin()), std::make_move_iterator(shared->begin() + keep));
+    log::error("analytics batch failed; will retry",
+               {{"rows", out->rows.size() - out->written}, {"error", e.what()}});
+    // The rows not written go back in front of those recorded meanwhile, as far as there is room.
+    store::AnalyticsBatch retry;
+    std::size_t lost = 0;
+    auto keep = [&](const store::AnalyticsRow& r) {
+      if (retry.size() < max_queue_) retry.add(r);
+      else ++lost;
+    };
+    out->rows.for_each(keep, out->written);
+    queue_.for_each(keep);
+    queue_.swap(retry);
+    stats_.dropped += lost;
     stats_.queued = queue_.size();
   }
   if (!*alive) co_return ok;
-  if (ok) stats_.written += shared->size();
+  stats_.written += out->written;
   writing_ = false;
   co_return ok;
 }
@@ -76,8 +79,8 @@ void AnalyticsWriter::start(int retention_days) {
       co_await t.async_wait(net::as_tuple(net::use_awaitable));
       if (!*alive) co_return;
       bool ok = true;
-      while (ok && queue_.size() >= batch_ && *alive) ok = co_await write_some();  // keep up under load
-      if (ok && *alive) ok = co_await write_some();
+      ok = co_await write_some();
+      while (ok && *alive && queue_.size() >= batch_) ok = co_await write_some();  // keep up under load
       if (!*alive) co_return;
       backoff_ms = ok ? 200 : std::min(backoff_ms * 2, 5000);
       if (retention_days > 0 && Clock::now() >= next_purge) {
@@ -86,7 +89,7 @@ void AnalyticsWriter::start(int retention_days) {
                       int64_t(retention_days) * 86400;
         try {
           auto job = [this, before] { return store_.purge_analytics(before); };
-          auto n = co_await pool_.run(std::move(job));
+          auto n = co_await thread_.run(std::move(job));
           if (n > 0) log::info("analytics retention: old rows deleted", {{"rows", n}, {"days", retention_days}});
         } catch (const std::exception& e) {
           log::warn("analytics retention purge failed", {{"error", e.what()}});

@@ -1,13 +1,13 @@
 // The analytics writer: requests are recorded into a bounded in-memory queue on the io thread (never
-// blocking a request) and written to api_analytics in batches on the blocking pool. A full queue drops and
-// counts; a failed batch is retried (kept while the queue has room); shutdown flushes what is left.
+// blocking a request; rows are packed into reused memory, see store::AnalyticsBatch) and written to
+// api_analytics in batches on the blocking pool. A full queue drops and counts; a failed batch is retried
+// (kept while the queue has room); shutdown flushes what is left.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "core/blocking.hpp"
 #include "store/store.hpp"
@@ -21,12 +21,15 @@ struct AnalyticsStats {
 
 class AnalyticsWriter {
  public:
-  AnalyticsWriter(store::Store& store, BlockingPool& pool, boost::asio::any_io_executor io,
-                  std::size_t max_queue = 200000, std::size_t batch = 5000);
+  // `max_queue` bounds the rows waiting (beyond it rows are dropped and counted); when `batch` or more are
+  // waiting after a write, the next write starts at once instead of at the next tick.
+  AnalyticsWriter(store::Store& store, boost::asio::any_io_executor io, std::size_t max_queue = 200000,
+                  std::size_t batch = 5000);
   ~AnalyticsWriter();
-  // On the io thread.
-  void record(store::AnalyticsRow row);
-  // Starts the periodic writer (every 200 ms, or sooner when a batch is full) and the daily retention purge.
+  // On the io thread: copies the row's fields into the queue.
+  void record(const store::AnalyticsRow& row);
+  // Starts the periodic writer (every 200 ms, each write taking everything queued) and the hourly
+  // retention purge.
   void start(int retention_days);
   // Writes everything queued (at shutdown), bounded by `deadline_ms`.
   boost::asio::awaitable<void> flush(int deadline_ms);
@@ -34,14 +37,24 @@ class AnalyticsWriter {
 
  private:
   boost::asio::awaitable<bool> write_some();
+  struct Out {
+    store::AnalyticsBatch rows;
+    std::size_t written = 0;
+  };
   store::Store& store_;
-  BlockingPool& pool_;
   boost::asio::any_io_executor io_;
   std::size_t max_queue_, batch_;
-  std::vector<store::AnalyticsRow> queue_;
+  store::AnalyticsBatch queue_;
+  // The batch being written (or, between writes, an empty buffer whose memory the next swap reuses).
+  std::shared_ptr<Out> out_ = std::make_shared<Out>();
   AnalyticsStats stats_;
   bool writing_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // Batches and purges run on a thread of their own at the lowest priority (nice 19): on a busy machine
+  // the request path keeps its cores, and the writer takes what is left. The store's lock is held one
+  // short transaction at a time (Store::insert_analytics), so other store calls never wait behind a
+  // starved writer for long. Declared last: joined first.
+  BlockingPool thread_{1, 19};
 };
 
 }  // namespace gh::observability

@@ -21,8 +21,9 @@ enum class Dialect { sqlite, postgresql };
 
 // A bound parameter. Views must outlive the call that uses them.
 struct Value {
-  enum class Kind { null, integer, text } kind = Kind::null;
+  enum class Kind { null, integer, real, text } kind = Kind::null;
   int64_t i = 0;
+  double d = 0;
   std::string_view s;
 
   Value(std::nullptr_t) {}
@@ -30,6 +31,7 @@ struct Value {
   Value(int v) : kind(Kind::integer), i(v) {}
   Value(long v) : kind(Kind::integer), i(v) {}
   Value(long long v) : kind(Kind::integer), i(v) {}
+  Value(double v) : kind(Kind::real), d(v) {}
   Value(std::string_view v) : kind(Kind::text), s(v) {}
   Value(const std::string& v) : kind(Kind::text), s(v) {}
   Value(const char* v) : kind(Kind::text), s(v) {}
@@ -85,6 +87,12 @@ class Connection {
   virtual void begin(bool write) = 0;
   virtual void commit() = 0;
   virtual void rollback() = 0;
+
+  // Appends rows to `table` (`@` prefix translated): `values` holds the rows one after the other, each with
+  // one Value per column. The fastest path each backend has for many rows: SQLite multi-row INSERTs from a
+  // few cached statements, PostgreSQL COPY … FROM STDIN. Run it inside a transaction to make it atomic.
+  virtual void insert_rows(std::string_view table, std::span<const std::string_view> columns,
+                           std::span<const Value> values) = 0;
 
   virtual int64_t exec_span(std::string_view sql, std::span<const Value> params) = 0;
   virtual void query_span(std::string_view sql, std::span<const Value> params, const RowFn& fn) = 0;

@@ -131,7 +131,8 @@ class PgConnection final : public Connection {
     for (size_t i = 0; i < params.size(); ++i) {
       const auto& v = params[i];
       if (v.kind == Value::Kind::null) continue;
-      owned[i] = v.kind == Value::Kind::integer ? std::to_string(v.i) : std::string(v.s);
+      if (v.kind == Value::Kind::text) owned[i] = v.s;
+      else append_number(owned[i], v);
       values[i] = owned[i].c_str();
     }
     return run([&] {
@@ -140,6 +141,59 @@ class PgConnection final : public Connection {
     });
   }
 
+  static void append_number(std::string& out, const Value& v) {
+    char buf[32];
+    auto r = v.kind == Value::Kind::real ? std::to_chars(buf, buf + sizeof buf, v.d) : std::to_chars(buf, buf + sizeof buf, v.i);
+    out.append(buf, r.ptr);
+  }
+
+  // COPY's text format: tab between fields, newline after a row, \N for NULL, backslash escapes.
+  static void append_copy_text(std::string& out, const Value& v) {
+    switch (v.kind) {
+      case Value::Kind::null: out += "\\N"; return;
+      case Value::Kind::text: break;
+      default: append_number(out, v); return;
+    }
+    for (char c : v.s) {
+      switch (c) {
+        case '\\': out += "\\\\"; break;
+        case '\t': out += "\\t"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        default: out += c;
+      }
+    }
+  }
+
+ public:
+  void insert_rows(std::string_view table, std::span<const std::string_view> columns,
+                   std::span<const Value> values) override {
+    const std::size_t width = columns.size();
+    if (width == 0 || values.size() % width) throw DbError("postgresql: insert_rows: values do not fill whole rows");
+    if (values.empty()) return;
+    std::string sql = "COPY " + translate(table, Dialect::postgresql, prefix_) + " (";
+    for (std::size_t c = 0; c < width; ++c) (sql += c ? "," : "") += columns[c];
+    sql += ") FROM STDIN";
+    std::string data;
+    data.reserve(values.size() * 16);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      append_copy_text(data, values[i]);
+      data += (i + 1) % width ? '\t' : '\n';
+    }
+    if (PQstatus(conn_) != CONNECTION_OK && !in_tx_) reconnect();
+    {
+      Result r(PQexec(conn_, sql.c_str()));
+      if (!r || PQresultStatus(r.get()) != PGRES_COPY_IN) fail(r.get());
+    }
+    bool sent = PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) == 1;
+    // A failed send ends the COPY with an error message, so the server discards the rows.
+    PQputCopyEnd(conn_, sent ? nullptr : "gatehouse: sending rows failed");
+    Result last(nullptr);
+    while (PGresult* r = PQgetResult(conn_)) last = Result(r);
+    if (!ok(last.get())) fail(last.get());
+  }
+
+ private:
   template <class F>
   Result run(F&& f) {
     // A connection the server dropped (restart, idle timeout) is reopened once, but never in the middle of a

@@ -88,6 +88,29 @@ class SqliteConnection final : public Connection {
     if (rc != SQLITE_DONE) fail(rc);
   }
 
+  void insert_rows(std::string_view table, std::span<const std::string_view> columns,
+                   std::span<const Value> values) override {
+    const std::size_t width = columns.size();
+    if (width == 0 || values.size() % width) throw DbError("sqlite: insert_rows: values do not fill whole rows");
+    std::size_t rows = values.size() / width;
+    // Statements of 256, 16 and 1 rows (well under SQLite's 32,766 parameters), so three cached statements
+    // cover any count.
+    for (std::size_t done = 0; done < rows;) {
+      std::size_t n = rows - done >= 256 ? 256 : rows - done >= 16 ? 16 : 1;
+      std::string sql = "INSERT INTO ";
+      sql += table;
+      sql += " (";
+      for (std::size_t c = 0; c < width; ++c) (sql += c ? "," : "") += columns[c];
+      sql += ") VALUES ";
+      std::string one = "(";
+      for (std::size_t c = 0; c < width; ++c) one += c ? ",?" : "?";
+      one += ")";
+      for (std::size_t r = 0; r < n; ++r) (sql += r ? "," : "") += one;
+      exec_span(sql, values.subspan(done * width, n * width));
+      done += n;
+    }
+  }
+
  private:
   // Resets the cached statement when the call is done (also when the row callback throws).
   struct Reset {
@@ -114,18 +137,24 @@ class SqliteConnection final : public Connection {
     Stmt out(st);
     if (sqlite3_bind_parameter_count(st) != static_cast<int>(params.size()))
       throw DbError("sqlite: wrong number of parameters");
+    bind(st, params);
+    return out;
+  }
+
+  // The views outlive the statement's use (Value's contract) and the statement is reset before the call
+  // returns, so SQLite need not copy text.
+  void bind(sqlite3_stmt* st, std::span<const Value> params) {
     for (size_t i = 0; i < params.size(); ++i) {
       const auto& v = params[i];
       int idx = static_cast<int>(i + 1), rc;
       switch (v.kind) {
         case Value::Kind::null: rc = sqlite3_bind_null(st, idx); break;
         case Value::Kind::integer: rc = sqlite3_bind_int64(st, idx, v.i); break;
-        default:
-          rc = sqlite3_bind_text64(st, idx, v.s.data(), v.s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+        case Value::Kind::real: rc = sqlite3_bind_double(st, idx, v.d); break;
+        default: rc = sqlite3_bind_text64(st, idx, v.s.data(), v.s.size(), SQLITE_STATIC, SQLITE_UTF8);
       }
       if (rc != SQLITE_OK) fail(rc);
     }
-    return out;
   }
 
   [[noreturn]] void fail(int rc) {
@@ -175,6 +204,9 @@ class SqliteWatcher final : public LoopWatcher {
 }  // namespace
 
 std::unique_ptr<Connection> open_sqlite(const std::string& path, bool read_only) {
+  // Before SQLite initialises: no global allocation statistics (a process-wide mutex around every malloc).
+  static const int no_memstatus = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)no_memstatus;
   return std::make_unique<SqliteConnection>(path, read_only);
 }
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <set>
@@ -19,6 +20,57 @@
 #include "store/migrations.hpp"
 
 namespace gh::store {
+
+// ---- AnalyticsBatch: per row a fixed header (numbers, then the eight text lengths) and the texts.
+
+namespace {
+struct PackedHead {
+  int64_t timestamp, bytes_in, bytes_out;
+  double response_ms;
+  int32_t status;
+  uint16_t len[8];
+};
+}  // namespace
+
+void AnalyticsBatch::add(const AnalyticsRow& r) {
+  const std::string_view text[8] = {r.user_email, r.method, r.endpoint, r.user_agent,
+                                    r.client_ip,  r.server, r.tool,     r.request_id};
+  PackedHead h{r.timestamp, r.bytes_in, r.bytes_out, r.response_ms, r.status, {}};
+  std::size_t total = sizeof h;
+  for (int i = 0; i < 8; ++i) total += h.len[i] = static_cast<uint16_t>(std::min<std::size_t>(text[i].size(), 65535));
+  std::size_t at = buf_.size();
+  buf_.resize(at + total);
+  char* p = buf_.data() + at;
+  std::memcpy(p, &h, sizeof h);
+  p += sizeof h;
+  for (int i = 0; i < 8; ++i) {
+    std::memcpy(p, text[i].data(), h.len[i]);
+    // What the client sent (endpoint, user agent) is kept as printable ASCII, so that no database rejects
+    // the batch for an invalid encoding.
+    if (i == 2 || i == 3)
+      for (char* c = p; c != p + h.len[i]; ++c)
+        if (static_cast<unsigned char>(*c) < 0x20 || static_cast<unsigned char>(*c) > 0x7e) *c = '?';
+    p += h.len[i];
+  }
+  ++rows_;
+}
+
+AnalyticsRow AnalyticsBatch::read(std::size_t& at) const {
+  PackedHead h;
+  std::memcpy(&h, buf_.data() + at, sizeof h);
+  at += sizeof h;
+  std::string_view text[8];
+  for (int i = 0; i < 8; ++i) {
+    text[i] = std::string_view(buf_.data() + at, h.len[i]);
+    at += h.len[i];
+  }
+  AnalyticsRow r;
+  r.timestamp = h.timestamp, r.bytes_in = h.bytes_in, r.bytes_out = h.bytes_out;
+  r.response_ms = h.response_ms, r.status = h.status;
+  r.user_email = text[0], r.method = text[1], r.endpoint = text[2], r.user_agent = text[3];
+  r.client_ip = text[4], r.server = text[5], r.tool = text[6], r.request_id = text[7];
+  return r;
+}
 namespace {
 
 using sql::Connection;
@@ -275,45 +327,31 @@ class SqlStore final : public Store {
   }
 
   // ---- analytics ----
-  void insert_analytics(const std::vector<AnalyticsRow>& rows) override {
-    if (rows.empty()) return;
-    constexpr std::size_t kColumns = 14, kRowsPerStatement = 500;
-    std::vector<std::string> ms(rows.size());
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.3f", rows[i].response_ms);
-      ms[i] = buf;
-    }
-    std::lock_guard lk(mu_);
-    Transaction tx(*conn_, true);
-    for (std::size_t start = 0; start < rows.size(); start += kRowsPerStatement) {
-      std::size_t n = std::min(kRowsPerStatement, rows.size() - start);
-      std::string sql =
-          "INSERT INTO @api_analytics (timestamp, user_email, method, endpoint, status_code, response_time_ms, "
-          "user_agent, client_ip, server_id, tool, request_id, bytes_in, bytes_out) VALUES ";
-      std::vector<Value> params;
-      params.reserve(n * kColumns);
-      for (std::size_t i = start; i < start + n; ++i) {
-        sql += i == start ? "(?,?,?,?,?,?,?,?,?,?,?,?,?)" : ",(?,?,?,?,?,?,?,?,?,?,?,?,?)";
-        auto& r = rows[i];
-        auto text_or_null = [](const std::string& v) { return v.empty() ? Value(nullptr) : Value(v); };
-        params.emplace_back(r.timestamp);
-        params.push_back(text_or_null(r.user_email));
-        params.emplace_back(r.method);
-        params.emplace_back(r.endpoint);
-        params.emplace_back(r.status);
-        params.emplace_back(ms[i]);
-        params.push_back(text_or_null(r.user_agent));
-        params.push_back(text_or_null(r.client_ip));
-        params.push_back(text_or_null(r.server));
-        params.push_back(text_or_null(r.tool));
-        params.push_back(text_or_null(r.request_id));
-        params.emplace_back(r.bytes_in);
-        params.emplace_back(r.bytes_out);
-      }
-      conn_->exec(sql, params);
-    }
-    tx.commit();
+  void insert_analytics(const AnalyticsBatch& rows, std::size_t& written) override {
+    static constexpr std::string_view kColumns[] = {
+        "timestamp", "user_email", "method", "endpoint", "status_code", "response_time_ms", "user_agent",
+        "client_ip", "server_id",  "tool",       "request_id", "bytes_in", "bytes_out"};
+    constexpr std::size_t kWidth = std::size(kColumns), kChunk = 1024;
+    auto text_or_null = [](std::string_view v) { return v.empty() ? Value(nullptr) : Value(v); };
+    std::vector<Value> values;
+    values.reserve(std::min(rows.size(), kChunk) * kWidth);
+    auto commit = [&] {
+      std::lock_guard lk(mu_);
+      Transaction tx(*conn_, true);
+      conn_->insert_rows("@api_analytics", kColumns, values);
+      tx.commit();
+      written += values.size() / kWidth;
+      values.clear();
+    };
+    rows.for_each([&](const AnalyticsRow& r) {
+      values.insert(values.end(), {Value(r.timestamp), text_or_null(r.user_email), Value(r.method),
+                                   Value(r.endpoint), Value(r.status), Value(std::round(r.response_ms * 1000) / 1000),
+                                   text_or_null(r.user_agent), text_or_null(r.client_ip), text_or_null(r.server),
+                                   text_or_null(r.tool), text_or_null(r.request_id), Value(r.bytes_in),
+                                   Value(r.bytes_out)});
+      if (values.size() == kChunk * kWidth) commit();
+    }, written);
+    if (!values.empty()) commit();
   }
 
   int64_t purge_analytics(int64_t before) override {

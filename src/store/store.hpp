@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace gh::store {
@@ -104,14 +105,42 @@ struct TenantEndpoint {
   int64_t updated_at = 0;
 };
 
-// One request, as api_analytics keeps it.
+// One request, as api_analytics keeps it. The text fields are views of the caller's data.
 struct AnalyticsRow {
   int64_t timestamp = 0;  // Unix seconds
-  std::string user_email, method, endpoint;
+  std::string_view user_email, method, endpoint;
   int status = 0;
   double response_ms = 0;
-  std::string user_agent, client_ip, server, tool, request_id;
+  std::string_view user_agent, client_ip, server, tool, request_id;
   int64_t bytes_in = 0, bytes_out = 0;
+};
+
+// Rows packed one after another into one growing buffer: adding a row is a few memcpys into memory that
+// is reused batch after batch, with no allocation per row or per field (the gateway records one per
+// request on its io thread). Text fields are cut at 65,535 bytes.
+class AnalyticsBatch {
+ public:
+  void add(const AnalyticsRow& r);
+  std::size_t size() const { return rows_; }
+  bool empty() const { return rows_ == 0; }
+  std::size_t bytes() const { return buf_.size(); }
+  void clear() { buf_.clear(), rows_ = 0; }  // keeps the memory
+  void swap(AnalyticsBatch& o) noexcept { buf_.swap(o.buf_), std::swap(rows_, o.rows_); }
+  // Calls fn(const AnalyticsRow&) for each row, in order; the views live as long as the batch is unchanged.
+  // Rows before `from` are skipped.
+  template <class F>
+  void for_each(F&& fn, std::size_t from = 0) const {
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < rows_; ++i) {
+      auto r = read(at);
+      if (i >= from) fn(r);
+    }
+  }
+
+ private:
+  AnalyticsRow read(std::size_t& at) const;
+  std::string buf_;
+  std::size_t rows_ = 0;
 };
 
 struct AnalyticsQuery {
@@ -216,8 +245,11 @@ class Store {
   virtual void put_tenant_endpoint(const TenantEndpoint& e) = 0;  // insert or replace
   virtual bool delete_tenant_endpoint(std::string_view group, std::string_view server) = 0;
 
-  // Analytics (api_analytics): rows in one transaction; retention; the portal's report.
-  virtual void insert_analytics(const std::vector<AnalyticsRow>& rows) = 0;
+  // Analytics (api_analytics): rows; retention; the portal's report.
+  // Rows are committed in transactions of at most 1,024, each under the store's lock on its own, so a
+  // low-priority writer never keeps other callers waiting for long. `written` counts the rows committed
+  // (also when it throws: a retry starts after them).
+  virtual void insert_analytics(const AnalyticsBatch& rows, std::size_t& written) = 0;
   virtual int64_t purge_analytics(int64_t before) = 0;  // rows deleted
   virtual int64_t count_analytics() = 0;
   virtual AnalyticsReport analytics_report(const AnalyticsQuery& q) = 0;
