@@ -13,6 +13,8 @@
 #include <memory>
 #include <type_traits>
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <utility>
@@ -21,15 +23,22 @@ namespace gh {
 
 class BlockingPool {
  public:
-  // `nice`: the threads' scheduling priority relative to the io thread (0 = the same). Background work
-  // (analytics batches, reloads) should not take a core from the request path on a busy machine.
-  explicit BlockingPool(std::size_t threads, int nice = 0) : pool_(threads) {
-    if (nice == 0) return;
-    // One job per thread, held until all have started, so that each thread lowers its own priority.
+  // How the threads are scheduled next to the io thread. `nice` > 0: a little behind it. `Idle`: Linux's
+  // SCHED_IDLE class, which runs only on a core nothing else wants and never preempts other work; for
+  // background work that can wait (the analytics writer), so that on a busy machine every core the
+  // request path can use stays with it.
+  enum class Class { normal, idle };
+  explicit BlockingPool(std::size_t threads, int nice = 0, Class cls = Class::normal) : pool_(threads) {
+    if (nice == 0 && cls == Class::normal) return;
+    // One job per thread, held until all have started, so that each thread sets its own scheduling.
     auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
     for (std::size_t i = 0; i < threads; ++i)
-      boost::asio::post(pool_, [started, nice] {
-        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+      boost::asio::post(pool_, [started, nice, cls] {
+        if (nice) ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+        if (cls == Class::idle) {
+          sched_param sp{};
+          ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &sp);
+        }
         started->arrive_and_wait();
       });
     started->wait();

@@ -331,7 +331,7 @@ class SqlStore final : public Store {
     static constexpr std::string_view kColumns[] = {
         "timestamp", "user_email", "method", "endpoint", "status_code", "response_time_ms", "user_agent",
         "client_ip", "server_id",  "tool",       "request_id", "bytes_in", "bytes_out"};
-    constexpr std::size_t kWidth = std::size(kColumns), kChunk = 1024;
+    constexpr std::size_t kWidth = std::size(kColumns), kChunk = 512;
     auto text_or_null = [](std::string_view v) { return v.empty() ? Value(nullptr) : Value(v); };
     std::vector<Value> values;
     values.reserve(std::min(rows.size(), kChunk) * kWidth);

@@ -246,7 +246,7 @@ class Store {
   virtual bool delete_tenant_endpoint(std::string_view group, std::string_view server) = 0;
 
   // Analytics (api_analytics): rows; retention; the portal's report.
-  // Rows are committed in transactions of at most 1,024, each under the store's lock on its own, so a
+  // Rows are committed in transactions of at most 512, each under the store's lock on its own, so a
   // low-priority writer never keeps other callers waiting for long. `written` counts the rows committed
   // (also when it throws: a retry starts after them).
   virtual void insert_analytics(const AnalyticsBatch& rows, std::size_t& written) = 0;

@@ -947,6 +947,108 @@ TEST(StoreUrl, ErrorsNeverShowThePassword) {
   EXPECT_EQ(sql::redact_url("postgresql://u@h/d"), "postgresql://u@h/d");
 }
 
+TYPED_TEST(StoreTest, AnalyticsRowsArriveExactly) {
+  // Rows go through the packed batch and each backend's bulk path (multi-row INSERTs / COPY): every value
+  // arrives as recorded, including texts COPY must escape, empty texts as NULL, and counts that do not
+  // fill a whole statement or transaction.
+  auto& s = *this->store;
+  std::vector<std::string> agents = {"tab\there", "new\nline", "back\\slash \\N", "cr\rlf", "", "ünï"};
+  AnalyticsBatch batch;
+  const int n = 1300;  // transactions of 512, 512 and 276 rows; SQLite: the last as statements of 256, 16, 4 × 1
+  for (int i = 0; i < n; ++i) {
+    std::string email = i % 7 == 0 ? "" : "user" + std::to_string(i % 13) + "@example.com";
+    std::string endpoint = "/mcp/s" + std::to_string(i % 3) + (i == 5 ? "\x01\xff" : "");
+    std::string id = "req-" + std::to_string(i);
+    AnalyticsRow r;
+    r.timestamp = 1'700'000'000 + i;
+    r.user_email = email;
+    r.method = "POST";
+    r.endpoint = endpoint;
+    r.status = i % 10 == 0 ? 429 : 200;
+    r.response_ms = i * 0.25 + 0.0004;  // stored rounded to the microsecond
+    r.user_agent = agents[i % agents.size()];
+    r.client_ip = "10.0.0." + std::to_string(i % 250);
+    r.server = i % 3 ? "fast" : "";
+    r.tool = i % 3 ? "echo" : "";
+    r.request_id = id;
+    r.bytes_in = i;
+    r.bytes_out = 2 * i;
+    batch.add(r);
+  }
+  ASSERT_EQ(batch.size(), static_cast<std::size_t>(n));
+  std::size_t written = 0;
+  s.insert_analytics(batch, written);
+  EXPECT_EQ(written, static_cast<std::size_t>(n));
+  EXPECT_EQ(s.count_analytics(), n);
+
+  int seen = 0;
+  this->env->store_conn()->query(
+      "SELECT timestamp, user_email, method, endpoint, status_code, response_time_ms, user_agent, client_ip, "
+      "server_id, tool, request_id, bytes_in, bytes_out, user_email IS NULL, server_id IS NULL FROM @api_analytics "
+      "ORDER BY id",
+      {}, [&](const sql::Row& r) {
+        int i = seen++;
+        SCOPED_TRACE(i);
+        EXPECT_EQ(r.int64(0), 1'700'000'000 + i);
+        EXPECT_EQ(r.boolean(13), i % 7 == 0);
+        if (i % 7) EXPECT_EQ(r.str(1), "user" + std::to_string(i % 13) + "@example.com");
+        EXPECT_EQ(r.str(2), "POST");
+        // What the client sent is kept as printable ASCII.
+        EXPECT_EQ(r.str(3), "/mcp/s" + std::to_string(i % 3) + (i == 5 ? "??" : ""));
+        EXPECT_EQ(r.int64(4), i % 10 == 0 ? 429 : 200);
+        EXPECT_NEAR(std::stod(r.str(5)), i * 0.25, 1e-9);
+        std::string agent = agents[i % agents.size()];
+        for (auto& c : agent)
+          if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+        EXPECT_EQ(r.is_null(6), agent.empty());
+        EXPECT_EQ(r.str(6), agent);
+        EXPECT_EQ(r.str(7), "10.0.0." + std::to_string(i % 250));
+        EXPECT_EQ(r.boolean(14), i % 3 == 0);
+        EXPECT_EQ(r.str(9), i % 3 ? "echo" : "");
+        EXPECT_EQ(r.str(10), "req-" + std::to_string(i));
+        EXPECT_EQ(r.int64(11), i);
+        EXPECT_EQ(r.int64(12), 2 * i);
+      });
+  EXPECT_EQ(seen, n);
+
+  // A batch resumed after `written` rows (the writer's retry) adds only the rest.
+  AnalyticsBatch again;
+  batch.for_each([&](const AnalyticsRow& r) { again.add(r); }, n - 10);
+  EXPECT_EQ(again.size(), 10u);
+  written = 0;
+  s.insert_analytics(again, written);
+  EXPECT_EQ(s.count_analytics(), n + 10);
+}
+
+TEST(AnalyticsBatch, PacksAndReusesItsMemory) {
+  AnalyticsBatch b;
+  std::string big(70'000, 'x');
+  AnalyticsRow r;
+  r.timestamp = 42, r.status = 201, r.response_ms = 1.5, r.bytes_in = -1, r.bytes_out = 1LL << 40;
+  r.user_email = "a@b.c", r.request_id = big;  // longer than a field may be: cut at 65,535 bytes
+  b.add(r);
+  r.user_email = "", r.request_id = "r2";
+  b.add(r);
+  std::vector<AnalyticsRow> out;
+  b.for_each([&](const AnalyticsRow& x) { out.push_back(x); });
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].timestamp, 42);
+  EXPECT_EQ(out[0].status, 201);
+  EXPECT_EQ(out[0].response_ms, 1.5);
+  EXPECT_EQ(out[0].bytes_in, -1);
+  EXPECT_EQ(out[0].bytes_out, 1LL << 40);
+  EXPECT_EQ(out[0].user_email, "a@b.c");
+  EXPECT_EQ(out[0].request_id.size(), 65'535u);
+  EXPECT_EQ(out[1].user_email, "");
+  EXPECT_EQ(out[1].request_id, "r2");
+  b.clear();
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(b.bytes(), 0u);
+  AnalyticsBatch other;
+  other.swap(b);
+  EXPECT_TRUE(other.empty());
+}
+
 TEST(StoreUrl, InMemorySqliteWorks) {
   auto s = Store::open("sqlite::memory:");
   EXPECT_EQ(s->migrate(), kLatestVersion);
