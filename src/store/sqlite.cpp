@@ -122,8 +122,7 @@ class SqliteConnection final : public Connection {
   using Stmt = std::unique_ptr<sqlite3_stmt, Reset>;
 
   Stmt prepare(std::string_view sql, std::span<const Value> params) {
-    std::string key(sql);
-    auto it = cache_.find(key);
+    auto it = cache_.find(sql);
     sqlite3_stmt* st = nullptr;
     if (it != cache_.end()) {
       st = it->second;
@@ -132,7 +131,7 @@ class SqliteConnection final : public Connection {
       if (sqlite3_prepare_v3(db_, text.c_str(), static_cast<int>(text.size()), SQLITE_PREPARE_PERSISTENT, &st,
                              nullptr) != SQLITE_OK)
         throw DbError(std::string("sqlite: ") + sqlite3_errmsg(db_));
-      cache_.emplace(std::move(key), st);
+      cache_.emplace(std::string(sql), st);
     }
     Stmt out(st);
     if (sqlite3_bind_parameter_count(st) != static_cast<int>(params.size()))
@@ -162,8 +161,12 @@ class SqliteConnection final : public Connection {
     throw DbError(std::string("sqlite: ") + sqlite3_errmsg(db_), unique);
   }
 
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   sqlite3* db_ = nullptr;
-  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  std::unordered_map<std::string, sqlite3_stmt*, Hash, std::equal_to<>> cache_;
 };
 
 class SqliteWatcher final : public LoopWatcher {
