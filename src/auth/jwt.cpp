@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 
 #include "core/util.hpp"
@@ -409,9 +410,17 @@ std::string sign_hs256(const json::object& claims, std::string_view secret) {
 }
 
 std::string sha256_raw(std::string_view data) {
+  // Hashed for every API-key request: the algorithm is fetched once (EVP_sha256() would look it up in the
+  // provider store, under a lock, on every call) and each thread reuses one context.
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  struct CtxFree {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  thread_local std::unique_ptr<EVP_MD_CTX, CtxFree> ctx(EVP_MD_CTX_new());
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
+  if (!sha256 || !ctx || EVP_DigestInit_ex2(ctx.get(), sha256, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 || EVP_DigestFinal_ex(ctx.get(), md, &len) != 1)
     throw std::runtime_error("SHA-256 failed");
   return std::string(reinterpret_cast<char*>(md), len);
 }

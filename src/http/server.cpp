@@ -111,32 +111,36 @@ net::awaitable<void> Exchange::end_stream() {
 
 void Exchange::on_disconnect(std::function<void()> cb) {
   stop_watching();
-  auto flag = std::make_shared<bool>(true);
-  watching_ = flag;
-  auto& sock = stream_.socket();
-  sock.async_wait(net::socket_base::wait_read, [flag, &sock, cb = std::move(cb)](boost::system::error_code ec) {
-    if (!*flag) return;  // the exchange finished or stopped watching
-    if (!ec) {
-      char c;
-      ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n > 0) return;  // a pipelined request, not a disconnect
-    } else if (ec == net::error::operation_aborted) {
-      return;
-    }
-    *flag = false;
-    cb();
-  });
+  auto w = std::make_shared<Watch>();
+  watching_ = w;
+  // Armed by the server's watchdog (Server::watchdog) if the answer is still pending then.
+  stream_.start_watch = [w, &sock = stream_.socket(), cb = std::move(cb)]() mutable {
+    if (!w->active) return;
+    w->armed = true;
+    sock.async_wait(net::socket_base::wait_read, [w, &sock, cb = std::move(cb)](boost::system::error_code ec) {
+      if (!w->active) return;  // the exchange finished or stopped watching
+      if (!ec) {
+        char c;
+        ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0) return;  // a pipelined request, not a disconnect
+      } else if (ec == net::error::operation_aborted) {
+        return;
+      }
+      w->active = false;
+      cb();
+    });
+  };
 }
 
 void Exchange::stop_watching() {
-  if (watching_) {
-    bool was_active = *watching_;
-    *watching_ = false;
-    watching_.reset();
-    if (was_active) {
-      boost::system::error_code ec;
-      stream_.socket().cancel(ec);
-    }
+  stream_.start_watch = nullptr;
+  if (!watching_) return;
+  bool cancel = watching_->active && watching_->armed;
+  watching_->active = false;
+  watching_.reset();
+  if (cancel) {
+    boost::system::error_code ec;
+    stream_.socket().cancel(ec);
   }
 }
 
@@ -166,8 +170,11 @@ net::awaitable<void> Server::watchdog() {
     timer.expires_after(std::chrono::seconds(1));
     co_await timer.async_wait(kTuple);
     auto now = Stream::Clock::now();
-    for (auto& c : conns_)
-      if (c.stream) c.stream->enforce(now);
+    for (auto& c : conns_) {
+      if (!c.stream) continue;
+      c.stream->enforce(now);
+      if (auto start = std::exchange(c.stream->start_watch, nullptr)) start();
+    }
   }
 }
 

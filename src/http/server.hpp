@@ -76,7 +76,8 @@ class Exchange {
   net::awaitable<bool> begin_stream(bhttp::response_header<> header);
   net::awaitable<bool> write(std::string_view data);
   net::awaitable<void> end_stream();
-  // Calls `cb` once if the client closes the connection while the answer is pending.
+  // Calls `cb` once if the client closes the connection while the answer is pending (noticed within about
+  // a second: the watch starts with the watchdog's next round).
   void on_disconnect(std::function<void()> cb);
   void stop_watching();
 
@@ -103,7 +104,10 @@ class Exchange {
   const ServerLimits& limits_;
   Wire* wire_ = nullptr;
   bool responded_ = false, streaming_ = false, broken_ = false, close_after_ = false;
-  std::shared_ptr<bool> watching_;
+  struct Watch {
+    bool active = true, armed = false;
+  };
+  std::shared_ptr<Watch> watching_;
   std::size_t bytes_out_ = 0;
   int status_ = 0;
 };

@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
+#include <functional>
 #include <utility>
 
 namespace gh::http {
@@ -39,6 +40,10 @@ class Stream {
     return true;
   }
   bool timed_out() const { return timed_out_; }
+
+  // A watch for the peer going away that the watchdog starts on its next round (Exchange::on_disconnect):
+  // most calls are answered well within a round and never pay for arming and cancelling a socket wait.
+  std::function<void()> start_watch;
   void close() {
     boost::system::error_code ec;
     socket_.shutdown(net::socket_base::shutdown_both, ec);

@@ -12,6 +12,7 @@ namespace gh::observability {
 
 namespace net = boost::asio;
 using Clock = std::chrono::steady_clock;
+constexpr int kTickMs = 200;
 
 AnalyticsWriter::AnalyticsWriter(store::Store& store, net::any_io_executor io, std::size_t max_queue, std::size_t batch)
     : store_(store), io_(std::move(io)), max_queue_(max_queue), batch_(batch) {}
@@ -27,6 +28,9 @@ void AnalyticsWriter::record(const store::AnalyticsRow& row) {
   }
   queue_.add(row);
   stats_.queued = queue_.size();
+  // A batch's worth waiting: write now rather than at the next tick (unless backing off after a failure),
+  // so that each write is short.
+  if (queue_.size() == batch_ && !writing_ && !backing_off_ && timer_) timer_->cancel();
 }
 
 net::awaitable<bool> AnalyticsWriter::write_some() {
@@ -71,18 +75,18 @@ net::awaitable<bool> AnalyticsWriter::write_some() {
 void AnalyticsWriter::start(int retention_days) {
   auto alive = alive_;
   net::co_spawn(io_, [this, alive, retention_days]() -> net::awaitable<void> {
-    net::steady_timer t(io_);
+    timer_ = std::make_unique<net::steady_timer>(io_);
     auto next_purge = Clock::now() + std::chrono::seconds(30);
-    int backoff_ms = 200;
+    int backoff_ms = kTickMs;
     while (*alive) {
-      t.expires_after(std::chrono::milliseconds(backoff_ms));
-      co_await t.async_wait(net::as_tuple(net::use_awaitable));
+      timer_->expires_after(std::chrono::milliseconds(backoff_ms));
+      co_await timer_->async_wait(net::as_tuple(net::use_awaitable));  // or cancelled by record()
       if (!*alive) co_return;
-      bool ok = true;
-      ok = co_await write_some();
+      bool ok = co_await write_some();
       while (ok && *alive && queue_.size() >= batch_) ok = co_await write_some();  // keep up under load
       if (!*alive) co_return;
-      backoff_ms = ok ? 200 : std::min(backoff_ms * 2, 5000);
+      backoff_ms = ok ? kTickMs : std::min(backoff_ms * 2, 5000);
+      backing_off_ = !ok;
       if (retention_days > 0 && Clock::now() >= next_purge) {
         next_purge = Clock::now() + std::chrono::hours(1);
         auto before = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() -

@@ -5,6 +5,7 @@
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -21,15 +22,15 @@ struct AnalyticsStats {
 
 class AnalyticsWriter {
  public:
-  // `max_queue` bounds the rows waiting (beyond it rows are dropped and counted); when `batch` or more are
-  // waiting after a write, the next write starts at once instead of at the next tick.
+  // `max_queue` bounds the rows waiting (beyond it rows are dropped and counted); as soon as `batch` rows
+  // are waiting, a write starts without waiting for the next tick.
   AnalyticsWriter(store::Store& store, boost::asio::any_io_executor io, std::size_t max_queue = 200000,
-                  std::size_t batch = 5000);
+                  std::size_t batch = 512);
   ~AnalyticsWriter();
   // On the io thread: copies the row's fields into the queue.
   void record(const store::AnalyticsRow& row);
-  // Starts the periodic writer (every 200 ms, each write taking everything queued) and the hourly
-  // retention purge.
+  // Starts the writer (every 200 ms, or as soon as a batch is waiting; each write takes everything queued)
+  // and the hourly retention purge.
   void start(int retention_days);
   // Writes everything queued (at shutdown), bounded by `deadline_ms`.
   boost::asio::awaitable<void> flush(int deadline_ms);
@@ -48,7 +49,8 @@ class AnalyticsWriter {
   // The batch being written (or, between writes, an empty buffer whose memory the next swap reuses).
   std::shared_ptr<Out> out_ = std::make_shared<Out>();
   AnalyticsStats stats_;
-  bool writing_ = false;
+  bool writing_ = false, backing_off_ = false;
+  std::unique_ptr<boost::asio::steady_timer> timer_;  // the writer's tick; created by start()
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // Batches and purges run on a thread of their own in the SCHED_IDLE class: on a busy machine the request
   // path keeps its cores and the writer takes what is left (a queue that grows says it is not enough). The
