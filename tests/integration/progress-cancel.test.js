@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   connectClient, everythingStdio, fixtureStdio, getJson, resultText, sseEntry,
-  startEverythingHttp, startGatehouse, streamableHttpEntry, waitFor,
+  startEverythingHttp, startGatehouse, streamableHttpEntry, waitFor, withAuth,
 } from './lib/index.js';
 
 describe('progress and cancellation', () => {
@@ -87,5 +87,37 @@ describe('progress and cancellation', () => {
 
     const next = await client.callTool({ name: 'hang__echo', arguments: { message: 'still here' } });
     assert.equal(resultText(next), 'Echo: still here');
+  });
+
+  it('a client that just drops the connection mid-call (no cancel notification) gets the upstream call cancelled', async () => {
+    const report = async () => JSON.parse(resultText(await client.callTool({ name: 'hang__report', arguments: {} })));
+    const headers = (extra = {}) => withAuth(gh.url, {
+      'content-type': 'application/json', accept: 'application/json, text/event-stream',
+      'mcp-protocol-version': '2025-11-25', ...extra,
+    });
+    const init = await fetch(gh.mcpUrl, {
+      method: 'POST', headers: headers(),
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+    });
+    assert.equal(init.status, 200);
+    const session = init.headers.get('mcp-session-id');
+    await init.text();
+    const sid = { 'mcp-session-id': session };
+    const note = await fetch(gh.mcpUrl, { method: 'POST', headers: headers(sid),
+      body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) });
+    assert.equal(note.status, 202);
+
+    const controller = new AbortController();
+    const call = fetch(gh.mcpUrl, { method: 'POST', headers: headers(sid), signal: controller.signal,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call',
+        params: { name: 'hang__hang', arguments: { tag: 'dropped' } } }) });
+    call.catch(() => {});
+    const arrived = await waitFor(async () => (await report()).hangCalls.find((c) => c.tag === 'dropped'),
+      { timeoutMs: 10000, intervalMs: 50, what: 'the hang call to reach the upstream' });
+    controller.abort();  // closes the connection; nothing is sent
+    const cancelled = await waitFor(async () => (await report()).cancelled.find((c) => c.requestId === arrived.id),
+      { timeoutMs: 10000, intervalMs: 100, what: `notifications/cancelled for upstream request ${JSON.stringify(arrived.id)}` });
+    assert.deepEqual(cancelled.requestId, arrived.id);
   });
 });
