@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "auth/jwt.hpp"
 #include "auth/secrets.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
@@ -63,7 +64,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(store::Dump dump, uint64_t versi
   }
   s->grants_ = policy::GrantIndex(dump.grants);
   for (auto& k : dump.tenant_keys) {
-    TenantValue v{k.group, k.slot, {}, k.updated_at, false};
+    TenantValue v{k.group, k.slot, {}, sha256_hex(k.ciphertext).substr(0, 16), false};
     if (box) {
       if (auto clear = box->open(k.ciphertext, k.key_id, SecretBox::row_aad(k.group, k.server, k.slot))) {
         v.value = std::move(*clear);
@@ -75,7 +76,8 @@ std::shared_ptr<const Snapshot> Snapshot::build(store::Dump dump, uint64_t versi
                  {{"group", k.group}, {"server", k.server}, {"slot", k.slot}, {"key_id", k.key_id}});
     s->tenant_values_[k.server].push_back(std::move(v));
   }
-  for (auto& e : dump.tenant_endpoints) s->tenant_urls_[e.server].push_back({e.group, e.url, e.updated_at});
+  for (auto& e : dump.tenant_endpoints)
+    s->tenant_urls_[e.server].push_back({e.group, e.url, sha256_hex(e.url).substr(0, 16)});
   for (auto& m : dump.memberships) s->memberships_[m.user_email].push_back(m.group_name);
   for (auto& [email, groups] : s->memberships_) std::sort(groups.begin(), groups.end());
   s->users_.reserve(dump.users.size());
@@ -128,7 +130,7 @@ Route Snapshot::route(const std::vector<std::string>& groups, const ServerConfig
         if (v.slot == slot && member(v.group) && (!best || better(v.group, best->group))) best = &v;
     if (best && best->usable) {
       r.secrets[slot] = best->value;
-      r.key += slot + "=" + best->group + "@" + std::to_string(best->updated_at) + ";";
+      r.key += slot + "=" + best->group + "@" + best->revision + ";";
     } else if (!std::getenv(slot.c_str())) {
       if (r.error.empty())
         r.error = "Server '" + server.id + "' needs the credential " + slot +
@@ -142,7 +144,7 @@ Route Snapshot::route(const std::vector<std::string>& groups, const ServerConfig
       if (member(u.group) && (!best || better(u.group, best->group))) best = &u;
     if (best) {
       r.url = best->url;
-      r.key += "url=" + best->group + "@" + std::to_string(best->updated_at) + ";";
+      r.key += "url=" + best->group + "@" + best->revision + ";";
     }
   }
   return r;

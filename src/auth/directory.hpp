@@ -58,15 +58,16 @@ class Snapshot {
   std::unordered_set<std::string> groups_;
   std::unordered_map<std::string, int> priority_;  // group → priority
   policy::GrantIndex grants_;
+  // `revision` tells one stored value from the next (a fingerprint of the ciphertext, whose nonce is new on
+  // every write; nothing of the value), so a credential set changes with every write, even two within a
+  // second, and stays the same across snapshots while the value is unchanged. It appears in logs.
   struct TenantValue {
-    std::string group, slot, value;
-    int64_t updated_at = 0;
+    std::string group, slot, value, revision;
     bool usable = false;  // decrypted
   };
   StringMap<std::vector<TenantValue>> tenant_values_;  // by server
   struct TenantUrl {
-    std::string group, url;
-    int64_t updated_at = 0;
+    std::string group, url, revision;  // revision: a fingerprint of the URL
   };
   StringMap<std::vector<TenantUrl>> tenant_urls_;  // by server
 };

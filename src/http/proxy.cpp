@@ -304,7 +304,7 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
     conn.plain.socket().cancel(e);
     conn.plain.socket().shutdown(net::socket_base::shutdown_both, e);
   };
-  if (!ws) ex.on_disconnect(cut_upstream);
+  if (!ws) ex.on_disconnect(cut_upstream, true);
 
   // The response head. A timeout here is the upstream thinking for too long (PROXY_READ_TIMEOUT_S).
   bhttp::response_parser<bhttp::buffer_body> rp;

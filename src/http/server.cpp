@@ -109,12 +109,12 @@ net::awaitable<void> Exchange::end_stream() {
   if (ec) broken_ = true;
 }
 
-void Exchange::on_disconnect(std::function<void()> cb) {
+void Exchange::on_disconnect(std::function<void()> cb, bool at_once) {
   stop_watching();
   auto w = std::make_shared<Watch>();
   watching_ = w;
-  // Armed by the server's watchdog (Server::watchdog) if the answer is still pending then.
-  stream_.start_watch = [w, &sock = stream_.socket(), cb = std::move(cb)]() mutable {
+  // Armed now, or by the server's watchdog (Server::watchdog) if the answer is still pending then.
+  std::function<void()> start = [w, &sock = stream_.socket(), cb = std::move(cb)]() mutable {
     if (!w->active) return;
     w->armed = true;
     sock.async_wait(net::socket_base::wait_read, [w, &sock, cb = std::move(cb)](boost::system::error_code ec) {
@@ -130,6 +130,8 @@ void Exchange::on_disconnect(std::function<void()> cb) {
       cb();
     });
   };
+  if (at_once) start();
+  else stream_.start_watch = std::move(start);
 }
 
 void Exchange::stop_watching() {

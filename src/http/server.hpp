@@ -76,9 +76,10 @@ class Exchange {
   net::awaitable<bool> begin_stream(bhttp::response_header<> header);
   net::awaitable<bool> write(std::string_view data);
   net::awaitable<void> end_stream();
-  // Calls `cb` once if the client closes the connection while the answer is pending (noticed within about
-  // a second: the watch starts with the watchdog's next round).
-  void on_disconnect(std::function<void()> cb);
+  // Calls `cb` once if the client closes the connection while the answer is pending. The watch starts with
+  // the watchdog's next round (so it is noticed within about a second, and the many calls answered sooner
+  // never arm one), or `at_once` for long-lived answers (streams, proxied requests).
+  void on_disconnect(std::function<void()> cb, bool at_once = false);
   void stop_watching();
 
   bool responded() const { return responded_; }

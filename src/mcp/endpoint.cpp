@@ -337,10 +337,11 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope,
   if (!s->outbox_ready) s->outbox_ready = std::make_unique<Event>(exec);
   s->get_attached = true;
   bool gone = false;
-  ex.on_disconnect([s, &gone] {
+  auto on_gone = [s, &gone] {
     gone = true;
     if (s->outbox_ready) s->outbox_ready->set();
-  });
+  };
+  ex.on_disconnect(on_gone, true);  // at once: the session's one stream is free again for a reconnect
   while (!gone && !s->closed && !hub_.draining()) {
     while (!s->outbox.empty() && !gone) {
       auto m = std::move(s->outbox.front());

@@ -14,8 +14,9 @@ namespace net = boost::asio;
 using Clock = std::chrono::steady_clock;
 constexpr int kTickMs = 200;
 
-AnalyticsWriter::AnalyticsWriter(store::Store& store, net::any_io_executor io, std::size_t max_queue, std::size_t batch)
-    : store_(store), io_(std::move(io)), max_queue_(max_queue), batch_(batch) {}
+AnalyticsWriter::AnalyticsWriter(store::Store& store, BlockingPool& urgent, net::any_io_executor io,
+                                 std::size_t max_queue, std::size_t batch)
+    : store_(store), urgent_(urgent), io_(std::move(io)), max_queue_(max_queue), batch_(batch) {}
 
 AnalyticsWriter::~AnalyticsWriter() { *alive_ = false; }
 
@@ -33,7 +34,7 @@ void AnalyticsWriter::record(const store::AnalyticsRow& row) {
   if (queue_.size() == batch_ && !writing_ && !backing_off_ && timer_) timer_->cancel();
 }
 
-net::awaitable<bool> AnalyticsWriter::write_some() {
+net::awaitable<bool> AnalyticsWriter::write_some(BlockingPool& on) {
   if (writing_ || queue_.empty()) co_return true;
   writing_ = true;
   auto alive = alive_;
@@ -46,7 +47,7 @@ net::awaitable<bool> AnalyticsWriter::write_some() {
   try {
     auto& store = store_;
     auto job = [&store, out] { store.insert_analytics(out->rows, out->written); };  // named: see BlockingPool::run
-    co_await thread_.run(std::move(job));
+    co_await on.run(std::move(job));
   } catch (const std::exception& e) {
     ok = false;
     if (!*alive) co_return false;
@@ -82,8 +83,8 @@ void AnalyticsWriter::start(int retention_days) {
       timer_->expires_after(std::chrono::milliseconds(backoff_ms));
       co_await timer_->async_wait(net::as_tuple(net::use_awaitable));  // or cancelled by record()
       if (!*alive) co_return;
-      bool ok = co_await write_some();
-      while (ok && *alive && queue_.size() >= batch_) ok = co_await write_some();  // keep up under load
+      bool ok = co_await write_some(thread_);
+      while (ok && *alive && queue_.size() >= batch_) ok = co_await write_some(thread_);  // keep up under load
       if (!*alive) co_return;
       backoff_ms = ok ? kTickMs : std::min(backoff_ms * 2, 5000);
       backing_off_ = !ok;
@@ -112,7 +113,7 @@ net::awaitable<void> AnalyticsWriter::flush(int deadline_ms) {
       co_await t.async_wait(net::as_tuple(net::use_awaitable));
       continue;
     }
-    if (!co_await write_some()) {
+    if (!co_await write_some(urgent_)) {  // not left to the idle class: the process is about to exit
       t.expires_after(std::chrono::milliseconds(100));
       co_await t.async_wait(net::as_tuple(net::use_awaitable));
     }

@@ -1,7 +1,7 @@
 // The analytics writer: requests are recorded into a bounded in-memory queue on the io thread (never
 // blocking a request; rows are packed into reused memory, see store::AnalyticsBatch) and written to
-// api_analytics in batches on the blocking pool. A full queue drops and counts; a failed batch is retried
-// (kept while the queue has room); shutdown flushes what is left.
+// api_analytics in short batches by a low-priority thread of its own. A full queue drops and counts; a
+// failed batch is retried (kept while the queue has room); shutdown flushes what is left.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -23,9 +23,10 @@ struct AnalyticsStats {
 class AnalyticsWriter {
  public:
   // `max_queue` bounds the rows waiting (beyond it rows are dropped and counted); as soon as `batch` rows
-  // are waiting, a write starts without waiting for the next tick.
-  AnalyticsWriter(store::Store& store, boost::asio::any_io_executor io, std::size_t max_queue = 200000,
-                  std::size_t batch = 512);
+  // are waiting, a write starts without waiting for the next tick. `urgent` (normal priority) writes what
+  // is left at shutdown.
+  AnalyticsWriter(store::Store& store, BlockingPool& urgent, boost::asio::any_io_executor io,
+                  std::size_t max_queue = 200000, std::size_t batch = 512);
   ~AnalyticsWriter();
   // On the io thread: copies the row's fields into the queue.
   void record(const store::AnalyticsRow& row);
@@ -37,12 +38,13 @@ class AnalyticsWriter {
   const AnalyticsStats& stats() const { return stats_; }
 
  private:
-  boost::asio::awaitable<bool> write_some();
+  boost::asio::awaitable<bool> write_some(BlockingPool& on);
   struct Out {
     store::AnalyticsBatch rows;
     std::size_t written = 0;
   };
   store::Store& store_;
+  BlockingPool& urgent_;
   boost::asio::any_io_executor io_;
   std::size_t max_queue_, batch_;
   store::AnalyticsBatch queue_;

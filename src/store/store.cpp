@@ -71,6 +71,7 @@ AnalyticsRow AnalyticsBatch::read(std::size_t& at) const {
   r.client_ip = text[4], r.server = text[5], r.tool = text[6], r.request_id = text[7];
   return r;
 }
+
 namespace {
 
 using sql::Connection;
