@@ -106,6 +106,27 @@ describe('multi-tenancy: credentials in HTTP headers', () => {
     const output = [...gh.logs, ...gh.stdout, keys.text, (await gh.api('GET', '/audit?per_page=500')).text].join('\n');
     for (const secret of [secretA, secretB]) assert.ok(!output.includes(secret), 'a header secret leaked into logs or the API');
   });
+
+  it('values stored one right after the other (same second) each take effect on the next call', async (t) => {
+    const rec = await startHeaderRecorder({ t, name: 'hdr' });
+    const gh = await startGatehouse({
+      servers: { hdr: streamableHttpEntry(rec.url, { headers: { 'X-Api-Key': '${secret:HDR_TOKEN}' } }) },
+      env: { ENCRYPTION_KEY: newEncryptionKey() },
+      t,
+    });
+    await makeGroup(gh, 'Tenant-Fast', { isTenant: true });
+    await putGrant(gh, 'Tenant-Fast', 'hdr');
+    const user = await makeUser(gh, 'fast@f.example', { groups: ['Tenant-Fast'] });
+    const s = await mcpSession(gh, user.headers);
+    const seen = async () => JSON.parse(callText(await s.call('hdr__whoami'), 'whoami')).headers['x-api-key'];
+    // Three writes well inside a few seconds: each call must carry the value stored just before it.
+    for (const tag of ['one', 'two', 'three']) {
+      const value = distinctiveSecret(`fast-${tag}`);
+      const stored = await putKey(gh, 'Tenant-Fast', 'hdr', 'HDR_TOKEN', value);
+      assert.ok([200, 201].includes(stored.status), stored.text);
+      assert.equal(await seen(), value, `the value stored as "${tag}"`);
+    }
+  });
 });
 
 describe('multi-tenancy: forwardIdentity', () => {
