@@ -191,9 +191,11 @@ void Directory::remember(std::shared_ptr<const Identity> id) {
 }
 
 net::awaitable<void> Directory::changed() {
-  store_.notify_changed();
   uint64_t version = next_version_++;
-  auto job = [this, version] { return Snapshot::build(store_.dump(), version, box_); };  // named: see BlockingPool::run
+  auto job = [this, version] {  // named: see BlockingPool::run
+    store_.notify_changed();  // a database write: not on the io thread
+    return Snapshot::build(store_.dump(), version, box_);
+  };
   auto snap = co_await pool_.run(std::move(job));
   install(std::move(snap));
 }

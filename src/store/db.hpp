@@ -137,8 +137,8 @@ class Watcher {
 };
 // LISTEN on channel `channel` over its own connection; reconnects with backoff and then calls cb once.
 std::unique_ptr<Watcher> watch_postgres(const std::string& url, std::string channel, std::function<void()> cb);
-// Pokes, plus a poll of PRAGMA data_version every ~500 ms on its own connection (when `path` is a file),
-// to see commits by other processes.
-std::unique_ptr<Watcher> watch_sqlite(const std::string& path, std::function<void()> cb);
+// Pokes, plus every ~500 ms (when `path` is a file) a poll on its own connection of `poll_sql`, a query whose
+// first value changes when other processes notify (0 when it has no row).
+std::unique_ptr<Watcher> watch_sqlite(const std::string& path, std::string poll_sql, std::function<void()> cb);
 
 }  // namespace gh::store::sql

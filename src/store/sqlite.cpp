@@ -171,7 +171,8 @@ class SqliteConnection final : public Connection {
 
 class SqliteWatcher final : public LoopWatcher {
  public:
-  SqliteWatcher(std::string path, std::function<void()> cb) : LoopWatcher(std::move(cb)), path_(std::move(path)) {
+  SqliteWatcher(std::string path, std::string poll_sql, std::function<void()> cb)
+      : LoopWatcher(std::move(cb)), path_(std::move(path)), poll_sql_(std::move(poll_sql)) {
     start();
   }
   ~SqliteWatcher() override { stop(); }
@@ -190,8 +191,7 @@ class SqliteWatcher final : public LoopWatcher {
       next_poll = std::chrono::steady_clock::now() + std::chrono::milliseconds(kPollMs);
       try {
         if (!conn) conn = open_sqlite(path_, true);
-        // data_version changes when another connection (or process) commits to the file.
-        int64_t v = conn->scalar("PRAGMA data_version");
+        int64_t v = conn->scalar(poll_sql_);
         if (version >= 0 && v != version) changed();
         version = v;
       } catch (const std::exception& e) {
@@ -201,7 +201,7 @@ class SqliteWatcher final : public LoopWatcher {
     }
   }
 
-  std::string path_;
+  std::string path_, poll_sql_;
 };
 
 }  // namespace
@@ -213,8 +213,8 @@ std::unique_ptr<Connection> open_sqlite(const std::string& path, bool read_only)
   return std::make_unique<SqliteConnection>(path, read_only);
 }
 
-std::unique_ptr<Watcher> watch_sqlite(const std::string& path, std::function<void()> cb) {
-  return std::make_unique<SqliteWatcher>(path, std::move(cb));
+std::unique_ptr<Watcher> watch_sqlite(const std::string& path, std::string poll_sql, std::function<void()> cb) {
+  return std::make_unique<SqliteWatcher>(path, std::move(poll_sql), std::move(cb));
 }
 
 }  // namespace gh::store::sql

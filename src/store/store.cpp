@@ -777,14 +777,24 @@ class SqlStore final : public Store {
       conn_->exec(cat({"NOTIFY ", kChannel}));
       return;
     }
+    // SQLite: a counter other processes (the CLI) see through the watcher's poll. Not PRAGMA data_version:
+    // that changes with every commit, analytics rows included, and rebuilt the directory twice a second
+    // under traffic.
+    {
+      std::lock_guard lk(mu_);
+      conn_->exec("INSERT INTO @gateway_meta (key, value) VALUES ('directory_version', '1') ON CONFLICT (key) "
+                  "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)");
+    }
     std::lock_guard lk(watch_mu_);
     if (watcher_) watcher_->poke();
   }
 
-  // SQLite: the watcher's data_version poll also sees this instance's own commits, so a write here may be
+  // SQLite: the watcher's poll also sees this instance's own notifications, so a write here may be
   // reported twice (poke and poll); reloads are idempotent, and the poll is what catches the CLI's writes.
   void watch(std::function<void()> cb) override {
-    auto fresh = pg() ? sql::watch_postgres(url_, kChannel, std::move(cb)) : sql::watch_sqlite(sqlite_path_, std::move(cb));
+    auto fresh = pg() ? sql::watch_postgres(url_, kChannel, std::move(cb))
+                      : sql::watch_sqlite(sqlite_path_, "SELECT value FROM gateway_meta WHERE key = 'directory_version'",
+                                          std::move(cb));
     std::unique_ptr<sql::Watcher> old;
     {
       std::lock_guard lk(watch_mu_);
