@@ -192,10 +192,13 @@ class SqliteWatcher final : public LoopWatcher {
       try {
         if (!conn) conn = open_sqlite(path_, true);
         int64_t v = conn->scalar(poll_sql_);
-        if (version >= 0 && v != version) changed();
+        // The first read counts as a change too: what was notified between the caller's load and this
+        // read (or while the poll was failing) would otherwise be missed until the next notification.
+        if (v != version) changed();
         version = v;
       } catch (const std::exception& e) {
         conn.reset();
+        version = -1;
         log::warn("store watcher: sqlite poll failed", {{"error", e.what()}});
       }
     }
