@@ -268,7 +268,8 @@ class Store {
   // Change notification between instances. notify_changed() tells every instance (including this one)
   // that something changed; watch() calls `cb` (on a store-owned thread) after each such notification,
   // at most once per `debounce_ms` burst. PostgreSQL: LISTEN/NOTIFY on channel mcp_proxy_changed with
-  // reconnection; SQLite: in-process only (and a cheap poll of PRAGMA data_version for other processes).
+  // reconnection; SQLite: in-process, plus a poll of a counter in gateway_meta that notify_changed()
+  // increments, for other processes (the CLI).
   virtual void notify_changed() = 0;
   virtual void watch(std::function<void()> cb) = 0;
   // Stops the watcher thread (also done by the destructor).
