@@ -45,11 +45,14 @@ void AnalyticsBatch::add(const AnalyticsRow& r) {
   p += sizeof h;
   for (int i = 0; i < 8; ++i) {
     std::memcpy(p, text[i].data(), h.len[i]);
-    // What the client sent (endpoint, user agent) is kept as printable ASCII, so that no database rejects
-    // the batch for an invalid encoding.
-    if (i == 2 || i == 3)
-      for (char* c = p; c != p + h.len[i]; ++c)
-        if (static_cast<unsigned char>(*c) < 0x20 || static_cast<unsigned char>(*c) > 0x7e) *c = '?';
+    // No control character is stored (a NUL would make PostgreSQL reject the whole batch, and keep
+    // rejecting its retries), and what arrived as raw HTTP bytes (endpoint, user agent; everything else
+    // is parsed, valid UTF-8 JSON or the gateway's own) is kept as printable ASCII.
+    const bool ascii = i == 2 || i == 3;
+    for (char* c = p; c != p + h.len[i]; ++c) {
+      auto b = static_cast<unsigned char>(*c);
+      if (b < 0x20 || b == 0x7f || (ascii && b > 0x7e)) *c = '?';
+    }
     p += h.len[i];
   }
   ++rows_;
