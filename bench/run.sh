@@ -750,7 +750,7 @@ REPORT="$TMP/results.md"
     echo
     echo "## S3: rate limiting and analytics, on vs off"
     echo
-    echo "The S1 Gatehouse row (njs upstream, \`/mcp/fast\` tools/call) on separate fresh instances, run one after the other at each connection count:" \
+    echo "The S1 Gatehouse row (njs upstream, \`/mcp/fast\` tools/call) on separate fresh instances, taking turns run by run at each connection count:" \
       "**off** = \`RATE_LIMIT_ENABLED=false ENABLE_API_ANALYTICS=false\`; **on (SQLite)** = limiter on (limit $BENCH_RATE_LIMIT/min, never reached) and analytics on into the default SQLite store;" \
       "**on (PostgreSQL)** = the same with \`DATABASE_URL\` on a throwaway local PostgreSQL cluster. Target: on within 5% of off (req/s ratio ≥ 0.95)."
     echo
