@@ -30,6 +30,36 @@ struct PackedHead {
   int32_t status;
   uint16_t len[8];
 };
+
+// Replaces control characters, and bytes outside printable ASCII (`ascii_only`) or of invalid or cut
+// UTF-8 sequences, with '?', in place.
+void sanitize_text(char* p, std::size_t n, bool ascii_only) {
+  for (std::size_t i = 0; i < n;) {
+    auto b = static_cast<unsigned char>(p[i]);
+    if (b < 0x80) {
+      if (b < 0x20 || b == 0x7f) p[i] = '?';
+      ++i;
+      continue;
+    }
+    // A multi-byte sequence: its length from the lead byte, then continuation bytes 10xxxxxx (overlong
+    // and surrogate forms are rejected by the lead's range and the second byte's bounds).
+    std::size_t len = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+    bool ok = !ascii_only && len && i + len <= n;
+    if (ok) {
+      auto b1 = static_cast<unsigned char>(p[i + 1]);
+      unsigned char lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+      unsigned char hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+      ok = b1 >= lo && b1 <= hi;
+      for (std::size_t k = 2; ok && k < len; ++k) ok = (static_cast<unsigned char>(p[i + k]) & 0xC0) == 0x80;
+    }
+    if (ok) {
+      i += len;
+    } else {
+      p[i] = '?';
+      ++i;
+    }
+  }
+}
 }  // namespace
 
 void AnalyticsBatch::add(const AnalyticsRow& r) {
@@ -45,14 +75,10 @@ void AnalyticsBatch::add(const AnalyticsRow& r) {
   p += sizeof h;
   for (int i = 0; i < 8; ++i) {
     std::memcpy(p, text[i].data(), h.len[i]);
-    // No control character is stored (a NUL would make PostgreSQL reject the whole batch, and keep
-    // rejecting its retries), and what arrived as raw HTTP bytes (endpoint, user agent; everything else
-    // is parsed, valid UTF-8 JSON or the gateway's own) is kept as printable ASCII.
-    const bool ascii = i == 2 || i == 3;
-    for (char* c = p; c != p + h.len[i]; ++c) {
-      auto b = static_cast<unsigned char>(*c);
-      if (b < 0x20 || b == 0x7f || (ascii && b > 0x7e)) *c = '?';
-    }
+    // Stored text is valid UTF-8 without control characters: a NUL or a broken sequence (a client can put
+    // either in a tool name or a URL path) would make PostgreSQL reject the whole batch, and every retry of
+    // it. The endpoint and user agent (raw HTTP bytes) are kept as printable ASCII.
+    sanitize_text(p, h.len[i], /*ascii_only=*/i == 2 || i == 3);
     p += h.len[i];
   }
   ++rows_;

@@ -981,7 +981,8 @@ TYPED_TEST(StoreTest, AnalyticsRowsArriveExactly) {
     r.user_agent = agents[i % agents.size()];
     r.client_ip = "10.0.0." + std::to_string(i % 250);
     r.server = i % 3 ? "fast" : "";
-    r.tool = i % 3 ? (i == 4 ? std::string_view("ec\0h\to\x7f", 7) : "echo") : "";  // a client's tool name
+    // A client's tool names: control characters, a broken UTF-8 sequence, valid UTF-8.
+    r.tool = i % 3 == 0 ? "" : i == 4 ? std::string_view("ec\0h\to\x7f", 7) : i == 7 ? "t\xff\xe2\x82" : i == 10 ? "t\xc3\xa9\xe2\x82\xac" : "echo";
     r.request_id = id;
     r.bytes_in = i;
     r.bytes_out = 2 * i;
@@ -1016,7 +1017,7 @@ TYPED_TEST(StoreTest, AnalyticsRowsArriveExactly) {
         EXPECT_EQ(r.str(6), agent);
         EXPECT_EQ(r.str(7), "10.0.0." + std::to_string(i % 250));
         EXPECT_EQ(r.boolean(14), i % 3 == 0);
-        EXPECT_EQ(r.str(9), i % 3 ? (i == 4 ? "ec?h?o?" : "echo") : "");  // no control characters
+        EXPECT_EQ(r.str(9), i % 3 == 0 ? "" : i == 4 ? "ec?h?o?" : i == 7 ? "t???" : i == 10 ? "t\xc3\xa9\xe2\x82\xac" : "echo");
         EXPECT_EQ(r.str(10), "req-" + std::to_string(i));
         EXPECT_EQ(r.int64(11), i);
         EXPECT_EQ(r.int64(12), 2 * i);
