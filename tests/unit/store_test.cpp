@@ -1060,6 +1060,27 @@ TEST(AnalyticsBatch, PacksAndReusesItsMemory) {
   AnalyticsBatch other;
   other.swap(b);
   EXPECT_TRUE(other.empty());
+
+  // Text is stored as valid UTF-8: what is not (overlong forms, surrogates, beyond U+10FFFF, cut sequences,
+  // stray continuation bytes) becomes '?' byte by byte; valid sequences of every length stay.
+  const std::pair<std::string, std::string> cases[] = {
+      {"\xc0\xaf", "??"},             {"\xed\xa0\x80", "???"},          {"\xf4\x90\x80\x80", "????"},
+      {"a\xe2\x82", "a??"},           {"\x80x", "?x"},                   {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"},
+  };
+  for (auto& [in, want] : cases) {
+    AnalyticsBatch one;
+    AnalyticsRow t;
+    t.tool = in;
+    t.user_agent = in;  // the user agent keeps printable ASCII only
+    one.add(t);
+    one.for_each([&](const AnalyticsRow& x) {
+      EXPECT_EQ(x.tool, want) << "input bytes: " << in.size();
+      std::string ascii = in;
+      for (auto& c : ascii)
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+      EXPECT_EQ(x.user_agent, ascii);
+    });
+  }
 }
 
 TEST(StoreUrl, InMemorySqliteWorks) {
