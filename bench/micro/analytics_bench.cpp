@@ -22,7 +22,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "store/db.hpp"
+#include "bench_store.hpp"
 #include "store/store.hpp"
 
 namespace {
@@ -36,61 +36,13 @@ int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// The libpq URL with its database name replaced.
-std::string with_database(const std::string& url, const std::string& db) {
-  auto scheme = url.find("://");
-  if (scheme == std::string::npos) throw std::runtime_error("GATEHOUSE_BENCH_PG_URL is not a postgresql:// URL");
-  auto slash = url.find('/', scheme + 3);
-  auto query = url.find('?', scheme + 3);
-  std::string head = url.substr(0, std::min(slash, query));
-  std::string tail = query == std::string::npos ? "" : url.substr(query);
-  return head + "/" + db + tail;
-}
-
-// An empty migrated store per backend.
-struct AnalyticsFixture {
-  std::string backend;
-  fs::path dir;                           // SQLite: the temp dir
-  std::string pg_admin_url, pg_database;  // PostgreSQL: where to drop the database at exit
-  std::unique_ptr<store::Store> store;
-
-  explicit AnalyticsFixture(std::string which) : backend(std::move(which)) {
-    if (backend == "sqlite") {
-      dir = fs::temp_directory_path() / ("gatehouse-analytics-bench-" + std::to_string(::getpid()));
-      fs::create_directories(dir);
-      store = store::Store::open("sqlite://" + (dir / "gatehouse.db").string());
-    } else {
-      pg_admin_url = std::getenv("GATEHOUSE_BENCH_PG_URL");
-      pg_database = "gatehouse_analytics_bench_" + std::to_string(::getpid());
-      {
-        auto admin = store::sql::open_postgres(pg_admin_url, "");
-        admin->script("DROP DATABASE IF EXISTS " + pg_database);
-        admin->script("CREATE DATABASE " + pg_database);
-      }
-      store = store::Store::open(with_database(pg_admin_url, pg_database));
-    }
-    store->migrate();
-  }
-  ~AnalyticsFixture() {
-    store.reset();
-    try {
-      if (!dir.empty()) fs::remove_all(dir);
-      if (!pg_database.empty()) {
-        auto admin = store::sql::open_postgres(pg_admin_url, "");
-        admin->script("DROP DATABASE IF EXISTS " + pg_database + " WITH (FORCE)");
-      }
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "[analytics_bench] cleanup of %s failed: %s\n", backend.c_str(), e.what());
-    }
-  }
-};
-
-AnalyticsFixture& analytics_fixture(const std::string& backend) {
+// An empty migrated store per backend, made on first use (outside any timing).
+bench::BenchStore& analytics_fixture(const std::string& backend) {
   if (backend == "sqlite") {
-    static AnalyticsFixture f("sqlite");
+    static bench::BenchStore f("sqlite", "gatehouse_analytics_bench");
     return f;
   }
-  static AnalyticsFixture f("postgresql");
+  static bench::BenchStore f("postgresql", "gatehouse_analytics_bench");
   return f;
 }
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "auth/apikeys.hpp"
+#include "bench_store.hpp"
 #include "auth/authenticator.hpp"
 #include "auth/directory.hpp"
 #include "auth/jwt.hpp"
@@ -131,49 +132,15 @@ void bench_seed_rows(store::sql::Connection& c) {
   tx.commit();
 }
 
-// The libpq URL with its database name replaced.
-std::string with_database(const std::string& url, const std::string& db) {
-  auto scheme = url.find("://");
-  if (scheme == std::string::npos) throw std::runtime_error("GATEHOUSE_BENCH_PG_URL is not a postgresql:// URL");
-  auto slash = url.find('/', scheme + 3);
-  auto query = url.find('?', scheme + 3);
-  std::string head = url.substr(0, std::min(slash, query));
-  std::string tail = query == std::string::npos ? "" : url.substr(query);
-  return head + "/" + db + tail;
-}
-
-// One seeded store (and its snapshot, authenticator) per backend, built on first use.
+// One seeded store per backend, built on first use.
 struct Fixture {
-  std::string backend;
-  std::string url;
-  fs::path dir;                              // SQLite: the temp dir
-  std::string pg_admin_url, pg_database;     // PostgreSQL: where to drop the database at exit
-  std::unique_ptr<store::Store> store;
+  bench::BenchStore db;
+  store::Store* store;
   double seed_s = 0;
 
-  Fixture(std::string which) : backend(std::move(which)) {
+  explicit Fixture(const std::string& backend) : db(backend, "gatehouse_bench"), store(db.store.get()) {
     auto t0 = std::chrono::steady_clock::now();
-    std::unique_ptr<store::sql::Connection> seeder;
-    if (backend == "sqlite") {
-      dir = fs::temp_directory_path() / ("gatehouse-identity-bench-" + std::to_string(::getpid()));
-      fs::create_directories(dir);
-      url = "sqlite://" + (dir / "gatehouse.db").string();
-      store = store::Store::open(url);
-      store->migrate();
-      seeder = store::sql::open_sqlite((dir / "gatehouse.db").string());
-    } else {
-      pg_admin_url = std::getenv("GATEHOUSE_BENCH_PG_URL");
-      pg_database = "gatehouse_bench_" + std::to_string(::getpid());
-      {
-        auto admin = store::sql::open_postgres(pg_admin_url, "");
-        admin->script("DROP DATABASE IF EXISTS " + pg_database);
-        admin->script("CREATE DATABASE " + pg_database);
-      }
-      url = with_database(pg_admin_url, pg_database);
-      store = store::Store::open(url);
-      store->migrate();
-      seeder = store::sql::open_postgres(url, "mcp_proxy.");
-    }
+    auto seeder = db.connect();
     bench_seed_rows(*seeder);
     // PostgreSQL's autovacuum would analyse the new rows within a minute; do it now so the plans are the
     // steady-state ones. (Gatehouse never runs ANALYZE on SQLite, so neither does the bench.)
@@ -182,18 +149,6 @@ struct Fixture {
     seed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "[identity_bench] %s store seeded (%d users, %d groups, %d memberships) in %.1f s\n",
                  backend.c_str(), kUsers, kGroups, 2 * kUsers, seed_s);
-  }
-  ~Fixture() {
-    store.reset();
-    try {
-      if (!dir.empty()) fs::remove_all(dir);
-      if (!pg_database.empty()) {
-        auto admin = store::sql::open_postgres(pg_admin_url, "");
-        admin->script("DROP DATABASE IF EXISTS " + pg_database + " WITH (FORCE)");
-      }
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "[identity_bench] cleanup of %s failed: %s\n", backend.c_str(), e.what());
-    }
   }
 };
 
@@ -303,7 +258,7 @@ struct AuthFixture {
     f.store->create_api_key(k.record);
     api_key = k.secret;
 
-    auto webui_db = (f.dir / "webui.db").string();
+    auto webui_db = (f.db.dir() / "webui.db").string();
     {
       auto c = store::sql::open_sqlite(webui_db);
       c->script(R"sql(
