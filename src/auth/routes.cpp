@@ -58,6 +58,16 @@ std::string claim(const json::object& o, std::string_view k) {
   return it != o.end() && it->value().is_string() ? std::string(it->value().as_string()) : std::string();
 }
 
+// What /auth/me and the API-key sign-in say about the signed-in user.
+json::object describe(const Principal& p, std::string_view auth_method) {
+  auto& id = *p.identity;
+  json::array groups;
+  for (auto& g : id.groups) groups.emplace_back(g);
+  return json::object{{"email", id.email},          {"name", id.name},
+                      {"groups", std::move(groups)}, {"is_admin", p.is_admin()},
+                      {"auth_method", auth_method}};
+}
+
 }  // namespace
 
 Routes::Routes(const Settings& settings, Authenticator& auth, Oidc* oidc, store::Store& store, Directory& directory,
@@ -153,15 +163,7 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
       co_await ex.send_json(status, json::serialize(body));
       co_return;
     }
-    auto& id = *auth.principal.identity;
-    json::array groups;
-    for (auto& g : id.groups) groups.emplace_back(g);
-    json::object me;
-    me["email"] = id.email;
-    me["name"] = id.name;
-    me["groups"] = std::move(groups);
-    me["is_admin"] = auth.principal.is_admin();
-    me["auth_method"] = to_string(auth.principal.method);
+    auto me = describe(auth.principal, to_string(auth.principal.method));
     if (auto c = cookie_value(ex.req[bhttp::field::cookie], kSessionCookie); !c.empty()) me["csrf_token"] = auth_.csrf_token(c);
     co_await ex.send_json(bhttp::status::ok, json::serialize(me));
     co_return;
@@ -190,17 +192,9 @@ net::awaitable<void> Routes::key_sign_in(http::Exchange& ex) {
     co_return;
   }
   auto session = auth_.issue_session(who.principal);
-  auto& id = *who.principal.identity;
-  json::array groups;
-  for (auto& g : id.groups) groups.emplace_back(g);
-  json::object me;
-  me["email"] = id.email;
-  me["name"] = id.name;
-  me["groups"] = std::move(groups);
-  me["is_admin"] = who.principal.is_admin();
-  me["auth_method"] = "session";
+  auto me = describe(who.principal, "session");
   me["csrf_token"] = auth_.csrf_token(session);
-  log::info("signed in with an API key", {{"request_id", ex.request_id}, {"email", id.email}});
+  log::info("signed in with an API key", {{"request_id", ex.request_id}, {"email", who.principal.email()}});
   std::string cookie_line = "Set-Cookie: " + cookie(kSessionCookie, session, "/", settings_.session_lifetime_s) + "\r\n";
   co_await ex.send_json(bhttp::status::ok, json::serialize(me), cookie_line);
 }
