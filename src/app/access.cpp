@@ -42,26 +42,45 @@ std::vector<std::pair<std::string, std::string>> identity_headers(const auth::Id
   return h;
 }
 
-mcp::Caller make_caller(const auth::Principal& principal, const auth::Directory& directory, const Settings& settings) {
-  const auth::Directory* dir = &directory;
-  mcp::Caller c;
-  auto id = principal.identity;
-  bool admin = principal.is_admin();
-  c.owner = id ? id->email : std::string();
+namespace {
+// The rights of one request's caller. The grants and routes are read from the directory's current snapshot
+// whenever asked (a session open for hours pins no old snapshot); the identity is the request's.
+class PrincipalRights final : public mcp::Rights {
+ public:
+  PrincipalRights(std::shared_ptr<const auth::Identity> id, bool admin, const auth::Directory& dir, const Settings& settings)
+      : id_(std::move(id)), admin_(admin), dir_(dir), settings_(settings),
+        groups_(id_ ? &id_->groups : &anonymous_groups()) {}
+  bool may_use(const ServerConfig& s) const override {
+    return policy::decide(dir_.current()->grants(), *groups_, admin_, s.id);
+  }
+  bool may_call(const ServerConfig& s, std::string_view tool) const override {
+    return policy::decide(dir_.current()->grants(), *groups_, admin_, s.id, tool);
+  }
+  policy::Route route(const ServerConfig& s) const override { return dir_.current()->route(*groups_, s); }
+  std::vector<std::pair<std::string, std::string>> identity_headers(const ServerConfig& s) const override {
+    if (!id_) return {};
+    return app::identity_headers(*id_, admin_, s.id, settings_);
+  }
+  std::string no_access_hint() const override {
+    return id_ ? "You (" + id_->email + ") have no MCP servers yet. Ask a Gatehouse administrator to add you to "
+                 "a group that grants the servers you need."
+               : "No MCP servers are open to anonymous callers; sign in or send an API key.";
+  }
+
+ private:
+  std::shared_ptr<const auth::Identity> id_;
+  bool admin_;
+  const auth::Directory& dir_;
+  const Settings& settings_;
   // The groups that decide: the user's, or for an anonymous caller the built-in `anonymous` group.
-  const std::vector<std::string>* groups = id ? &id->groups : &anonymous_groups();
-  c.may_use = [dir, id, groups, admin](const ServerConfig& s) {
-    return policy::decide(dir->current()->grants(), *groups, admin, s.id);
-  };
-  c.may_call = [dir, id, groups, admin](const ServerConfig& s, std::string_view tool) {
-    return policy::decide(dir->current()->grants(), *groups, admin, s.id, tool);
-  };
-  c.route = [dir, id, groups](const ServerConfig& s) { return dir->current()->route(*groups, s); };
-  if (id)
-    c.identity_headers = [id, admin, &settings](const ServerConfig& s) { return identity_headers(*id, admin, s.id, settings); };
-  c.no_access_hint = id ? "You (" + id->email + ") have no MCP servers yet. Ask a Gatehouse administrator to add you to "
-                          "a group that grants the servers you need."
-                        : "No MCP servers are open to anonymous callers; sign in or send an API key.";
+  const std::vector<std::string>* groups_;
+};
+}  // namespace
+
+mcp::Caller make_caller(const auth::Principal& principal, const auth::Directory& directory, const Settings& settings) {
+  mcp::Caller c;
+  if (principal.identity) c.owner = principal.identity->email;
+  c.rights = std::make_shared<PrincipalRights>(principal.identity, principal.is_admin(), directory, settings);
   return c;
 }
 

@@ -98,7 +98,8 @@ int serve(const Settings& settings, const Environment& env) {
   };
   std::unique_ptr<observability::AnalyticsWriter> analytics;
   if (settings.analytics_enabled) {
-    analytics = std::make_unique<observability::AnalyticsWriter>(*store, pool, io.get_executor());
+    analytics = std::make_unique<observability::AnalyticsWriter>(*store, pool, io.get_executor(), 200000,
+                                                                 store->analytics_chunk());
     analytics->start(settings.analytics_retention_days);
   }
   policy::LocalLimiter local_limiter;

@@ -136,42 +136,36 @@ net::awaitable<void> Router::handle(http::Exchange& ex) {
   }
 }
 
-net::awaitable<bool> Router::admit(http::Exchange& ex, const auth::AuthResult& auth, Note& note, bool mcp) {
-  if (!p_.settings.rate_limit_enabled) co_return true;
-  policy::RateLimit limit;
-  std::string key;
-  const char* scope;
+Router::RateCheck Router::rate_check(const auth::AuthResult& auth, const Note& note) const {
+  RateCheck rc;
   if (auth.principal.authenticated()) {
-    scope = "user";
-    key = "u:" + auth.principal.email();
+    rc.scope = "user";
+    rc.key = "u:" + auth.principal.email();
     // A member of groups with their own limit gets the highest of those; everyone else the default.
     int64_t override_limit = 0;
     for (auto& g : auth.principal.identity->groups)
       if (auto it = p_.settings.rate_limit_groups.find(g); it != p_.settings.rate_limit_groups.end())
         override_limit = std::max(override_limit, it->second);
-    limit.per_minute = override_limit ? override_limit : p_.settings.rate_limit_per_minute;
+    rc.limit.per_minute = override_limit ? override_limit : p_.settings.rate_limit_per_minute;
   } else {
-    scope = "ip";
-    key = "ip:" + note.client_ip;
-    limit.per_minute = p_.settings.rate_limit_per_ip;
+    rc.scope = "ip";
+    rc.key = "ip:" + note.client_ip;
+    rc.limit.per_minute = p_.settings.rate_limit_per_ip;
   }
-  limit.burst = p_.settings.rate_limit_burst > 0 ? p_.settings.rate_limit_burst : limit.per_minute;
-  policy::RateDecision d;
-  if (p_.shared_limiter) d = co_await p_.shared_limiter->check(key, limit, now_us());
-  else d = p_.local_limiter.check(key, limit, now_us());
-  if (d.allowed) {
-    ++limiter_.allowed;
-    co_return true;
-  }
+  rc.limit.burst = p_.settings.rate_limit_burst > 0 ? p_.settings.rate_limit_burst : rc.limit.per_minute;
+  return rc;
+}
+
+net::awaitable<void> Router::refuse(http::Exchange& ex, const RateCheck& rc, const policy::RateDecision& d, bool mcp) {
   ++limiter_.limited;
-  if (limiter_.limited_by_key.size() < 10000 || limiter_.limited_by_key.contains(key)) ++limiter_.limited_by_key[key];
-  p_.metrics.rate_limited(scope);
-  log::info("rate limited", {{"request_id", ex.request_id}, {"key", key}, {"limit_per_minute", limit.per_minute},
+  if (limiter_.limited_by_key.size() < 10000 || limiter_.limited_by_key.contains(rc.key)) ++limiter_.limited_by_key[rc.key];
+  p_.metrics.rate_limited(rc.scope);
+  log::info("rate limited", {{"request_id", ex.request_id}, {"key", rc.key}, {"limit_per_minute", rc.limit.per_minute},
                              {"retry_after_s", d.retry_after_s}});
   std::string headers = "Retry-After: " + std::to_string(std::max<int64_t>(d.retry_after_s, 1)) + "\r\n" +
                         "RateLimit-Limit: " + std::to_string(d.limit) + "\r\n" +
                         "RateLimit-Remaining: 0\r\n" + "RateLimit-Reset: " + std::to_string(d.reset_s) + "\r\n";
-  std::string message = "Rate limit exceeded: " + std::to_string(limit.per_minute) +
+  std::string message = "Rate limit exceeded: " + std::to_string(rc.limit.per_minute) +
                         " requests per minute; retry in " + std::to_string(std::max<int64_t>(d.retry_after_s, 1)) + " s";
   // An MCP client matches the error to its request by id: take it from a single-request body (rare path).
   json::value id = nullptr;
@@ -183,7 +177,6 @@ net::awaitable<bool> Router::admit(http::Exchange& ex, const auth::AuthResult& a
   std::string body = mcp ? jsonrpc::error_text(id, -32029, message)
                          : json::serialize(error_body("rate_limited", message));
   co_await ex.send_json(bhttp::status::too_many_requests, std::move(body), headers);
-  co_return false;
 }
 
 json::object Router::stats_json() const {
@@ -338,7 +331,17 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   // The chat UI loads dozens of files per page: a signed-in user's proxied requests are not counted against
   // the per-user API limit unless RATE_LIMIT_PROXY=true (anonymous ones are, per IP).
   bool counted = !proxied || p_.settings.rate_limit_proxy || !auth.principal.authenticated();
-  if (counted && !co_await admit(ex, auth, note, mcp_route)) co_return;
+  if (counted && p_.settings.rate_limit_enabled) {
+    auto rc = rate_check(auth, note);
+    policy::RateDecision d;
+    if (p_.shared_limiter) d = co_await p_.shared_limiter->check(rc.key, rc.limit, now_us());
+    else d = p_.local_limiter.check(rc.key, rc.limit, now_us());  // in-process: no coroutine of its own
+    if (!d.allowed) {
+      co_await refuse(ex, rc, d, mcp_route);
+      co_return;
+    }
+    ++limiter_.allowed;
+  }
   if (proxied) {
     co_await proxy(ex, auth);
     co_return;
@@ -409,8 +412,8 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   }
   auto caller = make_caller(auth.principal, directory, settings);
   if (path == "/servers") {
-    auto listed = hub.servers_json(caller.may_use);
-    if (listed["servers"].as_array().empty()) listed["message"] = caller.no_access_hint;
+    auto listed = hub.servers_json(&caller);
+    if (listed["servers"].as_array().empty()) listed["message"] = caller.no_access_hint();
     co_await ex.send_json(bhttp::status::ok, json::serialize(listed));
     co_return;
   }

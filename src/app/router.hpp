@@ -67,8 +67,14 @@ class Router {
  private:
   struct Note;  // what one request was, for metrics and analytics
   boost::asio::awaitable<void> route(http::Exchange& ex, Note& note);
-  // Returns false (and answers 429) when the caller is over its limit.
-  boost::asio::awaitable<bool> admit(http::Exchange& ex, const auth::AuthResult& auth, Note& note, bool mcp);
+  // Rate limiting: the key and limit of a request, and the 429 answer when the caller is over it.
+  struct RateCheck {
+    std::string key;
+    policy::RateLimit limit;
+    const char* scope = "user";
+  };
+  RateCheck rate_check(const auth::AuthResult& auth, const Note& note) const;
+  boost::asio::awaitable<void> refuse(http::Exchange& ex, const RateCheck& rc, const policy::RateDecision& d, bool mcp);
   boost::json::object stats_json() const;
   // Relays a raw-route request to Open WebUI with X-Forwarded-* and, for a signed-in caller, identity headers.
   boost::asio::awaitable<void> proxy(http::Exchange& ex, const auth::AuthResult& auth);

@@ -111,27 +111,32 @@ net::awaitable<void> Exchange::end_stream() {
 
 void Exchange::on_disconnect(std::function<void()> cb, bool at_once) {
   stop_watching();
-  auto w = std::make_shared<Watch>();
-  watching_ = w;
-  // Armed now, or by the server's watchdog (Server::watchdog) if the answer is still pending then.
-  std::function<void()> start = [w, &sock = stream_.socket(), cb = std::move(cb)]() mutable {
-    if (!w->active) return;
-    w->armed = true;
-    sock.async_wait(net::socket_base::wait_read, [w, &sock, cb = std::move(cb)](boost::system::error_code ec) {
-      if (!w->active) return;  // the exchange finished or stopped watching
-      if (!ec) {
-        char c;
-        ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n > 0) return;  // a pipelined request, not a disconnect
-      } else if (ec == net::error::operation_aborted) {
-        return;
-      }
-      w->active = false;
-      cb();
-    });
-  };
-  if (at_once) start();
-  else stream_.start_watch = std::move(start);
+  watching_ = std::make_shared<Watch>();
+  watching_->cb = std::move(cb);
+  // Armed now, or by the server's watchdog (Server::watchdog) if the answer is still pending then; the
+  // watchdog's hook is cleared by stop_watching(), so while it is set this exchange is alive.
+  if (at_once) arm_watch();
+  else stream_.start_watch = [this] { arm_watch(); };
+}
+
+void Exchange::arm_watch() {
+  auto w = watching_;
+  if (!w || !w->active) return;
+  w->armed = true;
+  auto& sock = stream_.socket();
+  sock.async_wait(net::socket_base::wait_read, [w, &sock](boost::system::error_code ec) {
+    if (!w->active) return;  // the exchange finished or stopped watching
+    if (!ec) {
+      char c;
+      ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;  // a pipelined request, not a disconnect
+    } else if (ec == net::error::operation_aborted) {
+      return;
+    }
+    w->active = false;
+    auto cb = std::move(w->cb);
+    cb();
+  });
 }
 
 void Exchange::stop_watching() {
@@ -139,6 +144,7 @@ void Exchange::stop_watching() {
   if (!watching_) return;
   bool cancel = watching_->active && watching_->armed;
   watching_->active = false;
+  watching_->cb = nullptr;
   watching_.reset();
   if (cancel) {
     boost::system::error_code ec;

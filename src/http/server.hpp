@@ -107,7 +107,9 @@ class Exchange {
   bool responded_ = false, streaming_ = false, broken_ = false, close_after_ = false;
   struct Watch {
     bool active = true, armed = false;
+    std::function<void()> cb;
   };
+  void arm_watch();
   std::shared_ptr<Watch> watching_;
   std::size_t bytes_out_ = 0;
   int status_ = 0;

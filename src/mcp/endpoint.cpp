@@ -67,22 +67,24 @@ net::awaitable<void> Endpoint::handle(http::Exchange& ex, std::string scope, Cal
   }
 }
 
-net::awaitable<std::shared_ptr<Session>> Endpoint::session_of(http::Exchange& ex, const std::string& scope,
-                                                              const Caller& caller) {
+std::shared_ptr<Session> Endpoint::session_of(http::Exchange& ex, const std::string& scope, const Caller& caller,
+                                              bool& missing) {
   auto sid = header(ex.req, "Mcp-Session-Id");
-  if (sid.empty()) {
-    co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
-                         "Bad Request: Mcp-Session-Id header is required");
-    co_return nullptr;
-  }
+  missing = sid.empty();
+  if (missing) return nullptr;
   auto s = hub_.find_session(sid);
   // Another user's session id is answered like an unknown one: it reveals nothing and grants nothing.
-  if (!s || s->scope != scope || s->closed || s->owner != caller.owner) {
-    co_await reply_error(ex, bhttp::status::not_found, code::request_timeout, "Session not found");
-    co_return nullptr;
-  }
+  if (!s || s->scope != scope || s->closed || s->owner != caller.owner) return nullptr;
   s->caller = caller;  // the caller's rights as of this request
-  co_return s;
+  return s;
+}
+
+net::awaitable<void> Endpoint::no_session(http::Exchange& ex, bool missing) {
+  if (missing)
+    co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
+                         "Bad Request: Mcp-Session-Id header is required");
+  else
+    co_await reply_error(ex, bhttp::status::not_found, code::request_timeout, "Session not found");
 }
 
 net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope, const Caller& caller) {
@@ -142,8 +144,12 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     }
   }
 
-  auto s = co_await session_of(ex, scope, caller);
-  if (!s) co_return;
+  bool missing = false;
+  auto s = session_of(ex, scope, caller, missing);
+  if (!s) {
+    co_await no_session(ex, missing);
+    co_return;
+  }
   if (body.batch && s->protocol_version != "2025-03-26") {
     co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
                          "Invalid Request: JSON-RPC batches are not supported in protocol version " +
@@ -264,14 +270,19 @@ net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Se
   auto exec = co_await net::this_coro::executor;
   auto ch = std::make_shared<Channel>(exec);
   ch->expected = 1;
-  auto writer_done = std::make_shared<Event>(exec);
-  bool writer_started = false;
-  // The SSE writer starts only when a related message must go before the answer.
-  ch->on_first_message = [&ex, ch, writer_done, &writer_started, exec] {
-    writer_started = true;
-    net::co_spawn(exec, [&ex, ch, writer_done]() -> net::awaitable<void> {
+  // The SSE writer starts only when a related message must go before the answer (rare: most calls are
+  // answered with one JSON body, and pay for no writer).
+  struct Writer {
+    http::Exchange& ex;
+    std::shared_ptr<Channel> ch;
+    net::any_io_executor exec;
+    std::shared_ptr<Event> done;  // set once the writer has ended the stream; null while there is no writer
+  } writer{ex, ch, exec, nullptr};
+  ch->on_first_message = [w = &writer] {  // (small enough for std::function to keep without allocating)
+    w->done = std::make_shared<Event>(w->exec);
+    net::co_spawn(w->exec, [&ex = w->ex, ch = w->ch, done = w->done]() -> net::awaitable<void> {
       co_await stream_answers(ex, ch);
-      writer_done->set();
+      done->set();
     }, net::detached);
   };
   watch_client(ex, s, ch);
@@ -284,9 +295,9 @@ net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Se
   }
   ch->on_first_message = nullptr;  // the lambda refers to this frame
   ch->finish(std::move(resp));
-  if (writer_started) co_await writer_done->wait();
+  if (writer.done) co_await writer.done->wait();
   finish(ex, s, ch);
-  if (!writer_started && !ch->gone) co_await answer_plain(ex, ch, false);
+  if (!writer.done && !ch->gone) co_await answer_plain(ex, ch, false);
 }
 
 net::awaitable<void> Endpoint::answer_many(http::Exchange& ex, std::shared_ptr<Session> s,
@@ -325,8 +336,12 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope,
                          "Not Acceptable: Accept must include text/event-stream");
     co_return;
   }
-  auto s = co_await session_of(ex, scope, caller);
-  if (!s) co_return;
+  bool missing = false;
+  auto s = session_of(ex, scope, caller, missing);
+  if (!s) {
+    co_await no_session(ex, missing);
+    co_return;
+  }
   if (s->get_attached) {
     co_await reply_error(ex, bhttp::status::conflict, code::invalid_request,
                          "Conflict: only one standalone SSE stream is allowed per session");
@@ -362,8 +377,12 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope,
 }
 
 net::awaitable<void> Endpoint::del(http::Exchange& ex, const std::string& scope, const Caller& caller) {
-  auto s = co_await session_of(ex, scope, caller);
-  if (!s) co_return;
+  bool missing = false;
+  auto s = session_of(ex, scope, caller, missing);
+  if (!s) {
+    co_await no_session(ex, missing);
+    co_return;
+  }
   log::info("session closed by client", {{"request_id", ex.request_id}, {"session", s->id}});
   hub_.close_session(s);
   http::Response res{bhttp::status::ok, ex.req.version()};

@@ -28,9 +28,10 @@ class Endpoint {
   void watch_client(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
   // Stops watching; if the client left, cancels what is left and closes the connection after this exchange.
   void finish(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
-  // Finds the request's session; answers 400/404 itself and returns null when there is none.
-  net::awaitable<std::shared_ptr<Session>> session_of(http::Exchange& ex, const std::string& scope,
-                                                      const Caller& caller);
+  // Finds the request's session (and gives it the caller's current rights); null when the request names none
+  // (`missing`) or none of this caller's in this scope. no_session() answers those with 400 / 404.
+  std::shared_ptr<Session> session_of(http::Exchange& ex, const std::string& scope, const Caller& caller, bool& missing);
+  net::awaitable<void> no_session(http::Exchange& ex, bool missing);
   Hub& hub_;
   const Settings& settings_;
 };

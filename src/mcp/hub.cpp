@@ -250,7 +250,7 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
   constexpr std::size_t kMaxDedicated = 64;
   // Tenant connections per server: a few tenants' keys each, never one per user.
   constexpr std::size_t kMaxTenants = 64;
-  policy::Route route = s.caller.route ? s.caller.route(srv.cfg) : policy::Route{};
+  policy::Route route = s.caller.route(srv.cfg);
   if (!route.error.empty()) {
     if (error) *error = route.error;
     return nullptr;
@@ -296,7 +296,7 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
 }
 
 bool Hub::may_call(const Session& s, const Server& srv, std::string_view tool) const {
-  return !s.caller.may_call || s.caller.may_call(srv.cfg, tool);
+  return s.caller.may_call(srv.cfg, tool);
 }
 
 // ---- sessions ----
@@ -518,13 +518,13 @@ net::awaitable<void> Hub::load_catalogs(Session& s, const std::vector<std::share
 
 std::vector<std::shared_ptr<Server>> Hub::in_scope(const Session& s) const {
   auto out = in_scope(s.scope);
-  if (s.caller.may_use) std::erase_if(out, [&](auto& srv) { return !s.caller.may_use(srv->cfg); });
+  std::erase_if(out, [&](auto& srv) { return !s.caller.may_use(srv->cfg); });
   return out;
 }
 
 std::shared_ptr<Server> Hub::find_for(const Session& s, std::string_view id) const {
   auto srv = find(id);
-  if (!srv || !srv->cfg.enabled || (s.caller.may_use && !s.caller.may_use(srv->cfg))) return nullptr;
+  if (!srv || !srv->cfg.enabled || !s.caller.may_use(srv->cfg)) return nullptr;
   return srv;
 }
 
@@ -681,7 +681,9 @@ net::awaitable<json::object> Hub::initialize(std::shared_ptr<Session> s, const j
     result["serverInfo"] = json::object{{"name", "gatehouse"}, {"title", "Gatehouse MCP gateway"}, {"version", "0.1.0"}};
     result["instructions"] =
         "Tools, prompts and resources of several MCP servers. Names are <server>__<name>.";
-    if (in_scope(*s).empty() && !s->caller.no_access_hint.empty()) result["instructions"] = s->caller.no_access_hint;
+    if (in_scope(*s).empty()) {
+    if (auto hint = s->caller.no_access_hint(); !hint.empty()) result["instructions"] = hint;
+  }
   } else {
     auto srv = find(s->scope);
     std::string route_error;
@@ -734,7 +736,7 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
                                                     : srv->catalog.templates;
     bool tools = method == "tools/list";
     for (const auto& item : list) {
-      if (tools && s->caller.may_call) {
+      if (tools && s->caller.rights) {
         auto* n = item.if_contains("name");
         if (!n || !n->is_string() || !may_call(*s, *srv, n->as_string())) continue;
       }
@@ -777,7 +779,7 @@ net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session
   upstream::CallOptions opts;
   opts.timeout = conn->timeout();
   opts.sink = std::make_shared<ChannelSink>(ch, s, srv->cfg.id);
-  if (srv->cfg.forward_identity && s->caller.identity_headers) opts.headers = s->caller.identity_headers(srv->cfg);
+  if (srv->cfg.forward_identity) opts.headers = s->caller.identity_headers(srv->cfg);
   auto started = Clock::now();
   auto resp = co_await conn->call(method, std::move(params), std::move(opts), &handle);
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
@@ -987,10 +989,10 @@ json::object Hub::server_json(const Server& srv) const {
   return o;
 }
 
-json::object Hub::servers_json(const std::function<bool(const ServerConfig&)>& may_use) const {
+json::object Hub::servers_json(const Caller* caller) const {
   json::array arr;
   for (const auto& [id, srv] : servers_) {
-    if (may_use && !may_use(srv->cfg)) continue;
+    if (caller && !caller->may_use(srv->cfg)) continue;
     arr.push_back(server_json(*srv));
   }
   return json::object{{"servers", std::move(arr)}};

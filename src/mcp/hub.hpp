@@ -89,15 +89,29 @@ struct RelayedRequest {
   json::value upstream_id;
 };
 
-// Who is making a request, as the hub needs to know it.
-struct Caller {
-  std::string owner;  // email ("" = anonymous)
-  std::function<bool(const ServerConfig&)> may_use;                     // unset = every server
-  std::function<bool(const ServerConfig&, std::string_view)> may_call;  // a tool; unset = every tool of a usable server
-  std::function<policy::Route(const ServerConfig&)> route;              // unset = the server's defaults
+// What a caller may do: made once per request by the app layer from the caller's identity (app/access.cpp).
+class Rights {
+ public:
+  virtual ~Rights() = default;
+  virtual bool may_use(const ServerConfig& s) const = 0;
+  virtual bool may_call(const ServerConfig& s, std::string_view tool) const = 0;  // a tool of a usable server
+  virtual policy::Route route(const ServerConfig& s) const = 0;                 // credential set and endpoint
   // Identity headers for servers with forwardIdentity (whole header lines are built by the transport).
-  std::function<std::vector<std::pair<std::string, std::string>>(const ServerConfig&)> identity_headers;
-  std::string no_access_hint;  // said when the caller may use no server at all
+  virtual std::vector<std::pair<std::string, std::string>> identity_headers(const ServerConfig& s) const = 0;
+  virtual std::string no_access_hint() const = 0;  // said when the caller may use no server at all
+};
+
+// Who is making a request, as the hub needs to know it. Copying one shares its rights (no allocation).
+struct Caller {
+  std::string owner;                    // email ("" = anonymous)
+  std::shared_ptr<const Rights> rights;  // null: every server and tool, the servers' defaults, no identity
+  bool may_use(const ServerConfig& s) const { return !rights || rights->may_use(s); }
+  bool may_call(const ServerConfig& s, std::string_view tool) const { return !rights || rights->may_call(s, tool); }
+  policy::Route route(const ServerConfig& s) const { return rights ? rights->route(s) : policy::Route{}; }
+  std::vector<std::pair<std::string, std::string>> identity_headers(const ServerConfig& s) const {
+    return rights ? rights->identity_headers(s) : std::vector<std::pair<std::string, std::string>>{};
+  }
+  std::string no_access_hint() const { return rights ? rights->no_access_hint() : std::string(); }
 };
 
 // A downstream MCP session (one per initialize).
@@ -169,7 +183,7 @@ class Hub {
   void abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
 
   json::object health() const;
-  json::object servers_json(const std::function<bool(const ServerConfig&)>& may_use = {}) const;
+  json::object servers_json(const Caller* caller = nullptr) const;  // null: every server
   // One server as /servers shows it.
   json::object server_json(const Server& srv) const;
   const std::map<std::string, std::shared_ptr<Server>, std::less<>>& servers() const { return servers_; }

@@ -135,7 +135,7 @@ net::awaitable<void> OpenApi::handle(http::Exchange& ex, std::string_view rest, 
   std::string server(parts.substr(0, slash));
   std::string tail(parts.substr(slash + 1));
   auto srv = hub_.find(server);
-  if (!srv || !srv->cfg.enabled || (caller.may_use && !caller.may_use(srv->cfg))) {
+  if (!srv || !srv->cfg.enabled || !caller.may_use(srv->cfg)) {
     co_await ex.send_json(bhttp::status::not_found, detail("Unknown tool server: " + server));
     co_return;
   }

@@ -361,7 +361,8 @@ class SqlStore final : public Store {
     static constexpr std::string_view kColumns[] = {
         "timestamp", "user_email", "method", "endpoint", "status_code", "response_time_ms", "user_agent",
         "client_ip", "server_id",  "tool",       "request_id", "bytes_in", "bytes_out"};
-    constexpr std::size_t kWidth = std::size(kColumns), kChunk = 512;
+    constexpr std::size_t kWidth = std::size(kColumns);
+    const std::size_t kChunk = analytics_chunk();
     auto text_or_null = [](std::string_view v) { return v.empty() ? Value(nullptr) : Value(v); };
     std::vector<Value> values;
     values.reserve(std::min(rows.size(), kChunk) * kWidth);
@@ -383,6 +384,8 @@ class SqlStore final : public Store {
     }, written);
     if (!values.empty()) commit();
   }
+
+  std::size_t analytics_chunk() const override { return pg() ? 4096 : 512; }
 
   int64_t purge_analytics(int64_t before) override {
     std::lock_guard lk(mu_);

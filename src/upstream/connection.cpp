@@ -133,9 +133,12 @@ net::awaitable<std::optional<std::string>> Connection::start() {
 net::awaitable<json::object> Connection::call(std::string method, json::value params, CallOptions opts,
                                               CallHandle* handle) {
   auto self = shared_from_this();
-  if (auto err = co_await ensure_ready())
+  if (state_ == State::ready) {
+    last_used_ = Clock::now();  // (what ensure_ready does when ready, without a coroutine of its own)
+  } else if (auto err = co_await ensure_ready()) {
     co_return jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
                                   "Upstream server '" + cfg_.id + "' is unavailable: " + *err);
+  }
   co_return co_await call_started(std::move(method), std::move(params), std::move(opts), handle);
 }
 
@@ -169,7 +172,7 @@ net::awaitable<json::object> Connection::call_started(std::string method, json::
                                   "Upstream server '" + cfg_.id + "' did not answer " + method + " within " +
                                       std::to_string(opts.timeout.count()) + " ms");
   }
-  co_return std::move(p.response);
+  co_return p.response ? std::move(*p.response) : jsonrpc::make_error(nullptr, jsonrpc::code::internal_error, "No response");
 }
 
 void Connection::notify(std::string_view method, json::value params) {
@@ -244,7 +247,7 @@ void Connection::deliver(json::value msg, uint64_t related) {
       log::debug("upstream response for no pending call", {{"server", cfg_.id}});
       return;
     }
-    it->second->response = std::move(obj);
+    it->second->response.emplace(std::move(obj));  // keeps the parse arena: no copy of the result
     it->second->done.set();
     return;
   }

@@ -147,7 +147,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct Pending {
     explicit Pending(const net::any_io_executor& ex) : done(ex) {}
     Event done;
-    json::object response;
+    std::optional<json::object> response;  // unset until answered
     std::shared_ptr<CallSink> sink;
     json::value progress_token;  // the downstream's token, when the call had one
     std::vector<std::pair<std::string, std::string>> headers;
