@@ -405,6 +405,18 @@ cpu_us() { # cpu% rps -> CPU microseconds per request
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a ~ /^[0-9.]+$/) printf "%.2f×", a / b; else print "—" }'; }
 # The median of a space-separated list of numbers ("—" entries ignored); "" for none.
 median() { tr ' ' '\n' <<<"$1" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# The median of the per-round ratios a_i / b_i of two space-separated lists (the i-th runs of two rows that
+# took turns in round i); "" when there is no pair. Pairing each run with its neighbour in time cancels the
+# slow drift of a shared machine, which a ratio of two medians does not.
+paired() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, x, " "); m = split(b, y, " "); k = 0
+    for (i = 1; i <= n && i <= m; i++) if (x[i] ~ /^[0-9.]+$/ && y[i] ~ /^[0-9.]+$/ && y[i] > 0) r[++k] = x[i] / y[i]
+    if (!k) exit
+    for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+    printf "%.2f×", (k % 2) ? r[(k + 1) / 2] : (r[k / 2] + r[k / 2 + 1]) / 2
+  }'
+}
 ROUND_TAG=""
 declare -A RES_RPS RES_P99 RES_P50 RES_ERR RES_CPU RES_AW RES_AW_NOTE
 run_row() { # scen system url conns rss_pid(or "") [authorization header value] [gatehouse base URL: analytics rates]
@@ -726,8 +738,8 @@ REPORT="$TMP/results.md"
   echo
   echo "## S1: Gatehouse vs nginx proxy_pass"
   echo
-  echo "| conns | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx | CPU µs/req gatehouse / nginx |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| conns | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | paired | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx | paired | CPU µs/req gatehouse / nginx |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for c in $BENCH_CONNS; do
     g=$(median "${RES_RPS["S1|gatehouse|$c"]:-}"); n=$(median "${RES_RPS["S1|nginx proxy_pass|$c"]:-}"); d=$(median "${RES_RPS["S1|direct (njs upstream)|$c"]:-}")
     gp=$(median "${RES_P99["S1|gatehouse|$c"]:-}"); np=$(median "${RES_P99["S1|nginx proxy_pass|$c"]:-}")
@@ -736,13 +748,13 @@ REPORT="$TMP/results.md"
       flag=" ⚠ errors"
     fi
     if [[ -n $g && -n $n ]]; then
-      echo "| $c$flag | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(median "${RES_CPU["S1|gatehouse|$c"]:-}") / $(median "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
+      echo "| $c$flag | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["S1|gatehouse|$c"]}" "${RES_RPS["S1|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["S1|gatehouse|$c"]}" "${RES_P99["S1|nginx proxy_pass|$c"]}") | $(median "${RES_CPU["S1|gatehouse|$c"]:-}") / $(median "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
     else
-      echo "| $c | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — |"
+      echo "| $c | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — | — |"
     fi
   done
   echo
-  echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above). CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
+  echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above); **paired** is the median of the $BENCH_ROUNDS per-round ratios (each Gatehouse run against the nginx run just before it), the steadier estimate when the machine's speed drifts during the run. CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
   fi
   echo
   echo "Gatehouse settings: every instance (S1, S2, S3, memory) runs with its own fresh store (SQLite in its temp dir unless said otherwise), rate limiting on with \`RATE_LIMIT_PER_MINUTE=$BENCH_RATE_LIMIT RATE_LIMIT_BURST=$BENCH_RATE_LIMIT\` (in-process limiter; the bench's admin key is never refused — the default 100/min would refuse it after 100 requests) and analytics on (\`ENABLE_API_ANALYTICS\` default), except the S3 \"off\" rows."
@@ -754,8 +766,8 @@ REPORT="$TMP/results.md"
       "**off** = \`RATE_LIMIT_ENABLED=false ENABLE_API_ANALYTICS=false\`; **on (SQLite)** = limiter on (limit $BENCH_RATE_LIMIT/min, never reached) and analytics on into the default SQLite store;" \
       "**on (PostgreSQL)** = the same with \`DATABASE_URL\` on a throwaway local PostgreSQL cluster. Target: on within 5% of off (req/s ratio ≥ 0.95)."
     echo
-    echo "| conns | configuration | req/s | req/s vs off | p99 ms | p99 vs off | CPU µs/req | CPU/req vs off | analytics rows written/s |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| conns | configuration | req/s | req/s vs off | paired | p99 ms | p99 vs off | CPU µs/req | CPU/req vs off | analytics rows written/s |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     s3notes=()
     for c in $BENCH_CONNS; do
       s3_off_listed=0
@@ -767,21 +779,23 @@ REPORT="$TMP/results.md"
         sys=${S3_SYS[$cfg]}
         k="S3|$sys|$c"
         r=$(median "${RES_RPS[$k]:-}"); rp=$(median "${RES_P99[$k]:-}")
-        if [[ -z $r ]]; then echo "| $c | $sys | not run | | | | | | |"; continue; fi
+        if [[ -z $r ]]; then echo "| $c | $sys | not run | | | | | | | |"; continue; fi
         flag=""; [[ ${RES_ERR[$k]:-0} == 1 ]] && flag=" ⚠ errors"
         cu=$(median "${RES_CPU[$k]:-}"); cu=${cu:-—}
-        vs="—"; pvs="—"; cvs="—"
+        vs="—"; pvs="—"; cvs="—"; pair="—"
         if [[ $cfg != off && -n $o ]]; then
           vs=$(ratio "$r" "$o"); pvs=$(ratio "$rp" "$op"); cvs=$(ratio "$cu" "$ocpu")
-          [[ -n $flag ]] || flag=$(awk -v a="$r" -v b="$o" 'BEGIN { print (a / b >= 0.95) ? " ✓" : " ✗ >5% slower" }')
+          pair=$(paired "${RES_RPS[$k]}" "${RES_RPS["S3|${S3_SYS[off]}|$c"]}")
+          # the target is judged on the paired ratio: each run against the "off" run of its own round
+          [[ -n $flag ]] || flag=$(awk -v a="${pair%×}" 'BEGIN { print (a >= 0.95) ? " ✓" : " ✗ >5% slower" }')
         fi
         aw=$(median "${RES_AW[$k]:-}"); aw=${aw:-—}
         if [[ -n ${RES_AW_NOTE[$k]:-} ]]; then s3notes+=("$sys, $c conns: ${RES_AW_NOTE[$k]}"); aw+=" [a${#s3notes[@]}]"; fi
-        echo "| $c | $sys | $(printf '%.0f' "$r") | $vs$flag | $(printf '%.2f' "$rp") | $pvs | $cu | $cvs | $aw |"
+        echo "| $c | $sys | $(printf '%.0f' "$r") | $vs | $pair$flag | $(printf '%.2f' "$rp") | $pvs | $cu | $cvs | $aw |"
       done
     done
     echo
-    echo "Each figure is the median of the configuration's $BENCH_ROUNDS runs (all listed in the first table; the configurations take turns, run by run)."
+    echo "Each figure is the median of the configuration's $BENCH_ROUNDS runs (all listed in the first table; the configurations take turns, run by run); **paired** is the median of the per-round ratios (each run against the \"off\" run of its own round), on which ✓/✗ is judged."
     echo "req/s and p99 depend on how the 2 shared cores were split between wrk, the upstream and the gateway; CPU µs/req (the gateway's CPU time per request) is the steadier measure of what limits + analytics cost. Analytics rows written/s: \`gatehouse_analytics_written_total\` from \`/metrics\` over the measured run (the writer keeps up when it matches req/s and the queue empties right after)."
     if ((${#s3notes[@]})); then
       echo
