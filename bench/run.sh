@@ -20,7 +20,7 @@
 #   BENCH_SECONDS   measured seconds per row            (default 10; quick: 3)
 #   BENCH_WARMUP    warm-up seconds per row             (default 2)
 #   BENCH_CONNS     connection counts                   (default "1 32")
-#   BENCH_ROUNDS    runs of every row, interleaved      (default 3; summaries use the median run)
+#   BENCH_ROUNDS    runs of every row, interleaved      (default 5; summaries use the median run)
 #   BENCH_TIMEOUT   wrk per-request timeout             (default 10s)
 #   BENCH_SESSIONS  idle sessions for the memory test   (default 10000; 0 = skip)
 #   BENCH_SESSIONS_PATH  endpoint for those sessions    (default /mcp/fast)
@@ -39,7 +39,7 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_CONNS=${BENCH_CONNS:-"1 32"}
-BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+BENCH_ROUNDS=${BENCH_ROUNDS:-5}
 BENCH_THREADS=1
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-10s}
 BENCH_SESSIONS=${BENCH_SESSIONS:-10000}
