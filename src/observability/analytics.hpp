@@ -56,8 +56,8 @@ class AnalyticsWriter {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // Batches and purges run on a thread of their own in the SCHED_IDLE class: on a busy machine the request
   // path keeps its cores and the writer takes what is left (a queue that grows says it is not enough). The
-  // store's lock is held one short transaction at a time (Store::insert_analytics), so other store calls
-  // never wait long behind a writer that is kept waiting for a core. Declared last: joined first.
+  // rows go through a database connection of their own (Store::insert_analytics), so other store calls
+  // never wait behind a writer that is kept waiting for a core. Declared last: joined first.
   BlockingPool thread_{1, 0, BlockingPool::Class::idle};
 };
 

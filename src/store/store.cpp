@@ -367,10 +367,11 @@ class SqlStore final : public Store {
     std::vector<Value> values;
     values.reserve(std::min(rows.size(), kChunk) * kWidth);
     auto commit = [&] {
-      std::lock_guard lk(mu_);
-      Transaction tx(*conn_, true);
-      conn_->insert_rows("@api_analytics", kColumns, values);
-      tx.commit();
+      with_analytics_connection([&](Connection& c) {
+        Transaction tx(c, true);
+        c.insert_rows("@api_analytics", kColumns, values);
+        tx.commit();
+      });
       written += values.size() / kWidth;
       values.clear();
     };
@@ -906,8 +907,27 @@ class SqlStore final : public Store {
     return out;
   }
 
+  // Analytics rows are written through a connection of their own, so the writer — a low-priority thread that
+  // can wait a long time for a core in the middle of a transaction on a busy machine — never holds the lock
+  // every other store call takes (a directory reload waited seconds behind it). Opened on first use. An
+  // in-memory SQLite database has no second connection: there the rows share conn_ and mu_.
+  template <class F>
+  void with_analytics_connection(F&& f) {
+    if (sqlite_path_ == ":memory:") {
+      std::lock_guard lk(mu_);
+      f(*conn_);
+      return;
+    }
+    std::lock_guard lk(analytics_mu_);
+    if (!analytics_conn_)
+      analytics_conn_ = pg() ? sql::open_postgres(url_, "mcp_proxy.") : sql::open_sqlite(sqlite_path_);
+    f(*analytics_conn_);
+  }
+
   std::mutex mu_;  // guards conn_ (one connection per store)
   std::unique_ptr<Connection> conn_;
+  std::mutex analytics_mu_;  // guards analytics_conn_
+  std::unique_ptr<Connection> analytics_conn_;
   std::string url_;
   std::string sqlite_path_;
   std::mutex watch_mu_;  // guards watcher_; never held while a callback runs

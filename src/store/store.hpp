@@ -246,9 +246,9 @@ class Store {
   virtual bool delete_tenant_endpoint(std::string_view group, std::string_view server) = 0;
 
   // Analytics (api_analytics): rows; retention; the portal's report.
-  // Rows are committed in transactions of at most analytics_chunk() rows, each under the store's lock on its
-  // own, so a low-priority writer never keeps other callers waiting for long. `written` counts the rows
-  // committed (also when it throws: a retry starts after them).
+  // Rows are committed in transactions of at most analytics_chunk() rows, through a database connection of
+  // their own (not under the lock of the store's other calls), so a low-priority writer never keeps other
+  // callers waiting. `written` counts the rows committed (also when it throws: a retry starts after them).
   virtual void insert_analytics(const AnalyticsBatch& rows, std::size_t& written) = 0;
   // SQLite: 512 (the insert runs on the gateway's own writer thread: short bursts). PostgreSQL: 4096 (the
   // server does the work, and each COPY and commit costs it as much as a few hundred rows: heap trimming and
