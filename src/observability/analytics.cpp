@@ -13,6 +13,7 @@ namespace gh::observability {
 namespace net = boost::asio;
 using Clock = std::chrono::steady_clock;
 constexpr int kTickMs = 200;
+constexpr int kFailuresBeforeOneByOne = 3;
 
 AnalyticsWriter::AnalyticsWriter(store::Store& store, BlockingPool& urgent, net::any_io_executor io,
                                  std::size_t max_queue, std::size_t batch)
@@ -41,12 +42,18 @@ net::awaitable<bool> AnalyticsWriter::write_some(BlockingPool& on) {
   auto out = out_;
   out->rows.clear();
   out->rows.swap(queue_);  // the queue continues in the previous batch's memory
-  out->written = 0;
+  out->written = out->refused = 0;
   stats_.queued = 0;
+  // A batch that failed a few times in a row may hold a row the database refuses (a constraint or trigger
+  // added by an operator, a value a future schema rejects): its rows then go one per transaction.
+  bool one_by_one = failures_in_a_row_ >= kFailuresBeforeOneByOne;
   bool ok = true;
   try {
     auto& store = store_;
-    auto job = [&store, out] { store.insert_analytics(out->rows, out->written); };  // named: see BlockingPool::run
+    auto job = [&store, out, one_by_one] {  // named: see BlockingPool::run
+      if (one_by_one) write_one_by_one(store, *out);
+      else store.insert_analytics(out->rows, out->written);
+    };
     co_await on.run(std::move(job));
   } catch (const std::exception& e) {
     ok = false;
@@ -68,9 +75,32 @@ net::awaitable<bool> AnalyticsWriter::write_some(BlockingPool& on) {
     stats_.queued = queue_.size();
   }
   if (!*alive) co_return ok;
-  stats_.written += out->written;
+  stats_.written += out->written - out->refused;
+  stats_.dropped += out->refused;
+  failures_in_a_row_ = ok ? 0 : failures_in_a_row_ + 1;
   writing_ = false;
   co_return ok;
+}
+
+void AnalyticsWriter::write_one_by_one(store::Store& store, Out& out) {
+  // The transaction that failed started at `written`: its rows one by one, then the rest in bulk again.
+  const std::size_t end = out.written + store.analytics_chunk();
+  out.rows.for_each([&](const store::AnalyticsRow& r) {
+    if (out.written >= end) return;
+    store::AnalyticsBatch one;
+    one.add(r);
+    std::size_t done = 0;
+    try {
+      store.insert_analytics(one, done);
+    } catch (const std::exception& e) {
+      if (!store.analytics_reachable()) throw;  // the database is down, not this row: keep it and the rest
+      ++out.refused;
+      log::error("analytics row refused by the database; dropped",
+                 {{"request_id", r.request_id}, {"endpoint", r.endpoint}, {"error", e.what()}});
+    }
+    ++out.written;
+  }, out.written);
+  if (out.written < out.rows.size()) store.insert_analytics(out.rows, out.written);
 }
 
 void AnalyticsWriter::start(int retention_days) {

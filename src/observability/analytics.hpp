@@ -1,7 +1,9 @@
 // The analytics writer: requests are recorded into a bounded in-memory queue on the io thread (never
 // blocking a request; rows are packed into reused memory, see store::AnalyticsBatch) and written to
 // api_analytics in short batches by a low-priority thread of its own. A full queue drops and counts; a
-// failed batch is retried (kept while the queue has room); shutdown flushes what is left.
+// failed batch is retried (kept while the queue has room); after a few failures in a row its rows go one per
+// transaction, and a row the database refuses while it answers other queries is dropped, counted and logged
+// (it would otherwise hold up every row behind it); shutdown flushes what is left.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -41,8 +43,13 @@ class AnalyticsWriter {
   boost::asio::awaitable<bool> write_some(BlockingPool& on);
   struct Out {
     store::AnalyticsBatch rows;
-    std::size_t written = 0;
+    std::size_t written = 0;  // rows dealt with, from the first: committed, or refused by the database
+    std::size_t refused = 0;  // of those, refused (dropped and counted)
   };
+  // On the writer thread: the rows of the transaction that failed one per transaction (a row that fails while
+  // the database answers is refused), then the rest as usual.
+  static void write_one_by_one(store::Store& store, Out& out);
+  int failures_in_a_row_ = 0;
   store::Store& store_;
   BlockingPool& urgent_;
   boost::asio::any_io_executor io_;

@@ -256,7 +256,9 @@ class PgWatcher final : public LoopWatcher {
   void run() override {
     PGconn* c = nullptr;
     int backoff_ms = 100;
-    bool missed = false;  // a connection was lost or refused: changes may have gone unseen
+    // Changes may have gone unseen: before the first LISTEN (a write between the directory's first load and
+    // this thread's connection, which can take a while on a busy machine), or while a connection was lost.
+    bool missed = true, listened = false;
     while (!stopping()) {
       if (!c) {
         std::string err;
@@ -279,10 +281,11 @@ class PgWatcher final : public LoopWatcher {
         }
         backoff_ms = 100;
         if (missed) {
-          log::info("store watcher: listening again", {{"url", redact_url(url_)}});
+          if (listened) log::info("store watcher: listening again", {{"url", redact_url(url_)}});
           changed();
           missed = false;
         }
+        listened = true;
       }
       // A short timeout keeps stop prompt even if the eventfd wake were missed, and drives the debounce.
       if (wait(PQsocket(c), 250)) {

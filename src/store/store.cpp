@@ -388,6 +388,15 @@ class SqlStore final : public Store {
 
   std::size_t analytics_chunk() const override { return pg() ? 4096 : 512; }
 
+  bool analytics_reachable() override {
+    try {
+      with_analytics_connection([](Connection& c) { c.scalar("SELECT 1"); });
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
   int64_t purge_analytics(int64_t before) override {
     std::lock_guard lk(mu_);
     return conn_->exec("DELETE FROM @api_analytics WHERE timestamp < ?", {before});

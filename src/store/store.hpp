@@ -254,6 +254,9 @@ class Store {
   // server does the work, and each COPY and commit costs it as much as a few hundred rows: heap trimming and
   // refaulting, WAL flush), a transaction of about 50 ms.
   virtual std::size_t analytics_chunk() const = 0;
+  // Whether the database answers a trivial query on the analytics connection: tells a row the database
+  // refuses from a database that is down.
+  virtual bool analytics_reachable() = 0;
   virtual int64_t purge_analytics(int64_t before) = 0;  // rows deleted
   virtual int64_t count_analytics() = 0;
   virtual AnalyticsReport analytics_report(const AnalyticsQuery& q) = 0;

@@ -12,7 +12,13 @@
 #include <mutex>
 #include <thread>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "core/blocking.hpp"
 #include "core/util.hpp"
+#include "observability/analytics.hpp"
 #include "store/db.hpp"
 #include "store/migrations.hpp"
 #include "store/openwebui.hpp"
@@ -862,6 +868,17 @@ TYPED_TEST(StoreTest, NotifyChangedFiresTheWatcherOncePerBurst) {
   s.stop_watching();  // idempotent
 }
 
+TYPED_TEST(StoreTest, AChangeBeforeTheWatcherListensIsSeen) {
+  // An instance loads its directory, then starts watching; a change another instance makes in between (before
+  // the watcher's first LISTEN or poll) must still reach it: the first LISTEN / read counts as a change.
+  auto other = Store::open(this->env->url());
+  std::atomic<int> calls{0};
+  other->watch([&] { ++calls; });
+  this->store->notify_changed();  // at once: the watcher has most likely not connected yet
+  EXPECT_TRUE(eventually([&] { return calls.load() > 0; }, std::chrono::milliseconds(3000)));
+  other->stop_watching();
+}
+
 TYPED_TEST(StoreTest, ChangesReachAnotherInstance) {
   // PostgreSQL: NOTIFY from one instance reaches another's LISTEN. SQLite: another connection's (another
   // process's, e.g. the CLI's) notification is seen by the watcher's poll of a counter. Commits that are
@@ -1031,6 +1048,48 @@ TYPED_TEST(StoreTest, AnalyticsRowsArriveExactly) {
   written = 0;
   s.insert_analytics(again, written);
   EXPECT_EQ(s.count_analytics(), n + 10);
+}
+
+TYPED_TEST(StoreTest, AnalyticsWriterDropsOnlyTheRowTheDatabaseRefuses) {
+  // A row the database refuses (here a trigger / CHECK constraint an operator added) must not hold up the
+  // rows behind it forever: after a few failed attempts the writer goes row by row and drops that one only.
+  auto c = this->env->store_conn();
+  if (TypeParam::kPostgres)
+    c->script("ALTER TABLE @api_analytics ADD CONSTRAINT refuse_poison CHECK (tool IS DISTINCT FROM 'poison')");
+  else
+    c->script("CREATE TRIGGER refuse_poison BEFORE INSERT ON @api_analytics WHEN NEW.tool = 'poison' "
+              "BEGIN SELECT RAISE(ABORT, 'poison row'); END");
+  boost::asio::io_context io;
+  gh::BlockingPool urgent(1);
+  gh::observability::AnalyticsWriter writer(*this->store, urgent, io.get_executor(), 1000, 16);
+  constexpr int n = 100;
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) ids.push_back("req-" + std::to_string(i));
+  for (int i = 0; i < n; ++i) {
+    AnalyticsRow r;
+    r.timestamp = 1'700'000'000 + i;
+    r.method = "POST";
+    r.endpoint = "/mcp/fast";
+    r.status = 200;
+    r.tool = i == 42 ? "poison" : "echo";
+    r.request_id = ids[i];
+    writer.record(r);
+  }
+  bool flushed = false;
+  boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> {
+    co_await writer.flush(20000);
+    flushed = true;
+  }, boost::asio::detached);
+  io.run();
+  ASSERT_TRUE(flushed);
+  EXPECT_EQ(this->store->count_analytics(), n - 1);
+  EXPECT_EQ(writer.stats().written, static_cast<uint64_t>(n - 1));
+  EXPECT_EQ(writer.stats().dropped, 1u);
+  EXPECT_EQ(writer.stats().queued, 0u);
+  int64_t poisoned = -1;
+  c->query("SELECT COUNT(*) FROM @api_analytics WHERE request_id = 'req-42'", {},
+           [&](const sql::Row& row) { poisoned = row.int64(0); });
+  EXPECT_EQ(poisoned, 0);
 }
 
 TEST(AnalyticsBatch, PacksAndReusesItsMemory) {
