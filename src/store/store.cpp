@@ -362,10 +362,10 @@ class SqlStore final : public Store {
         "timestamp", "user_email", "method", "endpoint", "status_code", "response_time_ms", "user_agent",
         "client_ip", "server_id",  "tool",       "request_id", "bytes_in", "bytes_out"};
     constexpr std::size_t kWidth = std::size(kColumns);
-    const std::size_t kChunk = analytics_chunk();
+    const std::size_t chunk = analytics_chunk();
     auto text_or_null = [](std::string_view v) { return v.empty() ? Value(nullptr) : Value(v); };
     std::vector<Value> values;
-    values.reserve(std::min(rows.size(), kChunk) * kWidth);
+    values.reserve(std::min(rows.size(), chunk) * kWidth);
     auto commit = [&] {
       with_analytics_connection([&](Connection& c) {
         Transaction tx(c, true);
@@ -381,7 +381,7 @@ class SqlStore final : public Store {
                                    text_or_null(r.user_agent), text_or_null(r.client_ip), text_or_null(r.server),
                                    text_or_null(r.tool), text_or_null(r.request_id), Value(r.bytes_in),
                                    Value(r.bytes_out)});
-      if (values.size() == kChunk * kWidth) commit();
+      if (values.size() == chunk * kWidth) commit();
     }, written);
     if (!values.empty()) commit();
   }
