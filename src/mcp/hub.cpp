@@ -681,9 +681,8 @@ net::awaitable<json::object> Hub::initialize(std::shared_ptr<Session> s, const j
     result["serverInfo"] = json::object{{"name", "gatehouse"}, {"title", "Gatehouse MCP gateway"}, {"version", "0.1.0"}};
     result["instructions"] =
         "Tools, prompts and resources of several MCP servers. Names are <server>__<name>.";
-    if (in_scope(*s).empty()) {
-    if (auto hint = s->caller.no_access_hint(); !hint.empty()) result["instructions"] = hint;
-  }
+    if (in_scope(*s).empty())
+      if (auto hint = s->caller.no_access_hint(); !hint.empty()) result["instructions"] = hint;
   } else {
     auto srv = find(s->scope);
     std::string route_error;

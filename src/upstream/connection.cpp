@@ -41,8 +41,7 @@ Connection::Connection(net::any_io_executor ex, const ServerConfig& cfg, std::ma
 Connection::~Connection() = default;
 
 net::awaitable<std::optional<std::string>> Connection::ensure_ready() {
-  last_used_ = Clock::now();
-  if (state_ == State::ready) co_return std::nullopt;
+  if (use_if_ready()) co_return std::nullopt;
   if (state_ == State::closed) co_return "connection closed";
   if (state_ == State::starting) {
     auto self = shared_from_this();
@@ -133,12 +132,10 @@ net::awaitable<std::optional<std::string>> Connection::start() {
 net::awaitable<json::object> Connection::call(std::string method, json::value params, CallOptions opts,
                                               CallHandle* handle) {
   auto self = shared_from_this();
-  if (state_ == State::ready) {
-    last_used_ = Clock::now();  // (what ensure_ready does when ready, without a coroutine of its own)
-  } else if (auto err = co_await ensure_ready()) {
-    co_return jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
-                                  "Upstream server '" + cfg_.id + "' is unavailable: " + *err);
-  }
+  if (!use_if_ready())  // the usual case needs no coroutine frame of ensure_ready's
+    if (auto err = co_await ensure_ready())
+      co_return jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
+                                    "Upstream server '" + cfg_.id + "' is unavailable: " + *err);
   co_return co_await call_started(std::move(method), std::move(params), std::move(opts), handle);
 }
 

@@ -74,6 +74,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Starts the connection if needed; returns an error message on failure.
   net::awaitable<std::optional<std::string>> ensure_ready();
+  // Marks the connection used; whether it is ready now (then ensure_ready() has nothing to do).
+  bool use_if_ready() {
+    last_used_ = Clock::now();
+    return state_ == State::ready;
+  }
   // Stops the process / session. Pending calls fail.
   virtual void close(std::string_view why);
 
