@@ -463,7 +463,7 @@ net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req,
   auto& im = *impl_;
   std::string_view token;
   enum class Kind { none, bearer, session, webui_cookie } kind = Kind::none;
-  auto authz = req[bhttp::field::authorization];
+  auto authz = http::header(req, bhttp::field::authorization);
   if (!authz.empty()) {
     if (authz.size() > 7 && iequals(authz.substr(0, 7), "bearer ")) {
       token = trim(authz.substr(7));
@@ -471,7 +471,7 @@ net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req,
     } else {
       co_return unauthorized("Authorization header is not a Bearer token");
     }
-  } else if (auto cookies = req[bhttp::field::cookie]; !cookies.empty()) {
+  } else if (auto cookies = http::header(req, bhttp::field::cookie); !cookies.empty()) {
     if (auto v = cookie_value(cookies, kSessionCookie); !v.empty()) {
       token = v;
       kind = Kind::session;

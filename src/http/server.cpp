@@ -22,6 +22,18 @@ using net::use_awaitable;
 constexpr auto kTuple = as_tuple(use_awaitable);
 
 
+std::string_view header(const Request& req, bhttp::field name) {
+  for (const auto& f : req)
+    if (f.name() == name) return f.value();
+  return {};
+}
+
+std::string_view header(const Request& req, std::string_view name) {
+  for (const auto& f : req)
+    if (iequals(f.name_string(), name)) return f.value();
+  return {};
+}
+
 Exchange::Exchange(Stream& stream, Request& r, std::string rid, std::string ip, const ServerLimits& limits,
                    Wire* wire)
     : req(r), request_id(std::move(rid)), client_ip(std::move(ip)), stream_(stream), limits_(limits), wire_(wire) {}

@@ -27,6 +27,11 @@ using Request = bhttp::request<bhttp::string_body>;
 using Response = bhttp::response<bhttp::string_body>;
 using RequestParser = bhttp::request_parser<bhttp::string_body>;
 
+// A request header's value, "" when absent. A scan of the request's few fields: basic_fields' own lookup
+// walks a tree comparing names case-insensitively, which cost more than the rest of a header's handling.
+std::string_view header(const Request& req, bhttp::field name);
+std::string_view header(const Request& req, std::string_view name);
+
 // Which requests the server does not read whole: for them the handler gets the connection with the body
 // still on the wire (Exchange::wire()), to relay it as it arrives (the reverse proxy). Decided on the head.
 using RawRoute = std::function<bool(const bhttp::request_header<>&)>;

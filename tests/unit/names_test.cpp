@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "core/util.hpp"
+#include "http/server.hpp"
 #include "mcp/names.hpp"
 
 using namespace gh::mcp;
@@ -55,6 +56,28 @@ TEST(Util, AcceptHeaderTokens) {
   EXPECT_TRUE(gh::header_has_token("Application/JSON;q=0.9", "application/json"));
   EXPECT_FALSE(gh::header_has_token("application/jsonx", "application/json"));
   EXPECT_FALSE(gh::header_has_token("", "application/json"));
+}
+
+TEST(Util, IequalsFoldsAsciiCaseOnly) {
+  EXPECT_TRUE(gh::iequals("Mcp-Session-Id", "mcp-session-id"));
+  EXPECT_TRUE(gh::iequals("", ""));
+  EXPECT_FALSE(gh::iequals("accept", "accepts"));
+  EXPECT_FALSE(gh::iequals("a[", "A{"));  // '[' and '{' differ by the case bit but are not letters
+  EXPECT_FALSE(gh::iequals("\xC4", "\xE4"));  // nor are bytes outside ASCII
+}
+
+TEST(Http, HeaderLookupByFieldAndByName) {
+  gh::http::Request req;
+  req.set(boost::beast::http::field::content_type, "application/json");
+  req.insert("MCP-Session-Id", "abc");
+  req.insert("X-Twice", "first");
+  req.insert("x-twice", "second");
+  EXPECT_EQ(gh::http::header(req, boost::beast::http::field::content_type), "application/json");
+  EXPECT_EQ(gh::http::header(req, "content-type"), "application/json");
+  EXPECT_EQ(gh::http::header(req, "Mcp-Session-Id"), "abc");
+  EXPECT_EQ(gh::http::header(req, "X-TWICE"), "first");  // the first of repeated fields, as basic_fields::find
+  EXPECT_EQ(gh::http::header(req, boost::beast::http::field::accept), "");
+  EXPECT_EQ(gh::http::header(req, "Mcp-Session"), "");
 }
 
 TEST(Util, RandomHexIsFreshEachTime) {
