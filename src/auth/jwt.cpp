@@ -427,11 +427,12 @@ std::string sha256_raw(std::string_view data) {
 
 std::string sha256_hex(std::string_view data) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(64);
-  for (unsigned char c : sha256_raw(data)) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
+  auto raw = sha256_raw(data);
+  std::string out(raw.size() * 2, '\0');
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    auto c = static_cast<unsigned char>(raw[i]);
+    out[2 * i] = kHex[c >> 4];
+    out[2 * i + 1] = kHex[c & 15];
   }
   return out;
 }

@@ -65,6 +65,7 @@ class HttpConnection final : public Connection {
       r.set(k, v);
       configured_headers_ += r.headers;
     }
+    post_head_.lines.clear();  // rebuilt with the configured lines on the next call
     session_id_.clear();
     ++epoch_;
     co_return std::nullopt;
@@ -107,11 +108,26 @@ class HttpConnection final : public Connection {
  private:
   HttpRequest make_request(bhttp::verb verb) const {
     HttpRequest req{verb, target_};
+    if (verb == bhttp::verb::post) {  // every call: the head's lines are built once per session
+      if (post_head_.sid != session_id_ || post_head_.version != protocol_version_ || post_head_.lines.empty()) {
+        post_head_.sid = session_id_;
+        post_head_.version = protocol_version_;
+        HttpRequest r;
+        add_session_lines(r, "application/json, text/event-stream");
+        r.set("Content-Type", "application/json");
+        post_head_.lines = std::move(r.headers);
+      }
+      req.headers = post_head_.lines;
+    } else {
+      add_session_lines(req, "text/event-stream");
+    }
+    return req;
+  }
+  void add_session_lines(HttpRequest& req, std::string_view accept) const {
     req.headers = configured_headers_;
-    req.set("Accept", verb == bhttp::verb::get ? "text/event-stream" : "application/json, text/event-stream");
+    req.set("Accept", accept);
     if (!session_id_.empty()) req.set("Mcp-Session-Id", session_id_);
     if (!protocol_version_.empty()) req.set("MCP-Protocol-Version", protocol_version_);
-    return req;
   }
 
   // POSTs one message. Responses arrive as JSON or as an SSE stream; messages on that stream relate to `related`.
@@ -123,7 +139,6 @@ class HttpConnection final : public Connection {
     }
     if (!self->pool_ || self->epoch_ != epoch) co_return;
     auto req = self->make_request(bhttp::verb::post);
-    req.set("Content-Type", "application/json");
     if (related)
       for (const auto& [k, v] : self->call_headers(related)) req.set(k, v);
     req.body = text;
@@ -303,6 +318,10 @@ class HttpConnection final : public Connection {
   std::string target_;
   std::string session_id_;
   std::string configured_headers_;  // the server's own headers as request lines
+  struct PostHead {
+    std::string sid, version, lines;  // lines: configured + Accept, session, version, Content-Type
+  };
+  mutable PostHead post_head_;
   std::shared_ptr<Event> renewing_;
   uint64_t epoch_ = 0;
 };
