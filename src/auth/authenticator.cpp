@@ -458,50 +458,45 @@ std::string Authenticator::client_ip(std::string_view peer, std::string_view xff
   return std::string(peer);
 }
 
-net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req, std::string_view peer_ip,
-                                                       const http::Request* identity_headers) {
-  auto& im = *impl_;
+namespace {
+enum class CredentialKind { none, bearer, session, webui_cookie, not_bearer };
+struct Credential {
   std::string_view token;
-  enum class Kind { none, bearer, session, webui_cookie } kind = Kind::none;
-  auto authz = http::header(req, bhttp::field::authorization);
-  if (!authz.empty()) {
-    if (authz.size() > 7 && iequals(authz.substr(0, 7), "bearer ")) {
-      token = trim(authz.substr(7));
-      kind = Kind::bearer;
-    } else {
-      co_return unauthorized("Authorization header is not a Bearer token");
-    }
-  } else if (auto cookies = http::header(req, bhttp::field::cookie); !cookies.empty()) {
-    if (auto v = cookie_value(cookies, kSessionCookie); !v.empty()) {
-      token = v;
-      kind = Kind::session;
-    } else if (auto w = cookie_value(cookies, "token"); !w.empty() && !im.settings.webui_secret_key.empty()) {
-      token = w;
-      kind = Kind::webui_cookie;
-    }
+  CredentialKind kind = CredentialKind::none;
+};
+// What the request presents: a Bearer token, else our session cookie, else Open WebUI's (when configured).
+Credential credential_of(const http::Request& req, const Settings& settings) {
+  if (auto authz = http::header(req, bhttp::field::authorization); !authz.empty()) {
+    if (authz.size() > 7 && iequals(authz.substr(0, 7), "bearer ")) return {trim(authz.substr(7)), CredentialKind::bearer};
+    return {{}, CredentialKind::not_bearer};
   }
-  if (kind == Kind::none) {
-    if (identity_headers && im.settings.api_gateway_mode && trusted_proxy(peer_ip)) {
-      auto email = normalize_email((*identity_headers)["X-User-Email"]);
-      if (!plausible_email(email)) co_return unauthorized("trusted proxy sent no usable X-User-Email");
-      auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy");
-      if (!id) co_return unauthorized("could not create user " + email);
-      Impl::Cached c;
-      c.method = AuthMethod::header;
-      c.key = id->email;
-      co_return im.resolve(c);
-    }
-    co_return AuthResult{};
+  if (auto cookies = http::header(req, bhttp::field::cookie); !cookies.empty()) {
+    if (auto v = cookie_value(cookies, kSessionCookie); !v.empty()) return {v, CredentialKind::session};
+    if (auto w = cookie_value(cookies, "token"); !w.empty() && !settings.webui_secret_key.empty())
+      return {w, CredentialKind::webui_cookie};
   }
-  if (token.size() > kMaxTokenBytes) co_return unauthorized("token longer than " + std::to_string(kMaxTokenBytes) + " bytes");
+  return {};
+}
+}  // namespace
+
+std::optional<AuthResult> Authenticator::authenticate_now(const http::Request& req, std::string_view peer_ip,
+                                                          const http::Request* identity_headers) {
+  auto& im = *impl_;
+  auto [token, kind] = credential_of(req, im.settings);
+  if (kind == CredentialKind::not_bearer) return unauthorized("Authorization header is not a Bearer token");
+  if (kind == CredentialKind::none) {
+    if (identity_headers && im.settings.api_gateway_mode && trusted_proxy(peer_ip)) return std::nullopt;
+    return AuthResult{};
+  }
+  if (token.size() > kMaxTokenBytes) return unauthorized("token longer than " + std::to_string(kMaxTokenBytes) + " bytes");
 
   if (auto it = im.cache.find(token); it != im.cache.end()) {
     bool stale = it->second.method == AuthMethod::oidc && im.oidc && it->second.key_generation != im.oidc->key_generation();
-    if (it->second.expires > unix_now() && !stale) co_return im.resolve(it->second);
+    if (it->second.expires > unix_now() && !stale) return im.resolve(it->second);
     im.cache.erase(it);
   }
 
-  if (kind == Kind::session) {
+  if (kind == CredentialKind::session) {
     std::string reason;
     auto claims = verify_own(token, "session", &reason);
     Impl::Cached c;
@@ -517,11 +512,30 @@ net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req,
       c.expires = expires_at(*claims);
     }
     im.put(token, c);
+    return im.resolve(c);
+  }
+  if (kind == CredentialKind::webui_cookie) return std::nullopt;
+  if (token.starts_with(kApiKeyPrefix)) return im.verify_api_key(token);
+  if (token.starts_with("sk-")) return unauthorized("Open WebUI API keys (sk-…) are not accepted; use a Gatehouse API key");
+  return std::nullopt;  // a JWT not verified yet
+}
+
+net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req, std::string_view peer_ip,
+                                                       const http::Request* identity_headers) {
+  if (auto now = authenticate_now(req, peer_ip, identity_headers)) co_return std::move(*now);
+  auto& im = *impl_;
+  auto [token, kind] = credential_of(req, im.settings);
+  if (kind == CredentialKind::none) {  // a trusted proxy's identity headers (authenticate_now checked it is one)
+    auto email = normalize_email((*identity_headers)["X-User-Email"]);
+    if (!plausible_email(email)) co_return unauthorized("trusted proxy sent no usable X-User-Email");
+    auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy");
+    if (!id) co_return unauthorized("could not create user " + email);
+    Impl::Cached c;
+    c.method = AuthMethod::header;
+    c.key = id->email;
     co_return im.resolve(c);
   }
-  if (kind == Kind::webui_cookie) co_return co_await im.verify_webui(token);
-  if (token.starts_with(kApiKeyPrefix)) co_return im.verify_api_key(token);
-  if (token.starts_with("sk-")) co_return unauthorized("Open WebUI API keys (sk-…) are not accepted; use a Gatehouse API key");
+  if (kind == CredentialKind::webui_cookie) co_return co_await im.verify_webui(token);
   // A JWT: its header says whose.
   std::string reason;
   auto jwt = parse_jwt(token, &reason);

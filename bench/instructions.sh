@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Instructions per proxied tools/call on Gatehouse's io thread, counted by callgrind: unlike req/s and
+# latency on a shared machine, this repeats to a fraction of a percent, so it tells whether a change to the
+# hot path made it cheaper. The S1 setup of run.sh at small scale: the njs upstream, one Gatehouse under
+# valgrind (limits and analytics on, its own SQLite store), 4 sessions, wrk 4 connections for 3 s of warm-up
+# then 8 s counted. User-space instructions only (not the kernel's send/receive).
+# Usage: bench/instructions.sh [gatehouse binary]   (default build-release/gatehouse; needs valgrind, wrk,
+# nginx with njs — scripts/install-deps.sh bench — and bench/'s npm packages)
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BIN=$(realpath "${1:-$BENCH_DIR/../build-release/gatehouse}")
+command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-instr.XXXXXX")
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+wait_http() { for _ in $(seq 300); do curl -sf -o /dev/null --max-time 2 "$1" && return 0; sleep 0.2; done; return 1; }
+
+up_port=$(free_port)
+mkdir -p "$TMP/up"/{conf,logs,tmp}
+sed -e "s#@PREFIX@#$TMP/up#g" -e "s#@PORT@#$up_port#g" -e "s#@JS_DIR@#$BENCH_DIR/upstream-njs#g" \
+  "$BENCH_DIR/upstream-njs/nginx.conf.in" >"$TMP/up/conf/nginx.conf"
+setsid nginx -p "$TMP/up" -c "$TMP/up/conf/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$up_port/health" || { echo "njs upstream did not start" >&2; exit 1; }
+printf '{"mcpServers":{"fast":{"type":"streamable-http","url":"http://127.0.0.1:%s/mcp"}}}\n' "$up_port" >"$TMP/servers.json"
+
+gh_port=$(free_port)
+# GLIBC_TUNABLES set: Gatehouse would otherwise re-execute itself to set it, which valgrind refuses.
+(cd "$TMP" && exec env GLIBC_TUNABLES=glibc.malloc.tcache_count=128 GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$gh_port" \
+  MCP_SERVERS_FILE="$TMP/servers.json" DATABASE_URL="sqlite://$TMP/gatehouse.db" \
+  RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000000 \
+  setsid valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$TMP/cg.out" "$BIN" serve) \
+  >"$TMP/stdout.log" 2>"$TMP/stderr.log" </dev/null &
+gh_pid=$!
+PIDS+=("$gh_pid")
+wait_http "http://127.0.0.1:$gh_port/gateway/health" || { echo "gatehouse did not start: $(tail -5 "$TMP/stderr.log")" >&2; exit 1; }
+key=$(grep -o 'gh_[A-Za-z0-9_-]*' "$TMP/stdout.log" | head -n1)
+url="http://127.0.0.1:$gh_port/mcp/fast"
+out=$(MCP_AUTHORIZATION="Bearer $key" node "$BENCH_DIR/sessions.js" --url "$url" --count 4 --ids)
+sessions=$(node -e 'console.log(JSON.parse(process.argv[1]).ids.join(","))' "$out")
+load() { # seconds -> requests answered correctly
+  MCP_SESSIONS="$sessions" MCP_AUTHORIZATION="Bearer $key" MCP_TOOL=echo MCP_MESSAGE="hello from wrk" \
+    MCP_EXPECT="Echo: hello from wrk" wrk -t1 -c4 -d"$1s" -s "$BENCH_DIR/wrk/mcp.lua" "$url" |
+    awk '/^MCPBENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } print v["requests"] - v["non200"] - v["rpcerr"] - v["badtext"] }'
+}
+load 3 >/dev/null
+callgrind_control -z "$gh_pid" >/dev/null 2>&1
+n=$(load 8)
+callgrind_control -d "$gh_pid" >/dev/null 2>&1
+sleep 1
+io=$(ls "$TMP"/cg.out.1-01 2>/dev/null || true)   # dump 1, thread 1 = the io thread
+[[ -n $io && $n -gt 0 ]] || { echo "no callgrind dump or no requests ($n)" >&2; exit 1; }
+total=$(callgrind_annotate "$io" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+echo "$((total / n)) instructions per request on the io thread ($n requests, $BIN)"
