@@ -5,7 +5,8 @@
 # valgrind (limits and analytics on, its own SQLite store), 4 sessions, wrk 4 connections for 3 s of warm-up
 # then 8 s counted. User-space instructions only (not the kernel's send/receive).
 # Usage: bench/instructions.sh [gatehouse binary]   (default build-release/gatehouse; needs valgrind, wrk,
-# nginx with njs — scripts/install-deps.sh bench — and bench/'s npm packages)
+# nginx with njs — scripts/install-deps.sh bench — and bench/'s npm packages). KEEP_CALLGRIND=FILE keeps
+# the io thread's profile there, for callgrind_annotate.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BIN=$(realpath "${1:-$BENCH_DIR/../build-release/gatehouse}")
@@ -14,6 +15,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-instr.XXXXXX")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
+[[ -n ${KEEP_CALLGRIND:-} ]] && trap 'cp "$TMP"/cg.out.1-01 "$KEEP_CALLGRIND" 2>/dev/null; cleanup' EXIT
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 wait_http() { for _ in $(seq 300); do curl -sf -o /dev/null --max-time 2 "$1" && return 0; sleep 0.2; done; return 1; }
 
