@@ -425,17 +425,7 @@ std::string sha256_raw(std::string_view data) {
   return std::string(reinterpret_cast<char*>(md), len);
 }
 
-std::string sha256_hex(std::string_view data) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  auto raw = sha256_raw(data);
-  std::string out(raw.size() * 2, '\0');
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    auto c = static_cast<unsigned char>(raw[i]);
-    out[2 * i] = kHex[c >> 4];
-    out[2 * i + 1] = kHex[c & 15];
-  }
-  return out;
-}
+std::string sha256_hex(std::string_view data) { return to_hex(sha256_raw(data)); }
 
 std::string hmac_sha256_raw(std::string_view key, std::string_view data) {
   unsigned char mac[EVP_MAX_MD_SIZE];

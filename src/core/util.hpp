@@ -18,6 +18,8 @@ boost::json::value parse_json(std::string_view text, boost::system::error_code& 
 // Wall-clock Unix time in whole seconds (what the store and tokens keep).
 int64_t unix_now();
 
+// Bytes as lowercase hex (2 characters a byte).
+std::string to_hex(std::string_view bytes);
 // Cryptographically random bytes as lowercase hex (2 * bytes characters).
 std::string random_hex(std::size_t bytes);
 
