@@ -25,7 +25,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       cmake ninja-build g++ pkg-config ca-certificates \
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev \
-      libssl-dev libsqlite3-dev libpq-dev libhiredis-dev \
+      libssl-dev libsqlite3-dev libpq-dev libhiredis-dev libtcmalloc-minimal4 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -58,12 +58,12 @@ RUN set -eux; \
 FROM ${RUNTIME_IMAGE} AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
 # The binary's shared libraries, by package (dpkg -S on Debian 12): libssl3, libsqlite3-0, libpq5, libhiredis0.14,
-# libboost-json1.81.0, libboost-url1.81.0. ca-certificates for https upstreams and OIDC discovery; tini as PID 1
+# libboost-json1.81.0, libboost-url1.81.0, libtcmalloc-minimal4. ca-certificates for https upstreams and OIDC discovery; tini as PID 1
 # (passes SIGTERM/SIGHUP on, reaps orphans of stdio servers); bash for the health check.
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends ca-certificates tini bash \
-      libssl3 libsqlite3-0 libpq5 libhiredis0.14 libboost-json1.81.0 libboost-url1.81.0; \
+      libssl3 libsqlite3-0 libpq5 libhiredis0.14 libboost-json1.81.0 libboost-url1.81.0 libtcmalloc-minimal4; \
     rm -rf /var/lib/apt/lists/*; \
     groupadd --system --gid 10001 gatehouse; \
     useradd --system --uid 10001 --gid gatehouse --home-dir /data --shell /usr/sbin/nologin gatehouse; \

@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [build|test|bench]...   (default: build)
 set -euo pipefail
 want=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-      libssl-dev libsqlite3-dev libpq-dev libhiredis-dev libgtest-dev libgmock-dev)
+      libssl-dev libsqlite3-dev libpq-dev libhiredis-dev libtcmalloc-minimal4 libgtest-dev libgmock-dev)
 for extra in "$@"; do
   case "$extra" in
     build) ;;

@@ -23,22 +23,37 @@ void usage() {
 }
 }  // namespace
 
-// glibc keeps 7 freed blocks of each size per thread; the request path has more than that of several sizes
-// in flight at 32 concurrent requests, and the overflow goes through the slower bins (about 8% of CPU per
+// Built with glibc's malloc (GATEHOUSE_MALLOC=system; the default is tcmalloc, see CMakeLists.txt): glibc
+// keeps 7 freed blocks of each size per thread; the request path has more than that of several sizes in
+// flight at 32 concurrent requests, and the overflow goes through the slower bins (about 8% of CPU per
 // request, measured with bench/). The cache size is a tunable read only at process start, so `serve`
 // re-executes itself once with it set, unless the operator set GLIBC_TUNABLES already.
-static void tune_allocator(char** argv) {
+static void tune_allocator([[maybe_unused]] char** argv) {
+#ifdef GATEHOUSE_SYSTEM_MALLOC
   if (std::getenv("GLIBC_TUNABLES")) return;
   ::setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=128", 1);
   ::execv("/proc/self/exe", argv);
   ::unsetenv("GLIBC_TUNABLES");  // exec failed: run as we are
+#endif
+}
+
+#ifndef GATEHOUSE_SYSTEM_MALLOC
+extern "C" const char* tc_version(int* major, int* minor, const char** patch);  // gperftools' tcmalloc
+#endif
+
+static std::string allocator_name() {
+#ifdef GATEHOUSE_SYSTEM_MALLOC
+  return "glibc malloc";
+#else
+  return std::string("tcmalloc (") + tc_version(nullptr, nullptr, nullptr) + ")";
+#endif
 }
 
 int main(int argc, char** argv) {
   std::string cmd = argc > 1 ? argv[1] : "serve";
   if (cmd == "serve") tune_allocator(argv);
   if (cmd == "--version" || cmd == "version") {
-    std::printf("gatehouse 0.1.0\n");
+    std::printf("gatehouse 0.1.0\nallocator: %s\n", allocator_name().c_str());
     return 0;
   }
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {

@@ -121,9 +121,11 @@ describe('check-config', () => {
     });
   }
 
-  it('--version prints a version and exits 0', () => {
+  it('--version prints a version and the allocator (tcmalloc in the default build) and exits 0', () => {
     const result = spawnSync(GATEHOUSE_BIN, ['--version'], { encoding: 'utf8', timeout: 10000 });
     assert.equal(result.status, 0, result.stderr);
-    assert.match(result.stdout + result.stderr, /\d+\.\d+/);
+    assert.match(result.stdout, /^gatehouse \d+\.\d+\.\d+\n/);
+    // the library is linked --no-as-needed; without it the linker would quietly drop it and keep glibc's malloc
+    assert.match(result.stdout, /^allocator: tcmalloc \(.+\)$/m);
   });
 });
