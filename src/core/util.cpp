@@ -6,7 +6,6 @@
 #include <boost/json/parse.hpp>
 #include <openssl/rand.h>
 
-#include <cctype>
 #include <stdexcept>
 
 namespace gh {
@@ -88,9 +87,13 @@ std::optional<std::string> base64url_decode(std::string_view text) {
   return out;
 }
 
+namespace {
+constexpr bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }  // isspace in the C locale
+}  // namespace
+
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
   return s;
 }
 
@@ -106,22 +109,19 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  // ASCII case folding (header names, tokens, hosts): std::tolower is a call into the C library per byte
-  auto fold = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; };
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (fold(a[i]) != fold(b[i])) return false;
-  return true;
-}
-
 bool header_has_token(std::string_view header, std::string_view token) {
-  while (!header.empty()) {  // no allocation: this runs several times per request
-    auto comma = header.find(',');
-    auto part = header.substr(0, comma);
-    if (iequals(trim(part.substr(0, part.find(';'))), token)) return true;
-    if (comma == std::string_view::npos) break;
-    header.remove_prefix(comma + 1);
+  // One pass, no allocation (this runs several times per request): each comma-separated element, without
+  // its ";parameters" and surrounding whitespace, compared with the token.
+  const char* p = header.data();
+  const char* const end = p + header.size();
+  while (p < end) {
+    while (p < end && (is_space(*p) || *p == ',')) ++p;
+    const char* start = p;
+    while (p < end && *p != ',' && *p != ';') ++p;
+    const char* stop = p;
+    while (stop > start && is_space(stop[-1])) --stop;
+    if (iequals({start, static_cast<std::size_t>(stop - start)}, token)) return true;
+    while (p < end && *p != ',') ++p;  // the element's parameters
   }
   return false;
 }

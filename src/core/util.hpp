@@ -26,9 +26,18 @@ std::string random_hex(std::size_t bytes);
 std::string base64url_encode(std::string_view data);
 std::optional<std::string> base64url_decode(std::string_view text);
 
+// Removes ASCII whitespace (the C locale's isspace set) from both ends.
 std::string_view trim(std::string_view s);
 std::vector<std::string_view> split(std::string_view s, char sep);
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality (header names, tokens, hosts). Inline: it runs dozens of times per request,
+// mostly to find a size mismatch.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  auto fold = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; };
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (fold(a[i]) != fold(b[i])) return false;
+  return true;
+}
 // Case-insensitive search of a token in a comma-separated header value (e.g. Accept).
 bool header_has_token(std::string_view header, std::string_view token);
 

@@ -56,6 +56,10 @@ TEST(Util, AcceptHeaderTokens) {
   EXPECT_TRUE(gh::header_has_token("Application/JSON;q=0.9", "application/json"));
   EXPECT_FALSE(gh::header_has_token("application/jsonx", "application/json"));
   EXPECT_FALSE(gh::header_has_token("", "application/json"));
+  EXPECT_TRUE(gh::header_has_token(" ,\ttext/html , application/json ;q=1", "application/json"));
+  EXPECT_TRUE(gh::header_has_token("text/html;level=1, */*", "*/*"));
+  EXPECT_FALSE(gh::header_has_token("text/html;application/json", "application/json"));  // a parameter, not an element
+  EXPECT_FALSE(gh::header_has_token(", ,", "application/json"));
 }
 
 TEST(Util, IequalsFoldsAsciiCaseOnly) {

@@ -1021,7 +1021,9 @@ TYPED_TEST(StoreTest, AnalyticsRowsArriveExactly) {
         SCOPED_TRACE(i);
         EXPECT_EQ(r.int64(0), 1'700'000'000 + i);
         EXPECT_EQ(r.boolean(13), i % 7 == 0);
-        if (i % 7) EXPECT_EQ(r.str(1), "user" + std::to_string(i % 13) + "@example.com");
+        if (i % 7) {
+          EXPECT_EQ(r.str(1), "user" + std::to_string(i % 13) + "@example.com");
+        }
         EXPECT_EQ(r.str(2), "POST");
         // What the client sent is kept as printable ASCII.
         EXPECT_EQ(r.str(3), "/mcp/s" + std::to_string(i % 3) + (i == 5 ? "??" : ""));
