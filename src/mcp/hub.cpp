@@ -77,6 +77,14 @@ bool Session::translate_cancel(const std::string& server, json::object& msg) {
 
 namespace {
 
+// A session's in_flight key for a downstream request id: the id's JSON text ("7", "\"abc\""); integers,
+// the usual ids, without a serializer.
+std::string id_key(const json::value& id) {
+  if (id.is_int64()) return std::to_string(id.get_int64());
+  if (id.is_uint64()) return std::to_string(id.get_uint64());
+  return json::serialize(id);
+}
+
 // Messages on a call's own stream: to the POST channel that is waiting for it.
 struct ChannelSink final : upstream::CallSink {
   ChannelSink(std::weak_ptr<Channel> c, std::weak_ptr<Session> s, std::string srv)
@@ -763,7 +771,7 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
 
 net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
                                           json::value params, json::value id, std::shared_ptr<Channel> ch) {
-  std::string key = json::serialize(id);
+  std::string key = id_key(id);
   if (s->in_flight.count(key))
     co_return jsonrpc::make_error(id, code::invalid_request, "A request with this id is already in progress");
   std::string route_error;
@@ -806,28 +814,29 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
                                                           std::shared_ptr<Channel> ch) {
   json::value id = req["id"];
   std::string method(jsonrpc::method_of(req));
+  const std::string_view m = method;  // compared as a view: GCC 12's string == "literal" is strlen + compare
   json::value params_v = req.contains("params") ? std::move(req["params"]) : json::value(json::object{});
   if (!params_v.is_object()) co_return jsonrpc::make_error(id, code::invalid_params, "params must be an object");
   auto& params = params_v.as_object();
   bool aggregate = s->scope.empty();
   auto error = [&](int c, std::string msg) -> std::optional<json::object> { return jsonrpc::make_error(id, c, msg); };
 
-  if (method == "ping") co_return jsonrpc::make_result(id, json::object{});
-  if (method == "initialize") co_return error(code::invalid_request, "The session is already initialized");
-  if (aggregate && settings_.meta_tools_mode && (method == "tools/list" || method == "tools/call")) {
-    if (method == "tools/list") co_return jsonrpc::make_result(id, json::object{{"tools", meta_tools()}});
+  if (m == "ping") co_return jsonrpc::make_result(id, json::object{});
+  if (m == "initialize") co_return error(code::invalid_request, "The session is already initialized");
+  if (aggregate && settings_.meta_tools_mode && (m == "tools/list" || m == "tools/call")) {
+    if (m == "tools/list") co_return jsonrpc::make_result(id, json::object{{"tools", meta_tools()}});
     auto out = co_await meta_call(s, params_v, id, ch);
     co_return out;
   }
-  if (method == "tools/list" || method == "prompts/list" || method == "resources/list" ||
-      method == "resources/templates/list")
+  if (m == "tools/list" || m == "prompts/list" || m == "resources/list" ||
+      m == "resources/templates/list")
     co_return co_await list(s, method, params, id);
 
-  if (method == "tools/call" || method == "prompts/get") {
+  if (m == "tools/call" || m == "prompts/get") {
     auto* n = params.if_contains("name");
     if (!n || !n->is_string()) co_return error(code::invalid_params, "params.name must be a string");
     std::string_view full = n->as_string(), server_id, name;
-    const char* what = method == "tools/call" ? "tool" : "prompt";
+    const char* what = m == "tools/call" ? "tool" : "prompt";
     if (aggregate) {
       if (!split_name(full, server_id, name))
         co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
@@ -838,18 +847,20 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
     auto srv = find_for(*s, server_id);
     if (!srv || !srv->cfg.enabled)
       co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
-    std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
-    co_await load_catalogs(*s, one);
-    const auto& names = method == "tools/call" ? srv->catalog.tool_names : srv->catalog.prompt_names;
+    if (!srv->catalog.loaded) {  // (usually loaded: then no coroutine, event or vector for it)
+      std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
+      co_await load_catalogs(*s, one);
+    }
+    const auto& names = m == "tools/call" ? srv->catalog.tool_names : srv->catalog.prompt_names;
     // A tool the caller may not use is as unknown as one that does not exist: list and call agree.
     if ((srv->catalog.loaded && !names.count(std::string(name))) ||
-        (method == "tools/call" && !may_call(*s, *srv, name)))
+        (m == "tools/call" && !may_call(*s, *srv, name)))
       co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
     if (aggregate) params["name"] = std::string(name);  // `name` views into params: copy before replacing
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }
 
-  if (method == "resources/read" || method == "resources/subscribe" || method == "resources/unsubscribe") {
+  if (m == "resources/read" || m == "resources/subscribe" || m == "resources/unsubscribe") {
     auto* u = params.if_contains("uri");
     if (!u || !u->is_string()) co_return error(code::invalid_params, "params.uri must be a string");
     co_await load_catalogs(*s, in_scope(*s));
@@ -858,11 +869,11 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
       json::value data = json::object{{"uri", u->as_string()}};
       co_return jsonrpc::make_error(id, code::resource_not_found, "Resource not found", &data);
     }
-    if (method == "resources/subscribe") s->dedicated_mode = true;
+    if (m == "resources/subscribe") s->dedicated_mode = true;
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }
 
-  if (method == "completion/complete") {
+  if (m == "completion/complete") {
     auto* ref = params.if_contains("ref");
     if (!ref || !ref->is_object()) co_return error(code::invalid_params, "params.ref must be an object");
     auto& r = ref->as_object();
@@ -888,7 +899,7 @@ net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Sessio
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }
 
-  if (method == "logging/setLevel") {
+  if (m == "logging/setLevel") {
     s->dedicated_mode = true;
     auto servers = in_scope(*s);
     for (auto& srv : servers) {
@@ -929,7 +940,7 @@ void Hub::client_message(const std::shared_ptr<Session>& s, json::object msg) {
     if (!params || !params->is_object()) return;
     auto* rid = params->as_object().if_contains("requestId");
     if (!rid) return;
-    auto it = s->in_flight.find(json::serialize(*rid));
+    auto it = s->in_flight.find(id_key(*rid));
     if (it == s->in_flight.end()) return;
     it->second.cancelled = true;
     if (auto conn = it->second.conn.lock(); conn && it->second.handle && it->second.handle->upstream_id)

@@ -59,11 +59,16 @@ void Histogram::render(std::string& out, std::string_view name, const std::strin
 
 void Metrics::request(std::string_view route, int status, double seconds) {
   ++requests_;
-  requests_by_[{std::string(route), status}].observe(seconds);
+  auto it = requests_by_.find(RouteKey(route, status));
+  if (it == requests_by_.end()) it = requests_by_.emplace(std::pair<std::string, int>(route, status), Histogram{}).first;
+  it->second.observe(seconds);
 }
 
 void Metrics::upstream_call(const std::string& server, const std::string& tool, std::string_view outcome, double seconds) {
-  upstream_by_[{server, tool, std::string(outcome)}].observe(seconds);
+  auto it = upstream_by_.find(CallKey(server, tool, outcome));
+  if (it == upstream_by_.end())
+    it = upstream_by_.emplace(std::tuple<std::string, std::string, std::string>(server, tool, outcome), Histogram{}).first;
+  it->second.observe(seconds);
 }
 
 void Metrics::rate_limited(std::string_view scope) {

@@ -47,8 +47,23 @@ class Metrics {
   uint64_t requests_total() const { return requests_; }
 
  private:
-  std::map<std::pair<std::string, int>, Histogram> requests_by_;
-  std::map<std::tuple<std::string, std::string, std::string>, Histogram> upstream_by_;
+  // Keys compared as views, so that a request finds its histogram without copying its labels (only the first
+  // observation of a label set stores them).
+  using RouteKey = std::pair<std::string_view, int>;
+  using CallKey = std::tuple<std::string_view, std::string_view, std::string_view>;
+  struct ViewLess {
+    using is_transparent = void;
+    static RouteKey view(const RouteKey& k) { return k; }
+    static RouteKey view(const std::pair<std::string, int>& k) { return {k.first, k.second}; }
+    static CallKey view(const CallKey& k) { return k; }
+    static CallKey view(const std::tuple<std::string, std::string, std::string>& k) {
+      return {std::get<0>(k), std::get<1>(k), std::get<2>(k)};
+    }
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const { return view(a) < view(b); }
+  };
+  std::map<std::pair<std::string, int>, Histogram, ViewLess> requests_by_;
+  std::map<std::tuple<std::string, std::string, std::string>, Histogram, ViewLess> upstream_by_;
   std::map<std::string, uint64_t, std::less<>> limited_;
   std::map<int, uint64_t> auth_refused_;
   uint64_t requests_ = 0;
