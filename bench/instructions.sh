@@ -29,7 +29,8 @@ wait_http "http://127.0.0.1:$up_port/health" || { echo "njs upstream did not sta
 printf '{"mcpServers":{"fast":{"type":"streamable-http","url":"http://127.0.0.1:%s/mcp"}}}\n' "$up_port" >"$TMP/servers.json"
 
 gh_port=$(free_port)
-# GLIBC_TUNABLES set: Gatehouse would otherwise re-execute itself to set it, which valgrind refuses.
+# GLIBC_TUNABLES set: a build with glibc's malloc (-DGATEHOUSE_MALLOC=system) would otherwise re-execute itself to
+# set it, which valgrind refuses (the default build, on tcmalloc, ignores it).
 (cd "$TMP" && exec env GLIBC_TUNABLES=glibc.malloc.tcache_count=128 GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$gh_port" \
   MCP_SERVERS_FILE="$TMP/servers.json" DATABASE_URL="sqlite://$TMP/gatehouse.db" \
   RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000000 \

@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include <boost/json/monotonic_resource.hpp>
-#include <boost/json/parse.hpp>
+#include <boost/json/parser.hpp>
 #include <openssl/rand.h>
 
 #include <stdexcept>
@@ -12,7 +12,16 @@ namespace gh {
 
 boost::json::value parse_json(std::string_view text, boost::system::error_code& ec) {
   auto arena = boost::json::make_shared_resource<boost::json::monotonic_resource>(text.size() * 2 + 512);
-  return boost::json::parse(text, ec, arena);
+  // One parser per thread, reused (what boost::json::parse builds and frees per call): its internal stacks
+  // stay allocated between messages. Same checks as parse(): one complete text, nothing after it.
+  thread_local boost::json::parser parser;
+  parser.reset(std::move(arena));
+  parser.write(text.data(), text.size(), ec);
+  if (ec) {
+    parser.reset();  // drop the partial value (and the arena) now
+    return nullptr;
+  }
+  return parser.release();
 }
 
 std::string to_hex(std::string_view bytes) {
