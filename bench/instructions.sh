@@ -16,8 +16,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 [[ -n ${KEEP_CALLGRIND:-} ]] && trap 'cp "$TMP"/cg.out.1-01 "$KEEP_CALLGRIND" 2>/dev/null; cleanup' EXIT
-free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-wait_http() { for _ in $(seq 300); do curl -sf -o /dev/null --max-time 2 "$1" && return 0; sleep 0.2; done; return 1; }
+. "$BENCH_DIR/lib.sh"  # free_port, wait_http
 
 up_port=$(free_port)
 mkdir -p "$TMP/up"/{conf,logs,tmp}
@@ -25,7 +24,7 @@ sed -e "s#@PREFIX@#$TMP/up#g" -e "s#@PORT@#$up_port#g" -e "s#@JS_DIR@#$BENCH_DIR
   "$BENCH_DIR/upstream-njs/nginx.conf.in" >"$TMP/up/conf/nginx.conf"
 setsid nginx -p "$TMP/up" -c "$TMP/up/conf/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 &
 PIDS+=($!)
-wait_http "http://127.0.0.1:$up_port/health" || { echo "njs upstream did not start" >&2; exit 1; }
+wait_http "http://127.0.0.1:$up_port/health" 60 || { echo "njs upstream did not start" >&2; exit 1; }
 printf '{"mcpServers":{"fast":{"type":"streamable-http","url":"http://127.0.0.1:%s/mcp"}}}\n' "$up_port" >"$TMP/servers.json"
 
 gh_port=$(free_port)
@@ -38,7 +37,7 @@ gh_port=$(free_port)
   >"$TMP/stdout.log" 2>"$TMP/stderr.log" </dev/null &
 gh_pid=$!
 PIDS+=("$gh_pid")
-wait_http "http://127.0.0.1:$gh_port/gateway/health" || { echo "gatehouse did not start: $(tail -5 "$TMP/stderr.log")" >&2; exit 1; }
+wait_http "http://127.0.0.1:$gh_port/gateway/health" 60 || { echo "gatehouse did not start: $(tail -5 "$TMP/stderr.log")" >&2; exit 1; }
 key=$(grep -o 'gh_[A-Za-z0-9_-]*' "$TMP/stdout.log" | head -n1)
 url="http://127.0.0.1:$gh_port/mcp/fast"
 out=$(MCP_AUTHORIZATION="Bearer $key" node "$BENCH_DIR/sessions.js" --url "$url" --count 4 --ids)

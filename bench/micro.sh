@@ -11,6 +11,7 @@
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/bench/lib.sh"  # free_port
 MICRO_BENCH=${MICRO_BENCH:-$ROOT/build-release/micro_bench}
 ARGS=("$@")
 ((${#ARGS[@]})) || ARGS=(--benchmark_min_time=0.2)
@@ -39,8 +40,7 @@ if [[ -z ${GATEHOUSE_BENCH_PG_URL:-} && ${BENCH_PG:-1} != 0 ]]; then
   if [[ -n $PGBIN && -x $PGBIN/initdb ]] && { ((EUID != 0)) || id postgres >/dev/null 2>&1; }; then
     PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench-pg.XXXXXX")
     ((EUID == 0)) && chown postgres "$PGDIR"
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
-      node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+    port=$(free_port)
     if as_pg "'$PGBIN/initdb' -D '$PGDIR/data' -A trust -U postgres >'$PGDIR/initdb.log' 2>&1 &&
         '$PGBIN/pg_ctl' -D '$PGDIR/data' -o '-k $PGDIR -p $port -c listen_addresses=127.0.0.1' -l '$PGDIR/log' -w -t 30 start >/dev/null"; then
       export GATEHOUSE_BENCH_PG_URL="postgresql://postgres@127.0.0.1:$port/postgres"

@@ -145,19 +145,8 @@ install_deps() {
 }
 
 # ------------------------------------------------------------------ helpers
-free_port() {
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-
-wait_http() { # url seconds pid: until the URL answers 2xx (and pid lives)
-  local url=$1 secs=$2 pid=${3:-} i
-  for ((i = 0; i < secs * 10; i++)); do
-    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then return 2; fi
-    curl -sf -o /dev/null --max-time 2 "$url" && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# free_port, wait_http
+. "$BENCH_DIR/lib.sh"
 
 RSS_KB=0
 rss_kb() { # pid -> RSS_KB (VmRSS in kB, 0 when gone)

@@ -309,7 +309,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   const http::Request* trusted = proxy_headers ? &*proxy_headers : nullptr;
   auth::AuthResult auth;
   if (auto now = authn.authenticate_now(ex.req, ex.client_ip, trusted)) auth = std::move(*now);  // the usual case
-  else auth = co_await authn.authenticate(ex.req, ex.client_ip, trusted);
+  else auth = co_await authn.authenticate_waiting(ex.req, trusted);
   if (auth.status && ex.wire()) {
     // Open WebUI checks its own cookies: a stale one here only means no identity headers are injected.
     log::debug("proxied request without a valid credential", {{"request_id", ex.request_id}, {"reason", auth.reason}});

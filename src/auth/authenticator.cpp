@@ -523,6 +523,12 @@ std::optional<AuthResult> Authenticator::authenticate_now(const http::Request& r
 net::awaitable<AuthResult> Authenticator::authenticate(const http::Request& req, std::string_view peer_ip,
                                                        const http::Request* identity_headers) {
   if (auto now = authenticate_now(req, peer_ip, identity_headers)) co_return std::move(*now);
+  co_return co_await authenticate_waiting(req, identity_headers);
+}
+
+net::awaitable<AuthResult> Authenticator::authenticate_waiting(const http::Request& req,
+                                                               const http::Request* identity_headers) {
+  // Only what authenticate_now() left: a trusted proxy's headers, an Open WebUI cookie, a JWT not cached.
   auto& im = *impl_;
   auto [token, kind] = credential_of(req, im.settings);
   if (kind == CredentialKind::none) {  // a trusted proxy's identity headers (authenticate_now checked it is one)

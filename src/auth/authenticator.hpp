@@ -53,16 +53,19 @@ class Authenticator {
   // Blocking, at start-up: the shared secret for our own tokens.
   void init_secret();
 
+  // Who the request is, in two steps so that the usual request needs no coroutine frame.
+  // authenticate_now: everything that needs no waiting — Gatehouse API keys, session cookies, tokens verified
+  // earlier and still cached, no credentials. nullopt: the credential needs authenticate_waiting() (an Open
+  // WebUI or OIDC token seen for the first time, a trusted proxy's headers) with the same request and headers.
   // `identity_headers` are the X-User-* headers as received (already stripped from the request); they are
   // used only in API gateway mode from a trusted proxy.
-  boost::asio::awaitable<AuthResult> authenticate(const http::Request& req, std::string_view peer_ip,
-                                                  const http::Request* identity_headers = nullptr);
-  // The same when it needs no waiting — Gatehouse API keys, session cookies, tokens verified earlier and
-  // still cached, no credentials: the usual request's check without a coroutine frame. nullopt: the
-  // credential needs authenticate() (an Open WebUI or OIDC token seen for the first time, a trusted proxy's
-  // headers).
   std::optional<AuthResult> authenticate_now(const http::Request& req, std::string_view peer_ip,
                                              const http::Request* identity_headers = nullptr);
+  boost::asio::awaitable<AuthResult> authenticate_waiting(const http::Request& req,
+                                                          const http::Request* identity_headers = nullptr);
+  // Both steps in one (for callers off the hot path).
+  boost::asio::awaitable<AuthResult> authenticate(const http::Request& req, std::string_view peer_ip,
+                                                  const http::Request* identity_headers = nullptr);
 
   // Sign-in through OIDC: from verified ID-token claims (and userinfo) to a user, created on first sign-in,
   // with group sync when configured. Fails with 403 for a disallowed domain or a disabled user.
