@@ -27,7 +27,7 @@
 #   BENCH_SCENARIOS which scenarios                     (default "S1 S2 S3")
 #   BENCH_RATE_LIMIT  RATE_LIMIT_PER_MINUTE and _BURST of every instance (default 1000000000: never refuses)
 #   BENCH_PG        0 = no PostgreSQL row in S3         (default 1: when /usr/lib/postgresql/*/bin exists)
-#   BENCH_S3_CONFIGS  S3 configurations, in run order   (default "off on pg"; also "limits", "analytics")
+#   BENCH_S3_CONFIGS  S3 configurations, in run order (reversed in even rounds) (default "off on pg"; also "limits", "analytics")
 #   GATEHOUSE_BIN   the binary                          (default build/gatehouse)
 #   BENCH_OUT_DIR   results and logs                    (default build/bench)
 #   BENCH_SKIP_INSTALL=1  do not apt-get / npm ci
@@ -658,12 +658,14 @@ for scen in $BENCH_SCENARIOS; do
     case $scen in
     S1)
       run_row S1 "direct (njs upstream)" "$UP_URL" "$c" ""
-      run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$c" "$PX_PID"
+      # nginx and Gatehouse take turns going first, so neither always runs on the heels of the other.
+      ((round % 2)) && run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$c" "$PX_PID"
       if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
         run_row S1 "gatehouse" "http://127.0.0.1:$GHL_PORT/mcp/fast" "$c" "$GHL_PID" "$GHL_AUTH"
       else
         skip_row S1 gatehouse "$c" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
       fi
+      ((round % 2)) || run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$c" "$PX_PID"
       ;;
     S2)
       if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
@@ -674,7 +676,11 @@ for scen in $BENCH_SCENARIOS; do
       ;;
     S3)
       ((S3_STARTED)) || start_s3
-      for cfg in "${S3_CFGS[@]}"; do run_s3 "$cfg" "${S3_SYS[$cfg]}" "$c"; done
+      # The configurations run in the given order in odd rounds and in reverse in even ones: none always
+      # follows another (the PostgreSQL row leaves its server checkpointing and vacuuming for a while).
+      order=("${S3_CFGS[@]}")
+      ((round % 2)) || for ((i = ${#S3_CFGS[@]} - 1, j = 0; i >= 0; i--, j++)); do order[j]=${S3_CFGS[i]}; done
+      for cfg in "${order[@]}"; do run_s3 "$cfg" "${S3_SYS[$cfg]}" "$c"; done
       ;;
     *) die "unknown scenario $scen" ;;
     esac
@@ -743,7 +749,7 @@ REPORT="$TMP/results.md"
     fi
   done
   echo
-  echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above); **paired** is the median of the $BENCH_ROUNDS per-round ratios (each Gatehouse run against the nginx run just before it), the steadier estimate when the machine's speed drifts during the run. CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
+  echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above); **paired** is the median of the $BENCH_ROUNDS per-round ratios (each Gatehouse run against the nginx run of its round; the two take turns going first), the steadier estimate when the machine's speed drifts during the run. CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
   fi
   echo
   echo "Gatehouse settings: every instance (S1, S2, S3, memory) runs with its own fresh store (SQLite in its temp dir unless said otherwise), rate limiting on with \`RATE_LIMIT_PER_MINUTE=$BENCH_RATE_LIMIT RATE_LIMIT_BURST=$BENCH_RATE_LIMIT\` (in-process limiter; the bench's admin key is never refused — the default 100/min would refuse it after 100 requests) and analytics on (\`ENABLE_API_ANALYTICS\` default), except the S3 \"off\" rows."
