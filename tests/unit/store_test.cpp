@@ -1152,6 +1152,29 @@ TEST(AnalyticsBatch, PacksAndReusesItsMemory) {
   }
 }
 
+TEST(AnalyticsBatch, SanitizesAtEveryPositionOfLongText) {
+  // Printable ASCII is checked 8 bytes at a time: a byte to replace is found wherever it sits in a word, and
+  // the bounds of the printable range (space, '~') stay.
+  for (unsigned char bad : {0x00, 0x01, 0x1f, 0x7f, 0x80, 0xff}) {
+    for (std::size_t at = 0; at < 20; ++at) {
+      std::string in(20, 'a');
+      in[3] = ' ', in[11] = '~';
+      if (at != 3 && at != 11) in[at] = static_cast<char>(bad);
+      std::string want = in;
+      if (at != 3 && at != 11) want[at] = '?';
+      AnalyticsBatch one;
+      AnalyticsRow t;
+      t.endpoint = in;
+      t.tool = in;
+      one.add(t);
+      one.for_each([&](const AnalyticsRow& x) {
+        EXPECT_EQ(x.endpoint, want) << "byte " << int(bad) << " at " << at;
+        EXPECT_EQ(x.tool, want) << "byte " << int(bad) << " at " << at;
+      });
+    }
+  }
+}
+
 TEST(StoreUrl, InMemorySqliteWorks) {
   auto s = Store::open("sqlite::memory:");
   EXPECT_EQ(s->migrate(), kLatestVersion);
