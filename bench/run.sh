@@ -28,6 +28,7 @@
 #   BENCH_RATE_LIMIT  RATE_LIMIT_PER_MINUTE and _BURST of every instance (default 1000000000: never refuses)
 #   BENCH_PG        0 = no PostgreSQL row in S3         (default 1: when /usr/lib/postgresql/*/bin exists)
 #   BENCH_S3_CONFIGS  S3 configurations, in run order (reversed in even rounds) (default "off on pg"; also "limits", "analytics")
+#   BENCH_S1_ANALYTICS_OFF  1 = S1 also runs Gatehouse with analytics off (default 1)
 #   GATEHOUSE_BIN   the binary                          (default build/gatehouse)
 #   BENCH_OUT_DIR   results and logs                    (default build/bench)
 #   BENCH_SKIP_INSTALL=1  do not apt-get / npm ci
@@ -50,6 +51,7 @@ BENCH_SCENARIOS=${BENCH_SCENARIOS:-"S1 S2 S3"}
 BENCH_RATE_LIMIT=${BENCH_RATE_LIMIT:-1000000000}
 BENCH_PG=${BENCH_PG:-1}
 BENCH_S3_CONFIGS=${BENCH_S3_CONFIGS:-"off on pg"}
+BENCH_S1_ANALYTICS_OFF=${BENCH_S1_ANALYTICS_OFF:-1}
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-$ROOT/build/gatehouse}
 OUT_DIR=${BENCH_OUT_DIR:-$ROOT/build/bench}
 MCP_PROTOCOL_VERSION=2025-11-25
@@ -600,6 +602,17 @@ elif start_gatehouse load; then
 else
   log "gatehouse rows not run: $GH_PROBLEM"
 fi
+# S1's second Gatehouse row: the same hop with analytics off (nginx's access log is off too), so the report
+# tells the gateway's own cost from that of recording every request on the same two cores.
+GHN_SYS="gatehouse, analytics off"
+GHN_OK=0
+if [[ " $BENCH_SCENARIOS " == *" S1 "* && $BENCH_S1_ANALYTICS_OFF == 1 ]]; then
+  if start_gatehouse load-analytics-off ENABLE_API_ANALYTICS=false; then
+    GHN_OK=1; GHN_PID=$GH_PID; GHN_PORT=$GH_PORT; GHN_AUTH="Bearer $GH_KEY"
+  else
+    log "S1 $GHN_SYS row not run: $GH_PROBLEM"
+  fi
+fi
 
 # ---- S3: one fresh instance per configuration, started when S3 begins
 S3_STARTED=0
@@ -650,6 +663,15 @@ run_s3() { # cfg system conns
   fi
 }
 
+run_s1_analytics_off() { # conns
+  ((GHN_OK)) || return 0
+  if kill -0 "$GHN_PID" 2>/dev/null; then
+    run_row S1 "$GHN_SYS" "http://127.0.0.1:$GHN_PORT/mcp/fast" "$1" "$GHN_PID" "$GHN_AUTH"
+  else
+    skip_row S1 "$GHN_SYS" "$1" "gatehouse not running (exited during the run)"
+  fi
+}
+
 for scen in $BENCH_SCENARIOS; do
   for c in $BENCH_CONNS; do
   # Rounds interleave the rows they compare, so a slow spell of the shared machine hits all of them alike.
@@ -658,13 +680,16 @@ for scen in $BENCH_SCENARIOS; do
     case $scen in
     S1)
       run_row S1 "direct (njs upstream)" "$UP_URL" "$c" ""
-      # nginx and Gatehouse take turns going first, so neither always runs on the heels of the other.
+      # The proxies take turns going first (nginx, Gatehouse, Gatehouse without analytics; then the
+      # reverse), so that none always runs on the heels of another.
       ((round % 2)) && run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$c" "$PX_PID"
+      ((round % 2)) || run_s1_analytics_off "$c"
       if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
         run_row S1 "gatehouse" "http://127.0.0.1:$GHL_PORT/mcp/fast" "$c" "$GHL_PID" "$GHL_AUTH"
       else
         skip_row S1 gatehouse "$c" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
       fi
+      ((round % 2)) && run_s1_analytics_off "$c"
       ((round % 2)) || run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$c" "$PX_PID"
       ;;
     S2)
@@ -733,26 +758,30 @@ REPORT="$TMP/results.md"
   echo
   echo "## S1: Gatehouse vs nginx proxy_pass"
   echo
-  echo "| conns | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | paired | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx | paired | CPU µs/req gatehouse / nginx |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| conns | Gatehouse | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | paired | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx | paired | CPU µs/req gatehouse / nginx |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for c in $BENCH_CONNS; do
-    g=$(median "${RES_RPS["S1|gatehouse|$c"]:-}"); n=$(median "${RES_RPS["S1|nginx proxy_pass|$c"]:-}"); d=$(median "${RES_RPS["S1|direct (njs upstream)|$c"]:-}")
-    gp=$(median "${RES_P99["S1|gatehouse|$c"]:-}"); np=$(median "${RES_P99["S1|nginx proxy_pass|$c"]:-}")
+    for gs in gatehouse "$GHN_SYS"; do
+    [[ $gs == gatehouse || -n ${RES_RPS["S1|$gs|$c"]:-} ]] || continue
+    label="analytics on (default)"; [[ $gs == gatehouse ]] || label="analytics off"
+    g=$(median "${RES_RPS["S1|$gs|$c"]:-}"); n=$(median "${RES_RPS["S1|nginx proxy_pass|$c"]:-}"); d=$(median "${RES_RPS["S1|direct (njs upstream)|$c"]:-}")
+    gp=$(median "${RES_P99["S1|$gs|$c"]:-}"); np=$(median "${RES_P99["S1|nginx proxy_pass|$c"]:-}")
     flag=""
-    if [[ ${RES_ERR["S1|gatehouse|$c"]:-0} == 1 || ${RES_ERR["S1|nginx proxy_pass|$c"]:-0} == 1 ]]; then
+    if [[ ${RES_ERR["S1|$gs|$c"]:-0} == 1 || ${RES_ERR["S1|nginx proxy_pass|$c"]:-0} == 1 ]]; then
       flag=" ⚠ errors"
     fi
     if [[ -n $g && -n $n ]]; then
-      echo "| $c$flag | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["S1|gatehouse|$c"]}" "${RES_RPS["S1|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["S1|gatehouse|$c"]}" "${RES_P99["S1|nginx proxy_pass|$c"]}") | $(median "${RES_CPU["S1|gatehouse|$c"]:-}") / $(median "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
+      echo "| $c$flag | $label | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["S1|$gs|$c"]}" "${RES_RPS["S1|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["S1|$gs|$c"]}" "${RES_P99["S1|nginx proxy_pass|$c"]}") | $(median "${RES_CPU["S1|$gs|$c"]:-}") / $(median "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
     else
-      echo "| $c | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — | — |"
+      echo "| $c | $label | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — | — |"
     fi
+    done
   done
   echo
   echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above); **paired** is the median of the $BENCH_ROUNDS per-round ratios (each Gatehouse run against the nginx run of its round; the two take turns going first), the steadier estimate when the machine's speed drifts during the run. CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
   fi
   echo
-  echo "Gatehouse settings: every instance (S1, S2, S3, memory) runs with its own fresh store (SQLite in its temp dir unless said otherwise), rate limiting on with \`RATE_LIMIT_PER_MINUTE=$BENCH_RATE_LIMIT RATE_LIMIT_BURST=$BENCH_RATE_LIMIT\` (in-process limiter; the bench's admin key is never refused — the default 100/min would refuse it after 100 requests) and analytics on (\`ENABLE_API_ANALYTICS\` default), except the S3 \"off\" rows."
+  echo "Gatehouse settings: every instance (S1, S2, S3, memory) runs with its own fresh store (SQLite in its temp dir unless said otherwise), rate limiting on with \`RATE_LIMIT_PER_MINUTE=$BENCH_RATE_LIMIT RATE_LIMIT_BURST=$BENCH_RATE_LIMIT\` (in-process limiter; the bench's admin key is never refused — the default 100/min would refuse it after 100 requests) and analytics on (\`ENABLE_API_ANALYTICS\` default), except S1's \"analytics off\" row and the S3 \"off\" rows (nginx's access log is off: it records nothing per request)."
   if [[ " $BENCH_SCENARIOS " == *" S3 "* ]]; then
     echo
     echo "## S3: rate limiting and analytics, on vs off"
