@@ -31,8 +31,6 @@ struct PackedHead {
   uint16_t len[8];
 };
 
-// Replaces control characters, and bytes outside printable ASCII (`ascii_only`) or of invalid or cut
-// UTF-8 sequences, with '?', in place.
 // Whether the 8 bytes at p are all printable ASCII (0x20..0x7e), a word at a time (the common case: the
 // io thread packs ~100 such bytes per request).
 inline bool printable_ascii8(const char* p) {
@@ -45,6 +43,8 @@ inline bool printable_ascii8(const char* p) {
   return ((del - ones) & ~del & high) == 0;         // no byte == 0x7f
 }
 
+// Replaces control characters, and bytes outside printable ASCII (`ascii_only`) or of invalid or cut
+// UTF-8 sequences, with '?', in place.
 void sanitize_text(char* p, std::size_t n, bool ascii_only) {
   for (std::size_t i = 0; i < n;) {
     if (i + 8 <= n && printable_ascii8(p + i)) {
