@@ -396,6 +396,7 @@ cpu_us() { # cpu% rps -> CPU microseconds per request
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a ~ /^[0-9.]+$/) printf "%.2f×", a / b; else print "—" }'; }
 # The median of a space-separated list of numbers ("—" entries ignored); "" for none.
 median() { tr ' ' '\n' <<<"$1" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+median1() { local m; m=$(median "$1"); [[ -n $m ]] && printf '%.1f' "$m" || printf '—'; }  # one decimal
 # The median of the per-round ratios a_i / b_i of two space-separated lists (the i-th runs of two rows that
 # took turns in round i); "" when there is no pair. Pairing each run with its neighbour in time cancels the
 # slow drift of a shared machine, which a ratio of two medians does not.
@@ -771,7 +772,7 @@ REPORT="$TMP/results.md"
       flag=" ⚠ errors"
     fi
     if [[ -n $g && -n $n ]]; then
-      echo "| $c$flag | $label | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["S1|$gs|$c"]}" "${RES_RPS["S1|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["S1|$gs|$c"]}" "${RES_P99["S1|nginx proxy_pass|$c"]}") | $(median "${RES_CPU["S1|$gs|$c"]:-}") / $(median "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
+      echo "| $c$flag | $label | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["S1|$gs|$c"]}" "${RES_RPS["S1|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["S1|$gs|$c"]}" "${RES_P99["S1|nginx proxy_pass|$c"]}") | $(median1 "${RES_CPU["S1|$gs|$c"]:-}") / $(median1 "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
     else
       echo "| $c | $label | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — | — |"
     fi
