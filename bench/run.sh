@@ -763,19 +763,19 @@ REPORT="$TMP/results.md"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for c in $BENCH_CONNS; do
     for gs in gatehouse "$GHN_SYS"; do
-    [[ $gs == gatehouse || -n ${RES_RPS["S1|$gs|$c"]:-} ]] || continue
-    label="analytics on (default)"; [[ $gs == gatehouse ]] || label="analytics off"
-    g=$(median "${RES_RPS["S1|$gs|$c"]:-}"); n=$(median "${RES_RPS["S1|nginx proxy_pass|$c"]:-}"); d=$(median "${RES_RPS["S1|direct (njs upstream)|$c"]:-}")
-    gp=$(median "${RES_P99["S1|$gs|$c"]:-}"); np=$(median "${RES_P99["S1|nginx proxy_pass|$c"]:-}")
-    flag=""
-    if [[ ${RES_ERR["S1|$gs|$c"]:-0} == 1 || ${RES_ERR["S1|nginx proxy_pass|$c"]:-0} == 1 ]]; then
-      flag=" ⚠ errors"
-    fi
-    if [[ -n $g && -n $n ]]; then
-      echo "| $c$flag | $label | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["S1|$gs|$c"]}" "${RES_RPS["S1|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["S1|$gs|$c"]}" "${RES_P99["S1|nginx proxy_pass|$c"]}") | $(median1 "${RES_CPU["S1|$gs|$c"]:-}") / $(median1 "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
-    else
-      echo "| $c | $label | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — | — |"
-    fi
+      [[ $gs == gatehouse || -n ${RES_RPS["S1|$gs|$c"]:-} ]] || continue
+      label="analytics on (default)"; [[ $gs == gatehouse ]] || label="analytics off"
+      g=$(median "${RES_RPS["S1|$gs|$c"]:-}"); n=$(median "${RES_RPS["S1|nginx proxy_pass|$c"]:-}"); d=$(median "${RES_RPS["S1|direct (njs upstream)|$c"]:-}")
+      gp=$(median "${RES_P99["S1|$gs|$c"]:-}"); np=$(median "${RES_P99["S1|nginx proxy_pass|$c"]:-}")
+      flag=""
+      if [[ ${RES_ERR["S1|$gs|$c"]:-0} == 1 || ${RES_ERR["S1|nginx proxy_pass|$c"]:-0} == 1 ]]; then
+        flag=" ⚠ errors"
+      fi
+      if [[ -n $g && -n $n ]]; then
+        echo "| $c$flag | $label | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["S1|$gs|$c"]}" "${RES_RPS["S1|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["S1|$gs|$c"]}" "${RES_P99["S1|nginx proxy_pass|$c"]}") | $(median1 "${RES_CPU["S1|$gs|$c"]:-}") / $(median1 "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
+      else
+        echo "| $c | $label | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — | — |"
+      fi
     done
   done
   echo
