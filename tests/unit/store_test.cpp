@@ -148,7 +148,7 @@ bool eventually(F pred, std::chrono::milliseconds limit = std::chrono::milliseco
 TYPED_TEST(StoreTest, MigrateIsIdempotentAndVersioned) {
   auto& s = *this->store;
   EXPECT_EQ(s.backend(), TypeParam::kPostgres ? "postgresql" : "sqlite");
-  EXPECT_EQ(kLatestVersion, 3);
+  EXPECT_EQ(kLatestVersion, 4);
   EXPECT_EQ(s.schema_version(), kLatestVersion);
   EXPECT_EQ(s.migrate(), 0);
   EXPECT_EQ(s.schema_version(), kLatestVersion);
@@ -1010,13 +1010,19 @@ TYPED_TEST(StoreTest, AnalyticsRowsArriveExactly) {
   s.insert_analytics(batch, written);
   EXPECT_EQ(written, static_cast<std::size_t>(n));
   EXPECT_EQ(s.count_analytics(), n);
-  if (TypeParam::kPostgres) {  // migration 3: the time index is a BRIN one (cheap to keep up on insert)
-    std::string method;
-    this->env->store_conn()->query(
-        "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
-        "WHERE c.relname = 'api_analytics_timestamp'",
-        {}, [&](const sql::Row& r) { method = r.str(0); });
-    EXPECT_EQ(method, "brin");
+  if (TypeParam::kPostgres) {
+    // Migrations 3 and 4: the table's one index is the BRIN one on time (no key on id); deletes stay
+    // replicable (REPLICA IDENTITY FULL).
+    std::vector<std::string> indexes;
+    std::string identity;
+    auto c = this->env->store_conn();
+    c->query("SELECT c.relname || ' ' || am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+             "JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = 'mcp_proxy.api_analytics'::regclass",
+             {}, [&](const sql::Row& r) { indexes.push_back(r.str(0)); });
+    c->query("SELECT relreplident::text FROM pg_class WHERE oid = 'mcp_proxy.api_analytics'::regclass", {},
+             [&](const sql::Row& r) { identity = r.str(0); });
+    EXPECT_EQ(indexes, std::vector<std::string>{"api_analytics_timestamp brin"});
+    EXPECT_EQ(identity, "f");
   }
 
   int seen = 0;
