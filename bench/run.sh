@@ -28,6 +28,8 @@
 #   BENCH_RATE_LIMIT  RATE_LIMIT_PER_MINUTE and _BURST of every instance (default 1000000000: never refuses)
 #   BENCH_PG        0 = no PostgreSQL row in S3         (default 1: when /usr/lib/postgresql/*/bin exists)
 #   BENCH_S3_CONFIGS  S3 configurations, in run order (reversed in even rounds) (default "off on pg"; also "limits", "analytics")
+#   BENCH_S3_ROUNDS, BENCH_S3_SECONDS, BENCH_S3_WARMUP  S3's own: more, shorter rounds (default 16, 3, 1): its
+#                   target is a 5% difference, which 5 rounds of the same load measure ±10% on this machine
 #   BENCH_S1_ANALYTICS_OFF  1 = S1 also runs Gatehouse with analytics off (default 1)
 #   GATEHOUSE_BIN   the binary                          (default build/gatehouse)
 #   BENCH_OUT_DIR   results and logs                    (default build/bench)
@@ -51,6 +53,9 @@ BENCH_SCENARIOS=${BENCH_SCENARIOS:-"S1 S2 S3"}
 BENCH_RATE_LIMIT=${BENCH_RATE_LIMIT:-1000000000}
 BENCH_PG=${BENCH_PG:-1}
 BENCH_S3_CONFIGS=${BENCH_S3_CONFIGS:-"off on pg"}
+BENCH_S3_ROUNDS=${BENCH_S3_ROUNDS:-16}
+BENCH_S3_SECONDS=${BENCH_S3_SECONDS:-3}
+BENCH_S3_WARMUP=${BENCH_S3_WARMUP:-1}
 BENCH_S1_ANALYTICS_OFF=${BENCH_S1_ANALYTICS_OFF:-1}
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-$ROOT/build/gatehouse}
 OUT_DIR=${BENCH_OUT_DIR:-$ROOT/build/bench}
@@ -400,19 +405,22 @@ median1() { local m; m=$(median "$1"); [[ -n $m ]] && printf '%.1f' "$m" || prin
 # The median of the per-round ratios a_i / b_i of two space-separated lists (the i-th runs of two rows that
 # took turns in round i); "" when there is no pair. Pairing each run with its neighbour in time cancels the
 # slow drift of a shared machine, which a ratio of two medians does not.
+# With a third argument, also the middle half of the ratios: "0.98× (0.95–1.01×)".
 paired() {
-  awk -v a="$1" -v b="$2" 'BEGIN {
+  awk -v a="$1" -v b="$2" -v spread="${3:-}" 'BEGIN {
     n = split(a, x, " "); m = split(b, y, " "); k = 0
     for (i = 1; i <= n && i <= m; i++) if (x[i] ~ /^[0-9.]+$/ && y[i] ~ /^[0-9.]+$/ && y[i] > 0) r[++k] = x[i] / y[i]
     if (!k) exit
     for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
     printf "%.2f×", (k % 2) ? r[(k + 1) / 2] : (r[k / 2] + r[k / 2 + 1]) / 2
+    if (spread) printf " (%.2f–%.2f)", r[int((k + 3) / 4)], r[k + 1 - int((k + 3) / 4)]
   }'
 }
 ROUND_TAG=""
 declare -A RES_RPS RES_P99 RES_P50 RES_ERR RES_CPU RES_AW RES_AW_NOTE
 run_row() { # scen system url conns rss_pid(or "") [authorization header value] [gatehouse base URL: analytics rates]
   local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-} authz=${6:-} mbase=${7:-}
+  local secs=${ROW_SECONDS:-$BENCH_SECONDS} warm=${ROW_WARMUP:-$BENCH_WARMUP}
   local tag="${scen}_${system// /_}_c${conns}" dir="$TMP/wrk" sessions_n
   tag=${tag//[^A-Za-z0-9_]/_}
   mkdir -p "$dir"
@@ -427,8 +435,8 @@ run_row() { # scen system url conns rss_pid(or "") [authorization header value] 
     -s "$BENCH_DIR/wrk/mcp.lua" "$url")
   local -a wrk_env=(MCP_SESSIONS="$SESSION_IDS" MCP_MESSAGE="$MESSAGE" MCP_EXPECT="$EXPECT"
     MCP_TOOL=echo MCP_PROTOCOL_VERSION="$MCP_PROTOCOL_VERSION" MCP_AUTHORIZATION="$authz")
-  if ((BENCH_WARMUP > 0)); then
-    env "${wrk_env[@]}" timeout $((BENCH_WARMUP + 30)) wrk -d"${BENCH_WARMUP}s" "${wrk_args[@]}" \
+  if ((warm > 0)); then
+    env "${wrk_env[@]}" timeout $((warm + 30)) wrk -d"${warm}s" "${wrk_args[@]}" \
       >"$dir/$tag.warmup.log" 2>&1 || log "  warm-up wrk exited $?"
   fi
   local rss_file="$dir/$tag.rss"
@@ -439,7 +447,7 @@ run_row() { # scen system url conns rss_pid(or "") [authorization header value] 
     aw0=$(metric "$mbase" gatehouse_analytics_written_total); ad0=$(metric "$mbase" gatehouse_analytics_dropped_total); at0=$(now_s)
   fi
   local wrk_rc=0
-  env "${wrk_env[@]}" timeout $((BENCH_SECONDS + 30)) wrk -d"${BENCH_SECONDS}s" "${wrk_args[@]}" \
+  env "${wrk_env[@]}" timeout $((secs + 30)) wrk -d"${secs}s" "${wrk_args[@]}" \
     >"$dir/$tag.log" 2>&1 || wrk_rc=$?
   if [[ -n $mbase ]]; then
     aw1=$(metric "$mbase" gatehouse_analytics_written_total); ad1=$(metric "$mbase" gatehouse_analytics_dropped_total); at1=$(now_s)
@@ -458,7 +466,7 @@ run_row() { # scen system url conns rss_pid(or "") [authorization header value] 
   local cpucell="—"
   if [[ -n $rss_pid ]]; then
     cpu_ticks "$rss_pid"
-    cpucell=$(awk -v t=$((CPU_TICKS - cpu0)) -v hz="$CLK_TCK" -v s="$BENCH_SECONDS" 'BEGIN { printf "%.0f", 100 * t / hz / s }')
+    cpucell=$(awk -v t=$((CPU_TICKS - cpu0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN { printf "%.0f", 100 * t / hz / s }')
     stop_sampler "$rss_file"
   fi
 
@@ -520,6 +528,9 @@ skip_row() { # scen system conns reason
 # ===================================================================== main
 [[ $BENCH_SECONDS =~ ^[0-9]+$ && $BENCH_SECONDS -gt 0 ]] || die "BENCH_SECONDS must be a positive integer"
 [[ $BENCH_WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be an integer"
+[[ $BENCH_S3_SECONDS =~ ^[0-9]+$ && $BENCH_S3_SECONDS -gt 0 ]] || die "BENCH_S3_SECONDS must be a positive integer"
+[[ $BENCH_S3_WARMUP =~ ^[0-9]+$ ]] || die "BENCH_S3_WARMUP must be an integer"
+[[ $BENCH_S3_ROUNDS =~ ^[0-9]+$ && $BENCH_S3_ROUNDS -gt 0 ]] || die "BENCH_S3_ROUNDS must be a positive integer"
 [[ $BENCH_SESSIONS =~ ^[0-9]+$ ]] || die "BENCH_SESSIONS must be an integer"
 
 [[ ${BENCH_SKIP_INSTALL:-} == 1 ]] || install_deps
@@ -674,10 +685,12 @@ run_s1_analytics_off() { # conns
 }
 
 for scen in $BENCH_SCENARIOS; do
+  rounds=$BENCH_ROUNDS; ROW_SECONDS=""; ROW_WARMUP=""
+  [[ $scen == S3 ]] && { rounds=$BENCH_S3_ROUNDS; ROW_SECONDS=$BENCH_S3_SECONDS; ROW_WARMUP=$BENCH_S3_WARMUP; }
   for c in $BENCH_CONNS; do
   # Rounds interleave the rows they compare, so a slow spell of the shared machine hits all of them alike.
-  for ((round = 1; round <= BENCH_ROUNDS; round++)); do
-    ((BENCH_ROUNDS > 1)) && ROUND_TAG=" (run $round/$BENCH_ROUNDS)"
+  for ((round = 1; round <= rounds; round++)); do
+    ((rounds > 1)) && ROUND_TAG=" (run $round/$rounds)"
     case $scen in
     S1)
       run_row S1 "direct (njs upstream)" "$UP_URL" "$c" ""
@@ -713,7 +726,7 @@ for scen in $BENCH_SCENARIOS; do
   done
   done
 done
-ROUND_TAG=""
+ROUND_TAG=""; ROW_SECONDS=""; ROW_WARMUP=""
 
 if ((GH_LOAD_OK)); then
   if ! kill -0 "$GHL_PID" 2>/dev/null; then
@@ -731,7 +744,8 @@ REPORT="$TMP/results.md"
   echo "wrk ${BENCH_THREADS} thread, ${BENCH_WARMUP} s warm-up then ${BENCH_SECONDS} s, keep-alive; POST tools/call \`echo\` with a unique id per request;" \
     "sessions created first (initialize + notifications/initialized), one per connection, used in rotation." \
     "Every reply checked: HTTP 200, no \`\"error\"\`/\`\"isError\":true\`, contains \`$EXPECT\`; errors also count wrk socket errors." \
-    "Load generator, upstream and proxy share the same cores: compare within this run."
+    "Load generator, upstream and proxy share the same cores: compare within this run." \
+    "S3: ${BENCH_S3_WARMUP} s warm-up then ${BENCH_S3_SECONDS} s, $BENCH_S3_ROUNDS rounds."
   echo
   echo "Versions: $(nginx -v 2>&1 | sed 's#nginx version: ##'), njs $(dpkg-query -W -f='${Version}' libnginx-mod-http-js 2>/dev/null || echo '?')," \
     "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'), node $(node --version)," \
@@ -810,9 +824,9 @@ REPORT="$TMP/results.md"
         vs="—"; pvs="—"; cvs="—"; pair="—"
         if [[ $cfg != off && -n $o ]]; then
           vs=$(ratio "$r" "$o"); pvs=$(ratio "$rp" "$op"); cvs=$(ratio "$cu" "$ocpu")
-          pair=$(paired "${RES_RPS[$k]}" "${RES_RPS["S3|${S3_SYS[off]}|$c"]}")
+          pair=$(paired "${RES_RPS[$k]}" "${RES_RPS["S3|${S3_SYS[off]}|$c"]}" spread)
           # the target is judged on the paired ratio: each run against the "off" run of its own round
-          [[ -n $flag ]] || flag=$(awk -v a="${pair%×}" 'BEGIN { print (a >= 0.95) ? " ✓" : " ✗ >5% slower" }')
+          [[ -n $flag ]] || flag=$(awk -v a="${pair%%×*}" 'BEGIN { print (a >= 0.95) ? " ✓" : " ✗ >5% slower" }')
         fi
         aw=$(median "${RES_AW[$k]:-}"); aw=${aw:-—}
         if [[ -n ${RES_AW_NOTE[$k]:-} ]]; then s3notes+=("$sys, $c conns: ${RES_AW_NOTE[$k]}"); aw+=" [a${#s3notes[@]}]"; fi
@@ -820,7 +834,7 @@ REPORT="$TMP/results.md"
       done
     done
     echo
-    echo "Each figure is the median of the configuration's $BENCH_ROUNDS runs (all listed in the first table; the configurations take turns, run by run); **paired** is the median of the per-round ratios (each run against the \"off\" run of its own round), on which ✓/✗ is judged."
+    echo "Each figure is the median of the configuration's $BENCH_S3_ROUNDS runs of $BENCH_S3_SECONDS s (all listed in the first table; the configurations take turns, run by run, in reverse order every other round); **paired** is the median of the per-round ratios (each run against the \"off\" run of its own round), on which ✓/✗ is judged, and in brackets the middle half of those ratios (25th–75th percentile)."
     echo "req/s and p99 depend on how the 2 shared cores were split between wrk, the upstream and the gateway; CPU µs/req (the gateway's CPU time per request) is the steadier measure of what limits + analytics cost. Analytics rows written/s: \`gatehouse_analytics_written_total\` from \`/metrics\` over the measured run (the writer keeps up when it matches req/s and the queue empties right after)."
     if ((${#s3notes[@]})); then
       echo
