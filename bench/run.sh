@@ -405,7 +405,7 @@ median1() { local m; m=$(median "$1"); [[ -n $m ]] && printf '%.1f' "$m" || prin
 # The median of the per-round ratios a_i / b_i of two space-separated lists (the i-th runs of two rows that
 # took turns in round i); "" when there is no pair. Pairing each run with its neighbour in time cancels the
 # slow drift of a shared machine, which a ratio of two medians does not.
-# With a third argument, also the middle half of the ratios: "0.98× (0.95–1.01×)".
+# With a third argument, also the middle half of the ratios (25th–75th percentile): "0.98× (0.95–1.01)".
 paired() {
   awk -v a="$1" -v b="$2" -v spread="${3:-}" 'BEGIN {
     n = split(a, x, " "); m = split(b, y, " "); k = 0
