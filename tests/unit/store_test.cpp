@@ -1158,26 +1158,37 @@ TEST(AnalyticsBatch, PacksAndReusesItsMemory) {
   }
 }
 
-TEST(AnalyticsBatch, SanitizesAtEveryPositionOfLongText) {
-  // Printable ASCII is checked 8 bytes at a time: a byte to replace is found wherever it sits in a word, and
-  // the bounds of the printable range (space, '~') stay.
-  for (unsigned char bad : {0x00, 0x01, 0x1f, 0x7f, 0x80, 0xff}) {
-    for (std::size_t at = 0; at < 20; ++at) {
-      std::string in(20, 'a');
-      in[3] = ' ', in[11] = '~';
-      if (at != 3 && at != 11) in[at] = static_cast<char>(bad);
-      std::string want = in;
-      if (at != 3 && at != 11) want[at] = '?';
-      AnalyticsBatch one;
-      AnalyticsRow t;
-      t.endpoint = in;
-      t.tool = in;
-      one.add(t);
-      one.for_each([&](const AnalyticsRow& x) {
-        EXPECT_EQ(x.endpoint, want) << "byte " << int(bad) << " at " << at;
-        EXPECT_EQ(x.tool, want) << "byte " << int(bad) << " at " << at;
-      });
+TEST(AnalyticsBatch, SanitizesAtEveryPositionOfEveryLength) {
+  // Printable ASCII is checked 8 bytes at a time (the last word overlapping, short texts padded): a byte to
+  // replace is found wherever it sits, in texts of every length around the word size, and the bounds of the
+  // printable range (space, '~') stay.
+  for (std::size_t len = 1; len <= 20; ++len) {
+    for (unsigned char bad : {0x00, 0x01, 0x1f, 0x7f, 0x80, 0xff}) {
+      for (std::size_t at = 0; at < len; ++at) {
+        std::string in(len, 'a');
+        if (len > 3) in[3] = ' ';
+        if (len > 11) in[11] = '~';
+        if (at != 3 && at != 11) in[at] = static_cast<char>(bad);
+        std::string want = in;
+        if (at != 3 && at != 11) want[at] = '?';
+        AnalyticsBatch one;
+        AnalyticsRow t;
+        t.endpoint = in;
+        t.tool = in;
+        one.add(t);
+        one.for_each([&](const AnalyticsRow& x) {
+          EXPECT_EQ(x.endpoint, want) << "byte " << int(bad) << " at " << at << " of " << len;
+          EXPECT_EQ(x.tool, want) << "byte " << int(bad) << " at " << at << " of " << len;
+        });
+      }
     }
+    AnalyticsBatch clean;  // and a clean text of each length is kept as it is
+    AnalyticsRow t;
+    std::string in(len, '~');
+    in[0] = ' ';
+    t.tool = in;
+    clean.add(t);
+    clean.for_each([&](const AnalyticsRow& x) { EXPECT_EQ(x.tool, in) << len; });
   }
 }
 
