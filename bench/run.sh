@@ -675,13 +675,32 @@ run_s3() { # cfg system conns
   fi
 }
 
-run_s1_analytics_off() { # conns
-  ((GHN_OK)) || return 0
-  if kill -0 "$GHN_PID" 2>/dev/null; then
-    run_row S1 "$GHN_SYS" "http://127.0.0.1:$GHN_PORT/mcp/fast" "$1" "$GHN_PID" "$GHN_AUTH"
-  else
-    skip_row S1 "$GHN_SYS" "$1" "gatehouse not running (exited during the run)"
-  fi
+run_s1_proxy() { # nginx|gatehouse|analytics-off conns
+  case $1 in
+  nginx) run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$2" "$PX_PID" ;;
+  gatehouse)
+    if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
+      run_row S1 "gatehouse" "http://127.0.0.1:$GHL_PORT/mcp/fast" "$2" "$GHL_PID" "$GHL_AUTH"
+    else
+      skip_row S1 gatehouse "$2" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
+    fi ;;
+  analytics-off)
+    ((GHN_OK)) || return 0
+    if kill -0 "$GHN_PID" 2>/dev/null; then
+      run_row S1 "$GHN_SYS" "http://127.0.0.1:$GHN_PORT/mcp/fast" "$2" "$GHN_PID" "$GHN_AUTH"
+    else
+      skip_row S1 "$GHN_SYS" "$2" "gatehouse not running (exited during the run)"
+    fi ;;
+  esac
+}
+
+# The rows a round compares, in the given order in odd rounds and reversed in even ones, so that none always
+# runs on the heels of another (a slow spell, or what the previous row left running, hits them alike).
+in_turn() { # round item... -> TURN
+  local round=$1 i
+  shift
+  TURN=()
+  if ((round % 2)); then TURN=("$@"); else for ((i = $#; i >= 1; i--)); do TURN+=("${!i}"); done; fi
 }
 
 for scen in $BENCH_SCENARIOS; do
@@ -694,17 +713,8 @@ for scen in $BENCH_SCENARIOS; do
     case $scen in
     S1)
       run_row S1 "direct (njs upstream)" "$UP_URL" "$c" ""
-      # The proxies take turns going first (nginx, Gatehouse, Gatehouse without analytics; then the
-      # reverse), so that none always runs on the heels of another.
-      ((round % 2)) && run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$c" "$PX_PID"
-      ((round % 2)) || run_s1_analytics_off "$c"
-      if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
-        run_row S1 "gatehouse" "http://127.0.0.1:$GHL_PORT/mcp/fast" "$c" "$GHL_PID" "$GHL_AUTH"
-      else
-        skip_row S1 gatehouse "$c" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
-      fi
-      ((round % 2)) && run_s1_analytics_off "$c"
-      ((round % 2)) || run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$c" "$PX_PID"
+      in_turn "$round" nginx gatehouse analytics-off
+      for proxy in "${TURN[@]}"; do run_s1_proxy "$proxy" "$c"; done
       ;;
     S2)
       if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
@@ -715,11 +725,9 @@ for scen in $BENCH_SCENARIOS; do
       ;;
     S3)
       ((S3_STARTED)) || start_s3
-      # The configurations run in the given order in odd rounds and in reverse in even ones: none always
-      # follows another (the PostgreSQL row leaves its server checkpointing and vacuuming for a while).
-      order=("${S3_CFGS[@]}")
-      ((round % 2)) || for ((i = ${#S3_CFGS[@]} - 1, j = 0; i >= 0; i--, j++)); do order[j]=${S3_CFGS[i]}; done
-      for cfg in "${order[@]}"; do run_s3 "$cfg" "${S3_SYS[$cfg]}" "$c"; done
+      # (the PostgreSQL row leaves its server checkpointing and vacuuming for a while after it)
+      in_turn "$round" "${S3_CFGS[@]}"
+      for cfg in "${TURN[@]}"; do run_s3 "$cfg" "${S3_SYS[$cfg]}" "$c"; done
       ;;
     *) die "unknown scenario $scen" ;;
     esac

@@ -59,12 +59,8 @@ bool printable_ascii(const char* p, std::size_t n) {
 // Replaces control characters, and bytes outside printable ASCII (`ascii_only`) or of invalid or cut
 // UTF-8 sequences, with '?', in place.
 void sanitize_text(char* p, std::size_t n, bool ascii_only) {
-  if (printable_ascii(p, n)) return;
+  if (printable_ascii(p, n)) return;  // nearly always; otherwise byte by byte
   for (std::size_t i = 0; i < n;) {
-    if (i + 8 <= n && printable_ascii8(p + i)) {
-      i += 8;
-      continue;
-    }
     auto b = static_cast<unsigned char>(p[i]);
     if (b < 0x80) {
       if (b < 0x20 || b == 0x7f) p[i] = '?';
