@@ -392,16 +392,20 @@ class SqlStore final : public Store {
     auto text_or_null = [](std::string_view v) { return v.empty() ? Value(nullptr) : Value(v); };
     std::vector<Value> values;
     values.reserve(std::min(rows.size(), chunk) * kWidth);
+    int64_t min_ts = std::numeric_limits<int64_t>::max(), max_ts = std::numeric_limits<int64_t>::min();
     auto commit = [&] {
       with_analytics_connection([&](Connection& c) {
         Transaction tx(c, true);
         c.insert_rows("@api_analytics", kColumns, values);
+        if (!pg()) note_analytics_rows(c, min_ts, max_ts);
         tx.commit();
       });
       written += values.size() / kWidth;
       values.clear();
+      min_ts = std::numeric_limits<int64_t>::max(), max_ts = std::numeric_limits<int64_t>::min();
     };
     rows.for_each([&](const AnalyticsRow& r) {
+      min_ts = std::min(min_ts, r.timestamp), max_ts = std::max(max_ts, r.timestamp);
       values.insert(values.end(), {Value(r.timestamp), text_or_null(r.user_email), Value(r.method),
                                    Value(r.endpoint), Value(r.status), Value(std::round(r.response_ms * 1000) / 1000),
                                    text_or_null(r.user_agent), text_or_null(r.client_ip), text_or_null(r.server),
@@ -425,7 +429,16 @@ class SqlStore final : public Store {
 
   int64_t purge_analytics(int64_t before) override {
     std::lock_guard lk(mu_);
-    return conn_->exec("DELETE FROM @api_analytics WHERE timestamp < ?", {before});
+    if (pg()) return conn_->exec("DELETE FROM @api_analytics WHERE timestamp < ?", {before});
+    // SQLite (migration 5): the old rows lie in the id ranges whose least timestamp is older; after them a
+    // range keeps only newer rows, so its least timestamp becomes `before` (a bound, not the exact least).
+    Transaction tx(*conn_, true);
+    int64_t last = conn_->scalar("SELECT COALESCE(MAX(last_id), 0) FROM api_analytics_ranges WHERE min_ts < ?", {before});
+    int64_t n = conn_->exec("DELETE FROM api_analytics WHERE id <= ? AND timestamp < ?", {last, before});
+    conn_->exec("DELETE FROM api_analytics_ranges WHERE max_ts < ?", {before});
+    conn_->exec("UPDATE api_analytics_ranges SET min_ts = ? WHERE min_ts < ?", {before, before});
+    tx.commit();
+    return n;
   }
 
   int64_t count_analytics() override {
@@ -434,14 +447,28 @@ class SqlStore final : public Store {
   }
 
   AnalyticsReport analytics_report(const AnalyticsQuery& q) override {
-    std::string where = " WHERE timestamp >= ? AND timestamp <= ?";
     int64_t since = q.since, until = q.until ? q.until : std::numeric_limits<int64_t>::max() / 2;
     int64_t bucket = std::max<int64_t>(q.bucket_s, 1), top = std::clamp<int64_t>(q.top, 1, 100);
     AnalyticsReport r;
     std::lock_guard lk(mu_);
     Transaction tx(*conn_, false);
+    // Every query below reads the window's rows: PostgreSQL through the BRIN index on the timestamp,
+    // SQLite through the id range that holds them (migration 5), as the first two parameters.
+    std::string where = " WHERE timestamp >= ? AND timestamp <= ?";
+    std::vector<Value> window{since, until};
+    if (!pg()) {
+      auto [first, last] = analytics_ids(since, until);
+      where = " WHERE id >= ? AND id <= ? AND timestamp >= ? AND timestamp <= ?";
+      window = {first, last, since, until};
+    }
+    auto params = [&](std::initializer_list<Value> before, std::initializer_list<Value> after = {}) {
+      std::vector<Value> all(before);
+      all.insert(all.end(), window.begin(), window.end());
+      all.insert(all.end(), after);
+      return all;
+    };
     conn_->query("SELECT COUNT(*), COALESCE(SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), 0) FROM @api_analytics" + where,
-                 {since, until}, [&](const Row& row) {
+                 params({}), [&](const Row& row) {
                    r.requests = row.int64(0);
                    r.errors = row.int64(1);
                  });
@@ -452,7 +479,7 @@ class SqlStore final : public Store {
         double v = 0;
         conn_->query("SELECT response_time_ms FROM @api_analytics" + where +
                          " ORDER BY response_time_ms LIMIT 1 OFFSET ?",
-                     {since, until, rank - 1}, [&](const Row& row) { v = std::strtod(row.str(0).c_str(), nullptr); });
+                     params({}, {rank - 1}), [&](const Row& row) { v = std::strtod(row.str(0).c_str(), nullptr); });
         return v;
       };
       r.p50_ms = at(0.50);
@@ -462,7 +489,7 @@ class SqlStore final : public Store {
     }
     conn_->query("SELECT (timestamp / ?) * ?, COUNT(*), SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END) FROM @api_analytics" +
                      where + " GROUP BY 1 ORDER BY 1",
-                 {bucket, bucket, since, until}, [&](const Row& row) {
+                 params({bucket, bucket}), [&](const Row& row) {
                    r.timeline.push_back({row.int64(0), row.int64(1), row.int64(2)});
                  });
     auto counts = [&](const std::string& cols, const std::string& extra_where, std::vector<AnalyticsReport::Count>& out,
@@ -470,7 +497,7 @@ class SqlStore final : public Store {
       conn_->query("SELECT " + cols + ", COUNT(*), SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), AVG(response_time_ms) "
                    "FROM @api_analytics" + where + extra_where + " GROUP BY " + cols + " ORDER BY " +
                    std::to_string(two ? 3 : 2) + " DESC, 1 LIMIT ?",
-                   {since, until, top}, [&](const Row& row) {
+                   params({}, {top}), [&](const Row& row) {
                      AnalyticsReport::Count c;
                      int i = 0;
                      c.key = row.str(i++);
@@ -881,6 +908,36 @@ class SqlStore final : public Store {
 
  private:
   bool pg() const { return conn_->dialect() == Dialect::postgresql; }
+
+  // SQLite's time index of api_analytics (migration 5). In the writer's transaction, after it appended rows
+  // with times in [min_ts, max_ts]: the newest id range grows over them, or a new range starts once it
+  // spans kRangeIds ids. The transaction holds SQLite's write lock, so the ids after the newest range are
+  // exactly these rows (this writer is the table's only one; reading their times back instead would cost
+  // ~1,200 instructions a row, 15% of the insert).
+  static constexpr int64_t kRangeIds = 4096;
+  static void note_analytics_rows(Connection& c, int64_t min_ts, int64_t max_ts) {
+    int64_t first = 0, last = 0;
+    c.query("SELECT first_id, last_id FROM api_analytics_ranges ORDER BY first_id DESC LIMIT 1", {},
+            [&](const Row& row) { first = row.int64(0), last = row.int64(1); });
+    int64_t newest = c.scalar("SELECT MAX(id) FROM api_analytics");
+    if (newest <= last) return;
+    if (first && newest - first < kRangeIds)
+      c.exec("UPDATE api_analytics_ranges SET last_id = ?, min_ts = MIN(min_ts, ?), max_ts = MAX(max_ts, ?) "
+             "WHERE first_id = ?", {newest, min_ts, max_ts, first});
+    else
+      c.exec("INSERT INTO api_analytics_ranges (first_id, last_id, min_ts, max_ts) VALUES (?, ?, ?, ?)",
+             {last + 1, newest, min_ts, max_ts});
+  }
+  // The ids [first, last] that hold every row with a timestamp in [since, until]: from the first range
+  // that reaches `since` to the last that starts by `until`, open-ended when that is the newest range (rows
+  // not yet in a range can only be newer).
+  std::pair<int64_t, int64_t> analytics_ids(int64_t since, int64_t until) {
+    int64_t newest = conn_->scalar("SELECT last_id FROM api_analytics_ranges ORDER BY first_id DESC LIMIT 1");
+    int64_t first = conn_->scalar("SELECT COALESCE(MIN(first_id), ? + 1) FROM api_analytics_ranges WHERE max_ts >= ?",
+                                  {newest, since});
+    int64_t last = conn_->scalar("SELECT COALESCE(MAX(last_id), 0) FROM api_analytics_ranges WHERE min_ts <= ?", {until});
+    return {first, last >= newest ? std::numeric_limits<int64_t>::max() : last};
+  }
 
   bool migrations_table_exists() {
     if (pg()) return conn_->scalar("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'mcp_proxy' AND tablename = 'schema_migrations'") > 0;

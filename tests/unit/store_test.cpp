@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -148,7 +149,7 @@ bool eventually(F pred, std::chrono::milliseconds limit = std::chrono::milliseco
 TYPED_TEST(StoreTest, MigrateIsIdempotentAndVersioned) {
   auto& s = *this->store;
   EXPECT_EQ(s.backend(), TypeParam::kPostgres ? "postgresql" : "sqlite");
-  EXPECT_EQ(kLatestVersion, 4);
+  EXPECT_EQ(kLatestVersion, 5);
   EXPECT_EQ(s.schema_version(), kLatestVersion);
   EXPECT_EQ(s.migrate(), 0);
   EXPECT_EQ(s.schema_version(), kLatestVersion);
@@ -572,6 +573,10 @@ TYPED_TEST(StoreTest, UpgradesFromVersionOneKeepingRows) {
             {"G", "github", "allow", R"(["a"])"});
     c->exec("INSERT INTO @tenant_server_endpoints (tenant_id, server_id, endpoint_url) VALUES (?, ?, ?)",
             {"G", "github", "https://g.example/mcp"});
+    // 10,000 analytics rows, one a second (SQLite's migration 5 indexes them in ranges of ids).
+    c->exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) "
+            "INSERT INTO @api_analytics (timestamp, method, endpoint, status_code) "
+            "SELECT 1700000000 + i, 'POST', '/mcp', CASE WHEN i % 10 = 0 THEN 500 ELSE 200 END FROM n");
     c->commit();
   }
   auto s = Store::open(this->env->url());
@@ -586,6 +591,17 @@ TYPED_TEST(StoreTest, UpgradesFromVersionOneKeepingRows) {
   ASSERT_EQ(eps.size(), 1u);
   EXPECT_EQ(eps[0].url, "https://g.example/mcp");
   EXPECT_EQ(eps[0].updated_at, 0);
+  auto r = s->analytics_report({.since = 1'700'005'001, .until = 1'700'006'000});
+  EXPECT_EQ(r.requests, 1000);
+  EXPECT_EQ(r.errors, 100);
+  EXPECT_EQ(s->analytics_report({}).requests, 10000);
+  EXPECT_EQ(s->purge_analytics(1'700'009'001), 9000);
+  EXPECT_EQ(s->analytics_report({}).requests, 1000);
+  if (!TypeParam::kPostgres) {  // the B-tree on the timestamp is gone; the ranges (of 4,096 ids) replace it
+    auto c = this->env->store_conn();
+    EXPECT_EQ(c->scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'api_analytics'"), 0);
+    EXPECT_EQ(c->scalar("SELECT COUNT(*) FROM api_analytics_ranges"), 1);  // 8192–10000; the others purged
+  }
 }
 
 TYPED_TEST(StoreTest, GrantsPutReplaceListDelete) {
@@ -974,6 +990,67 @@ TEST(StoreUrl, ErrorsNeverShowThePassword) {
   EXPECT_EQ(sql::redact_url("postgresql://u:pw@h:5432/d?password=x&sslmode=require"),
             "postgresql://u:***@h:5432/d?password=***&sslmode=require");
   EXPECT_EQ(sql::redact_url("postgresql://u@h/d"), "postgresql://u@h/d");
+}
+
+TYPED_TEST(StoreTest, AnalyticsReportsAndRetentionFindEveryRowOfTheirWindow) {
+  // Reports and retention read by time (PostgreSQL: a BRIN index; SQLite: ranges of ids with their least
+  // and greatest times, migration 5). Rows arrive in nearly increasing time, 2% of them up to ten minutes
+  // late (a long call's row), in batches of every size, over several id ranges; every window's report and
+  // every purge must agree with a plain scan of the table.
+  auto& s = *this->store;
+  auto scan = this->env->store_conn();
+  std::mt19937 rng(20261205);
+  int64_t t = 1'700'000'000;
+  auto add = [&](int n) {
+    AnalyticsBatch b;
+    for (int i = 0; i < n; ++i) {
+      AnalyticsRow r;
+      t += rng() % 3;
+      r.timestamp = rng() % 50 == 0 ? t - 1 - static_cast<int64_t>(rng() % 600) : t;
+      r.method = "POST", r.endpoint = "/mcp", r.status = rng() % 5 ? 200 : 500;
+      r.response_ms = static_cast<double>(rng() % 1000) / 10;
+      b.add(r);
+    }
+    std::size_t written = 0;
+    s.insert_analytics(b, written);
+    ASSERT_EQ(written, static_cast<std::size_t>(n));
+  };
+  auto check = [&](int64_t since, int64_t until) {
+    int64_t n = 0, errors = 0;
+    scan->query("SELECT COUNT(*), COALESCE(SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), 0) FROM @api_analytics "
+                "WHERE timestamp >= ? AND timestamp <= ?",
+                {since, until ? until : std::numeric_limits<int64_t>::max() / 2},
+                [&](const sql::Row& row) { n = row.int64(0), errors = row.int64(1); });
+    auto r = s.analytics_report({.since = since, .until = until, .bucket_s = 600, .top = 5});
+    EXPECT_EQ(r.requests, n) << "window " << since << " .. " << until;
+    EXPECT_EQ(r.errors, errors) << "window " << since << " .. " << until;
+    int64_t in_timeline = 0;
+    for (auto& b : r.timeline) in_timeline += b.requests;
+    EXPECT_EQ(in_timeline, n) << "window " << since << " .. " << until;
+  };
+  auto windows = [&](int64_t from) {
+    check(0, 0);
+    check(t + 1, 0);
+    check(from - 1000, from - 1);
+    for (int i = 0; i < 30; ++i) {
+      int64_t a = from - 700 + static_cast<int64_t>(rng() % static_cast<uint64_t>(t - from + 800));
+      int64_t len = i % 3 ? static_cast<int64_t>(rng() % 200) : static_cast<int64_t>(rng() % 10000);
+      check(a, a + len);
+    }
+  };
+  const int64_t start = t;
+  for (int n : {1, 7, 300, 512, 1000, 2000, 3, 5000, 450, 1, 4096, 900}) add(n);  // 14,370 rows
+  windows(start);
+  // Retention, three times, the cutoffs moving forward; then more rows (some older than the last cutoff).
+  for (int64_t cut : {start + 3000, start + 3000, start + 9000, start + 16000}) {
+    int64_t older = scan->scalar("SELECT COUNT(*) FROM @api_analytics WHERE timestamp < ?", {cut});
+    int64_t total = s.count_analytics();
+    EXPECT_EQ(s.purge_analytics(cut), older) << "cutoff " << cut;
+    EXPECT_EQ(s.count_analytics(), total - older);
+    EXPECT_EQ(scan->scalar("SELECT COUNT(*) FROM @api_analytics WHERE timestamp < ?", {cut}), 0);
+  }
+  for (int n : {600, 1, 5000}) add(n);
+  windows(start);
 }
 
 TYPED_TEST(StoreTest, AnalyticsRowsArriveExactly) {
