@@ -245,7 +245,7 @@ ALTER TABLE @tenant_server_endpoints ADD COLUMN updated_at BIGINT NOT NULL DEFAU
 // The analytics table is appended in time order and read by time range (reports, retention): on
 // PostgreSQL a BRIN index (a min/max per 128 pages, summarised by autovacuum as ranges fill) serves those
 // scans for a fraction of a B-tree's cost per inserted row (measured in docs/performance.md). SQLite has
-// no BRIN; its B-tree stays.
+// no BRIN; its B-tree stayed (until migration 5).
 constexpr std::string_view kSqlite3 = "";
 constexpr std::string_view kPostgres3 = R"sql(
 DROP INDEX @api_analytics_timestamp;
