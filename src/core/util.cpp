@@ -1,10 +1,17 @@
 #include "core/util.hpp"
 
+#include <charconv>
 #include <chrono>
+#include <cstring>
+#include <memory>
 
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parser.hpp>
+#include <boost/json/serialize.hpp>
 #include <openssl/rand.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <stdexcept>
 
@@ -22,6 +29,180 @@ boost::json::value parse_json(std::string_view text, boost::system::error_code& 
     return nullptr;
   }
   return parser.release();
+}
+
+namespace {
+
+// Whether none of 8 bytes needs escaping in a JSON string: no quote, no backslash, none below 0x20. The usual word
+// tests ("has a byte below n", "has a zero byte") are exact as yes/no answers for a whole word.
+inline bool plain_word(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
+  auto has_zero = [](uint64_t x) { return (x - kOnes) & ~x & kHigh; };
+  return !(((w - kOnes * 0x20) & ~w & kHigh) | has_zero(w ^ (kOnes * '"')) | has_zero(w ^ (kOnes * '\\')));
+}
+
+// Writes JSON text into a buffer of its own, kept per thread between calls: no capacity check per byte and
+// no zero-filling (std::string's resize), one copy into the result at the end.
+class JsonWriter {
+ public:
+  JsonWriter() : p_(buf().get()), end_(p_ + cap()) {}
+  std::string take() { return std::string(buf().get(), p_); }
+
+  void put(char c) {
+    room(1);
+    *p_++ = c;
+  }
+  void put(const char* s, std::size_t n) {
+    room(n);
+    std::memcpy(p_, s, n);
+    p_ += n;
+  }
+  void put(std::string_view s) { put(s.data(), s.size()); }
+
+  void string(std::string_view s) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    room(s.size() + 2);  // enough unless something needs escaping
+    *p_++ = '"';
+    const char* p = s.data();
+    const char* const end = p + s.size();
+    const char* run = p;  // start of the bytes not yet copied
+    while (p < end) {
+#ifdef __SSE2__
+      // 16 bytes at a time: equal to '"' or '\\', or below 0x20 (unsigned: max(b, 0x20) != b).
+      const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+      while (end - p >= 16) {
+        __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(b, quote), _mm_cmpeq_epi8(b, backslash)),
+                                   _mm_xor_si128(_mm_cmpeq_epi8(_mm_max_epu8(b, space), b), _mm_set1_epi8(-1)));
+        int mask = _mm_movemask_epi8(bad);
+        if (mask) {
+          p += __builtin_ctz(static_cast<unsigned>(mask));
+          break;
+        }
+        p += 16;
+      }
+      if (p == end) break;
+#endif
+      if (end - p >= 8) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        if (plain_word(w)) {
+          p += 8;
+          continue;
+        }
+      }
+      auto c = static_cast<unsigned char>(*p);
+      if (c >= 0x20 && c != '"' && c != '\\') {
+        ++p;
+        continue;
+      }
+      put(run, static_cast<std::size_t>(p - run));
+      char esc[6] = {'\\', 0, '0', '0', 0, 0};
+      switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default: esc[1] = 'u', esc[4] = kHex[c >> 4], esc[5] = kHex[c & 15];
+      }
+      put(esc, esc[1] == 'u' ? 6 : 2);
+      run = ++p;
+    }
+    put(run, static_cast<std::size_t>(p - run));
+    put('"');
+  }
+
+  void object(const boost::json::object& o) {
+    put('{');
+    bool first = true;
+    for (const auto& kv : o) {
+      if (!first) put(',');
+      first = false;
+      string(kv.key());
+      put(':');
+      value(kv.value());
+    }
+    put('}');
+  }
+
+  void array(std::span<const boost::json::value> items) {
+    put('[');
+    bool first = true;
+    for (const auto& e : items) {
+      if (!first) put(',');
+      first = false;
+      value(e);
+    }
+    put(']');
+  }
+
+  void value(const boost::json::value& v) {
+    switch (v.kind()) {
+      case boost::json::kind::null: put("null"); break;
+      case boost::json::kind::bool_: put(v.get_bool() ? std::string_view("true") : std::string_view("false")); break;
+      case boost::json::kind::int64: integer(v.get_int64()); break;
+      case boost::json::kind::uint64: integer(v.get_uint64()); break;
+      case boost::json::kind::double_: put(boost::json::serialize(v)); break;  // rare in messages
+      case boost::json::kind::string: string(v.get_string()); break;
+      case boost::json::kind::object: object(v.get_object()); break;
+      case boost::json::kind::array: array(v.get_array()); break;
+    }
+  }
+
+ private:
+  template <class Int>
+  void integer(Int i) {
+    room(24);
+    p_ = std::to_chars(p_, end_, i).ptr;
+  }
+  void room(std::size_t n) {
+    if (static_cast<std::size_t>(end_ - p_) < n) grow(n);
+  }
+  void grow(std::size_t n) {
+    std::size_t used = static_cast<std::size_t>(p_ - buf().get());
+    std::size_t want = std::max(cap() * 2, used + n);
+    std::unique_ptr<char[]> bigger(new char[want]);  // not zero-filled
+    std::memcpy(bigger.get(), buf().get(), used);
+    buf() = std::move(bigger);
+    cap() = want;
+    p_ = buf().get() + used;
+    end_ = buf().get() + want;
+  }
+  // The thread's buffer (its first 4 KiB allocated once; a larger one stays for the next large message).
+  static std::unique_ptr<char[]>& buf() {
+    thread_local std::unique_ptr<char[]> b(new char[4096]);
+    return b;
+  }
+  static std::size_t& cap() {
+    thread_local std::size_t c = 4096;
+    return c;
+  }
+
+  char* p_;
+  char* end_;
+};
+
+}  // namespace
+
+std::string to_json(const boost::json::value& v) {
+  JsonWriter w;
+  w.value(v);
+  return w.take();
+}
+
+std::string to_json(const boost::json::object& o) {
+  JsonWriter w;
+  w.object(o);
+  return w.take();
+}
+
+std::string to_json_array(std::span<const boost::json::value> items) {
+  JsonWriter w;
+  w.array(items);
+  return w.take();
 }
 
 std::string to_hex(std::string_view bytes) {

@@ -228,6 +228,7 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
   if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
   else low.expires_never();
   if (!parser.is_done()) {
+    make_room_for_body(buffer, parser.content_length());
     auto [rec, rn] = co_await bhttp::async_read(s, buffer, parser, kTuple);
     if (rec && !parser.stopped) {
       out.ec = rec;
@@ -236,6 +237,7 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
   }
   low.expires_never();
   reusable = !parser.stopped && parser.is_done() && parser.keep_alive();
+  release_large(buffer);
 }
 
 }  // namespace

@@ -251,6 +251,7 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
     co_return;
   }
   auto buf = std::make_unique<char[]>(kPiece);
+  if (!in.is_done()) make_room_for_body(wire.buffer, in.content_length());
   while (!sr.is_done()) {
     if (!in.is_done()) {
       in.get().body().data = buf.get();
@@ -368,6 +369,7 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
   }
   if (bodiless) co_return;
 
+  make_room_for_body(conn.buffer, rp.content_length());
   while (!rp.is_done()) {
     rp.get().body().data = buf.get();
     rp.get().body().size = kPiece;

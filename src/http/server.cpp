@@ -296,6 +296,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
     // Content-Length against body_limit at the end of the head).
     parser.body_limit(raw_route_ ? std::max(limits_.max_body_bytes, limits_.raw_max_body_bytes) : limits_.max_body_bytes);
     self->busy = false;
+    release_large(buffer);
     stream.expires_after(limits_.idle_timeout);
     auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
     self->busy = true;
@@ -349,6 +350,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
       // The whole body is already buffered: parse it here, without another trip through the scheduler.
       bhttp::read(stream, buffer, parser, ec);
     } else if (!parser.is_done()) {
+      make_room_for_body(buffer, cl);
       std::tie(ec, n) = co_await bhttp::async_read(stream, buffer, parser, kTuple);
     }
     if (ec) {

@@ -105,7 +105,7 @@ json::object make_error(json::value id, int c, std::string_view message, const j
 }
 
 std::string error_text(json::value id, int c, std::string_view message) {
-  return json::serialize(make_error(std::move(id), c, message));
+  return to_json(make_error(std::move(id), c, message));
 }
 
 std::string_view method_of(const json::object& msg) {

@@ -133,7 +133,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
       log::info("session opened", {{"request_id", ex.request_id}, {"session", s->id},
                                    {"scope", scope.empty() ? "*" : scope}, {"protocol", s->protocol_version},
                                    {"dedicated", s->dedicated_mode}});
-      co_await ex.send_json(bhttp::status::ok, json::serialize(jsonrpc::make_result(msg["id"], std::move(result))),
+      co_await ex.send_json(bhttp::status::ok, to_json(jsonrpc::make_result(msg["id"], std::move(result))),
                             session_header);
       co_return;
     }
@@ -192,7 +192,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     } else {
       auto status = body.batch ? bhttp::status::ok : bhttp::status::bad_request;
       json::value out = body.batch ? json::value(json::array(early.begin(), early.end())) : early.front();
-      co_await ex.send_json(status, json::serialize(out));
+      co_await ex.send_json(status, to_json(out));
     }
     co_return;
   }
@@ -226,7 +226,7 @@ net::awaitable<void> stream_answers(http::Exchange& ex, std::shared_ptr<Channel>
     ch->wake.reset();
   }
   if (ch->gone) co_return;
-  for (auto& r : ch->responses) co_await ex.write(sse::encode(json::serialize(r)));
+  for (auto& r : ch->responses) co_await ex.write(sse::encode(to_json(r)));
   co_await ex.end_stream();
 }
 
@@ -238,8 +238,7 @@ net::awaitable<void> answer_plain(http::Exchange& ex, std::shared_ptr<Channel> c
     if (open) co_await ex.end_stream();
     co_return;
   }
-  std::string body = batch ? json::serialize(json::array(ch->responses.begin(), ch->responses.end()))
-                           : json::serialize(ch->responses.front());
+  std::string body = batch ? to_json_array(ch->responses) : to_json(ch->responses.front());
   co_await ex.send_json(bhttp::status::ok, std::move(body));
 }
 

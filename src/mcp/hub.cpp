@@ -20,7 +20,7 @@ bool supported_protocol(std::string_view v) { return upstream::supported_protoco
 void Channel::push(const json::object& msg) {
   if (gone) return;
   if (messages.size() >= 4096) messages.pop_front();  // a client reading slower than progress arrives
-  messages.push_back(json::serialize(msg));
+  messages.push_back(to_json(msg));
   if (on_first_message) std::exchange(on_first_message, nullptr)();
   wake.set();
 }
@@ -34,7 +34,7 @@ void Channel::finish(std::optional<json::object> response) {
 void Session::send_unsolicited(const json::object& msg) {
   if (closed || !get_attached) return;  // nobody listens: the spec lets a server drop these
   if (outbox.size() >= 256) outbox.pop_front();  // a client that never reads loses the oldest, not our memory
-  outbox.push_back(json::serialize(msg));
+  outbox.push_back(to_json(msg));
   if (outbox_ready) outbox_ready->set();
 }
 
@@ -82,7 +82,7 @@ namespace {
 std::string id_key(const json::value& id) {
   if (id.is_int64()) return std::to_string(id.get_int64());
   if (id.is_uint64()) return std::to_string(id.get_uint64());
-  return json::serialize(id);
+  return to_json(id);
 }
 
 // Messages on a call's own stream: to the POST channel that is waiting for it.
@@ -468,8 +468,8 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_
             // templates/list is optional even for servers with resources; any other failure is not cached
             if (std::string_view(k.method) != "resources/templates/list") {
               log::warn("listing failed", {{"server", srv->cfg.id}, {"method", k.method},
-                                           {"error", json::serialize(resp)}});
-              fresh.error = std::string(k.method) + " failed: " + json::serialize(resp.contains("error") ? resp["error"] : json::value(nullptr));
+                                           {"error", to_json(resp)}});
+              fresh.error = std::string(k.method) + " failed: " + to_json(resp.contains("error") ? resp["error"] : json::value(nullptr));
             }
             break;
           }
@@ -639,7 +639,7 @@ net::awaitable<std::optional<json::object>> Hub::meta_call(std::shared_ptr<Sessi
       }
     }
     json::object structured{{"tools", found}, {"total", total}};
-    auto r = text_result(json::serialize(structured));
+    auto r = text_result(to_json(structured));
     r["structuredContent"] = std::move(structured);
     co_return jsonrpc::make_result(id, std::move(r));
   }
@@ -649,7 +649,7 @@ net::awaitable<std::optional<json::object>> Hub::meta_call(std::shared_ptr<Sessi
     if (!t) co_return jsonrpc::make_result(id, text_result("Unknown tool: " + name, true));
     json::object copy = *t;
     copy["name"] = name;
-    co_return jsonrpc::make_result(id, text_result(json::serialize(copy)));
+    co_return jsonrpc::make_result(id, text_result(to_json(copy)));
   }
   if (tool == kCallTool) {
     auto name = arg_string("name");

@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include "core/log.hpp"
+#include "core/util.hpp"
 #include "jsonrpc/message.hpp"
 #include "mcp/names.hpp"
 
@@ -15,7 +16,7 @@ namespace code = jsonrpc::code;
 namespace {
 
 std::string detail(std::string_view message) {
-  return json::serialize(json::object{{"detail", json::object{{"message", message}}}});
+  return to_json(json::object{{"detail", json::object{{"message", message}}}});
 }
 
 json::object operation(const Server& srv, const json::object& tool, std::string operation_id) {
@@ -168,7 +169,7 @@ net::awaitable<void> OpenApi::spec(http::Exchange& ex, std::string server, Calle
                                            : (hub_.find(server)->cfg.description.empty() ? "MCP server " + server
                                                                                          : hub_.find(server)->cfg.description);
   auto doc = document(title, description, server.empty() ? "/openapi" : "/openapi/" + server, std::move(paths));
-  co_await ex.send_json(bhttp::status::ok, json::serialize(doc));
+  co_await ex.send_json(bhttp::status::ok, to_json(doc));
 }
 
 net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::string tool, Caller caller) {
@@ -225,11 +226,11 @@ net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::
   auto& result = r->as_object();
   if (auto* ie = result.if_contains("isError"); ie && ie->is_bool() && ie->as_bool()) {
     auto mapped = map_tool_result(result);
-    std::string text = mapped.is_string() ? std::string(mapped.as_string()) : json::serialize(mapped);
+    std::string text = mapped.is_string() ? std::string(mapped.as_string()) : to_json(mapped);
     co_await ex.send_json(bhttp::status::internal_server_error, detail(text));
     co_return;
   }
-  co_await ex.send_json(bhttp::status::ok, json::serialize(map_tool_result(result)));
+  co_await ex.send_json(bhttp::status::ok, to_json(map_tool_result(result)));
 }
 
 }  // namespace gh::mcp

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 
 #include "core/log.hpp"
+#include "core/util.hpp"
 #include "jsonrpc/message.hpp"
 
 namespace gh::upstream {
@@ -77,7 +78,7 @@ net::awaitable<std::optional<std::string>> Connection::handshake() {
   sending_handshake_ = true;  // call_started sends before its first suspension
   auto call = call_started("initialize", std::move(params), opts, nullptr);
   auto resp = co_await std::move(call);
-  if (auto* e = resp.if_contains("error")) co_return "initialize failed: " + json::serialize(*e);
+  if (auto* e = resp.if_contains("error")) co_return "initialize failed: " + to_json(*e);
   auto* r = resp.if_contains("result");
   if (!r || !r->is_object()) co_return "initialize returned no result";
   auto& res = r->as_object();
@@ -114,7 +115,7 @@ net::awaitable<std::optional<std::string>> Connection::start() {
     stop_transport();
     log::warn("upstream start failed", {{"server", cfg_.id}, {"error", *err}, {"retry_in_ms", delay.count()}});
   } else {
-    co_await send_ordered(json::serialize(jsonrpc::make_notification("notifications/initialized", nullptr)));
+    co_await send_ordered(to_json(jsonrpc::make_notification("notifications/initialized", nullptr)));
   }
   if (!err && state_ != State::starting) err = last_error_.empty() ? std::string("closed while starting") : last_error_;
   if (!err) {
@@ -157,7 +158,7 @@ net::awaitable<json::object> Connection::call_started(std::string method, json::
   pending_[id] = &p;
   if (handle) handle->upstream_id = id;
   last_used_ = Clock::now();
-  send_message(json::serialize(jsonrpc::make_request(id, method, std::move(params))), id);
+  send_message(to_json(jsonrpc::make_request(id, method, std::move(params))), id);
   sending_handshake_ = false;
   bool done = co_await p.done.wait_until(Clock::now() + opts.timeout);
   pending_.erase(id);
@@ -174,7 +175,7 @@ net::awaitable<json::object> Connection::call_started(std::string method, json::
 
 void Connection::notify(std::string_view method, json::value params) {
   if (state_ != State::ready) return;
-  send_message(json::serialize(jsonrpc::make_notification(method, std::move(params))), 0);
+  send_message(to_json(jsonrpc::make_notification(method, std::move(params))), 0);
 }
 
 void Connection::cancel(uint64_t id, std::string_view reason) {
@@ -256,7 +257,7 @@ void Connection::deliver(json::value msg, uint64_t related) {
   if (kind == jsonrpc::Kind::request) {
     json::value upstream_id(obj.at("id"), json::storage_ptr());
     if (jsonrpc::method_of(obj) == "ping") {  // every MCP peer must answer ping; no need to ask the client
-      send_message(json::serialize(jsonrpc::make_result(upstream_id, json::object{})), 0);
+      send_message(to_json(jsonrpc::make_result(upstream_id, json::object{})), 0);
       return;
     }
     std::weak_ptr<Connection> weak = weak_from_this();
@@ -266,7 +267,7 @@ void Connection::deliver(json::value msg, uint64_t related) {
       if (!self || self->state_ != State::ready || self->generation_ != gen) return;
       resp["id"] = upstream_id;
       resp.erase("method");
-      self->send_message(json::serialize(resp), 0);
+      self->send_message(to_json(resp), 0);
     };
     if (sink) sink->server_request(std::move(obj), std::move(reply));
     else if (listener) listener->unsolicited_request(std::move(obj), std::move(reply));

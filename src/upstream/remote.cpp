@@ -245,7 +245,7 @@ class HttpConnection final : public Connection {
     session_id_.clear();
     bump_generation();
     auto err = co_await handshake();
-    if (!err) co_await send_ordered(json::serialize(jsonrpc::make_notification("notifications/initialized", nullptr)));
+    if (!err) co_await send_ordered(to_json(jsonrpc::make_notification("notifications/initialized", nullptr)));
     else log::warn("upstream session renewal failed", {{"server", cfg_.id}, {"error", *err}});
     renewing_.reset();
     ev->set();

@@ -102,6 +102,17 @@ describe('aggregate /mcp over stdio, streamable-http and sse upstreams', () => {
       `memory graph lacks the entity: ${resultText(graph)}`);
   });
 
+  it('carries large requests and answers intact over every transport', async () => {
+    // 300 KB each way: several reads of the gateway's request and answer buffers (up to 64 KiB each),
+    // quotes, backslashes, newlines and non-ASCII text that the JSON writer must escape or pass through.
+    const unit = 'Gatehouse \u00e9\u4e2d "quoted" back\\slash\ttab\nline ';
+    const message = unit.repeat(Math.ceil(300_000 / unit.length));
+    for (const id of EVERYTHING_IDS) {
+      const echoed = await client.callTool({ name: `${id}__echo`, arguments: { message } });
+      assert.equal(resultText(echoed), `Echo: ${message}`, `${id}: the 300 KB echo came back changed`);
+    }
+  });
+
   it('reports a failing tool as an isError result, not a protocol error', async () => {
     const result = await client.callTool({ name: 'fs__read_text_file', arguments: { path: '/etc/passwd' } });
     assert.equal(result.isError, true, `expected isError for a path outside the allowed directory: ${JSON.stringify(result)}`);

@@ -2,6 +2,9 @@
 
 #include <boost/json.hpp>
 
+#include <random>
+
+#include "core/util.hpp"
 #include "jsonrpc/message.hpp"
 
 using namespace gh::jsonrpc;
@@ -53,4 +56,62 @@ TEST(JsonRpc, KeepsIdTypeExactly) {
   auto e = json::parse(error_text(nullptr, code::parse_error, "Parse error"));
   EXPECT_TRUE(e.at("id").is_null());
   EXPECT_EQ(e.at("error").at("code").as_int64(), -32700);
+}
+
+// gh::to_json writes the bytes boost::json::serialize writes, for every byte value at every position of
+// every short length (the 8-byte word checks and the byte loop after them), and for random documents.
+TEST(ToJson, WritesWhatBoostJsonWrites) {
+  for (int len = 1; len <= 20; ++len)
+    for (int pos = 0; pos < len; ++pos)
+      for (int b = 0; b < 256; ++b) {
+        std::string text(len, 'a');
+        text[pos] = static_cast<char>(b);
+        json::value v(text);
+        ASSERT_EQ(gh::to_json(v), json::serialize(v)) << "length " << len << ", byte " << b << " at " << pos;
+      }
+  std::mt19937 rng(42);
+  auto random_text = [&] {
+    std::string t(rng() % 40, ' ');
+    for (auto& c : t) c = static_cast<char>(rng() % 4 ? 'a' + rng() % 26 : rng() % 256);
+    return t;
+  };
+  std::function<json::value(int)> random_value = [&](int depth) -> json::value {
+    switch (rng() % (depth < 4 ? 9 : 7)) {
+      case 0: return nullptr;
+      case 1: return rng() % 2 == 0;
+      case 2: return static_cast<int64_t>(rng()) - (int64_t{1} << 31) * (rng() % 3);
+      case 3: return rng() % 2 ? std::numeric_limits<uint64_t>::max() : uint64_t(rng()) << 20;
+      case 4: return std::ldexp(static_cast<double>(rng()), static_cast<int>(rng() % 40) - 20);
+      case 5:
+      case 6: return json::string(random_text());
+      case 7: {
+        json::object o;
+        for (int i = rng() % 5; i > 0; --i) o[random_text()] = random_value(depth + 1);
+        return o;
+      }
+      default: {
+        json::array a;
+        for (int i = rng() % 5; i > 0; --i) a.push_back(random_value(depth + 1));
+        return a;
+      }
+    }
+  };
+  for (int i = 0; i < 2000; ++i) {
+    json::value v = random_value(0);
+    ASSERT_EQ(gh::to_json(v), json::serialize(v));
+    if (v.is_object()) ASSERT_EQ(gh::to_json(v.as_object()), json::serialize(v.as_object()));
+  }
+  json::value edges{{"min", std::numeric_limits<int64_t>::min()}, {"max", std::numeric_limits<int64_t>::max()},
+                    {"zero", 0}, {"neg", -1.5}, {"empty", ""}, {"nested", json::array{json::object{}, json::array{}}}};
+  EXPECT_EQ(gh::to_json(edges), json::serialize(edges));
+  // Texts longer than the writer's first buffer (4 KiB), which grows in the middle of a string, an escape
+  // and an object; a batch as one array.
+  for (std::size_t n : {4000, 4095, 4096, 5000, 70000}) {
+    std::string text(n, 'x');
+    for (std::size_t i = 0; i < n; i += 997) text[i] = static_cast<char>(i % 3 == 0 ? '"' : i % 3 == 1 ? '\n' : 1);
+    json::value big{{"jsonrpc", "2.0"}, {"id", 7}, {"result", {{"content", json::array{{{"type", "text"}, {"text", text}}}}}}};
+    ASSERT_EQ(gh::to_json(big), json::serialize(big)) << n;
+    std::vector<json::value> batch{big, nullptr, json::value(text), big};
+    ASSERT_EQ(gh::to_json_array(batch), json::serialize(json::array(batch.begin(), batch.end()))) << n;
+  }
 }
