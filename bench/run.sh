@@ -7,6 +7,7 @@
 #       proxy_pass, through Gatehouse (/mcp/fast)
 #   S2  @modelcontextprotocol/server-everything over stdio behind Gatehouse
 #       (/mcp/everything, tool echo)
+#   S4  S1's rows with a message of BENCH_S4_BYTES characters each way (tool results are rarely 20 bytes)
 #   S3  the S1 Gatehouse row on fresh instances: rate limiting + analytics off, then both on
 #       (limit never reached, analytics into SQLite), then on with analytics into a throwaway
 #       PostgreSQL (when installed); analytics rows written per second from /metrics
@@ -24,7 +25,8 @@
 #   BENCH_TIMEOUT   wrk per-request timeout             (default 10s)
 #   BENCH_SESSIONS  idle sessions for the memory test   (default 10000; 0 = skip)
 #   BENCH_SESSIONS_PATH  endpoint for those sessions    (default /mcp/fast)
-#   BENCH_SCENARIOS which scenarios                     (default "S1 S2 S3")
+#   BENCH_SCENARIOS which scenarios, in order           (default "S1 S2 S4 S3")
+#   BENCH_S4_BYTES  S4's message length in characters   (default 10000)
 #   BENCH_RATE_LIMIT  RATE_LIMIT_PER_MINUTE and _BURST of every instance (default 1000000000: never refuses)
 #   BENCH_PG        0 = no PostgreSQL row in S3         (default 1: when /usr/lib/postgresql/*/bin exists)
 #   BENCH_S3_CONFIGS  S3 configurations, in run order (reversed in even rounds) (default "off on pg"; also "limits", "analytics")
@@ -47,7 +49,8 @@ BENCH_THREADS=1
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-10s}
 BENCH_SESSIONS=${BENCH_SESSIONS:-10000}
 BENCH_SESSIONS_PATH=${BENCH_SESSIONS_PATH:-/mcp/fast}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-"S1 S2 S3"}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-"S1 S2 S4 S3"}
+BENCH_S4_BYTES=${BENCH_S4_BYTES:-10000}
 # Every instance has rate limiting and analytics on (the defaults), with a per-user limit the bench never
 # reaches: the default (100/min, burst 100) would refuse the bench's admin key after its first 100 requests.
 BENCH_RATE_LIMIT=${BENCH_RATE_LIMIT:-1000000000}
@@ -62,6 +65,9 @@ OUT_DIR=${BENCH_OUT_DIR:-$ROOT/build/bench}
 MCP_PROTOCOL_VERSION=2025-11-25
 MESSAGE="hello from wrk"
 EXPECT="Echo: $MESSAGE"
+S1_MESSAGE=$MESSAGE
+# S4's message: plain sentences (the wrk script sends it without escaping), BENCH_S4_BYTES characters
+S4_MESSAGE=$(awk -v n="$BENCH_S4_BYTES" 'BEGIN { s = ""; while (length(s) < n) s = s "The quick brown fox jumps over the lazy dog. "; print substr(s, 1, n) }')
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -607,7 +613,7 @@ fi
 
 # ---- load: gatehouse instance used by all gatehouse rows
 GH_LOAD_OK=0
-if [[ " $BENCH_SCENARIOS " != *" S1 "* && " $BENCH_SCENARIOS " != *" S2 "* ]]; then
+if [[ " $BENCH_SCENARIOS " != *" S1 "* && " $BENCH_SCENARIOS " != *" S2 "* && " $BENCH_SCENARIOS " != *" S4 "* ]]; then
   : # S3 alone: its own instances only
 elif start_gatehouse load; then
   GH_LOAD_OK=1; GHL_PID=$GH_PID; GHL_PORT=$GH_PORT; GHL_AUTH="Bearer $GH_KEY"
@@ -675,21 +681,22 @@ run_s3() { # cfg system conns
   fi
 }
 
-run_s1_proxy() { # nginx|gatehouse|analytics-off conns
+run_s1_proxy() { # nginx|gatehouse|analytics-off conns [scenario, default S1]
+  local scen=${3:-S1}
   case $1 in
-  nginx) run_row S1 "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$2" "$PX_PID" ;;
+  nginx) run_row "$scen" "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$2" "$PX_PID" ;;
   gatehouse)
     if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
-      run_row S1 "gatehouse" "http://127.0.0.1:$GHL_PORT/mcp/fast" "$2" "$GHL_PID" "$GHL_AUTH"
+      run_row "$scen" "gatehouse" "http://127.0.0.1:$GHL_PORT/mcp/fast" "$2" "$GHL_PID" "$GHL_AUTH"
     else
-      skip_row S1 gatehouse "$2" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
+      skip_row "$scen" gatehouse "$2" "gatehouse: ${GH_PROBLEM:-not running (exited during the run)}"
     fi ;;
   analytics-off)
     ((GHN_OK)) || return 0
     if kill -0 "$GHN_PID" 2>/dev/null; then
-      run_row S1 "$GHN_SYS" "http://127.0.0.1:$GHN_PORT/mcp/fast" "$2" "$GHN_PID" "$GHN_AUTH"
+      run_row "$scen" "$GHN_SYS" "http://127.0.0.1:$GHN_PORT/mcp/fast" "$2" "$GHN_PID" "$GHN_AUTH"
     else
-      skip_row S1 "$GHN_SYS" "$2" "gatehouse not running (exited during the run)"
+      skip_row "$scen" "$GHN_SYS" "$2" "gatehouse not running (exited during the run)"
     fi ;;
   esac
 }
@@ -715,6 +722,13 @@ for scen in $BENCH_SCENARIOS; do
       run_row S1 "direct (njs upstream)" "$UP_URL" "$c" ""
       in_turn "$round" nginx gatehouse analytics-off
       for proxy in "${TURN[@]}"; do run_s1_proxy "$proxy" "$c"; done
+      ;;
+    S4)
+      MESSAGE=$S4_MESSAGE; EXPECT="Echo: $S4_MESSAGE"
+      run_row S4 "direct (njs upstream)" "$UP_URL" "$c" ""
+      in_turn "$round" nginx gatehouse
+      for proxy in "${TURN[@]}"; do run_s1_proxy "$proxy" "$c" S4; done
+      MESSAGE=$S1_MESSAGE; EXPECT="Echo: $S1_MESSAGE"
       ;;
     S2)
       if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
@@ -777,32 +791,39 @@ REPORT="$TMP/results.md"
     echo
     for i in "${!notes[@]}"; do echo "[$((i + 1))] ${notes[$i]}"; echo; done
   fi
-  if [[ " $BENCH_SCENARIOS " == *" S1 "* ]]; then
-  echo
-  echo "## S1: Gatehouse vs nginx proxy_pass"
-  echo
-  echo "| conns | Gatehouse | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | paired | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx | paired | CPU µs/req gatehouse / nginx |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  for c in $BENCH_CONNS; do
-    for gs in gatehouse "$GHN_SYS"; do
-      [[ $gs == gatehouse || -n ${RES_RPS["S1|$gs|$c"]:-} ]] || continue
-      label="analytics on (default)"; [[ $gs == gatehouse ]] || label="analytics off"
-      g=$(median "${RES_RPS["S1|$gs|$c"]:-}"); n=$(median "${RES_RPS["S1|nginx proxy_pass|$c"]:-}"); d=$(median "${RES_RPS["S1|direct (njs upstream)|$c"]:-}")
-      gp=$(median "${RES_P99["S1|$gs|$c"]:-}"); np=$(median "${RES_P99["S1|nginx proxy_pass|$c"]:-}")
-      flag=""
-      if [[ ${RES_ERR["S1|$gs|$c"]:-0} == 1 || ${RES_ERR["S1|nginx proxy_pass|$c"]:-0} == 1 ]]; then
-        flag=" ⚠ errors"
-      fi
-      if [[ -n $g && -n $n ]]; then
-        echo "| $c$flag | $label | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["S1|$gs|$c"]}" "${RES_RPS["S1|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["S1|$gs|$c"]}" "${RES_P99["S1|nginx proxy_pass|$c"]}") | $(median1 "${RES_CPU["S1|$gs|$c"]:-}") / $(median1 "${RES_CPU["S1|nginx proxy_pass|$c"]:-}") |"
-      else
-        echo "| $c | $label | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — | — |"
-      fi
+  for scen in S1 S4; do
+    [[ " $BENCH_SCENARIOS " == *" $scen "* ]] || continue
+    echo
+    if [[ $scen == S1 ]]; then
+      echo "## S1: Gatehouse vs nginx proxy_pass"
+    else
+      echo "## S4: messages of $BENCH_S4_BYTES characters, Gatehouse vs nginx proxy_pass"
+      echo
+      echo "S1's upstream, nginx and Gatehouse instance; the echo message (and so the answer) is $BENCH_S4_BYTES characters of plain sentences instead of \"$S1_MESSAGE\"."
+    fi
+    echo
+    echo "| conns | Gatehouse | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | paired | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx | paired | CPU µs/req gatehouse / nginx |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for c in $BENCH_CONNS; do
+      for gs in gatehouse "$GHN_SYS"; do
+        [[ $gs == gatehouse || -n ${RES_RPS["$scen|$gs|$c"]:-} ]] || continue
+        label="analytics on (default)"; [[ $gs == gatehouse ]] || label="analytics off"
+        g=$(median "${RES_RPS["$scen|$gs|$c"]:-}"); n=$(median "${RES_RPS["$scen|nginx proxy_pass|$c"]:-}"); d=$(median "${RES_RPS["$scen|direct (njs upstream)|$c"]:-}")
+        gp=$(median "${RES_P99["$scen|$gs|$c"]:-}"); np=$(median "${RES_P99["$scen|nginx proxy_pass|$c"]:-}")
+        flag=""
+        if [[ ${RES_ERR["$scen|$gs|$c"]:-0} == 1 || ${RES_ERR["$scen|nginx proxy_pass|$c"]:-0} == 1 ]]; then
+          flag=" ⚠ errors"
+        fi
+        if [[ -n $g && -n $n ]]; then
+          echo "| $c$flag | $label | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["$scen|$gs|$c"]}" "${RES_RPS["$scen|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["$scen|$gs|$c"]}" "${RES_P99["$scen|nginx proxy_pass|$c"]}") | $(median1 "${RES_CPU["$scen|$gs|$c"]:-}") / $(median1 "${RES_CPU["$scen|nginx proxy_pass|$c"]:-}") |"
+        else
+          echo "| $c | $label | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — | — |"
+        fi
+      done
     done
+    echo
+    if [[ $scen == S1 ]]; then echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above); **paired** is the median of the $BENCH_ROUNDS per-round ratios (each Gatehouse run against the nginx run of its round; the two take turns going first), the steadier estimate when the machine's speed drifts during the run. CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."; fi
   done
-  echo
-  echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above); **paired** is the median of the $BENCH_ROUNDS per-round ratios (each Gatehouse run against the nginx run of its round; the two take turns going first), the steadier estimate when the machine's speed drifts during the run. CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."
-  fi
   echo
   echo "Gatehouse settings: every instance (S1, S2, S3, memory) runs with its own fresh store (SQLite in its temp dir unless said otherwise), rate limiting on with \`RATE_LIMIT_PER_MINUTE=$BENCH_RATE_LIMIT RATE_LIMIT_BURST=$BENCH_RATE_LIMIT\` (in-process limiter; the bench's admin key is never refused — the default 100/min would refuse it after 100 requests) and analytics on (\`ENABLE_API_ANALYTICS\` default), except S1's \"analytics off\" row and the S3 \"off\" rows (nginx's access log is off: it records nothing per request)."
   if [[ " $BENCH_SCENARIOS " == *" S3 "* ]]; then
