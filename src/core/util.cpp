@@ -46,7 +46,14 @@ inline bool plain_word(uint64_t w) {
 class JsonWriter {
  public:
   JsonWriter() : p_(buf().get()), end_(p_ + cap()) {}
-  std::string take() { return std::string(buf().get(), p_); }
+  std::string take() {
+    std::string out(buf().get(), p_);
+    if (cap() > kKeep) {  // a rare large message does not hold its buffer for the thread's life
+      buf().reset(new char[kFirst]);
+      cap() = kFirst;
+    }
+    return out;
+  }
 
   void put(char c) {
     room(1);
@@ -171,13 +178,14 @@ class JsonWriter {
     p_ = buf().get() + used;
     end_ = buf().get() + want;
   }
-  // The thread's buffer (its first 4 KiB allocated once; a larger one stays for the next large message).
+  // The thread's buffer: 4 KiB at first, grown as messages need and kept up to 1 MiB.
+  static constexpr std::size_t kFirst = 4096, kKeep = 1 << 20;
   static std::unique_ptr<char[]>& buf() {
-    thread_local std::unique_ptr<char[]> b(new char[4096]);
+    thread_local std::unique_ptr<char[]> b(new char[kFirst]);
     return b;
   }
   static std::size_t& cap() {
-    thread_local std::size_t c = 4096;
+    thread_local std::size_t c = kFirst;
     return c;
   }
 

@@ -105,8 +105,8 @@ TEST(ToJson, WritesWhatBoostJsonWrites) {
                     {"zero", 0}, {"neg", -1.5}, {"empty", ""}, {"nested", json::array{json::object{}, json::array{}}}};
   EXPECT_EQ(gh::to_json(edges), json::serialize(edges));
   // Texts longer than the writer's first buffer (4 KiB), which grows in the middle of a string, an escape
-  // and an object; a batch as one array.
-  for (std::size_t n : {4000, 4095, 4096, 5000, 70000}) {
+  // and an object, and one past the 1 MiB it keeps (the next text starts on a fresh buffer); a batch as one array.
+  for (std::size_t n : {4000, 4095, 4096, 5000, 70000, 1200000, 100}) {
     std::string text(n, 'x');
     for (std::size_t i = 0; i < n; i += 997) text[i] = static_cast<char>(i % 3 == 0 ? '"' : i % 3 == 1 ? '\n' : 1);
     json::value big{{"jsonrpc", "2.0"}, {"id", 7}, {"result", {{"content", json::array{{{"type", "text"}, {"text", text}}}}}}};
