@@ -17,11 +17,12 @@ namespace net = boost::asio;
 
 // Read buffers (Beast's flat_buffer). Beast reads max(512, the buffer's free capacity) bytes per call and never
 // grows a buffer that its parser consumes as it reads: a 10 KB body took 20 recv calls. Before a body, room
-// for it (its Content-Length, up to Beast's largest read of 64 KiB; 16 KiB when the length is unknown:
-// chunked, SSE); after a message, a buffer grown past 16 KiB is given back, so idle connections keep little.
+// for it: its Content-Length, at most 32 KiB (what a request head may already hold: a client's claim of a
+// large body costs no more memory than a large head), 16 KiB when the length is unknown (chunked, SSE).
+// After a message, a buffer grown past 16 KiB is given back, so idle connections keep little.
 template <class Buffer, class Length>
 void make_room_for_body(Buffer& b, const Length& content_length) {
-  std::size_t want = content_length ? static_cast<std::size_t>(std::min<std::uint64_t>(*content_length, 65536)) : 16384;
+  std::size_t want = content_length ? static_cast<std::size_t>(std::min<std::uint64_t>(*content_length, 32768)) : 16384;
   if (b.capacity() - b.size() < want) b.reserve(b.size() + want);
 }
 template <class Buffer>
