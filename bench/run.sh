@@ -681,7 +681,7 @@ run_s3() { # cfg system conns
   fi
 }
 
-run_s1_proxy() { # nginx|gatehouse|analytics-off conns [scenario, default S1]
+run_proxy_row() { # nginx|gatehouse|analytics-off conns [scenario, default S1]
   local scen=${3:-S1}
   case $1 in
   nginx) run_row "$scen" "nginx proxy_pass" "http://127.0.0.1:$PX_PORT/mcp" "$2" "$PX_PID" ;;
@@ -721,13 +721,13 @@ for scen in $BENCH_SCENARIOS; do
     S1)
       run_row S1 "direct (njs upstream)" "$UP_URL" "$c" ""
       in_turn "$round" nginx gatehouse analytics-off
-      for proxy in "${TURN[@]}"; do run_s1_proxy "$proxy" "$c"; done
+      for proxy in "${TURN[@]}"; do run_proxy_row "$proxy" "$c"; done
       ;;
     S4)
       MESSAGE=$S4_MESSAGE; EXPECT="Echo: $S4_MESSAGE"
       run_row S4 "direct (njs upstream)" "$UP_URL" "$c" ""
       in_turn "$round" nginx gatehouse
-      for proxy in "${TURN[@]}"; do run_s1_proxy "$proxy" "$c" S4; done
+      for proxy in "${TURN[@]}"; do run_proxy_row "$proxy" "$c" S4; done
       MESSAGE=$S1_MESSAGE; EXPECT="Echo: $S1_MESSAGE"
       ;;
     S2)
