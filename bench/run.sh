@@ -65,7 +65,6 @@ OUT_DIR=${BENCH_OUT_DIR:-$ROOT/build/bench}
 MCP_PROTOCOL_VERSION=2025-11-25
 MESSAGE="hello from wrk"
 EXPECT="Echo: $MESSAGE"
-S1_MESSAGE=$MESSAGE
 # S4's message: plain sentences (the wrk script sends it without escaping), BENCH_S4_BYTES characters
 S4_MESSAGE=$(awk -v n="$BENCH_S4_BYTES" 'BEGIN { s = ""; while (length(s) < n) s = s "The quick brown fox jumps over the lazy dog. "; print substr(s, 1, n) }')
 
@@ -426,7 +425,7 @@ ROUND_TAG=""
 declare -A RES_RPS RES_P99 RES_P50 RES_ERR RES_CPU RES_AW RES_AW_NOTE
 run_row() { # scen system url conns rss_pid(or "") [authorization header value] [gatehouse base URL: analytics rates]
   local scen=$1 system=$2 url=$3 conns=$4 rss_pid=${5:-} authz=${6:-} mbase=${7:-}
-  local secs=${ROW_SECONDS:-$BENCH_SECONDS} warm=${ROW_WARMUP:-$BENCH_WARMUP}
+  local secs=${ROW_SECONDS:-$BENCH_SECONDS} warm=${ROW_WARMUP:-$BENCH_WARMUP} message=${ROW_MESSAGE:-$MESSAGE}
   local tag="${scen}_${system// /_}_c${conns}" dir="$TMP/wrk" sessions_n
   tag=${tag//[^A-Za-z0-9_]/_}
   mkdir -p "$dir"
@@ -439,7 +438,7 @@ run_row() { # scen system url conns rss_pid(or "") [authorization header value] 
   fi
   local -a wrk_args=(-t"$BENCH_THREADS" -c"$conns" --timeout "$BENCH_TIMEOUT"
     -s "$BENCH_DIR/wrk/mcp.lua" "$url")
-  local -a wrk_env=(MCP_SESSIONS="$SESSION_IDS" MCP_MESSAGE="$MESSAGE" MCP_EXPECT="$EXPECT"
+  local -a wrk_env=(MCP_SESSIONS="$SESSION_IDS" MCP_MESSAGE="$message" MCP_EXPECT="Echo: $message"
     MCP_TOOL=echo MCP_PROTOCOL_VERSION="$MCP_PROTOCOL_VERSION" MCP_AUTHORIZATION="$authz")
   if ((warm > 0)); then
     env "${wrk_env[@]}" timeout $((warm + 30)) wrk -d"${warm}s" "${wrk_args[@]}" \
@@ -711,8 +710,9 @@ in_turn() { # round item... -> TURN
 }
 
 for scen in $BENCH_SCENARIOS; do
-  rounds=$BENCH_ROUNDS; ROW_SECONDS=""; ROW_WARMUP=""
+  rounds=$BENCH_ROUNDS; ROW_SECONDS=""; ROW_WARMUP=""; ROW_MESSAGE=""
   [[ $scen == S3 ]] && { rounds=$BENCH_S3_ROUNDS; ROW_SECONDS=$BENCH_S3_SECONDS; ROW_WARMUP=$BENCH_S3_WARMUP; }
+  [[ $scen == S4 ]] && ROW_MESSAGE=$S4_MESSAGE
   for c in $BENCH_CONNS; do
   # Rounds interleave the rows they compare, so a slow spell of the shared machine hits all of them alike.
   for ((round = 1; round <= rounds; round++)); do
@@ -724,11 +724,9 @@ for scen in $BENCH_SCENARIOS; do
       for proxy in "${TURN[@]}"; do run_proxy_row "$proxy" "$c"; done
       ;;
     S4)
-      MESSAGE=$S4_MESSAGE; EXPECT="Echo: $S4_MESSAGE"
       run_row S4 "direct (njs upstream)" "$UP_URL" "$c" ""
       in_turn "$round" nginx gatehouse
       for proxy in "${TURN[@]}"; do run_proxy_row "$proxy" "$c" S4; done
-      MESSAGE=$S1_MESSAGE; EXPECT="Echo: $S1_MESSAGE"
       ;;
     S2)
       if ((GH_LOAD_OK)) && kill -0 "$GHL_PID" 2>/dev/null; then
@@ -748,7 +746,7 @@ for scen in $BENCH_SCENARIOS; do
   done
   done
 done
-ROUND_TAG=""; ROW_SECONDS=""; ROW_WARMUP=""
+ROUND_TAG=""; ROW_SECONDS=""; ROW_WARMUP=""; ROW_MESSAGE=""
 
 if ((GH_LOAD_OK)); then
   if ! kill -0 "$GHL_PID" 2>/dev/null; then
@@ -799,7 +797,7 @@ REPORT="$TMP/results.md"
     else
       echo "## S4: messages of $BENCH_S4_BYTES characters, Gatehouse vs nginx proxy_pass"
       echo
-      echo "S1's upstream, nginx and Gatehouse instance; the echo message (and so the answer) is $BENCH_S4_BYTES characters of plain sentences instead of \"$S1_MESSAGE\"."
+      echo "S1's upstream, nginx and Gatehouse instance; the echo message (and so the answer) is $BENCH_S4_BYTES characters of plain sentences instead of \"$MESSAGE\"."
     fi
     echo
     echo "| conns | Gatehouse | gatehouse req/s | nginx req/s | gatehouse/nginx req/s | paired | gatehouse/direct req/s | gatehouse p99 ms | nginx p99 ms | p99 gatehouse − nginx ms | p99 gatehouse/nginx | paired | CPU µs/req gatehouse / nginx |"

@@ -39,7 +39,7 @@ json::object group_json(const store::Group& g) {
           {"is_tenant", g.is_tenant}, {"created_at", time_or_null(g.created_at)}, {"member_count", g.member_count}};
 }
 
-Reply ok(int status, const json::value& v) { return Reply{status, json::serialize(v)}; }
+Reply ok(int status, const json::value& v) { return Reply{status, gh::to_json(v)}; }
 
 // {"items": [...]} of rows turned into JSON by `to_json`.
 template <class Rows, class ToJson>
@@ -114,7 +114,7 @@ struct Call {
     e.actor = actor;
     e.action = std::move(action);
     e.target = std::move(target);
-    e.details = json::serialize(details);
+    e.details = gh::to_json(details);
     st.append_audit(e);
     changed = true;
   }
@@ -421,7 +421,7 @@ struct Call {
       g.updated_at = unix_now();
       std::string why;
       auto* t = field(body, "tools");
-      if (t && !policy::parse_tools_json(json::serialize(*t), g.tools_mode, g.tools, &why))
+      if (t && !policy::parse_tools_json(gh::to_json(*t), g.tools_mode, g.tools, &why))
         return error_reply(400, "invalid_request", why);
       st.put_grant(g);
       json::object details{{"after", grant_json(g)}};
@@ -638,7 +638,7 @@ struct Call {
 }  // namespace
 
 Reply error_reply(int status, std::string_view code, std::string_view message) {
-  return Reply{status, json::serialize(json::object{{"error", json::object{{"code", code}, {"message", message}}}})};
+  return Reply{status, gh::to_json(json::object{{"error", json::object{{"code", code}, {"message", message}}}})};
 }
 
 Api::Api(store::Store& store, auth::Directory& directory, BlockingPool& pool, const Settings& settings,

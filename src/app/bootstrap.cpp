@@ -46,7 +46,7 @@ std::optional<Bootstrap> bootstrap_admin(store::Store& store, const Settings& se
   auto key = auth::make_api_key(email, "bootstrap admin key", 0, unix_now());
   store.create_api_key(key.record);
   store.append_audit({0, unix_now(), "system", "bootstrap", email,
-                      boost::json::serialize(boost::json::object{{"after", auth::api_key_json(key.record)}})});
+                      gh::to_json(boost::json::object{{"after", auth::api_key_json(key.record)}})});
   store.notify_changed();
   log::info("bootstrap admin created", {{"email", email}, {"api_key_prefix", key.record.prefix}});
   return Bootstrap{email, key.secret};

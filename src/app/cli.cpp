@@ -52,7 +52,7 @@ Args parse(const std::vector<std::string>& in, const std::vector<std::string>& f
 }
 
 void audit(store::Store& st, std::string action, std::string target, json::object details) {
-  st.append_audit({0, unix_now(), "cli", std::move(action), std::move(target), json::serialize(details)});
+  st.append_audit({0, unix_now(), "cli", std::move(action), std::move(target), gh::to_json(details)});
   st.notify_changed();
 }
 

@@ -175,7 +175,7 @@ net::awaitable<void> Router::refuse(http::Exchange& ex, const RateCheck& rc, con
       if (auto* v = parsed.messages[0].as_object().if_contains("id"); v && jsonrpc::valid_id(*v)) id = *v;
   }
   std::string body = mcp ? jsonrpc::error_text(id, -32029, message)
-                         : json::serialize(error_body("rate_limited", message));
+                         : gh::to_json(error_body("rate_limited", message));
   co_await ex.send_json(bhttp::status::too_many_requests, std::move(body), headers);
 }
 
@@ -262,7 +262,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   if (path == "/gateway/health") {
     note.route = "health";
     auto st = hub.draining() ? bhttp::status::service_unavailable : bhttp::status::ok;
-    co_await ex.send_json(st, json::serialize(hub.health()));
+    co_await ex.send_json(st, gh::to_json(hub.health()));
     co_return;
   }
   // DNS-rebinding protection: a Host or Origin we do not serve is refused before anything else.
@@ -356,7 +356,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     auto sent = ex.req["X-CSRF-Token"];
     if (cookie.empty() || sent.empty() || !auth::constant_time_equal(sent, authn.csrf_token(cookie))) {
       log::info("CSRF token missing or wrong", {{"request_id", ex.request_id}, {"path", path}});
-      auto body = json::serialize(error_body("csrf", "This change needs the page's CSRF token; reload the page and try again"));
+      auto body = gh::to_json(error_body("csrf", "This change needs the page's CSRF token; reload the page and try again"));
       co_await ex.send_json(bhttp::status::forbidden, std::move(body));
       co_return;
     }
@@ -364,12 +364,12 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   if (path == "/gateway/stats") {  // names callers: admins only
     if (!auth.principal.is_admin()) {
       auto code = auth.principal.authenticated() ? bhttp::status::forbidden : bhttp::status::unauthorized;
-      auto body = json::serialize(error_body(auth.principal.authenticated() ? "forbidden" : "unauthorized",
+      auto body = gh::to_json(error_body(auth.principal.authenticated() ? "forbidden" : "unauthorized",
                                              "The gateway statistics need an administrator"));
       co_await ex.send_json(code, std::move(body));
       co_return;
     }
-    co_await ex.send_json(bhttp::status::ok, json::serialize(stats_json()));
+    co_await ex.send_json(bhttp::status::ok, gh::to_json(stats_json()));
     co_return;
   }
   if (auth::Routes::owns(path)) {
@@ -381,13 +381,13 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     if (auth.status || !auth.principal.authenticated()) {
       // (locals, not conditionals inside the co_await: GCC 12 destroys such temporaries twice)
       bool forbidden = auth.status == 403;
-      std::string body = json::serialize(error_body(forbidden ? "forbidden" : "unauthorized",
+      std::string body = gh::to_json(error_body(forbidden ? "forbidden" : "unauthorized",
                                                     auth.status ? auth.message : "Sign in or send an API key"));
       std::string extra = forbidden ? std::string() : www_authenticate(*auth_routes);
       co_await ex.send_json(forbidden ? bhttp::status::forbidden : bhttp::status::unauthorized, std::move(body), extra);
     } else if (!auth.principal.is_admin()) {
       co_await ex.send_json(bhttp::status::forbidden,
-                            json::serialize(error_body("forbidden", "This needs an administrator account")));
+                            gh::to_json(error_body("forbidden", "This needs an administrator account")));
     } else {
       co_await admin_api.handle(ex, path.substr(14), auth.principal);
     }
@@ -397,7 +397,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   if (mcp_route || openapi || path == "/servers") {
     // OpenAPI callers (Open WebUI, mcpo clients) read {"detail": …}; MCP clients a JSON-RPC error.
     auto refuse = [&](const std::string& message) {
-      return openapi ? json::serialize(json::object{{"detail", json::object{{"message", message}}}})
+      return openapi ? gh::to_json(json::object{{"detail", json::object{{"message", message}}}})
                      : jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request, message);
     };
     if (auth.status == 403 || auth.status == 503) {
@@ -416,7 +416,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   if (path == "/servers") {
     auto listed = hub.servers_json(&caller);
     if (listed["servers"].as_array().empty()) listed["message"] = caller.no_access_hint();
-    co_await ex.send_json(bhttp::status::ok, json::serialize(listed));
+    co_await ex.send_json(bhttp::status::ok, gh::to_json(listed));
     co_return;
   }
   if (openapi) {
@@ -440,7 +440,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     co_await endpoint.handle(ex, std::string(id), std::move(caller));
     co_return;
   }
-  co_await ex.send_json(bhttp::status::not_found, json::serialize(error_body("not_found", "No such endpoint")));
+  co_await ex.send_json(bhttp::status::not_found, gh::to_json(error_body("not_found", "No such endpoint")));
 }
 
 }  // namespace gh::app

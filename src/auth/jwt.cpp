@@ -402,7 +402,7 @@ int64_t expires_at(const json::object& claims) {
 std::string sign_hs256(const json::object& claims, std::string_view secret) {
   std::string input = base64url_encode(R"({"alg":"HS256","typ":"JWT"})");
   input += '.';
-  input += base64url_encode(json::serialize(claims));
+  input += base64url_encode(gh::to_json(claims));
   std::string sig = base64url_encode(hmac_sha256_raw(secret, input));
   input += '.';
   input += sig;

@@ -139,7 +139,7 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
     for (auto s : scopes)
       if (!s.empty()) sc.emplace_back(s);
     if (oidc_) meta["scopes_supported"] = std::move(sc);
-    co_await ex.send_json(bhttp::status::ok, json::serialize(meta));
+    co_await ex.send_json(bhttp::status::ok, gh::to_json(meta));
     co_return;
   }
   if (path == "/auth/login" && method == bhttp::verb::get) co_return co_await login(ex);
@@ -160,12 +160,12 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
                                                {"message", auth.status ? auth.message : "Not signed in"}}},
                         {"sign_in", std::move(sign_in)}};
       auto status = static_cast<bhttp::status>(auth.status ? auth.status : 401);
-      co_await ex.send_json(status, json::serialize(body));
+      co_await ex.send_json(status, gh::to_json(body));
       co_return;
     }
     auto me = describe(auth.principal, to_string(auth.principal.method));
     if (auto c = cookie_value(ex.req[bhttp::field::cookie], kSessionCookie); !c.empty()) me["csrf_token"] = auth_.csrf_token(c);
-    co_await ex.send_json(bhttp::status::ok, json::serialize(me));
+    co_await ex.send_json(bhttp::status::ok, gh::to_json(me));
     co_return;
   }
   if (path == "/auth/apikeys" || path.starts_with("/auth/apikeys/")) co_return co_await own_keys(ex, path.substr(13), auth);
@@ -196,7 +196,7 @@ net::awaitable<void> Routes::key_sign_in(http::Exchange& ex) {
   me["csrf_token"] = auth_.csrf_token(session);
   log::info("signed in with an API key", {{"request_id", ex.request_id}, {"email", who.principal.email()}});
   std::string cookie_line = "Set-Cookie: " + cookie(kSessionCookie, session, "/", settings_.session_lifetime_s) + "\r\n";
-  co_await ex.send_json(bhttp::status::ok, json::serialize(me), cookie_line);
+  co_await ex.send_json(bhttp::status::ok, gh::to_json(me), cookie_line);
 }
 
 net::awaitable<void> Routes::login(http::Exchange& ex) {
@@ -296,7 +296,7 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
     auto job = [&] {
       json::array items;
       for (auto& k : store_.list_api_keys(email)) items.push_back(api_key_json(k));
-      return admin::Reply{200, json::serialize(json::object{{"items", std::move(items)}})};
+      return admin::Reply{200, gh::to_json(json::object{{"items", std::move(items)}})};
     };
     r = co_await pool_.run(std::move(job));
   } else if (rest.empty() && method == bhttp::verb::post) {
@@ -317,10 +317,10 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
         auto job = [&] {
           auto k = make_api_key(email, name, expires, unix_now());
           store_.create_api_key(k.record);
-          store_.append_audit({0, unix_now(), email, "apikey.create", email, json::serialize(json::object{{"after", api_key_json(k.record)}})});
+          store_.append_audit({0, unix_now(), email, "apikey.create", email, gh::to_json(json::object{{"after", api_key_json(k.record)}})});
           auto out = api_key_json(k.record);
           out["key"] = k.secret;
-          return admin::Reply{201, json::serialize(out)};
+          return admin::Reply{201, gh::to_json(out)};
         };
         r = co_await pool_.run(std::move(job));
         changed = true;
@@ -333,7 +333,7 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
       if (!k || k->user_email != email) return admin::error_reply(404, "not_found", "No such API key of yours");
       if (k->revoked_at) return admin::error_reply(409, "conflict", "This key is already revoked");
       store_.revoke_api_key(id, unix_now());
-      store_.append_audit({0, unix_now(), email, "apikey.revoke", email, json::serialize(json::object{{"before", api_key_json(*k)}})});
+      store_.append_audit({0, unix_now(), email, "apikey.revoke", email, gh::to_json(json::object{{"before", api_key_json(*k)}})});
       return admin::Reply{204, ""};
     };
     r = co_await pool_.run(std::move(job));

@@ -6,7 +6,7 @@
 #include <ctime>
 #include <mutex>
 
-#include <boost/json/serialize.hpp>
+#include "core/util.hpp"
 
 namespace gh::log {
 namespace {
@@ -52,7 +52,7 @@ void write(Level level, std::string_view msg, const boost::json::object& fields)
   line["level"] = name(level);
   line["msg"] = msg;
   for (const auto& kv : fields) line[kv.key()] = kv.value();
-  std::string out = boost::json::serialize(line);
+  std::string out = gh::to_json(line);
   out.push_back('\n');
   std::lock_guard lock(g_mutex);
   std::fwrite(out.data(), 1, out.size(), stderr);

@@ -33,12 +33,9 @@ boost::json::value parse_json(std::string_view text, boost::system::error_code& 
 
 namespace {
 
-// Whether none of 8 bytes needs escaping in a JSON string: no quote, no backslash, none below 0x20. The usual word
-// tests ("has a byte below n", "has a zero byte") are exact as yes/no answers for a whole word.
+// Whether none of 8 bytes needs escaping in a JSON string: no quote, no backslash, none below 0x20.
 inline bool plain_word(uint64_t w) {
-  constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
-  auto has_zero = [](uint64_t x) { return (x - kOnes) & ~x & kHigh; };
-  return !(((w - kOnes * 0x20) & ~w & kHigh) | has_zero(w ^ (kOnes * '"')) | has_zero(w ^ (kOnes * '\\')));
+  return !(word_has_byte_below(w, 0x20) | word_has_byte(w, '"') | word_has_byte(w, '\\'));  // no branches
 }
 
 // Writes JSON text into a buffer of its own, kept per thread between calls: no capacity check per byte and

@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "core/log.hpp"
+#include "core/util.hpp"
 
 namespace gh::http {
 
@@ -157,7 +158,7 @@ net::awaitable<void> ReverseProxy::fail(Exchange& ex, bool timeout, std::string_
     co_await ex.send(std::move(res));
   } else {
     boost::json::object err{{"code", timeout ? "gateway_timeout" : "bad_gateway"}, {"message", message}};
-    std::string body = boost::json::serialize(boost::json::object{{"error", std::move(err)}});
+    std::string body = gh::to_json(boost::json::object{{"error", std::move(err)}});
     co_await ex.send_json(status, std::move(body), "Retry-After: 5\r\n");
   }
 }
@@ -262,7 +263,7 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
       if (ec == bhttp::error::need_buffer) ec = {};
       if (ec == bhttp::error::body_limit) {
         log::info("proxied request body too large", {{"request_id", ex.request_id}, {"limit", options_.max_body_bytes}});
-        std::string body = boost::json::serialize(boost::json::object{
+        std::string body = gh::to_json(boost::json::object{
             {"error", boost::json::object{{"code", "payload_too_large"},
                                           {"message", "Request body too large (limit " +
                                                           std::to_string(options_.max_body_bytes) + " bytes)"}}}});

@@ -3,7 +3,6 @@
 #include "core/util.hpp"
 
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 
 namespace gh::jsonrpc {
 namespace json = boost::json;

@@ -14,8 +14,8 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 
+#include "core/util.hpp"
 #include "store/db.hpp"
 #include "store/migrations.hpp"
 
@@ -34,13 +34,9 @@ struct PackedHead {
 // Whether the 8 bytes at p are all printable ASCII (0x20..0x7e), a word at a time (the common case: the
 // io thread packs ~100 such bytes per request).
 inline bool printable_ascii8(const char* p) {
-  constexpr uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
   uint64_t x;
   std::memcpy(&x, p, 8);
-  if (x & high) return false;                       // a byte >= 0x80
-  if ((x - 0x20 * ones) & ~x & high) return false;  // a byte < 0x20 (exact when no byte is >= 0x80)
-  uint64_t del = x ^ (0x7f * ones);
-  return ((del - ones) & ~del & high) == 0;         // no byte == 0x7f
+  return !(((x & 0x8080808080808080ULL) != 0) | word_has_byte_below(x, 0x20) | word_has_byte(x, 0x7f));
 }
 
 // Whether all of p[0, n) is printable ASCII (what nearly every recorded text is): 8 bytes at a time, the
@@ -232,7 +228,7 @@ std::string tools_json(const std::vector<std::string>& tools) {
   boost::json::array a;
   a.reserve(tools.size());
   for (auto& t : tools) a.emplace_back(t);
-  return boost::json::serialize(a);
+  return gh::to_json_array(a);
 }
 
 std::vector<std::string> parse_tools(std::string_view text) {
