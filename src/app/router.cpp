@@ -308,7 +308,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   note.client_ip = authn.client_ip(ex.client_ip, http::header(ex.req, "X-Forwarded-For"));
   const http::Request* trusted = proxy_headers ? &*proxy_headers : nullptr;
   auth::AuthResult auth;
-  if (auto now = authn.authenticate_now(ex.req, ex.client_ip, trusted)) auth = std::move(*now);  // the usual case
+  if (auto now = authn.authenticate_now(ex.req, ex.client_ip, trusted, ex.memo())) auth = std::move(*now);  // the usual case
   else auth = co_await authn.authenticate_waiting(ex.req, trusted);
   if (auth.status && ex.wire()) {
     // Open WebUI checks its own cookies: a stale one here only means no identity headers are injected.

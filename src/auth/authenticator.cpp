@@ -369,7 +369,32 @@ struct Authenticator::Impl {
     co_return AuthResult{};
   }
 
-  AuthResult verify_api_key(std::string_view token) {
+  // A connection's last accepted API key (see authenticate_now).
+  struct KeyMemo final : http::ConnectionMemo {
+    std::string token;
+    uint64_t generation = 0;  // the directory's, when verified
+    int64_t expires_at = 0;   // the key's; 0: none
+    int64_t used_at = 0;      // last written to key_usage
+    std::string key_id;
+    Principal principal;
+  };
+
+  void note_usage(const std::string& key_id, int64_t now) {
+    std::lock_guard lock(usage_mu);
+    key_usage[key_id] = now;
+  }
+
+  AuthResult verify_api_key(std::string_view token, std::unique_ptr<http::ConnectionMemo>* memo = nullptr) {
+    KeyMemo* m = memo && *memo ? dynamic_cast<KeyMemo*>(memo->get()) : nullptr;
+    if (m && m->generation == directory.generation() && constant_time_equal(m->token, token)) {
+      auto now = unix_now();
+      if (!m->expires_at || now < m->expires_at) {
+        if (now != m->used_at) note_usage(m->key_id, m->used_at = now);
+        AuthResult r;
+        r.principal = m->principal;
+        return r;
+      }
+    }
     auto hash = sha256_hex(token);
     auto snap = directory.current();
     auto* key = snap->api_key_by_hash(hash);
@@ -380,11 +405,19 @@ struct Authenticator::Impl {
     Cached c;
     c.method = AuthMethod::apikey;
     c.key = key->user_email;
-    {
-      std::lock_guard lock(usage_mu);
-      key_usage[key->id] = now;
+    note_usage(key->id, now);
+    auto r = resolve(c);
+    if (memo && !r.status) {
+      auto fresh = std::make_unique<KeyMemo>();
+      fresh->token = token;
+      fresh->generation = directory.generation();
+      fresh->expires_at = key->expires_at;
+      fresh->used_at = now;
+      fresh->key_id = key->id;
+      fresh->principal = r.principal;
+      *memo = std::move(fresh);
     }
-    return resolve(c);
+    return r;
   }
 };
 
@@ -480,7 +513,8 @@ Credential credential_of(const http::Request& req, const Settings& settings) {
 }  // namespace
 
 std::optional<AuthResult> Authenticator::authenticate_now(const http::Request& req, std::string_view peer_ip,
-                                                          const http::Request* identity_headers) {
+                                                          const http::Request* identity_headers,
+                                                          std::unique_ptr<http::ConnectionMemo>* memo) {
   auto& im = *impl_;
   auto [token, kind] = credential_of(req, im.settings);
   if (kind == CredentialKind::not_bearer) return unauthorized("Authorization header is not a Bearer token");
@@ -515,7 +549,7 @@ std::optional<AuthResult> Authenticator::authenticate_now(const http::Request& r
     return im.resolve(c);
   }
   if (kind == CredentialKind::webui_cookie) return std::nullopt;
-  if (token.starts_with(kApiKeyPrefix)) return im.verify_api_key(token);
+  if (token.starts_with(kApiKeyPrefix)) return im.verify_api_key(token, memo);
   if (token.starts_with("sk-")) return unauthorized("Open WebUI API keys (sk-…) are not accepted; use a Gatehouse API key");
   return std::nullopt;  // a JWT not verified yet
 }

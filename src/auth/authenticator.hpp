@@ -59,8 +59,12 @@ class Authenticator {
   // WebUI or OIDC token seen for the first time, a trusted proxy's headers) with the same request and headers.
   // `identity_headers` are the X-User-* headers as received (already stripped from the request); they are
   // used only in API gateway mode from a trusted proxy.
+  // With `memo` (the connection's slot), an API key accepted on a keep-alive connection is not hashed and
+  // looked up again while the same key comes back and the directory has not changed (revocation, expiry, a
+  // disabled user or changed groups all count at once).
   std::optional<AuthResult> authenticate_now(const http::Request& req, std::string_view peer_ip,
-                                             const http::Request* identity_headers = nullptr);
+                                             const http::Request* identity_headers = nullptr,
+                                             std::unique_ptr<http::ConnectionMemo>* memo = nullptr);
   boost::asio::awaitable<AuthResult> authenticate_waiting(const http::Request& req,
                                                           const http::Request* identity_headers = nullptr);
   // Both steps in one (for callers off the hot path).

@@ -175,6 +175,7 @@ void Directory::load_now() {
 void Directory::install(std::shared_ptr<const Snapshot> s) {
   if (current_ && s->version() <= current_->version()) return;
   current_ = std::move(s);
+  ++generation_;
   std::erase_if(recent_, [&](auto& kv) { return kv.second.first <= current_->version(); });
 }
 
@@ -188,6 +189,7 @@ void Directory::remember(std::shared_ptr<const Identity> id) {
   // Any snapshot numbered from now on is dumped after this write, so it includes it.
   auto email = id->email;
   recent_[email] = {next_version_, std::move(id)};
+  ++generation_;
 }
 
 net::awaitable<void> Directory::changed() {

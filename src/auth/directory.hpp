@@ -80,6 +80,9 @@ class Directory {
   // Blocking: loads the first snapshot (at start-up, before serving).
   void load_now();
   std::shared_ptr<const Snapshot> current() const { return current_; }
+  // Changes with every installed snapshot and every remember(): what was derived from the directory at one
+  // generation (a connection's verified API key) is still true while it is the same.
+  uint64_t generation() const { return generation_; }
   // A user by (lower-case) email: one written here but not yet in the snapshot, else the snapshot's.
   std::shared_ptr<const Identity> user(std::string_view email) const;
   // A user created or changed here (sign-in, first use of a token) without waiting for a full reload.
@@ -103,6 +106,7 @@ class Directory {
   StringMap<std::pair<uint64_t, std::shared_ptr<const Identity>>> recent_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   uint64_t next_version_ = 1;  // touched only on the io thread (and once in load_now before serving)
+  uint64_t generation_ = 0;
   bool reloading_ = false, reload_again_ = false;
 };
 

@@ -35,8 +35,14 @@ std::string_view header(const Request& req, std::string_view name) {
 }
 
 Exchange::Exchange(Stream& stream, Request& r, std::string rid, std::string ip, const ServerLimits& limits,
-                   Wire* wire)
-    : req(r), request_id(std::move(rid)), client_ip(std::move(ip)), stream_(stream), limits_(limits), wire_(wire) {}
+                   Wire* wire, std::unique_ptr<ConnectionMemo>* memo)
+    : req(r),
+      request_id(std::move(rid)),
+      client_ip(std::move(ip)),
+      stream_(stream),
+      limits_(limits),
+      wire_(wire),
+      memo_(memo) {}
 
 Exchange::~Exchange() { stop_watching(); }
 
@@ -250,11 +256,11 @@ Response error_response(unsigned version, bhttp::status status, int code, std::s
 }  // namespace
 
 net::awaitable<bool> Server::serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                       const std::string& client_ip) {
+                                       const std::string& client_ip, std::unique_ptr<ConnectionMemo>& memo) {
   Request req{parser.get().base()};  // the head only; the body stays on the wire for the handler
   Wire wire{stream, buffer, parser};
   wire.body_done = parser.is_done();
-  Exchange ex(stream, req, id_prefix_ + "-" + std::to_string(++next_id_), client_ip, limits_, &wire);
+  Exchange ex(stream, req, id_prefix_ + "-" + std::to_string(++next_id_), client_ip, limits_, &wire, &memo);
   bool close = co_await run_exchange(ex);
   co_return !(close || !wire.body_done || wire.upgraded || stream.timed_out());
 }
@@ -289,6 +295,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
   } remove{conns_, self};
 
   beast::flat_buffer buffer;
+  std::unique_ptr<ConnectionMemo> memo;
   while (!stopping_) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
@@ -342,7 +349,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
       co_await bhttp::async_write(stream, cont, kTuple);
     }
     if (raw) {
-      if (!co_await serve_raw(stream, buffer, parser, client_ip)) break;
+      if (!co_await serve_raw(stream, buffer, parser, client_ip, memo)) break;
       continue;
     }
     stream.expires_after(limits_.read_timeout);
@@ -368,7 +375,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
     std::string rid = id_prefix_ + "-" + std::to_string(++next_id_);
     bool close = false;
     {
-      Exchange ex(stream, req, std::move(rid), client_ip, limits_);
+      Exchange ex(stream, req, std::move(rid), client_ip, limits_, nullptr, &memo);
       close = co_await run_exchange(ex);
     }
     if (close) break;

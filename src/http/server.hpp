@@ -59,10 +59,16 @@ struct Wire {
 };
 
 // One request and its answer. Either send() once, or begin_stream() + write()* + end_stream().
+// What a handler keeps from one request of a keep-alive connection to the next (the API key it verified
+// last); it goes with the connection.
+struct ConnectionMemo {
+  virtual ~ConnectionMemo() = default;
+};
+
 class Exchange {
  public:
   Exchange(Stream& stream, Request& req, std::string request_id, std::string client_ip,
-           const ServerLimits& limits, Wire* wire = nullptr);
+           const ServerLimits& limits, Wire* wire = nullptr, std::unique_ptr<ConnectionMemo>* memo = nullptr);
   ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -98,6 +104,8 @@ class Exchange {
 
   // Non-null for a raw-route request (see RawRoute).
   Wire* wire() const { return wire_; }
+  // The connection's memo slot (null outside a server connection, e.g. in tests).
+  std::unique_ptr<ConnectionMemo>* memo() const { return memo_; }
   // For a handler that wrote (or is writing) the answer on wire()->stream itself: what it sent.
   void wrote_response(int status) {
     responded_ = true;
@@ -109,6 +117,7 @@ class Exchange {
   Stream& stream_;
   const ServerLimits& limits_;
   Wire* wire_ = nullptr;
+  std::unique_ptr<ConnectionMemo>* memo_ = nullptr;
   bool responded_ = false, streaming_ = false, broken_ = false, close_after_ = false;
   struct Watch {
     bool active = true, armed = false;
@@ -152,7 +161,7 @@ class Server {
   net::awaitable<bool> run_exchange(Exchange& ex);
   // One raw-route exchange; returns whether the connection can carry another request.
   net::awaitable<bool> serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                 const std::string& client_ip);
+                                 const std::string& client_ip, std::unique_ptr<ConnectionMemo>& memo);
 
   net::io_context& io_;
   ServerLimits limits_;

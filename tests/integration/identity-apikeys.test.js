@@ -3,6 +3,7 @@
 // and by the admin API: they work, a revoked key and an expired key get 401.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import {
   connectClient, createTestDatabase, everythingStdio, listAll, startGatehouse,
 } from './lib/index.js';
@@ -109,6 +110,51 @@ describe('bootstrap admin and authentication on the MCP routes', () => {
     assertUnauthorized(gh, await mcpInitialize(gh, bearerHeaders(key)), 'revoked key on /mcp');
     // Other keys are unaffected.
     assert.equal((await visibleServers(gh, bearerHeaders(gh.adminKey))).status, 200);
+  });
+
+  it('on one keep-alive connection, every change to a key or its user counts from the next request', async () => {
+    // The gateway remembers the API key it last accepted on a connection; this checks that what it remembers
+    // never outlives a change: admin rights, disabling, another key on the same connection, revocation.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set();
+    const me = (key) => new Promise((resolve, reject) => {
+      const req = http.request(`${gh.url}/auth/me`, { agent, headers: { authorization: `Bearer ${key}` } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => { text += c; });
+        res.on('end', () => resolve({ status: res.statusCode, text, body: text ? JSON.parse(text) : null }));
+      });
+      req.on('socket', (socket) => sockets.add(socket));
+      req.on('error', reject);
+      req.end();
+    });
+    try {
+      for (const email of ['lee@example.com', 'max@example.com'])
+        assert.equal((await gh.api('POST', '/users', { email, name: email })).status, 201);
+      const lee = (await gh.api('POST', '/apikeys', { user_email: 'lee@example.com', name: 'one' })).body;
+      const max = (await gh.api('POST', '/apikeys', { user_email: 'max@example.com', name: 'two' })).body;
+      const expect = async (key, status, email, isAdmin, what) => {
+        const res = await me(key);
+        assert.equal(res.status, status, `${what}: ${res.text}`);
+        if (status === 200) assert.deepEqual([res.body.email, res.body.is_admin], [email, isAdmin], what);
+      };
+      await expect(lee.key, 200, 'lee@example.com', false, 'first request');
+      await expect(lee.key, 200, 'lee@example.com', false, 'same key again');
+      assert.equal((await gh.api('PATCH', '/users/lee%40example.com', { is_admin: true })).status, 200);
+      await expect(lee.key, 200, 'lee@example.com', true, 'after being made admin');
+      await expect(max.key, 200, 'max@example.com', false, 'another key on the same connection');
+      await expect(lee.key, 200, 'lee@example.com', true, 'the first key again');
+      assert.equal((await gh.api('PATCH', '/users/lee%40example.com', { disabled: true })).status, 200);
+      await expect(lee.key, 403, null, null, 'after the user was disabled');
+      assert.equal((await gh.api('PATCH', '/users/lee%40example.com', { disabled: false })).status, 200);
+      await expect(lee.key, 200, 'lee@example.com', true, 'enabled again');
+      const revoked = await gh.api('DELETE', `/apikeys/${encodeURIComponent(lee.id)}`);
+      assert.ok([200, 204].includes(revoked.status), revoked.text);
+      assert.equal(sockets.size, 1, 'every request so far went over one connection');
+      await expect(lee.key, 401, null, null, 'after revocation');
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('an API key with an expiry works until then, and gets 401 after', async () => {
