@@ -305,8 +305,22 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
 }
 
 bool header_has_token(std::string_view header, std::string_view token) {
-  // One pass, no allocation (this runs several times per request): each comma-separated element, without
-  // its ";parameters" and surrounding whitespace, compared with the token.
+  // Clients nearly always write the token as given (lower case): found by a plain search and bounded by
+  // the start or a comma before (after spaces) and the end, a comma or a ';' after (before spaces), it is
+  // one of the elements. Otherwise (another case, or absent) the general pass decides.
+  if (!token.empty()) {
+    for (auto at = header.find(token); at != std::string_view::npos; at = header.find(token, at + 1)) {
+      auto before = at;
+      while (before > 0 && is_space(header[before - 1])) --before;
+      auto after = at + token.size();
+      while (after < header.size() && is_space(header[after])) ++after;
+      if ((before == 0 || header[before - 1] == ',') &&
+          (after == header.size() || header[after] == ',' || header[after] == ';'))
+        return true;
+    }
+  }
+  // One pass, no allocation: each comma-separated element, without its ";parameters" and surrounding
+  // whitespace, compared with the token.
   const char* p = header.data();
   const char* const end = p + header.size();
   while (p < end) {

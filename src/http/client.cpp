@@ -209,11 +209,14 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
                                  const std::function<void(const ResponseHead&)>& on_headers) {
   reusable = false;
   low.expires_at(deadline);
-  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body)};
-  auto [wec, wn] = co_await net::async_write(s, bufs, kTuple);
-  if (wec) {
-    out.ec = wec;
-    co_return;
+  beast::buffers_suffix<std::array<net::const_buffer, 2>> bufs{{net::buffer(head), net::buffer(body)}};
+  if constexpr (std::is_same_v<S, Stream>) bufs.consume(s.write_now(bufs));
+  if (net::buffer_size(bufs) != 0) {
+    auto [wec, wn] = co_await net::async_write(s, bufs, kTuple);
+    if (wec) {
+      out.ec = wec;
+      co_return;
+    }
   }
   SinkParser parser(on_body, out.body, max_body);
   parser.body_limit(boost::none);

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http.hpp>
 
 #include <sys/socket.h>
@@ -85,7 +86,9 @@ net::awaitable<void> Exchange::send_json(bhttp::status status, std::string body,
   head.append(extra);
   head.append("\r\n");
   bytes_out_ += body.size();
-  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body)};
+  beast::buffers_suffix<std::array<net::const_buffer, 2>> bufs{{net::buffer(head), net::buffer(body)}};
+  bufs.consume(stream_.write_now(bufs));
+  if (net::buffer_size(bufs) == 0) co_return;
   stream_.expires_after(limits_.write_timeout);
   auto [ec, n] = co_await net::async_write(stream_, bufs, kTuple);
   stream_.expires_never();

@@ -76,6 +76,16 @@ class Stream {
   auto async_write_some(const Buffers& b, Token&& t) {
     return socket_.async_write_some(b, std::forward<Token>(t));
   }
+  // Writes what the socket takes now, without waiting: how much (0 when it would block or failed — the
+  // asynchronous write of the rest reports the error). An asynchronous write that completes at once still
+  // has its completion queued, and on a single thread every such trip through the scheduler is another
+  // epoll_wait; a hot-path write goes through here first.
+  template <typename Buffers>
+  std::size_t write_now(const Buffers& b) {
+    boost::system::error_code ec;
+    if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+    return ec ? 0 : socket_.write_some(b, ec);
+  }
   template <typename Buffers>
   std::size_t read_some(const Buffers& b) { return socket_.read_some(b); }
   template <typename Buffers>

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <random>
 
 #include "core/util.hpp"
 #include "http/server.hpp"
@@ -60,6 +61,33 @@ TEST(Util, AcceptHeaderTokens) {
   EXPECT_TRUE(gh::header_has_token("text/html;level=1, */*", "*/*"));
   EXPECT_FALSE(gh::header_has_token("text/html;application/json", "application/json"));  // a parameter, not an element
   EXPECT_FALSE(gh::header_has_token(", ,", "application/json"));
+}
+
+TEST(Util, AcceptHeaderTokensMatchTheElementDefinition) {
+  // header_has_token has a fast path (the token as written); on random headers made of the characters that
+  // matter it must agree with the definition: some comma-separated element, without its parameters and
+  // surrounding whitespace, equals the token ignoring ASCII case.
+  auto reference = [](std::string_view header, std::string_view token) {
+    for (auto element : gh::split(header, ',')) {
+      auto type = element.substr(0, element.find(';'));
+      if (gh::iequals(gh::trim(type), token)) return true;
+    }
+    return false;
+  };
+  std::mt19937 rng(7);
+  const std::vector<std::string> parts = {"application/json", "Application/JSON", "text/event-stream", "*/*", ",", ";",
+                                          " ", "\t", "q=1", "x", "application/jsonx", "\"", "="};
+  int found = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string h;
+    for (int n = rng() % 8; n > 0; --n) h += parts[rng() % parts.size()];
+    for (std::string_view token : {"application/json", "text/event-stream", "*/*"}) {
+      bool want = reference(h, token);
+      found += want;
+      ASSERT_EQ(gh::header_has_token(h, token), want) << "header [" << h << "] token " << token;
+    }
+  }
+  EXPECT_GT(found, 2000);  // the random headers do contain the tokens, often
 }
 
 TEST(Util, IequalsFoldsAsciiCaseOnly) {
