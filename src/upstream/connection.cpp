@@ -2,7 +2,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
 #include "core/log.hpp"
@@ -144,7 +146,8 @@ net::awaitable<json::object> Connection::call_started(std::string method, json::
                                                       CallHandle* handle) {
   auto self = shared_from_this();
   uint64_t id = ++next_id_;
-  Pending p(ex_);
+  Pending p;
+  p.deadline = Clock::now() + opts.timeout;
   p.sink = std::move(opts.sink);
   p.headers = std::move(opts.headers);
   if (params.is_object()) {
@@ -160,10 +163,14 @@ net::awaitable<json::object> Connection::call_started(std::string method, json::
   last_used_ = Clock::now();
   send_message(to_json(jsonrpc::make_request(id, method, std::move(params))), id);
   sending_handshake_ = false;
-  bool done = co_await p.done.wait_until(Clock::now() + opts.timeout);
+  if (!p.done) {
+    watch_deadline(p.deadline);
+    co_await net::async_initiate<const net::use_awaitable_t<>&, void()>(
+        [&p](auto handler) { p.resume.emplace(std::move(handler)); }, net::use_awaitable);
+  }
   pending_.erase(id);
   last_used_ = Clock::now();
-  if (!done) {
+  if (p.timed_out) {
     log::warn("upstream call timed out", {{"server", cfg_.id}, {"method", method}, {"timeout_ms", opts.timeout.count()}});
     notify("notifications/cancelled", json::object{{"requestId", id}, {"reason", "timed out at the gateway"}});
     co_return jsonrpc::make_error(nullptr, jsonrpc::code::request_timeout,
@@ -178,20 +185,54 @@ void Connection::notify(std::string_view method, json::value params) {
   send_message(to_json(jsonrpc::make_notification(method, std::move(params))), 0);
 }
 
+void Connection::finish(Pending& p, bool at_once) {
+  p.done = true;
+  if (!p.resume) return;  // not waiting yet: it sees `done` before it would
+  auto resume = std::move(*p.resume);
+  p.resume.reset();
+  if (at_once) std::move(resume)();
+  else net::post(ex_, [resume = std::move(resume)]() mutable { std::move(resume)(); });
+}
+
+void Connection::watch_deadline(Clock::time_point t) {
+  if (t >= deadline_armed_) return;
+  if (!deadline_timer_) deadline_timer_ = std::make_unique<net::steady_timer>(ex_);
+  deadline_armed_ = t;
+  deadline_timer_->expires_at(t);
+  deadline_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (auto self = weak.lock(); self && !ec) self->deadline_reached();
+  });
+}
+
+void Connection::deadline_reached() {
+  deadline_armed_ = Clock::time_point::max();
+  auto now = Clock::now(), next = Clock::time_point::max();
+  for (auto& [id, p] : pending_) {
+    if (p->done) continue;
+    if (p->deadline <= now) {
+      p->timed_out = true;
+      finish(*p);  // queued: the caller erases its entry when it runs
+    } else {
+      next = std::min(next, p->deadline);
+    }
+  }
+  if (next != Clock::time_point::max()) watch_deadline(next);
+}
+
 void Connection::cancel(uint64_t id, std::string_view reason) {
   auto it = pending_.find(id);
-  if (it == pending_.end() || it->second->done.is_set()) return;
+  if (it == pending_.end() || it->second->done) return;
   notify("notifications/cancelled", json::object{{"requestId", id}, {"reason", reason}});
   it->second->response = jsonrpc::make_error(nullptr, jsonrpc::code::request_timeout, "Request cancelled");
-  it->second->done.set();
+  finish(*it->second);
 }
 
 void Connection::fail_call(uint64_t id, int code, std::string message) {
   auto it = pending_.find(id);
   // A call answered a moment ago is still in pending_ until its caller resumes: keep its answer.
-  if (it == pending_.end() || it->second->done.is_set()) return;
+  if (it == pending_.end() || it->second->done) return;
   it->second->response = jsonrpc::make_error(nullptr, code, message);
-  it->second->done.set();
+  finish(*it->second);
 }
 
 void Connection::transport_failed(std::string why) {
@@ -200,10 +241,10 @@ void Connection::transport_failed(std::string why) {
   last_error_ = why;
   ++generation_;
   for (auto& [id, p] : pending_) {
-    if (p->done.is_set()) continue;
+    if (p->done) continue;
     p->response = jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
                                       "Upstream server '" + cfg_.id + "' failed: " + why);
-    p->done.set();
+    finish(*p);
   }
   ++failures_;
   auto delay = backoff(failures_);
@@ -221,16 +262,16 @@ void Connection::close(std::string_view why) {
   state_ = State::closed;
   last_error_ = std::string(why);
   for (auto& [id, p] : pending_) {
-    if (p->done.is_set()) continue;
+    if (p->done) continue;
     p->response = jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
                                       "Upstream server '" + cfg_.id + "' connection closed: " + std::string(why));
-    p->done.set();
+    finish(*p);
   }
   if (prev != State::idle && prev != State::backoff) stop_transport();
   if (ready_) ready_->set();
 }
 
-void Connection::deliver(json::value msg, uint64_t related) {
+void Connection::deliver(json::value msg, uint64_t related, bool at_once) {
   std::string why;
   auto kind = jsonrpc::classify(msg, &why);
   if (kind == jsonrpc::Kind::invalid) {
@@ -241,12 +282,12 @@ void Connection::deliver(json::value msg, uint64_t related) {
   if (kind == jsonrpc::Kind::response) {
     auto id = as_u64(obj.at("id"));
     auto it = id ? pending_.find(*id) : pending_.end();
-    if (it == pending_.end() || it->second->done.is_set()) {
+    if (it == pending_.end() || it->second->done) {
       log::debug("upstream response for no pending call", {{"server", cfg_.id}});
       return;
     }
     it->second->response.emplace(std::move(obj));  // keeps the parse arena: no copy of the result
-    it->second->done.set();
+    finish(*it->second, at_once);  // last: at once, the caller may already have erased the entry
     return;
   }
   std::shared_ptr<CallSink> sink;

@@ -1,6 +1,7 @@
 // One MCP client session to one upstream server (a stdio process, a Streamable HTTP session or a legacy
 // SSE session). Many downstream requests share it: JSON-RPC ids and progress tokens are rewritten here.
 #pragma once
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>
@@ -113,8 +114,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // Called by transports for every message from the upstream; `related` is the upstream request id the
-  // message belongs to when the transport knows it (the POST it arrived on), else 0.
-  void deliver(json::value msg, uint64_t related);
+  // message belongs to when the transport knows it (the POST it arrived on), else 0. With `at_once`, the
+  // caller a response completes resumes inside this call (its answer goes out without another trip through
+  // the scheduler); only for a transport that touches nothing of the call afterwards and is not inside a
+  // parser callback.
+  void deliver(json::value msg, uint64_t related, bool at_once = false);
   // initialize + capabilities on a started transport (also to renew an HTTP session the server forgot).
   net::awaitable<std::optional<std::string>> handshake();
   // A new upstream session on the same transport (HTTP session renewal): late replies to the old one are dropped.
@@ -122,7 +126,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Whether a call is still waiting for its response.
   bool is_pending(uint64_t id) const {
     auto it = pending_.find(id);
-    return it != pending_.end() && !it->second->done.is_set();
+    return it != pending_.end() && !it->second->done;
   }
   // The extra headers of a pending call (empty if none or not pending).
   const std::vector<std::pair<std::string, std::string>>& call_headers(uint64_t id) const {
@@ -149,9 +153,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::milliseconds default_timeout_{60000};  // true while handshake() sends its initialize request
 
  private:
+  // A call in flight: its caller waits (resume) until the answer, an error, or the deadline finishes it.
   struct Pending {
-    explicit Pending(const net::any_io_executor& ex) : done(ex) {}
-    Event done;
+    bool done = false, timed_out = false;
+    Clock::time_point deadline;
+    // The waiting caller (in an optional: Boost 1.81's any_completion_handler move assignment recurses forever).
+    std::optional<net::any_completion_handler<void()>> resume;
     std::optional<json::object> response;  // unset until answered
     std::shared_ptr<CallSink> sink;
     json::value progress_token;  // the downstream's token, when the call had one
@@ -160,8 +167,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<json::object> call_started(std::string method, json::value params, CallOptions opts,
                                             CallHandle* handle);
   net::awaitable<std::optional<std::string>> start();
+  // Marks a call done and resumes its caller: queued (safe anywhere), or at once (see deliver).
+  void finish(Pending& p, bool at_once = false);
+  // One timer for the deadlines of every call in flight, armed for the earliest: calls finished in time
+  // (nearly all) never touch it, and with one timeout per server deadlines come in order, so it fires about
+  // once per timeout while calls keep coming.
+  void watch_deadline(Clock::time_point t);
+  void deadline_reached();
 
   std::map<uint64_t, Pending*> pending_;
+  std::unique_ptr<net::steady_timer> deadline_timer_;
+  Clock::time_point deadline_armed_ = Clock::time_point::max();
   uint64_t next_id_ = 0;
   json::object server_caps_;
   json::value server_info_;

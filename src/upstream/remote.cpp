@@ -196,7 +196,8 @@ class HttpConnection final : public Connection {
     if (res.status == 202 || (res.status >= 200 && res.status < 300 && json_body.empty() && !sse)) co_return;
     if (res.status >= 200 && res.status < 300) {
       if (!sse) {
-        if (!for_each_message(json_body, [&](json::value m) { self->deliver(std::move(m), related); })) {
+        // At once: the body is complete and the pool has its connection back; nothing below touches the call.
+        if (!for_each_message(json_body, [&](json::value m) { self->deliver(std::move(m), related, true); })) {
           log::warn("upstream sent a body that is not JSON", {{"server", self->cfg_.id}, {"body", snippet(json_body)}});
           if (related) self->fail_call(related, jsonrpc::code::internal_error,
                                        "Upstream server '" + self->cfg_.id + "' sent an invalid response");
