@@ -231,8 +231,16 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
   if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
   else low.expires_never();
   if (!parser.is_done()) {
-    make_room_for_body(buffer, parser.content_length());
-    auto [rec, rn] = co_await bhttp::async_read(s, buffer, parser, kTuple);
+    auto cl = parser.content_length();
+    boost::system::error_code rec;
+    // The whole body is already buffered (a small answer comes in one segment with its head): parsed here,
+    // as the server does, since Beast's asynchronous read would queue its completion.
+    if constexpr (std::is_same_v<S, Stream>)
+      if (cl && buffer.size() >= *cl) bhttp::read(s, buffer, parser, rec);
+    if (!parser.is_done() && !rec) {
+      make_room_for_body(buffer, cl);
+      std::tie(rec, std::ignore) = co_await bhttp::async_read(s, buffer, parser, kTuple);
+    }
     if (rec && !parser.stopped) {
       out.ec = rec;
       co_return;
