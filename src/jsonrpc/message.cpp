@@ -15,27 +15,31 @@ Kind classify(const json::value& v, std::string* why) {
     return Kind::invalid;
   };
   if (!v.is_object()) return fail("a JSON-RPC message must be an object");
-  const auto& o = v.as_object();
-  auto* ver = o.if_contains("jsonrpc");
+  // One pass over the members (this runs for every message, both ways) instead of a lookup per name.
+  const json::value *ver = nullptr, *method = nullptr, *id = nullptr, *params = nullptr, *result = nullptr,
+                    *error = nullptr;
+  for (const auto& kv : v.as_object()) {
+    std::string_view k = kv.key();
+    if (k == "jsonrpc") ver = &kv.value();
+    else if (k == "method") method = &kv.value();
+    else if (k == "id") id = &kv.value();
+    else if (k == "params") params = &kv.value();
+    else if (k == "result") result = &kv.value();
+    else if (k == "error") error = &kv.value();
+  }
   if (!ver || !ver->is_string() || ver->as_string() != "2.0") return fail("\"jsonrpc\" must be \"2.0\"");
-  auto* method = o.if_contains("method");
-  auto* id = o.if_contains("id");
   if (method) {
     if (!method->is_string() || method->as_string().empty()) return fail("\"method\" must be a non-empty string");
-    if (auto* p = o.if_contains("params"); p && !p->is_object() && !p->is_array())
-      return fail("\"params\" must be an object or array");
+    if (params && !params->is_object() && !params->is_array()) return fail("\"params\" must be an object or array");
     if (!id) return Kind::notification;
     if (!valid_id(*id)) return fail("\"id\" must be a string or an integer");
     return Kind::request;
   }
   if (!id) return fail("a message needs \"method\" or \"id\"");
-  bool has_result = o.contains("result"), has_error = o.contains("error");
-  if (has_result == has_error) return fail("a response has exactly one of \"result\" and \"error\"");
+  if (!result == !error) return fail("a response has exactly one of \"result\" and \"error\"");
   if (!valid_id(*id) && !id->is_null()) return fail("\"id\" must be a string or an integer");
-  if (has_error) {
-    const auto& e = o.at("error");
-    if (!e.is_object() || !e.as_object().contains("code")) return fail("\"error\" must be an object with \"code\"");
-  }
+  if (error && (!error->is_object() || !error->as_object().contains("code")))
+    return fail("\"error\" must be an object with \"code\"");
   return Kind::response;
 }
 
