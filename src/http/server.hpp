@@ -58,13 +58,13 @@ struct Wire {
   std::size_t bytes_in = 0;
 };
 
-// One request and its answer. Either send() once, or begin_stream() + write()* + end_stream().
 // What a handler keeps from one request of a keep-alive connection to the next (the API key it verified
 // last); it goes with the connection.
 struct ConnectionMemo {
   virtual ~ConnectionMemo() = default;
 };
 
+// One request and its answer. Either send() once, or begin_stream() + write()* + end_stream().
 class Exchange {
  public:
   Exchange(Stream& stream, Request& req, std::string request_id, std::string client_ip,
