@@ -233,10 +233,10 @@ class StdioConnection final : public Connection {
         if (jec) {
           log::warn("upstream wrote a line that is not JSON", {{"server", self->cfg_.id},
                                                               {"line", std::string(line.substr(0, 200))}});
-        } else if (v.is_array()) {
-          for (auto& m : v.as_array()) self->deliver(std::move(m), 0);
+        } else if (v.is_array()) {  // at once: the loop keeps only its own buffer across deliver()
+          for (auto& m : v.as_array()) self->deliver(std::move(m), 0, true);
         } else {
-          self->deliver(std::move(v), 0);
+          self->deliver(std::move(v), 0, true);
         }
       }
       buf.erase(0, n);
