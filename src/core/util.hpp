@@ -26,11 +26,11 @@ inline bool word_has_byte(uint64_t w, uint8_t c) {
   return word_has_byte_below(w ^ (0x0101010101010101ULL * c), 1);
 }
 
-// The project's JSON writer. JSON text of a value, as boost::json::serialize writes it (the same bytes; numbers with a fraction or an
-// exponent are written by Boost.JSON itself), in a fraction of its time: text is copied in runs, 16 bytes
-// (SSE2; else 8) checked at a time for the few that need escaping, where Boost.JSON's serializer takes each
-// byte in turn (~9 instructions a byte: a 10 KB tool result paid ~90,000 to be written once). Every message,
-// answer, log line and stored JSON text goes through it.
+// The project's JSON writer: the JSON text of a value, the same bytes boost::json::serialize writes (numbers
+// with a fraction or an exponent are written by Boost.JSON itself), in a fraction of its time: text is copied
+// in runs, 16 bytes (SSE2; else 8) checked at a time for the few that need escaping, where Boost.JSON's
+// serializer takes each byte in turn (~9 instructions a byte: a 10 KB tool result paid ~90,000 to be written
+// once). Every message, answer, log line and stored JSON text goes through it.
 std::string to_json(const boost::json::value& v);
 std::string to_json(const boost::json::object& o);
 std::string to_json_array(std::span<const boost::json::value> items);  // a JSON array of the items

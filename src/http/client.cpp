@@ -1,4 +1,5 @@
 #include "http/client.hpp"
+#include "http/body.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -231,14 +232,11 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
   if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
   else low.expires_never();
   if (!parser.is_done()) {
-    auto cl = parser.content_length();
     boost::system::error_code rec;
-    // The whole body is already buffered (a small answer comes in one segment with its head): parsed here,
-    // as the server does, since Beast's asynchronous read would queue its completion.
-    if constexpr (std::is_same_v<S, Stream>)
-      if (cl && buffer.size() >= *cl) bhttp::read(s, buffer, parser, rec);
-    if (!parser.is_done() && !rec) {
-      make_room_for_body(buffer, cl);
+    bool parsed = false;
+    if constexpr (std::is_same_v<S, Stream>) parsed = parse_buffered_body(s, buffer, parser, rec);  // (TLS: no sync read)
+    if (!parsed) {
+      make_room_for_body(buffer, parser.content_length());
       std::tie(rec, std::ignore) = co_await bhttp::async_read(s, buffer, parser, kTuple);
     }
     if (rec && !parser.stopped) {

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "core/log.hpp"
+#include "http/body.hpp"
 #include "http/wire.hpp"
 #include "core/util.hpp"
 #include "jsonrpc/message.hpp"
@@ -356,10 +357,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
       continue;
     }
     stream.expires_after(limits_.read_timeout);
-    if (!parser.is_done() && cl && buffer.size() >= *cl) {
-      // The whole body is already buffered: parse it here, without another trip through the scheduler.
-      bhttp::read(stream, buffer, parser, ec);
-    } else if (!parser.is_done()) {
+    if (!parse_buffered_body(stream, buffer, parser, ec) && !parser.is_done()) {
       make_room_for_body(buffer, cl);
       std::tie(ec, n) = co_await bhttp::async_read(stream, buffer, parser, kTuple);
     }

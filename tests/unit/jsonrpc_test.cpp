@@ -99,7 +99,9 @@ TEST(ToJson, WritesWhatBoostJsonWrites) {
   for (int i = 0; i < 2000; ++i) {
     json::value v = random_value(0);
     ASSERT_EQ(gh::to_json(v), json::serialize(v));
-    if (v.is_object()) ASSERT_EQ(gh::to_json(v.as_object()), json::serialize(v.as_object()));
+    if (v.is_object()) {
+      ASSERT_EQ(gh::to_json(v.as_object()), json::serialize(v.as_object()));
+    }
   }
   json::value edges{{"min", std::numeric_limits<int64_t>::min()}, {"max", std::numeric_limits<int64_t>::max()},
                     {"zero", 0}, {"neg", -1.5}, {"empty", ""}, {"nested", json::array{json::object{}, json::array{}}}};
