@@ -226,7 +226,7 @@ net::awaitable<void> stream_answers(http::Exchange& ex, std::shared_ptr<Channel>
     ch->wake.reset();
   }
   if (ch->gone) co_return;
-  for (auto& r : ch->responses) co_await ex.write(sse::encode(to_json(r)));
+  for (auto& r : ch->responses) co_await ex.write(sse::encode(r));
   co_await ex.end_stream();
 }
 
@@ -238,7 +238,16 @@ net::awaitable<void> answer_plain(http::Exchange& ex, std::shared_ptr<Channel> c
     if (open) co_await ex.end_stream();
     co_return;
   }
-  std::string body = batch ? to_json_array(ch->responses) : to_json(ch->responses.front());
+  if (!batch) {
+    co_await ex.send_json(bhttp::status::ok, std::move(ch->responses.front()));
+    co_return;
+  }
+  std::string body = "[";
+  for (auto& r : ch->responses) {
+    if (body.size() > 1) body += ',';
+    body += r;
+  }
+  body += ']';
   co_await ex.send_json(bhttp::status::ok, std::move(body));
 }
 
@@ -280,7 +289,7 @@ net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Se
     }, net::detached);
   };
   watch_client(ex, s, ch);
-  std::optional<json::object> resp;
+  std::optional<jsonrpc::Reply> resp;
   try {
     resp = co_await hub_.dispatch(s, std::move(request), ch);
   } catch (const std::exception& e) {
@@ -298,11 +307,11 @@ net::awaitable<void> Endpoint::answer_many(http::Exchange& ex, std::shared_ptr<S
                                            std::vector<json::object> requests, std::vector<json::value> early) {
   auto exec = co_await net::this_coro::executor;
   auto ch = std::make_shared<Channel>(exec);
-  ch->responses = std::move(early);
+  for (auto& e : early) ch->responses.push_back(to_json(e));
   ch->expected = requests.size();
   for (auto& r : requests) {
     net::co_spawn(exec, [this, s, ch, r = std::move(r)]() mutable -> net::awaitable<void> {
-      std::optional<json::object> resp;
+      std::optional<jsonrpc::Reply> resp;
       try {
         resp = co_await hub_.dispatch(s, std::move(r), ch);
       } catch (const std::exception& e) {

@@ -25,9 +25,9 @@ void Channel::push(const json::object& msg) {
   wake.set();
 }
 
-void Channel::finish(std::optional<json::object> response) {
+void Channel::finish(std::optional<jsonrpc::Reply> response) {
   ++finished;
-  if (response) responses.push_back(std::move(*response));
+  if (response) responses.push_back(response->serialize());
   wake.set();
 }
 
@@ -462,7 +462,8 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_
           if (!cursor.is_null()) params["cursor"] = cursor;
           upstream::CallOptions opts;
           opts.timeout = conn->timeout();
-          auto resp = co_await conn->call(k.method, std::move(params), opts);
+          auto reply = co_await conn->call(k.method, std::move(params), opts);
+          auto& resp = reply.object();
           auto* r = resp.if_contains("result");
           if (!r || !r->is_object()) {
             // templates/list is optional even for servers with resources; any other failure is not cached
@@ -597,7 +598,7 @@ json::array Hub::meta_tools() const {
   return tools;
 }
 
-net::awaitable<std::optional<json::object>> Hub::meta_call(std::shared_ptr<Session> s, json::value params_v, json::value id,
+net::awaitable<std::optional<jsonrpc::Reply>> Hub::meta_call(std::shared_ptr<Session> s, json::value params_v, json::value id,
                                                            std::shared_ptr<Channel> ch) {
   auto& params = params_v.as_object();
   auto* n = params.if_contains("name");
@@ -769,7 +770,7 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
   co_return jsonrpc::make_result(id, std::move(result));
 }
 
-net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
+net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
                                           json::value params, json::value id, std::shared_ptr<Channel> ch) {
   std::string key = id_key(id);
   if (s->in_flight.count(key))
@@ -792,25 +793,22 @@ net::awaitable<std::optional<json::object>> Hub::forward(std::shared_ptr<Session
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   srv->stats.calls++;
   srv->stats.total_ms += ms;
-  if (resp.contains("error")) srv->stats.errors++;
+  bool failed = resp.is_error();
+  if (failed) srv->stats.errors++;
   if (on_call) {
-    std::string_view outcome = "ok";
-    if (auto* e = resp.if_contains("error")) {
-      auto* c = e->is_object() ? e->as_object().if_contains("code") : nullptr;
-      outcome = c && c->is_int64() && c->as_int64() == code::request_timeout ? "timeout" : "error";
-    } else if (auto* r = resp.if_contains("result"); r && r->is_object()) {
-      if (auto* ie = r->as_object().if_contains("isError"); ie && ie->is_bool() && ie->as_bool()) outcome = "tool_error";
-    }
+    std::string_view outcome = !failed                                         ? (resp.tool_error() ? "tool_error" : "ok")
+                               : resp.error_code() == code::request_timeout ? "timeout"
+                                                                              : "error";
     on_call(srv->cfg.id, call_label, outcome, ms / 1000.0);
   }
   bool cancelled = s->in_flight[key].cancelled;
   s->in_flight.erase(key);
   if (cancelled) co_return std::nullopt;  // a cancelled request gets no response
-  resp["id"] = std::move(id);
+  resp.set_id(std::move(id));
   co_return resp;
 }
 
-net::awaitable<std::optional<json::object>> Hub::dispatch(std::shared_ptr<Session> s, json::object req,
+net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Session> s, json::object req,
                                                           std::shared_ptr<Channel> ch) {
   json::value id = req["id"];
   std::string method(jsonrpc::method_of(req));

@@ -67,13 +67,13 @@ struct Channel {
   explicit Channel(const net::any_io_executor& ex) : wake(ex) {}
   Event wake;
   std::list<std::string> messages;  // serialized messages for the SSE stream, in order (a list: no allocation while empty)
-  std::vector<json::value> responses;
+  std::vector<std::string> responses;  // serialized, in the order they were finished
   std::size_t expected = 0, finished = 0;
   bool gone = false;  // the client went away
   // Called on the first pushed message, so that a single-request answer starts its SSE writer only when needed.
   std::function<void()> on_first_message;
   void push(const json::object& msg);
-  void finish(std::optional<json::object> response);
+  void finish(std::optional<jsonrpc::Reply> response);
 };
 
 struct InFlight {
@@ -175,7 +175,7 @@ class Hub {
   // initialize: negotiates the version and returns the InitializeResult.
   net::awaitable<json::object> initialize(std::shared_ptr<Session> s, const json::object& params);
   // Handles one request; returns its response (id set) or nullopt when it was cancelled.
-  net::awaitable<std::optional<json::object>> dispatch(std::shared_ptr<Session> s, json::object req,
+  net::awaitable<std::optional<jsonrpc::Reply>> dispatch(std::shared_ptr<Session> s, json::object req,
                                                        std::shared_ptr<Channel> ch);
   // Handles a notification or a response from the client.
   void client_message(const std::shared_ptr<Session>& s, json::object msg);
@@ -208,11 +208,11 @@ class Hub {
   net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers);
   bool may_call(const Session& s, const Server& srv, std::string_view tool) const;
   json::array meta_tools() const;
-  net::awaitable<std::optional<json::object>> meta_call(std::shared_ptr<Session> s, json::value params, json::value id,
+  net::awaitable<std::optional<jsonrpc::Reply>> meta_call(std::shared_ptr<Session> s, json::value params, json::value id,
                                                         std::shared_ptr<Channel> ch);
   net::awaitable<json::object> list(std::shared_ptr<Session> s, std::string_view method, const json::object& params,
                                     const json::value& id);
-  net::awaitable<std::optional<json::object>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
+  net::awaitable<std::optional<jsonrpc::Reply>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
                                        json::value params, json::value id, std::shared_ptr<Channel> ch);
   std::shared_ptr<Server> route_uri(const Session& s, std::string_view uri) const;
 

@@ -207,7 +207,8 @@ net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::
     co_await ex.send_json(bhttp::status::internal_server_error, detail("The call was cancelled"));
     co_return;
   }
-  if (auto* e = resp->if_contains("error"); e && e->is_object()) {
+  auto& answer = resp->object();
+  if (auto* e = answer.if_contains("error"); e && e->is_object()) {
     auto& err = e->as_object();
     int64_t c = err.contains("code") && err.at("code").is_int64() ? err.at("code").as_int64() : code::internal_error;
     std::string msg = err.contains("message") && err.at("message").is_string() ? std::string(err.at("message").as_string()) : "error";
@@ -218,7 +219,7 @@ net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::
     co_await ex.send_json(status, detail(msg));
     co_return;
   }
-  auto* r = resp->if_contains("result");
+  auto* r = answer.if_contains("result");
   if (!r || !r->is_object()) {
     co_await ex.send_json(bhttp::status::bad_gateway, detail("The tool server sent no result"));
     co_return;

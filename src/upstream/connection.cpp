@@ -79,7 +79,8 @@ net::awaitable<std::optional<std::string>> Connection::handshake() {
   opts.timeout = timeout();
   sending_handshake_ = true;  // call_started sends before its first suspension
   auto call = call_started("initialize", std::move(params), opts, nullptr);
-  auto resp = co_await std::move(call);
+  auto reply = co_await std::move(call);
+  auto& resp = reply.object();
   if (auto* e = resp.if_contains("error")) co_return "initialize failed: " + to_json(*e);
   auto* r = resp.if_contains("result");
   if (!r || !r->is_object()) co_return "initialize returned no result";
@@ -132,7 +133,7 @@ net::awaitable<std::optional<std::string>> Connection::start() {
   co_return err;
 }
 
-net::awaitable<json::object> Connection::call(std::string method, json::value params, CallOptions opts,
+net::awaitable<jsonrpc::Reply> Connection::call(std::string method, json::value params, CallOptions opts,
                                               CallHandle* handle) {
   auto self = shared_from_this();
   if (!use_if_ready())  // the usual case needs no coroutine frame of ensure_ready's
@@ -142,7 +143,7 @@ net::awaitable<json::object> Connection::call(std::string method, json::value pa
   co_return co_await call_started(std::move(method), std::move(params), std::move(opts), handle);
 }
 
-net::awaitable<json::object> Connection::call_started(std::string method, json::value params, CallOptions opts,
+net::awaitable<jsonrpc::Reply> Connection::call_started(std::string method, json::value params, CallOptions opts,
                                                       CallHandle* handle) {
   auto self = shared_from_this();
   uint64_t id = ++next_id_;
@@ -177,7 +178,8 @@ net::awaitable<json::object> Connection::call_started(std::string method, json::
                                   "Upstream server '" + cfg_.id + "' did not answer " + method + " within " +
                                       std::to_string(opts.timeout.count()) + " ms");
   }
-  co_return p.response ? std::move(*p.response) : jsonrpc::make_error(nullptr, jsonrpc::code::internal_error, "No response");
+  if (p.response) co_return std::move(*p.response);
+  co_return jsonrpc::make_error(nullptr, jsonrpc::code::internal_error, "No response");
 }
 
 void Connection::notify(std::string_view method, json::value params) {
@@ -269,6 +271,27 @@ void Connection::close(std::string_view why) {
   }
   if (prev != State::idle && prev != State::backoff) stop_transport();
   if (ready_) ready_->set();
+}
+
+bool Connection::deliver_text(std::string& text, uint64_t related, bool at_once) {
+  if (auto passed = jsonrpc::Reply::pass_through(text)) {
+    auto it = pending_.find(passed->first);
+    if (it == pending_.end() || it->second->done) {
+      log::debug("upstream response for no pending call", {{"server", cfg_.id}});
+      return true;
+    }
+    it->second->response.emplace(std::move(passed->second));
+    finish(*it->second, at_once);  // last, as in deliver()
+    return true;
+  }
+  boost::system::error_code ec;
+  auto v = parse_json(text, ec);
+  if (ec) return false;
+  if (v.is_array())
+    for (auto& m : v.as_array()) deliver(std::move(m), related, at_once);
+  else
+    deliver(std::move(v), related, at_once);
+  return true;
 }
 
 void Connection::deliver(json::value msg, uint64_t related, bool at_once) {

@@ -17,6 +17,7 @@
 
 #include "core/config.hpp"
 #include "core/event.hpp"
+#include "jsonrpc/reply.hpp"
 
 namespace gh::upstream {
 
@@ -64,9 +65,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
              std::map<std::string, std::string> resolved_headers, json::object client_capabilities);
   virtual ~Connection();
 
-  // Sends a request and waits for its response. Returns the full response object (`result` or `error`;
-  // its `id` is whatever the caller wants to set). Never throws for upstream failures.
-  net::awaitable<json::object> call(std::string method, json::value params, CallOptions opts,
+  // Sends a request and waits for its response. Returns the full response (`result` or `error`; its `id` is
+  // whatever the caller wants to set): a plain result as the upstream's bytes (see jsonrpc::Reply). Never
+  // throws for upstream failures.
+  net::awaitable<jsonrpc::Reply> call(std::string method, json::value params, CallOptions opts,
                                     CallHandle* handle = nullptr);
   // Sends a notification upstream (best effort).
   void notify(std::string_view method, json::value params);
@@ -119,6 +121,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // the scheduler); only for a transport that touches nothing of the call afterwards and is not inside a
   // parser callback.
   void deliver(json::value msg, uint64_t related, bool at_once = false);
+  // Delivers one JSON text from the upstream (a message or a batch): a plain result for a call in flight
+  // completes it with the text itself (taken from `text`, never parsed), anything else is parsed and
+  // delivered as above. False, with `text` untouched, when it is not JSON.
+  bool deliver_text(std::string& text, uint64_t related, bool at_once = false);
   // initialize + capabilities on a started transport (also to renew an HTTP session the server forgot).
   net::awaitable<std::optional<std::string>> handshake();
   // A new upstream session on the same transport (HTTP session renewal): late replies to the old one are dropped.
@@ -159,12 +165,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Clock::time_point deadline;
     // The waiting caller (in an optional: Boost 1.81's any_completion_handler move assignment recurses forever).
     std::optional<net::any_completion_handler<void()>> resume;
-    std::optional<json::object> response;  // unset until answered
+    std::optional<jsonrpc::Reply> response;  // unset until answered
     std::shared_ptr<CallSink> sink;
     json::value progress_token;  // the downstream's token, when the call had one
     std::vector<std::pair<std::string, std::string>> headers;
   };
-  net::awaitable<json::object> call_started(std::string method, json::value params, CallOptions opts,
+  net::awaitable<jsonrpc::Reply> call_started(std::string method, json::value params, CallOptions opts,
                                             CallHandle* handle);
   net::awaitable<std::optional<std::string>> start();
   // Marks a call done and resumes its caller: queued (safe anywhere), or at once (see deliver).

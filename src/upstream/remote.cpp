@@ -157,7 +157,7 @@ class HttpConnection final : public Connection {
           if (sse)
             return decoder.feed(data, [&](sse::Event&& ev) {
               if (ev.event != "message" || ev.data.empty()) return;
-              if (!for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), related); }))
+              if (!self->deliver_text(ev.data, related))
                 log::warn("upstream sent an SSE event that is not JSON", {{"server", self->cfg_.id},
                                                                           {"data", snippet(ev.data)}});
             });
@@ -197,7 +197,7 @@ class HttpConnection final : public Connection {
     if (res.status >= 200 && res.status < 300) {
       if (!sse) {
         // At once: the body is complete and the pool has its connection back; nothing below touches the call.
-        if (!for_each_message(json_body, [&](json::value m) { self->deliver(std::move(m), related, true); })) {
+        if (!self->deliver_text(json_body, related, true)) {
           log::warn("upstream sent a body that is not JSON", {{"server", self->cfg_.id}, {"body", snippet(json_body)}});
           if (related) self->fail_call(related, jsonrpc::code::internal_error,
                                        "Upstream server '" + self->cfg_.id + "' sent an invalid response");
@@ -273,7 +273,7 @@ class HttpConnection final : public Connection {
             if (self->epoch_ != epoch) return false;
             return decoder.feed(data, [&](sse::Event&& ev) {
               if (ev.event != "message" || ev.data.empty()) return;
-              for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), related); });
+              self->deliver_text(ev.data, related);
             });
           },
           Clock::now() + self->timeout());
@@ -304,7 +304,7 @@ class HttpConnection final : public Connection {
             if (self->epoch_ != epoch || self->session_id_ != session) return false;
             return decoder.feed(data, [&](sse::Event&& ev) {
               if (ev.event != "message" || ev.data.empty()) return;
-              for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), 0); });
+              self->deliver_text(ev.data, 0);
             });
           });
       if (self->epoch_ != epoch || self->session_id_ != session) co_return;
@@ -390,7 +390,7 @@ class SseConnection final : public Connection {
               self->post_pool_ = std::make_shared<http::ClientPool>(self->ex_, origin);
               ready->set();
             } else if (ev.event == "message" && !ev.data.empty()) {
-              if (!for_each_message(ev.data, [&](json::value m) { self->deliver(std::move(m), 0); }))
+              if (!self->deliver_text(ev.data, 0))
                 log::warn("upstream sent an SSE event that is not JSON", {{"server", self->cfg_.id}});
             }
           });

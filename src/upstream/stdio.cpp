@@ -228,16 +228,10 @@ class StdioConnection final : public Connection {
       std::string_view line(buf.data(), n - 1);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (!line.empty()) {
-        boost::system::error_code jec;
-        auto v = parse_json(line, jec);
-        if (jec) {
+        std::string text(line);  // at once: the loop keeps only its own buffer across deliver_text()
+        if (!self->deliver_text(text, 0, true))
           log::warn("upstream wrote a line that is not JSON", {{"server", self->cfg_.id},
                                                               {"line", std::string(line.substr(0, 200))}});
-        } else if (v.is_array()) {  // at once: the loop keeps only its own buffer across deliver()
-          for (auto& m : v.as_array()) self->deliver(std::move(m), 0, true);
-        } else {
-          self->deliver(std::move(v), 0, true);
-        }
       }
       buf.erase(0, n);
     }

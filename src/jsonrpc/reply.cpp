@@ -1,0 +1,307 @@
+#include "jsonrpc/reply.hpp"
+
+#include <cstring>
+#include <string_view>
+
+#include "core/util.hpp"
+#include "jsonrpc/message.hpp"
+
+namespace gh::jsonrpc {
+namespace json = boost::json;
+
+namespace {
+
+// Nesting allowed in a passed-through message, the top-level object counted: Boost.JSON's parser's default
+// (parse_options::max_depth), so that a result passes through exactly when it would have parsed.
+constexpr int kMaxDepth = 32;
+
+// A validating JSON scanner (RFC 8259; UTF-8 checked, escapes and surrogate pairs checked as Boost.JSON
+// does): it only says whether the text is valid and where values end. No allocation, no DOM. Anything it
+// rejects takes the parser's path, so it may be stricter than the parser, never looser.
+class Scanner {
+ public:
+  Scanner(const char* begin, const char* end) : p_(begin), end_(end) {}
+  const char* pos() const { return p_; }
+  bool at_end() const { return p_ == end_; }
+
+  void ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+  bool eat(char c) {
+    if (p_ < end_ && *p_ == c) {
+      ++p_;
+      return true;
+    }
+    return false;
+  }
+  bool exact(std::string_view s) {
+    if (static_cast<std::size_t>(end_ - p_) < s.size() || std::memcmp(p_, s.data(), s.size()) != 0) return false;
+    p_ += s.size();
+    return true;
+  }
+  // A string at p_; `contents` gets what is between the quotes, `escaped` whether it holds an escape.
+  bool string(std::string_view* contents = nullptr, bool* escaped = nullptr) {
+    if (!eat('"')) return false;
+    const char* begin = p_;
+    bool esc = false;
+    for (;;) {
+      while (p_ < end_) {  // printable ASCII, the usual case
+        auto c = static_cast<unsigned char>(*p_);
+        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
+        ++p_;
+      }
+      if (p_ >= end_) return false;
+      auto c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        if (contents) *contents = std::string_view(begin, static_cast<std::size_t>(p_ - begin));
+        if (escaped) *escaped = esc;
+        ++p_;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c == '\\') {
+        esc = true;
+        if (!escape()) return false;
+      } else if (!utf8()) {
+        return false;
+      }
+    }
+  }
+  // An unsigned integer token (no sign, fraction or exponent) that fits 64 bits.
+  std::optional<uint64_t> unsigned_integer() {
+    const char* begin = p_;
+    uint64_t v = 0;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
+      uint64_t d = static_cast<uint64_t>(*p_ - '0');
+      if (v > (UINT64_MAX - d) / 10) return std::nullopt;
+      v = v * 10 + d;
+      ++p_;
+    }
+    if (p_ == begin || (*begin == '0' && p_ - begin > 1)) return std::nullopt;
+    if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) return std::nullopt;
+    return v;
+  }
+  // Any value; with `is_error`, an object's member "isError": true sets it (a tool result's flag).
+  bool value(int depth, bool* is_error = nullptr) {
+    if (p_ >= end_) return false;
+    switch (*p_) {
+      case '"': return string();
+      case '{': return object(depth + 1, is_error);
+      case '[': return array(depth + 1);
+      case 't': return exact("true");
+      case 'f': return exact("false");
+      case 'n': return exact("null");
+      default: return number();
+    }
+  }
+
+ private:
+  bool object(int depth, bool* is_error) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    ws();
+    if (eat('}')) return true;
+    for (;;) {
+      std::string_view key;
+      bool escaped = false;
+      if (!string(&key, &escaped)) return false;
+      ws();
+      if (!eat(':')) return false;
+      ws();
+      if (is_error && !escaped && key == "isError" && static_cast<std::size_t>(end_ - p_) >= 4 &&
+          std::memcmp(p_, "true", 4) == 0)
+        *is_error = true;
+      if (!value(depth)) return false;
+      ws();
+      if (eat(',')) {
+        ws();
+        continue;
+      }
+      return eat('}');
+    }
+  }
+  bool array(int depth) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    ws();
+    if (eat(']')) return true;
+    for (;;) {
+      if (!value(depth)) return false;
+      ws();
+      if (eat(',')) {
+        ws();
+        continue;
+      }
+      return eat(']');
+    }
+  }
+  bool digits() {
+    const char* begin = p_;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+    return p_ != begin;
+  }
+  bool number() {
+    eat('-');
+    if (p_ >= end_) return false;
+    if (*p_ == '0') ++p_;
+    else if (!(*p_ >= '1' && *p_ <= '9') || !digits()) return false;
+    if (eat('.') && !digits()) return false;
+    if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
+      ++p_;
+      if (!eat('+')) eat('-');
+      if (!digits()) return false;
+    }
+    return true;
+  }
+  int hex4() {
+    if (end_ - p_ < 4) return -1;
+    int v = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = p_[i];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (d < 0) return -1;
+      v = v * 16 + d;
+    }
+    p_ += 4;
+    return v;
+  }
+  bool escape() {  // p_ at the backslash
+    ++p_;
+    if (p_ >= end_) return false;
+    switch (*p_++) {
+      case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': return true;
+      case 'u': {
+        int u = hex4();
+        if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return false;  // a trailing surrogate alone
+        if (u < 0xD800 || u > 0xDBFF) return true;
+        if (!exact("\\u")) return false;  // a leading surrogate needs its trailing one
+        int low = hex4();
+        return low >= 0xDC00 && low <= 0xDFFF;
+      }
+      default: return false;
+    }
+  }
+  bool utf8() {  // p_ at a byte >= 0x80: one well-formed sequence (no overlong forms, surrogates or > U+10FFFF)
+    auto c = static_cast<unsigned char>(*p_);
+    int n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) n = 1;
+    else if (c == 0xE0) n = 2, lo = 0xA0;
+    else if (c == 0xED) n = 2, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF) n = 2;
+    else if (c == 0xF0) n = 3, lo = 0x90;
+    else if (c == 0xF4) n = 3, hi = 0x8F;
+    else if (c >= 0xF1 && c <= 0xF3) n = 3;
+    else return false;
+    if (end_ - p_ <= n) return false;
+    auto c1 = static_cast<unsigned char>(p_[1]);
+    if (c1 < lo || c1 > hi) return false;
+    for (int i = 2; i <= n; ++i) {
+      auto ci = static_cast<unsigned char>(p_[i]);
+      if (ci < 0x80 || ci > 0xBF) return false;
+    }
+    p_ += n + 1;
+    return true;
+  }
+
+  const char* p_;
+  const char* end_;
+};
+
+}  // namespace
+
+std::optional<std::pair<uint64_t, Reply>> Reply::pass_through(std::string& text) {
+  Scanner s(text.data(), text.data() + text.size());
+  s.ws();
+  if (!s.eat('{')) return std::nullopt;
+  bool version = false, tool_error = false;
+  std::optional<uint64_t> id;
+  const char *result = nullptr, *result_end = nullptr;
+  s.ws();
+  for (;;) {  // members in any order; each once; nothing but these three
+    std::string_view key;
+    bool escaped = false;
+    if (!s.string(&key, &escaped) || escaped) return std::nullopt;
+    s.ws();
+    if (!s.eat(':')) return std::nullopt;
+    s.ws();
+    if (key == "jsonrpc") {
+      if (version || !s.exact("\"2.0\"")) return std::nullopt;
+      version = true;
+    } else if (key == "id") {
+      if (id || !(id = s.unsigned_integer())) return std::nullopt;
+    } else if (key == "result") {
+      if (result) return std::nullopt;
+      result = s.pos();
+      if (!s.value(1, &tool_error)) return std::nullopt;
+      result_end = s.pos();
+    } else {
+      return std::nullopt;
+    }
+    s.ws();
+    if (s.eat(',')) {
+      s.ws();
+      continue;
+    }
+    if (s.eat('}')) break;
+    return std::nullopt;
+  }
+  s.ws();
+  if (!s.at_end() || !version || !id || !result) return std::nullopt;
+  Reply r;
+  r.raw_ = true;
+  r.tool_error_ = tool_error;
+  r.result_pos_ = static_cast<std::size_t>(result - text.data());
+  r.result_len_ = static_cast<std::size_t>(result_end - result);
+  r.text_ = std::move(text);
+  return std::pair<uint64_t, Reply>(*id, std::move(r));
+}
+
+bool Reply::is_error() const { return !raw_ && obj_.contains("error"); }
+
+std::optional<int64_t> Reply::error_code() const {
+  if (raw_) return std::nullopt;
+  auto* e = obj_.if_contains("error");
+  auto* c = e && e->is_object() ? e->as_object().if_contains("code") : nullptr;
+  if (c && c->is_int64()) return c->as_int64();
+  return std::nullopt;
+}
+
+bool Reply::tool_error() const {
+  if (raw_) return tool_error_;
+  auto* r = obj_.if_contains("result");
+  auto* ie = r && r->is_object() ? r->as_object().if_contains("isError") : nullptr;
+  return ie && ie->is_bool() && ie->as_bool();
+}
+
+void Reply::set_id(json::value id) {
+  if (raw_) id_ = std::move(id);
+  else obj_["id"] = std::move(id);
+}
+
+std::string Reply::serialize() const {
+  if (!raw_) return to_json(obj_);
+  std::string id = to_json(id_);
+  std::string out;
+  out.reserve(result_len_ + id.size() + 36);
+  out += R"({"jsonrpc":"2.0","id":)";
+  out += id;
+  out += R"(,"result":)";
+  out.append(text_, result_pos_, result_len_);
+  out += '}';
+  return out;
+}
+
+json::object& Reply::object() {
+  if (!raw_) return obj_;
+  boost::system::error_code ec;
+  auto v = parse_json(std::string_view(text_).substr(result_pos_, result_len_), ec);
+  // The scanner let it through, so it parses; should the two ever disagree, say so rather than guess.
+  obj_ = ec ? make_error(id_, code::internal_error, "The upstream's result could not be read")
+            : make_result(id_, std::move(v));
+  raw_ = false;
+  text_ = std::string();
+  return obj_;
+}
+
+}  // namespace gh::jsonrpc

@@ -1,0 +1,45 @@
+// A JSON-RPC response on its way to the client: either built here (an object), or an upstream's result
+// passed through as the bytes it sent. A passed-through result is checked to be valid JSON but never parsed
+// into a DOM and never written again: only the id is replaced as the response is written out. Whoever needs
+// its members (rarely: the OpenAPI mapping, the initialize handshake) asks for object(), which parses it then.
+#pragma once
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace gh::jsonrpc {
+
+class Reply {
+ public:
+  Reply(boost::json::object o) : obj_(std::move(o)) {}  // NOLINT: implicit, a built response is a reply
+
+  // When `text` is one JSON-RPC result response ({"jsonrpc":"2.0","id":<unsigned integer>,"result":<any
+  // valid JSON>}, nothing else), takes the text and returns its id and the reply; otherwise returns nullopt
+  // and leaves `text` as it was (error responses, requests, notifications, batches and anything unusual
+  // take the parsed path, which validates and explains).
+  static std::optional<std::pair<uint64_t, Reply>> pass_through(std::string& text);
+
+  bool is_error() const;                     // an "error" member
+  std::optional<int64_t> error_code() const;  // its integer code
+  bool tool_error() const;                    // a result with "isError": true
+  void set_id(boost::json::value id);
+  std::string serialize() const;
+  // The response as an object (parses a passed-through result; its id is the one set).
+  boost::json::object& object();
+  bool passed_through() const { return raw_; }
+
+ private:
+  Reply() = default;
+  boost::json::object obj_;
+  bool raw_ = false;
+  bool tool_error_ = false;
+  std::string text_;                     // the upstream's message
+  std::size_t result_pos_ = 0, result_len_ = 0;  // its result, in text_
+  boost::json::value id_;                // the id to write
+};
+
+}  // namespace gh::jsonrpc

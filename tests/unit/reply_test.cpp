@@ -1,0 +1,174 @@
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <random>
+
+#include "jsonrpc/message.hpp"
+#include "jsonrpc/reply.hpp"
+
+using namespace gh::jsonrpc;
+namespace json = boost::json;
+
+namespace {
+std::optional<std::pair<uint64_t, Reply>> pass(std::string text) { return Reply::pass_through(text); }
+
+// Whether the text is one that must pass through: one object of exactly "jsonrpc":"2.0", an unsigned
+// integer id and a result, with plain keys (decided on the DOM, independently of the scanner).
+bool plain_result(std::string_view text) {
+  json::error_code ec;
+  auto v = json::parse(text, ec);
+  if (ec || !v.is_object()) return false;
+  auto& o = v.as_object();
+  if (o.size() != 3 || !o.contains("result")) return false;
+  auto* ver = o.if_contains("jsonrpc");
+  auto* id = o.if_contains("id");
+  if (!ver || !ver->is_string() || ver->as_string() != "2.0" || !id) return false;
+  if (!(id->is_uint64() || (id->is_int64() && id->as_int64() >= 0))) return false;
+  auto at = text.find_first_not_of(" \t\n\r:", text.find("\"id\"") + 4);
+  if (text[at] == '-') return false;  // -0: an integer, but not written as an unsigned one
+  return true;
+}
+}  // namespace
+
+TEST(Reply, PassesAResultThroughWithOnlyItsIdReplaced) {
+  std::string text = R"( { "result" : {"content":[{"type":"text","text":"h\u00e9llo \"x\" ü 😀"}], "z":1.5e-3},)"
+                     R"( "id": 42, "jsonrpc":"2.0" } )";
+  auto p = pass(text);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->first, 42u);
+  EXPECT_FALSE(p->second.is_error());
+  EXPECT_FALSE(p->second.tool_error());
+  p->second.set_id(json::value("abc"));
+  EXPECT_EQ(p->second.serialize(),
+            R"({"jsonrpc":"2.0","id":"abc","result":{"content":[{"type":"text","text":"h\u00e9llo \"x\" ü 😀"}], "z":1.5e-3}})");
+  p->second.set_id(json::value(7));
+  EXPECT_EQ(json::parse(p->second.serialize()),
+            json::parse(R"({"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"héllo \"x\" ü 😀"}],"z":1.5e-3}})"));
+  // object() parses it, with the id set
+  auto& o = p->second.object();
+  EXPECT_EQ(o.at("id").as_int64(), 7);
+  EXPECT_EQ(o.at("result").at("z").as_double(), 1.5e-3);
+  EXPECT_FALSE(p->second.passed_through());
+  EXPECT_EQ(json::parse(p->second.serialize()).at("id").as_int64(), 7);
+}
+
+TEST(Reply, SeesATopLevelIsErrorOfTheResultOnly) {
+  EXPECT_TRUE(pass(R"({"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}})")->second.tool_error());
+  EXPECT_FALSE(pass(R"({"jsonrpc":"2.0","id":1,"result":{"isError":false}})")->second.tool_error());
+  EXPECT_FALSE(pass(R"({"jsonrpc":"2.0","id":1,"result":{"a":{"isError":true}}})")->second.tool_error());
+  EXPECT_FALSE(pass(R"({"jsonrpc":"2.0","id":1,"result":[{"isError":true}]})")->second.tool_error());
+  EXPECT_FALSE(pass(R"({"jsonrpc":"2.0","id":1,"result":{"x":"isError","y":true}})")->second.tool_error());
+  // a built reply answers the same questions from its object
+  Reply built(json::object{{"jsonrpc", "2.0"}, {"id", 1}, {"result", {{"isError", true}}}});
+  EXPECT_TRUE(built.tool_error());
+  Reply err(make_error(1, code::request_timeout, "late"));
+  EXPECT_TRUE(err.is_error());
+  EXPECT_EQ(err.error_code(), code::request_timeout);
+}
+
+TEST(Reply, LeavesEverythingElseToTheParserUntouched) {
+  auto in_result = [](std::string_view raw) {
+    std::string s = R"({"jsonrpc":"2.0","id":1,"result":)";
+    s.append(raw);
+    s.push_back('}');
+    return s;
+  };
+  for (std::string text : std::vector<std::string>{
+           R"({"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}})",  // errors are parsed
+           R"({"jsonrpc":"2.0","id":1,"result":{},"extra":1})",
+           R"({"id":1,"result":{}})",
+           R"({"jsonrpc":"1.0","id":1,"result":{}})",
+           R"({"jsonrpc":"2.0 ","id":1,"result":{}})",
+           R"({"jsonrpc":"2.0","id":"1","result":{}})",
+           R"({"jsonrpc":"2.0","id":-1,"result":{}})",
+           R"({"jsonrpc":"2.0","id":1.0,"result":{}})",
+           R"({"jsonrpc":"2.0","id":1e2,"result":{}})",
+           R"({"jsonrpc":"2.0","id":01,"result":{}})",
+           R"({"jsonrpc":"2.0","id":18446744073709551616,"result":{}})",
+           R"({"jsonrpc":"2.0","id":1,"id":2,"result":{}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{},"result":{}})",
+           R"({"jsonrpc":"2.0","id":1})",
+           R"({"jsonrpc":"2.0","method":"x","params":{}})",
+           R"([{"jsonrpc":"2.0","id":1,"result":{}}])",
+           R"({"jsonrpc":"2.0","id":1,"result":{}} x)",
+           R"({"jsonrpc":"2.0","id":1,"result":{}}{})",
+           R"({"jsonrpc":"2.0","i\u0064":1,"result":{}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{"a":01}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{"a":1.}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{"a":.5}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{"a":1e}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{"a":-}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{"a":tru}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{"a":[1,]}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{"a":1,}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{"a" 1}})",
+           R"({"jsonrpc":"2.0","id":1,"result":{'a':1}})",
+           R"({"jsonrpc":"2.0","id":1,"result":"\x"})",
+           R"({"jsonrpc":"2.0","id":1,"result":"\u12G4"})",
+           R"({"jsonrpc":"2.0","id":1,"result":"\ud800"})",
+           R"({"jsonrpc":"2.0","id":1,"result":"\udc00"})",
+           R"({"jsonrpc":"2.0","id":1,"result":"\ud800\u0041"})",
+           in_result("\"\t\""),
+           in_result("\"\xc0\xaf\""),          // overlong
+           in_result("\"\xed\xa0\x80\""),      // a surrogate
+           in_result("\"\xf4\x90\x80\x80\""),  // > U+10FFFF
+           in_result("\"\xe2\x82\""),          // cut short
+           in_result(std::string(40, '[') + std::string(40, ']')),  // deeper than the parser allows
+           R"({"jsonrpc":"2.0","id":1,"result":{})",
+           "",
+       }) {
+    std::string copy = text;
+    EXPECT_FALSE(Reply::pass_through(copy)) << text;
+    EXPECT_EQ(copy, text);
+  }
+}
+
+// The scanner's promise, against Boost.JSON's parser on mutated messages: whatever it passes through is
+// valid JSON (it parses, with the same result), and every message that is plainly a result passes through.
+TEST(Reply, AgreesWithTheParserOnMutatedMessages) {
+  const std::vector<std::string> seeds = {
+      R"({"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"Echo: hi"}]}})",
+      R"({"result":{"structuredContent":{"n":-12.5e+3,"ok":true,"no":false,"z":null,"a":[0,1,[2,{"b":"\n\t\"\\\/\b\f\r\u0041"}]]},"isError":false},"jsonrpc":"2.0","id":18446744073709551615})",
+      "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"s\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\\ud83d\\ude00\",\"e\":[]}}",
+      R"({"jsonrpc":"2.0","id":12,"result":[1E5,-0,0.25,"x",{}, [ ] ,{"isError":true}]})",
+  };
+  const std::string alphabet = "{}[]\":,\\ \t\n-+.0123456789eEtrufalsn/bu\x01\x1f\x7f\x80\xbf\xc2\xe0\xed\xf0\xf4\xff";
+  std::mt19937 rng(20261205);
+  int passed = 0, plain = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string text = seeds[i % seeds.size()];
+    int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits && i >= static_cast<int>(seeds.size()); ++e) {
+      std::size_t at = rng() % (text.size() + 1);
+      char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 3) {
+        case 0: if (at < text.size()) text[at] = c; break;
+        case 1: text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c); break;
+        default: if (at < text.size()) text.erase(at, 1);
+      }
+    }
+    std::string copy = text;
+    auto p = Reply::pass_through(copy);
+    bool expected = plain_result(text);
+    plain += expected;
+    if (p) {
+      ++passed;
+      json::error_code ec;
+      auto whole = json::parse(text, ec);
+      ASSERT_FALSE(ec) << "passed through, but not JSON: " << text;
+      p->second.set_id(json::value("id"));
+      auto out = json::parse(p->second.serialize(), ec);
+      ASSERT_FALSE(ec) << text;
+      EXPECT_EQ(out.at("result"), whole.at("result")) << text;
+      EXPECT_EQ(out.at("id"), json::value("id"));
+      auto id = whole.at("id");
+      EXPECT_EQ(p->first, id.is_uint64() ? id.as_uint64() : static_cast<uint64_t>(id.as_int64())) << text;
+    } else {
+      EXPECT_EQ(copy, text);
+    }
+    EXPECT_EQ(static_cast<bool>(p), expected) << text;
+  }
+  EXPECT_GT(passed, 1000);  // the mutations kept enough messages valid to mean something
+  EXPECT_EQ(passed, plain);
+}
