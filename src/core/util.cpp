@@ -156,12 +156,13 @@ class JsonWriter {
     }
   }
 
- private:
   template <class Int>
   void integer(Int i) {
     room(24);
     p_ = std::to_chars(p_, end_, i).ptr;
   }
+
+ private:
   void room(std::size_t n) {
     if (static_cast<std::size_t>(end_ - p_) < n) grow(n);
   }
@@ -201,6 +202,20 @@ std::string to_json(const boost::json::value& v) {
 std::string to_json(const boost::json::object& o) {
   JsonWriter w;
   w.object(o);
+  return w.take();
+}
+
+std::string to_json_request(uint64_t id, std::string_view method, const boost::json::value& params) {
+  JsonWriter w;
+  w.put(R"({"jsonrpc":"2.0","id":)");
+  w.integer(id);
+  w.put(R"(,"method":)");
+  w.string(method);
+  if (!params.is_null()) {
+    w.put(R"(,"params":)");
+    w.value(params);
+  }
+  w.put('}');
   return w.take();
 }
 

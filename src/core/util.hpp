@@ -34,6 +34,9 @@ inline bool word_has_byte(uint64_t w, uint8_t c) {
 std::string to_json(const boost::json::value& v);
 std::string to_json(const boost::json::object& o);
 std::string to_json_array(std::span<const boost::json::value> items);  // a JSON array of the items
+// A JSON-RPC request's text, {"jsonrpc":"2.0","id":<id>,"method":<method>,"params":<params>} (no params when
+// null), written from its parts without building its object first.
+std::string to_json_request(uint64_t id, std::string_view method, const boost::json::value& params);
 
 // Wall-clock Unix time in whole seconds (what the store and tokens keep).
 int64_t unix_now();

@@ -68,16 +68,6 @@ Body parse_body(std::string_view text) {
   return b;
 }
 
-json::object make_request(json::value id, std::string_view method, json::value params) {
-  json::object o(params.storage());  // same arena as params: moved in, not copied
-  o.reserve(4);
-  o["jsonrpc"] = "2.0";
-  o["id"] = std::move(id);
-  o["method"] = method;
-  if (!params.is_null()) o["params"] = std::move(params);
-  return o;
-}
-
 json::object make_notification(std::string_view method, json::value params) {
   json::object o;
   o["jsonrpc"] = "2.0";

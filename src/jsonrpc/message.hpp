@@ -35,7 +35,6 @@ struct Body {
 // Parses an HTTP body: one message or (when allowed by the caller) a batch array.
 Body parse_body(std::string_view text);
 
-boost::json::object make_request(boost::json::value id, std::string_view method, boost::json::value params);
 boost::json::object make_notification(std::string_view method, boost::json::value params);
 boost::json::object make_result(boost::json::value id, boost::json::value result);
 boost::json::object make_error(boost::json::value id, int code, std::string_view message,

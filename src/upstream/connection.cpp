@@ -162,7 +162,7 @@ net::awaitable<jsonrpc::Reply> Connection::call_started(std::string method, json
   pending_[id] = &p;
   if (handle) handle->upstream_id = id;
   last_used_ = Clock::now();
-  send_message(to_json(jsonrpc::make_request(id, method, std::move(params))), id);
+  send_message(to_json_request(id, method, params), id);
   sending_handshake_ = false;
   if (!p.done) {
     watch_deadline(p.deadline);

@@ -117,3 +117,11 @@ TEST(ToJson, WritesWhatBoostJsonWrites) {
     ASSERT_EQ(gh::to_json_array(batch), json::serialize(json::array(batch.begin(), batch.end()))) << n;
   }
 }
+
+TEST(JsonRpc, RequestTextIsTheRequestObjectsText) {
+  json::value params{{"name", "echo"}, {"arguments", {{"message", "a \"quoted\"\nline"}}}, {"_meta", {{"progressToken", 3}}}};
+  EXPECT_EQ(json::parse(gh::to_json_request(18446744073709551615ull, "tools/call", params)),
+            json::parse(R"({"jsonrpc":"2.0","id":18446744073709551615,"method":"tools/call",)"
+                        R"("params":{"name":"echo","arguments":{"message":"a \"quoted\"\nline"},"_meta":{"progressToken":3}}})"));
+  EXPECT_EQ(gh::to_json_request(1, "ping\"", nullptr), R"({"jsonrpc":"2.0","id":1,"method":"ping\""})");
+}
