@@ -219,6 +219,18 @@ std::string to_json_request(uint64_t id, std::string_view method, const boost::j
   return w.take();
 }
 
+std::string to_json_request_raw(uint64_t id, std::string_view method, std::string_view params_json) {
+  JsonWriter w;
+  w.put(R"({"jsonrpc":"2.0","id":)");
+  w.integer(id);
+  w.put(R"(,"method":)");
+  w.string(method);
+  w.put(R"(,"params":)");
+  w.put(params_json);
+  w.put('}');
+  return w.take();
+}
+
 std::string to_json_array(std::span<const boost::json::value> items) {
   JsonWriter w;
   w.array(items);

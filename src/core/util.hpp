@@ -37,6 +37,8 @@ std::string to_json_array(std::span<const boost::json::value> items);  // a JSON
 // A JSON-RPC request's text, {"jsonrpc":"2.0","id":<id>,"method":<method>,"params":<params>} (no params when
 // null), written from its parts without building its object first.
 std::string to_json_request(uint64_t id, std::string_view method, const boost::json::value& params);
+// The same with params given as JSON text, written as they are.
+std::string to_json_request_raw(uint64_t id, std::string_view method, std::string_view params_json);
 
 // Wall-clock Unix time in whole seconds (what the store and tokens keep).
 int64_t unix_now();

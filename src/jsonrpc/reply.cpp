@@ -100,6 +100,19 @@ class Scanner {
     if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) return std::nullopt;
     return v;
   }
+  // An integer token (an optional minus, no fraction or exponent) as the parser stores it: int64 when it fits,
+  // else uint64; nullopt for anything else.
+  std::optional<json::value> integer() {
+    bool negative = eat('-');
+    auto magnitude = unsigned_integer();
+    if (!magnitude) return std::nullopt;
+    if (!negative) {
+      if (*magnitude <= static_cast<uint64_t>(INT64_MAX)) return json::value(static_cast<int64_t>(*magnitude));
+      return json::value(*magnitude);
+    }
+    if (*magnitude > static_cast<uint64_t>(INT64_MAX) + 1) return std::nullopt;
+    return json::value(*magnitude == 0 ? int64_t{0} : static_cast<int64_t>(0 - *magnitude));
+  }
   // Any value; with `is_error`, an object's member "isError": true sets it (a tool result's flag).
   bool value(int depth, bool* is_error = nullptr) {
     if (p_ >= end_) return false;
@@ -272,6 +285,83 @@ std::optional<std::pair<uint64_t, Reply>> Reply::pass_through(std::string& text)
   r.result_len_ = static_cast<std::size_t>(result_end - result);
   r.text_ = std::move(text);
   return std::pair<uint64_t, Reply>(*id, std::move(r));
+}
+
+std::optional<ToolCall> scan_tool_call(std::string_view text) {
+  Scanner s(text.data(), text.data() + text.size());
+  s.ws();
+  if (!s.eat('{')) return std::nullopt;
+  bool version = false, method = false;
+  std::optional<json::value> id;
+  std::optional<std::string_view> name;
+  const char *params = nullptr, *params_end = nullptr;
+  s.ws();
+  for (;;) {
+    std::string_view key;
+    bool escaped = false;
+    if (!s.string(&key, &escaped) || escaped) return std::nullopt;
+    s.ws();
+    if (!s.eat(':')) return std::nullopt;
+    s.ws();
+    if (is(key, "jsonrpc")) {
+      if (version || !s.exact("\"2.0\"")) return std::nullopt;
+      version = true;
+    } else if (is(key, "method")) {
+      if (method || !s.exact("\"tools/call\"")) return std::nullopt;
+      method = true;
+    } else if (is(key, "id")) {
+      if (id) return std::nullopt;
+      std::string_view str;
+      bool esc = false;
+      if (s.starts_with("\"")) {
+        if (!s.string(&str, &esc) || esc) return std::nullopt;
+        id = json::value(json::string_view(str.data(), str.size()));
+      } else if (!(id = s.integer())) {
+        return std::nullopt;
+      }
+    } else if (is(key, "params")) {
+      if (params || !s.eat('{')) return std::nullopt;
+      params = s.pos() - 1;
+      s.ws();
+      if (s.eat('}')) return std::nullopt;  // no name
+      for (;;) {  // params' members: values scanned as in a result, keys looked at
+        std::string_view pkey;
+        bool pesc = false;
+        if (!s.string(&pkey, &pesc) || pesc || is(pkey, "_meta")) return std::nullopt;
+        s.ws();
+        if (!s.eat(':')) return std::nullopt;
+        s.ws();
+        if (is(pkey, "name")) {
+          std::string_view n;
+          bool nesc = false;
+          if (name || !s.string(&n, &nesc) || nesc) return std::nullopt;
+          name = n;
+        } else if (!s.value(2)) {
+          return std::nullopt;
+        }
+        s.ws();
+        if (s.eat(',')) {
+          s.ws();
+          continue;
+        }
+        if (s.eat('}')) break;
+        return std::nullopt;
+      }
+      params_end = s.pos();
+    } else {
+      return std::nullopt;
+    }
+    s.ws();
+    if (s.eat(',')) {
+      s.ws();
+      continue;
+    }
+    if (s.eat('}')) break;
+    return std::nullopt;
+  }
+  s.ws();
+  if (!s.at_end() || !version || !method || !id || !params || !name) return std::nullopt;
+  return ToolCall{std::move(*id), std::string(*name), std::string_view(params, static_cast<std::size_t>(params_end - params))};
 }
 
 bool Reply::is_error() const { return !raw_ && obj_.contains("error"); }

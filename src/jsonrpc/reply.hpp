@@ -42,4 +42,16 @@ class Reply {
   boost::json::value id_;                // the id to write
 };
 
+// A tools/call request that can go upstream with its params as the client wrote them (the other way through,
+// the request is not parsed into a DOM either): one object of exactly "jsonrpc":"2.0", an id (an integer or a
+// string without escapes), "method":"tools/call" and params, an object with a "name" (a string without
+// escapes), no "_meta" (its progress token must be rewritten) and no key with an escape. Anything else is
+// nullopt: the parsed path takes it, and validates and explains.
+struct ToolCall {
+  boost::json::value id;   // as the parser would have made it (int64 when it fits, else uint64; or a string)
+  std::string name;
+  std::string_view params;  // the params' text, in the scanned text
+};
+std::optional<ToolCall> scan_tool_call(std::string_view text);
+
 }  // namespace gh::jsonrpc

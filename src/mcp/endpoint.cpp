@@ -97,14 +97,18 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
       co_return;
     }
   }
-  auto body = jsonrpc::parse_body(ex.req.body());
+  // The usual request, a tools/call on one server's endpoint, goes without a DOM (see scan_tool_call).
+  std::optional<jsonrpc::ToolCall> call;
+  if (!scope.empty()) call = jsonrpc::scan_tool_call(ex.req.body());
+  jsonrpc::Body body;
+  if (!call) body = jsonrpc::parse_body(ex.req.body());
   if (body.error_code) {
     co_await reply_error(ex, bhttp::status::bad_request, body.error_code, body.error);
     co_return;
   }
 
   // initialize: a new session.
-  if (!body.batch) {
+  if (!call && !body.batch) {
     std::string why;
     auto kind = jsonrpc::classify(body.messages[0], &why);
     if (kind == jsonrpc::Kind::invalid) {
@@ -143,6 +147,16 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
   auto s = session_of(ex, scope, caller, missing);
   if (!s) {
     co_await no_session(ex, missing);
+    co_return;
+  }
+  if (call) {
+    ex.mcp_server = scope;  // for analytics, as below
+    ex.mcp_tool = call->name;
+    if (hub_.draining()) {
+      co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
+      co_return;
+    }
+    co_await answer_one(ex, s, {}, std::move(call));
     co_return;
   }
   if (body.batch && s->protocol_version != "2025-03-26") {
@@ -269,7 +283,8 @@ void Endpoint::finish(http::Exchange& ex, const std::shared_ptr<Session>& s, con
   }
 }
 
-net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Session> s, json::object request) {
+net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Session> s, json::object request,
+                                          std::optional<jsonrpc::ToolCall> call) {
   auto exec = co_await net::this_coro::executor;
   auto ch = std::make_shared<Channel>(exec);
   ch->expected = 1;
@@ -291,7 +306,8 @@ net::awaitable<void> Endpoint::answer_one(http::Exchange& ex, std::shared_ptr<Se
   watch_client(ex, s, ch);
   std::optional<jsonrpc::Reply> resp;
   try {
-    resp = co_await hub_.dispatch(s, std::move(request), ch);
+    if (call) resp = co_await hub_.call_tool(s, std::move(*call), ch);
+    else resp = co_await hub_.dispatch(s, std::move(request), ch);
   } catch (const std::exception& e) {
     log::error("dispatch failed", {{"request_id", ex.request_id}, {"error", e.what()}});
     resp = jsonrpc::make_error(nullptr, code::internal_error, "Internal error");

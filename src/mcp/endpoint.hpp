@@ -19,7 +19,9 @@ class Endpoint {
   net::awaitable<void> post(http::Exchange& ex, const std::string& scope, const Caller& caller);
   net::awaitable<void> get(http::Exchange& ex, const std::string& scope, const Caller& caller);
   // One request in a POST: dispatched inline; an SSE writer starts only if a related message comes first.
-  net::awaitable<void> answer_one(http::Exchange& ex, std::shared_ptr<Session> s, json::object request);
+  // One request: `request`, or `call` when scan_tool_call took it.
+  net::awaitable<void> answer_one(http::Exchange& ex, std::shared_ptr<Session> s, json::object request,
+                                  std::optional<jsonrpc::ToolCall> call = std::nullopt);
   // Several requests (a batch): dispatched concurrently, answered together.
   net::awaitable<void> answer_many(http::Exchange& ex, std::shared_ptr<Session> s, std::vector<json::object> requests,
                                    std::vector<json::value> early_responses);

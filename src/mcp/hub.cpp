@@ -770,16 +770,18 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
   co_return jsonrpc::make_result(id, std::move(result));
 }
 
-net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
-                                          json::value params, json::value id, std::shared_ptr<Channel> ch) {
+net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv,
+                                                           std::string method, json::value params, json::value id,
+                                                           std::shared_ptr<Channel> ch, std::string raw_params,
+                                                           std::string_view tool) {
   std::string key = id_key(id);
   if (s->in_flight.count(key))
     co_return jsonrpc::make_error(id, code::invalid_request, "A request with this id is already in progress");
   std::string route_error;
   auto conn = connection_for(*s, *srv, &route_error);
   if (!conn) co_return jsonrpc::make_error(id, code::internal_error, route_error);
-  std::string call_label = method;  // the tool for tools/call, else the method
-  if (method == "tools/call" && params.is_object())
+  std::string call_label = tool.empty() ? method : std::string(tool);  // the tool for tools/call, else the method
+  if (tool.empty() && method == "tools/call" && params.is_object())
     if (auto* n = params.as_object().if_contains("name"); n && n->is_string()) call_label = n->as_string();
   upstream::CallHandle handle;
   s->in_flight[key] = InFlight{conn, &handle, ch, false};
@@ -788,6 +790,7 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
   opts.timeout = conn->timeout();
   opts.sink = std::make_shared<ChannelSink>(ch, s, srv->cfg.id);
   if (srv->cfg.forward_identity) opts.headers = s->caller.identity_headers(srv->cfg);
+  opts.raw_params = std::move(raw_params);
   auto started = Clock::now();
   auto resp = co_await conn->call(method, std::move(params), std::move(opts), &handle);
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
@@ -806,6 +809,39 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
   if (cancelled) co_return std::nullopt;  // a cancelled request gets no response
   resp.set_id(std::move(id));
   co_return resp;
+}
+
+std::shared_ptr<Server> Hub::named_server(const Session& s, std::string_view full, std::string_view& name) const {
+  std::string_view server_id;
+  if (s.scope.empty()) {
+    if (!split_name(full, server_id, name)) return nullptr;
+  } else {
+    server_id = s.scope;
+    name = full;
+  }
+  auto srv = find_for(s, server_id);
+  return srv && srv->cfg.enabled ? srv : nullptr;
+}
+
+bool Hub::may_use_named(const Session& s, const Server& srv, bool tool, std::string_view name) const {
+  const auto& names = tool ? srv.catalog.tool_names : srv.catalog.prompt_names;
+  if (srv.catalog.loaded && !names.count(std::string(name))) return false;
+  return !tool || may_call(s, srv, name);
+}
+
+net::awaitable<std::optional<jsonrpc::Reply>> Hub::call_tool(std::shared_ptr<Session> s, jsonrpc::ToolCall call,
+                                                             std::shared_ptr<Channel> ch) {
+  // One server's endpoint only: on the aggregate one the params' name changes on the way.
+  if (s->scope.empty()) co_return jsonrpc::make_error(call.id, code::internal_error, "Internal error");
+  std::string_view name;
+  auto srv = named_server(*s, call.name, name);
+  if (srv && !srv->catalog.loaded) {
+    std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
+    co_await load_catalogs(*s, one);
+  }
+  if (!srv || !may_use_named(*s, *srv, true, name))
+    co_return jsonrpc::make_error(call.id, code::invalid_params, "Unknown tool: " + call.name);
+  co_return co_await forward(s, srv, "tools/call", nullptr, std::move(call.id), ch, std::string(call.params), call.name);
 }
 
 net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Session> s, json::object req,
@@ -833,27 +869,15 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
   if (m == "tools/call" || m == "prompts/get") {
     auto* n = params.if_contains("name");
     if (!n || !n->is_string()) co_return error(code::invalid_params, "params.name must be a string");
-    std::string_view full = n->as_string(), server_id, name;
-    const char* what = m == "tools/call" ? "tool" : "prompt";
-    if (aggregate) {
-      if (!split_name(full, server_id, name))
-        co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
-    } else {
-      server_id = s->scope;
-      name = full;
-    }
-    auto srv = find_for(*s, server_id);
-    if (!srv || !srv->cfg.enabled)
-      co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
-    if (!srv->catalog.loaded) {  // (usually loaded: then no coroutine, event or vector for it)
+    std::string_view full = n->as_string(), name;
+    bool tool = m == "tools/call";
+    auto srv = named_server(*s, full, name);
+    if (srv && !srv->catalog.loaded) {  // (usually loaded: then no coroutine, event or vector for it)
       std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
       co_await load_catalogs(*s, one);
     }
-    const auto& names = m == "tools/call" ? srv->catalog.tool_names : srv->catalog.prompt_names;
-    // A tool the caller may not use is as unknown as one that does not exist: list and call agree.
-    if ((srv->catalog.loaded && !names.count(std::string(name))) ||
-        (m == "tools/call" && !may_call(*s, *srv, name)))
-      co_return error(code::invalid_params, std::string("Unknown ") + what + ": " + std::string(full));
+    if (!srv || !may_use_named(*s, *srv, tool, name))
+      co_return error(code::invalid_params, std::string(tool ? "Unknown tool: " : "Unknown prompt: ") + std::string(full));
     if (aggregate) params["name"] = std::string(name);  // `name` views into params: copy before replacing
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }

@@ -175,6 +175,10 @@ class Hub {
   // initialize: negotiates the version and returns the InitializeResult.
   net::awaitable<json::object> initialize(std::shared_ptr<Session> s, const json::object& params);
   // Handles one request; returns its response (id set) or nullopt when it was cancelled.
+  // A tools/call found by jsonrpc::scan_tool_call on one server's endpoint: the same checks as dispatch()'s,
+  // its params forwarded as the client wrote them.
+  net::awaitable<std::optional<jsonrpc::Reply>> call_tool(std::shared_ptr<Session> s, jsonrpc::ToolCall call,
+                                                          std::shared_ptr<Channel> ch);
   net::awaitable<std::optional<jsonrpc::Reply>> dispatch(std::shared_ptr<Session> s, json::object req,
                                                        std::shared_ptr<Channel> ch);
   // Handles a notification or a response from the client.
@@ -212,8 +216,17 @@ class Hub {
                                                         std::shared_ptr<Channel> ch);
   net::awaitable<json::object> list(std::shared_ptr<Session> s, std::string_view method, const json::object& params,
                                     const json::value& id);
-  net::awaitable<std::optional<jsonrpc::Reply>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv, std::string method,
-                                       json::value params, json::value id, std::shared_ptr<Channel> ch);
+  // `raw_params`: the params as JSON text (then `params` is null and `tool` names the tool called).
+  net::awaitable<std::optional<jsonrpc::Reply>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv,
+                                                        std::string method, json::value params, json::value id,
+                                                        std::shared_ptr<Channel> ch, std::string raw_params = {},
+                                                        std::string_view tool = {});
+  // The server that a tools/call or prompts/get `full` name is for, and the name it knows it by (`full` is
+  // prefixed on the aggregate endpoint); null when there is none.
+  std::shared_ptr<Server> named_server(const Session& s, std::string_view full, std::string_view& name) const;
+  // Whether the caller may use that tool or prompt (the server's catalog loaded): an unknown one and a
+  // forbidden one look the same, so that list and call agree.
+  bool may_use_named(const Session& s, const Server& srv, bool tool, std::string_view name) const;
   std::shared_ptr<Server> route_uri(const Session& s, std::string_view uri) const;
 
   net::any_io_executor ex_;

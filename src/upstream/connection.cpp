@@ -162,7 +162,9 @@ net::awaitable<jsonrpc::Reply> Connection::call_started(std::string method, json
   pending_[id] = &p;
   if (handle) handle->upstream_id = id;
   last_used_ = Clock::now();
-  send_message(to_json_request(id, method, params), id);
+  send_message(opts.raw_params.empty() ? to_json_request(id, method, params)
+                                       : to_json_request_raw(id, method, opts.raw_params),
+               id);
   sending_handshake_ = false;
   if (!p.done) {
     watch_deadline(p.deadline);

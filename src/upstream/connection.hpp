@@ -52,6 +52,8 @@ struct CallOptions {
   std::shared_ptr<CallSink> sink;
   // Extra request headers for this call (HTTP transports; e.g. the caller's identity for forwardIdentity).
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set: the params as JSON text, sent as they are (call()'s `params` is then null).
+  std::string raw_params;
 };
 
 // A handle to cancel a call in flight.

@@ -172,3 +172,98 @@ TEST(Reply, AgreesWithTheParserOnMutatedMessages) {
   EXPECT_GT(passed, 1000);  // the mutations kept enough messages valid to mean something
   EXPECT_EQ(passed, plain);
 }
+
+TEST(ToolCallScan, FindsTheIdTheNameAndTheParamsAsWritten) {
+  std::string text = R"({"jsonrpc":"2.0","id":123001,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello from wrk"}}})";
+  auto c = scan_tool_call(text);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->id, json::value(123001));
+  EXPECT_TRUE(c->id.is_int64());
+  EXPECT_EQ(c->name, "echo");
+  EXPECT_EQ(c->params, R"({"name":"echo","arguments":{"message":"hello from wrk"}})");
+  // ids as the parser makes them
+  for (std::string id : {R"("a-b")", "-7", "0", "9223372036854775807", "9223372036854775808", "18446744073709551615",
+                         "-9223372036854775808"}) {
+    std::string t = R"( { "params" : { "arguments" : [1, {"x": null}], "name" : "t" } , "method":"tools/call", "id" : )" + id +
+                    R"( ,"jsonrpc":"2.0"} )";
+    auto d = scan_tool_call(t);
+    ASSERT_TRUE(d) << t;
+    auto dom = json::parse(t);
+    EXPECT_EQ(d->id, dom.at("id")) << t;
+    EXPECT_EQ(d->id.kind(), dom.at("id").kind()) << t;
+    EXPECT_EQ(json::parse(d->params), dom.at("params"));
+  }
+}
+
+TEST(ToolCallScan, LeavesEverythingElseToTheParser) {
+  for (std::string text : std::vector<std::string>{
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":{"progressToken":1}}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_\u006deta":{}}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n\u0061me":"a"}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\u0061"}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":[]})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call"})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"a"}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call ","params":{"name":"a"}})",
+           R"({"jsonrpc":"2.0","method":"tools/call","params":{"name":"a"}})",
+           R"({"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"a"}})",
+           R"({"jsonrpc":"2.0","id":"\u0031","method":"tools/call","params":{"name":"a"}})",
+           R"({"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"a"}})",
+           R"({"jsonrpc":"2.0","id":-18446744073709551615,"method":"tools/call","params":{"name":"a"}})",
+           R"({"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"a"}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"extra":0})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":01}}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":"\ud800"}}})",
+           R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}} 1)",
+           R"([{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}])",
+           R"({"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"a"}})",
+       })
+    EXPECT_FALSE(scan_tool_call(text)) << text;
+}
+
+// Against the parser on mutated requests: what the scanner takes is exactly what the parsed path would
+// forward unchanged (a tools/call with these members, no _meta), with the same id and params.
+TEST(ToolCallScan, AgreesWithTheParserOnMutatedRequests) {
+  const std::vector<std::string> seeds = {
+      R"({"jsonrpc":"2.0","id":123001,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello from wrk"}}})",
+      R"({"params":{"arguments":{"a":[1,-2.5e3,true,false,null,{"b":"\n\u00e9"}]},"name":"get-sum"},"id":"req-7","method":"tools/call","jsonrpc":"2.0"})",
+      "{\"jsonrpc\":\"2.0\",\"id\":-3,\"method\":\"tools/call\",\"params\":{\"name\":\"\xc3\xa9t\xc3\xa9\",\"task\":{\"ttl\":0}}}",
+  };
+  const std::string alphabet = "{}[]\":,\\ \t-+.0123456789eEtrufalsn_mdp/\x01\x80\xc3\xff";
+  std::mt19937 rng(61205);
+  int taken = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string text = seeds[i % seeds.size()];
+    for (int e = 0, n = 1 + static_cast<int>(rng() % 3); e < n && i >= static_cast<int>(seeds.size()); ++e) {
+      std::size_t at = rng() % (text.size() + 1);
+      char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 3) {
+        case 0: if (at < text.size()) text[at] = c; break;
+        case 1: text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c); break;
+        default: if (at < text.size()) text.erase(at, 1);
+      }
+    }
+    auto c = scan_tool_call(text);
+    if (!c) continue;
+    ++taken;
+    json::error_code ec;
+    auto v = json::parse(text, ec);
+    ASSERT_FALSE(ec) << "taken, but not JSON: " << text;
+    ASSERT_TRUE(v.is_object()) << text;
+    auto& o = v.as_object();
+    EXPECT_EQ(o.size(), 4u) << text;
+    EXPECT_EQ(classify(v), Kind::request) << text;
+    EXPECT_EQ(method_of(o), "tools/call") << text;
+    EXPECT_EQ(c->id, o.at("id")) << text;
+    EXPECT_EQ(c->id.kind(), o.at("id").kind()) << text;
+    auto& params = o.at("params").as_object();
+    EXPECT_FALSE(params.contains("_meta")) << text;
+    EXPECT_EQ(json::value(c->name), params.at("name")) << text;
+    EXPECT_EQ(json::parse(c->params), o.at("params")) << text;
+  }
+  EXPECT_GT(taken, 1000);
+}
