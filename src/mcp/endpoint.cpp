@@ -149,70 +149,69 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
     co_await no_session(ex, missing);
     co_return;
   }
+  std::vector<json::value> early;  // answers known before dispatch (invalid batch members)
+  std::vector<json::object> requests;
   if (call) {
     ex.mcp_server = scope;  // for analytics, as below
     ex.mcp_tool = call->name;
-    if (hub_.draining()) {
-      co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
+  } else {
+    if (body.batch && s->protocol_version != "2025-03-26") {
+      co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
+                           "Invalid Request: JSON-RPC batches are not supported in protocol version " +
+                               s->protocol_version);
       co_return;
     }
-    co_await answer_one(ex, s, {}, std::move(call));
-    co_return;
-  }
-  if (body.batch && s->protocol_version != "2025-03-26") {
-    co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
-                         "Invalid Request: JSON-RPC batches are not supported in protocol version " +
-                             s->protocol_version);
-    co_return;
-  }
 
-  std::vector<json::value> early;  // answers known before dispatch (invalid batch members)
-  std::vector<json::object> requests;
-  for (auto& m : body.messages) {
-    std::string why;
-    auto kind = jsonrpc::classify(m, &why);
-    if (kind == jsonrpc::Kind::invalid) {
-      json::value id = m.is_object() && m.as_object().contains("id") ? m.as_object().at("id") : json::value(nullptr);
-      if (!jsonrpc::valid_id(id)) id = nullptr;
-      early.push_back(jsonrpc::make_error(id, code::invalid_request, "Invalid Request: " + why));
-    } else if (kind == jsonrpc::Kind::request) {
-      if (jsonrpc::method_of(m.as_object()) == "initialize" && body.batch)
-        early.push_back(jsonrpc::make_error(m.as_object().at("id"), code::invalid_request,
-                                           "initialize must not be part of a batch"));
-      else
-        requests.push_back(std::move(m.as_object()));
-    } else {
-      hub_.client_message(s, std::move(m.as_object()));
-    }
-  }
-  // For analytics: which server and tool a single call was about.
-  if (requests.size() == 1) {
-    auto method = jsonrpc::method_of(requests[0]);
-    auto* params = requests[0].if_contains("params");
-    auto* name = params && params->is_object() ? params->as_object().if_contains("name") : nullptr;
-    if ((method == "tools/call" || method == "prompts/get") && name && name->is_string()) {
-      std::string_view server = scope, tool = name->as_string();
-      if (!scope.empty() || split_name(name->as_string(), server, tool)) {
-        ex.mcp_server = std::string(server);
-        ex.mcp_tool = std::string(tool);
+    for (auto& m : body.messages) {
+      std::string why;
+      auto kind = jsonrpc::classify(m, &why);
+      if (kind == jsonrpc::Kind::invalid) {
+        json::value id = m.is_object() && m.as_object().contains("id") ? m.as_object().at("id") : json::value(nullptr);
+        if (!jsonrpc::valid_id(id)) id = nullptr;
+        early.push_back(jsonrpc::make_error(id, code::invalid_request, "Invalid Request: " + why));
+      } else if (kind == jsonrpc::Kind::request) {
+        if (jsonrpc::method_of(m.as_object()) == "initialize" && body.batch)
+          early.push_back(jsonrpc::make_error(m.as_object().at("id"), code::invalid_request,
+                                             "initialize must not be part of a batch"));
+        else
+          requests.push_back(std::move(m.as_object()));
+      } else {
+        hub_.client_message(s, std::move(m.as_object()));
       }
-    } else if (!scope.empty()) {
-      ex.mcp_server = scope;
     }
-  }
-  if (requests.empty()) {
-    if (early.empty()) {
-      co_await send_accepted(ex);
-    } else {
-      auto status = body.batch ? bhttp::status::ok : bhttp::status::bad_request;
-      json::value out = body.batch ? json::value(json::array(early.begin(), early.end())) : early.front();
-      co_await ex.send_json(status, to_json(out));
+    // For analytics: which server and tool a single call was about.
+    if (requests.size() == 1) {
+      auto method = jsonrpc::method_of(requests[0]);
+      auto* params = requests[0].if_contains("params");
+      auto* name = params && params->is_object() ? params->as_object().if_contains("name") : nullptr;
+      if ((method == "tools/call" || method == "prompts/get") && name && name->is_string()) {
+        std::string_view server = scope, tool = name->as_string();
+        if (!scope.empty() || split_name(name->as_string(), server, tool)) {
+          ex.mcp_server = std::string(server);
+          ex.mcp_tool = std::string(tool);
+        }
+      } else if (!scope.empty()) {
+        ex.mcp_server = scope;
+      }
     }
-    co_return;
+    if (requests.empty()) {
+      if (early.empty()) {
+        co_await send_accepted(ex);
+      } else {
+        auto status = body.batch ? bhttp::status::ok : bhttp::status::bad_request;
+        json::value out = body.batch ? json::value(json::array(early.begin(), early.end())) : early.front();
+        co_await ex.send_json(status, to_json(out));
+      }
+      co_return;
+    }
   }
 
   if (hub_.draining()) {  // answers to relayed requests and cancellations above still went through
     co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
+    co_return;
+  }
+  if (call) {
+    co_await answer_one(ex, s, {}, std::move(call));
     co_return;
   }
   if (!body.batch && requests.size() == 1) {

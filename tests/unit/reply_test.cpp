@@ -267,3 +267,26 @@ TEST(ToolCallScan, AgreesWithTheParserOnMutatedRequests) {
   }
   EXPECT_GT(taken, 1000);
 }
+
+// Every kind of byte at every position of strings up to 40 bytes long (the scanner reads 16, then 4, then
+// one at a time): it passes a result exactly when the parser accepts it.
+TEST(Reply, ChecksEveryByteOfAStringAsTheParserDoes) {
+  const std::vector<std::string> inserts = {"\x01", "\x1f", "\"", "\\", "\\n", "\\u00e9", "\\ud83d\\ude00", "\\q",
+                                            "\x7f", "\x80", "\xc3\xa9", "\xc3", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                            "\xed\xa0\x80", "\xff", " ", "/"};
+  for (std::size_t len = 0; len <= 40; ++len)
+    for (std::size_t at = 0; at <= len; ++at)
+      for (const auto& ins : inserts) {
+        std::string str(len, 'a');
+        str.insert(at, ins);
+        std::string text = R"({"jsonrpc":"2.0","id":1,"result":{"text":")" + str + R"("}})";
+        json::error_code ec;
+        auto v = json::parse(text, ec);
+        std::string copy = text;
+        auto p = Reply::pass_through(copy);
+        ASSERT_EQ(static_cast<bool>(p), !ec) << "length " << len << " at " << at << ": " << text;
+        if (p) {
+          EXPECT_EQ(json::parse(p->second.serialize()).at("result"), v.at("result"));
+        }
+      }
+}
