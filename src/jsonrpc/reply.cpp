@@ -6,6 +6,7 @@
 #endif
 #include <cstring>
 #include <string_view>
+#include <utility>
 
 #include "core/util.hpp"
 #include "jsonrpc/message.hpp"
@@ -132,6 +133,29 @@ class Scanner {
     if (*magnitude > static_cast<uint64_t>(INT64_MAX) + 1) return std::nullopt;
     return json::value(*magnitude == 0 ? int64_t{0} : static_cast<int64_t>(0 - *magnitude));
   }
+  // An object at p_: `member(key, escaped)` reads each member's value (p_ at it) and says whether the
+  // object is still acceptable; the closing brace is consumed.
+  template <class F>
+  bool members(F&& member) {
+    if (!eat('{')) return false;
+    ws();
+    if (eat('}')) return true;
+    for (;;) {
+      std::string_view key;
+      bool escaped = false;
+      if (!string(&key, &escaped)) return false;
+      ws();
+      if (!eat(':')) return false;
+      ws();
+      if (!member(key, escaped)) return false;
+      ws();
+      if (eat(',')) {
+        ws();
+        continue;
+      }
+      return eat('}');
+    }
+  }
   // Any value; with `is_error`, an object's member "isError": true sets it (a tool result's flag).
   bool value(int depth, bool* is_error = nullptr) {
     if (p_ >= end_) return false;
@@ -149,25 +173,10 @@ class Scanner {
  private:
   bool object(int depth, bool* is_error) {
     if (depth > kMaxDepth) return false;
-    ++p_;
-    ws();
-    if (eat('}')) return true;
-    for (;;) {
-      std::string_view key;
-      bool escaped = false;
-      if (!string(&key, &escaped)) return false;
-      ws();
-      if (!eat(':')) return false;
-      ws();
+    return members([&](std::string_view key, bool escaped) {
       if (is_error && !escaped && is(key, "isError") && starts_with("true")) *is_error = true;
-      if (!value(depth)) return false;
-      ws();
-      if (eat(',')) {
-        ws();
-        continue;
-      }
-      return eat('}');
-    }
+      return value(depth);
+    });
   }
   bool array(int depth) {
     if (depth > kMaxDepth) return false;
@@ -261,42 +270,22 @@ class Scanner {
 
 std::optional<std::pair<uint64_t, Reply>> Reply::pass_through(std::string& text) {
   Scanner s(text.data(), text.data() + text.size());
-  s.ws();
-  if (!s.eat('{')) return std::nullopt;
   bool version = false, tool_error = false;
   std::optional<uint64_t> id;
   const char *result = nullptr, *result_end = nullptr;
   s.ws();
-  for (;;) {  // members in any order; each once; nothing but these three
-    std::string_view key;
-    bool escaped = false;
-    if (!s.string(&key, &escaped) || escaped) return std::nullopt;
-    s.ws();
-    if (!s.eat(':')) return std::nullopt;
-    s.ws();
-    if (is(key, "jsonrpc")) {
-      if (version || !s.exact("\"2.0\"")) return std::nullopt;
-      version = true;
-    } else if (is(key, "id")) {
-      if (id || !(id = s.unsigned_integer())) return std::nullopt;
-    } else if (is(key, "result")) {
-      if (result) return std::nullopt;
-      result = s.pos();
-      if (!s.value(1, &tool_error)) return std::nullopt;
-      result_end = s.pos();
-    } else {
-      return std::nullopt;
-    }
-    s.ws();
-    if (s.eat(',')) {
-      s.ws();
-      continue;
-    }
-    if (s.eat('}')) break;
-    return std::nullopt;
-  }
+  bool ok = s.members([&](std::string_view key, bool escaped) {  // each of the three once, nothing else
+    if (escaped) return false;
+    if (is(key, "jsonrpc")) return !std::exchange(version, true) && s.exact("\"2.0\"");
+    if (is(key, "id")) return !id && (id = s.unsigned_integer());
+    if (!is(key, "result") || result) return false;
+    result = s.pos();
+    if (!s.value(1, &tool_error)) return false;
+    result_end = s.pos();
+    return true;
+  });
   s.ws();
-  if (!s.at_end() || !version || !id || !result) return std::nullopt;
+  if (!ok || !s.at_end() || !version || !id || !result) return std::nullopt;
   Reply r;
   r.raw_ = true;
   r.tool_error_ = tool_error;
@@ -308,78 +297,43 @@ std::optional<std::pair<uint64_t, Reply>> Reply::pass_through(std::string& text)
 
 std::optional<ToolCall> scan_tool_call(std::string_view text) {
   Scanner s(text.data(), text.data() + text.size());
-  s.ws();
-  if (!s.eat('{')) return std::nullopt;
   bool version = false, method = false;
   std::optional<json::value> id;
   std::optional<std::string_view> name;
   const char *params = nullptr, *params_end = nullptr;
-  s.ws();
-  for (;;) {
-    std::string_view key;
+  // A string without escapes, into `out` (unset).
+  auto plain_string = [&s](auto& out) {
+    std::string_view v;
     bool escaped = false;
-    if (!s.string(&key, &escaped) || escaped) return std::nullopt;
-    s.ws();
-    if (!s.eat(':')) return std::nullopt;
-    s.ws();
-    if (is(key, "jsonrpc")) {
-      if (version || !s.exact("\"2.0\"")) return std::nullopt;
-      version = true;
-    } else if (is(key, "method")) {
-      if (method || !s.exact("\"tools/call\"")) return std::nullopt;
-      method = true;
-    } else if (is(key, "id")) {
-      if (id) return std::nullopt;
-      std::string_view str;
-      bool esc = false;
-      if (s.starts_with("\"")) {
-        if (!s.string(&str, &esc) || esc) return std::nullopt;
-        id = json::value(json::string_view(str.data(), str.size()));
-      } else if (!(id = s.integer())) {
-        return std::nullopt;
-      }
-    } else if (is(key, "params")) {
-      if (params || !s.eat('{')) return std::nullopt;
-      params = s.pos() - 1;
-      s.ws();
-      if (s.eat('}')) return std::nullopt;  // no name
-      for (;;) {  // params' members: values scanned as in a result, keys looked at
-        std::string_view pkey;
-        bool pesc = false;
-        if (!s.string(&pkey, &pesc) || pesc || is(pkey, "_meta")) return std::nullopt;
-        s.ws();
-        if (!s.eat(':')) return std::nullopt;
-        s.ws();
-        if (is(pkey, "name")) {
-          std::string_view n;
-          bool nesc = false;
-          if (name || !s.string(&n, &nesc) || nesc) return std::nullopt;
-          name = n;
-        } else if (!s.value(2)) {
-          return std::nullopt;
-        }
-        s.ws();
-        if (s.eat(',')) {
-          s.ws();
-          continue;
-        }
-        if (s.eat('}')) break;
-        return std::nullopt;
-      }
-      params_end = s.pos();
-    } else {
-      return std::nullopt;
-    }
-    s.ws();
-    if (s.eat(',')) {
-      s.ws();
-      continue;
-    }
-    if (s.eat('}')) break;
-    return std::nullopt;
-  }
+    if (out || !s.string(&v, &escaped) || escaped) return false;
+    out = v;
+    return true;
+  };
   s.ws();
-  if (!s.at_end() || !version || !method || !id || !params || !name) return std::nullopt;
+  bool ok = s.members([&](std::string_view key, bool escaped) {  // each of the four once, nothing else
+    if (escaped) return false;
+    if (is(key, "jsonrpc")) return !std::exchange(version, true) && s.exact("\"2.0\"");
+    if (is(key, "method")) return !std::exchange(method, true) && s.exact("\"tools/call\"");
+    if (is(key, "id")) {
+      if (id) return false;
+      if (!s.starts_with("\"")) return static_cast<bool>(id = s.integer());
+      std::optional<std::string_view> str;
+      if (!plain_string(str)) return false;
+      id = json::value(json::string_view(str->data(), str->size()));
+      return true;
+    }
+    if (!is(key, "params") || params) return false;
+    params = s.pos();
+    if (!s.members([&](std::string_view pkey, bool pescaped) {  // the values scanned, the keys looked at
+          if (pescaped || is(pkey, "_meta")) return false;
+          return is(pkey, "name") ? plain_string(name) : s.value(2);
+        }))
+      return false;
+    params_end = s.pos();
+    return true;
+  });
+  s.ws();
+  if (!ok || !s.at_end() || !version || !method || !id || !params || !name) return std::nullopt;
   return ToolCall{std::move(*id), std::string(*name), std::string_view(params, static_cast<std::size_t>(params_end - params))};
 }
 

@@ -13,6 +13,18 @@ namespace json = boost::json;
 namespace {
 std::optional<std::pair<uint64_t, Reply>> pass(std::string text) { return Reply::pass_through(text); }
 
+void mutate(std::string& text, std::string_view alphabet, std::mt19937& rng) {
+  for (int e = 0, n = 1 + static_cast<int>(rng() % 3); e < n; ++e) {
+    std::size_t at = rng() % (text.size() + 1);
+    char c = alphabet[rng() % alphabet.size()];
+    switch (rng() % 3) {
+      case 0: if (at < text.size()) text[at] = c; break;
+      case 1: text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c); break;
+      default: if (at < text.size()) text.erase(at, 1);
+    }
+  }
+}
+
 // Whether the text is one that must pass through: one object of exactly "jsonrpc":"2.0", an unsigned
 // integer id and a result, with plain keys (decided on the DOM, independently of the scanner).
 bool plain_result(std::string_view text) {
@@ -137,17 +149,9 @@ TEST(Reply, AgreesWithTheParserOnMutatedMessages) {
   std::mt19937 rng(20261205);
   int passed = 0, plain = 0;
   for (int i = 0; i < 200000; ++i) {
+    // the seeds themselves first, then each with 1-3 bytes replaced, inserted or removed
     std::string text = seeds[i % seeds.size()];
-    int edits = 1 + static_cast<int>(rng() % 3);
-    for (int e = 0; e < edits && i >= static_cast<int>(seeds.size()); ++e) {
-      std::size_t at = rng() % (text.size() + 1);
-      char c = alphabet[rng() % alphabet.size()];
-      switch (rng() % 3) {
-        case 0: if (at < text.size()) text[at] = c; break;
-        case 1: text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c); break;
-        default: if (at < text.size()) text.erase(at, 1);
-      }
-    }
+    if (i >= static_cast<int>(seeds.size())) mutate(text, alphabet, rng);
     std::string copy = text;
     auto p = Reply::pass_through(copy);
     bool expected = plain_result(text);
@@ -237,16 +241,9 @@ TEST(ToolCallScan, AgreesWithTheParserOnMutatedRequests) {
   std::mt19937 rng(61205);
   int taken = 0;
   for (int i = 0; i < 200000; ++i) {
+    // the seeds themselves first, then each with 1-3 bytes replaced, inserted or removed
     std::string text = seeds[i % seeds.size()];
-    for (int e = 0, n = 1 + static_cast<int>(rng() % 3); e < n && i >= static_cast<int>(seeds.size()); ++e) {
-      std::size_t at = rng() % (text.size() + 1);
-      char c = alphabet[rng() % alphabet.size()];
-      switch (rng() % 3) {
-        case 0: if (at < text.size()) text[at] = c; break;
-        case 1: text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c); break;
-        default: if (at < text.size()) text.erase(at, 1);
-      }
-    }
+    if (i >= static_cast<int>(seeds.size())) mutate(text, alphabet, rng);
     auto c = scan_tool_call(text);
     if (!c) continue;
     ++taken;
