@@ -334,7 +334,8 @@ std::optional<ToolCall> scan_tool_call(std::string_view text) {
   });
   s.ws();
   if (!ok || !s.at_end() || !version || !method || !id || !params || !name) return std::nullopt;
-  return ToolCall{std::move(*id), std::string(*name), std::string_view(params, static_cast<std::size_t>(params_end - params))};
+  return ToolCall{std::move(*id), std::string(*name), std::string_view(params, static_cast<std::size_t>(params_end - params)),
+                  static_cast<std::size_t>(name->data() - params)};
 }
 
 bool Reply::is_error() const { return !raw_ && obj_.contains("error"); }

@@ -51,6 +51,7 @@ struct ToolCall {
   boost::json::value id;   // as the parser would have made it (int64 when it fits, else uint64; or a string)
   std::string name;
   std::string_view params;  // the params' text, in the scanned text
+  std::size_t name_pos = 0;  // where the name's characters start in `params`
 };
 std::optional<ToolCall> scan_tool_call(std::string_view text);
 

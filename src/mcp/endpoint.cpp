@@ -38,6 +38,15 @@ bhttp::response_header<> sse_header(const http::Request& req) {
   return h;
 }
 
+// For analytics: the server and the tool (or prompt) a single call was about.
+void note_target(http::Exchange& ex, const std::string& scope, std::string_view name) {
+  std::string_view server = scope, tool = name;
+  if (!scope.empty() || split_name(name, server, tool)) {
+    ex.mcp_server = std::string(server);
+    ex.mcp_tool = std::string(tool);
+  }
+}
+
 net::awaitable<void> send_accepted(http::Exchange& ex) {
   http::Response res{bhttp::status::accepted, ex.req.version()};
   res.keep_alive(ex.req.keep_alive());
@@ -97,9 +106,9 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
       co_return;
     }
   }
-  // The usual request, a tools/call on one server's endpoint, goes without a DOM (see scan_tool_call).
+  // The usual request, a tools/call, goes without a DOM (see scan_tool_call).
   std::optional<jsonrpc::ToolCall> call;
-  if (!scope.empty()) call = jsonrpc::scan_tool_call(ex.req.body());
+  if (hub_.scans_tool_calls(scope)) call = jsonrpc::scan_tool_call(ex.req.body());
   jsonrpc::Body body;
   if (!call) body = jsonrpc::parse_body(ex.req.body());
   if (body.error_code) {
@@ -152,8 +161,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
   std::vector<json::value> early;  // answers known before dispatch (invalid batch members)
   std::vector<json::object> requests;
   if (call) {
-    ex.mcp_server = scope;  // for analytics, as below
-    ex.mcp_tool = call->name;
+    note_target(ex, scope, call->name);
   } else {
     if (body.batch && s->protocol_version != "2025-03-26") {
       co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
@@ -185,11 +193,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
       auto* params = requests[0].if_contains("params");
       auto* name = params && params->is_object() ? params->as_object().if_contains("name") : nullptr;
       if ((method == "tools/call" || method == "prompts/get") && name && name->is_string()) {
-        std::string_view server = scope, tool = name->as_string();
-        if (!scope.empty() || split_name(name->as_string(), server, tool)) {
-          ex.mcp_server = std::string(server);
-          ex.mcp_tool = std::string(tool);
-        }
+        note_target(ex, scope, name->as_string());
       } else if (!scope.empty()) {
         ex.mcp_server = scope;
       }

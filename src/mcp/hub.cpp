@@ -831,8 +831,6 @@ bool Hub::may_use_named(const Session& s, const Server& srv, bool tool, std::str
 
 net::awaitable<std::optional<jsonrpc::Reply>> Hub::call_tool(std::shared_ptr<Session> s, jsonrpc::ToolCall call,
                                                              std::shared_ptr<Channel> ch) {
-  // One server's endpoint only: on the aggregate one the params' name changes on the way.
-  if (s->scope.empty()) co_return jsonrpc::make_error(call.id, code::internal_error, "Internal error");
   std::string_view name;
   auto srv = named_server(*s, call.name, name);
   if (srv && !srv->catalog.loaded) {
@@ -841,7 +839,9 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::call_tool(std::shared_ptr<Ses
   }
   if (!srv || !may_use_named(*s, *srv, true, name))
     co_return jsonrpc::make_error(call.id, code::invalid_params, "Unknown tool: " + call.name);
-  co_return co_await forward(s, srv, "tools/call", nullptr, std::move(call.id), ch, std::string(call.params), call.name);
+  std::string params(call.params);
+  if (s->scope.empty()) params.replace(call.name_pos, call.name.size(), name);  // the server's own name for it
+  co_return co_await forward(s, srv, "tools/call", nullptr, std::move(call.id), ch, std::move(params), name);
 }
 
 net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Session> s, json::object req,

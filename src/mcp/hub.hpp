@@ -175,8 +175,11 @@ class Hub {
   // initialize: negotiates the version and returns the InitializeResult.
   net::awaitable<json::object> initialize(std::shared_ptr<Session> s, const json::object& params);
   // Handles one request; returns its response (id set) or nullopt when it was cancelled.
-  // A tools/call found by jsonrpc::scan_tool_call on one server's endpoint: the same checks as dispatch()'s,
-  // its params forwarded as the client wrote them.
+  // Whether a tools/call on this endpoint may take call_tool() (not while the aggregate endpoint offers
+  // only the meta tools: dispatch() answers those).
+  bool scans_tool_calls(const std::string& scope) const { return !scope.empty() || !settings_.meta_tools_mode; }
+  // A tools/call found by jsonrpc::scan_tool_call: the same checks as dispatch()'s, its params forwarded as
+  // the client wrote them (on the aggregate endpoint with the server's prefix cut from the name).
   net::awaitable<std::optional<jsonrpc::Reply>> call_tool(std::shared_ptr<Session> s, jsonrpc::ToolCall call,
                                                           std::shared_ptr<Channel> ch);
   net::awaitable<std::optional<jsonrpc::Reply>> dispatch(std::shared_ptr<Session> s, json::object req,

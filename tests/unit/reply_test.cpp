@@ -185,6 +185,7 @@ TEST(ToolCallScan, FindsTheIdTheNameAndTheParamsAsWritten) {
   EXPECT_TRUE(c->id.is_int64());
   EXPECT_EQ(c->name, "echo");
   EXPECT_EQ(c->params, R"({"name":"echo","arguments":{"message":"hello from wrk"}})");
+  EXPECT_EQ(c->params.substr(c->name_pos, c->name.size()), "echo");
   // ids as the parser makes them
   for (std::string id : {R"("a-b")", "-7", "0", "9223372036854775807", "9223372036854775808", "18446744073709551615",
                          "-9223372036854775808"}) {
@@ -261,6 +262,8 @@ TEST(ToolCallScan, AgreesWithTheParserOnMutatedRequests) {
     EXPECT_FALSE(params.contains("_meta")) << text;
     EXPECT_EQ(json::value(c->name), params.at("name")) << text;
     EXPECT_EQ(json::parse(c->params), o.at("params")) << text;
+    EXPECT_EQ(c->params.substr(c->name_pos, c->name.size()), c->name) << text;
+    EXPECT_EQ(c->params[c->name_pos - 1], '"') << text;
   }
   EXPECT_GT(taken, 1000);
 }
