@@ -1,7 +1,9 @@
-// A JSON-RPC response on its way to the client: either built here (an object), or an upstream's result
-// passed through as the bytes it sent. A passed-through result is checked to be valid JSON but never parsed
-// into a DOM and never written again: only the id is replaced as the response is written out. Whoever needs
-// its members (rarely: the OpenAPI mapping, the initialize handshake) asks for object(), which parses it then.
+// Messages passed through as written, both ways (docs/gateway-behaviour.md, "Messages passed through as
+// written"). Reply: a JSON-RPC response on its way to the client, either built here (an object) or an
+// upstream's result passed through as the bytes it sent — checked to be valid JSON but never parsed into a
+// DOM and never written again: only the id is replaced as the response is written out. Whoever needs its
+// members (rarely: the OpenAPI mapping, the catalog, the initialize handshake) asks for object(), which
+// parses it then. scan_tool_call: the client's tools/call, whose params go upstream as the client wrote them.
 #pragma once
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
