@@ -205,30 +205,34 @@ std::string to_json(const boost::json::object& o) {
   return w.take();
 }
 
-std::string to_json_request(uint64_t id, std::string_view method, const boost::json::value& params) {
+namespace {
+// {"jsonrpc":"2.0","id":<id>,"method":<method>…}, `params(w)` writing what goes before the closing brace.
+template <class Params>
+std::string request_text(uint64_t id, std::string_view method, Params&& params) {
   JsonWriter w;
   w.put(R"({"jsonrpc":"2.0","id":)");
   w.integer(id);
   w.put(R"(,"method":)");
   w.string(method);
-  if (!params.is_null()) {
-    w.put(R"(,"params":)");
-    w.value(params);
-  }
+  params(w);
   w.put('}');
   return w.take();
 }
+}  // namespace
+
+std::string to_json_request(uint64_t id, std::string_view method, const boost::json::value& params) {
+  return request_text(id, method, [&](JsonWriter& w) {
+    if (params.is_null()) return;
+    w.put(R"(,"params":)");
+    w.value(params);
+  });
+}
 
 std::string to_json_request_raw(uint64_t id, std::string_view method, std::string_view params_json) {
-  JsonWriter w;
-  w.put(R"({"jsonrpc":"2.0","id":)");
-  w.integer(id);
-  w.put(R"(,"method":)");
-  w.string(method);
-  w.put(R"(,"params":)");
-  w.put(params_json);
-  w.put('}');
-  return w.take();
+  return request_text(id, method, [&](JsonWriter& w) {
+    w.put(R"(,"params":)");
+    w.put(params_json);
+  });
 }
 
 std::string to_json_array(std::span<const boost::json::value> items) {

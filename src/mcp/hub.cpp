@@ -784,7 +784,8 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
   if (tool.empty() && method == "tools/call" && params.is_object())
     if (auto* n = params.as_object().if_contains("name"); n && n->is_string()) call_label = n->as_string();
   upstream::CallHandle handle;
-  s->in_flight[key] = InFlight{conn, &handle, ch, false};
+  // Only this call erases its entry, and a node's address survives rehashing: no lookup when it ends.
+  InFlight& entry = s->in_flight.try_emplace(key, InFlight{conn, &handle, ch, false}).first->second;
   if (ch) s->latest_channel = ch;
   upstream::CallOptions opts;
   opts.timeout = conn->timeout();
@@ -804,7 +805,7 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
                                                                               : "error";
     on_call(srv->cfg.id, call_label, outcome, ms / 1000.0);
   }
-  bool cancelled = s->in_flight[key].cancelled;
+  bool cancelled = entry.cancelled;
   s->in_flight.erase(key);
   if (cancelled) co_return std::nullopt;  // a cancelled request gets no response
   resp.set_id(std::move(id));
