@@ -121,7 +121,7 @@ int serve(const Settings& settings, const Environment& env) {
     po.max_body_bytes = settings.proxy_max_body_bytes;
     proxy = std::make_unique<http::ReverseProxy>(io.get_executor(), std::move(po));
     limits.raw_max_body_bytes = settings.proxy_max_body_bytes;
-    proxied = [](const bhttp::request_header<>& h) {
+    proxied = [](const http::Request& h) {
       std::string_view target = h.target();
       return !Router::serves(target.substr(0, target.find('?')));
     };

@@ -125,7 +125,7 @@ net::awaitable<void> Router::handle(http::Exchange& ex) {
     row.endpoint = target.substr(0, std::min<std::size_t>(target.find('?'), 512));
     row.status = ex.status();
     row.response_ms = seconds * 1000.0;
-    row.user_agent = http::header(ex.req, bhttp::field::user_agent).substr(0, 256);
+    row.user_agent = ex.req[bhttp::field::user_agent].substr(0, 256);
     row.client_ip = note.client_ip.empty() ? ex.client_ip : note.client_ip;
     row.server = ex.mcp_server;
     row.tool = ex.mcp_tool;
@@ -267,8 +267,8 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   }
   // DNS-rebinding protection: a Host or Origin we do not serve is refused before anything else.
   std::string_view refused;
-  if (!policy->host_ok(http::header(ex.req, bhttp::field::host))) refused = "Host header";
-  else if (!policy->origin_ok(http::header(ex.req, bhttp::field::origin))) refused = "Origin";
+  if (!policy->host_ok(ex.req[bhttp::field::host])) refused = "Host header";
+  else if (!policy->origin_ok(ex.req[bhttp::field::origin])) refused = "Origin";
   if (!refused.empty()) {
     log::info("refused request", {{"request_id", ex.request_id}, {"refused", refused},
                                   {"host", ex.req[bhttp::field::host]}, {"origin", ex.req[bhttp::field::origin]}});
@@ -288,7 +288,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   std::optional<http::Request> proxy_headers;
   if (settings.api_gateway_mode && authn.trusted_proxy(ex.client_ip)) {
     proxy_headers.emplace();
-    for (auto& f : ex.req)
+    for (const auto& f : ex.req)
       if (iequals(f.name_string().substr(0, std::min<std::size_t>(7, f.name_string().size())), "x-user-"))
         proxy_headers->insert(f.name_string(), f.value());
   }
@@ -305,7 +305,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     co_await ex.send(std::move(res));
     co_return;
   }
-  note.client_ip = authn.client_ip(ex.client_ip, http::header(ex.req, "X-Forwarded-For"));
+  note.client_ip = authn.client_ip(ex.client_ip, ex.req["X-Forwarded-For"]);
   const http::Request* trusted = proxy_headers ? &*proxy_headers : nullptr;
   auth::AuthResult auth;
   if (auto now = authn.authenticate_now(ex.req, ex.client_ip, trusted, ex.memo())) auth = std::move(*now);  // the usual case

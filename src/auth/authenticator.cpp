@@ -94,19 +94,10 @@ std::string_view cookie_value(std::string_view header, std::string_view name) {
 }
 
 bool strip_identity_headers(http::Request& req) {
-  bool found = false;
-  for (auto it = req.begin(); it != req.end();) {
-    auto name = it->name_string();
-    bool identity = (name.size() > 7 && iequals(name.substr(0, 7), "x-user-")) ||
-                    (name.size() > 10 && iequals(name.substr(0, 10), "x-gateway-"));
-    if (identity) {
-      found = true;
-      it = req.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  return found;
+  return req.erase_if([](std::string_view name) {
+    return (name.size() > 7 && iequals(name.substr(0, 7), "x-user-")) ||
+           (name.size() > 10 && iequals(name.substr(0, 10), "x-gateway-"));
+  }) != 0;
 }
 
 struct Authenticator::Impl {
@@ -499,11 +490,11 @@ struct Credential {
 };
 // What the request presents: a Bearer token, else our session cookie, else Open WebUI's (when configured).
 Credential credential_of(const http::Request& req, const Settings& settings) {
-  if (auto authz = http::header(req, bhttp::field::authorization); !authz.empty()) {
+  if (auto authz = req[bhttp::field::authorization]; !authz.empty()) {
     if (authz.size() > 7 && iequals(authz.substr(0, 7), "bearer ")) return {trim(authz.substr(7)), CredentialKind::bearer};
     return {{}, CredentialKind::not_bearer};
   }
-  if (auto cookies = http::header(req, bhttp::field::cookie); !cookies.empty()) {
+  if (auto cookies = req[bhttp::field::cookie]; !cookies.empty()) {
     if (auto v = cookie_value(cookies, kSessionCookie); !v.empty()) return {v, CredentialKind::session};
     if (auto w = cookie_value(cookies, "token"); !w.empty() && !settings.webui_secret_key.empty())
       return {w, CredentialKind::webui_cookie};

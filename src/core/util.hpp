@@ -1,6 +1,7 @@
 // Small helpers shared across the code base: strings, encoding, randomness.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -55,13 +56,30 @@ std::optional<std::string> base64url_decode(std::string_view text);
 std::string_view trim(std::string_view s);
 std::vector<std::string_view> split(std::string_view s, char sep);
 // ASCII case-insensitive equality (header names, tokens, hosts). Inline: it runs dozens of times per request,
-// mostly to find a size mismatch.
+// mostly to find a size mismatch. Eight bytes at a time (the last word overlapping the one before): each
+// word's A-Z bytes get the case bit (0x20).
 inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  auto fold = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; };
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (fold(a[i]) != fold(b[i])) return false;
-  return true;
+  std::size_t n = a.size();
+  if (n != b.size()) return false;
+  if (n < 8) {
+    auto fold = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; };
+    for (std::size_t i = 0; i < n; ++i)
+      if (fold(a[i]) != fold(b[i])) return false;
+    return true;
+  }
+  auto lower = [](const char* p) {
+    constexpr uint64_t ones = 0x0101010101010101ull, high = 0x80 * ones;
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    uint64_t seven = v & ~high;                  // each byte's low seven bits
+    uint64_t ge_a = seven + (0x80 - 'A') * ones;  // bit 7 set where the byte >= 'A'
+    uint64_t gt_z = seven + (0x7f - 'Z') * ones;  // bit 7 set where the byte > 'Z'
+    uint64_t upper = (ge_a ^ gt_z) & ~v & high;   // 'A'..'Z', not bytes >= 0x80
+    return v | (upper >> 2);
+  };
+  for (std::size_t i = 0; i + 8 < n; i += 8)
+    if (lower(a.data() + i) != lower(b.data() + i)) return false;
+  return lower(a.data() + n - 8) == lower(b.data() + n - 8);
 }
 // Case-insensitive search of a token in a comma-separated header value (e.g. Accept).
 bool header_has_token(std::string_view header, std::string_view token);

@@ -152,58 +152,86 @@ void ClientPool::start_watchdog() {
 
 namespace {
 
-// A response parser that keeps only what ResponseHead needs and hands body bytes straight to the caller:
-// no header fields are stored and no body buffer is filled and copied.
+// Where an answer's body goes: to the caller's callback as it arrives, or into ClientResponse::body.
+struct BodySink {
+  const std::function<bool(std::string_view)>& on_body;
+  std::string& out;
+  std::size_t max_body;
+  bool stopped = false;  // the callback asked for no more
+
+  // False when reading must stop (ec says why).
+  bool take(std::string_view data, boost::system::error_code& ec) {
+    if (on_body) {
+      if (!on_body(data)) {
+        stopped = true;
+        ec = net::error::operation_aborted;
+        return false;
+      }
+    } else if (out.size() + data.size() > max_body) {
+      ec = bhttp::error::body_limit;
+      return false;
+    } else {
+      out.append(data);
+    }
+    return true;
+  }
+};
+
+// For the answers parse_response_head leaves to Beast: a response parser that keeps only what ResponseHead
+// needs and hands body bytes straight to the sink (no header fields stored, no body buffer filled and copied).
 class SinkParser final : public bhttp::basic_parser<false> {
  public:
-  SinkParser(const std::function<bool(std::string_view)>& on_body, std::string& out, std::size_t max_body)
-      : on_body_(on_body), out_(out), max_body_(max_body) {}
-  ResponseHead head;
-  bool stopped = false;
+  explicit SinkParser(BodySink& sink) : sink_(sink) {}
+  ResponseHead head() const { return {status_, content_type_, session_id_}; }
 
  private:
   void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int, beast::error_code&) override {}
   void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
-    head.status = static_cast<unsigned>(code);
+    status_ = static_cast<unsigned>(code);
   }
   void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
                      beast::error_code&) override {
-    if (name == bhttp::field::content_type) head.content_type.assign(value.data(), value.size());
-    else if (beast::iequals(name_string, "mcp-session-id")) head.session_id.assign(value.data(), value.size());
+    if (name == bhttp::field::content_type) content_type_.assign(value.data(), value.size());
+    else if (beast::iequals(name_string, "mcp-session-id")) session_id_.assign(value.data(), value.size());
   }
   void on_header_impl(beast::error_code&) override {}
   void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
   std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
-    take(body, ec);
+    sink_.take({body.data(), body.size()}, ec);
     return body.size();
   }
   void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
   std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code& ec) override {
-    take(body, ec);
+    sink_.take({body.data(), body.size()}, ec);
     return body.size();
   }
   void on_finish_impl(beast::error_code&) override {}
-  void take(beast::string_view body, beast::error_code& ec) {
-    std::string_view data(body.data(), body.size());
-    if (on_body_) {
-      if (!on_body_(data)) {
-        stopped = true;
-        ec = net::error::operation_aborted;  // stops parsing; the caller asked for no more
-      }
-    } else if (out_.size() + data.size() > max_body_) {
-      ec = bhttp::error::body_limit;
-    } else {
-      out_.append(data);
-    }
-  }
-  const std::function<bool(std::string_view)>& on_body_;
-  std::string& out_;
-  std::size_t max_body_;
+  BodySink& sink_;
+  unsigned status_ = 0;
+  std::string content_type_, session_id_;
 };
+
+// The body of an answer whose head parse_response_head read: `length` bytes, some maybe in `buffer` already.
+template <typename S>
+net::awaitable<boost::system::error_code> read_sized_body(S& s, beast::flat_buffer& buffer, std::uint64_t length,
+                                                          BodySink& sink) {
+  boost::system::error_code ec;
+  for (;;) {
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(length, buffer.size()));
+    bool more = n == 0 || sink.take({static_cast<const char*>(buffer.data().data()), n}, ec);
+    buffer.consume(n);
+    length -= n;
+    if (!more || length == 0) co_return ec;
+    make_room_for_body(buffer, std::optional<std::uint64_t>(length));
+    auto [rec, got] = co_await s.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)), kTuple);
+    if (rec) co_return rec == net::error::eof ? bhttp::error::partial_message : rec;
+    buffer.commit(got);
+  }
+}
 
 template <typename S>
 net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, const std::string& head,
-                                 const std::string& body, ClientResponse& out, bool& reusable,
+                                 const std::string& body, bool head_request, ClientResponse& out, bool& reusable,
                                  std::chrono::steady_clock::time_point deadline,
                                  const std::function<bool(std::string_view)>& on_body,
                                  std::chrono::steady_clock::time_point body_deadline, std::size_t max_body,
@@ -219,18 +247,52 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
       co_return;
     }
   }
-  SinkParser parser(on_body, out.body, max_body);
+  auto body_phase = [&] {
+    if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
+    else low.expires_never();
+  };
+  BodySink sink{on_body, out.body, max_body};
+  // The usual answer: its head in one read, in the shape parse_response_head knows. Any other goes to Beast's
+  // parser, which reads on from the bytes already buffered.
+  if (buffer.size() == 0) {
+    auto [rec, got] = co_await s.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)), kTuple);
+    if (rec) {
+      out.ec = rec == net::error::eof ? bhttp::error::end_of_stream : rec;
+      co_return;
+    }
+    buffer.commit(got);
+  }
+  std::string_view buffered(static_cast<const char*>(buffer.data().data()), buffer.size());
+  ResponseHead rh;
+  std::uint64_t length = 0;
+  bool keep_alive = false;
+  if (std::size_t n = head_request ? 0 : parse_response_head(buffered, rh, length, keep_alive)) {
+    out.status = rh.status;
+    if (on_headers) on_headers(rh);
+    buffer.consume(n);  // rh's views are not used past here
+    body_phase();
+    if (auto ec = co_await read_sized_body(s, buffer, length, sink); ec && !sink.stopped) {
+      out.ec = ec;
+      co_return;
+    }
+    low.expires_never();
+    reusable = !sink.stopped && keep_alive;
+    release_large(buffer);
+    co_return;
+  }
+  SinkParser parser(sink);
   parser.body_limit(boost::none);
   parser.header_limit(64 * 1024);
+  if (head_request) parser.skip(true);
   auto [hec, hn] = co_await bhttp::async_read_header(s, buffer, parser, kTuple);
   if (hec) {
     out.ec = hec;
     co_return;
   }
-  out.status = parser.head.status;
-  if (on_headers) on_headers(parser.head);
-  if (body_deadline != std::chrono::steady_clock::time_point::max()) low.expires_at(body_deadline);
-  else low.expires_never();
+  auto rh2 = parser.head();
+  out.status = rh2.status;
+  if (on_headers) on_headers(rh2);
+  body_phase();
   if (!parser.is_done()) {
     boost::system::error_code rec;
     bool parsed = false;
@@ -239,13 +301,13 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
       make_room_for_body(buffer, parser.content_length());
       std::tie(rec, std::ignore) = co_await bhttp::async_read(s, buffer, parser, kTuple);
     }
-    if (rec && !parser.stopped) {
+    if (rec && !sink.stopped) {
       out.ec = rec;
       co_return;
     }
   }
   low.expires_never();
-  reusable = !parser.stopped && parser.is_done() && parser.keep_alive();
+  reusable = !sink.stopped && parser.is_done() && parser.keep_alive();
   release_large(buffer);
 }
 
@@ -278,6 +340,7 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
   }
   head.append(req.headers);
   head.append("\r\n");
+  bool head_request = req.method == bhttp::verb::head;
   // A pooled connection may have been closed by the server while idle: retry once on a fresh one.
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::unique_ptr<Conn> conn;
@@ -299,10 +362,10 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
     bool reusable = false;
     out = ClientResponse{};
     if (conn->tls)
-      co_await run_request(*conn->tls, conn->plain, conn->buffer, head, req.body, out, reusable, deadline, on_body,
+      co_await run_request(*conn->tls, conn->plain, conn->buffer, head, req.body, head_request, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     else
-      co_await run_request(conn->plain, conn->plain, conn->buffer, head, req.body, out, reusable, deadline, on_body,
+      co_await run_request(conn->plain, conn->plain, conn->buffer, head, req.body, head_request, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
     if (reusable && !closed_ && idle_.size() < max_idle_) {

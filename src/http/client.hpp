@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "http/head.hpp"  // ResponseHead
 #include "http/stream.hpp"
 
 namespace gh::http {
@@ -35,13 +36,6 @@ struct ClientRequest {
   std::string body;
   // Appends "name: value"; CR and LF in either are dropped (no header injection from configuration).
   void set(std::string_view name, std::string_view value);
-};
-
-// The parts of a response head the gateway acts on (the other fields are not stored).
-struct ResponseHead {
-  unsigned status = 0;
-  std::string content_type;
-  std::string session_id;  // Mcp-Session-Id
 };
 
 struct ClientResponse {

@@ -13,6 +13,7 @@
 
 #include "core/log.hpp"
 #include "http/body.hpp"
+#include "http/head.hpp"
 #include "http/wire.hpp"
 #include "core/util.hpp"
 #include "jsonrpc/message.hpp"
@@ -23,18 +24,6 @@ using net::as_tuple;
 using net::use_awaitable;
 constexpr auto kTuple = as_tuple(use_awaitable);
 
-
-std::string_view header(const Request& req, bhttp::field name) {
-  for (const auto& f : req)
-    if (f.name() == name) return f.value();
-  return {};
-}
-
-std::string_view header(const Request& req, std::string_view name) {
-  for (const auto& f : req)
-    if (iequals(f.name_string(), name)) return f.value();
-  return {};
-}
 
 Exchange::Exchange(Stream& stream, Request& r, std::string rid, std::string ip, const ServerLimits& limits,
                    Wire* wire, std::unique_ptr<ConnectionMemo>* memo)
@@ -257,12 +246,82 @@ Response error_response(unsigned version, bhttp::status status, int code, std::s
   res.prepare_payload();
   return res;
 }
+
+// The answer to a request that is not read: the connection closes after it.
+net::awaitable<void> refuse(Stream& stream, const ServerLimits& limits, unsigned version, bhttp::status status,
+                            std::string_view message) {
+  auto res = error_response(version, status, jsonrpc::code::invalid_request, message);
+  stream.expires_after(limits.write_timeout);
+  co_await bhttp::async_write(stream, res, kTuple);
+}
+
+net::awaitable<void> refuse_large_body(Stream& stream, const ServerLimits& limits, const std::string& client_ip,
+                                       unsigned version, std::string_view target, std::size_t limit,
+                                       std::optional<std::uint64_t> content_length = std::nullopt) {
+  boost::json::object fields{{"client_ip", client_ip}, {"target", target}};
+  if (content_length) fields["content_length"] = *content_length;
+  log::info("request body too large", fields);
+  co_await refuse(stream, limits, version, bhttp::status::payload_too_large,
+                  "Request body too large (limit " + std::to_string(limit) + " bytes)");
+}
 }  // namespace
 
+net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat_buffer& buffer, Request& req,
+                                                     const std::string& client_ip,
+                                                     std::unique_ptr<ConnectionMemo>& memo) {
+  RequestParser parser;
+  parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+  // A raw route's limit may be larger; it is known only once the head is read (the parser checks a
+  // Content-Length against body_limit at the end of the head).
+  parser.body_limit(raw_route_ ? std::max(limits_.max_body_bytes, limits_.raw_max_body_bytes) : limits_.max_body_bytes);
+  auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+  if (ec) {
+    if (ec == bhttp::error::header_limit) {
+      co_await refuse(stream, limits_, 11, bhttp::status::request_header_fields_too_large, "Request headers too large");
+    } else if (ec == bhttp::error::body_limit) {  // a Content-Length over the largest limit, seen with the head
+      co_await refuse_large_body(stream, limits_, client_ip, 11, parser.get().target(),
+                                 std::max(limits_.max_body_bytes, limits_.raw_max_body_bytes));
+    } else if (ec != bhttp::error::end_of_stream && !stream.timed_out() && ec != net::error::connection_reset &&
+               ec != net::error::operation_aborted && ec != net::error::eof) {
+      log::info("bad http request", {{"client_ip", client_ip}, {"error", ec.message()}});
+      co_await refuse(stream, limits_, 11, bhttp::status::bad_request, "Malformed HTTP request");
+    }
+    co_return Read::stop;
+  }
+  req.assign(parser.get(), parser.keep_alive());
+  auto cl = parser.content_length();
+  bool raw = raw_route_ && raw_route_(req);
+  if (raw_route_ && !raw) parser.body_limit(limits_.max_body_bytes);
+  std::size_t body_limit = raw ? limits_.raw_max_body_bytes : limits_.max_body_bytes;
+  if (cl && *cl > body_limit) {
+    co_await refuse_large_body(stream, limits_, client_ip, req.version(), req.target(), body_limit, *cl);
+    co_return Read::stop;
+  }
+  if (beast::iequals(req[bhttp::field::expect], "100-continue")) {
+    bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, req.version()};
+    stream.expires_after(limits_.write_timeout);
+    co_await bhttp::async_write(stream, cont, kTuple);
+  }
+  if (raw) co_return co_await serve_raw(stream, buffer, parser, req, client_ip, memo) ? Read::handled : Read::stop;
+  stream.expires_after(limits_.read_timeout);
+  if (!parse_buffered_body(stream, buffer, parser, ec) && !parser.is_done()) {
+    make_room_for_body(buffer, cl);
+    std::tie(ec, n) = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+  }
+  if (ec) {
+    if (ec == bhttp::error::body_limit)
+      co_await refuse_large_body(stream, limits_, client_ip, req.version(), req.target(), limits_.max_body_bytes);
+    co_return Read::stop;
+  }
+  req.body() = std::move(parser.get().body());
+  co_return Read::request;
+}
+
+
 net::awaitable<bool> Server::serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
-                                       const std::string& client_ip, std::unique_ptr<ConnectionMemo>& memo) {
-  Request req{parser.get().base()};  // the head only; the body stays on the wire for the handler
-  Wire wire{stream, buffer, parser};
+                                       Request& req, const std::string& client_ip,
+                                       std::unique_ptr<ConnectionMemo>& memo) {
+  Wire wire{stream, buffer, parser};  // req holds the head only; the body stays on the wire for the handler
   wire.body_done = parser.is_done();
   Exchange ex(stream, req, id_prefix_ + "-" + std::to_string(++next_id_), client_ip, limits_, &wire, &memo);
   bool close = co_await run_exchange(ex);
@@ -300,79 +359,45 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
 
   beast::flat_buffer buffer;
   std::unique_ptr<ConnectionMemo> memo;
+  Request req;  // one per connection: its buffers keep their capacity from one request to the next
   while (!stopping_) {
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-    // A raw route's limit may be larger; it is known only once the head is read (the parser checks a
-    // Content-Length against body_limit at the end of the head).
-    parser.body_limit(raw_route_ ? std::max(limits_.max_body_bytes, limits_.raw_max_body_bytes) : limits_.max_body_bytes);
     self->busy = false;
     release_large(buffer);
     stream.expires_after(limits_.idle_timeout);
-    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+    // The usual request: its head arrives in one read, in the shape parse_request_head knows, and it is not
+    // for a raw route. Any other takes Beast's parser, which reads on from the bytes already buffered.
+    if (buffer.size() == 0) {
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)), kTuple);
+      if (ec) break;  // the client went away or stayed idle too long
+      buffer.commit(n);
+    }
     self->busy = true;
-    if (ec) {
-      if (ec == bhttp::error::header_limit) {
-        stream.expires_after(limits_.write_timeout);
-        auto res = error_response(11, bhttp::status::request_header_fields_too_large, jsonrpc::code::invalid_request,
-                                  "Request headers too large");
-        co_await bhttp::async_write(stream, res, kTuple);
-      } else if (ec == bhttp::error::body_limit) {  // a Content-Length over the largest limit, seen with the head
-        log::info("request body too large", {{"client_ip", client_ip}, {"target", parser.get().target()}});
-        stream.expires_after(limits_.write_timeout);
-        auto res = error_response(11, bhttp::status::payload_too_large, jsonrpc::code::invalid_request,
-                                  "Request body too large");
-        co_await bhttp::async_write(stream, res, kTuple);
-      } else if (ec != bhttp::error::end_of_stream && !stream.timed_out() &&
-                 ec != net::error::connection_reset && ec != net::error::operation_aborted && ec != net::error::eof) {
-        log::info("bad http request", {{"client_ip", client_ip}, {"error", ec.message()}});
-        stream.expires_after(limits_.write_timeout);
-        auto res = error_response(11, bhttp::status::bad_request, jsonrpc::code::invalid_request,
-                                  "Malformed HTTP request");
-        co_await bhttp::async_write(stream, res, kTuple);
+    std::string_view buffered(static_cast<const char*>(buffer.data().data()), buffer.size());
+    std::uint64_t content_length = 0;
+    std::size_t head = parse_request_head(buffered, req, content_length);
+    bool fast = head && head <= limits_.max_header_bytes && !(raw_route_ && raw_route_(req));
+    if (fast) {
+      if (content_length > limits_.max_body_bytes) {
+        co_await refuse_large_body(stream, limits_, client_ip, req.version(), req.target(), limits_.max_body_bytes,
+                                   content_length);
+        break;
       }
-      break;
-    }
-    auto& hdr = parser.get();
-    auto cl = parser.content_length();
-    bool raw = raw_route_ && raw_route_(hdr);
-    if (raw_route_ && !raw) parser.body_limit(limits_.max_body_bytes);
-    std::size_t body_limit = raw ? limits_.raw_max_body_bytes : limits_.max_body_bytes;
-    if (cl && *cl > body_limit) {
-      log::info("request body too large", {{"client_ip", client_ip}, {"target", hdr.target()},
-                                          {"content_length", *cl}});
-      stream.expires_after(limits_.write_timeout);
-      auto res = error_response(hdr.version(), bhttp::status::payload_too_large, jsonrpc::code::invalid_request,
-                                "Request body too large (limit " + std::to_string(body_limit) + " bytes)");
-      co_await bhttp::async_write(stream, res, kTuple);
-      break;
-    }
-    if (beast::iequals(hdr[bhttp::field::expect], "100-continue")) {
-      bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, hdr.version()};
-      stream.expires_after(limits_.write_timeout);
-      co_await bhttp::async_write(stream, cont, kTuple);
-    }
-    if (raw) {
-      if (!co_await serve_raw(stream, buffer, parser, client_ip, memo)) break;
-      continue;
-    }
-    stream.expires_after(limits_.read_timeout);
-    if (!parse_buffered_body(stream, buffer, parser, ec) && !parser.is_done()) {
-      make_room_for_body(buffer, cl);
-      std::tie(ec, n) = co_await bhttp::async_read(stream, buffer, parser, kTuple);
-    }
-    if (ec) {
-      if (ec == bhttp::error::body_limit) {
-        log::info("request body too large", {{"client_ip", client_ip}, {"target", hdr.target()}});
-        stream.expires_after(limits_.write_timeout);
-        auto res = error_response(hdr.version(), bhttp::status::payload_too_large, jsonrpc::code::invalid_request,
-                                  "Request body too large (limit " + std::to_string(limits_.max_body_bytes) + " bytes)");
-        co_await bhttp::async_write(stream, res, kTuple);
+      buffer.consume(head);
+      auto& body = req.body();
+      auto now = static_cast<std::size_t>(std::min<std::uint64_t>(content_length, buffer.size()));
+      body.assign(static_cast<const char*>(buffer.data().data()), now);
+      buffer.consume(now);
+      if (now < content_length) {
+        body.resize(static_cast<std::size_t>(content_length));
+        stream.expires_after(limits_.read_timeout);
+        auto [ec, n] = co_await net::async_read(stream, net::buffer(body.data() + now, body.size() - now), kTuple);
+        if (ec) break;
       }
-      break;
+    } else if (auto read = co_await read_with_beast(stream, buffer, req, client_ip, memo); read != Read::request) {
+      if (read == Read::stop) break;
+      continue;  // a raw-route exchange took place
     }
     stream.expires_never();
-    Request req = parser.release();
     std::string rid = id_prefix_ + "-" + std::to_string(++next_id_);
     bool close = false;
     {

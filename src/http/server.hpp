@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "http/request.hpp"
 #include "http/stream.hpp"
 
 namespace gh::http {
@@ -23,18 +24,12 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
-using Request = bhttp::request<bhttp::string_body>;
 using Response = bhttp::response<bhttp::string_body>;
 using RequestParser = bhttp::request_parser<bhttp::string_body>;
 
-// A request header's value, "" when absent. A scan of the request's few fields: basic_fields' own lookup
-// walks a tree comparing names case-insensitively, which cost more than the rest of a header's handling.
-std::string_view header(const Request& req, bhttp::field name);
-std::string_view header(const Request& req, std::string_view name);
-
 // Which requests the server does not read whole: for them the handler gets the connection with the body
 // still on the wire (Exchange::wire()), to relay it as it arrives (the reverse proxy). Decided on the head.
-using RawRoute = std::function<bool(const bhttp::request_header<>&)>;
+using RawRoute = std::function<bool(const Request&)>;
 
 struct ServerLimits {
   std::size_t max_body_bytes = 4 * 1024 * 1024;
@@ -45,8 +40,8 @@ struct ServerLimits {
   std::size_t raw_max_body_bytes = 100 * 1024 * 1024;  // a raw-route request's declared Content-Length
 };
 
-// A raw-route request's connection: the head is parsed (a copy is in Exchange::req, whose body stays
-// empty), the body is not. Whoever reads the body sets body_done once the parser is done; otherwise the
+// A raw-route request's connection: the head is parsed (into Exchange::req, whose body stays empty), the
+// body is not. Whoever reads the body sets body_done once the parser is done; otherwise the
 // connection closes after the exchange, as unread body bytes would be taken for the next request. A
 // handler that writes its answer itself calls Exchange::wrote_response().
 struct Wire {
@@ -159,8 +154,13 @@ class Server {
   // Runs the handler for one exchange and makes sure an answer went out; returns whether the connection
   // must close afterwards.
   net::awaitable<bool> run_exchange(Exchange& ex);
+  // A request that parse_request_head left to Beast's parser: read whole into `req`, or (a raw route) its
+  // exchange held here with the body on the wire, or refused.
+  enum class Read { request, handled, stop };
+  net::awaitable<Read> read_with_beast(Stream& stream, beast::flat_buffer& buffer, Request& req,
+                                       const std::string& client_ip, std::unique_ptr<ConnectionMemo>& memo);
   // One raw-route exchange; returns whether the connection can carry another request.
-  net::awaitable<bool> serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
+  net::awaitable<bool> serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser, Request& req,
                                  const std::string& client_ip, std::unique_ptr<ConnectionMemo>& memo);
 
   net::io_context& io_;

@@ -56,7 +56,7 @@ net::awaitable<void> send_accepted(http::Exchange& ex) {
 }  // namespace
 
 net::awaitable<void> Endpoint::handle(http::Exchange& ex, std::string scope, Caller caller) {
-  auto version = http::header(ex.req, "MCP-Protocol-Version");
+  auto version = ex.req["MCP-Protocol-Version"];
   if (!version.empty() && !supported_protocol(version)) {
     co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
                          "Unsupported MCP-Protocol-Version: " + std::string(version));
@@ -73,7 +73,7 @@ net::awaitable<void> Endpoint::handle(http::Exchange& ex, std::string scope, Cal
 
 std::shared_ptr<Session> Endpoint::session_of(http::Exchange& ex, const std::string& scope, const Caller& caller,
                                               bool& missing) {
-  auto sid = http::header(ex.req, "Mcp-Session-Id");
+  auto sid = ex.req["Mcp-Session-Id"];
   missing = sid.empty();
   if (missing) return nullptr;
   auto s = hub_.find_session(sid);
@@ -92,13 +92,13 @@ net::awaitable<void> Endpoint::no_session(http::Exchange& ex, bool missing) {
 }
 
 net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope, const Caller& caller) {
-  auto ctype = http::header(ex.req, bhttp::field::content_type);
+  auto ctype = ex.req[bhttp::field::content_type];
   if (!header_has_token(ctype, "application/json")) {
     co_await reply_error(ex, bhttp::status::unsupported_media_type, code::invalid_request,
                          "Unsupported Media Type: Content-Type must be application/json");
     co_return;
   }
-  auto accept = http::header(ex.req, bhttp::field::accept);
+  auto accept = ex.req[bhttp::field::accept];
   if (!header_has_token(accept, "application/json") || !header_has_token(accept, "text/event-stream")) {
     if (!header_has_token(accept, "*/*")) {
       co_await reply_error(ex, bhttp::status::not_acceptable, code::invalid_request,
@@ -353,7 +353,7 @@ net::awaitable<void> Endpoint::answer_many(http::Exchange& ex, std::shared_ptr<S
 }
 
 net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope, const Caller& caller) {
-  if (!header_has_token(http::header(ex.req, bhttp::field::accept), "text/event-stream")) {
+  if (!header_has_token(ex.req[bhttp::field::accept], "text/event-stream")) {
     co_await reply_error(ex, bhttp::status::not_acceptable, code::invalid_request,
                          "Not Acceptable: Accept must include text/event-stream");
     co_return;

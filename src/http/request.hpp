@@ -1,0 +1,110 @@
+// An HTTP request as the server received it. The head's text sits in one buffer with the fields as positions
+// in it: no allocation a field (Beast's basic_fields allocates a node for each and files it in a tree), and a
+// connection reuses the same buffers from one request to the next. Filled by parse_request_head (head.hpp)
+// or, for the heads it leaves to Beast, from Beast's parsed header (assign).
+#pragma once
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gh::http {
+
+namespace bhttp = boost::beast::http;
+
+class Request {
+ public:
+  // One header field; valid until the request changes.
+  class Field {
+   public:
+    bhttp::field name() const { return bhttp::string_to_field(name_); }  // (a lookup: the hot path uses names)
+    std::string_view name_string() const { return name_; }
+    std::string_view value() const { return value_; }
+
+   private:
+    friend class Request;
+    Field(std::string_view name, std::string_view value) : name_(name), value_(value) {}
+    std::string_view name_, value_;
+  };
+  class const_iterator {
+   public:
+    using value_type = Field;
+    using difference_type = std::ptrdiff_t;
+    Field operator*() const { return r_->field_at(i_); }
+    const_iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    bool operator==(const const_iterator& o) const { return i_ == o.i_; }
+
+   private:
+    friend class Request;
+    const_iterator(const Request* r, std::size_t i) : r_(r), i_(i) {}
+    const Request* r_;
+    std::size_t i_;
+  };
+
+  Request() = default;
+  // The start line's parts, for requests made in code (tests): fields are added with set/insert.
+  Request(bhttp::verb method, std::string_view target, unsigned version = 11);
+
+  bhttp::verb method() const { return method_; }
+  std::string_view method_string() const { return view(method_text_); }
+  std::string_view target() const { return view(target_); }
+  unsigned version() const { return version_; }
+  bool keep_alive() const { return keep_alive_; }
+  std::string& body() { return body_; }
+  const std::string& body() const { return body_; }
+
+  // The first field of that name, "" when there is none (as basic_fields' operator[]).
+  std::string_view operator[](bhttp::field name) const { return (*this)[bhttp::to_string(name)]; }
+  std::string_view operator[](std::string_view name) const;
+  const_iterator begin() const { return {this, 0}; }
+  const_iterator end() const { return {this, fields_.size()}; }
+  std::size_t size() const { return fields_.size(); }
+
+  void insert(std::string_view name, std::string_view value);
+  void insert(bhttp::field name, std::string_view value);
+  // Replaces every field of that name.
+  void set(std::string_view name, std::string_view value);
+  void set(bhttp::field name, std::string_view value);
+  // Removes the fields whose name satisfies `pred`; returns how many.
+  template <class Pred>
+  std::size_t erase_if(Pred pred) {
+    return std::erase_if(fields_, [&](const Slot& s) { return pred(view(s.name)); });
+  }
+
+  // A head parsed by Beast (the fallback for heads outside parse_request_head's shape) and what its parser
+  // said of keep-alive; the body is left as is.
+  void assign(const bhttp::request_header<>& h, bool keep_alive);
+  void clear();
+
+ private:
+  friend std::size_t parse_request_head(std::string_view buffered, Request& out, std::uint64_t& content_length);
+  struct Span {
+    uint32_t at = 0, len = 0;
+  };
+  struct Slot {
+    Span name, value;
+  };
+  std::string_view view(Span s) const { return {text_.data() + s.at, s.len}; }
+  Span append(std::string_view s);
+  Field field_at(std::size_t i) const {
+    const auto& s = fields_[i];
+    return {view(s.name), view(s.value)};
+  }
+
+  std::string text_;  // the head as received (or the parts appended by insert/set/assign)
+  std::vector<Slot> fields_;
+  Span method_text_, target_;
+  bhttp::verb method_ = bhttp::verb::get;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  std::string body_;
+};
+
+}  // namespace gh::http
