@@ -95,8 +95,8 @@ std::string_view cookie_value(std::string_view header, std::string_view name) {
 
 bool strip_identity_headers(http::Request& req) {
   return req.erase_if([](std::string_view name) {
-    return (name.size() > 7 && iequals(name.substr(0, 7), "x-user-")) ||
-           (name.size() > 10 && iequals(name.substr(0, 10), "x-gateway-"));
+    if (name.size() <= 7 || (name[0] | 0x20) != 'x' || name[1] != '-') return false;  // most names, at once
+    return iequals(name.substr(0, 7), "x-user-") || (name.size() > 10 && iequals(name.substr(0, 10), "x-gateway-"));
   }) != 0;
 }
 

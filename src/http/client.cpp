@@ -289,9 +289,9 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
     out.ec = hec;
     co_return;
   }
-  auto rh2 = parser.head();
-  out.status = rh2.status;
-  if (on_headers) on_headers(rh2);
+  rh = parser.head();
+  out.status = rh.status;
+  if (on_headers) on_headers(rh);
   body_phase();
   if (!parser.is_done()) {
     boost::system::error_code rec;
