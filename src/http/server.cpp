@@ -392,6 +392,8 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
         stream.expires_after(limits_.read_timeout);
         auto [ec, n] = co_await net::async_read(stream, net::buffer(body.data() + now, body.size() - now), kTuple);
         if (ec) break;
+        // Room for the next request of this size to arrive in one read.
+        make_room_for_body(buffer, std::optional<std::uint64_t>(head + content_length));
       }
     } else if (auto read = co_await read_with_beast(stream, buffer, req, client_ip, memo); read != Read::request) {
       if (read == Read::stop) break;
