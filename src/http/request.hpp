@@ -81,6 +81,7 @@ class Request {
   // A head parsed by Beast (the fallback for heads outside parse_request_head's shape) and what its parser
   // said of keep-alive; the body is left as is.
   void assign(const bhttp::request_header<>& h, bool keep_alive);
+  // Empties the head; the body stays (its capacity too).
   void clear();
 
  private:
