@@ -3,7 +3,7 @@
 // request_parser, files every field in a tree of allocated nodes: with the upstream's answer head it was the
 // largest single cost of a proxied call. Whatever falls outside the shape below is left to Beast's parser,
 // which reads the same bytes and knows every corner of RFC 9112 (and answers its errors): these functions
-// return false and the caller takes that path. Every head they accept, Beast accepts with the same parts
+// return 0 and the caller takes that path. Every head they accept, Beast accepts with the same parts
 // (tests/unit/head_test.cpp compares them on mutated heads).
 //
 // The shape: start line; fields `name ":" OWS value OWS CRLF` (name a token; value bytes HTAB, SP, VCHAR or
