@@ -13,6 +13,7 @@
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
+#include <optional>
 
 namespace gh::http {
 
@@ -266,48 +267,41 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
   ResponseHead rh;
   std::uint64_t length = 0;
   bool keep_alive = false;
-  if (std::size_t n = head_request ? 0 : parse_response_head(buffered, rh, length, keep_alive)) {
-    out.status = rh.status;
-    if (on_headers) on_headers(rh);
-    buffer.consume(n);  // rh's views are not used past here
-    body_phase();
-    if (auto ec = co_await read_sized_body(s, buffer, length, sink); ec && !sink.stopped) {
-      out.ec = ec;
+  std::size_t n = head_request ? 0 : parse_response_head(buffered, rh, length, keep_alive);
+  std::optional<SinkParser> parser;  // for the answers parse_response_head leaves to Beast
+  if (!n) {
+    parser.emplace(sink);
+    parser->body_limit(boost::none);
+    parser->header_limit(64 * 1024);
+    if (head_request) parser->skip(true);
+    auto [hec, hn] = co_await bhttp::async_read_header(s, buffer, *parser, kTuple);
+    if (hec) {
+      out.ec = hec;
       co_return;
     }
-    low.expires_never();
-    reusable = !sink.stopped && keep_alive;
-    release_large(buffer);
-    co_return;
+    rh = parser->head();
   }
-  SinkParser parser(sink);
-  parser.body_limit(boost::none);
-  parser.header_limit(64 * 1024);
-  if (head_request) parser.skip(true);
-  auto [hec, hn] = co_await bhttp::async_read_header(s, buffer, parser, kTuple);
-  if (hec) {
-    out.ec = hec;
-    co_return;
-  }
-  rh = parser.head();
   out.status = rh.status;
   if (on_headers) on_headers(rh);
+  buffer.consume(n);  // (a head parse_response_head read: rh's views are not used past here)
   body_phase();
-  if (!parser.is_done()) {
-    boost::system::error_code rec;
+  boost::system::error_code ec;
+  if (n) {
+    ec = co_await read_sized_body(s, buffer, length, sink);
+  } else if (!parser->is_done()) {
     bool parsed = false;
-    if constexpr (std::is_same_v<S, Stream>) parsed = parse_buffered_body(s, buffer, parser, rec);  // (TLS: no sync read)
+    if constexpr (std::is_same_v<S, Stream>) parsed = parse_buffered_body(s, buffer, *parser, ec);  // (TLS: no sync read)
     if (!parsed) {
-      make_room_for_body(buffer, parser.content_length());
-      std::tie(rec, std::ignore) = co_await bhttp::async_read(s, buffer, parser, kTuple);
-    }
-    if (rec && !sink.stopped) {
-      out.ec = rec;
-      co_return;
+      make_room_for_body(buffer, parser->content_length());
+      std::tie(ec, std::ignore) = co_await bhttp::async_read(s, buffer, *parser, kTuple);
     }
   }
+  if (ec && !sink.stopped) {
+    out.ec = ec;
+    co_return;
+  }
   low.expires_never();
-  reusable = !sink.stopped && parser.is_done() && parser.keep_alive();
+  reusable = !sink.stopped && (n ? keep_alive : parser->is_done() && parser->keep_alive());
   release_large(buffer);
 }
 
