@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <thread>
 
 #include "core/log.hpp"
 
@@ -14,6 +15,16 @@ namespace net = boost::asio;
 using Clock = std::chrono::steady_clock;
 constexpr int kTickMs = 200;
 constexpr int kFailuresBeforeOneByOne = 3;
+
+namespace {
+// Called by the store between two transactions of a batch (SQLite's are 64 rows, ~40 µs): the writer
+// sleeps a moment (the timer slack, ~50 µs), so that whatever waits for this core gets it. SCHED_IDLE alone
+// does not do that for other processes where Linux schedules groups of tasks (an autogroup per session, a
+// cgroup per systemd service): the kernel then weighs the gateway's group against the other process's, and
+// a client or upstream woken on the writer's core waited out a whole 512-row batch (~0.6 ms, seen with
+// `perf sched timehist`), which put 1-connection p99 at twice nginx's (docs/performance.md).
+void give_core_away() { std::this_thread::sleep_for(std::chrono::microseconds(1)); }
+}  // namespace
 
 AnalyticsWriter::AnalyticsWriter(store::Store& store, BlockingPool& urgent, net::any_io_executor io,
                                  std::size_t max_queue, std::size_t batch)
@@ -52,7 +63,7 @@ net::awaitable<bool> AnalyticsWriter::write_some(BlockingPool& on) {
     auto& store = store_;
     auto job = [&store, out, one_by_one] {  // named: see BlockingPool::run
       if (one_by_one) write_one_by_one(store, *out);
-      else store.insert_analytics(out->rows, out->written);
+      else store.insert_analytics(out->rows, out->written, give_core_away);
     };
     co_await on.run(std::move(job));
   } catch (const std::exception& e) {

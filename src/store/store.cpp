@@ -379,12 +379,13 @@ class SqlStore final : public Store {
   }
 
   // ---- analytics ----
-  void insert_analytics(const AnalyticsBatch& rows, std::size_t& written) override {
+  void insert_analytics(const AnalyticsBatch& rows, std::size_t& written,
+                        const std::function<void()>& between) override {
     static constexpr std::string_view kColumns[] = {
         "timestamp", "user_email", "method", "endpoint", "status_code", "response_time_ms", "user_agent",
         "client_ip", "server_id",  "tool",       "request_id", "bytes_in", "bytes_out"};
     constexpr std::size_t kWidth = std::size(kColumns);
-    const std::size_t chunk = analytics_chunk();
+    const std::size_t chunk = pg() ? analytics_chunk() : 64;
     auto text_or_null = [](std::string_view v) { return v.empty() ? Value(nullptr) : Value(v); };
     std::vector<Value> values;
     values.reserve(std::min(rows.size(), chunk) * kWidth);
@@ -407,7 +408,10 @@ class SqlStore final : public Store {
                                    text_or_null(r.user_agent), text_or_null(r.client_ip), text_or_null(r.server),
                                    text_or_null(r.tool), text_or_null(r.request_id), Value(r.bytes_in),
                                    Value(r.bytes_out)});
-      if (values.size() == chunk * kWidth) commit();
+      if (values.size() == chunk * kWidth) {
+        commit();
+        if (between && written < rows.size()) between();
+      }
     }, written);
     if (!values.empty()) commit();
   }

@@ -992,6 +992,32 @@ TEST(StoreUrl, ErrorsNeverShowThePassword) {
   EXPECT_EQ(sql::redact_url("postgresql://u@h/d"), "postgresql://u@h/d");
 }
 
+TYPED_TEST(StoreTest, AnalyticsBatchesAreCommittedInSlicesWithAPauseBetween) {
+  // SQLite commits a batch 64 rows at a time and calls `between` after each transaction but the last (the
+  // writer sleeps there, giving its core away); what is written by then is committed — another connection
+  // sees it — so no transaction is held open across the pause. PostgreSQL commits the batch at once.
+  auto scan = this->env->store_conn();
+  AnalyticsBatch b;
+  for (int i = 0; i < 200; ++i) {
+    AnalyticsRow r;
+    r.timestamp = 1'700'000'000 + i, r.method = "POST", r.endpoint = "/mcp";
+    b.add(r);
+  }
+  std::size_t written = 0;
+  std::vector<std::pair<std::size_t, int64_t>> pauses;  // (written, rows another connection sees)
+  this->store->insert_analytics(b, written, [&] {
+    pauses.emplace_back(written, scan->scalar("SELECT COUNT(*) FROM @api_analytics"));
+  });
+  EXPECT_EQ(written, 200u);
+  EXPECT_EQ(scan->scalar("SELECT COUNT(*) FROM @api_analytics"), 200);
+  if (TypeParam::kPostgres) {
+    EXPECT_TRUE(pauses.empty());
+  } else {
+    std::vector<std::pair<std::size_t, int64_t>> expected{{64, 64}, {128, 128}, {192, 192}};
+    EXPECT_EQ(pauses, expected);
+  }
+}
+
 TYPED_TEST(StoreTest, AnalyticsReportsAndRetentionFindEveryRowOfTheirWindow) {
   // Reports and retention read by time (PostgreSQL: a BRIN index; SQLite: ranges of ids with their least
   // and greatest times, migration 5). Rows arrive in nearly increasing time, 2% of them up to ten minutes
