@@ -93,10 +93,10 @@ class SqliteConnection final : public Connection {
     const std::size_t width = columns.size();
     if (width == 0 || values.size() % width) throw DbError("sqlite: insert_rows: values do not fill whole rows");
     std::size_t rows = values.size() / width;
-    // Statements of 256, 16 and 1 rows (well under SQLite's 32,766 parameters), so three cached statements
-    // cover any count.
+    // Statements of 256, 64, 16 and 1 rows (well under SQLite's 32,766 parameters), so four cached
+    // statements cover any count (64: the analytics writer's slice).
     for (std::size_t done = 0; done < rows;) {
-      std::size_t n = rows - done >= 256 ? 256 : rows - done >= 16 ? 16 : 1;
+      std::size_t left = rows - done, n = left >= 256 ? 256 : left >= 64 ? 64 : left >= 16 ? 16 : 1;
       std::string sql = "INSERT INTO ";
       sql += table;
       sql += " (";

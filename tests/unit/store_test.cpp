@@ -992,13 +992,13 @@ TEST(StoreUrl, ErrorsNeverShowThePassword) {
   EXPECT_EQ(sql::redact_url("postgresql://u@h/d"), "postgresql://u@h/d");
 }
 
-TYPED_TEST(StoreTest, AnalyticsBatchesAreCommittedInSlicesWithAPauseBetween) {
-  // SQLite commits a batch 64 rows at a time and calls `between` after each transaction but the last (the
-  // writer sleeps there, giving its core away); what is written by then is committed — another connection
-  // sees it — so no transaction is held open across the pause. PostgreSQL commits the batch at once.
+TYPED_TEST(StoreTest, AnalyticsBatchesAreInsertedInSlicesWithAPauseBetween) {
+  // SQLite inserts a transaction's rows (512 at most) 64 at a time and calls `between` before every slice
+  // but the first; the slices are one transaction — nothing is visible to another connection until its
+  // commit, and no transaction is committed per slice. PostgreSQL sends the batch in one COPY, no pause.
   auto scan = this->env->store_conn();
   AnalyticsBatch b;
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 600; ++i) {
     AnalyticsRow r;
     r.timestamp = 1'700'000'000 + i, r.method = "POST", r.endpoint = "/mcp";
     b.add(r);
@@ -1008,12 +1008,13 @@ TYPED_TEST(StoreTest, AnalyticsBatchesAreCommittedInSlicesWithAPauseBetween) {
   this->store->insert_analytics(b, written, [&] {
     pauses.emplace_back(written, scan->scalar("SELECT COUNT(*) FROM @api_analytics"));
   });
-  EXPECT_EQ(written, 200u);
-  EXPECT_EQ(scan->scalar("SELECT COUNT(*) FROM @api_analytics"), 200);
+  EXPECT_EQ(written, 600u);
+  EXPECT_EQ(scan->scalar("SELECT COUNT(*) FROM @api_analytics"), 600);
   if (TypeParam::kPostgres) {
     EXPECT_TRUE(pauses.empty());
   } else {
-    std::vector<std::pair<std::size_t, int64_t>> expected{{64, 64}, {128, 128}, {192, 192}};
+    std::vector<std::pair<std::size_t, int64_t>> expected(7, {0, 0});  // slices 2–8 of the first 512 rows
+    expected.insert(expected.end(), {{512, 512}, {512, 512}});     // the other 88: 64 + 24
     EXPECT_EQ(pauses, expected);
   }
 }
