@@ -17,7 +17,7 @@ constexpr int kTickMs = 200;
 constexpr int kFailuresBeforeOneByOne = 3;
 
 namespace {
-// Called by the store between two transactions of a batch (SQLite's are 64 rows, ~40 µs): the writer
+// Called by the store between two slices of a batch (SQLite's are 64 rows, ~40 µs): the writer
 // sleeps a moment (the timer slack, ~50 µs), so that whatever waits for this core gets it. SCHED_IDLE alone
 // does not do that for other processes where Linux schedules groups of tasks (an autogroup per session, a
 // cgroup per systemd service): the kernel then weighs the gateway's group against the other process's, and

@@ -63,7 +63,7 @@ class AnalyticsWriter {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // Batches and purges run on a thread of their own in the SCHED_IDLE class: on a busy machine the request
   // path keeps its cores and the writer takes what is left (a queue that grows says it is not enough); it
-  // also pauses between the store's short transactions, for other processes (give_core_away). The
+  // also pauses between the store's short slices of a batch, for other processes (give_core_away). The
   // rows go through a database connection of their own (Store::insert_analytics), so other store calls
   // never wait behind a writer that is kept waiting for a core. Declared last: joined first.
   BlockingPool thread_{1, 0, BlockingPool::Class::idle};
