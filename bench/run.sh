@@ -209,6 +209,7 @@ peak_read() { # pid -> PEAK "self_kB tree_kB procs": peaks since peak_reset (the
   PEAK="$self $tree $procs"
 }
 
+CPU_TICKS=0
 cpu_ticks() { # pid -> CPU_TICKS: utime+stime of the pid and its descendants
   local p line rest
   local -a f

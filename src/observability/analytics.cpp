@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "core/log.hpp"
@@ -61,9 +62,11 @@ net::awaitable<bool> AnalyticsWriter::write_some(BlockingPool& on) {
   bool ok = true;
   try {
     auto& store = store_;
-    auto job = [&store, out, one_by_one] {  // named: see BlockingPool::run
+    std::function<void()> between;  // pauses on the writer's idle-class thread; the shutdown flush does not
+    if (&on == &thread_) between = give_core_away;
+    auto job = [&store, out, one_by_one, between] {  // named: see BlockingPool::run
       if (one_by_one) write_one_by_one(store, *out);
-      else store.insert_analytics(out->rows, out->written, give_core_away);
+      else store.insert_analytics(out->rows, out->written, between);
     };
     co_await on.run(std::move(job));
   } catch (const std::exception& e) {
