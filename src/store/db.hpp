@@ -117,6 +117,18 @@ class Transaction {
 // SQLite: `path` is a file (its directory must exist) or ":memory:". Sets WAL (files), busy_timeout 5000,
 // foreign_keys on. `read_only` opens without creating or writing.
 std::unique_ptr<Connection> open_sqlite(const std::string& path, bool read_only = false);
+// While one is alive on this thread, SQLite connections opened here call `pause` after every 8 reads or
+// writes of their files: a commit writes each dirty page to the WAL in two system calls (≈ 50 for a
+// 512-row analytics batch, 0.15–0.25 ms on end) and a checkpoint reads and writes a page per call, so a
+// long commit gives its core away as the rows' slices do (docs/performance.md, session 14). Not nested;
+// PostgreSQL: no effect.
+class PauseBetweenWrites {
+ public:
+  explicit PauseBetweenWrites(const std::function<void()>& pause);
+  ~PauseBetweenWrites();
+  PauseBetweenWrites(const PauseBetweenWrites&) = delete;
+  PauseBetweenWrites& operator=(const PauseBetweenWrites&) = delete;
+};
 // PostgreSQL: `url` is a libpq connection URI; `schema_prefix` replaces `@` (e.g. "mcp_proxy.").
 // Reconnects once when the connection is found broken outside a transaction.
 std::unique_ptr<Connection> open_postgres(const std::string& url, std::string schema_prefix, bool read_only = false);

@@ -1,7 +1,9 @@
 // SQLite backend of the SQL layer: one connection, prepared statements cached per SQL text.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <unordered_map>
+#include <utility>
 
 #include "core/log.hpp"
 #include "store/db.hpp"
@@ -9,6 +11,97 @@
 
 namespace gh::store::sql {
 namespace {
+
+// The "gatehouse" VFS: SQLite's default one with every file wrapped, so that reads and writes made while a
+// PauseBetweenWrites is alive on the thread call its function every kOpsPerPause of them. Everything else
+// is forwarded unchanged; the real file's state lives right after the wrapper.
+constexpr int kOpsPerPause = 8;
+thread_local const std::function<void()>* t_pause = nullptr;
+thread_local int t_ops = 0;
+
+struct PausingFile {
+  sqlite3_file base;
+  sqlite3_file* real() { return reinterpret_cast<sqlite3_file*>(this + 1); }
+};
+static_assert(sizeof(PausingFile) % 8 == 0);  // the real file stays 8-aligned, as SQLite allocates it
+
+sqlite3_file* real(sqlite3_file* f) { return reinterpret_cast<PausingFile*>(f)->real(); }
+const sqlite3_io_methods& io(sqlite3_file* f) { return *real(f)->pMethods; }
+
+int pf_close(sqlite3_file* f) { return io(f).xClose(real(f)); }
+void count_and_pause() {
+  if (!t_pause || ++t_ops % kOpsPerPause) return;
+  auto pause = std::exchange(t_pause, nullptr);  // a pause that reads or writes (a test's probe) does not recurse
+  try {
+    (*pause)();
+  } catch (...) {
+  }
+  t_pause = pause;
+}
+int pf_read(sqlite3_file* f, void* b, int n, sqlite3_int64 o) {
+  count_and_pause();
+  return io(f).xRead(real(f), b, n, o);
+}
+int pf_write(sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
+  count_and_pause();
+  return io(f).xWrite(real(f), b, n, o);
+}
+int pf_truncate(sqlite3_file* f, sqlite3_int64 size) { return io(f).xTruncate(real(f), size); }
+int pf_sync(sqlite3_file* f, int flags) { return io(f).xSync(real(f), flags); }
+int pf_file_size(sqlite3_file* f, sqlite3_int64* size) { return io(f).xFileSize(real(f), size); }
+int pf_lock(sqlite3_file* f, int l) { return io(f).xLock(real(f), l); }
+int pf_unlock(sqlite3_file* f, int l) { return io(f).xUnlock(real(f), l); }
+int pf_check_reserved(sqlite3_file* f, int* out) { return io(f).xCheckReservedLock(real(f), out); }
+int pf_file_control(sqlite3_file* f, int op, void* arg) { return io(f).xFileControl(real(f), op, arg); }
+int pf_sector_size(sqlite3_file* f) { return io(f).xSectorSize(real(f)); }
+int pf_device(sqlite3_file* f) { return io(f).xDeviceCharacteristics(real(f)); }
+int pf_shm_map(sqlite3_file* f, int pg, int sz, int extend, void volatile** p) {
+  return io(f).xShmMap(real(f), pg, sz, extend, p);
+}
+int pf_shm_lock(sqlite3_file* f, int offset, int n, int flags) { return io(f).xShmLock(real(f), offset, n, flags); }
+void pf_shm_barrier(sqlite3_file* f) { io(f).xShmBarrier(real(f)); }
+int pf_shm_unmap(sqlite3_file* f, int del) { return io(f).xShmUnmap(real(f), del); }
+int pf_fetch(sqlite3_file* f, sqlite3_int64 o, int n, void** p) { return io(f).xFetch(real(f), o, n, p); }
+int pf_unfetch(sqlite3_file* f, sqlite3_int64 o, void* p) { return io(f).xUnfetch(real(f), o, p); }
+
+// One table per version of the real file's methods (SQLite looks at iVersion before using the later ones).
+constexpr sqlite3_io_methods pausing_methods(int version) {
+  return {version,        pf_close,     pf_read,       pf_write,          pf_truncate,
+          pf_sync,        pf_file_size, pf_lock,       pf_unlock,         pf_check_reserved,
+          pf_file_control, pf_sector_size, pf_device,  pf_shm_map,        pf_shm_lock,
+          pf_shm_barrier, pf_shm_unmap, pf_fetch,      pf_unfetch};
+}
+constexpr sqlite3_io_methods kPausingMethods[] = {pausing_methods(1), pausing_methods(2), pausing_methods(3)};
+
+sqlite3_vfs* g_default_vfs = nullptr;
+
+int pf_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
+  auto* pf = reinterpret_cast<PausingFile*>(f);
+  pf->base.pMethods = nullptr;
+  pf->real()->pMethods = nullptr;
+  int rc = g_default_vfs->xOpen(g_default_vfs, name, pf->real(), flags, out_flags);
+  // Set even when the open failed but left methods behind: SQLite then calls xClose, forwarded.
+  if (auto* m = pf->real()->pMethods) pf->base.pMethods = &kPausingMethods[std::clamp(m->iVersion, 1, 3) - 1];
+  return rc;
+}
+
+// Registered once (not as the default); its other methods are the default VFS's own, called with the same
+// pAppData, so they behave as they would there.
+const char* pausing_vfs() {
+  static sqlite3_vfs vfs = [] {
+    g_default_vfs = sqlite3_vfs_find(nullptr);
+    if (!g_default_vfs) throw DbError("sqlite: no default VFS");
+    sqlite3_vfs v = *g_default_vfs;
+    v.szOsFile = static_cast<int>(sizeof(PausingFile)) + g_default_vfs->szOsFile;
+    v.zName = "gatehouse";
+    v.pNext = nullptr;
+    v.xOpen = pf_open;
+    return v;
+  }();
+  static const int registered = sqlite3_vfs_register(&vfs, 0);
+  if (registered != SQLITE_OK) throw DbError(std::string("sqlite: cannot register VFS: ") + sqlite3_errstr(registered));
+  return vfs.zName;
+}
 
 class SqliteRow final : public Row {
  public:
@@ -31,7 +124,7 @@ class SqliteConnection final : public Connection {
  public:
   SqliteConnection(const std::string& path, bool read_only) {
     int flags = SQLITE_OPEN_NOMUTEX | (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, pausing_vfs());
     if (rc != SQLITE_OK) {
       std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
       sqlite3_close(db_);
@@ -207,6 +300,13 @@ class SqliteWatcher final : public LoopWatcher {
 };
 
 }  // namespace
+
+PauseBetweenWrites::PauseBetweenWrites(const std::function<void()>& pause) {
+  t_pause = &pause;
+  t_ops = 0;
+}
+
+PauseBetweenWrites::~PauseBetweenWrites() { t_pause = nullptr; }
 
 std::unique_ptr<Connection> open_sqlite(const std::string& path, bool read_only) {
   // Before SQLite initialises: no global allocation statistics (a process-wide mutex around every malloc).

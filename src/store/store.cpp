@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include <boost/json/array.hpp>
@@ -387,11 +388,13 @@ class SqlStore final : public Store {
     constexpr std::size_t kWidth = std::size(kColumns);
     const std::size_t chunk = analytics_chunk();
     // SQLite inserts a transaction's rows in slices of 64 (~40 µs of this thread each), `between` before
-    // every slice but the first; PostgreSQL sends them in one COPY.
+    // each, and calls it after every 8 file operations of the commit (its WAL writes, a checkpoint's);
+    // PostgreSQL sends them in one COPY. The values are built in a buffer the thread keeps: a fresh one
+    // (266 KB for 512 rows) was page faults at the start of every batch, 0.1–0.3 ms on end.
     const std::size_t slice = (pg() || !between ? chunk : 64) * kWidth;
-    std::size_t slices = 0;
     auto text_or_null = [](std::string_view v) { return v.empty() ? Value(nullptr) : Value(v); };
-    std::vector<Value> values;
+    thread_local std::vector<Value> values;
+    values.clear();  // (views of an earlier batch, if its insert threw)
     values.reserve(std::min(rows.size(), chunk) * kWidth);
     int64_t min_ts = std::numeric_limits<int64_t>::max(), max_ts = std::numeric_limits<int64_t>::min();
     auto commit = [&] {
@@ -399,10 +402,12 @@ class SqlStore final : public Store {
         Transaction tx(c, true);
         const std::span<const Value> all(values);
         for (std::size_t at = 0; at < all.size(); at += slice) {
-          if (slices++ && between) between();
+          if (between) between();
           c.insert_rows("@api_analytics", kColumns, all.subspan(at, std::min(slice, all.size() - at)));
         }
         if (!pg()) note_analytics_rows(c, min_ts, max_ts);
+        std::optional<sql::PauseBetweenWrites> in_commit;
+        if (between) in_commit.emplace(between);
         tx.commit();
       });
       written += values.size() / kWidth;
