@@ -204,7 +204,8 @@ json::object Router::stats_json() const {
   if (p_.analytics) {
     auto& a = p_.analytics->stats();
     out["analytics"] = json::object{{"recorded", a.recorded}, {"written", a.written}, {"queued", a.queued},
-                                    {"dropped", a.dropped}, {"failed_batches", a.failed_batches}};
+                                    {"dropped", a.dropped}, {"failed_batches", a.failed_batches},
+                                    {"catch_up_batches", a.catch_up_batches}};
   }
   return out;
 }
@@ -220,6 +221,7 @@ observability::Gauges Router::gauges() const {
     g.analytics_dropped = a.dropped;
     g.analytics_written = a.written;
     g.analytics_failed_batches = a.failed_batches;
+    g.analytics_catch_up_batches = a.catch_up_batches;
   }
   g.rate_limit_keys = p_.local_limiter.keys();
   if (p_.shared_limiter) {

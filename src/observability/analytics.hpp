@@ -19,6 +19,7 @@ namespace gh::observability {
 
 struct AnalyticsStats {
   uint64_t recorded = 0, written = 0, dropped = 0, failed_batches = 0;
+  uint64_t catch_up_batches = 0;  // written flat out: more than two batches were waiting
   std::size_t queued = 0;
 };
 
@@ -62,8 +63,9 @@ class AnalyticsWriter {
   std::unique_ptr<boost::asio::steady_timer> timer_;  // the writer's tick; created by start()
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // Batches and purges run on a thread of their own in the SCHED_IDLE class: on a busy machine the request
-  // path keeps its cores and the writer takes what is left (a queue that grows says it is not enough); it
-  // also pauses between the store's short slices of a batch, for other processes (give_core_away). The
+  // path keeps its cores and the writer takes what is left (a queue that grows says it is not enough); while
+  // it keeps up it also pauses between the store's short slices of a batch and in its commit, for other
+  // processes (give_core_away); a backlog of more than two batches is written flat out (catch_up_batches). The
   // rows go through a database connection of their own (Store::insert_analytics), so other store calls
   // never wait behind a writer that is kept waiting for a core. Declared last: joined first.
   BlockingPool thread_{1, 0, BlockingPool::Class::idle};

@@ -1220,6 +1220,37 @@ TYPED_TEST(StoreTest, AnalyticsWriterDropsOnlyTheRowTheDatabaseRefuses) {
   EXPECT_EQ(poisoned, 0);
 }
 
+TYPED_TEST(StoreTest, AnalyticsWriterWritesABacklogFlatOutAndCountsIt) {
+  // While at most two batches wait, the writer pauses in its work (for other processes); behind by more, it
+  // writes flat out until it has caught up, and counts those batches.
+  boost::asio::io_context io;
+  gh::BlockingPool urgent(1);
+  gh::observability::AnalyticsWriter writer(*this->store, urgent, io.get_executor(), 1000, 16);
+  int next = 0;
+  auto add = [&](int n) {
+    for (int i = 0; i < n; ++i, ++next) {
+      AnalyticsRow r;
+      r.timestamp = 1'700'000'000 + next, r.method = "POST", r.endpoint = "/mcp/fast", r.status = 200;
+      writer.record(r);
+    }
+  };
+  auto run_until_written = [&](uint64_t n) {
+    for (int i = 0; i < 1000 && writer.stats().written < n; ++i) io.run_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(writer.stats().written, n);
+  };
+  add(40);  // more than two batches of 16 before the writer starts: its first write is a backlog
+  writer.start(0);
+  run_until_written(40);
+  EXPECT_EQ(writer.stats().catch_up_batches, 1u);
+  add(20);  // the 16th asks for a write; it takes all 20 when io runs: keeping up
+  run_until_written(60);
+  EXPECT_EQ(writer.stats().catch_up_batches, 1u);
+  add(33);  // 33 waiting when the write starts: behind again
+  run_until_written(93);
+  EXPECT_EQ(writer.stats().catch_up_batches, 2u);
+  EXPECT_EQ(this->store->count_analytics(), 93);
+}
+
 TEST(AnalyticsBatch, PacksAndReusesItsMemory) {
   AnalyticsBatch b;
   std::string big(70'000, 'x');
