@@ -19,12 +19,13 @@ constexpr int kFailuresBeforeOneByOne = 3;
 
 namespace {
 // Called by the store before each slice of a batch (SQLite's are 64 rows, ~40 µs) and every 8 file
-// operations of its commit: the writer
-// sleeps a moment (the timer slack, ~50 µs), so that whatever waits for this core gets it. SCHED_IDLE alone
-// does not do that for other processes where Linux schedules groups of tasks (an autogroup per session, a
-// cgroup per systemd service): the kernel then weighs the gateway's group against the other process's, and
-// a client or upstream woken on the writer's core waited out a whole 512-row batch (~0.6 ms, seen with
-// `perf sched timehist`), which put 1-connection p99 at twice nginx's (docs/performance.md).
+// operations of its commit: the writer sleeps a moment (the timer slack, ~50 µs), so that whatever waits for
+// this core gets it. SCHED_IDLE alone does not do that for other processes where Linux schedules groups of
+// tasks (an autogroup per session, a cgroup per systemd service): the kernel then weighs the gateway's group
+// against the other process's, and a client or upstream woken on the writer's core waited out a whole
+// 512-row batch (~0.6 ms, seen with `perf sched timehist`), which put 1-connection p99 at twice nginx's;
+// after the slices, it waited through the commit's ~50 WAL writes (0.1–0.26 ms; docs/performance.md,
+// sessions 13 and 14).
 void give_core_away() { std::this_thread::sleep_for(std::chrono::microseconds(1)); }
 }  // namespace
 

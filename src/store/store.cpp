@@ -389,8 +389,8 @@ class SqlStore final : public Store {
     const std::size_t chunk = analytics_chunk();
     // SQLite inserts a transaction's rows in slices of 64 (~40 µs of this thread each), `between` before
     // each, and calls it after every 8 file operations of the commit (its WAL writes, a checkpoint's);
-    // PostgreSQL sends them in one COPY. The values are built in a buffer the thread keeps: a fresh one
-    // (266 KB for 512 rows) was page faults at the start of every batch, 0.1–0.3 ms on end.
+    // PostgreSQL sends them in one COPY. The values are built in a buffer the thread keeps (266 KB for 512
+    // rows: fresh memory each batch was pages to fault in before the first pause).
     const std::size_t slice = (pg() || !between ? chunk : 64) * kWidth;
     auto text_or_null = [](std::string_view v) { return v.empty() ? Value(nullptr) : Value(v); };
     thread_local std::vector<Value> values;
