@@ -57,7 +57,8 @@ int serve(const Settings& settings, const Environment& env) {
   auto servers = load_servers_file(settings.servers_file, env);
 
   net::io_context io(1);
-  BlockingPool pool(2, 5);  // a little behind the io thread: requests first, reloads after
+  // A little behind the io thread (nice 5): requests first, reloads after.
+  BlockingPool pool(2, 5, BlockingPool::Class::normal, "gh-blocking");
   std::unique_ptr<auth::SecretBox> secrets;
   if (!settings.encryption_key.empty())
     secrets = std::make_unique<auth::SecretBox>(settings.encryption_key, settings.encryption_key_previous);

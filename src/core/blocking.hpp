@@ -27,13 +27,17 @@ class BlockingPool {
   // SCHED_IDLE class, which runs only on a core nothing else wants and never preempts other work; for
   // background work that can wait (the analytics writer), so that on a busy machine every core the
   // request path can use stays with it.
+  // `name` (at most 15 characters) names the threads, as `top -H`, `ps -L` and /proc/<pid>/task/*/comm show
+  // them.
   enum class Class { normal, idle };
-  explicit BlockingPool(std::size_t threads, int nice = 0, Class cls = Class::normal) : pool_(threads) {
-    if (nice == 0 && cls == Class::normal) return;
-    // One job per thread, held until all have started, so that each thread sets its own scheduling.
+  explicit BlockingPool(std::size_t threads, int nice = 0, Class cls = Class::normal, const char* name = nullptr)
+      : pool_(threads) {
+    if (nice == 0 && cls == Class::normal && !name) return;
+    // One job per thread, held until all have started, so that each thread sets its own name and scheduling.
     auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
     for (std::size_t i = 0; i < threads; ++i)
-      boost::asio::post(pool_, [started, nice, cls] {
+      boost::asio::post(pool_, [started, nice, cls, name] {
+        if (name) ::pthread_setname_np(::pthread_self(), name);
         if (nice) ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
         if (cls == Class::idle) {
           sched_param sp{};

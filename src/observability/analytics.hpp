@@ -68,7 +68,7 @@ class AnalyticsWriter {
   // processes (give_core_away); a backlog of more than two batches is written flat out (catch_up_batches). The
   // rows go through a database connection of their own (Store::insert_analytics), so other store calls
   // never wait behind a writer that is kept waiting for a core. Declared last: joined first.
-  BlockingPool thread_{1, 0, BlockingPool::Class::idle};
+  BlockingPool thread_{1, 0, BlockingPool::Class::idle, "gh-analytics"};
 };
 
 }  // namespace gh::observability

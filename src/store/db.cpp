@@ -2,6 +2,7 @@
 #include "store/db.hpp"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -87,7 +88,10 @@ LoopWatcher::~LoopWatcher() {
 }
 
 void LoopWatcher::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "gh-store-watch");
+    run();
+  });
 }
 
 void LoopWatcher::stop() {
