@@ -205,7 +205,7 @@ json::object Router::stats_json() const {
     auto& a = p_.analytics->stats();
     out["analytics"] = json::object{{"recorded", a.recorded}, {"written", a.written}, {"queued", a.queued},
                                     {"dropped", a.dropped}, {"failed_batches", a.failed_batches},
-                                    {"catch_up_batches", a.catch_up_batches}};
+                                    {"catch_up_batches", a.catch_up_batches}, {"checkpoints", a.checkpoints}};
   }
   return out;
 }
@@ -222,6 +222,7 @@ observability::Gauges Router::gauges() const {
     g.analytics_written = a.written;
     g.analytics_failed_batches = a.failed_batches;
     g.analytics_catch_up_batches = a.catch_up_batches;
+    g.analytics_checkpoints = a.checkpoints;
   }
   g.rate_limit_keys = p_.local_limiter.keys();
   if (p_.shared_limiter) {

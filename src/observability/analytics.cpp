@@ -16,6 +16,8 @@ namespace net = boost::asio;
 using Clock = std::chrono::steady_clock;
 constexpr int kTickMs = 200;
 constexpr int kFailuresBeforeOneByOne = 3;
+// Rows come fast: the write-ahead log is checkpointed after this many batches (~400 × 512 rows, ~35 MB).
+constexpr std::size_t kBatchesPerCheckpoint = 400;
 
 namespace {
 // Called by the store before each slice of a batch (SQLite's are 64 rows, ~40 µs) and every 8 file
@@ -98,6 +100,7 @@ net::awaitable<bool> AnalyticsWriter::write_some(BlockingPool& on) {
   }
   if (!*alive) co_return ok;
   stats_.written += out->written - out->refused;
+  since_checkpoint_ += out->written;
   stats_.dropped += out->refused;
   failures_in_a_row_ = ok ? 0 : failures_in_a_row_ + 1;
   writing_ = false;
@@ -135,9 +138,24 @@ void AnalyticsWriter::start(int retention_days) {
       timer_->expires_after(std::chrono::milliseconds(backoff_ms));
       co_await timer_->async_wait(net::as_tuple(net::use_awaitable));  // or cancelled by record()
       if (!*alive) co_return;
+      const auto before = since_checkpoint_;
       bool ok = co_await write_some(thread_);
       while (ok && *alive && queue_.size() >= batch_) ok = co_await write_some(thread_);  // keep up under load
       if (!*alive) co_return;
+      // SQLite's log is copied into the database when rows come slowly (this round wrote fewer than an
+      // eighth of a batch), or after many batches: not in the middle of a burst, where it was a fifth of the
+      // writer's CPU (docs/performance.md, session 15).
+      const bool slow = since_checkpoint_ - before < batch_ / 8;
+      if (ok && since_checkpoint_ && (slow || since_checkpoint_ >= kBatchesPerCheckpoint * batch_)) {
+        since_checkpoint_ = 0;
+        try {
+          auto job = [this] { return store_.checkpoint_analytics(give_core_away); };
+          if (co_await thread_.run(std::move(job))) ++stats_.checkpoints;
+        } catch (const std::exception& e) {
+          log::warn("analytics checkpoint failed", {{"error", e.what()}});
+        }
+        if (!*alive) co_return;
+      }
       backoff_ms = ok ? kTickMs : std::min(backoff_ms * 2, 5000);
       backing_off_ = !ok;
       if (retention_days > 0 && Clock::now() >= next_purge) {

@@ -20,6 +20,7 @@ namespace gh::observability {
 struct AnalyticsStats {
   uint64_t recorded = 0, written = 0, dropped = 0, failed_batches = 0;
   uint64_t catch_up_batches = 0;  // written flat out: more than two batches were waiting
+  uint64_t checkpoints = 0;       // SQLite: write-ahead log copied into the database (Store::checkpoint_analytics)
   std::size_t queued = 0;
 };
 
@@ -51,6 +52,7 @@ class AnalyticsWriter {
   // the database answers is refused), then the rest as usual.
   static void write_one_by_one(store::Store& store, Out& out);
   int failures_in_a_row_ = 0;
+  std::size_t since_checkpoint_ = 0;  // rows written since the last checkpoint_analytics()
   store::Store& store_;
   BlockingPool& urgent_;
   boost::asio::any_io_executor io_;

@@ -117,6 +117,9 @@ std::string Metrics::render(const Gauges& g) const {
   counter("gatehouse_analytics_catch_up_batches_total",
           "Analytics batches written without pauses because the writer was more than two batches behind.",
           g.analytics_catch_up_batches);
+  counter("gatehouse_analytics_checkpoints_total",
+          "SQLite write-ahead log checkpoints made by the analytics writer (when rows come slowly, or after 400 batches).",
+          g.analytics_checkpoints);
   gauge("gatehouse_rate_limit_keys", "Callers tracked by the in-process rate limiter.", double(g.rate_limit_keys));
   counter("gatehouse_rate_limit_fallbacks_total", "Rate-limit decisions made locally because Redis failed.", g.rate_limit_fallbacks);
   if (g.redis_up >= 0) gauge("gatehouse_redis_up", "Whether the shared rate limiter reaches Redis.", g.redis_up);

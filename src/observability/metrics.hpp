@@ -28,7 +28,8 @@ class Histogram {
 struct Gauges {
   std::size_t sessions = 0, upstream_processes = 0, upstream_connections = 0;
   std::size_t analytics_queue = 0;
-  uint64_t analytics_dropped = 0, analytics_written = 0, analytics_failed_batches = 0, analytics_catch_up_batches = 0;
+  uint64_t analytics_dropped = 0, analytics_written = 0, analytics_failed_batches = 0;
+  uint64_t analytics_catch_up_batches = 0, analytics_checkpoints = 0;
   std::size_t rate_limit_keys = 0;
   uint64_t rate_limit_fallbacks = 0;
   int redis_up = -1;  // -1: no Redis configured

@@ -261,6 +261,11 @@ class Store {
   // Whether the database answers a trivial query on the analytics connection: tells a row the database
   // refuses from a database that is down.
   virtual bool analytics_reachable() = 0;
+  // SQLite in a file: copies the write-ahead log's pages into the database (a PASSIVE checkpoint: it never
+  // waits for readers or the writer), which the analytics connection's commits never do: the writer chooses
+  // when (AnalyticsWriter). `between` as for insert_analytics. Returns false where there is nothing to do
+  // (PostgreSQL, an in-memory database).
+  virtual bool checkpoint_analytics(const std::function<void()>& between = {}) = 0;
   virtual int64_t purge_analytics(int64_t before) = 0;  // rows deleted
   virtual int64_t count_analytics() = 0;
   virtual AnalyticsReport analytics_report(const AnalyticsQuery& q) = 0;

@@ -12,7 +12,7 @@ const HISTOGRAMS = ['gatehouse_http_request_duration_seconds', 'gatehouse_upstre
 const COUNTERS = [
   'gatehouse_rate_limited_total', 'gatehouse_auth_refused_total', 'gatehouse_analytics_dropped_total',
   'gatehouse_analytics_written_total', 'gatehouse_analytics_failed_batches_total',
-  'gatehouse_analytics_catch_up_batches_total', 'gatehouse_rate_limit_fallbacks_total',
+  'gatehouse_analytics_catch_up_batches_total', 'gatehouse_analytics_checkpoints_total', 'gatehouse_rate_limit_fallbacks_total',
 ];
 const GAUGES = [
   'gatehouse_sessions', 'gatehouse_upstream_processes', 'gatehouse_upstream_connections', 'gatehouse_users',

@@ -80,7 +80,7 @@ describe('/gateway/stats', () => {
     assert.ok(up.tools > 0, `tools ${up.tools} once the upstream has been used`);
     assert.ok(final.sessions >= 1, `sessions ${final.sessions}`);
     const a = final.analytics;
-    for (const k of ['recorded', 'written', 'queued', 'dropped', 'failed_batches', 'catch_up_batches']) assert.equal(typeof a[k], 'number', `analytics.${k}`);
+    for (const k of ['recorded', 'written', 'queued', 'dropped', 'failed_batches', 'catch_up_batches', 'checkpoints']) assert.equal(typeof a[k], 'number', `analytics.${k}`);
     assert.ok(a.recorded >= 25 && a.written <= a.recorded && a.dropped === 0 && a.failed_batches === 0, JSON.stringify(a));
     await client.closeQuietly();
   });

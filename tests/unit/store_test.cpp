@@ -1251,6 +1251,75 @@ TYPED_TEST(StoreTest, AnalyticsWriterWritesABacklogFlatOutAndCountsIt) {
   EXPECT_EQ(this->store->count_analytics(), 93);
 }
 
+TYPED_TEST(StoreTest, AnalyticsCommitsLeaveTheLogToCheckpointAnalytics) {
+  // SQLite: the analytics connection's commits never checkpoint (SQLite's default would, once the log passes
+  // 1,000 pages): the rows' pages stay in the write-ahead log until checkpoint_analytics() copies them into
+  // the database file, calling `between` as it goes. PostgreSQL has nothing to do.
+  AnalyticsBatch b;
+  const std::string agent(200, 'a');
+  for (int i = 0; i < 30000; ++i) {
+    AnalyticsRow r;
+    r.timestamp = 1'700'000'000 + i / 100, r.method = "POST", r.endpoint = "/mcp", r.user_agent = agent;
+    b.add(r);
+  }
+  std::size_t written = 0;
+  this->store->insert_analytics(b, written);
+  ASSERT_EQ(written, 30000u);
+  int pauses = 0;
+  auto pause = [&] { ++pauses; };
+  if constexpr (TypeParam::kPostgres) {
+    EXPECT_FALSE(this->store->checkpoint_analytics(pause));
+    EXPECT_EQ(pauses, 0);
+  } else {
+    auto db = this->env->dir / "data" / "gatehouse.db", wal = db;
+    wal += "-wal";
+    const std::uintmax_t pages = 1500u * 4096;  // ~250 bytes a row: 30,000 rows are ~1,900 pages
+    EXPECT_LT(fs::file_size(db), pages / 4);
+    EXPECT_GT(fs::file_size(wal), pages);
+    EXPECT_TRUE(this->store->checkpoint_analytics(pause));
+    EXPECT_GT(fs::file_size(db), pages);
+    EXPECT_GT(pauses, 0);
+  }
+  EXPECT_EQ(this->store->count_analytics(), 30000);
+}
+
+TYPED_TEST(StoreTest, AnalyticsWriterCheckpointsWhenRowsComeSlowlyOrAfterManyBatches) {
+  // SQLite: no checkpoint after a round that wrote a burst (an eighth of a batch or more), one at the next
+  // round that writes less; and one right after a round that brings the rows since the last to 400 batches.
+  // PostgreSQL: none (nothing to checkpoint).
+  boost::asio::io_context io;
+  gh::BlockingPool urgent(1);
+  gh::observability::AnalyticsWriter writer(*this->store, urgent, io.get_executor(), 10000, 16);
+  int next = 0;
+  auto add = [&](int n) {
+    for (int i = 0; i < n; ++i, ++next) {
+      AnalyticsRow r;
+      r.timestamp = 1'700'000'000 + next / 100, r.method = "POST", r.endpoint = "/mcp/fast", r.status = 200;
+      writer.record(r);
+    }
+  };
+  auto run_until_written = [&](uint64_t n) {
+    for (int i = 0; i < 1000 && writer.stats().written < n; ++i) io.run_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(writer.stats().written, n);
+  };
+  const uint64_t one = TypeParam::kPostgres ? 0 : 1;
+  add(40);
+  writer.start(0);
+  run_until_written(40);
+  EXPECT_EQ(writer.stats().checkpoints, 0u);  // that round wrote a burst
+  io.run_for(std::chrono::milliseconds(500));  // the next rounds write nothing: rows came slowly
+  EXPECT_EQ(writer.stats().checkpoints, one);
+  // 400 batches' rows in one round, twice: a checkpoint after each, though no round is slow in between (the
+  // second burst is queued before the loop runs again, and its 16th row starts the next round at once).
+  add(6400);
+  run_until_written(6440);
+  add(6400);
+  run_until_written(12840);
+  io.run_for(std::chrono::milliseconds(500));  // quiet again, nothing written since the last checkpoint
+  EXPECT_EQ(writer.stats().checkpoints, 3 * one);
+  EXPECT_EQ(this->store->count_analytics(), 12840);
+}
+
 TEST(AnalyticsBatch, PacksAndReusesItsMemory) {
   AnalyticsBatch b;
   std::string big(70'000, 'x');
