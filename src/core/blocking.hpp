@@ -27,9 +27,9 @@ class BlockingPool {
   // SCHED_IDLE class, which runs only on a core nothing else wants and never preempts other work; for
   // background work that can wait (the analytics writer), so that on a busy machine every core the
   // request path can use stays with it.
+  enum class Class { normal, idle };
   // `name` (at most 15 characters) names the threads, as `top -H`, `ps -L` and /proc/<pid>/task/*/comm show
   // them.
-  enum class Class { normal, idle };
   explicit BlockingPool(std::size_t threads, int nice = 0, Class cls = Class::normal, const char* name = nullptr)
       : pool_(threads) {
     if (nice == 0 && cls == Class::normal && !name) return;

@@ -143,10 +143,11 @@ void AnalyticsWriter::start(int retention_days) {
       while (ok && *alive && queue_.size() >= batch_) ok = co_await write_some(thread_);  // keep up under load
       if (!*alive) co_return;
       // SQLite's log is copied into the database when rows come slowly (this round wrote fewer than an
-      // eighth of a batch), or after many batches: not in the middle of a burst, where it was a fifth of the
-      // writer's CPU (docs/performance.md, session 15).
+      // eighth of a batch) and a batch's worth has been written since the last time, or after many batches:
+      // not in the middle of a burst, where it was a fifth of the writer's CPU (docs/performance.md, session
+      // 15), nor for every few rows of a quiet hour (each checkpoint syncs both files).
       const bool slow = since_checkpoint_ - before < batch_ / 8;
-      if (ok && since_checkpoint_ && (slow || since_checkpoint_ >= kBatchesPerCheckpoint * batch_)) {
+      if (ok && ((slow && since_checkpoint_ >= batch_) || since_checkpoint_ >= kBatchesPerCheckpoint * batch_)) {
         since_checkpoint_ = 0;
         try {
           auto job = [this] { return store_.checkpoint_analytics(give_core_away); };
