@@ -388,7 +388,8 @@ class SqlStore final : public Store {
     constexpr std::size_t kWidth = std::size(kColumns);
     const std::size_t chunk = analytics_chunk();
     // SQLite inserts a transaction's rows in slices of 64 (~40 µs of this thread each), `between` before
-    // each, and calls it after every 8 file operations of the commit (its WAL writes, a checkpoint's);
+    // each, and calls it after every 8 file operations of the commit (its WAL writes: this connection
+    // never checkpoints on commit, see checkpoint_analytics);
     // PostgreSQL sends them in one COPY, no pause (the writer waits on the server there). The values are
     // built in a buffer the thread keeps (266 KB for 512 rows: fresh memory each batch was pages to fault in
     // before the first pause).

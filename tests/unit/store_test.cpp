@@ -1220,24 +1220,37 @@ TYPED_TEST(StoreTest, AnalyticsWriterDropsOnlyTheRowTheDatabaseRefuses) {
   EXPECT_EQ(poisoned, 0);
 }
 
+// An analytics writer of 16-row batches on an io_context the test runs; rows are recorded in order,
+// `per_second` of them to a second.
+struct WriterRig {
+  WriterRig(Store& s, std::size_t max_queue, int per_second)
+      : writer(s, urgent, io.get_executor(), max_queue, 16), per_second(per_second) {}
+  void add(int n) {
+    for (int i = 0; i < n; ++i, ++next) {
+      AnalyticsRow r;
+      r.timestamp = 1'700'000'000 + next / per_second, r.method = "POST", r.endpoint = "/mcp/fast", r.status = 200;
+      writer.record(r);
+    }
+  }
+  // Runs the io_context until `n` rows are written (10 s at most).
+  void run_until_written(uint64_t n) {
+    for (int i = 0; i < 1000 && writer.stats().written < n; ++i) io.run_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(writer.stats().written, n);
+  }
+  boost::asio::io_context io;
+  gh::BlockingPool urgent{1};
+  gh::observability::AnalyticsWriter writer;  // declared last: destroyed first
+  int next = 0;
+  const int per_second;
+};
+
 TYPED_TEST(StoreTest, AnalyticsWriterWritesABacklogFlatOutAndCountsIt) {
   // While at most two batches wait, the writer pauses in its work (for other processes); behind by more, it
   // writes flat out until it has caught up, and counts those batches.
-  boost::asio::io_context io;
-  gh::BlockingPool urgent(1);
-  gh::observability::AnalyticsWriter writer(*this->store, urgent, io.get_executor(), 1000, 16);
-  int next = 0;
-  auto add = [&](int n) {
-    for (int i = 0; i < n; ++i, ++next) {
-      AnalyticsRow r;
-      r.timestamp = 1'700'000'000 + next, r.method = "POST", r.endpoint = "/mcp/fast", r.status = 200;
-      writer.record(r);
-    }
-  };
-  auto run_until_written = [&](uint64_t n) {
-    for (int i = 0; i < 1000 && writer.stats().written < n; ++i) io.run_for(std::chrono::milliseconds(10));
-    ASSERT_EQ(writer.stats().written, n);
-  };
+  WriterRig rig(*this->store, 1000, 1);
+  auto& writer = rig.writer;
+  auto add = [&](int n) { rig.add(n); };
+  auto run_until_written = [&](uint64_t n) { rig.run_until_written(n); };
   add(40);  // more than two batches of 16 before the writer starts: its first write is a backlog
   writer.start(0);
   run_until_written(40);
@@ -1288,21 +1301,11 @@ TYPED_TEST(StoreTest, AnalyticsWriterCheckpointsWhenRowsComeSlowlyOrAfterManyBat
   // round that writes less (a batch's worth having been written since the last); one right after a round
   // that brings the rows since the last to 400 batches; none for fewer than a batch. PostgreSQL: none
   // (nothing to checkpoint).
-  boost::asio::io_context io;
-  gh::BlockingPool urgent(1);
-  gh::observability::AnalyticsWriter writer(*this->store, urgent, io.get_executor(), 10000, 16);
-  int next = 0;
-  auto add = [&](int n) {
-    for (int i = 0; i < n; ++i, ++next) {
-      AnalyticsRow r;
-      r.timestamp = 1'700'000'000 + next / 100, r.method = "POST", r.endpoint = "/mcp/fast", r.status = 200;
-      writer.record(r);
-    }
-  };
-  auto run_until_written = [&](uint64_t n) {
-    for (int i = 0; i < 1000 && writer.stats().written < n; ++i) io.run_for(std::chrono::milliseconds(10));
-    ASSERT_EQ(writer.stats().written, n);
-  };
+  WriterRig rig(*this->store, 10000, 100);
+  auto& writer = rig.writer;
+  auto& io = rig.io;
+  auto add = [&](int n) { rig.add(n); };
+  auto run_until_written = [&](uint64_t n) { rig.run_until_written(n); };
   const uint64_t one = TypeParam::kPostgres ? 0 : 1;
   add(40);
   writer.start(0);
