@@ -1,5 +1,6 @@
 // Small helpers shared across the code base: strings, encoding, randomness.
 #pragma once
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -43,6 +44,11 @@ std::string to_json_request_raw(uint64_t id, std::string_view method, std::strin
 
 // Wall-clock Unix time in whole seconds (what the store and tokens keep).
 int64_t unix_now();
+// Appends v in decimal (std::to_string without its string).
+inline void append_decimal(std::string& out, uint64_t v) {
+  char digits[20];
+  out.append(digits, static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, v).ptr - digits));
+}
 
 // Bytes as lowercase hex (2 characters a byte).
 std::string to_hex(std::string_view bytes);

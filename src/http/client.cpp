@@ -1,4 +1,5 @@
 #include "http/client.hpp"
+#include "core/util.hpp"
 #include "http/body.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -34,9 +35,9 @@ void ClientRequest::set(std::string_view name, std::string_view value) {
   };
   if (headers.capacity() < 256) headers.reserve(256);
   clean(name);
-  headers.append(": ");
+  headers.append(": ", 2);
   clean(value);
-  headers.append("\r\n");
+  headers.append("\r\n", 2);
 }
 
 bool Origin::parse(std::string_view url, Origin& out, std::string& target) {
@@ -321,19 +322,20 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
   }
   std::string head;
   head.reserve(96 + req.target.size() + req.headers.size());
+  using namespace std::string_view_literals;
   head.append(bhttp::to_string(req.method));
   head.push_back(' ');
   head.append(req.target);
-  head.append(" HTTP/1.1\r\nHost: ");
+  head.append(" HTTP/1.1\r\nHost: "sv);
   head.append(host_header_);
-  head.append("\r\n");
+  head.append("\r\n"sv);
   if (!req.body.empty() || req.method == bhttp::verb::post || req.method == bhttp::verb::put) {
-    head.append("Content-Length: ");
-    head.append(std::to_string(req.body.size()));
-    head.append("\r\n");
+    head.append("Content-Length: "sv);
+    append_decimal(head, req.body.size());
+    head.append("\r\n"sv);
   }
   head.append(req.headers);
-  head.append("\r\n");
+  head.append("\r\n"sv);
   bool head_request = req.method == bhttp::verb::head;
   // A pooled connection may have been closed by the server while idle: retry once on a fresh one.
   for (int attempt = 0; attempt < 2; ++attempt) {

@@ -1,6 +1,7 @@
 #include "jsonrpc/reply.hpp"
 
 #include <array>
+#include <charconv>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -287,11 +288,11 @@ std::optional<std::pair<uint64_t, Reply>> Reply::pass_through(std::string& text)
   s.ws();
   if (!ok || !s.at_end() || !version || !id || !result) return std::nullopt;
   Reply r;
-  r.raw_ = true;
-  r.tool_error_ = tool_error;
-  r.result_pos_ = static_cast<std::size_t>(result - text.data());
-  r.result_len_ = static_cast<std::size_t>(result_end - result);
-  r.text_ = std::move(text);
+  r.d_->raw = true;
+  r.d_->tool_error = tool_error;
+  r.d_->result_pos = static_cast<std::size_t>(result - text.data());
+  r.d_->result_len = static_cast<std::size_t>(result_end - result);
+  r.d_->text = std::move(text);
   return std::pair<uint64_t, Reply>(*id, std::move(r));
 }
 
@@ -338,51 +339,70 @@ std::optional<ToolCall> scan_tool_call(std::string_view text) {
                   static_cast<std::size_t>(name->data() - params)};
 }
 
-bool Reply::is_error() const { return !raw_ && obj_.contains("error"); }
+Reply::Reply() : d_(std::make_unique<Data>()) {}
+Reply::Reply(json::object o) : Reply() { d_->obj = std::move(o); }
+Reply::Reply(const Reply& o) : d_(std::make_unique<Data>(*o.d_)) {}
+Reply& Reply::operator=(const Reply& o) {
+  if (this != &o) d_ = std::make_unique<Data>(*o.d_);
+  return *this;
+}
+Reply::~Reply() = default;
+
+bool Reply::is_error() const { return !d_->raw && d_->obj.contains("error"); }
 
 std::optional<int64_t> Reply::error_code() const {
-  if (raw_) return std::nullopt;
-  auto* e = obj_.if_contains("error");
+  if (d_->raw) return std::nullopt;
+  auto* e = d_->obj.if_contains("error");
   auto* c = e && e->is_object() ? e->as_object().if_contains("code") : nullptr;
   if (c && c->is_int64()) return c->as_int64();
   return std::nullopt;
 }
 
 bool Reply::tool_error() const {
-  if (raw_) return tool_error_;
-  auto* r = obj_.if_contains("result");
+  if (d_->raw) return d_->tool_error;
+  auto* r = d_->obj.if_contains("result");
   auto* ie = r && r->is_object() ? r->as_object().if_contains("isError") : nullptr;
   return ie && ie->is_bool() && ie->as_bool();
 }
 
 void Reply::set_id(json::value id) {
-  if (raw_) id_ = std::move(id);
-  else obj_["id"] = std::move(id);
+  if (d_->raw) d_->id = std::move(id);
+  else d_->obj["id"] = std::move(id);
 }
 
 std::string Reply::serialize() const {
-  if (!raw_) return to_json(obj_);
-  std::string id = to_json(id_);
+  const auto& d = *d_;
+  if (!d.raw) return to_json(d.obj);
+  char digits[24];
+  std::string_view id;
+  std::string id_text;  // an id that is not an integer (a string, or null)
+  if (d.id.is_int64()) {
+    id = {digits, static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, d.id.get_int64()).ptr - digits)};
+  } else {
+    id_text = to_json(d.id);
+    id = id_text;
+  }
   std::string out;
-  out.reserve(result_len_ + id.size() + 36);
+  out.reserve(d.result_len + id.size() + 36);
   out += R"({"jsonrpc":"2.0","id":)";
   out += id;
   out += R"(,"result":)";
-  out.append(text_, result_pos_, result_len_);
+  out.append(d.text, d.result_pos, d.result_len);
   out += '}';
   return out;
 }
 
 json::object& Reply::object() {
-  if (!raw_) return obj_;
+  auto& d = *d_;
+  if (!d.raw) return d.obj;
   boost::system::error_code ec;
-  auto v = parse_json(std::string_view(text_).substr(result_pos_, result_len_), ec);
+  auto v = parse_json(std::string_view(d.text).substr(d.result_pos, d.result_len), ec);
   // The scanner let it through, so it parses; should the two ever disagree, say so rather than guess.
-  obj_ = ec ? make_error(id_, code::internal_error, "The upstream's result could not be read")
-            : make_result(id_, std::move(v));
-  raw_ = false;
-  text_ = std::string();
-  return obj_;
+  d.obj = ec ? make_error(d.id, code::internal_error, "The upstream's result could not be read")
+             : make_result(d.id, std::move(v));
+  d.raw = false;
+  d.text = std::string();
+  return d.obj;
 }
 
 }  // namespace gh::jsonrpc

@@ -9,6 +9,7 @@
 #include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -17,7 +18,12 @@ namespace gh::jsonrpc {
 
 class Reply {
  public:
-  Reply(boost::json::object o) : obj_(std::move(o)) {}  // NOLINT: implicit, a built response is a reply
+  Reply(boost::json::object o);  // NOLINT: implicit, a built response is a reply
+  Reply(Reply&&) noexcept = default;
+  Reply& operator=(Reply&&) noexcept = default;
+  Reply(const Reply& o);
+  Reply& operator=(const Reply& o);
+  ~Reply();
 
   // When `text` is one JSON-RPC result response ({"jsonrpc":"2.0","id":<unsigned integer>,"result":<any
   // valid JSON>}, nothing else), takes the text and returns its id and the reply; otherwise returns nullopt
@@ -32,16 +38,21 @@ class Reply {
   std::string serialize() const;
   // The response as an object (parses a passed-through result; its id is the one set).
   boost::json::object& object();
-  bool passed_through() const { return raw_; }
+  bool passed_through() const { return d_->raw; }
 
  private:
-  Reply() = default;
-  boost::json::object obj_;
-  bool raw_ = false;
-  bool tool_error_ = false;
-  std::string text_;                     // the upstream's message
-  std::size_t result_pos_ = 0, result_len_ = 0;  // its result, in text_
-  boost::json::value id_;                // the id to write
+  // Behind a pointer: a reply is handed on several times between the upstream and the client, and each
+  // move of the members themselves costs calls into Boost.JSON's library (a move is now a pointer's).
+  struct Data {
+    boost::json::object obj;
+    bool raw = false;
+    bool tool_error = false;
+    std::string text;                    // the upstream's message
+    std::size_t result_pos = 0, result_len = 0;  // its result, in text
+    boost::json::value id;               // the id to write
+  };
+  Reply();
+  std::unique_ptr<Data> d_;  // null only once moved from
 };
 
 // A tools/call request that can go upstream with its params as the client wrote them (the other way through,
