@@ -94,32 +94,16 @@ const char* scan_fields(const char* p, const char* end, F&& on_field) {
   }
 }
 
-// The fields the shape reads (a switch on the length first: most names are none of these).
-enum class Known { other, content_length, connection, content_type, session_id, refused };
-Known known(std::string_view name) {
-  switch (name.size()) {
-    case 6: return iequals(name, "expect") ? Known::refused : Known::other;
-    case 7: return iequals(name, "upgrade") ? Known::refused : Known::other;
-    case 10: return iequals(name, "connection") ? Known::connection : Known::other;
-    case 12: return iequals(name, "content-type") ? Known::content_type : Known::other;
-    case 14:
-      if (iequals(name, "content-length")) return Known::content_length;
-      return iequals(name, "mcp-session-id") ? Known::session_id : Known::other;
-    case 16: return iequals(name, "proxy-connection") ? Known::connection : Known::other;  // Beast reads it alike
-    case 17: return iequals(name, "transfer-encoding") ? Known::refused : Known::other;
-    default: return Known::other;
-  }
-}
-
 // What Content-Length and Connection say.
 struct Framing {
   bool has_length = false, close = false, keep_alive = false;
   std::uint64_t length = 0;
 
   // False for what this shape leaves to Beast.
-  bool note(Known k, std::string_view value) {
+  bool note(Request::Name k, std::string_view value) {
+    using Name = Request::Name;
     switch (k) {
-      case Known::content_length:
+      case Name::content_length:
         if (has_length || value.empty() || value.size() > 19) return false;
         for (char c : value) {
           if (c < '0' || c > '9') return false;
@@ -127,7 +111,8 @@ struct Framing {
         }
         has_length = true;
         return true;
-      case Known::connection:
+      case Name::connection:
+      case Name::proxy_connection:  // Beast reads it alike
         while (!value.empty()) {
           auto comma = value.find(',');
           auto token = trim(value.substr(0, comma));
@@ -138,7 +123,9 @@ struct Framing {
           else if (iequals(token, "keep-alive")) keep_alive = true;
         }
         return true;
-      case Known::refused:
+      case Name::expect:
+      case Name::upgrade:
+      case Name::transfer_encoding:
         return false;
       default:
         return true;
@@ -170,8 +157,9 @@ std::size_t parse_request_head(std::string_view buffered, Request& out, std::uin
   if (!out.version_ || !skip(p, end, "\r\n")) return 0;
   Framing framing;
   const char* last = scan_fields(p, end, [&](std::string_view name, std::string_view value) {
-    if (!framing.note(known(name), value)) return false;
-    out.fields_.push_back({span(name.data(), name.data() + name.size()), span(value.data(), value.data() + value.size())});
+    auto id = Request::name_of(name);
+    if (!framing.note(id, value)) return false;
+    out.push_field(span(name.data(), name.data() + name.size()), span(value.data(), value.data() + value.size()), id);
     return true;
   });
   if (!last) return 0;
@@ -199,9 +187,9 @@ std::size_t parse_response_head(std::string_view buffered, ResponseHead& out, st
   out = ResponseHead{status, {}, {}};
   Framing framing;
   const char* last = scan_fields(p, end, [&](std::string_view name, std::string_view value) {
-    auto k = known(name);
-    if (k == Known::content_type) out.content_type = value;
-    else if (k == Known::session_id) out.session_id = value;
+    auto k = Request::name_of(name);
+    if (k == Request::Name::content_type) out.content_type = value;
+    else if (k == Request::Name::mcp_session_id) out.session_id = value;
     return framing.note(k, value);
   });
   bool bodiless = status == 204 || status == 304;

@@ -13,14 +13,80 @@ Request::Span Request::append(std::string_view s) {
   return at;
 }
 
+Request::Name Request::name_of(std::string_view n) {
+  switch (n.size()) {  // the length first: most names are none of these
+    case 4: return iequals(n, "host") ? Name::host : Name::other;
+    case 6:
+      if (iequals(n, "origin")) return Name::origin;
+      if (iequals(n, "accept")) return Name::accept;
+      if (iequals(n, "cookie")) return Name::cookie;
+      return iequals(n, "expect") ? Name::expect : Name::other;
+    case 7: return iequals(n, "upgrade") ? Name::upgrade : Name::other;
+    case 10:
+      if (iequals(n, "connection")) return Name::connection;
+      return iequals(n, "user-agent") ? Name::user_agent : Name::other;
+    case 12: return iequals(n, "content-type") ? Name::content_type : Name::other;
+    case 13: return iequals(n, "authorization") ? Name::authorization : Name::other;
+    case 14:
+      if (iequals(n, "content-length")) return Name::content_length;
+      return iequals(n, "mcp-session-id") ? Name::mcp_session_id : Name::other;
+    case 15: return iequals(n, "x-forwarded-for") ? Name::x_forwarded_for : Name::other;
+    case 16: return iequals(n, "proxy-connection") ? Name::proxy_connection : Name::other;
+    case 17: return iequals(n, "transfer-encoding") ? Name::transfer_encoding : Name::other;
+    case 20: return iequals(n, "mcp-protocol-version") ? Name::mcp_protocol_version : Name::other;
+    default: return Name::other;
+  }
+}
+
+Request::Name Request::name_of(bhttp::field f) {
+  switch (f) {
+    case bhttp::field::host: return Name::host;
+    case bhttp::field::origin: return Name::origin;
+    case bhttp::field::accept: return Name::accept;
+    case bhttp::field::cookie: return Name::cookie;
+    case bhttp::field::expect: return Name::expect;
+    case bhttp::field::upgrade: return Name::upgrade;
+    case bhttp::field::connection: return Name::connection;
+    case bhttp::field::user_agent: return Name::user_agent;
+    case bhttp::field::content_type: return Name::content_type;
+    case bhttp::field::authorization: return Name::authorization;
+    case bhttp::field::content_length: return Name::content_length;
+    case bhttp::field::proxy_connection: return Name::proxy_connection;
+    case bhttp::field::transfer_encoding: return Name::transfer_encoding;
+    default: return name_of(bhttp::to_string(f));
+  }
+}
+
+std::string_view Request::operator[](bhttp::field name) const {
+  auto id = name_of(name);
+  return id != Name::other ? value_of(id) : (*this)[bhttp::to_string(name)];
+}
+
 std::string_view Request::operator[](std::string_view name) const {
+  if (auto id = name_of(name); id != Name::other) return value_of(id);
   for (const auto& s : fields_)
     if (iequals(view(s.name), name)) return view(s.value);
   return {};
 }
 
+void Request::push_field(Span name, Span value, Name id) {
+  fields_.push_back({name, value});
+  auto& first = first_[static_cast<std::size_t>(id)];
+  if (id != Name::other && !first) first = static_cast<uint32_t>(fields_.size());
+}
+
+void Request::reindex() {
+  first_.fill(0);
+  for (std::size_t i = 0; i < fields_.size(); ++i) {
+    auto id = name_of(view(fields_[i].name));
+    auto& first = first_[static_cast<std::size_t>(id)];
+    if (id != Name::other && !first) first = static_cast<uint32_t>(i + 1);
+  }
+}
+
 void Request::insert(std::string_view name, std::string_view value) {
-  fields_.push_back({append(name), append(value)});
+  auto n = append(name);
+  push_field(n, append(value), name_of(name));
 }
 
 void Request::insert(bhttp::field name, std::string_view value) { insert(bhttp::to_string(name), value); }
@@ -39,12 +105,13 @@ void Request::assign(const bhttp::request_header<>& h, bool keep_alive) {
   method_ = h.method();
   version_ = h.version();
   keep_alive_ = keep_alive;
-  for (const auto& f : h) fields_.push_back({append(f.name_string()), append(f.value())});
+  for (const auto& f : h) insert(f.name_string(), f.value());
 }
 
 void Request::clear() {
   text_.clear();
   fields_.clear();
+  first_.fill(0);
   method_text_ = target_ = {};
   method_ = bhttp::verb::get;
   version_ = 11;

@@ -7,6 +7,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -48,6 +49,16 @@ class Request {
     std::size_t i_;
   };
 
+  // The names the gateway reads on every request and those the head parser judges: each request keeps where
+  // the first field of each is, so that looking one up is a classification, not a scan of every field.
+  enum class Name : uint8_t {
+    other, host, origin, accept, cookie, expect, upgrade, connection, user_agent, content_type, authorization,
+    content_length, mcp_session_id, x_forwarded_for, proxy_connection, transfer_encoding, mcp_protocol_version,
+    count_
+  };
+  static Name name_of(std::string_view name);  // case-insensitive
+  static Name name_of(bhttp::field name);
+
   Request() = default;
   // The start line's parts, for requests made in code (tests): fields are added with set/insert.
   Request(bhttp::verb method, std::string_view target, unsigned version = 11);
@@ -61,7 +72,7 @@ class Request {
   const std::string& body() const { return body_; }
 
   // The first field of that name, "" when there is none (as basic_fields' operator[]).
-  std::string_view operator[](bhttp::field name) const { return (*this)[bhttp::to_string(name)]; }
+  std::string_view operator[](bhttp::field name) const;
   std::string_view operator[](std::string_view name) const;
   const_iterator begin() const { return {this, 0}; }
   const_iterator end() const { return {this, fields_.size()}; }
@@ -75,7 +86,9 @@ class Request {
   // Removes the fields whose name satisfies `pred`; returns how many.
   template <class Pred>
   std::size_t erase_if(Pred pred) {
-    return std::erase_if(fields_, [&](const Slot& s) { return pred(view(s.name)); });
+    auto n = std::erase_if(fields_, [&](const Slot& s) { return pred(view(s.name)); });
+    if (n) reindex();
+    return n;
   }
 
   // A head parsed by Beast (the fallback for heads outside parse_request_head's shape) and what its parser
@@ -94,6 +107,12 @@ class Request {
   };
   std::string_view view(Span s) const { return {text_.data() + s.at, s.len}; }
   Span append(std::string_view s);
+  void push_field(Span name, Span value, Name id);  // keeps first_
+  void reindex();
+  std::string_view value_of(Name id) const {
+    auto i = first_[static_cast<std::size_t>(id)];
+    return i ? view(fields_[i - 1].value) : std::string_view{};
+  }
   Field field_at(std::size_t i) const {
     const auto& s = fields_[i];
     return {view(s.name), view(s.value)};
@@ -101,6 +120,7 @@ class Request {
 
   std::string text_;  // the head as received (or the parts appended by insert/set/assign)
   std::vector<Slot> fields_;
+  std::array<uint32_t, static_cast<std::size_t>(Name::count_)> first_{};  // 1 + index in fields_; 0: none
   Span method_text_, target_;
   bhttp::verb method_ = bhttp::verb::get;
   unsigned version_ = 11;

@@ -78,6 +78,28 @@ struct BeastRequest {
   }
 };
 
+// The names a request keeps by position (Request::Name), in other cases too, and names it does not.
+const std::vector<std::string> kLookedUp = {
+    "Host", "origin", "ACCEPT", "Cookie", "Expect", "upgrade", "Connection", "User-Agent", "content-type",
+    "Authorization", "Content-Length", "Mcp-Session-Id", "X-Forwarded-For", "Proxy-Connection",
+    "Transfer-Encoding", "MCP-Protocol-Version", "X-Missing", "X-A", "Hos", "Hostt", "mcp-session-idx"};
+const std::vector<bhttp::field> kLookedUpFields = {
+    bhttp::field::host, bhttp::field::origin, bhttp::field::accept, bhttp::field::cookie, bhttp::field::content_type,
+    bhttp::field::content_length, bhttp::field::authorization, bhttp::field::user_agent, bhttp::field::connection,
+    bhttp::field::transfer_encoding, bhttp::field::referer, bhttp::field::expect};
+
+// Every lookup finds what a scan of the fields in order finds first ("" for none).
+void expect_lookups_scan(const Request& r, const std::string& context) {
+  auto scan = [&](std::string_view name) {
+    for (const auto& f : r)
+      if (gh::iequals(f.name_string(), name)) return f.value();
+    return std::string_view{};
+  };
+  for (const auto& name : kLookedUp) EXPECT_EQ(r[name], scan(name)) << name << " in " << context;
+  for (auto f : kLookedUpFields) EXPECT_EQ(r[f], scan(bhttp::to_string(f))) << bhttp::to_string(f) << " in " << context;
+  for (const auto& f : r) EXPECT_EQ(r[f.name_string()], scan(f.name_string())) << context;
+}
+
 void expect_same_request(const std::string& text, std::size_t n, const Request& r, std::uint64_t length) {
   BeastRequest b(text);
   ASSERT_TRUE(b.done) << "accepted what Beast refuses: [" << text << "]";
@@ -101,6 +123,7 @@ void expect_same_request(const std::string& text, std::size_t n, const Request& 
   by_name(ours);
   by_name(beasts);
   EXPECT_EQ(ours, beasts) << text;
+  expect_lookups_scan(r, text);
 }
 
 void expect_same_response(const std::string& text, std::size_t n, const ResponseHead& h, std::uint64_t length,
@@ -244,4 +267,24 @@ TEST(Request, MadeInCodeAndChanged) {
   EXPECT_EQ(r.erase_if([](std::string_view n) { return gh::iequals(n, "content-type"); }), 1u);
   EXPECT_EQ(r[bhttp::field::content_type], "");
   EXPECT_EQ((*r.begin()).name(), bhttp::field::unknown);
+}
+
+TEST(Request, LookupsFindTheFirstFieldOfANameThroughChanges) {
+  // Random inserts, sets and erasures of names kept by position and others: each lookup as a scan finds.
+  std::mt19937 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    Request r(bhttp::verb::get, "/");
+    for (int step = 0; step < 12; ++step) {
+      const auto& name = kLookedUp[rng() % kLookedUp.size()];
+      auto value = "v" + std::to_string(step);
+      switch (rng() % 4) {
+        case 0: r.insert(name, value); break;
+        case 1: r.insert(kLookedUpFields[rng() % kLookedUpFields.size()], value); break;
+        case 2: r.set(lower(name), value); break;
+        default: r.erase_if([&](std::string_view n) { return gh::iequals(n, name); });
+      }
+      expect_lookups_scan(r, "round " + std::to_string(round) + " step " + std::to_string(step));
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
 }
