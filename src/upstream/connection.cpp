@@ -135,11 +135,18 @@ net::awaitable<std::optional<std::string>> Connection::start() {
 
 net::awaitable<jsonrpc::Reply> Connection::call(std::string method, json::value params, CallOptions opts,
                                               CallHandle* handle) {
+  // Not a coroutine itself: on a ready connection (the usual case) the caller awaits call_started's frame
+  // directly, with no frame of this function's or ensure_ready's between.
+  if (use_if_ready()) return call_started(std::move(method), std::move(params), std::move(opts), handle);
+  return call_when_ready(std::move(method), std::move(params), std::move(opts), handle);
+}
+
+net::awaitable<jsonrpc::Reply> Connection::call_when_ready(std::string method, json::value params, CallOptions opts,
+                                                         CallHandle* handle) {
   auto self = shared_from_this();
-  if (!use_if_ready())  // the usual case needs no coroutine frame of ensure_ready's
-    if (auto err = co_await ensure_ready())
-      co_return jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
-                                    "Upstream server '" + cfg_.id + "' is unavailable: " + *err);
+  if (auto err = co_await ensure_ready())
+    co_return jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
+                                  "Upstream server '" + cfg_.id + "' is unavailable: " + *err);
   co_return co_await call_started(std::move(method), std::move(params), std::move(opts), handle);
 }
 

@@ -174,6 +174,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
   net::awaitable<jsonrpc::Reply> call_started(std::string method, json::value params, CallOptions opts,
                                             CallHandle* handle);
+  net::awaitable<jsonrpc::Reply> call_when_ready(std::string method, json::value params, CallOptions opts,
+                                               CallHandle* handle);
   net::awaitable<std::optional<std::string>> start();
   // Marks a call done and resumes its caller: queued (safe anywhere), or at once (see deliver).
   void finish(Pending& p, bool at_once = false);

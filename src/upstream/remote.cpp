@@ -150,28 +150,29 @@ class HttpConnection final : public Connection {
     sse::Decoder decoder;
     std::string json_body;
     auto pool = self->pool_;
-    auto res = co_await pool->request(
-        std::move(req), deadline,
-        [&](std::string_view data) -> bool {
-          if (self->epoch_ != epoch) return false;
-          if (sse)
-            return decoder.feed(data, [&](sse::Event&& ev) {
-              if (ev.event != "message" || ev.data.empty()) return;
-              if (!self->deliver_text(ev.data, related))
-                log::warn("upstream sent an SSE event that is not JSON", {{"server", self->cfg_.id},
-                                                                          {"data", snippet(ev.data)}});
-            });
-          if (json_body.size() + data.size() > 64 * 1024 * 1024) return false;
-          json_body.append(data);
-          return true;
-        },
-        deadline, 64 * 1024 * 1024,
-        [&](const http::ResponseHead& h) {
-          sse = h.status >= 200 && h.status < 300 && h.content_type.find("text/event-stream") != std::string::npos;
-          // Take the session id before the body is delivered: the caller resumes on the response and
-          // its next message must carry it.
-          if (is_initialize && !h.session_id.empty() && self->epoch_ == epoch) self->session_id_ = h.session_id;
+    // The callbacks live in this frame, which outlives the request: handed over by reference, neither
+    // std::function allocates (their captures would not fit in its small buffer).
+    auto on_body = [&](std::string_view data) -> bool {
+      if (self->epoch_ != epoch) return false;
+      if (sse)
+        return decoder.feed(data, [&](sse::Event&& ev) {
+          if (ev.event != "message" || ev.data.empty()) return;
+          if (!self->deliver_text(ev.data, related))
+            log::warn("upstream sent an SSE event that is not JSON", {{"server", self->cfg_.id},
+                                                                      {"data", snippet(ev.data)}});
         });
+      if (json_body.size() + data.size() > 64 * 1024 * 1024) return false;
+      json_body.append(data);
+      return true;
+    };
+    auto on_headers = [&](const http::ResponseHead& h) {
+      sse = h.status >= 200 && h.status < 300 && h.content_type.find("text/event-stream") != std::string::npos;
+      // Take the session id before the body is delivered: the caller resumes on the response and
+      // its next message must carry it.
+      if (is_initialize && !h.session_id.empty() && self->epoch_ == epoch) self->session_id_ = h.session_id;
+    };
+    auto res = co_await pool->request(std::move(req), deadline, std::ref(on_body), deadline, 64 * 1024 * 1024,
+                                      std::ref(on_headers));
     if (self->epoch_ != epoch) co_return;
     if (res.ec && res.status == 0) {
       log::warn("upstream request failed", {{"server", self->cfg_.id}, {"error", res.ec.message()}});
