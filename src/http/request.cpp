@@ -69,19 +69,19 @@ std::string_view Request::operator[](std::string_view name) const {
   return {};
 }
 
+void Request::note_position(std::size_t i, Name id) {
+  auto& first = first_[static_cast<std::size_t>(id)];
+  if (id != Name::other && !first) first = static_cast<uint32_t>(i + 1);
+}
+
 void Request::push_field(Span name, Span value, Name id) {
   fields_.push_back({name, value});
-  auto& first = first_[static_cast<std::size_t>(id)];
-  if (id != Name::other && !first) first = static_cast<uint32_t>(fields_.size());
+  note_position(fields_.size() - 1, id);
 }
 
 void Request::reindex() {
   first_.fill(0);
-  for (std::size_t i = 0; i < fields_.size(); ++i) {
-    auto id = name_of(view(fields_[i].name));
-    auto& first = first_[static_cast<std::size_t>(id)];
-    if (id != Name::other && !first) first = static_cast<uint32_t>(i + 1);
-  }
+  for (std::size_t i = 0; i < fields_.size(); ++i) note_position(i, name_of(view(fields_[i].name)));
 }
 
 void Request::insert(std::string_view name, std::string_view value) {

@@ -108,6 +108,7 @@ class Request {
   std::string_view view(Span s) const { return {text_.data() + s.at, s.len}; }
   Span append(std::string_view s);
   void push_field(Span name, Span value, Name id);  // keeps first_
+  void note_position(std::size_t i, Name id);       // field i is named `id`
   void reindex();
   std::string_view value_of(Name id) const {
     auto i = first_[static_cast<std::size_t>(id)];
