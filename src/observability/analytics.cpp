@@ -147,11 +147,13 @@ void AnalyticsWriter::start(int retention_days) {
       // not in the middle of a burst, where it was a fifth of the writer's CPU (docs/performance.md, session
       // 15), nor for every few rows of a quiet hour (each checkpoint syncs both files).
       const bool slow = since_checkpoint_ - before < batch_ / 8;
-      if (ok && ((slow && since_checkpoint_ >= batch_) || since_checkpoint_ >= kBatchesPerCheckpoint * batch_)) {
+      if (ok && checkpoints_apply_ &&
+          ((slow && since_checkpoint_ >= batch_) || since_checkpoint_ >= kBatchesPerCheckpoint * batch_)) {
         since_checkpoint_ = 0;
         try {
           auto job = [this] { return store_.checkpoint_analytics(give_core_away); };
           if (co_await thread_.run(std::move(job))) ++stats_.checkpoints;
+          else checkpoints_apply_ = false;  // no trip to the writer's thread for nothing after this
         } catch (const std::exception& e) {
           log::warn("analytics checkpoint failed", {{"error", e.what()}});
         }

@@ -53,6 +53,7 @@ class AnalyticsWriter {
   static void write_one_by_one(store::Store& store, Out& out);
   int failures_in_a_row_ = 0;
   std::size_t since_checkpoint_ = 0;  // rows written since the last checkpoint_analytics()
+  bool checkpoints_apply_ = true;     // false once the store said it has none (PostgreSQL, in-memory SQLite)
   store::Store& store_;
   BlockingPool& urgent_;
   boost::asio::any_io_executor io_;

@@ -441,7 +441,7 @@ class SqlStore final : public Store {
   }
 
   bool checkpoint_analytics(const std::function<void()>& between) override {
-    if (pg() || sqlite_path_ == ":memory:") return false;
+    if (pg() || in_memory()) return false;
     with_analytics_connection([&](Connection& c) {
       std::optional<sql::PauseBetweenWrites> pausing;
       if (between) pausing.emplace(between);
@@ -931,6 +931,7 @@ class SqlStore final : public Store {
 
  private:
   bool pg() const { return conn_->dialect() == Dialect::postgresql; }
+  bool in_memory() const { return sqlite_path_ == ":memory:"; }  // SQLite without a file: one connection, no log
 
   // SQLite's time index of api_analytics (migration 5). In the writer's transaction, after it appended rows
   // with times in [min_ts, max_ts]: the newest id range grows over them, or a new range starts once it
@@ -1028,7 +1029,7 @@ class SqlStore final : public Store {
   // in-memory SQLite database has no second connection: there the rows share conn_ and mu_.
   template <class F>
   void with_analytics_connection(F&& f) {
-    if (sqlite_path_ == ":memory:") {
+    if (in_memory()) {
       std::lock_guard lk(mu_);
       f(*conn_);
       return;
