@@ -799,14 +799,14 @@ REPORT="$TMP/results.md"
           flag=" ⚠ errors"
         fi
         if [[ -n $g && -n $n ]]; then
-          echo "| $c$flag | $label | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["$scen|$gs|$c"]}" "${RES_RPS["$scen|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["$scen|$gs|$c"]}" "${RES_P99["$scen|nginx proxy_pass|$c"]}") | $(median1 "${RES_CPU["$scen|$gs|$c"]:-}") / $(median1 "${RES_CPU["$scen|nginx proxy_pass|$c"]:-}") |"
+          echo "| $c$flag | $label | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(ratio "$g" "$n") | $(paired "${RES_RPS["$scen|$gs|$c"]}" "${RES_RPS["$scen|nginx proxy_pass|$c"]}") | $(ratio "$g" "${d:-0}") | $(printf '%.2f' "$gp") | $(printf '%.2f' "$np") | $(awk -v a="$gp" -v b="$np" 'BEGIN { printf "%+.2f", a - b }') | $(ratio "$gp" "$np") | $(paired "${RES_P99["$scen|$gs|$c"]}" "${RES_P99["$scen|nginx proxy_pass|$c"]}" spread) | $(median1 "${RES_CPU["$scen|$gs|$c"]:-}") / $(median1 "${RES_CPU["$scen|nginx proxy_pass|$c"]:-}") |"
         else
           echo "| $c | $label | — | ${n:+$(printf '%.0f' "$n")} | — | — | — | — | ${np:+$(printf '%.2f' "$np")} | — | — | — | — |"
         fi
       done
     done
     echo
-    if [[ $scen == S1 ]]; then echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above); **paired** is the median of the $BENCH_ROUNDS per-round ratios (each Gatehouse run against the nginx run of its round; the two take turns going first), the steadier estimate when the machine's speed drifts during the run. CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."; fi
+    if [[ $scen == S1 ]]; then echo "Each figure is the median of the row's $BENCH_ROUNDS runs (all listed above); **paired** is the median of the $BENCH_ROUNDS per-round ratios (each Gatehouse run against the nginx run of its round; the two take turns going first), the steadier estimate when the machine's speed drifts during the run; for p99 with, in brackets, the middle half of those ratios (25th–75th percentile): where it spans 1.00×, the rounds do not tell the two apart. CPU µs/req: the proxy's CPU time (user + system) per request served — the cost that does not depend on how the 2 shared cores were split between wrk, upstream and proxy."; fi
   done
   echo
   echo "Gatehouse settings: every instance (S1, S2, S3, memory) runs with its own fresh store (SQLite in its temp dir unless said otherwise), rate limiting on with \`RATE_LIMIT_PER_MINUTE=$BENCH_RATE_LIMIT RATE_LIMIT_BURST=$BENCH_RATE_LIMIT\` (in-process limiter; the bench's admin key is never refused — the default 100/min would refuse it after 100 requests) and analytics on (\`ENABLE_API_ANALYTICS\` default), except S1's \"analytics off\" row and the S3 \"off\" rows (nginx's access log is off: it records nothing per request)."
