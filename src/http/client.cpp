@@ -320,22 +320,13 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
     out.ec = net::error::operation_aborted;
     co_return out;
   }
-  std::string head;
-  head.reserve(96 + req.target.size() + req.headers.size());
   using namespace std::string_view_literals;
-  head.append(bhttp::to_string(req.method));
-  head.push_back(' ');
-  head.append(req.target);
-  head.append(" HTTP/1.1\r\nHost: "sv);
-  head.append(host_header_);
-  head.append("\r\n"sv);
-  if (!req.body.empty() || req.method == bhttp::verb::post || req.method == bhttp::verb::put) {
-    head.append("Content-Length: "sv);
-    append_decimal(head, req.body.size());
-    head.append("\r\n"sv);
-  }
-  head.append(req.headers);
-  head.append("\r\n"sv);
+  std::string head;
+  head.reserve(96 + req.target.size() + host_header_.size() + req.headers.size());
+  append_all(head, bhttp::to_string(req.method), " "sv, req.target, " HTTP/1.1\r\nHost: "sv, host_header_, "\r\n"sv);
+  if (!req.body.empty() || req.method == bhttp::verb::post || req.method == bhttp::verb::put)
+    append_all(head, "Content-Length: "sv, Decimal(req.body.size()), "\r\n"sv);
+  append_all(head, req.headers, "\r\n"sv);
   bool head_request = req.method == bhttp::verb::head;
   // A pooled connection may have been closed by the server while idle: retry once on a fresh one.
   for (int attempt = 0; attempt < 2; ++attempt) {

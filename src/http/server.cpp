@@ -60,22 +60,17 @@ net::awaitable<void> Exchange::send_json(bhttp::status status, std::string body,
   responded_ = true;
   status_ = static_cast<int>(status);
   if (!req.keep_alive()) close_after_ = true;
+  using namespace std::string_view_literals;
   std::string head;
   head.reserve(160 + extra.size());
-  using namespace std::string_view_literals;  // (append of a char*: an out-of-line call and a strlen each)
-  head.append(req.version() == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv);
-  append_decimal(head, static_cast<uint64_t>(status_));
-  head.push_back(' ');
-  head.append(bhttp::obsolete_reason(status));
-  head.append("\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nX-Request-Id: "sv);
-  head.append(request_id);
-  head.append("\r\nContent-Length: "sv);
-  append_decimal(head, body.size());
-  head.append("\r\n"sv);
-  if (close_after_) head.append("Connection: close\r\n"sv);
-  else if (req.version() == 10) head.append("Connection: keep-alive\r\n"sv);
-  head.append(extra);
-  head.append("\r\n"sv);
+  append_all(head, req.version() == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv, Decimal(status_), " "sv,
+             bhttp::obsolete_reason(status),
+             "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nX-Request-Id: "sv, request_id,
+             "\r\nContent-Length: "sv, Decimal(body.size()),
+             close_after_             ? "\r\nConnection: close\r\n"sv
+             : req.version() == 10    ? "\r\nConnection: keep-alive\r\n"sv
+                                      : "\r\n"sv,
+             extra, "\r\n"sv);
   bytes_out_ += body.size();
   beast::buffers_suffix<std::array<net::const_buffer, 2>> bufs{{net::buffer(head), net::buffer(body)}};
   bufs.consume(stream_.write_now(bufs));
