@@ -288,3 +288,18 @@ TEST(Request, LookupsFindTheFirstFieldOfANameThroughChanges) {
     }
   }
 }
+
+// The heads' writer (Exchange::send_json, ClientPool::request): pieces go after what the string holds, in
+// order, numbers in decimal, whatever the string's capacity.
+TEST(AppendAll, AppendsEveryPieceInOrderAfterWhatIsThere) {
+  using namespace std::string_view_literals;
+  std::string out = "HTTP/1.1 ";
+  gh::append_all(out, gh::Decimal(200), " "sv, std::string("OK"), "\r\nContent-Length: "sv, gh::Decimal(0), ""sv,
+                 "\r\n"sv);
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+  std::string big;  // no capacity reserved: the string grows as needed
+  std::string piece(1000, 'x');
+  gh::append_all(big, piece, gh::Decimal(UINT64_MAX), piece);
+  EXPECT_EQ(big, piece + "18446744073709551615" + piece);
+  EXPECT_EQ(std::string_view(gh::Decimal(42)), "42");
+}
