@@ -118,10 +118,10 @@ class Transaction {
 // foreign_keys on. `read_only` opens without creating or writing.
 std::unique_ptr<Connection> open_sqlite(const std::string& path, bool read_only = false);
 // While one is alive on this thread, SQLite connections opened here call `pause` after every 8 reads or
-// writes of their files: a commit writes each dirty page to the WAL in two system calls (≈ 50 for a
-// 512-row analytics batch, 0.15–0.25 ms on end) and a checkpoint reads and writes a page per call, so a
-// long commit gives its core away as the rows' slices do (docs/performance.md, session 14). Not nested;
-// PostgreSQL: no effect.
+// writes of their files: a checkpoint reads and writes a page per call, so it gives its core away as the
+// analytics rows' slices do (docs/performance.md, session 14). A commit's WAL frames are one write of up to
+// 128 KB (the VFS holds them back until the commit's last frame; session 18). Not nested; PostgreSQL: no
+// effect.
 class PauseBetweenWrites {
  public:
   explicit PauseBetweenWrites(const std::function<void()>& pause);
