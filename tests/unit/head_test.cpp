@@ -210,6 +210,33 @@ TEST(RequestHead, AcceptsOnlyWhatBeastAcceptsAlikeOnMutatedHeads) {
   EXPECT_GT(accepted, 20000);  // the mutations keep many heads in the shape
 }
 
+TEST(RequestHead, TakesAFieldNameOnlyWhenEveryByteIsATokenCharacter) {
+  // Field names are scanned 16 bytes at a time while they are letters, digits and '-', then by the table:
+  // every byte value, at every place of names shorter and longer than 16 bytes (the last ones close to the
+  // buffer's end), is taken only where RFC 9110 allows it (tchar); anything else is left to Beast.
+  const std::string tchars = "!#$%&'*+-.^_`|~";
+  for (int len : {1, 5, 15, 16, 17, 31, 33}) {
+    for (int at = 0; at < len; ++at) {
+      for (int b = 0; b < 256; ++b) {
+        if (b == ':') continue;
+        std::string name(static_cast<std::size_t>(len), 'a');
+        name[static_cast<std::size_t>(at)] = static_cast<char>(b);
+        std::string text = "GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n";
+        Request r;
+        std::uint64_t length = 0;
+        auto n = gh::http::parse_request_head(text, r, length);
+        bool tchar = (b < 0x80 && std::isalnum(b)) || (b != 0 && tchars.find(static_cast<char>(b)) != std::string::npos);
+        ASSERT_EQ(n != 0, tchar) << "byte " << b << " at " << at << " of " << len;
+        if (n) {
+          std::vector<std::pair<std::string, std::string>> fields;
+          for (const auto& f : r) fields.emplace_back(f.name_string(), f.value());
+          EXPECT_EQ(fields, (std::vector<std::pair<std::string, std::string>>{{name, "v"}}));
+        }
+      }
+    }
+  }
+}
+
 TEST(ResponseHead, ParsesTheUsualHeadsAsBeastDoes) {
   for (const auto& text : kResponses) {
     ResponseHead h;
