@@ -2,6 +2,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -16,17 +17,20 @@ namespace {
 // The "gatehouse" VFS: SQLite's default one with every file wrapped, everything forwarded, with two additions.
 // 1. Pauses: reads and writes made while a PauseBetweenWrites is alive on the thread call its function every
 //    kOpsPerPause of them.
-// 2. A WAL's appends in one system call: SQLite writes each frame of a commit as two `pwrite`s (its 24-byte
-//    header, then the page), ~17–50 for a 512-row analytics batch, and a system call is dear in a VM (the
-//    writer's CPU was mostly kernel time, docs/performance.md, session 18). Writes that continue the last are
-//    kept in the WAL file's buffer and written at once when the commit's last frame is complete — its header
-//    carries the database size, non-zero only for a commit — so the commit's frames are in the file (or its
-//    error returned) before SQLite publishes them in the shared index, as without the buffer. Any other use
-//    of the file (read, size, sync, truncate, a lock, a file control, close), a write elsewhere, a buffer over
-//    kWalBuffer, and the database's shared-memory barrier or locks write what is buffered first.
+// 2. A WAL's appends in one system call: SQLite writes each frame as two `pwrite`s (its 24-byte header, then
+//    the page), ~17–50 for a 512-row analytics batch, and a system call is dear in a VM (the writer's CPU was
+//    mostly kernel time; docs/performance.md, session 18). Writes that continue the last are kept in the WAL
+//    file's buffer and written in one call when the commit's last frame is complete — that frame's header
+//    carries the database size, zero in every other — so the commit's frames are in the file, or the write
+//    that ends the commit fails, before SQLite publishes them in the shared index, as without the buffer.
+//    A write elsewhere in the file, a full buffer, a sync and the size write it first (their error is
+//    SQLite's); a read inside it is served from it. Bytes that cannot be written stay (nothing published
+//    depends on them: SQLite has been told of the failure or has not committed them), except past a
+//    truncation. Close and the database file's shared-memory barrier and locks write what is held too, as a
+//    safety net whose failure is not theirs.
 // The real file's state lives right after the wrapper.
 constexpr int kOpsPerPause = 8;
-constexpr std::size_t kWalBuffer = 0x1ffff;  // the unix VFS takes a write of at most 17 bits of length
+constexpr std::size_t kWalBuffer = 0x1ffff;  // the unix VFS writes at most 17 bits of length in one call
 constexpr int kWalFrameHeader = 24;  // page number, database size after a commit (else 0), salts, checksums
 thread_local const std::function<void()>* t_pause = nullptr;
 thread_local int t_ops = 0;
@@ -35,6 +39,7 @@ struct WalBuffer {
   std::string bytes;
   sqlite3_int64 at = 0;        // the file offset of bytes[0]
   bool commit_header = false;  // the last write was a commit frame's header: its page ends the commit
+  sqlite3_int64 end() const { return at + static_cast<sqlite3_int64>(bytes.size()); }
 };
 
 struct PausingFile {
@@ -60,7 +65,7 @@ void count_and_pause() {
   t_pause = pause;
 }
 
-// Writes what a WAL file holds back; SQLITE_OK when nothing is. On an error the bytes stay for the next try.
+// Writes what a WAL file holds; SQLITE_OK when it holds nothing (or is no WAL). On an error the bytes stay.
 int flush(PausingFile* f) {
   WalBuffer* b = f ? f->wal_buffer : nullptr;
   if (!b || b->bytes.empty()) return SQLITE_OK;
@@ -74,17 +79,22 @@ int flush(sqlite3_file* f) { return flush(wrapper(f)); }
 
 int pf_close(sqlite3_file* f) {
   auto* pf = wrapper(f);
-  int flushed = flush(pf);
+  (void)flush(pf);  // nothing committed is left in it: the commit wrote its frames
   if (pf->db && pf->db->wal == pf) pf->db->wal = nullptr;
   if (pf->wal) pf->wal->db = nullptr;
   delete std::exchange(pf->wal_buffer, nullptr);
-  int rc = io(f).xClose(real(f));
-  return flushed != SQLITE_OK ? flushed : rc;
+  return io(f).xClose(real(f));
 }
-int pf_read(sqlite3_file* f, void* b, int n, sqlite3_int64 o) {
-  if (int rc = flush(f); rc != SQLITE_OK) return rc;
+int pf_read(sqlite3_file* f, void* out, int n, sqlite3_int64 o) {
+  if (WalBuffer* b = wrapper(f)->wal_buffer; b && !b->bytes.empty() && o < b->end() && o + n > b->at) {
+    if (o >= b->at && o + n <= b->end()) {  // a frame of the open transaction read back
+      std::memcpy(out, b->bytes.data() + (o - b->at), static_cast<std::size_t>(n));
+      return SQLITE_OK;
+    }
+    if (int rc = flush(f); rc != SQLITE_OK) return rc;
+  }
   count_and_pause();
-  return io(f).xRead(real(f), b, n, o);
+  return io(f).xRead(real(f), out, n, o);
 }
 int pf_write(sqlite3_file* f, const void* data, int n, sqlite3_int64 o) {
   WalBuffer* b = wrapper(f)->wal_buffer;
@@ -92,8 +102,7 @@ int pf_write(sqlite3_file* f, const void* data, int n, sqlite3_int64 o) {
     count_and_pause();
     return io(f).xWrite(real(f), data, n, o);
   }
-  if (!b->bytes.empty() && (o != b->at + static_cast<sqlite3_int64>(b->bytes.size()) ||
-                            b->bytes.size() + static_cast<std::size_t>(n) > kWalBuffer)) {
+  if (!b->bytes.empty() && (o != b->end() || b->bytes.size() + static_cast<std::size_t>(n) > kWalBuffer)) {
     if (int rc = flush(f); rc != SQLITE_OK) return rc;
   }
   bool ends_commit = b->commit_header;
@@ -104,6 +113,7 @@ int pf_write(sqlite3_file* f, const void* data, int n, sqlite3_int64 o) {
   return ends_commit ? flush(f) : SQLITE_OK;
 }
 int pf_truncate(sqlite3_file* f, sqlite3_int64 size) {
+  if (WalBuffer* b = wrapper(f)->wal_buffer; b && size <= b->at) b->bytes.clear();  // cut off unwritten
   if (int rc = flush(f); rc != SQLITE_OK) return rc;
   return io(f).xTruncate(real(f), size);
 }
@@ -115,37 +125,21 @@ int pf_file_size(sqlite3_file* f, sqlite3_int64* size) {
   if (int rc = flush(f); rc != SQLITE_OK) return rc;
   return io(f).xFileSize(real(f), size);
 }
-// A file's own bytes and, for a database file, its WAL's.
-int flush_all(sqlite3_file* f) {
-  int rc = flush(f);
-  return rc != SQLITE_OK ? rc : flush(wrapper(f)->wal);
-}
-int pf_lock(sqlite3_file* f, int l) {
-  if (int rc = flush_all(f); rc != SQLITE_OK) return rc;
-  return io(f).xLock(real(f), l);
-}
-int pf_unlock(sqlite3_file* f, int l) {
-  if (int rc = flush_all(f); rc != SQLITE_OK) return rc;
-  return io(f).xUnlock(real(f), l);
-}
+int pf_lock(sqlite3_file* f, int l) { return io(f).xLock(real(f), l); }
+int pf_unlock(sqlite3_file* f, int l) { return io(f).xUnlock(real(f), l); }
 int pf_check_reserved(sqlite3_file* f, int* out) { return io(f).xCheckReservedLock(real(f), out); }
-int pf_file_control(sqlite3_file* f, int op, void* arg) {
-  if (int rc = flush_all(f); rc != SQLITE_OK) return rc;
-  return io(f).xFileControl(real(f), op, arg);
-}
+int pf_file_control(sqlite3_file* f, int op, void* arg) { return io(f).xFileControl(real(f), op, arg); }
 int pf_sector_size(sqlite3_file* f) { return io(f).xSectorSize(real(f)); }
 int pf_device(sqlite3_file* f) { return io(f).xDeviceCharacteristics(real(f)); }
-// The shared-memory methods are the database file's; what its WAL holds back is written first.
+// The shared-memory methods are the database file's.
 int pf_shm_map(sqlite3_file* f, int pg, int sz, int extend, void volatile** p) {
   return io(f).xShmMap(real(f), pg, sz, extend, p);
 }
 int pf_shm_lock(sqlite3_file* f, int offset, int n, int flags) {
-  if (int rc = flush(wrapper(f)->wal); rc != SQLITE_OK) return rc;
+  (void)flush(wrapper(f)->wal);
   return io(f).xShmLock(real(f), offset, n, flags);
 }
 void pf_shm_barrier(sqlite3_file* f) {
-  // Nothing is held back here in practice (a commit's frames are written when its last one is complete);
-  // a failure is SQLite's to meet at the WAL's next use, where it is returned.
   (void)flush(wrapper(f)->wal);
   io(f).xShmBarrier(real(f));
 }
