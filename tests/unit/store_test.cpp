@@ -1431,24 +1431,40 @@ TEST(StoreUrl, InMemorySqliteWorks) {
   EXPECT_TRUE(eventually([&] { return calls.load() >= 1; }, std::chrono::milliseconds(1000)));
 }
 
+namespace {
+// A SQLite file with a table t (id, v) in a directory of its own (removed at the end), and a commit of rows of
+// 1,000 bytes.
+struct SqliteScratch {
+  explicit SqliteScratch(const std::string& tag)
+      : dir(fs::temp_directory_path() / (tag + gh::random_hex(6))), path((dir / "t.db").string()) {
+    fs::create_directories(dir);
+    sql::open_sqlite(path)->script("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+  }
+  ~SqliteScratch() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  void insert(sql::Connection& c, int from, int n) const {
+    sql::Transaction tx(c, true);
+    for (int i = from; i < from + n; ++i) c.exec("INSERT INTO t (id, v) VALUES (?, ?)", {i, text});
+    tx.commit();
+  }
+  fs::path dir;
+  std::string path;
+  std::string text = std::string(1000, 'x');
+};
+}  // namespace
+
 TEST(StoreSql, SqliteCallsThePauseEveryEightFileOperationsOnlyWhileAsked) {
   // A checkpoint reads each WAL frame and writes each page, one call apiece, and pauses after every 8; outside
   // a PauseBetweenWrites nothing pauses. A pause that itself reads the database (through another connection)
   // is not paused in turn and sees every committed row. A commit's frames are one write (below): a pause at
   // most.
-  auto dir = fs::temp_directory_path() / ("gh-pause-" + gh::random_hex(6));
-  fs::create_directories(dir);
+  SqliteScratch db("gh-pause-");
   {
-    auto path = (dir / "p.db").string();
-    auto c = sql::open_sqlite(path);
-    auto other = sql::open_sqlite(path);
-    c->script("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
-    std::string text(1000, 'x');
-    auto insert = [&](int from, int n) {
-      sql::Transaction tx(*c, true);
-      for (int i = from; i < from + n; ++i) c->exec("INSERT INTO t (id, v) VALUES (?, ?)", {i, text});
-      tx.commit();
-    };
+    auto c = sql::open_sqlite(db.path);
+    auto other = sql::open_sqlite(db.path);
+    auto insert = [&](int from, int n) { db.insert(*c, from, n); };
     int pauses = 0;
     std::vector<int64_t> seen;
     std::function<void()> pause = [&] {
@@ -1473,8 +1489,6 @@ TEST(StoreSql, SqliteCallsThePauseEveryEightFileOperationsOnlyWhileAsked) {
     EXPECT_GE(std::count(seen.begin(), seen.end(), 200), asked - 1);
     EXPECT_EQ(other->scalar("SELECT COUNT(*) FROM t"), 300);
   }
-  std::error_code ec;
-  fs::remove_all(dir, ec);
 }
 
 namespace {
@@ -1494,19 +1508,11 @@ TEST(StoreSql, SqliteWritesACommitsWalFramesInOneSystemCall) {
   // them at once when the commit's last frame is complete. Another connection sees every commit as soon as
   // it has returned, whatever its size (more than one write's 128 KB too); a transaction whose pages spilled
   // into the WAL reads them back (from the buffer), leaves nothing when rolled back, everything when committed.
-  auto dir = fs::temp_directory_path() / ("gh-walbuf-" + gh::random_hex(6));
-  fs::create_directories(dir);
+  SqliteScratch db("gh-walbuf-");
   {
-    auto path = (dir / "w.db").string();
-    auto c = sql::open_sqlite(path);
-    auto other = sql::open_sqlite(path);
-    c->script("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
-    std::string text(1000, 'x');
-    auto insert = [&](int from, int n) {
-      sql::Transaction tx(*c, true);
-      for (int i = from; i < from + n; ++i) c->exec("INSERT INTO t (id, v) VALUES (?, ?)", {i, text});
-      tx.commit();
-    };
+    auto c = sql::open_sqlite(db.path);
+    auto other = sql::open_sqlite(db.path);
+    auto insert = [&](int from, int n) { db.insert(*c, from, n); };
     auto count = [](sql::Connection& x) { return x.scalar("SELECT COUNT(*) FROM t"); };
     insert(0, 100);
     auto before = thread_write_calls();
@@ -1523,7 +1529,7 @@ TEST(StoreSql, SqliteWritesACommitsWalFramesInOneSystemCall) {
     c->script("PRAGMA cache_size=8");  // a transaction's pages spill into the WAL before its commit
     for (bool commit : {false, true}) {
       sql::Transaction tx(*c, true);
-      for (int i = next; i < next + 400; ++i) c->exec("INSERT INTO t (id, v) VALUES (?, ?)", {i, text});
+      for (int i = next; i < next + 400; ++i) c->exec("INSERT INTO t (id, v) VALUES (?, ?)", {i, db.text});
       // Read back inside the transaction: spilled pages come from frames still held back.
       EXPECT_EQ(c->scalar("SELECT COUNT(*) FROM t WHERE length(v) = 1000"), next + 400);
       EXPECT_EQ(count(*other), next);
@@ -1539,30 +1545,21 @@ TEST(StoreSql, SqliteWritesACommitsWalFramesInOneSystemCall) {
     other->query("PRAGMA integrity_check", {}, [&](const sql::Row& r) { check += r.str(0); });
     EXPECT_EQ(check, "ok");
   }
-  std::error_code ec;
-  fs::remove_all(dir, ec);
 }
 
 TEST(StoreSql, SqliteCommitIsInTheFileOnReturnAndAFailedWriteFailsIt) {
   // In a child process, which then dies without closing anything: a commit that returned is in the WAL file
   // (nothing of it left in the VFS's buffer), and a commit whose frames cannot be written (the file size
   // limit) fails instead of publishing frames that are not there; the database stays whole.
-  auto dir = fs::temp_directory_path() / ("gh-walcrash-" + gh::random_hex(6));
-  fs::create_directories(dir);
-  auto path = (dir / "c.db").string();
-  sql::open_sqlite(path)->script("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+  SqliteScratch db("gh-walcrash-");
+  const auto& path = db.path;
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     int code = 0;
     try {
       auto c = sql::open_sqlite(path);
-      std::string text(1000, 'x');
-      auto insert = [&](int from, int n) {
-        sql::Transaction tx(*c, true);
-        for (int i = from; i < from + n; ++i) c->exec("INSERT INTO t (id, v) VALUES (?, ?)", {i, text});
-        tx.commit();
-      };
+      auto insert = [&](int from, int n) { db.insert(*c, from, n); };
       insert(0, 50);
       std::signal(SIGXFSZ, SIG_IGN);
       rlimit limit{};
@@ -1596,8 +1593,6 @@ TEST(StoreSql, SqliteCommitIsInTheFileOnReturnAndAFailedWriteFailsIt) {
     c->query("PRAGMA integrity_check", {}, [&](const sql::Row& r) { check += r.str(0); });
     EXPECT_EQ(check, "ok");
   }
-  std::error_code ec;
-  fs::remove_all(dir, ec);
 }
 
 TEST(StoreSql, TranslatesPlaceholdersAndSchemaOutsideLiterals) {
