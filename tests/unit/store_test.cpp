@@ -1453,6 +1453,23 @@ struct SqliteScratch {
   std::string path;
   std::string text = std::string(1000, 'x');
 };
+
+// What PRAGMA integrity_check says ("ok" for a whole database).
+std::string integrity(sql::Connection& c) {
+  std::string check;
+  c.query("PRAGMA integrity_check", {}, [&](const sql::Row& r) { check += r.str(0); });
+  return check;
+}
+
+// The write system calls this thread has made so far (Linux's I/O accounting), or -1.
+int64_t thread_write_calls() {
+  std::ifstream io("/proc/thread-self/io");
+  std::string key;
+  int64_t value = 0;
+  while (io >> key >> value)
+    if (key == "syscw:") return value;
+  return -1;
+}
 }  // namespace
 
 TEST(StoreSql, SqliteCallsThePauseEveryEightFileOperationsOnlyWhileAsked) {
@@ -1490,18 +1507,6 @@ TEST(StoreSql, SqliteCallsThePauseEveryEightFileOperationsOnlyWhileAsked) {
     EXPECT_EQ(other->scalar("SELECT COUNT(*) FROM t"), 300);
   }
 }
-
-namespace {
-// The write system calls this thread has made so far (Linux's I/O accounting), or -1.
-int64_t thread_write_calls() {
-  std::ifstream io("/proc/thread-self/io");
-  std::string key;
-  int64_t value = 0;
-  while (io >> key >> value)
-    if (key == "syscw:") return value;
-  return -1;
-}
-}  // namespace
 
 TEST(StoreSql, SqliteWritesACommitsWalFramesInOneSystemCall) {
   // SQLite writes each WAL frame as two writes (its header, then the page); the VFS holds them back and writes
@@ -1541,9 +1546,7 @@ TEST(StoreSql, SqliteWritesACommitsWalFramesInOneSystemCall) {
     c->script("PRAGMA wal_checkpoint(TRUNCATE)");
     insert(next, 3);
     EXPECT_EQ(count(*other), next + 3);
-    std::string check;
-    other->query("PRAGMA integrity_check", {}, [&](const sql::Row& r) { check += r.str(0); });
-    EXPECT_EQ(check, "ok");
+    EXPECT_EQ(integrity(*other), "ok");
   }
 }
 
@@ -1589,9 +1592,7 @@ TEST(StoreSql, SqliteCommitIsInTheFileOnReturnAndAFailedWriteFailsIt) {
   {
     auto c = sql::open_sqlite(path);
     EXPECT_EQ(c->scalar("SELECT COUNT(*) FROM t"), 50);
-    std::string check;
-    c->query("PRAGMA integrity_check", {}, [&](const sql::Row& r) { check += r.str(0); });
-    EXPECT_EQ(check, "ok");
+    EXPECT_EQ(integrity(*c), "ok");
   }
 }
 
