@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps run test unit integration browser conformance bench clean samples
+.PHONY: all build deps run test unit integration browser conformance release bench clean samples
 
 all: build
 
@@ -38,10 +38,12 @@ browser: build
 conformance: build
 	tests/conformance/run.sh
 
-bench:
+# The build to deploy: Release with profile-guided optimisation (build-release/gatehouse; ~8 minutes).
+release:
 	@scripts/install-deps.sh build bench
-	cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DGATEHOUSE_BENCH=ON
-	cmake --build build-release
+	scripts/build-release.sh
+
+bench: release
 	bench/micro.sh --benchmark_min_time=0.2
 	GATEHOUSE_BIN=$(CURDIR)/build-release/gatehouse bench/run.sh
 

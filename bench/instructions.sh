@@ -20,15 +20,10 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 [[ -n ${KEEP_CALLGRIND:-} ]] && trap 'cp "$TMP"/cg.out.1-01 "$KEEP_CALLGRIND" 2>/dev/null; cleanup' EXIT
-. "$BENCH_DIR/lib.sh"  # free_port, wait_http
+. "$BENCH_DIR/lib.sh"  # free_port, wait_http, start_njs_upstream
 
-up_port=$(free_port)
-mkdir -p "$TMP/up"/{conf,logs,tmp}
-sed -e "s#@PREFIX@#$TMP/up#g" -e "s#@PORT@#$up_port#g" -e "s#@JS_DIR@#$BENCH_DIR/upstream-njs#g" \
-  "$BENCH_DIR/upstream-njs/nginx.conf.in" >"$TMP/up/conf/nginx.conf"
-setsid nginx -p "$TMP/up" -c "$TMP/up/conf/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$up_port/health" 60 || { echo "njs upstream did not start" >&2; exit 1; }
+start_njs_upstream "$TMP/up"
+up_port=$UP_PORT
 printf '{"mcpServers":{"fast":{"type":"streamable-http","url":"http://127.0.0.1:%s/mcp"}}}\n' "$up_port" >"$TMP/servers.json"
 
 if [[ $TARGET == nginx ]]; then

@@ -13,3 +13,14 @@ wait_http() { # url seconds [pid]: until the URL answers 2xx (1 after the second
   done
   return 1
 }
+
+start_njs_upstream() { # dir: the benchmark's njs MCP upstream (nginx + njs) in dir; sets UP_PORT, adds its pid to PIDS
+  local dir=$1
+  UP_PORT=$(free_port)
+  mkdir -p "$dir"/{conf,logs,tmp}
+  sed -e "s#@PREFIX@#$dir#g" -e "s#@PORT@#$UP_PORT#g" -e "s#@JS_DIR@#$BENCH_DIR/upstream-njs#g" \
+    "$BENCH_DIR/upstream-njs/nginx.conf.in" >"$dir/conf/nginx.conf"
+  setsid nginx -p "$dir" -c "$dir/conf/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$UP_PORT/health" 60 || { echo "njs upstream did not start" >&2; return 1; }
+}

@@ -37,6 +37,11 @@
 #include "mcp/hub.hpp"
 #include "upstream/process.hpp"
 
+// Defined only in a build instrumented for profile-guided optimisation (-fprofile-generate), which writes
+// its counts at exit — but serve() ends with _Exit, which skips that, so it calls this itself. Weak: null
+// in every other build.
+extern "C" void __gcov_dump() __attribute__((weak));
+
 namespace gh::app {
 
 namespace net = boost::asio;
@@ -216,6 +221,7 @@ int serve(const Settings& settings, const Environment& env) {
   // waits, timers) point at objects of this frame; destroying them after those objects would touch freed
   // memory, so the process ends here without unwinding.
   std::fflush(nullptr);
+  if (__gcov_dump) __gcov_dump();  // a profile-generating build (GATEHOUSE_PGO=generate): write its counts
   std::_Exit(0);
 }
 
