@@ -1,4 +1,4 @@
-# Helpers shared by bench/run.sh, bench/instructions.sh and bench/micro.sh (sourced, not run).
+# Helpers shared by bench/run.sh, bench/instructions.sh, bench/pgo-train.sh and bench/micro.sh (sourced, not run).
 
 free_port() { # a TCP port of 127.0.0.1 free right now
   node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
