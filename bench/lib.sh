@@ -24,3 +24,18 @@ start_njs_upstream() { # dir: the benchmark's njs MCP upstream (nginx + njs) in 
   PIDS+=($!)
   wait_http "http://127.0.0.1:$UP_PORT/health" 60 || { echo "njs upstream did not start" >&2; return 1; }
 }
+
+sentences() { # n: a plain-text message of n characters (S4's 10 KB one)
+  awk -v n="$1" 'BEGIN { s = ""; while (length(s) < n) s = s "The quick brown fox jumps over the lazy dog. "; print substr(s, 1, n) }'
+}
+
+write_servers_json() { # file upstream_url everything_js cwd: "fast" (Streamable HTTP) and "everything" (stdio)
+  node -e '
+const [file, up, node, js, cwd] = process.argv.slice(1);
+const cfg = { mcpServers: {
+  fast: { type: "streamable-http", url: up },
+  everything: { command: node, args: [js, "stdio"], cwd },
+} };
+require("fs").writeFileSync(file, JSON.stringify(cfg, null, 2) + "\n");
+' "$1" "$2" "$(command -v node)" "$3" "$4"
+}

@@ -16,19 +16,12 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-pgo.XXXXXX")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
-. "$BENCH_DIR/lib.sh"  # free_port, wait_http, start_njs_upstream
+. "$BENCH_DIR/lib.sh"  # free_port, wait_http, start_njs_upstream, write_servers_json, sentences
 
 everything_js="$BENCH_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 [[ -f $everything_js ]] || { echo "$everything_js missing: npm ci in bench/" >&2; exit 1; }
 start_njs_upstream "$TMP/up"
-node -e '
-const [file, port, node, js, cwd] = process.argv.slice(1);
-const cfg = { mcpServers: {
-  fast: { type: "streamable-http", url: `http://127.0.0.1:${port}/mcp` },
-  everything: { command: node, args: [js, "stdio"], cwd },
-} };
-require("fs").writeFileSync(file, JSON.stringify(cfg) + "\n");
-' "$TMP/servers.json" "$UP_PORT" "$(command -v node)" "$everything_js" "$TMP"
+write_servers_json "$TMP/servers.json" "http://127.0.0.1:$UP_PORT/mcp" "$everything_js" "$TMP"
 
 gh_port=$(free_port)
 (cd "$TMP" && exec env GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$gh_port" MCP_SERVERS_FILE="$TMP/servers.json" \
@@ -40,7 +33,7 @@ wait_http "http://127.0.0.1:$gh_port/gateway/health" 60 "$gh_pid" ||
   { echo "gatehouse did not start: $(tail -5 "$TMP/stderr.log")" >&2; exit 1; }
 auth="Bearer $(grep -o 'gh_[A-Za-z0-9_-]*' "$TMP/stdout.log" | head -n1)"
 
-long=$(awk 'BEGIN { s = ""; while (length(s) < 10000) s = s "The quick brown fox jumps over the lazy dog. "; print substr(s, 1, 10000) }')
+long=$(sentences 10000)
 train() { # path tool connections message
   local url="http://127.0.0.1:$gh_port$1" out sessions line
   out=$(MCP_AUTHORIZATION="$auth" node "$BENCH_DIR/sessions.js" --url "$url" --count "$3" --ids)

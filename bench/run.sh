@@ -39,6 +39,7 @@
 set -Eeuo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$BENCH_DIR/lib.sh"
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
@@ -66,7 +67,7 @@ MCP_PROTOCOL_VERSION=2025-11-25
 MESSAGE="hello from wrk"
 EXPECT="Echo: $MESSAGE"
 # S4's message: plain sentences (the wrk script sends it without escaping), BENCH_S4_BYTES characters
-S4_MESSAGE=$(awk -v n="$BENCH_S4_BYTES" 'BEGIN { s = ""; while (length(s) < n) s = s "The quick brown fox jumps over the lazy dog. "; print substr(s, 1, n) }')
+S4_MESSAGE=$(sentences "$BENCH_S4_BYTES")
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -155,8 +156,7 @@ install_deps() {
 }
 
 # ------------------------------------------------------------------ helpers
-# free_port, wait_http
-. "$BENCH_DIR/lib.sh"
+# (free_port, wait_http, write_servers_json, sentences: bench/lib.sh, sourced at the top)
 
 RSS_KB=0
 rss_kb() { # pid [field] -> RSS_KB (VmRSS, or the given /proc/PID/status field, in kB; 0 when gone)
@@ -546,15 +546,7 @@ probe=$(curl -s --max-time 5 "$UP_URL" -H 'Content-Type: application/json' \
 start_nginx nginx-proxy "$BENCH_DIR/nginx-proxy/nginx.conf.in" "$UP_PORT"
 PX_PID=$NGX_PID; PX_PORT=$NGX_PORT
 
-node_bin=$(command -v node)
-node -e '
-const [file, up, node, js, cwd] = process.argv.slice(1);
-const cfg = { mcpServers: {
-  fast: { type: "streamable-http", url: up },
-  everything: { command: node, args: [js, "stdio"], cwd },
-} };
-require("fs").writeFileSync(file, JSON.stringify(cfg, null, 2) + "\n");
-' "$TMP/servers.json" "$UP_URL" "$node_bin" "$EVERYTHING_JS" "$TMP"
+write_servers_json "$TMP/servers.json" "$UP_URL" "$EVERYTHING_JS" "$TMP"
 
 GH_VERSION="(not run)"
 [[ -x $GATEHOUSE_BIN ]] && GH_VERSION=$(timeout 5 "$GATEHOUSE_BIN" --version 2>&1 | head -n1 || true)
