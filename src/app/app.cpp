@@ -27,6 +27,7 @@
 #include "auth/oidc.hpp"
 #include "auth/routes.hpp"
 #include "core/blocking.hpp"
+#include "core/cgroup.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "http/server.hpp"
@@ -105,7 +106,8 @@ int serve(const Settings& settings, const Environment& env) {
   std::unique_ptr<observability::AnalyticsWriter> analytics;
   if (settings.analytics_enabled) {
     analytics = std::make_unique<observability::AnalyticsWriter>(*store, pool, io.get_executor(), 200000,
-                                                                 store->analytics_chunk());
+                                                                 store->analytics_chunk(),
+                                                                 cgroup::prepare_idle(settings.analytics_writer_cgroup));
     analytics->start(settings.analytics_retention_days);
   }
   policy::LocalLimiter local_limiter;

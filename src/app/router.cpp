@@ -205,7 +205,8 @@ json::object Router::stats_json() const {
     auto& a = p_.analytics->stats();
     out["analytics"] = json::object{{"recorded", a.recorded}, {"written", a.written}, {"queued", a.queued},
                                     {"dropped", a.dropped}, {"failed_batches", a.failed_batches},
-                                    {"catch_up_batches", a.catch_up_batches}, {"checkpoints", a.checkpoints}};
+                                    {"catch_up_batches", a.catch_up_batches}, {"checkpoints", a.checkpoints},
+                                    {"cgroup", a.cgroup.empty() ? json::value(nullptr) : json::value(a.cgroup)}};
   }
   return out;
 }

@@ -9,8 +9,10 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
 #include <latch>
 #include <memory>
+#include <string>
 #include <type_traits>
 
 #include <pthread.h>
@@ -18,6 +20,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <utility>
+
+#include "core/cgroup.hpp"
 
 namespace gh {
 
@@ -29,24 +33,32 @@ class BlockingPool {
   // request path can use stays with it.
   enum class Class { normal, idle };
   // `name` (at most 15 characters) names the threads, as `top -H`, `ps -L` and /proc/<pid>/task/*/comm show
-  // them.
-  explicit BlockingPool(std::size_t threads, int nice = 0, Class cls = Class::normal, const char* name = nullptr)
+  // them. `cgroup`, when not empty, is the directory of a cgroup each thread moves into (cgroup::join); a
+  // thread that cannot stays where it is, and cgroup_error() says why.
+  explicit BlockingPool(std::size_t threads, int nice = 0, Class cls = Class::normal, const char* name = nullptr,
+                        std::string cgroup = {})
       : pool_(threads) {
-    if (nice == 0 && cls == Class::normal && !name) return;
+    if (nice == 0 && cls == Class::normal && !name && cgroup.empty()) return;
     // One job per thread, held until all have started, so that each thread sets its own name and scheduling.
     auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
     for (std::size_t i = 0; i < threads; ++i)
-      boost::asio::post(pool_, [started, nice, cls, name] {
+      boost::asio::post(pool_, [this, started, nice, cls, name, cgroup] {
         if (name) ::pthread_setname_np(::pthread_self(), name);
         if (nice) ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
         if (cls == Class::idle) {
           sched_param sp{};
           ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &sp);
         }
+        if (!cgroup.empty()) {
+          auto error = cgroup::join(cgroup);
+          if (!error.empty() && !cgroup_failed_.exchange(true)) cgroup_error_ = std::move(error);
+        }
         started->arrive_and_wait();
       });
     started->wait();
   }
+  // After construction: "" when every thread joined the constructor's cgroup (or none was asked for).
+  const std::string& cgroup_error() const { return cgroup_error_; }
   ~BlockingPool() { pool_.join(); }
 
   template <class F>
@@ -72,6 +84,8 @@ class BlockingPool {
   void join() { pool_.join(); }
 
  private:
+  std::atomic<bool> cgroup_failed_{false};
+  std::string cgroup_error_;  // written by the first thread that failed, before the constructor returns
   boost::asio::thread_pool pool_;
 };
 

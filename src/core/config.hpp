@@ -116,6 +116,7 @@ struct Settings {
   std::string redis_url;                 // REDIS_URL: one limit shared by every instance
   bool analytics_enabled = true;         // ENABLE_API_ANALYTICS
   int analytics_retention_days = 90;     // ANALYTICS_RETENTION_DAYS (0 = keep)
+  std::string analytics_writer_cgroup = "auto";  // ANALYTICS_WRITER_CGROUP: auto, off or a cgroup directory
 
   // Multi-tenancy (see docs/tenancy.md).
   std::string encryption_key;                        // ENCRYPTION_KEY: base64 of 32 bytes

@@ -32,8 +32,20 @@ void give_core_away() { std::this_thread::sleep_for(std::chrono::microseconds(1)
 }  // namespace
 
 AnalyticsWriter::AnalyticsWriter(store::Store& store, BlockingPool& urgent, net::any_io_executor io,
-                                 std::size_t max_queue, std::size_t batch)
-    : store_(store), urgent_(urgent), io_(std::move(io)), max_queue_(max_queue), batch_(batch) {}
+                                 std::size_t max_queue, std::size_t batch, const cgroup::Idle& idle)
+    : store_(store), urgent_(urgent), io_(std::move(io)), max_queue_(max_queue), batch_(batch),
+      thread_(1, 0, BlockingPool::Class::idle, "gh-analytics", idle.dir) {
+  if (idle.dir.empty()) {
+    if (!idle.why_not.empty())
+      log::info("analytics writer: no idle cgroup; SCHED_IDLE with pauses only", {{"reason", idle.why_not}});
+  } else if (!thread_.cgroup_error().empty()) {
+    log::warn("analytics writer: could not join its idle cgroup; SCHED_IDLE with pauses only",
+              {{"cgroup", idle.dir}, {"error", thread_.cgroup_error()}});
+  } else {
+    stats_.cgroup = idle.dir;
+    log::info("analytics writer: in its idle cgroup", {{"cgroup", idle.dir}});
+  }
+}
 
 AnalyticsWriter::~AnalyticsWriter() { *alive_ = false; }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/blocking.hpp"
 #include "store/store.hpp"
@@ -22,15 +23,16 @@ struct AnalyticsStats {
   uint64_t catch_up_batches = 0;  // written flat out: more than two batches were waiting
   uint64_t checkpoints = 0;       // SQLite: write-ahead log copied into the database (Store::checkpoint_analytics)
   std::size_t queued = 0;
+  std::string cgroup;             // the writer thread's idle cgroup, if it is in one (ANALYTICS_WRITER_CGROUP)
 };
 
 class AnalyticsWriter {
  public:
   // `max_queue` bounds the rows waiting (beyond it rows are dropped and counted); as soon as `batch` rows
   // are waiting, a write starts without waiting for the next tick. `urgent` (normal priority) writes what
-  // is left at shutdown.
+  // is left at shutdown. `idle` (cgroup::prepare_idle) is where the writer's thread goes; the outcome is logged.
   AnalyticsWriter(store::Store& store, BlockingPool& urgent, boost::asio::any_io_executor io,
-                  std::size_t max_queue = 200000, std::size_t batch = 512);
+                  std::size_t max_queue = 200000, std::size_t batch = 512, const cgroup::Idle& idle = {});
   ~AnalyticsWriter();
   // On the io thread: copies the row's fields into the queue.
   void record(const store::AnalyticsRow& row);
@@ -70,8 +72,10 @@ class AnalyticsWriter {
   // it keeps up it also pauses between the store's short slices of a batch and in its commit, for other
   // processes (give_core_away); a backlog of more than two batches is written flat out (catch_up_batches). The
   // rows go through a database connection of their own (Store::insert_analytics), so other store calls
-  // never wait behind a writer that is kept waiting for a core. Declared last: joined first.
-  BlockingPool thread_{1, 0, BlockingPool::Class::idle, "gh-analytics"};
+  // never wait behind a writer that is kept waiting for a core. Where it can, the thread also goes into a cgroup
+  // with cpu.idle = 1 (core/cgroup.hpp), which makes the idle class apply against every other process too.
+  // Declared last: joined first.
+  BlockingPool thread_;
 };
 
 }  // namespace gh::observability
