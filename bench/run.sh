@@ -289,7 +289,7 @@ stop_pg() {
 }
 
 # --------------------------------------------------------------- gatehouse
-GH_PID=""; GH_PORT=""; GH_LOG=""; GH_PROBLEM=""
+GH_PID=""; GH_PORT=""; GH_LOG=""; GH_PROBLEM=""; GH_WRITER=""
 start_gatehouse() { # name [VAR=value … overriding the defaults] -> GH_PID GH_PORT GH_LOG GH_KEY, or GH_PROBLEM and return 1
   local name=$1 dir="$TMP/gatehouse-$1" i line
   shift
@@ -355,7 +355,12 @@ start_gatehouse() { # name [VAR=value … overriding the defaults] -> GH_PID GH_
   if [[ $code != 200 ]]; then
     log "WARNING gatehouse-$name: GET /servers with the bootstrap key answered HTTP $code"
   fi
-  log "gatehouse-$name: pid $GH_PID on 127.0.0.1:$GH_PORT (admin key ${GH_KEY:0:11}…)"
+  # where the analytics writer's thread runs (ANALYTICS_WRITER_CGROUP; docs/operations.md): the report's runs
+  # are comparable only with the same answer
+  local writer
+  writer=$(grep -m1 -o '"msg":"analytics writer: [^"]*"[^}]*' "$GH_LOG" 2>/dev/null | sed -e 's/"msg":"analytics writer: //' -e 's/","[a-z_]*":"/: /g' -e 's/"//g' || true)
+  [[ -n $writer ]] && GH_WRITER=$writer
+  log "gatehouse-$name: pid $GH_PID on 127.0.0.1:$GH_PORT (admin key ${GH_KEY:0:11}…)${writer:+; analytics writer $writer}"
 }
 
 # ----------------------------------------------------------------- sessions
@@ -736,7 +741,7 @@ REPORT="$TMP/results.md"
 {
   echo "# Gatehouse benchmark"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC') · $(nproc) cores · $(uname -r) · commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC') · $(nproc) cores · $(uname -r) · commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')${GH_WRITER:+ · analytics writer $GH_WRITER}"
   echo
   echo "wrk ${BENCH_THREADS} thread, ${BENCH_WARMUP} s warm-up then ${BENCH_SECONDS} s, keep-alive; POST tools/call \`echo\` with a unique id per request;" \
     "sessions created first (initialize + notifications/initialized), one per connection, used in rotation." \
