@@ -10,19 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/util.hpp"
+
 namespace gh::cgroup {
 
 namespace {
-
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  for (std::size_t start = 0;;) {
-    auto end = s.find(sep, start);
-    out.push_back(s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-    if (end == std::string_view::npos) return out;
-    start = end + 1;
-  }
-}
 
 bool has_item(std::string_view list, std::string_view item) {
   for (auto part : split(list, ',')) if (part == item) return true;
