@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "core/util.hpp"
@@ -100,6 +101,14 @@ Idle prepare_idle(const std::string& setting) {
     return {{}, error};
   }
   return {dir, {}};
+}
+
+bool is_cgroup_dir(const std::string& dir) {
+  constexpr long kCgroupV1 = 0x27e0eb, kCgroupV2 = 0x63677270;  // CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC
+  struct statfs fs{};
+  struct stat st{};
+  return ::statfs(dir.c_str(), &fs) == 0 && (fs.f_type == kCgroupV1 || fs.f_type == kCgroupV2) &&
+         ::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 std::string join(const std::string& dir) {

@@ -22,6 +22,9 @@ struct Idle {
 // the operator prepared (v2: a threaded cgroup with `cpu.idle = 1`), used as it is.
 Idle prepare_idle(const std::string& setting);
 
+// Is `dir` a directory of a cgroup file system (v1 or v2)?
+bool is_cgroup_dir(const std::string& dir);
+
 // Moves the calling thread into the cgroup at `dir` (its `cgroup.threads`, or `tasks` in cgroup v1). Returns
 // "" or what failed.
 std::string join(const std::string& dir);

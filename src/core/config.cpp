@@ -6,11 +6,11 @@
 
 #include <charconv>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "core/cgroup.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 
@@ -397,11 +397,8 @@ void load_identity_settings(const Environment& env, Settings& s) {
   s.analytics_enabled = parse_bool(env, "ENABLE_API_ANALYTICS", true);
   s.analytics_retention_days = parse_int<int>(env, "ANALYTICS_RETENTION_DAYS", s.analytics_retention_days, 0, 36500);
   s.analytics_writer_cgroup = get(env, "ANALYTICS_WRITER_CGROUP", s.analytics_writer_cgroup);
-  if (const auto& c = s.analytics_writer_cgroup; c != "auto" && c != "off") {
-    std::error_code ec;
-    if (!c.starts_with('/') || (!std::filesystem::exists(c + "/cgroup.threads", ec) && !std::filesystem::exists(c + "/tasks", ec)))
-      throw ConfigError("ANALYTICS_WRITER_CGROUP", "must be auto, off or the directory of a cgroup (got \"" + c + "\")");
-  }
+  if (const auto& c = s.analytics_writer_cgroup; c != "auto" && c != "off" && (!c.starts_with('/') || !cgroup::is_cgroup_dir(c)))
+    throw ConfigError("ANALYTICS_WRITER_CGROUP", "must be auto, off or the directory of a cgroup (got \"" + c + "\")");
   s.encryption_key = get(env, "ENCRYPTION_KEY", "");
   s.encryption_key_previous = get_list(env, "ENCRYPTION_KEY_PREVIOUS");
   s.upstream_identity_secret = get(env, "UPSTREAM_IDENTITY_SECRET", "");

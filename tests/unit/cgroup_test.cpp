@@ -70,10 +70,16 @@ TEST(Cgroup, TheSettingAcceptsAutoOffOrACgroupDirectory) {
     }
     return false;
   };
+  EXPECT_FALSE(gh::cgroup::is_cgroup_dir(dir.string()));
   EXPECT_TRUE(refused(dir.string()));  // a directory, but not a cgroup's
+  std::ofstream(dir / "tasks").put('\n');  // even with the file a cgroup-v1 directory has
+  EXPECT_TRUE(refused(dir.string()));
   EXPECT_TRUE(refused("relative/path"));
   EXPECT_TRUE(refused("yes"));
-  std::ofstream(dir / "tasks").put('\n');  // what a cgroup-v1 directory has (v2: cgroup.threads)
-  EXPECT_EQ(gh::load_settings({{"ANALYTICS_WRITER_CGROUP", dir.string()}}).analytics_writer_cgroup, dir.string());
   std::filesystem::remove_all(dir);
+  // A cgroup file system's directory is accepted (where this machine mounts one).
+  for (const char* d : {"/sys/fs/cgroup", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/unified"}) {
+    if (!gh::cgroup::is_cgroup_dir(d)) continue;
+    EXPECT_EQ(gh::load_settings({{"ANALYTICS_WRITER_CGROUP", d}}).analytics_writer_cgroup, d);
+  }
 }
