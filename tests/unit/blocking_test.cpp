@@ -55,3 +55,11 @@ TEST(BlockingPool, AnUnnamedPoolKeepsTheProcessName) {
   gh::BlockingPool plain(1);
   EXPECT_EQ(seen_on(plain).name, std::string(mine));
 }
+
+TEST(BlockingPool, ACgroupItCannotJoinIsReportedAndTheThreadsStillWork) {
+  gh::BlockingPool pool(2, 0, gh::BlockingPool::Class::idle, "gh-test-cg", "/nonexistent-cgroup-dir");
+  EXPECT_NE(pool.cgroup_error().find("/nonexistent-cgroup-dir"), std::string::npos) << pool.cgroup_error();
+  EXPECT_EQ(seen_on(pool).name, "gh-test-cg");  // started, named, and running jobs
+  gh::BlockingPool none(1, 0, gh::BlockingPool::Class::idle, "gh-test-none");
+  EXPECT_EQ(none.cgroup_error(), "");
+}
