@@ -2,10 +2,8 @@
 
 #include <boost/beast/http.hpp>
 
-#include <fstream>
-#include <sstream>
-
 #include "core/log.hpp"
+#include "core/util.hpp"
 
 namespace gh::app {
 
@@ -52,11 +50,8 @@ net::awaitable<std::shared_ptr<const StaticFiles::File>> StaticFiles::load(std::
   auto path = root_ + "/" + relative;
   auto job = [path] {
     auto f = std::make_shared<File>();
-    std::ifstream in(path, std::ios::binary);
-    if (in) {
-      std::ostringstream ss;
-      ss << in.rdbuf();
-      f->body = ss.str();
+    if (auto body = read_file(path)) {
+      f->body = std::move(*body);
       f->type = type_of(path);
       f->found = true;
     }

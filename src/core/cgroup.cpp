@@ -2,8 +2,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include <fcntl.h>
@@ -20,13 +18,6 @@ namespace {
 bool has_item(std::string_view list, std::string_view item) {
   for (auto part : split(list, ',')) if (part == item) return true;
   return false;
-}
-
-std::string read_file(const char* path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 std::string errno_text(int e) { return std::strerror(e); }
@@ -88,7 +79,7 @@ std::string cpu_v1_dir(std::string_view proc_cgroup, std::string_view mountinfo)
 Idle prepare_idle(const std::string& setting) {
   if (setting == "off") return {{}, "ANALYTICS_WRITER_CGROUP=off"};
   if (setting != "auto") return {setting, {}};  // the operator's (checked to be a cgroup directory by the settings)
-  auto parent = cpu_v1_dir(read_file("/proc/self/cgroup"), read_file("/proc/self/mountinfo"));
+  auto parent = cpu_v1_dir(read_file("/proc/self/cgroup").value_or(""), read_file("/proc/self/mountinfo").value_or(""));
   if (parent.empty())
     return {{}, "no cgroup-v1 cpu controller (with cgroup v2, set ANALYTICS_WRITER_CGROUP to a threaded cgroup "
                 "with cpu.idle = 1; docs/operations.md)"};

@@ -6,9 +6,7 @@
 
 #include <charconv>
 #include <cstdlib>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "core/cgroup.hpp"
 #include "core/log.hpp"
@@ -43,11 +41,7 @@ Environment parse_dotenv(std::string_view text) {
 
 Environment read_environment(const std::string& dotenv_path) {
   Environment env;
-  if (std::ifstream in(dotenv_path); in) {
-    std::stringstream ss;
-    ss << in.rdbuf();
-    env = parse_dotenv(ss.str());
-  }
+  if (auto text = read_file(dotenv_path)) env = parse_dotenv(*text);
   for (char** e = environ; e && *e; ++e) {
     std::string_view kv(*e);
     auto eq = kv.find('=');
@@ -198,11 +192,9 @@ std::vector<ServerConfig> parse_servers(std::string_view json_text, const Enviro
 }
 
 std::vector<ServerConfig> load_servers_file(const std::string& path, const Environment& env) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError("MCP_SERVERS_FILE", "cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_servers(ss.str(), env);
+  auto text = read_file(path);
+  if (!text) throw ConfigError("MCP_SERVERS_FILE", "cannot read " + path);
+  return parse_servers(*text, env);
 }
 
 std::optional<std::string> expand_secrets(std::string_view text,

@@ -3,7 +3,9 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parser.hpp>
@@ -333,6 +335,14 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
     start = pos + 1;
   }
   return out;
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return std::move(ss).str();
 }
 
 bool header_has_token(std::string_view header, std::string_view token) {

@@ -79,6 +79,8 @@ std::optional<std::string> base64url_decode(std::string_view text);
 // Removes ASCII whitespace (the C locale's isspace set) from both ends.
 std::string_view trim(std::string_view s);
 std::vector<std::string_view> split(std::string_view s, char sep);
+// A whole file's bytes; nullopt when it cannot be opened.
+std::optional<std::string> read_file(const std::string& path);
 // ASCII case-insensitive equality (header names, tokens, hosts). Inline: it runs dozens of times per request,
 // mostly to find a size mismatch. Eight bytes at a time (the last word overlapping the one before): each
 // word's A-Z bytes get the case bit (0x20).
