@@ -42,19 +42,16 @@ bool exists(const std::string& path) {
 
 std::string cpu_v1_dir(std::string_view proc_cgroup, std::string_view mountinfo) {
   // /proc/self/cgroup (v1): "hierarchy:controller,controller:/path".
-  std::string_view path;
-  bool found = false;
+  std::string_view path;  // stays empty when no line names the cpu controller
   for (auto line : split(proc_cgroup, '\n')) {
     auto first = line.find(':');
     auto second = first == std::string_view::npos ? first : line.find(':', first + 1);
-    if (second == std::string_view::npos) continue;
-    if (has_item(line.substr(first + 1, second - first - 1), "cpu")) {
+    if (second != std::string_view::npos && has_item(line.substr(first + 1, second - first - 1), "cpu")) {
       path = line.substr(second + 1);
-      found = true;
       break;
     }
   }
-  if (!found || !path.starts_with('/')) return {};
+  if (!path.starts_with('/')) return {};
   // /proc/self/mountinfo: "id parent major:minor root mount-point options [optional…] - type source super-options".
   for (auto line : split(mountinfo, '\n')) {
     auto dash = line.find(" - ");
