@@ -20,7 +20,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 [[ -n ${KEEP_CALLGRIND:-} ]] && trap 'cp "$TMP"/cg.out.1-01 "$KEEP_CALLGRIND" 2>/dev/null; cleanup' EXIT
-. "$BENCH_DIR/lib.sh"  # free_port, wait_http, start_njs_upstream
+. "$BENCH_DIR/lib.sh"  # free_port, wait_http, start_njs_upstream, start_lone_gatehouse
 
 start_njs_upstream "$TMP/up"
 up_port=$UP_PORT
@@ -40,19 +40,10 @@ if [[ $TARGET == nginx ]]; then
   url="http://127.0.0.1:$px_port/mcp"
   auth=""
 else
-  gh_port=$(free_port)
-  # GLIBC_TUNABLES set: a build with glibc's malloc (-DGATEHOUSE_MALLOC=system) would otherwise re-execute itself
-  # to set it, which valgrind refuses (the default build, on tcmalloc, ignores it).
-  (cd "$TMP" && exec env GLIBC_TUNABLES=glibc.malloc.tcache_count=128 GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$gh_port" \
-    MCP_SERVERS_FILE="$TMP/servers.json" DATABASE_URL="sqlite://$TMP/gatehouse.db" \
-    RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000000 \
-    setsid valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$TMP/cg.out" "$BIN" serve) \
-    >"$TMP/stdout.log" 2>"$TMP/stderr.log" </dev/null &
-  gh_pid=$!
-  PIDS+=("$gh_pid")
-  wait_http "http://127.0.0.1:$gh_port/gateway/health" 60 || { echo "gatehouse did not start: $(tail -5 "$TMP/stderr.log")" >&2; exit 1; }
+  start_lone_gatehouse "$TMP" "$TMP/servers.json" "$BIN" \
+    valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$TMP/cg.out"
+  gh_pid=$GH_PID gh_port=$GH_PORT auth=$GH_AUTH
   url="http://127.0.0.1:$gh_port/mcp/fast"
-  auth="Bearer $(grep -o 'gh_[A-Za-z0-9_-]*' "$TMP/stdout.log" | head -n1)"
 fi
 out=$(MCP_AUTHORIZATION="$auth" node "$BENCH_DIR/sessions.js" --url "$url" --count 4 --ids)
 sessions=$(node -e 'console.log(JSON.parse(process.argv[1]).ids.join(","))' "$out")

@@ -25,6 +25,25 @@ start_njs_upstream() { # dir: the benchmark's njs MCP upstream (nginx + njs) in 
   wait_http "http://127.0.0.1:$UP_PORT/health" 60 || { echo "njs upstream did not start" >&2; return 1; }
 }
 
+start_lone_gatehouse() { # dir servers_json binary [wrapper command…]: a Gatehouse of its own in dir (SQLite store there,
+  # limits out of the way: the hot path's instructions and the training runs count every request), optionally
+  # under a wrapper (valgrind); sets GH_PORT, GH_PID (added to PIDS) and GH_AUTH (the bootstrap admin key's
+  # Authorization value). GLIBC_TUNABLES set: a build with glibc's malloc (-DGATEHOUSE_MALLOC=system) would
+  # otherwise re-execute itself to set it, which valgrind refuses (the default build, on tcmalloc, ignores it).
+  local dir=$1 servers=$2 bin=$3
+  shift 3
+  GH_PORT=$(free_port)
+  (cd "$dir" && exec env GLIBC_TUNABLES=glibc.malloc.tcache_count=128 GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$GH_PORT" \
+    MCP_SERVERS_FILE="$servers" DATABASE_URL="sqlite://$dir/gatehouse.db" \
+    RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000000 setsid "$@" "$bin" serve) \
+    >"$dir/stdout.log" 2>"$dir/stderr.log" </dev/null &
+  GH_PID=$!
+  PIDS+=("$GH_PID")
+  wait_http "http://127.0.0.1:$GH_PORT/gateway/health" 60 "$GH_PID" ||
+    { echo "gatehouse did not start: $(tail -5 "$dir/stderr.log")" >&2; return 1; }
+  GH_AUTH="Bearer $(grep -o 'gh_[A-Za-z0-9_-]*' "$dir/stdout.log" | head -n1)"
+}
+
 sentences() { # n: a plain-text message of n characters (S4's 10 KB one)
   awk -v n="$1" 'BEGIN { s = ""; while (length(s) < n) s = s "The quick brown fox jumps over the lazy dog. "; print substr(s, 1, n) }'
 }

@@ -16,22 +16,15 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-pgo.XXXXXX")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
-. "$BENCH_DIR/lib.sh"  # free_port, wait_http, start_njs_upstream, write_servers_json, sentences
+. "$BENCH_DIR/lib.sh"  # start_njs_upstream, start_lone_gatehouse, write_servers_json, sentences
 
 everything_js="$BENCH_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 [[ -f $everything_js ]] || { echo "$everything_js missing: npm ci in bench/" >&2; exit 1; }
 start_njs_upstream "$TMP/up"
 write_servers_json "$TMP/servers.json" "http://127.0.0.1:$UP_PORT/mcp" "$everything_js" "$TMP"
 
-gh_port=$(free_port)
-(cd "$TMP" && exec env GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$gh_port" MCP_SERVERS_FILE="$TMP/servers.json" \
-  DATABASE_URL="sqlite://$TMP/gatehouse.db" RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000000 \
-  setsid "$BIN" serve) >"$TMP/stdout.log" 2>"$TMP/stderr.log" </dev/null &
-gh_pid=$!
-PIDS+=("$gh_pid")
-wait_http "http://127.0.0.1:$gh_port/gateway/health" 60 "$gh_pid" ||
-  { echo "gatehouse did not start: $(tail -5 "$TMP/stderr.log")" >&2; exit 1; }
-auth="Bearer $(grep -o 'gh_[A-Za-z0-9_-]*' "$TMP/stdout.log" | head -n1)"
+start_lone_gatehouse "$TMP" "$TMP/servers.json" "$BIN"
+gh_port=$GH_PORT gh_pid=$GH_PID auth=$GH_AUTH
 
 long=$(sentences 10000)
 train() { # path tool connections message

@@ -358,7 +358,14 @@ start_gatehouse() { # name [VAR=value … overriding the defaults] -> GH_PID GH_
   # where the analytics writer's thread runs (ANALYTICS_WRITER_CGROUP; docs/operations.md): the report's runs
   # are comparable only with the same answer
   local writer
-  writer=$(grep -m1 -o '"msg":"analytics writer: [^"]*"[^}]*' "$GH_LOG" 2>/dev/null | sed -e 's/"msg":"analytics writer: //' -e 's/","[a-z_]*":"/: /g' -e 's/"//g' || true)
+  writer=$(node -e '
+for (const line of require("fs").readFileSync(process.argv[1], "utf8").split("\n")) {
+  let e; try { e = JSON.parse(line); } catch { continue; }
+  if (!e.msg?.startsWith("analytics writer: ")) continue;
+  const { ts, level, msg, ...fields } = e;
+  console.log([msg.slice(18), ...Object.values(fields)].join(": "));
+  break;
+}' "$GH_LOG" 2>/dev/null || true)
   [[ -n $writer ]] && GH_WRITER=$writer
   log "gatehouse-$name: pid $GH_PID on 127.0.0.1:$GH_PORT (admin key ${GH_KEY:0:11}…)${writer:+; analytics writer $writer}"
 }
