@@ -45,9 +45,10 @@ class HostPolicy {
     if (any_host_) return true;
     if (host.empty()) return false;
     std::string_view name = host;
-    if (name.front() == '[') {
+    if (name.front() == '[') {  // an IPv6 literal, then nothing or a port
       auto end = name.find(']');
-      name = end == std::string_view::npos ? name : name.substr(0, end + 1);
+      if (end == std::string_view::npos || (end + 1 < name.size() && name[end + 1] != ':')) return false;
+      name = name.substr(0, end + 1);
     } else if (auto colon = name.rfind(':'); colon != std::string_view::npos) {
       name = name.substr(0, colon);
     }
@@ -267,6 +268,19 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     note.route = "health";
     auto st = hub.draining() ? bhttp::status::service_unavailable : bhttp::status::ok;
     co_await ex.send_json(st, gh::to_json(hub.health()));
+    co_return;
+  }
+  // One Host (RFC 9112 §3.2: more than one is answered 400), one Origin: a second one that a proxy in front
+  // might read instead of the first must not get past the check below.
+  using Name = http::Request::Name;
+  if (ex.req.repeated(Name::host) || ex.req.repeated(Name::origin)) {
+    const char* which = ex.req.repeated(Name::host) ? "Host" : "Origin";
+    log::info("bad http request", {{"request_id", ex.request_id}, {"client_ip", ex.client_ip},
+                                   {"error", std::string("more than one ") + which + " field"}});
+    ex.close_after();
+    co_await ex.send_json(bhttp::status::bad_request,
+                          jsonrpc::error_text(nullptr, jsonrpc::code::invalid_request,
+                                              std::string("Bad request: more than one ") + which + " header"));
     co_return;
   }
   // DNS-rebinding protection: a Host or Origin we do not serve is refused before anything else.

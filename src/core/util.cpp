@@ -15,6 +15,7 @@
 #include <emmintrin.h>
 #endif
 
+#include <cmath>
 #include <stdexcept>
 
 namespace gh {
@@ -145,13 +146,23 @@ class JsonWriter {
     put(']');
   }
 
+  // Doubles are rare in messages. A number too large for one (1e400) parses as infinity, which Boost.JSON
+  // 1.81 writes as `Infinity`: not JSON, and a peer's parser refuses the whole message. It is written as
+  // 1e999 instead, a number that reads back as infinity again — what the client sent, in effect (NaN cannot
+  // come from JSON text; null if one is ever built in code).
+  void number(double d) {
+    if (std::isinf(d)) put(d > 0 ? std::string_view("1e999") : std::string_view("-1e999"));
+    else if (std::isnan(d)) put("null");
+    else put(boost::json::serialize(boost::json::value(d)));
+  }
+
   void value(const boost::json::value& v) {
     switch (v.kind()) {
       case boost::json::kind::null: put("null"); break;
       case boost::json::kind::bool_: put(v.get_bool() ? std::string_view("true") : std::string_view("false")); break;
       case boost::json::kind::int64: integer(v.get_int64()); break;
       case boost::json::kind::uint64: integer(v.get_uint64()); break;
-      case boost::json::kind::double_: put(boost::json::serialize(v)); break;  // rare in messages
+      case boost::json::kind::double_: number(v.get_double()); break;
       case boost::json::kind::string: string(v.get_string()); break;
       case boost::json::kind::object: object(v.get_object()); break;
       case boost::json::kind::array: array(v.get_array()); break;

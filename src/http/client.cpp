@@ -13,7 +13,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/url/parse.hpp>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <optional>
 
 namespace gh::http {
@@ -72,7 +75,15 @@ struct ClientPool::Conn {
   Stream plain;                                     // the TCP connection (under TLS when tls is set)
   std::unique_ptr<net::ssl::stream<Stream&>> tls;
   beast::flat_buffer buffer;
+  std::chrono::steady_clock::time_point idle_since;  // when it went back into the pool
   void close() { plain.close(); }
+  // Whether the server has closed it (or sent something unasked) while it sat in the pool. A system call, so
+  // asked only of a connection idle for a while.
+  bool closed_by_server() {
+    char c;
+    ssize_t n = ::recv(plain.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+  }
 };
 
 ClientPool::ClientPool(net::any_io_executor ex, Origin origin, std::size_t max_idle)
@@ -302,7 +313,9 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
     co_return;
   }
   low.expires_never();
-  reusable = !sink.stopped && (n ? keep_alive : parser->is_done() && parser->keep_alive());
+  // Bytes after the answer are no answer to anything this connection will send: not reused (they would be
+  // read as the next request's answer).
+  reusable = !sink.stopped && (n ? keep_alive : parser->is_done() && parser->keep_alive()) && buffer.size() == 0;
   release_large(buffer);
 }
 
@@ -328,15 +341,25 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
     append_all(head, "Content-Length: "sv, Decimal(req.body.size()), "\r\n"sv);
   append_all(head, req.headers, "\r\n"sv);
   bool head_request = req.method == bhttp::verb::head;
-  // A pooled connection may have been closed by the server while idle: retry once on a fresh one.
+  // A pooled connection may have been closed by the server while idle. One idle for 100 ms or more is
+  // checked first (under load connections come back sooner and pay nothing). A request that fails on a
+  // pooled one without an answer is sent again on a fresh one only if its method is idempotent: a POST (every
+  // MCP message) may have been carried out before the connection dropped, and must not run twice.
+  const bool idempotent = req.method != bhttp::verb::post && req.method != bhttp::verb::patch;
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::unique_ptr<Conn> conn;
     bool pooled = false;
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       conn = std::move(idle_.back());
       idle_.pop_back();
-      pooled = true;
-    } else {
+      if (std::chrono::steady_clock::now() - conn->idle_since < std::chrono::milliseconds(100) || !conn->closed_by_server()) {
+        pooled = true;
+        break;
+      }
+      conn->close();
+      conn.reset();
+    }
+    if (!conn) {
       boost::system::error_code ec;
       conn = co_await connect(deadline, ec);
       if (!conn) {
@@ -356,11 +379,12 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
                            body_deadline, max_body, on_headers);
     busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
     if (reusable && !closed_ && idle_.size() < max_idle_) {
+      conn->idle_since = std::chrono::steady_clock::now();
       idle_.push_back(std::move(conn));
     } else {
       conn->close();
     }
-    bool stale = pooled && out.status == 0 &&
+    bool stale = pooled && idempotent && out.status == 0 &&
                  (out.ec == bhttp::error::end_of_stream || out.ec == net::error::connection_reset ||
                   out.ec == net::error::eof || out.ec == net::error::broken_pipe);
     if (!stale) break;

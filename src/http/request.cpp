@@ -70,8 +70,10 @@ std::string_view Request::operator[](std::string_view name) const {
 }
 
 void Request::note_position(std::size_t i, Name id) {
+  if (id == Name::other) return;
   auto& first = first_[static_cast<std::size_t>(id)];
-  if (id != Name::other && !first) first = static_cast<uint32_t>(i + 1);
+  if (!first) first = static_cast<uint32_t>(i + 1);
+  else repeated_ |= 1u << static_cast<unsigned>(id);
 }
 
 void Request::push_field(Span name, Span value, Name id) {
@@ -81,6 +83,7 @@ void Request::push_field(Span name, Span value, Name id) {
 
 void Request::reindex() {
   first_.fill(0);
+  repeated_ = 0;
   for (std::size_t i = 0; i < fields_.size(); ++i) note_position(i, name_of(view(fields_[i].name)));
 }
 
@@ -112,6 +115,7 @@ void Request::clear() {
   text_.clear();
   fields_.clear();
   first_.fill(0);
+  repeated_ = 0;
   method_text_ = target_ = {};
   method_ = bhttp::verb::get;
   version_ = 11;

@@ -77,6 +77,8 @@ class Request {
   const_iterator begin() const { return {this, 0}; }
   const_iterator end() const { return {this, fields_.size()}; }
   std::size_t size() const { return fields_.size(); }
+  // Whether a field of that name (one of Name's, not `other`) appears more than once.
+  bool repeated(Name id) const { return repeated_ >> static_cast<unsigned>(id) & 1u; }
 
   void insert(std::string_view name, std::string_view value);
   void insert(bhttp::field name, std::string_view value);
@@ -122,6 +124,8 @@ class Request {
   std::string text_;  // the head as received (or the parts appended by insert/set/assign)
   std::vector<Slot> fields_;
   std::array<uint32_t, static_cast<std::size_t>(Name::count_)> first_{};  // 1 + index in fields_; 0: none
+  uint32_t repeated_ = 0;  // bit i: a second field named Name(i)
+  static_assert(static_cast<unsigned>(Name::count_) <= 32);
   Span method_text_, target_;
   bhttp::verb method_ = bhttp::verb::get;
   unsigned version_ = 11;

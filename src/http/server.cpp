@@ -9,6 +9,8 @@
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http.hpp>
 
+#include <poll.h>
+#include <charconv>
 #include <sys/socket.h>
 
 #include "core/log.hpp"
@@ -131,12 +133,16 @@ void Exchange::arm_watch() {
   if (!w || !w->active) return;
   w->armed = true;
   auto& sock = stream_.socket();
-  sock.async_wait(net::socket_base::wait_read, [w, &sock](boost::system::error_code ec) {
-    if (!w->active) return;  // the exchange finished or stopped watching
+  sock.async_wait(net::socket_base::wait_read, [this, w, &sock](boost::system::error_code ec) {
+    if (!w->active) return;  // the exchange finished or stopped watching (while active, it is alive)
     if (!ec) {
       char c;
       ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n > 0) return;  // a pipelined request, not a disconnect
+      if (n > 0) {  // a pipelined request, not a disconnect: it stays unread, so the socket stays readable
+        w->armed = false;
+        stream_.start_watch = [this] { poll_hangup(); };  // the server's watchdog, every second
+        return;
+      }
     } else if (ec == net::error::operation_aborted) {
       return;
     }
@@ -144,6 +150,20 @@ void Exchange::arm_watch() {
     auto cb = std::move(w->cb);
     cb();
   });
+}
+
+void Exchange::poll_hangup() {
+  auto w = watching_;
+  if (!w || !w->active) return;
+  // POLLRDHUP: the client shut its side down, even with a pipelined request still unread.
+  pollfd p{stream_.socket().native_handle(), POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+    w->active = false;
+    auto cb = std::move(w->cb);
+    cb();
+    return;
+  }
+  stream_.start_watch = [this] { poll_hangup(); };
 }
 
 void Exchange::stop_watching() {
@@ -194,11 +214,23 @@ net::awaitable<void> Server::watchdog() {
 }
 
 net::awaitable<void> Server::accept_loop() {
+  net::steady_timer pause(io_);
+  std::size_t failures = 0;  // since the last line logged
+  auto last_logged = Stream::Clock::time_point{};
   while (!stopping_) {
     auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
     if (ec) {
       if (ec == net::error::operation_aborted || stopping_) co_return;
-      log::warn("accept failed", {{"error", ec.message()}});
+      // Out of file descriptors (or memory) the pending connection stays queued and the next accept fails at
+      // once: wait a moment for connections to close, and say so once a second, not once a try.
+      ++failures;
+      if (auto now = Stream::Clock::now(); now - last_logged >= std::chrono::seconds(1)) {
+        log::warn("accept failed; pausing accepts", {{"error", ec.message()}, {"failures", failures}});
+        last_logged = now;
+        failures = 0;
+      }
+      pause.expires_after(std::chrono::milliseconds(50));
+      co_await pause.async_wait(kTuple);
       continue;
     }
     socket.set_option(net::ip::tcp::no_delay(true), ec);
@@ -260,6 +292,19 @@ net::awaitable<void> refuse_large_body(Stream& stream, const ServerLimits& limit
   co_await refuse(stream, limits, version, bhttp::status::payload_too_large,
                   "Request body too large (limit " + std::to_string(limit) + " bytes)");
 }
+// A request that could not be read to its end: the client went away (nothing to answer), took longer than the
+// read timeout (logged; the watchdog has shut the connection, as nginx's client timeouts do), or sent bytes
+// that are not HTTP (400, logged).
+net::awaitable<void> refuse_unreadable(Stream& stream, const ServerLimits& limits, const std::string& client_ip,
+                                       boost::system::error_code ec, std::string_view part) {
+  if (stream.timed_out()) {
+    log::info("request not received in time; connection closed", {{"client_ip", client_ip}, {"reading", part}});
+  } else if (ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message &&
+             ec != net::error::connection_reset && ec != net::error::operation_aborted && ec != net::error::eof) {
+    log::info("bad http request", {{"client_ip", client_ip}, {"reading", part}, {"error", ec.message()}});
+    co_await refuse(stream, limits, 11, bhttp::status::bad_request, "Malformed HTTP request");
+  }
+}
 }  // namespace
 
 net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat_buffer& buffer, Request& req,
@@ -273,18 +318,38 @@ net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat
   auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
   if (ec) {
     if (ec == bhttp::error::header_limit) {
+      log::info("request headers too large", {{"client_ip", client_ip}, {"limit", limits_.max_header_bytes}});
       co_await refuse(stream, limits_, 11, bhttp::status::request_header_fields_too_large, "Request headers too large");
     } else if (ec == bhttp::error::body_limit) {  // a Content-Length over the largest limit, seen with the head
-      co_await refuse_large_body(stream, limits_, client_ip, 11, parser.get().target(),
-                                 std::max(limits_.max_body_bytes, limits_.raw_max_body_bytes));
-    } else if (ec != bhttp::error::end_of_stream && !stream.timed_out() && ec != net::error::connection_reset &&
-               ec != net::error::operation_aborted && ec != net::error::eof) {
-      log::info("bad http request", {{"client_ip", client_ip}, {"error", ec.message()}});
-      co_await refuse(stream, limits_, 11, bhttp::status::bad_request, "Malformed HTTP request");
+      req.assign(parser.get(), parser.keep_alive());
+      std::optional<std::uint64_t> claimed;
+      auto text = req[bhttp::field::content_length];
+      if (std::uint64_t v; std::from_chars(text.data(), text.data() + text.size(), v).ec == std::errc{}) claimed = v;
+      co_await refuse_large_body(stream, limits_, client_ip, 11, req.target(),
+                                 raw_route_ && raw_route_(req) ? limits_.raw_max_body_bytes : limits_.max_body_bytes,
+                                 claimed);
+    } else {
+      co_await refuse_unreadable(stream, limits_, client_ip, ec, "head");
     }
     co_return Read::stop;
   }
   req.assign(parser.get(), parser.keep_alive());
+  // RFC 9112 §6.3: a Transfer-Encoding whose last coding is not chunked leaves the body's end unknown (400,
+  // and the connection closes); §6.1: a coding the server does not know is answered 501. Beast 1.81 reads
+  // the first as a request without a body, and would take what follows for the next request.
+  if (auto te = req[bhttp::field::transfer_encoding]; !te.empty() || req.repeated(Request::Name::transfer_encoding)) {
+    bool only_chunked = true;
+    for (auto coding : bhttp::token_list{te}) only_chunked = only_chunked && beast::iequals(coding, "chunked");
+    if (!parser.chunked() || !only_chunked || req.repeated(Request::Name::transfer_encoding)) {
+      log::info("bad http request", {{"client_ip", client_ip}, {"error", "unsupported Transfer-Encoding"},
+                                     {"transfer_encoding", te}});
+      co_await refuse(stream, limits_, req.version(),
+                      parser.chunked() ? bhttp::status::not_implemented : bhttp::status::bad_request,
+                      parser.chunked() ? "Transfer-Encoding not supported (only chunked)"
+                                       : "Transfer-Encoding must end with chunked");
+      co_return Read::stop;
+    }
+  }
   auto cl = parser.content_length();
   bool raw = raw_route_ && raw_route_(req);
   if (raw_route_ && !raw) parser.body_limit(limits_.max_body_bytes);
@@ -307,6 +372,8 @@ net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat
   if (ec) {
     if (ec == bhttp::error::body_limit)
       co_await refuse_large_body(stream, limits_, client_ip, req.version(), req.target(), limits_.max_body_bytes);
+    else
+      co_await refuse_unreadable(stream, limits_, client_ip, ec, "body");
     co_return Read::stop;
   }
   req.body() = std::move(parser.get().body());
@@ -359,6 +426,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
   while (!stopping_) {
     self->busy = false;
     release_large(buffer);
+    if (req.body().capacity() > 65536) std::string().swap(req.body());  // a large body's memory, not kept idle
     stream.expires_after(limits_.idle_timeout);
     // The usual request: its head arrives in one read, in the shape parse_request_head knows, and it is not
     // for a raw route. Any other takes Beast's parser, which reads on from the bytes already buffered.
@@ -384,10 +452,20 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
       body.assign(static_cast<const char*>(buffer.data().data()), now);
       buffer.consume(now);
       if (now < content_length) {
-        body.resize(static_cast<std::size_t>(content_length));
+        // The body's memory grows with the bytes that arrive (at most doubling), not with the length claimed:
+        // a client that claims the largest body and sends nothing holds 64 KiB, not the limit.
         stream.expires_after(limits_.read_timeout);
-        auto [ec, n] = co_await net::async_read(stream, net::buffer(body.data() + now, body.size() - now), kTuple);
-        if (ec) break;
+        boost::system::error_code ec;
+        for (std::size_t got = now; got < content_length && !ec;) {
+          auto want = static_cast<std::size_t>(std::min<std::uint64_t>(content_length, std::max(2 * got, got + 65536)));
+          body.resize(want);
+          std::tie(ec, std::ignore) = co_await net::async_read(stream, net::buffer(body.data() + got, want - got), kTuple);
+          got = want;
+        }
+        if (ec) {
+          co_await refuse_unreadable(stream, limits_, client_ip, ec, "body");
+          break;
+        }
         // Room for the next request of this size to arrive in one read.
         make_room_for_body(buffer, std::optional<std::uint64_t>(head + content_length));
       }

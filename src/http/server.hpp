@@ -119,6 +119,7 @@ class Exchange {
     std::function<void()> cb;
   };
   void arm_watch();
+  void poll_hangup();  // after a pipelined request arrived: whether the client has gone (each watchdog round)
   std::shared_ptr<Watch> watching_;
   std::size_t bytes_out_ = 0;
   int status_ = 0;

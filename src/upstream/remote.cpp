@@ -386,8 +386,19 @@ class SseConnection final : public Connection {
               if (!ref) return;
               boost::urls::url dest;
               if (!boost::urls::resolve(base, *ref, dest)) return;
-              http::Origin origin;
+              http::Origin origin, own;
+              std::string ignored;
               if (!http::Origin::parse(dest.buffer(), origin, self->post_target_)) return;
+              // Messages (and the configured headers: credentials) go only where the stream came from, as
+              // the MCP SDK requires; an endpoint elsewhere would be a server steering them to any host.
+              if (!http::Origin::parse(self->cfg_.url, own, ignored) || origin.tls != own.tls ||
+                  !iequals(origin.host, own.host) || origin.port != own.port) {
+                log::error("upstream's SSE endpoint is on another origin; refused",
+                           {{"server", self->cfg_.id}, {"endpoint", dest.buffer()}});
+                self->stream_error_ = "SSE endpoint on another origin";
+                ready->set();  // the start fails now, not at its timeout
+                return;
+              }
               self->post_pool_ = std::make_shared<http::ClientPool>(self->ex_, origin);
               ready->set();
             } else if (ev.event == "message" && !ev.data.empty()) {

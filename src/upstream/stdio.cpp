@@ -27,6 +27,9 @@ namespace gh::upstream {
 
 namespace {
 constexpr std::size_t kMaxLine = 64 * 1024 * 1024;
+// What a queued message costs besides its text (the string and its place in the deque), counted against
+// kMaxLine too: a flood of small messages is bounded by memory, not by text alone.
+constexpr std::size_t kQueuedMessageOverhead = 64;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
 
 std::mutex g_children_mutex;
@@ -175,6 +178,22 @@ class StdioConnection final : public Connection {
   void send_message(std::string text, uint64_t) override {
     if (!stdin_) return;
     text.push_back('\n');
+    // A process that stops reading its input would have the gateway hold every message sent to it: past
+    // kMaxLine waiting, it is treated as broken (its calls fail now, it is restarted with backoff).
+    const std::size_t cost = text.size() + kQueuedMessageOverhead;
+    if (queued_bytes_ + cost > kMaxLine) {
+      if (!overflowing_) {
+        overflowing_ = true;
+        auto self = std::static_pointer_cast<StdioConnection>(shared_from_this());
+        net::post(ex_, [self, epoch = epoch_, waiting = queued_bytes_] {
+          if (self->epoch_ == epoch)
+            self->transport_failed("the process does not read its input (" + std::to_string(waiting) +
+                                   " bytes waiting)");
+        });
+      }
+      return;
+    }
+    queued_bytes_ += cost;
     queue_.push_back(std::move(text));
     if (!writing_) {
       writing_ = true;
@@ -186,6 +205,8 @@ class StdioConnection final : public Connection {
   void stop_transport() override {
     ++epoch_;
     queue_.clear();
+    queued_bytes_ = 0;
+    overflowing_ = false;
     boost::system::error_code ec;
     if (stdin_) stdin_->close(ec);
     if (stdout_) stdout_->close(ec);
@@ -204,6 +225,7 @@ class StdioConnection final : public Connection {
     while (!self->queue_.empty() && self->epoch_ == epoch && self->stdin_) {
       std::string msg = std::move(self->queue_.front());
       self->queue_.pop_front();
+      self->queued_bytes_ -= msg.size() + kQueuedMessageOverhead;
       auto [ec, n] = co_await net::async_write(*self->stdin_, net::buffer(msg), kTuple);
       if (ec) {
         if (self->epoch_ == epoch) self->transport_failed("cannot write to the process: " + ec.message());
@@ -257,6 +279,8 @@ class StdioConnection final : public Connection {
   uint64_t epoch_ = 0;
   std::unique_ptr<net::posix::stream_descriptor> stdin_, stdout_, stderr_;
   std::deque<std::string> queue_;
+  std::size_t queued_bytes_ = 0;  // in queue_ (kMaxLine at most)
+  bool overflowing_ = false;      // a transport failure for it is on its way
   bool writing_ = false;
 };
 

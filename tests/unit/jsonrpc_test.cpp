@@ -1,3 +1,4 @@
+#include <cmath>
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -56,6 +57,19 @@ TEST(JsonRpc, KeepsIdTypeExactly) {
   auto e = json::parse(error_text(nullptr, code::parse_error, "Parse error"));
   EXPECT_TRUE(e.at("id").is_null());
   EXPECT_EQ(e.at("error").at("code").as_int64(), -32700);
+}
+
+// A number too large for a double parses as infinity; it is written as a JSON number that reads back as
+// infinity again (Boost.JSON 1.81 writes `Infinity`, which is not JSON).
+TEST(ToJson, InfinityIsWrittenAsAJsonNumber) {
+  boost::system::error_code ec;
+  auto v = gh::parse_json(R"([1e400,-1e400,1.5,{"n":1e999}])", ec);
+  ASSERT_FALSE(ec);
+  auto text = gh::to_json(v);
+  EXPECT_EQ(text, R"([1e999,-1e999,1.5E0,{"n":1e999}])");
+  auto back = gh::parse_json(text, ec);
+  ASSERT_FALSE(ec);
+  EXPECT_TRUE(std::isinf(back.as_array()[0].as_double()));
 }
 
 // gh::to_json writes the bytes boost::json::serialize writes, for every byte value at every position of

@@ -1,0 +1,135 @@
+// Hostile HTTP on the downstream side, byte by byte (raw sockets): what a client without credentials can make
+// the gateway hold, request framing that could desynchronise a proxy in front of it, repeated Host headers,
+// numbers JSON cannot hold, and a client that pipelines a request and then hangs up mid-call.
+import { after, afterEach, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import {
+  MCP_HEADERS, fixtureStdio, getJson, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor, withAuth,
+} from './lib/index.js';
+
+const rssKb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+
+describe('hostile HTTP clients', () => {
+  let gh;
+  const cleanups = [];
+  const sockets = [];
+
+  before(async () => {
+    gh = await startGatehouse({
+      t: (fn) => cleanups.push(fn),
+      env: { MAX_BODY_BYTES: String(8 * 1024 * 1024) },
+      servers: { hang: fixtureStdio('hang.js', { timeoutMs: 60000 }) },
+    });
+  });
+
+  afterEach(async () => {
+    for (const s of sockets.splice(0)) s.destroy();
+    const health = await getJson(`${gh.url}/gateway/health`);
+    assert.equal(health.status, 200, `gateway unhealthy after the test: ${JSON.stringify(health.body)}\n${gh.describe()}`);
+    assert.equal(gh.proc.exitCode, null, 'gateway exited');
+  });
+
+  after(async () => {
+    for (const fn of cleanups.reverse()) {
+      try { await fn(); } catch { /* keep cleaning */ }
+    }
+  });
+
+  const open = () => new Promise((resolve, reject) => {
+    const s = net.connect({ port: gh.port, host: '127.0.0.1' }, () => resolve(s));
+    s.on('error', reject);
+    sockets.push(s);
+  });
+  // Writes `text`, then reads until the gateway closes the connection (or `ms` pass): everything it sent.
+  const exchange = async (text, ms = 5000) => {
+    const s = await open();
+    return new Promise((resolve) => {
+      let got = '';
+      const timer = setTimeout(() => { s.destroy(); resolve(got); }, ms);
+      s.on('data', (d) => { got += d.toString('latin1'); });
+      s.on('close', () => { clearTimeout(timer); resolve(got); });
+      s.on('error', () => {});
+      s.write(text);
+    });
+  };
+  const responses = (text) => text.match(/^HTTP\/1\.1 \d{3}/gm) ?? [];
+  const logged = (msg, since) => gh.jsonLogs().slice(since).filter((l) => l.msg === msg);
+
+  it('a body claimed but not sent costs what arrives, not the length claimed', async () => {
+    const before = rssKb(gh.proc.pid);
+    const head = 'POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${8 * 1024 * 1024}\r\n\r\n{`;
+    for (let i = 0; i < 40; i++) (await open()).write(head);
+    await new Promise((r) => setTimeout(r, 1500));
+    const grown = rssKb(gh.proc.pid) - before;
+    // 40 × 8 MiB = 320 MiB if each claimed length were allocated up front
+    assert.ok(grown < 64 * 1024, `RSS grew by ${grown} kB for 40 connections that sent one byte of their body`);
+  });
+
+  it('a Transfer-Encoding that does not end in chunked → 400, and the body is not read as a request', async () => {
+    const since = gh.jsonLogs().length;
+    const smuggled = 'GET /gateway/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+    const text = await exchange('POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+      `Transfer-Encoding: chunked, gzip\r\n\r\n${smuggled}`);
+    assert.deepEqual(responses(text), ['HTTP/1.1 400'], text);
+    assert.ok(logged('bad http request', since).some((l) => /Transfer-Encoding/.test(l.error)), 'no log line');
+  });
+
+  it('a coding other than chunked before it → 501', async () => {
+    const text = await exchange('POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+      'Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n');
+    assert.deepEqual(responses(text), ['HTTP/1.1 501'], text);
+  });
+
+  it('a chunk size that is not hexadecimal → 400 and a log line', async () => {
+    const since = gh.jsonLogs().length;
+    const text = await exchange('POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+      'Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n');
+    assert.deepEqual(responses(text), ['HTTP/1.1 400'], text);
+    assert.ok(logged('bad http request', since).some((l) => l.reading === 'body'), 'no log line');
+  });
+
+  it('two Host headers → 400, even when the first is allowed', async () => {
+    const [, auth] = Object.entries(withAuth(gh.url, {})).find(([k]) => k.toLowerCase() === 'authorization');
+    const text = await exchange('GET /servers HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example.com\r\n' +
+      `Authorization: ${auth}\r\n\r\n`);
+    assert.deepEqual(responses(text), ['HTTP/1.1 400'], text);
+    const ok = await exchange(`GET /servers HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${auth}\r\nConnection: close\r\n\r\n`);
+    assert.deepEqual(responses(ok), ['HTTP/1.1 200'], ok);
+  });
+
+  it('a Host that only begins with an allowed IPv6 literal → 403', async () => {
+    const res = await rawRequest(`${gh.url}/servers`, { method: 'GET', headers: { host: '[::1].evil.example.com' } });
+    assert.equal(res.status, 403, res.text);
+  });
+
+  it('a number too large for a double reaches the upstream as JSON, and the call is answered', async () => {
+    const s = await rawSession(`${gh.url}/mcp/hang`);
+    const body = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"_meta":{"k":1},"name":"echo",' +
+      '"arguments":{"message":"big","n":1e400}}}';
+    const res = await rawRequest(`${gh.url}/mcp/hang`, { headers: { ...MCP_HEADERS, ...s.headers }, body, timeoutMs: 10000 });
+    assert.equal(res.status, 200, res.text);
+    assert.match(resultText(res.json.result), /big/, res.text);
+  });
+
+  it('a client that pipelines a request and then hangs up still gets its call cancelled', async () => {
+    const s = await rawSession(`${gh.url}/mcp`);
+    const headers = { ...MCP_HEADERS, ...s.headers };
+    const report = async () => JSON.parse(resultText((await rawRequest(`${gh.url}/mcp`, {
+      headers, body: rpc('tools/call', { name: 'hang__report', arguments: {} }) })).json.result));
+    const sock = await open();
+    const body = JSON.stringify(rpc('tools/call', { name: 'hang__hang', arguments: { tag: 'pipelined' } }));
+    const head = Object.entries(withAuth(gh.url, headers)).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    sock.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n${head}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    const arrived = await waitFor(async () => (await report()).hangCalls.find((c) => c.tag === 'pipelined'),
+      { timeoutMs: 10000, intervalMs: 50, what: 'the hang call to reach the upstream' });
+    sock.write('GET /gateway/health HTTP/1.1\r\n');  // the start of a pipelined request
+    await new Promise((r) => setTimeout(r, 300));
+    sock.end();
+    const cancelled = await waitFor(async () => (await report()).cancelled.find((c) => c.requestId === arrived.id),
+      { timeoutMs: 10000, intervalMs: 100, what: `notifications/cancelled for upstream request ${JSON.stringify(arrived.id)}` });
+    assert.deepEqual(cancelled.requestId, arrived.id);
+  });
+});
