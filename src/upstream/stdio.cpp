@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -172,6 +173,7 @@ class StdioConnection final : public Connection {
     auto self = std::static_pointer_cast<StdioConnection>(shared_from_this());
     net::co_spawn(ex_, read_stdout(self, epoch_), net::detached);
     net::co_spawn(ex_, read_stderr(self, epoch_), net::detached);
+    watch_exit(pid);
     co_return std::nullopt;
   }
 
@@ -204,6 +206,11 @@ class StdioConnection final : public Connection {
 
   void stop_transport() override {
     ++epoch_;
+    if (exit_watch_) {
+      boost::system::error_code ec;
+      exit_watch_->close(ec);
+      exit_watch_.reset();
+    }
     queue_.clear();
     queued_bytes_ = 0;
     overflowing_ = false;
@@ -221,6 +228,26 @@ class StdioConnection final : public Connection {
   }
 
  private:
+  // The end of its output says the process exited — unless something it started (a child, a shell's
+  // background job) still holds the pipe. A pidfd becomes readable when the process itself exits; a moment
+  // later (its last output read first), the transport fails and the server restarts as after any exit.
+  void watch_exit(pid_t pid) {
+    int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0) return;  // (Linux before 5.3: the output's end is all there is)
+    exit_watch_ = std::make_unique<net::posix::stream_descriptor>(ex_, fd);
+    std::weak_ptr<StdioConnection> weak = std::static_pointer_cast<StdioConnection>(shared_from_this());
+    exit_watch_->async_wait(net::posix::stream_descriptor::wait_read, [weak, epoch = epoch_](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->epoch_ != epoch) return;
+      auto grace = std::make_shared<net::steady_timer>(self->ex_, std::chrono::milliseconds(200));
+      grace->async_wait([weak, epoch, grace](boost::system::error_code) {
+        auto self = weak.lock();
+        if (self && self->epoch_ == epoch)
+          self->transport_failed("the process exited; a process it started still holds its output");
+      });
+    });
+  }
+
   static net::awaitable<void> write_loop(std::shared_ptr<StdioConnection> self, uint64_t epoch) {
     while (!self->queue_.empty() && self->epoch_ == epoch && self->stdin_) {
       std::string msg = std::move(self->queue_.front());
@@ -278,6 +305,7 @@ class StdioConnection final : public Connection {
   pid_t pid_ = -1;
   uint64_t epoch_ = 0;
   std::unique_ptr<net::posix::stream_descriptor> stdin_, stdout_, stderr_;
+  std::unique_ptr<net::posix::stream_descriptor> exit_watch_;  // the process's pidfd (watch_exit)
   std::deque<std::string> queue_;
   std::size_t queued_bytes_ = 0;  // in queue_ (kMaxLine at most)
   bool overflowing_ = false;      // a transport failure for it is on its way

@@ -2,7 +2,8 @@
 // message endpoint at another host (which would get the configured credentials), a Streamable HTTP server
 // that drops the connection after carrying out a call (the call must not run twice), one that writes bytes
 // after its answer (they must not become the next call's answer), and a stdio server that stops reading its
-// input while it floods the gateway with requests (the gateway must not hold its answers without bound).
+// input while it floods the gateway with requests (the gateway must not hold its answers without bound), and
+// one that exits while a process it started keeps its output open.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -81,6 +82,7 @@ describe('hostile upstreams', () => {
         foreign: { type: 'sse', url: `http://127.0.0.1:${ssePort}/sse`, headers: { Authorization: 'Bearer upstream-secret' }, timeoutMs: 5000 },
         raw: { type: 'streamable-http', url: `http://127.0.0.1:${rawPort}/mcp`, timeoutMs: 5000 },
         deaf: fixtureStdio('deaf.js', { timeoutMs: 120000 }),
+        forkexit: fixtureStdio('forkexit.js', { timeoutMs: 60000 }),
       },
     });
   });
@@ -118,6 +120,16 @@ describe('hostile upstreams', () => {
     assert.equal(resultText(first.json.result), 'first', first.text);
     const next = await s.request('tools/call', { name: 'plain', arguments: {} });
     assert.match(resultText(next.json?.result ?? {}), /^plain \d+$/, next.text);
+  });
+
+  it('a stdio server that exits while a process it started holds its output is seen to exit', async () => {
+    const s = await rawSession(`${gh.url}/mcp/forkexit`);
+    const started = Date.now();
+    const res = await s.request('tools/call', { name: 'leave', arguments: {} });
+    assert.ok(res.json?.error, `expected an error: ${res.text}`);
+    assert.ok(Date.now() - started < 20000, `answered after ${Date.now() - started} ms (the call's timeout is 60 s)`);
+    const again = await s.request('tools/call', { name: 'echo', arguments: { message: 'restarted' } });
+    assert.match(resultText(again.json?.result ?? {}), /restarted/, again.text);
   });
 
   it('a stdio server that stops reading its input is failed and restarted, not buffered for without bound', async () => {
