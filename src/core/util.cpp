@@ -24,7 +24,11 @@ boost::json::value parse_json(std::string_view text, boost::system::error_code& 
   auto arena = boost::json::make_shared_resource<boost::json::monotonic_resource>(text.size() * 2 + 512);
   // One parser per thread, reused (what boost::json::parse builds and frees per call): its internal stacks
   // stay allocated between messages. Same checks as parse(): one complete text, nothing after it.
-  thread_local boost::json::parser parser;
+  thread_local boost::json::parser parser({}, [] {
+    boost::json::parse_options o;
+    o.max_depth = kMaxJsonDepth;  // (Boost's default is 32: valid tool results nest deeper)
+    return o;
+  }());
   parser.reset(std::move(arena));
   parser.write(text.data(), text.size(), ec);
   if (ec) {

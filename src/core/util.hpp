@@ -14,6 +14,8 @@
 
 namespace gh {
 
+// How deeply a JSON text may nest (the top-level value counted) for parse_json and the message scanners.
+inline constexpr int kMaxJsonDepth = 64;
 // A JSON parse whose values share one arena, released when the last of them is gone: parsing a message
 // makes one allocation instead of one per key, string and container.
 boost::json::value parse_json(std::string_view text, boost::system::error_code& ec);

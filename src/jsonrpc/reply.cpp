@@ -17,9 +17,9 @@ namespace json = boost::json;
 
 namespace {
 
-// Nesting allowed in a passed-through message, the top-level object counted: Boost.JSON's parser's default
-// (parse_options::max_depth), so that a result passes through exactly when it would have parsed.
-constexpr int kMaxDepth = 32;
+// Nesting allowed in a passed-through message, the top-level object counted: parse_json's, so that a result
+// passes through exactly when it would have parsed.
+constexpr int kMaxDepth = kMaxJsonDepth;
 
 // The bytes that stand for themselves in a string: printable ASCII but the quote and the backslash.
 constexpr auto kPlain = [] {

@@ -18,6 +18,9 @@ namespace code = jsonrpc::code;
 
 namespace {
 
+// The most messages a JSON-RPC batch (protocol 2025-03-26) may hold.
+constexpr std::size_t kMaxBatch = 1000;
+
 net::awaitable<void> reply_error(http::Exchange& ex, bhttp::status status, int c, std::string_view message,
                                  json::value id = nullptr) {
   log::info("mcp request refused", {{"request_id", ex.request_id}, {"status", static_cast<int>(status)},
@@ -167,6 +170,12 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
       co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
                            "Invalid Request: JSON-RPC batches are not supported in protocol version " +
                                s->protocol_version);
+      co_return;
+    }
+    // Each request of a batch is a call in flight at once: a bound, as for every other queue.
+    if (body.messages.size() > kMaxBatch) {
+      co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
+                           "Invalid Request: a batch holds at most " + std::to_string(kMaxBatch) + " messages");
       co_return;
     }
 

@@ -81,6 +81,17 @@ describe('JSON-RPC batches on a 2025-03-26 session', () => {
     assert.equal(body[0].error?.code, -32600, res.text);
   });
 
+  it('a batch of more than 1,000 messages → 400, -32600, and none of them runs', async () => {
+    const ping = (i) => ({ jsonrpc: '2.0', id: `big-${i}`, method: 'ping' });
+    const res = await session.post(Array.from({ length: 1001 }, (_, i) => ping(i)));
+    assert.equal(res.status, 400, res.text);
+    assert.equal(res.json?.error?.code, -32600, res.text);
+    assert.match(res.json.error.message, /at most 1000 messages/);
+    const fits = await session.post(Array.from({ length: 1000 }, (_, i) => ping(i)));
+    assert.equal(fits.status, 200, fits.text.slice(0, 300));
+    assert.equal(JSON.parse(fits.text).length, 1000);
+  });
+
   it('notifications only → 202 with no body', async () => {
     const res = await session.post([
       { jsonrpc: '2.0', method: 'notifications/initialized' },

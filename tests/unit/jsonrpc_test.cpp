@@ -72,6 +72,16 @@ TEST(ToJson, InfinityIsWrittenAsAJsonNumber) {
   EXPECT_TRUE(std::isinf(back.as_array()[0].as_double()));
 }
 
+// Tool results nest deeper than Boost.JSON's default 32 levels; kMaxJsonDepth is the limit.
+TEST(ParseJson, NestsToTheGatewaysLimit) {
+  boost::system::error_code ec;
+  auto nested = [](int n) { return std::string(n, '[') + std::string(n, ']'); };
+  gh::parse_json(nested(gh::kMaxJsonDepth), ec);
+  EXPECT_FALSE(ec);
+  gh::parse_json(nested(gh::kMaxJsonDepth + 1), ec);
+  EXPECT_TRUE(ec);
+}
+
 // gh::to_json writes the bytes boost::json::serialize writes, for every byte value at every position of
 // every short length (the 8-byte word checks and the byte loop after them), and for random documents.
 TEST(ToJson, WritesWhatBoostJsonWrites) {

@@ -6,6 +6,7 @@
 
 #include "jsonrpc/message.hpp"
 #include "jsonrpc/reply.hpp"
+#include "core/util.hpp"
 
 using namespace gh::jsonrpc;
 namespace json = boost::json;
@@ -126,7 +127,7 @@ TEST(Reply, LeavesEverythingElseToTheParserUntouched) {
            in_result("\"\xed\xa0\x80\""),      // a surrogate
            in_result("\"\xf4\x90\x80\x80\""),  // > U+10FFFF
            in_result("\"\xe2\x82\""),          // cut short
-           in_result(std::string(40, '[') + std::string(40, ']')),  // deeper than the parser allows
+           in_result(std::string(gh::kMaxJsonDepth, '[') + std::string(gh::kMaxJsonDepth, ']')),  // deeper than the parser allows
            R"({"jsonrpc":"2.0","id":1,"result":{})",
            "",
        }) {
