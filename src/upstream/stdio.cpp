@@ -31,6 +31,7 @@ constexpr std::size_t kMaxLine = 64 * 1024 * 1024;
 // What a queued message costs besides its text (the string and its place in the deque), counted against
 // kMaxLine too: a flood of small messages is bounded by memory, not by text alone.
 constexpr std::size_t kQueuedMessageOverhead = 64;
+constexpr std::size_t kStderrLinesPerSecond = 100;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
 
 std::mutex g_children_mutex;
@@ -288,16 +289,29 @@ class StdioConnection final : public Connection {
 
   static net::awaitable<void> read_stderr(std::shared_ptr<StdioConnection> self, uint64_t epoch) {
     std::string buf;
+    // At most kStderrLinesPerSecond lines a second go to the log; the rest are counted, and the count is
+    // logged when the next second's first line is (a chatty or looping server must not flood the log).
+    auto window = Clock::now();
+    std::size_t in_window = 0, dropped = 0;
+    auto log_line = [&](std::string_view line) {
+      if (auto now = Clock::now(); now - window >= std::chrono::seconds(1)) {
+        if (dropped) log::warn("upstream stderr lines dropped", {{"server", self->cfg_.id}, {"lines", dropped}});
+        window = now;
+        in_window = dropped = 0;
+      }
+      if (++in_window > kStderrLinesPerSecond) ++dropped;
+      else log::info("upstream stderr", {{"server", self->cfg_.id}, {"line", std::string(line.substr(0, 2000))}});
+    };
     while (self->epoch_ == epoch && self->stderr_) {
       auto [ec, n] = co_await net::async_read_until(*self->stderr_, net::dynamic_buffer(buf, 1 << 20), '\n', kTuple);
       if (ec == net::error::not_found) {  // an endless line: log a piece and drop it
-        log::info("upstream stderr", {{"server", self->cfg_.id}, {"line", buf.substr(0, 2000)}});
+        log_line(buf);
         buf.clear();
         continue;
       }
       if (ec || self->epoch_ != epoch) co_return;
       std::string_view line(buf.data(), n - 1);
-      if (!line.empty()) log::info("upstream stderr", {{"server", self->cfg_.id}, {"line", std::string(line.substr(0, 2000))}});
+      if (!line.empty()) log_line(line);
       buf.erase(0, n);
     }
   }

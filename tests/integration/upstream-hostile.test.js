@@ -3,7 +3,7 @@
 // that drops the connection after carrying out a call (the call must not run twice), one that writes bytes
 // after its answer (they must not become the next call's answer), and a stdio server that stops reading its
 // input while it floods the gateway with requests (the gateway must not hold its answers without bound), and
-// one that exits while a process it started keeps its output open.
+// one that exits while a process it started keeps its output open; and stderr floods.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -83,6 +83,7 @@ describe('hostile upstreams', () => {
         raw: { type: 'streamable-http', url: `http://127.0.0.1:${rawPort}/mcp`, timeoutMs: 5000 },
         deaf: fixtureStdio('deaf.js', { timeoutMs: 120000 }),
         forkexit: fixtureStdio('forkexit.js', { timeoutMs: 60000 }),
+        chatter: fixtureStdio('chatter.js'),
       },
     });
   });
@@ -130,6 +131,19 @@ describe('hostile upstreams', () => {
     assert.ok(Date.now() - started < 20000, `answered after ${Date.now() - started} ms (the call's timeout is 60 s)`);
     const again = await s.request('tools/call', { name: 'echo', arguments: { message: 'restarted' } });
     assert.match(resultText(again.json?.result ?? {}), /restarted/, again.text);
+  });
+
+  it('a flood of stderr lines is logged at a bounded rate, with a count of the rest', async () => {
+    const s = await rawSession(`${gh.url}/mcp/chatter`);
+    const res = await s.request('tools/call', { name: 'chatter', arguments: {} });
+    assert.equal(resultText(res.json.result), 'chattered', res.text);
+    await waitFor(() => gh.jsonLogs().some((l) => l.msg === 'upstream stderr' && /after the flood/.test(l.line)),
+      { timeoutMs: 10000, what: 'the line written a second after the flood' });
+    const dropped = gh.jsonLogs().filter((l) => l.msg === 'upstream stderr lines dropped' && l.server === 'chatter')
+      .reduce((n, l) => n + l.lines, 0);
+    const logged = gh.jsonLogs().filter((l) => l.msg === 'upstream stderr' && /chatter line/.test(l.line)).length;
+    assert.equal(logged + dropped, 5000, `logged ${logged}, dropped ${dropped}`);
+    assert.ok(logged <= 200, `${logged} of 5,000 lines logged`);
   });
 
   it('a stdio server that stops reading its input is failed and restarted, not buffered for without bound', async () => {
