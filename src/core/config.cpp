@@ -125,7 +125,7 @@ std::vector<ServerConfig> parse_servers(std::string_view json_text, const Enviro
   auto* servers = doc.as_object().if_contains("mcpServers");
   if (!servers || !servers->is_object()) throw ConfigError("mcpServers", "must be an object of server entries");
   static const std::set<std::string_view> kKnown = {"command", "args", "env", "cwd", "type", "transport", "url",
-                                                    "headers", "description", "timeoutMs", "enabled",
+                                                    "headers", "description", "timeoutMs", "maxConnections", "enabled",
                                                     "forwardIdentity", "disabled", "name"};
   std::vector<ServerConfig> out;
   for (const auto& kv : servers->as_object()) {
@@ -173,6 +173,12 @@ std::vector<ServerConfig> parse_servers(std::string_view json_text, const Enviro
       if (!t->is_int64() || t->as_int64() <= 0 || t->as_int64() > 86'400'000)
         throw ConfigError(where + ".timeoutMs", "must be a positive integer of milliseconds");
       s.timeout_ms = static_cast<int>(t->as_int64());
+    }
+    if (auto* m = o.if_contains("maxConnections")) {
+      if (s.transport == Transport::stdio) throw ConfigError(where + ".maxConnections", "only for a remote server");
+      if (!m->is_int64() || m->as_int64() < 1 || m->as_int64() > 65536)
+        throw ConfigError(where + ".maxConnections", "must be an integer from 1 to 65536");
+      s.max_connections = static_cast<int>(m->as_int64());
     }
     if (auto* e = o.if_contains("enabled")) {
       if (!e->is_bool()) throw ConfigError(where + ".enabled", "must be true or false");

@@ -42,6 +42,7 @@ struct ServerConfig {
   // gatehouse fields
   std::string description;
   int timeout_ms = 0;  // 0 = the gateway default
+  int max_connections = 512;  // remote: connections to it at once (maxConnections)
   bool enabled = true;
   bool forward_identity = false;
 

@@ -95,8 +95,22 @@ ClientPool::ClientPool(net::any_io_executor ex, Origin origin, std::size_t max_i
 
 ClientPool::~ClientPool() { close(); }
 
+struct ClientPool::Waiter {
+  net::steady_timer timer;
+  bool woken = false;
+};
+
+void ClientPool::wake_one() {
+  if (waiting_.empty()) return;
+  auto* w = waiting_.front();
+  waiting_.pop_front();
+  w->woken = true;
+  w->timer.cancel();
+}
+
 void ClientPool::close() {
   closed_ = true;
+  while (!waiting_.empty()) wake_one();
   for (auto& c : idle_) c->close();
   idle_.clear();
   for (auto* c : busy_) c->close();
@@ -359,10 +373,30 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
       conn->close();
       conn.reset();
     }
+    // Past max_conns_ (a server that answers slowly, or that sends requests whose answers are POSTs it never
+    // completes), new connections wait for one to come back rather than use up the process's descriptors.
+    while (!conn && busy_.size() + connecting_ >= max_conns_) {
+      Waiter w{net::steady_timer(ex_, deadline)};
+      auto at = waiting_.insert(waiting_.end(), &w);
+      co_await w.timer.async_wait(kTuple);
+      if (!w.woken) waiting_.erase(at);  // (wake_one takes the one it wakes off the list)
+      if (closed_ || std::chrono::steady_clock::now() >= deadline) {
+        out.ec = closed_ ? net::error::operation_aborted : net::error::timed_out;
+        co_return out;
+      }
+      if (!idle_.empty()) {
+        conn = std::move(idle_.back());
+        idle_.pop_back();
+        pooled = true;
+      }
+    }
     if (!conn) {
       boost::system::error_code ec;
+      ++connecting_;
       conn = co_await connect(deadline, ec);
+      --connecting_;
       if (!conn) {
+        wake_one();  // its room is free again
         out.ec = ec;
         co_return out;
       }
@@ -378,6 +412,7 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
       co_await run_request(conn->plain, conn->plain, conn->buffer, head, req.body, head_request, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
+    wake_one();  // a connection (or room for one) is free
     if (reusable && !closed_ && idle_.size() < max_idle_) {
       conn->idle_since = std::chrono::steady_clock::now();
       idle_.push_back(std::move(conn));

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <functional>
+#include <list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,8 @@ class ClientPool : public std::enable_shared_from_this<ClientPool> {
  public:
   ClientPool(net::any_io_executor ex, Origin origin, std::size_t max_idle = 64);
   ~ClientPool();
+  // At most this many connections at once (in use or idle); a request beyond waits for one until its deadline.
+  void set_max_connections(std::size_t n) { max_conns_ = n; }
 
   // Sends `req` (Host, Content-Length filled in). With `on_body`, body bytes are passed as they arrive and
   // reading stops early when it returns false. `deadline` bounds connect + send + headers; `body_deadline`
@@ -76,6 +79,11 @@ class ClientPool : public std::enable_shared_from_this<ClientPool> {
   std::size_t max_idle_;
   std::vector<std::unique_ptr<Conn>> idle_;
   std::vector<Conn*> busy_;
+  std::size_t max_conns_ = 512;
+  std::size_t connecting_ = 0;  // connections being made (counted against max_conns_ with busy_)
+  struct Waiter;
+  std::list<Waiter*> waiting_;  // requests waiting for a connection, first come first served
+  void wake_one();
   bool closed_ = false;
   bool watchdog_running_ = false;
 };

@@ -59,6 +59,7 @@ class HttpConnection final : public Connection {
     http::Origin origin;
     if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
     pool_ = std::make_shared<http::ClientPool>(ex_, origin);
+    pool_->set_max_connections(cfg_.max_connections);
     configured_headers_.clear();
     for (const auto& [k, v] : headers_) {
       HttpRequest r;
@@ -400,6 +401,7 @@ class SseConnection final : public Connection {
                 return;
               }
               self->post_pool_ = std::make_shared<http::ClientPool>(self->ex_, origin);
+              self->post_pool_->set_max_connections(self->cfg_.max_connections);
               ready->set();
             } else if (ev.event == "message" && !ev.data.empty()) {
               if (!self->deliver_text(ev.data, 0))

@@ -51,7 +51,12 @@ function rawMcpServer(onCall) {
       }
     });
   });
-  return { server, calls };
+  const load = { open: 0, most: 0 };
+  server.on('connection', (socket) => {
+    load.most = Math.max(load.most, ++load.open);
+    socket.on('close', () => { load.open--; });
+  });
+  return { server, calls, load };
 }
 
 describe('hostile upstreams', () => {
@@ -59,6 +64,7 @@ describe('hostile upstreams', () => {
   const cleanups = [];
   const stolen = [];
   let raw;
+  let capped;
 
   before(async () => {
     // Legacy SSE: the stream names an endpoint on another port, where a server counts what arrives.
@@ -75,12 +81,15 @@ describe('hostile upstreams', () => {
       else answer(`plain ${raw.calls.length}`);
     });
     const rawPort = await listen(raw.server);
-    cleanups.push(() => { thief.closeAllConnections?.(); thief.close(); sse.closeAllConnections?.(); sse.close(); raw.server.close(); });
+    capped = rawMcpServer((name, socket, answer) => setTimeout(() => answer('slow'), 300));
+    const cappedPort = await listen(capped.server);
+    cleanups.push(() => { thief.closeAllConnections?.(); thief.close(); sse.closeAllConnections?.(); sse.close(); raw.server.close(); capped.server.close(); });
     gh = await startGatehouse({
       t: (fn) => cleanups.push(fn),
       servers: {
         foreign: { type: 'sse', url: `http://127.0.0.1:${ssePort}/sse`, headers: { Authorization: 'Bearer upstream-secret' }, timeoutMs: 5000 },
         raw: { type: 'streamable-http', url: `http://127.0.0.1:${rawPort}/mcp`, timeoutMs: 5000 },
+        capped: { type: 'streamable-http', url: `http://127.0.0.1:${cappedPort}/mcp`, timeoutMs: 10000, maxConnections: 3 },
         deaf: fixtureStdio('deaf.js', { timeoutMs: 120000 }),
         forkexit: fixtureStdio('forkexit.js', { timeoutMs: 60000 }),
         chatter: fixtureStdio('chatter.js'),
@@ -144,6 +153,14 @@ describe('hostile upstreams', () => {
     const logged = gh.jsonLogs().filter((l) => l.msg === 'upstream stderr' && /chatter line/.test(l.line)).length;
     assert.equal(logged + dropped, 5000, `logged ${logged}, dropped ${dropped}`);
     assert.ok(logged <= 200, `${logged} of 5,000 lines logged`);
+  });
+
+  it('maxConnections bounds the connections to a remote server; calls beyond it wait their turn', async () => {
+    const s = await rawSession(`${gh.url}/mcp/capped`);
+    const results = await Promise.all(Array.from({ length: 8 }, () => s.request('tools/call', { name: 'plain', arguments: {} })));
+    for (const r of results) assert.equal(resultText(r.json?.result ?? {}), 'slow', r.text);
+    assert.ok(capped.load.most <= 3, `${capped.load.most} connections at once`);
+    assert.equal(capped.calls.length, 8);
   });
 
   it('a stdio server that stops reading its input is failed and restarted, not buffered for without bound', async () => {

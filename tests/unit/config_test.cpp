@@ -18,7 +18,8 @@ TEST(Config, ParsesAllTransportsAndGatehouseFields) {
   auto servers = parse_servers(R"({"mcpServers":{
     "local":{"command":"node","args":["a.js","stdio"],"env":{"K":"${env:TOKEN}","S":"${secret:GITHUB_TOKEN}"},"cwd":"/tmp",
              "description":"d","timeoutMs":1500},
-    "remote":{"type":"streamable-http","url":"https://example.test/mcp","headers":{"Authorization":"Bearer ${secret:API}"}},
+    "remote":{"type":"streamable-http","url":"https://example.test/mcp","headers":{"Authorization":"Bearer ${secret:API}"},
+              "maxConnections":16},
     "legacy":{"type":"sse","url":"http://127.0.0.1:9/sse","enabled":false}}})", env);
   ASSERT_EQ(servers.size(), 3u);
   std::map<std::string, ServerConfig> by_id;
@@ -29,6 +30,8 @@ TEST(Config, ParsesAllTransportsAndGatehouseFields) {
   EXPECT_EQ(by_id["local"].env["S"], "${secret:GITHUB_TOKEN}");  // resolved per tenant later
   EXPECT_EQ(by_id["local"].timeout_ms, 1500);
   EXPECT_EQ(by_id["remote"].transport, Transport::streamable_http);
+  EXPECT_EQ(by_id["remote"].max_connections, 16);
+  EXPECT_EQ(by_id["legacy"].max_connections, 512);
   EXPECT_EQ(by_id["legacy"].transport, Transport::sse);
   EXPECT_FALSE(by_id["legacy"].enabled);
   EXPECT_EQ(secret_slots(by_id["local"]), std::vector<std::string>{"GITHUB_TOKEN"});
@@ -47,6 +50,10 @@ TEST(Config, ErrorsNameTheSetting) {
             "mcpServers.a.url");
   EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"command":"x","timeoutMs":-1}}})", env); }),
             "mcpServers.a.timeoutMs");
+  EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"url":"http://x/","maxConnections":0}}})", env); }),
+            "mcpServers.a.maxConnections");
+  EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"command":"x","maxConnections":4}}})", env); }),
+            "mcpServers.a.maxConnections");
   EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"command":"x","colour":1}}})", env); }),
             "mcpServers.a.colour");
   EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"command":"${env:NOPE}"}}})", env); }),
