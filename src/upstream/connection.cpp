@@ -257,10 +257,15 @@ void Connection::transport_failed(std::string why) {
                                       "Upstream server '" + cfg_.id + "' failed: " + why);
     finish(*p);
   }
+  if (state_ == State::starting) {
+    // start() sees its handshake fail with this reason, and counts the failure once (backoff, log line).
+    stop_transport();
+    return;
+  }
   ++failures_;
   auto delay = backoff(failures_);
   retry_at_ = Clock::now() + delay;
-  if (state_ != State::starting) state_ = State::backoff;
+  state_ = State::backoff;
   stop_transport();
   log::warn("upstream failed", {{"server", cfg_.id}, {"error", why}, {"was_ready", was_ready},
                                 {"retry_in_ms", delay.count()}});

@@ -93,6 +93,7 @@ describe('hostile upstreams', () => {
         deaf: fixtureStdio('deaf.js', { timeoutMs: 120000 }),
         forkexit: fixtureStdio('forkexit.js', { timeoutMs: 60000 }),
         chatter: fixtureStdio('chatter.js'),
+        quitter: fixtureStdio('exit-at-init.js', { timeoutMs: 5000 }),
       },
     });
   });
@@ -161,6 +162,18 @@ describe('hostile upstreams', () => {
     for (const r of results) assert.equal(resultText(r.json?.result ?? {}), 'slow', r.text);
     assert.ok(capped.load.most <= 3, `${capped.load.most} connections at once`);
     assert.equal(capped.calls.length, 8);
+  });
+
+  it('a server that exits during initialize counts one failure a start (backoff 250 ms, then doubling)', async () => {
+    const s = await rawSession(`${gh.url}/mcp/quitter`).catch(() => null);
+    if (s) await s.request('tools/list', {}).catch(() => {});
+    const failures = await waitFor(() => {
+      const f = gh.jsonLogs().filter((l) => l.server === 'quitter' && /^upstream (start )?failed$/.test(l.msg));
+      return f.length > 0 && f;
+    }, { timeoutMs: 15000, what: 'a start failure of quitter in the log' });
+    assert.ok(failures.every((l) => l.msg === 'upstream start failed'), JSON.stringify(failures));
+    assert.equal(failures[0].retry_in_ms, 250, JSON.stringify(failures));
+    for (let i = 1; i < failures.length; i++) assert.equal(failures[i].retry_in_ms, 2 * failures[i - 1].retry_in_ms);
   });
 
   it('a stdio server that stops reading its input is failed and restarted, not buffered for without bound', async () => {
