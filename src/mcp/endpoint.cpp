@@ -245,6 +245,7 @@ net::awaitable<void> stream_answers(http::Exchange& ex, std::shared_ptr<Channel>
     while (!ch->messages.empty() && !ch->gone) {
       auto m = std::move(ch->messages.front());
       ch->messages.pop_front();
+      ch->queued_bytes -= m.size();
       if (!co_await ex.write(sse::encode(m))) ch->gone = true;
     }
     if (ch->gone || ch->finished == ch->expected) break;

@@ -19,8 +19,14 @@ bool supported_protocol(std::string_view v) { return upstream::supported_protoco
 
 void Channel::push(const json::object& msg) {
   if (gone) return;
-  if (messages.size() >= 4096) messages.pop_front();  // a client reading slower than progress arrives
-  messages.push_back(to_json(msg));
+  // A client reading slower than progress arrives loses the oldest messages, by count and by bytes.
+  auto text = to_json(msg);
+  while (!messages.empty() && (messages.size() >= kMaxQueued || queued_bytes + text.size() > kMaxQueuedBytes)) {
+    queued_bytes -= messages.front().size();
+    messages.pop_front();
+  }
+  queued_bytes += text.size();
+  messages.push_back(std::move(text));
   if (on_first_message) std::exchange(on_first_message, nullptr)();
   wake.set();
 }

@@ -66,6 +66,8 @@ struct Server {
 struct Channel {
   explicit Channel(const net::any_io_executor& ex) : wake(ex) {}
   Event wake;
+  static constexpr std::size_t kMaxQueued = 4096, kMaxQueuedBytes = 16 << 20;  // push() drops the oldest beyond
+  std::size_t queued_bytes = 0;  // in messages
   std::list<std::string> messages;  // serialized messages for the SSE stream, in order (a list: no allocation while empty)
   std::vector<std::string> responses;  // serialized, in the order they were finished
   std::size_t expected = 0, finished = 0;

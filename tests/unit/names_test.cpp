@@ -5,6 +5,7 @@
 
 #include "core/util.hpp"
 #include "http/server.hpp"
+#include "mcp/hub.hpp"
 #include "mcp/names.hpp"
 
 using namespace gh::mcp;
@@ -132,4 +133,22 @@ TEST(Util, RandomHexIsFreshEachTime) {
   auto a = gh::random_hex(16), b = gh::random_hex(16);
   EXPECT_EQ(a.size(), 32u);
   EXPECT_NE(a, b);
+}
+
+// A call's SSE queue (progress, relayed requests) keeps at most kMaxQueued messages and kMaxQueuedBytes: a
+// client that reads slower than an upstream writes loses the oldest, the gateway keeps bounded memory.
+TEST(Channel, QueueIsBoundedByCountAndBytes) {
+  boost::asio::io_context io;
+  Channel ch(io.get_executor());
+  boost::json::object big{{"pad", std::string(1 << 20, 'x')}};
+  for (int i = 0; i < 40; ++i) ch.push(big);  // 40 MiB offered
+  EXPECT_LE(ch.queued_bytes, Channel::kMaxQueuedBytes);
+  EXPECT_EQ(ch.messages.size(), Channel::kMaxQueuedBytes / (1 << 20) - 1);
+  std::size_t sum = 0;
+  for (auto& m : ch.messages) sum += m.size();
+  EXPECT_EQ(sum, ch.queued_bytes);
+  Channel small(io.get_executor());
+  for (std::size_t i = 0; i < Channel::kMaxQueued + 10; ++i) small.push(boost::json::object{{"i", i}});
+  EXPECT_EQ(small.messages.size(), Channel::kMaxQueued);
+  EXPECT_EQ(small.messages.front(), R"({"i":10})");
 }
