@@ -108,6 +108,17 @@ void ClientPool::wake_one() {
   w->timer.cancel();
 }
 
+std::unique_ptr<ClientPool::Conn> ClientPool::take_idle() {
+  while (!idle_.empty()) {
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    if (std::chrono::steady_clock::now() - conn->idle_since < std::chrono::milliseconds(100) || !conn->closed_by_server())
+      return conn;
+    conn->close();
+  }
+  return nullptr;
+}
+
 void ClientPool::close() {
   closed_ = true;
   while (!waiting_.empty()) wake_one();
@@ -361,18 +372,8 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
   // MCP message) may have been carried out before the connection dropped, and must not run twice.
   const bool idempotent = req.method != bhttp::verb::post && req.method != bhttp::verb::patch;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::unique_ptr<Conn> conn;
-    bool pooled = false;
-    while (!idle_.empty()) {
-      conn = std::move(idle_.back());
-      idle_.pop_back();
-      if (std::chrono::steady_clock::now() - conn->idle_since < std::chrono::milliseconds(100) || !conn->closed_by_server()) {
-        pooled = true;
-        break;
-      }
-      conn->close();
-      conn.reset();
-    }
+    std::unique_ptr<Conn> conn = take_idle();
+    bool pooled = conn != nullptr;
     // Past max_conns_ (a server that answers slowly, or that sends requests whose answers are POSTs it never
     // completes), new connections wait for one to come back rather than use up the process's descriptors.
     while (!conn && busy_.size() + connecting_ >= max_conns_) {
@@ -384,11 +385,8 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
         out.ec = closed_ ? net::error::operation_aborted : net::error::timed_out;
         co_return out;
       }
-      if (!idle_.empty()) {
-        conn = std::move(idle_.back());
-        idle_.pop_back();
-        pooled = true;
-      }
+      conn = take_idle();
+      pooled = conn != nullptr;
     }
     if (!conn) {
       boost::system::error_code ec;

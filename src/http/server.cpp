@@ -338,9 +338,9 @@ net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat
   // and the connection closes); §6.1: a coding the server does not know is answered 501. Beast 1.81 reads
   // the first as a request without a body, and would take what follows for the next request.
   if (auto te = req[bhttp::field::transfer_encoding]; !te.empty() || req.repeated(Request::Name::transfer_encoding)) {
-    bool only_chunked = true;
+    bool only_chunked = !req.repeated(Request::Name::transfer_encoding);
     for (auto coding : bhttp::token_list{te}) only_chunked = only_chunked && beast::iequals(coding, "chunked");
-    if (!parser.chunked() || !only_chunked || req.repeated(Request::Name::transfer_encoding)) {
+    if (!parser.chunked() || !only_chunked) {
       log::info("bad http request", {{"client_ip", client_ip}, {"error", "unsupported Transfer-Encoding"},
                                      {"transfer_encoding", te}});
       co_await refuse(stream, limits_, req.version(),

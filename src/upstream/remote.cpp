@@ -339,9 +339,8 @@ class SseConnection final : public Connection {
 
  protected:
   net::awaitable<std::optional<std::string>> start_transport() override {
-    http::Origin origin;
-    if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
-    stream_pool_ = std::make_shared<http::ClientPool>(ex_, origin, 1);
+    if (!http::Origin::parse(cfg_.url, origin_, target_)) co_return "invalid url " + cfg_.url;
+    stream_pool_ = std::make_shared<http::ClientPool>(ex_, origin_, 1);
     post_pool_.reset();
     ++epoch_;
     endpoint_ready_ = std::make_shared<Event>(ex_);
@@ -387,13 +386,12 @@ class SseConnection final : public Connection {
               if (!ref) return;
               boost::urls::url dest;
               if (!boost::urls::resolve(base, *ref, dest)) return;
-              http::Origin origin, own;
-              std::string ignored;
+              http::Origin origin;
               if (!http::Origin::parse(dest.buffer(), origin, self->post_target_)) return;
               // Messages (and the configured headers: credentials) go only where the stream came from, as
               // the MCP SDK requires; an endpoint elsewhere would be a server steering them to any host.
-              if (!http::Origin::parse(self->cfg_.url, own, ignored) || origin.tls != own.tls ||
-                  !iequals(origin.host, own.host) || origin.port != own.port) {
+              const auto& own = self->origin_;
+              if (origin.tls != own.tls || !iequals(origin.host, own.host) || origin.port != own.port) {
                 log::error("upstream's SSE endpoint is on another origin; refused",
                            {{"server", self->cfg_.id}, {"endpoint", dest.buffer()}});
                 self->stream_error_ = "SSE endpoint on another origin";
@@ -436,6 +434,7 @@ class SseConnection final : public Connection {
 
   std::shared_ptr<http::ClientPool> stream_pool_, post_pool_;
   std::shared_ptr<Event> endpoint_ready_;
+  http::Origin origin_;  // the SSE URL's, parsed at start
   std::string target_, post_target_, stream_error_;
   uint64_t epoch_ = 0;
 };

@@ -4,7 +4,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   LATEST_PROTOCOL, MCP_HEADERS, connectClient, listAll, everythingStdio, fixtureStdio, getJson, initializeMessage,
-  mcpError, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor,
+  assertServing, mcpError, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor,
 } from './lib/index.js';
 
 describe('error handling', () => {
@@ -26,9 +26,7 @@ describe('error handling', () => {
   });
 
   afterEach(async () => {
-    const health = await getJson(`${gh.url}/gateway/health`);
-    assert.equal(health.status, 200, `gateway unhealthy after the test: ${JSON.stringify(health.body)}\n${gh.describe()}`);
-    assert.equal(gh.proc.exitCode, null, 'gateway exited');
+    await assertServing(gh);
   });
 
   after(async () => {

@@ -3,13 +3,10 @@
 // numbers JSON cannot hold, and a client that pipelines a request and then hangs up mid-call.
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import net from 'node:net';
 import {
-  MCP_HEADERS, fixtureStdio, getJson, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor, withAuth,
+  MCP_HEADERS, assertServing, fixtureStdio, rssKb, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor, withAuth,
 } from './lib/index.js';
-
-const rssKb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 describe('hostile HTTP clients', () => {
   let gh;
@@ -26,9 +23,7 @@ describe('hostile HTTP clients', () => {
 
   afterEach(async () => {
     for (const s of sockets.splice(0)) s.destroy();
-    const health = await getJson(`${gh.url}/gateway/health`);
-    assert.equal(health.status, 200, `gateway unhealthy after the test: ${JSON.stringify(health.body)}\n${gh.describe()}`);
-    assert.equal(gh.proc.exitCode, null, 'gateway exited');
+    await assertServing(gh);
   });
 
   after(async () => {

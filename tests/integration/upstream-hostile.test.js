@@ -6,12 +6,10 @@
 // one that exits while a process it started keeps its output open; and stderr floods.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { fixtureStdio, rawSession, resultText, rpc, startGatehouse, waitFor } from './lib/index.js';
+import { fixtureStdio, rawSession, resultText, rssKb, startGatehouse, waitFor } from './lib/index.js';
 
-const rssKb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 const listen = (server) => new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
 
 // A Streamable HTTP MCP server on raw sockets (every byte under the test's control). `onCall(name, socket,

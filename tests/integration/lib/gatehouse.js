@@ -1,5 +1,6 @@
 // Starts the real build/gatehouse on a free port against a temp servers.json,
 // waits for readiness (the "listening" log line, then /gateway/health == 200), and stops it.
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -362,3 +363,10 @@ export function checkConfig({ servers, env = {}, dotenv, timeoutMs = 15000 } = {
 }
 
 export { waitForExit };
+
+/** Fails unless the gateway still runs and /gateway/health answers 200 (after each test of a bad-input suite). */
+export async function assertServing(gh) {
+  const health = await getJson(`${gh.url}/gateway/health`);
+  assert.equal(health.status, 200, `gateway unhealthy after the test: ${JSON.stringify(health.body)}\n${gh.describe()}`);
+  assert.equal(gh.proc.exitCode, null, 'gateway exited');
+}

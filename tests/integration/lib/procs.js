@@ -76,6 +76,11 @@ export async function waitForPort(port, { timeoutMs = 15000, proc } = {}) {
   }, { timeoutMs, what: `127.0.0.1:${port} to accept connections` });
 }
 
+/** The resident set of a process, in kB (VmRSS). */
+export function rssKb(pid) {
+  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+}
+
 /** True while a process with this pid exists and is not a zombie. */
 export function pidAlive(pid) {
   try {
