@@ -28,6 +28,7 @@
 #include "auth/routes.hpp"
 #include "core/blocking.hpp"
 #include "core/cgroup.hpp"
+#include "core/fdlimit.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "http/server.hpp"
@@ -99,6 +100,11 @@ int serve(const Settings& settings, const Environment& env) {
 
   http::ServerLimits limits;
   limits.max_body_bytes = settings.max_body_bytes;
+  const std::size_t fd_limit = fdlimit::raise();
+  limits.max_connections = settings.max_connections ? settings.max_connections : fdlimit::default_max_connections(fd_limit);
+  if (limits.max_connections > fdlimit::default_max_connections(fd_limit))
+    log::warn("MAX_CONNECTIONS leaves few file descriptors for upstreams and the database",
+              {{"max_connections", limits.max_connections}, {"open_file_limit", fd_limit}});
   observability::Metrics metrics;
   hub.on_call = [&metrics](const std::string& server, const std::string& tool, std::string_view outcome, double s) {
     metrics.upstream_call(server, tool, outcome, s);
@@ -147,6 +153,7 @@ int serve(const Settings& settings, const Environment& env) {
   if (!settings.port_file.empty()) std::ofstream(settings.port_file) << port << "\n";
   log::info("listening", {{"host", settings.host}, {"port", port}, {"url", router.public_url()},
                           {"servers", servers.size()}, {"servers_file", settings.servers_file},
+                          {"max_connections", limits.max_connections}, {"open_file_limit", fd_limit},
                           {"openwebui_url", settings.openwebui_url}});
 
   // Housekeeping.

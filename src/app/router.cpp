@@ -216,6 +216,9 @@ observability::Gauges Router::gauges() const {
   observability::Gauges g;
   g.sessions = p_.hub.session_count();
   g.upstream_processes = upstream::live_child_groups();
+  auto conns = http::connection_counts();
+  g.http_connections = conns.open;
+  g.http_connections_refused = conns.refused;
   for (auto& [id, srv] : p_.hub.servers()) g.upstream_connections += (srv->shared ? 1 : 0) + srv->tenants.size();
   if (p_.analytics) {
     auto& a = p_.analytics->stats();

@@ -179,6 +179,30 @@ void Exchange::stop_watching() {
   }
 }
 
+namespace {
+ConnectionCounts counts;  // (the io thread's)
+
+// A connection past max_connections: a 503 and a close, written without waiting (a new connection's send
+// buffer is empty). What the client already sent is read first, so that the close does not reset the
+// connection and lose the answer.
+void refuse_connection(net::ip::tcp::socket& socket) {
+  static const std::string answer = [] {
+    std::string body = jsonrpc::error_text(nullptr, jsonrpc::code::internal_error, "Too many connections; retry later");
+    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+           "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  }();
+  boost::system::error_code ec;
+  socket.non_blocking(true, ec);
+  char sink[16384];
+  socket.read_some(net::buffer(sink), ec);
+  socket.write_some(net::buffer(answer), ec);
+  socket.shutdown(net::socket_base::shutdown_send, ec);
+  socket.close(ec);
+}
+}  // namespace
+
+ConnectionCounts connection_counts() { return counts; }
+
 Server::Server(net::io_context& io, ServerLimits limits, Handler handler, RawRoute raw_route)
     : io_(io), limits_(limits), handler_(std::move(handler)), raw_route_(std::move(raw_route)), acceptor_(io),
       id_prefix_(random_hex(4)) {}
@@ -215,8 +239,8 @@ net::awaitable<void> Server::watchdog() {
 
 net::awaitable<void> Server::accept_loop() {
   net::steady_timer pause(io_);
-  std::size_t failures = 0;  // since the last line logged
-  auto last_logged = Stream::Clock::time_point{};
+  std::size_t failures = 0, refused = 0;  // since the last line logged about each
+  auto last_logged = Stream::Clock::time_point{}, last_refusal_logged = last_logged;
   while (!stopping_) {
     auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
     if (ec) {
@@ -233,6 +257,18 @@ net::awaitable<void> Server::accept_loop() {
       co_await pause.async_wait(kTuple);
       continue;
     }
+    if (counts.open >= limits_.max_connections) {
+      refuse_connection(socket);
+      ++counts.refused;
+      ++refused;
+      if (auto now = Stream::Clock::now(); now - last_refusal_logged >= std::chrono::seconds(1)) {
+        log::warn("connections refused: at the limit", {{"max_connections", limits_.max_connections}, {"refused", refused}});
+        last_refusal_logged = now;
+        refused = 0;
+      }
+      continue;
+    }
+    ++counts.open;  // until serve() ends
     socket.set_option(net::ip::tcp::no_delay(true), ec);
     net::co_spawn(io_, serve(std::move(socket)), [](std::exception_ptr e) {
       if (!e) return;
@@ -417,7 +453,10 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
   struct Remove {
     std::list<Conn>& l;
     std::list<Conn>::iterator it;
-    ~Remove() { l.erase(it); }
+    ~Remove() {
+      l.erase(it);
+      --counts.open;
+    }
   } remove{conns_, self};
 
   beast::flat_buffer buffer;

@@ -38,7 +38,15 @@ struct ServerLimits {
   std::chrono::seconds read_timeout{30};    // reading one request once it started
   std::chrono::seconds write_timeout{30};   // each write
   std::size_t raw_max_body_bytes = 100 * 1024 * 1024;  // a raw-route request's declared Content-Length
+  std::size_t max_connections = std::size_t(1) << 20;  // open client connections; past it a new one gets a 503
 };
+
+// Client connections of every Server in the process (for the metrics).
+struct ConnectionCounts {
+  std::size_t open = 0;
+  uint64_t refused = 0;  // turned away at max_connections
+};
+ConnectionCounts connection_counts();
 
 // A raw-route request's connection: the head is parsed (into Exchange::req, whose body stays empty), the
 // body is not. Whoever reads the body sets body_done once the parser is done; otherwise the

@@ -449,6 +449,7 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_
     if (!conn || conn->state() == upstream::State::closed) conn = shared_connection(*srv);
     if (auto err = co_await conn->ensure_ready()) {
       fresh.error = *err;
+      fresh.unavailable = conn;
     } else {
       const auto& caps = conn->server_capabilities();
       struct Kind {
@@ -836,6 +837,16 @@ bool Hub::may_use_named(const Session& s, const Server& srv, bool tool, std::str
   return !tool || may_call(s, srv, name);
 }
 
+std::optional<jsonrpc::Reply> Hub::unavailable(Session& s, Server& srv, const json::value& id, std::string_view label) {
+  if (srv.catalog.loaded || srv.catalog.unavailable.expired() || srv.catalog.unavailable.lock() != connection_for(s, srv))
+    return std::nullopt;
+  srv.stats.calls++;
+  srv.stats.errors++;
+  if (on_call) on_call(srv.cfg.id, std::string(label), "error", 0);
+  return jsonrpc::make_error(id, code::internal_error,
+                             "Upstream server '" + srv.cfg.id + "' is unavailable: " + srv.catalog.error);
+}
+
 net::awaitable<std::optional<jsonrpc::Reply>> Hub::call_tool(std::shared_ptr<Session> s, jsonrpc::ToolCall call,
                                                              std::shared_ptr<Channel> ch) {
   std::string_view name;
@@ -843,6 +854,7 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::call_tool(std::shared_ptr<Ses
   if (srv && !srv->catalog.loaded) {
     std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
     co_await load_catalogs(*s, one);
+    if (auto err = unavailable(*s, *srv, call.id, name)) co_return err;
   }
   if (!srv || !may_use_named(*s, *srv, true, name))
     co_return jsonrpc::make_error(call.id, code::invalid_params, "Unknown tool: " + call.name);
@@ -882,6 +894,7 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
     if (srv && !srv->catalog.loaded) {  // (usually loaded: then no coroutine, event or vector for it)
       std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
       co_await load_catalogs(*s, one);
+      if (auto err = unavailable(*s, *srv, id, tool ? name : m)) co_return err;
     }
     if (!srv || !may_use_named(*s, *srv, tool, name))
       co_return error(code::invalid_params, std::string(tool ? "Unknown tool: " : "Unknown prompt: ") + std::string(full));
@@ -899,6 +912,7 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
       co_return jsonrpc::make_error(id, code::resource_not_found, "Resource not found", &data);
     }
     if (m == "resources/subscribe") s->dedicated_mode = true;
+    if (auto err = unavailable(*s, *srv, id, method)) co_return err;
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }
 

@@ -107,6 +107,9 @@ std::string Metrics::render(const Gauges& g) const {
     help(out, name, "counter", text);
     line(out, name, "", std::to_string(v));
   };
+  gauge("gatehouse_http_connections", "Open client connections.", double(g.http_connections));
+  counter("gatehouse_http_connections_refused_total", "Client connections refused at MAX_CONNECTIONS (503).",
+          g.http_connections_refused);
   gauge("gatehouse_sessions", "Open downstream MCP sessions.", double(g.sessions));
   gauge("gatehouse_upstream_processes", "Running stdio upstream process groups.", double(g.upstream_processes));
   gauge("gatehouse_upstream_connections", "Upstream connections (shared, tenant and dedicated).", double(g.upstream_connections));

@@ -26,7 +26,8 @@ class Histogram {
 
 // Gauges read when rendering.
 struct Gauges {
-  std::size_t sessions = 0, upstream_processes = 0, upstream_connections = 0;
+  std::size_t sessions = 0, upstream_processes = 0, upstream_connections = 0, http_connections = 0;
+  uint64_t http_connections_refused = 0;
   std::size_t analytics_queue = 0;
   uint64_t analytics_dropped = 0, analytics_written = 0, analytics_failed_batches = 0;
   uint64_t analytics_catch_up_batches = 0, analytics_checkpoints = 0;

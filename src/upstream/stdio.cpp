@@ -19,6 +19,7 @@
 #include <mutex>
 #include <set>
 
+#include "core/fdlimit.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "upstream/connection.hpp"
@@ -133,6 +134,7 @@ class StdioConnection final : public Connection {
     }
     if (pid == 0) {
       ::setpgid(0, 0);
+      fdlimit::restore_in_child();
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
       ::dup2(err[1], 2);

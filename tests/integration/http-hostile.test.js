@@ -1,11 +1,15 @@
 // Hostile HTTP on the downstream side, byte by byte (raw sockets): what a client without credentials can make
 // the gateway hold, request framing that could desynchronise a proxy in front of it, repeated Host headers,
-// numbers JSON cannot hold, and a client that pipelines a request and then hangs up mid-call.
+// numbers JSON cannot hold, a client that pipelines a request and then hangs up mid-call; and more connections
+// than MAX_CONNECTIONS, with the open-file limit the gateway gives itself and its children.
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import {
-  MCP_HEADERS, assertServing, fixtureStdio, rssKb, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor, withAuth,
+  MCP_HEADERS, assertServing, delay, fixtureStdio, rssKb, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor, withAuth,
 } from './lib/index.js';
 
 describe('hostile HTTP clients', () => {
@@ -126,5 +130,93 @@ describe('hostile HTTP clients', () => {
     const cancelled = await waitFor(async () => (await report()).cancelled.find((c) => c.requestId === arrived.id),
       { timeoutMs: 10000, intervalMs: 100, what: `notifications/cancelled for upstream request ${JSON.stringify(arrived.id)}` });
     assert.deepEqual(cancelled.requestId, arrived.id);
+  });
+});
+
+describe('connections past MAX_CONNECTIONS, and the open-file limit', () => {
+  let gh;
+  const cleanups = [];
+  const held = [];
+  let childLimits;  // what the stdio server's process started with (Node raises its own limit: a shell reads it)
+
+  before(async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-fd-'));
+    childLimits = path.join(dir, 'limits');
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const hang = fixtureStdio('hang.js');
+    gh = await startGatehouse({
+      t: (fn) => cleanups.push(fn),
+      prefix: ['prlimit', '--nofile=256:4096', '--'],  // started as systemd starts services: a low soft limit
+      env: { MAX_CONNECTIONS: '4' },
+      servers: {
+        hang: { command: 'sh', args: ['-c', `cat /proc/self/limits > ${childLimits}; exec "$0" "$@"`, hang.command, ...hang.args] },
+      },
+    });
+  });
+
+  after(async () => {
+    for (const s of held.splice(0)) s.destroy();
+    for (const fn of cleanups.reverse()) {
+      try { await fn(); } catch { /* keep cleaning */ }
+    }
+  });
+
+  // A raw connection that records what it receives (`got`) and when it closes (`ended`).
+  const connect = () => new Promise((resolve, reject) => {
+    const s = net.connect({ port: gh.port, host: '127.0.0.1' }, () => resolve(s));
+    s.got = '';
+    s.ended = new Promise((r) => s.on('close', r));
+    s.on('data', (d) => { s.got += d.toString('latin1'); });
+    s.once('error', reject);
+  });
+  const health = 'GET /gateway/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n';
+
+  it('past MAX_CONNECTIONS a new connection gets a 503 and a close; the open ones keep working', async () => {
+    const since = gh.jsonLogs().length;
+    let refused;
+    for (let i = 0; i < 8 && !refused; i++) {
+      const s = await connect();
+      await delay(300);  // a refused connection is answered at once, without a request
+      if (s.got) refused = s;
+      else held.push(s);
+    }
+    assert.ok(refused, `${held.length} connections open, none refused`);
+    // (the harness's own keep-alive connection to the gateway may hold one of the four)
+    assert.ok(held.length >= 3 && held.length <= 4, `refused after ${held.length} open connections`);
+    await refused.ended;
+    assert.match(refused.got, /^HTTP\/1\.1 503 /, refused.got);
+    assert.match(refused.got, /\r\nRetry-After: 1\r\n/i, refused.got);
+    const body = JSON.parse(refused.got.slice(refused.got.indexOf('\r\n\r\n') + 4));
+    assert.match(body.error.message, /Too many connections/, refused.got);
+    const line = gh.jsonLogs().slice(since).find((l) => l.msg === 'connections refused: at the limit');
+    assert.equal(line?.max_connections, 4, 'no log line naming the limit');
+
+    const open = held.pop();  // a connection that was open before still gets answers
+    open.write(health);
+    await open.ended;
+    assert.match(open.got, /^HTTP\/1\.1 200 /, open.got);
+    // and its slot is free again once it closed
+    await waitFor(async () => {
+      const s = await connect();
+      s.write(health);
+      await s.ended;
+      return /^HTTP\/1\.1 200 /.test(s.got);
+    }, { timeoutMs: 5000, what: 'a new connection served after one closed' });
+  });
+
+  it('the soft open-file limit is raised to the hard one; a stdio server starts with the one it was given', async () => {
+    for (const s of held.splice(0)) s.destroy();
+    assert.match(fs.readFileSync(`/proc/${gh.proc.pid}/limits`, 'utf8'), /^Max open files\s+4096\s+4096\s/m);
+    const listening = gh.jsonLogs().find((l) => l.msg === 'listening');
+    assert.equal(listening?.open_file_limit, 4096, JSON.stringify(listening));
+    const echoed = await waitFor(async () => {
+      try {
+        const s = await rawSession(`${gh.url}/mcp/hang`);
+        const res = await s.request('tools/call', { name: 'echo', arguments: { message: 'limits' } });
+        return res.status === 200 && res;
+      } catch { return false; }
+    }, { timeoutMs: 10000, what: 'a call through the gateway' });
+    assert.match(resultText(echoed.json.result), /limits/, echoed.text);
+    assert.match(fs.readFileSync(childLimits, 'utf8'), /^Max open files\s+256\s+4096\s/m);
   });
 });

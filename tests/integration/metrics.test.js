@@ -13,10 +13,11 @@ const COUNTERS = [
   'gatehouse_rate_limited_total', 'gatehouse_auth_refused_total', 'gatehouse_analytics_dropped_total',
   'gatehouse_analytics_written_total', 'gatehouse_analytics_failed_batches_total',
   'gatehouse_analytics_catch_up_batches_total', 'gatehouse_analytics_checkpoints_total', 'gatehouse_rate_limit_fallbacks_total',
+  'gatehouse_http_connections_refused_total',
 ];
 const GAUGES = [
   'gatehouse_sessions', 'gatehouse_upstream_processes', 'gatehouse_upstream_connections', 'gatehouse_users',
-  'gatehouse_analytics_queue', 'gatehouse_rate_limit_keys',
+  'gatehouse_http_connections', 'gatehouse_analytics_queue', 'gatehouse_rate_limit_keys',
 ];
 
 describe('the strict Prometheus parser (self-check)', () => {
@@ -106,6 +107,8 @@ describe('/metrics', () => {
     assert.equal(m.value('gatehouse_rate_limited_total', { scope: 'user' }), 0);
     assert.ok(m.value('gatehouse_auth_refused_total', { status: '401' }) >= 1);
     assert.ok(m.value('gatehouse_sessions') >= 1);
+    assert.ok(m.value('gatehouse_http_connections') >= 1);  // the one this request came on
+    assert.equal(m.value('gatehouse_http_connections_refused_total'), 0);
     assert.ok(m.value('gatehouse_users') >= 2);
     assert.ok(m.value('gatehouse_upstream_processes') >= 1);
 

@@ -3,7 +3,8 @@
 // that drops the connection after carrying out a call (the call must not run twice), one that writes bytes
 // after its answer (they must not become the next call's answer), and a stdio server that stops reading its
 // input while it floods the gateway with requests (the gateway must not hold its answers without bound), and
-// one that exits while a process it started keeps its output open; and stderr floods.
+// one that exits while a process it started keeps its output open; stderr floods; and a server that cannot start
+// (one call must not start it twice).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -92,6 +93,7 @@ describe('hostile upstreams', () => {
         forkexit: fixtureStdio('forkexit.js', { timeoutMs: 60000 }),
         chatter: fixtureStdio('chatter.js'),
         quitter: fixtureStdio('exit-at-init.js', { timeoutMs: 5000 }),
+        doomed: fixtureStdio('exit-at-init.js', { timeoutMs: 5000 }),
       },
     });
   });
@@ -172,6 +174,21 @@ describe('hostile upstreams', () => {
     assert.ok(failures.every((l) => l.msg === 'upstream start failed'), JSON.stringify(failures));
     assert.equal(failures[0].retry_in_ms, 250, JSON.stringify(failures));
     for (let i = 1; i < failures.length; i++) assert.equal(failures[i].retry_in_ms, 2 * failures[i - 1].retry_in_ms);
+  });
+
+  it('a call to a server that cannot start starts it once, not again after the backoff', async () => {
+    const starts = () => gh.jsonLogs().filter((l) => l.server === 'doomed' && l.msg === 'upstream start failed').length;
+    const s = await rawSession(`${gh.url}/mcp`);
+    for (const [method, params] of [['tools/call', { name: 'doomed__echo', arguments: {} }],
+      ['prompts/get', { name: 'doomed__greeting', arguments: {} }]]) {
+      await new Promise((r) => setTimeout(r, 1200));  // past the backoff of the previous start (250 ms, then 500)
+      const before = starts();
+      const res = await s.request(method, params);
+      assert.equal(res.json?.error?.code, -32603, res.text);
+      assert.match(res.json.error.message, /Upstream server 'doomed' is unavailable/, res.text);
+      await new Promise((r) => setTimeout(r, 700));  // a second start would follow the first within 250–500 ms
+      assert.equal(starts() - before, 1, `${method}: ${starts() - before} starts for one call`);
+    }
   });
 
   it('a stdio server that stops reading its input is failed and restarted, not buffered for without bound', async () => {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "core/config.hpp"
+#include "core/fdlimit.hpp"
 
 using namespace gh;
 
@@ -73,6 +74,15 @@ TEST(Config, SettingsDefaultsAndValidation) {
   EXPECT_EQ(setting_of([] { load_settings({{"PUBLIC_URL", "example.com"}}); }), "PUBLIC_URL");
   EXPECT_EQ(load_settings({{"DEBUG", "true"}}).log_level, "debug");
   EXPECT_EQ(load_settings({{"GATEWAY_PORT", "0"}}).port, 0);
+  EXPECT_EQ(s.max_connections, 0u);  // derived from the open-file limit
+  EXPECT_EQ(load_settings({{"MAX_CONNECTIONS", "5000"}}).max_connections, 5000u);
+  EXPECT_EQ(setting_of([] { load_settings({{"MAX_CONNECTIONS", "0"}}); }), "MAX_CONNECTIONS");
+}
+
+TEST(Config, DefaultConnectionCapLeavesDescriptorsForTheRest) {
+  EXPECT_EQ(fdlimit::default_max_connections(1024), 768u);
+  EXPECT_EQ(fdlimit::default_max_connections(20000), 18976u);
+  EXPECT_EQ(fdlimit::default_max_connections(1 << 20), (1u << 20) - 1024);
 }
 
 TEST(Config, DotenvParsing) {

@@ -127,13 +127,15 @@ export async function readBody(res) {
  * @param {string} [options.adminKey]      the admin key to use when the store is not fresh and the harness does
  *                                         not know its key (a store it did not create)
  * @param {number} [options.adminKeyTimeoutMs] how long to wait for the bootstrap key line on a fresh store
+ * @param {string[]} [options.prefix]     a command that runs the gateway (it must exec it: the pid stays the
+ *                                         gateway's), e.g. ['prlimit', '--nofile=256:4096', '--']
  * @returns {Promise<gh>} {url, mcpUrl, port, proc, logs, stdout, serversFile, dir, databaseUrl, database,
  *   adminKey (getter; throws a clear error when none), authHeaders ({Authorization: 'Bearer gh_…'} or {}),
  *   fetch(path, init), api(method, path, body, {headers}), cli(args, {env}), writeServers, signal, stop, …}
  */
 export async function startGatehouse({
   servers = {}, env = {}, dotenv, t, startTimeoutMs = 20000, database, adminKey: givenAdminKey,
-  adminKeyTimeoutMs = 15000,
+  adminKeyTimeoutMs = 15000, prefix = [],
 } = {}) {
   assertBinaryExists();
   // The store: an explicit DATABASE_URL in env, else `database`, else a fresh one of the run's backend.
@@ -163,7 +165,8 @@ export async function startGatehouse({
   writeServersFile(serversFile, servers);
   if (dotenv !== undefined) fs.writeFileSync(path.join(dir, '.env'), dotenv);
 
-  const proc = spawn(GATEHOUSE_BIN, ['serve'], {
+  const command = [...prefix, GATEHOUSE_BIN, 'serve'];
+  const proc = spawn(command[0], command.slice(1), {
     cwd: dir, // no stray .env from the repository is read
     detached: true, // own process group, so cleanup can reach everything it started
     stdio: ['ignore', 'pipe', 'pipe'],
