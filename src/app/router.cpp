@@ -253,7 +253,12 @@ net::awaitable<void> Router::proxy(http::Exchange& ex, const auth::AuthResult& a
   if (!auth.status && auth.principal.authenticated())
     for (auto& h : identity_headers(*auth.principal.identity, auth.principal.is_admin(), "openwebui", p_.settings))
       headers.push_back(std::move(h));
-  co_await p_.proxy->forward(ex, headers);
+  // Other names for the same facts, which Open WebUI or a framework under it may read: a client's are not
+  // passed on (RFC 7239 §8), a trusted proxy's are.
+  static constexpr std::string_view kUntrusted[] = {"Forwarded", "X-Real-IP", "X-Forwarded-Port",
+                                                    "X-Forwarded-Prefix", "X-Forwarded-Server", "X-Forwarded-Ssl",
+                                                    "X-Client-IP", "True-Client-IP", "CF-Connecting-IP"};
+  co_await p_.proxy->forward(ex, headers, trusted ? std::span<const std::string_view>() : kUntrusted);
 }
 
 net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {

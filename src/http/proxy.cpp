@@ -15,6 +15,9 @@
 
 #include <stdexcept>
 
+#include <optional>
+#include <tuple>
+
 #include "core/log.hpp"
 #include "core/util.hpp"
 
@@ -163,7 +166,7 @@ net::awaitable<void> ReverseProxy::fail(Exchange& ex, bool timeout, std::string_
   }
 }
 
-net::awaitable<void> ReverseProxy::forward(Exchange& ex, const HeaderList& extra) {
+net::awaitable<void> ReverseProxy::forward(Exchange& ex, const HeaderList& extra, std::span<const std::string_view> drop) {
   Upstream conn(ex_);
   watch(&conn.plain);
   struct Unwatch {
@@ -201,15 +204,16 @@ net::awaitable<void> ReverseProxy::forward(Exchange& ex, const HeaderList& extra
       co_await fail(ex, conn.plain.timed_out(), "tls", hec);
       co_return;
     }
-    co_await relay(ex, extra, *conn.tls, conn);
+    co_await relay(ex, extra, drop, *conn.tls, conn);
   } else {
-    co_await relay(ex, extra, conn.plain, conn);
+    co_await relay(ex, extra, drop, conn.plain, conn);
   }
   conn.plain.close();
 }
 
 template <class S>
-net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, S& up, Upstream& conn) {
+net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, std::span<const std::string_view> drop,
+                                        S& up, Upstream& conn) {
   auto& wire = *ex.wire();
   const Request& req = ex.req;
   bool ws = websocket_upgrade(req);
@@ -227,6 +231,7 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
     if (hop_by_hop(f.name(), name, connection) || f.name() == bhttp::field::expect) continue;
     bool replaced = false;
     for (const auto& [n, v] : extra) replaced = replaced || beast::iequals(n, name);
+    for (auto n : drop) replaced = replaced || beast::iequals(n, name);
     if (!replaced) m.insert(name, f.value());
   }
   for (const auto& [n, v] : extra) m.set(without_crlf(n), without_crlf(v));
@@ -308,13 +313,26 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
   };
   if (!ws) ex.on_disconnect(cut_upstream, true);
 
-  // The response head. A timeout here is the upstream thinking for too long (PROXY_READ_TIMEOUT_S).
-  bhttp::response_parser<bhttp::buffer_body> rp;
-  rp.header_limit(64 * 1024);
-  rp.body_limit(boost::none);
-  if (req.method() == bhttp::verb::head) rp.skip(true);
-  conn.plain.expires_after(options_.read_timeout);
-  auto [rhec, rhn] = co_await bhttp::async_read_header(up, conn.buffer, rp, kTuple);
+  // The response head. A timeout here is the upstream thinking for too long (PROXY_READ_TIMEOUT_S). Interim
+  // answers (100 Continue, 102, 103 Early Hints) are read past, not relayed: the final one follows them
+  // (RFC 9110 §15.2); 101 is final.
+  std::optional<bhttp::response_parser<bhttp::buffer_body>> final_head;
+  boost::system::error_code rhec;
+  for (int interim = 0;; ++interim) {
+    auto& p = final_head.emplace();
+    p.header_limit(64 * 1024);
+    p.body_limit(boost::none);
+    if (req.method() == bhttp::verb::head) p.skip(true);
+    conn.plain.expires_after(options_.read_timeout);
+    std::tie(rhec, std::ignore) = co_await bhttp::async_read_header(up, conn.buffer, p, kTuple);
+    unsigned st = rhec ? 0 : p.get().result_int();
+    if (rhec || st / 100 != 1 || st == 101) break;
+    if (interim == 32) {  // an upstream that sends nothing else
+      rhec = bhttp::error::bad_status;
+      break;
+    }
+  }
+  auto& rp = *final_head;
   if (rhec && client_gone) {
     log::info("client left before " + options_.name + " answered", {{"request_id", ex.request_id}});
     ex.wrote_response(499);

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,9 +39,10 @@ class ReverseProxy {
   ReverseProxy(const ReverseProxy&) = delete;
   ReverseProxy& operator=(const ReverseProxy&) = delete;
 
-  // Relays `ex` (which must have a wire()) upstream with `extra` headers. When the upstream cannot be reached
-  // the client gets 502 (504 for a timeout): HTML for browsers, JSON otherwise.
-  net::awaitable<void> forward(Exchange& ex, const HeaderList& extra);
+  // Relays `ex` (which must have a wire()) upstream with `extra` headers (each replaces the client's of its
+  // name) and without the client's fields named in `drop`. When the upstream cannot be reached the client gets
+  // 502 (504 for a timeout): HTML for browsers, JSON otherwise.
+  net::awaitable<void> forward(Exchange& ex, const HeaderList& extra, std::span<const std::string_view> drop = {});
 
   const ProxyOptions& options() const { return options_; }
 
@@ -48,7 +50,8 @@ class ReverseProxy {
 
  private:
   template <class S>
-  net::awaitable<void> relay(Exchange& ex, const HeaderList& extra, S& up, Upstream& conn);
+  net::awaitable<void> relay(Exchange& ex, const HeaderList& extra, std::span<const std::string_view> drop, S& up,
+                             Upstream& conn);
   template <class S>
   net::awaitable<void> tunnel(Exchange& ex, S& up, Upstream& conn);
   net::awaitable<void> fail(Exchange& ex, bool timeout, std::string_view stage, const boost::system::error_code& ec);

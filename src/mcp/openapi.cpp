@@ -156,6 +156,10 @@ net::awaitable<void> OpenApi::handle(http::Exchange& ex, std::string_view rest, 
 }
 
 net::awaitable<void> OpenApi::spec(http::Exchange& ex, std::string server, Caller caller) {
+  // Read before the wait below: a reload meanwhile may remove the server.
+  std::string description = "Every tool you may use, from every MCP server behind Gatehouse.";
+  if (auto srv = server.empty() ? nullptr : hub_.find(server))
+    description = srv->cfg.description.empty() ? "MCP server " + server : srv->cfg.description;
   auto s = hub_.transient_session(server, std::move(caller));
   auto tools = co_await hub_.permitted_tools(s);
   json::object paths;
@@ -165,9 +169,6 @@ net::awaitable<void> OpenApi::spec(http::Exchange& ex, std::string server, Calle
     else paths["/" + name] = operation(*srv, *tool, name);
   }
   std::string title = server.empty() ? "Gatehouse tools" : server;
-  std::string description = server.empty() ? "Every tool you may use, from every MCP server behind Gatehouse."
-                                           : (hub_.find(server)->cfg.description.empty() ? "MCP server " + server
-                                                                                         : hub_.find(server)->cfg.description);
   auto doc = document(title, description, server.empty() ? "/openapi" : "/openapi/" + server, std::move(paths));
   co_await ex.send_json(bhttp::status::ok, to_json(doc));
 }

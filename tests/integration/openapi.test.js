@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { compileErrors, validate } from '@readme/openapi-parser';
 import {
-  TEST_BACKEND, connectClient, createTestDatabase, everythingStdio, memoryStdio, startGatehouse, tempDir,
+  TEST_BACKEND, connectClient, createTestDatabase, everythingStdio, memoryStdio, startGatehouse, tempDir, waitFor,
 } from './lib/index.js';
 import { request } from './lib/identity.js';
 import { makeGroup, makeUser, putGrant } from './lib/tenancy.js';
@@ -446,5 +446,22 @@ describe(`OpenAPI calls in analytics (${TEST_BACKEND})`, () => {
     const mcpRows = rows.filter((r) => !String(r.endpoint).startsWith('/openapi'));
     assert.deepEqual(mcpRows.map((r) => [r.server_id, r.tool]), [['everything', 'get-sum']], JSON.stringify(rows));
     if (TEST_BACKEND === 'postgres') await gh.stop();
+  });
+});
+
+describe('OpenAPI and a reload', () => {
+  it('a server removed by a reload while its document waits for it: the gateway answers and keeps serving', async (t) => {
+    // `slow` never answers initialize: the document waits for it (up to its timeoutMs) while the reload lands.
+    const gh = await startGatehouse({ t, servers: { slow: { command: 'sleep', args: ['60'], timeoutMs: 3000 } } });
+    const pending = request(gh, 'GET', '/openapi/slow/openapi.json', { headers: gh.authHeaders });
+    await waitFor(() => gh.jsonLogs().some((l) => l.msg === 'upstream process started' && l.server === 'slow'),
+      { timeoutMs: 5000, what: 'the slow server starting' });
+    gh.writeServers({});
+    gh.signal('SIGHUP');
+    const res = await pending;
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body.paths, {}, res.text);
+    const health = await request(gh, 'GET', '/gateway/health');
+    assert.equal(health.status, 200, 'the gateway is gone');
   });
 });

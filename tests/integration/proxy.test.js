@@ -49,6 +49,12 @@ async function startFakeWebUi() {
       });
       return;
     }
+    if (req.url.startsWith('/early-hints')) {  // two interim answers before the final one
+      res.writeEarlyHints({ link: '</app.js>; rel=preload' });
+      res.writeProcessing?.();
+      setTimeout(() => res.end('final answer'), 50);
+      return;
+    }
     if (req.url.startsWith('/status/204')) {
       res.writeHead(204, { 'x-fake': 'yes' });
       res.end();
@@ -142,7 +148,9 @@ describe('reverse proxy to Open WebUI', () => {
     const r = await send(`${gh.url}/api/v1/chats/?page=2&q=a%20b`, {
       method: 'PATCH',
       headers: { 'content-type': 'application/json', 'x-forwarded-for': '6.6.6.6', 'x-custom': 'kept',
-        te: 'trailers', 'proxy-authorization': 'Basic Zm9vOmJhcg==', 'keep-alive': 'timeout=5' },
+        te: 'trailers', 'proxy-authorization': 'Basic Zm9vOmJhcg==', 'keep-alive': 'timeout=5',
+        forwarded: 'for=6.6.6.6;proto=https;host=evil.example', 'x-real-ip': '6.6.6.6', 'x-forwarded-port': '443',
+        'x-forwarded-prefix': '/evil' },
       body: '{"title":"x"}',
     });
     assert.equal(r.status, 200, r.body);
@@ -157,6 +165,9 @@ describe('reverse proxy to Open WebUI', () => {
     assert.equal(seen.headers['x-forwarded-host'], `127.0.0.1:${gh.port}`);
     assert.match(seen.headers['x-request-id'], /\S+-\d+/);
     for (const h of ['te', 'proxy-authorization', 'keep-alive', 'x-user-email', 'x-gateway-validated'])
+      assert.equal(seen.headers[h], undefined, h);
+    // other names for the client's address, scheme, host and path, from an untrusted peer: not passed on
+    for (const h of ['forwarded', 'x-real-ip', 'x-forwarded-port', 'x-forwarded-prefix'])
       assert.equal(seen.headers[h], undefined, h);
   });
 
@@ -213,6 +224,22 @@ describe('reverse proxy to Open WebUI', () => {
     assert.equal(metrics.status, 200);
     assert.match(metrics.body, /route="proxy"/, 'proxied requests are counted with route "proxy"');
     assert.equal(webui.seen.length, before);
+  });
+
+  it('interim answers (103 Early Hints, 102) are not relayed; the final answer that follows them is', async () => {
+    const text = await new Promise((resolve) => {
+      let got = '';
+      const s = net.connect({ port: gh.port, host: '127.0.0.1' }, () => {
+        s.write('GET /early-hints HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+      });
+      const timer = setTimeout(() => { s.destroy(); resolve(got); }, 5000);
+      s.on('data', (d) => { got += d.toString('latin1'); });
+      s.on('close', () => { clearTimeout(timer); resolve(got); });
+      s.on('error', () => {});
+    });
+    assert.match(text, /^HTTP\/1\.1 200 /, text);
+    assert.match(text, /final answer/, text);
+    assert.doesNotMatch(text, /HTTP\/1\.1 10\d/, text);
   });
 
   it('HEAD and 204 answers pass through without a body; keep-alive connections carry several requests', async () => {
