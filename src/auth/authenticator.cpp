@@ -19,6 +19,11 @@ namespace net = boost::asio;
 namespace bhttp = boost::beast::http;
 
 namespace {
+// Whether a user's `subject` binds the account to one identity-provider account (OIDC, Entra), which then
+// alone signs in to it. An Open WebUI user id ("openwebui:…") does not: Open WebUI is matched by email, and
+// the same person signing in through the provider binds the account to the provider's account.
+bool idp_bound(std::string_view subject) { return !subject.empty() && !subject.starts_with("openwebui:"); }
+
 
 std::string claim_string(const json::object& o, std::string_view key) {
   auto it = o.find(key);
@@ -120,6 +125,7 @@ struct Authenticator::Impl {
     int status = 0;          // non-zero: a refusal
     std::string reason;
     uint64_t key_generation = 0;  // OIDC: the provider's key generation when verified
+    std::string api_key_id;       // a session made from an API key: that key's id (it must still be valid)
   };
   StringMap<Cached> cache;
   static constexpr std::size_t kCacheMax = 200000;
@@ -157,6 +163,8 @@ struct Authenticator::Impl {
   // Builds the result for a cached or freshly verified token.
   AuthResult resolve(const Cached& c) {
     if (c.status) return fail(c.status, c.reason, c.status == 403 ? "Forbidden" : "Unauthorized: the credentials are missing, invalid or expired");
+    if (!c.api_key_id.empty() && !directory.current()->api_key_live(c.api_key_id, unix_now()))
+      return unauthorized("session made from API key " + c.api_key_id + ", which is revoked or expired");
     AuthResult r;
     r.principal.method = c.method;
     r.principal.role_admin = c.role_admin;
@@ -192,12 +200,38 @@ struct Authenticator::Impl {
     return id;
   }
 
-  // A user named by a verified credential: looked up, or created on first use (no groups, not admin).
+  // A user named by a verified credential: looked up, or created on first use (no groups, not admin). As in
+  // browser sign-in (sign_in below), a user bound to another IdP account is refused (null, with `conflict`
+  // said), and one not bound to an IdP account yet is bound to this `subject`: an email claim alone never
+  // takes over an account that another identity signs in to.
   net::awaitable<std::shared_ptr<const Identity>> find_or_create(std::string email, std::string name,
-                                                                std::string subject, std::string source) {
+                                                                std::string subject, std::string source,
+                                                                std::string& conflict) {
     if (!subject.empty())
       if (auto e = directory.current()->email_for_subject(subject)) email = *e;
-    if (auto id = directory.user(email)) co_return id;
+    if (auto id = directory.user(email)) {
+      if (!idp_bound(subject) || id->subject == subject) co_return id;
+      if (idp_bound(id->subject)) {
+        conflict = "email " + email + " belongs to another identity (" + id->subject + ")";
+        co_return nullptr;
+      }
+      auto bind = [&, email, subject]() {
+        auto u = store.get_user(email);
+        if (!u) return false;
+        if (idp_bound(u->subject) && u->subject != subject) {
+          conflict = "email " + email + " belongs to another identity (" + u->subject + ")";
+          return false;
+        }
+        if (u->subject != subject) {
+          u->subject = subject;
+          store.update_user(*u);
+          store.notify_changed();
+        }
+        return true;
+      };
+      if (!co_await pool.run(std::move(bind))) co_return nullptr;
+      co_return id;
+    }
     auto job = [&, email, name, subject, source]() -> std::shared_ptr<const Identity> {
       store::User u;
       u.email = email;
@@ -213,9 +247,14 @@ struct Authenticator::Impl {
       } else {
         log::info("user created on first sign-in", {{"email", email}, {"source", source}});
       }
+      if (idp_bound(subject) && idp_bound(u.subject) && u.subject != subject) {
+        conflict = "email " + email + " belongs to another identity (" + u.subject + ")";
+        return nullptr;
+      }
       auto id = std::make_shared<Identity>();
       id->email = u.email;
       id->name = u.name;
+      id->subject = u.subject;
       id->groups = store.groups_of(u.email);
       id->is_admin = u.is_admin || id->in_group(kAdminGroup);
       id->disabled = u.disabled;
@@ -252,7 +291,12 @@ struct Authenticator::Impl {
   }
 
   static std::string email_of(const json::object& claims) {
+    // An address the provider says it has not verified names nobody (Entra lets a tenant set any `email`).
+    auto* verified = claims.if_contains("email_verified");
+    bool unverified = verified && ((verified->is_bool() && !verified->as_bool()) ||
+                                   (verified->is_string() && verified->as_string() == "false"));
     for (auto key : {"email", "preferred_username", "upn"}) {
+      if (unverified && std::string_view(key) == "email") continue;
       auto v = normalize_email(claim_string(claims, key));
       if (plausible_email(v)) return v;
     }
@@ -277,10 +321,11 @@ struct Authenticator::Impl {
         c.status = 403;
         c.reason = "email domain not allowed: " + email;
       } else {
-        auto id = co_await find_or_create(email, claim_string(*claims, "name"), subject_of(*claims), "oidc");
+        std::string conflict;
+        auto id = co_await find_or_create(email, claim_string(*claims, "name"), subject_of(*claims), "oidc", conflict);
         if (!id) {
-          c.status = 401;
-          c.reason = "could not create user " + email;
+          c.status = conflict.empty() ? 401 : 403;
+          c.reason = conflict.empty() ? "could not create user " + email : conflict;
         } else {
           c.method = AuthMethod::oidc;
           c.key = id->email;
@@ -352,7 +397,10 @@ struct Authenticator::Impl {
     auto email = normalize_email(user->email);
     if (!plausible_email(email)) co_return unauthorized("Open WebUI user " + id + " has no usable email");
     // Make sure a local account exists so admins can see the user and add groups.
-    if (!directory.user(email)) co_await find_or_create(email, user->name, "openwebui:" + id, "openwebui");
+    if (!directory.user(email)) {
+      std::string conflict;
+      co_await find_or_create(email, user->name, "openwebui:" + id, "openwebui", conflict);
+    }
     WebUiUser w;
     w.user = std::move(*user);
     w.fetched = unix_now();
@@ -453,10 +501,16 @@ AuthResult Authenticator::principal_for_api_key(std::string_view key) {
   return impl_->verify_api_key(key);
 }
 
-std::string Authenticator::issue_session(const Principal& p) const {
+std::string Authenticator::issue_session(const Principal& p, std::string_view api_key) const {
   auto now = unix_now();
-  return sign({{"typ", "session"}, {"sub", p.email()}, {"ra", p.role_admin}, {"iat", now},
-               {"exp", now + impl_->settings.session_lifetime_s}, {"sid", random_token(12)}});
+  json::object claims{{"typ", "session"}, {"sub", p.email()}, {"ra", p.role_admin}, {"iat", now},
+                      {"exp", now + impl_->settings.session_lifetime_s}, {"sid", random_token(12)}};
+  if (!api_key.empty())
+    if (auto* key = impl_->directory.current()->api_key_by_hash(sha256_hex(api_key))) {
+      claims["kid"] = key->id;
+      if (key->expires_at) claims["exp"] = std::min(now + impl_->settings.session_lifetime_s, key->expires_at);
+    }
+  return sign(std::move(claims));
 }
 
 bool Authenticator::trusted_proxy(std::string_view ip) const {
@@ -535,6 +589,7 @@ std::optional<AuthResult> Authenticator::authenticate_now(const http::Request& r
       auto ra = claims->find("ra");
       c.role_admin = ra != claims->end() && ra->value().is_bool() && ra->value().as_bool();
       c.expires = expires_at(*claims);
+      c.api_key_id = claim_string(*claims, "kid");
     }
     im.put(token, c);
     return im.resolve(c);
@@ -559,7 +614,8 @@ net::awaitable<AuthResult> Authenticator::authenticate_waiting(const http::Reque
   if (kind == CredentialKind::none) {  // a trusted proxy's identity headers (authenticate_now checked it is one)
     auto email = normalize_email((*identity_headers)["X-User-Email"]);
     if (!plausible_email(email)) co_return unauthorized("trusted proxy sent no usable X-User-Email");
-    auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy");
+    std::string conflict;  // (no subject: none)
+    auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy", conflict);
     if (!id) co_return unauthorized("could not create user " + email);
     Impl::Cached c;
     c.method = AuthMethod::header;
@@ -602,7 +658,7 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
     std::optional<store::User> u;
     if (auto e = st.find_user_by_subject(subject)) u = e;
     if (!u) u = st.get_user(email);
-    if (u && !u->subject.empty() && u->subject != subject) {
+    if (u && idp_bound(u->subject) && u->subject != subject) {
       conflict = "email " + email + " belongs to another identity (" + u->subject + ")";
       return nullptr;
     }
@@ -619,7 +675,7 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
       if (!u) return nullptr;
     } else {
       bool dirty = false;
-      if (u->subject.empty()) u->subject = subject, dirty = true;
+      if (u->subject != subject) u->subject = subject, dirty = true;  // (not bound to an IdP account yet)
       if (!name.empty() && u->name != name) u->name = name, dirty = true;
       if (dirty) st.update_user(*u);
       st.touch_user(u->email, now);

@@ -76,7 +76,9 @@ class Authenticator {
   boost::asio::awaitable<AuthResult> sign_in(const json::object& claims);
 
   // Our own signed tokens: the session cookie and the login state.
-  std::string issue_session(const Principal& p) const;
+  // `api_key`: the key the session is made from (key sign-in): the session ends when the key does (revoked or
+  // expired) and never outlives it.
+  std::string issue_session(const Principal& p, std::string_view api_key = {}) const;
   std::string sign(json::object claims) const;
   std::optional<json::object> verify_own(std::string_view token, std::string_view typ, std::string* reason) const;
   // The CSRF token that goes with a session cookie value (HMAC of it): pages read it from /auth/me and send it

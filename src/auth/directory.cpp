@@ -88,10 +88,12 @@ std::shared_ptr<const Snapshot> Snapshot::build(store::Dump dump, uint64_t versi
     if (auto it = s->memberships_.find(u.email); it != s->memberships_.end()) id->groups = it->second;
     id->is_admin = u.is_admin || id->in_group(kAdminGroup);
     id->disabled = u.disabled;
+    id->subject = u.subject;
     if (!u.subject.empty()) s->subjects_.emplace(u.subject, u.email);
     s->users_.emplace(u.email, std::move(id));
   }
   for (auto& k : dump.api_keys) s->keys_.emplace(k.hash, std::move(k));
+  for (auto& [hash, k] : s->keys_) s->keys_by_id_.emplace(k.id, &k);
   return s;
 }
 
@@ -104,6 +106,13 @@ std::optional<std::string> Snapshot::email_for_subject(std::string_view subject)
   auto it = subjects_.find(subject);
   if (it == subjects_.end()) return std::nullopt;
   return it->second;
+}
+
+bool Snapshot::api_key_live(std::string_view id, int64_t now) const {
+  auto it = keys_by_id_.find(id);
+  if (it == keys_by_id_.end()) return false;
+  const auto& k = *it->second;
+  return !k.revoked_at && (!k.expires_at || now < k.expires_at);
 }
 
 const store::ApiKey* Snapshot::api_key_by_hash(std::string_view h) const {

@@ -40,6 +40,8 @@ class Snapshot {
   std::shared_ptr<const Identity> user(std::string_view email) const;  // email lower-case
   std::optional<std::string> email_for_subject(std::string_view subject) const;
   const store::ApiKey* api_key_by_hash(std::string_view sha256_hex) const;
+  // Whether the key with this id exists, is not revoked and has not expired at `now`.
+  bool api_key_live(std::string_view id, int64_t now) const;
   bool has_group(std::string_view name) const { return groups_.contains(std::string(name)); }
   // Local memberships of an email (for users whose identity comes from elsewhere, e.g. Open WebUI).
   const std::vector<std::string>* groups_of(std::string_view email) const;
@@ -54,6 +56,7 @@ class Snapshot {
   StringMap<std::shared_ptr<const Identity>> users_;
   StringMap<std::string> subjects_;
   StringMap<store::ApiKey> keys_;
+  StringMap<const store::ApiKey*> keys_by_id_;  // into keys_
   StringMap<std::vector<std::string>> memberships_;
   std::unordered_set<std::string> groups_;
   std::unordered_map<std::string, int> priority_;  // group → priority

@@ -16,6 +16,7 @@ struct Identity {
   std::vector<std::string> groups;  // sorted
   bool is_admin = false;            // the user's flag, MCP-Admin membership, or an Open WebUI admin
   bool disabled = false;
+  std::string subject;  // the identity provider's account it is bound to ("" = none yet)
   bool in_group(std::string_view g) const;
 };
 

@@ -191,7 +191,7 @@ net::awaitable<void> Routes::key_sign_in(http::Exchange& ex) {
     co_await reply(ex, r);
     co_return;
   }
-  auto session = auth_.issue_session(who.principal);
+  auto session = auth_.issue_session(who.principal, key);
   auto me = describe(who.principal, "session");
   me["csrf_token"] = auth_.csrf_token(session);
   log::info("signed in with an API key", {{"request_id", ex.request_id}, {"email", who.principal.email()}});

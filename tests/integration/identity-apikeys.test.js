@@ -1,6 +1,7 @@
 // Identity, part 1: the bootstrap admin key, authentication required on /mcp, /mcp/<server> and /servers
 // (401 + WWW-Authenticate pointing at the protected-resource metadata), and gateway API keys made by the CLI
-// and by the admin API: they work, a revoked key and an expired key get 401.
+// and by the admin API: they work, a revoked key and an expired key get 401, and so does a session signed in
+// with a key that was revoked since.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -155,6 +156,29 @@ describe('bootstrap admin and authentication on the MCP routes', () => {
     } finally {
       agent.destroy();
     }
+  });
+
+  it('a session signed in with an API key ends with the key: it never outlives the expiry, and revoking ends it', async () => {
+    assert.equal((await gh.api('POST', '/users', { email: 'portal.user@example.com', name: 'Lee' })).status, 201);
+    const expiresAt = nowSeconds() + 600;
+    const made = await gh.api('POST', '/apikeys', { user_email: 'portal.user@example.com', name: 'portal', expires_at: expiresAt });
+    assert.equal(made.status, 201, made.text);
+    const signIn = await request(gh, 'POST', '/auth/session', {
+      headers: { 'content-type': 'application/json' }, body: JSON.stringify({ api_key: made.body.key }),
+    });
+    assert.equal(signIn.status, 200, signIn.text);
+    const session = /gatehouse_session=([^;]+)/.exec(signIn.headers.get('set-cookie') ?? '')?.[1];
+    assert.ok(session, `no session cookie: ${signIn.headers.get('set-cookie')}`);
+    const claims = JSON.parse(Buffer.from(session.split('.')[1], 'base64url').toString());
+    assert.ok(claims.exp <= expiresAt, `the session expires at ${claims.exp}, after its key (${expiresAt})`);
+    const cookie = { cookie: `gatehouse_session=${session}` };
+    const me = await whoami(gh, cookie);
+    assert.equal(me.status, 200, me.text);
+    assert.equal(me.body.email, 'portal.user@example.com');
+    const revoked = await gh.api('DELETE', `/apikeys/${encodeURIComponent(made.body.id)}`);
+    assert.ok([200, 204].includes(revoked.status), revoked.text);
+    await eventually('the session to end with its key', async () => (await whoami(gh, cookie)).status === 401,
+      { timeoutMs: 5000, intervalMs: 100 });
   });
 
   it('an API key with an expiry works until then, and gets 401 after', async () => {

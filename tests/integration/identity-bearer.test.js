@@ -40,6 +40,37 @@ describe('IdP bearer tokens', () => {
     });
   }
 
+  it('an email claim does not take over an account that another IdP account signs in to; an unverified one names nobody', async () => {
+    const owner = await idp.mintAccessToken({ sub: 'carol-1', email: 'carol@example.com', name: 'Carol' });
+    const first = await whoami(gh, bearerHeaders(owner));
+    assert.equal(first.status, 200, first.text);
+    assert.equal(first.body.email, 'carol@example.com');
+    // another subject with the same address: refused, not signed in as carol
+    const from = gh.logs.length;
+    const other = await idp.mintAccessToken({ sub: 'mallory', email: 'carol@example.com' });
+    const refused = await whoami(gh, bearerHeaders(other));
+    assert.equal(refused.status, 403, refused.text);
+    assert.doesNotMatch(refused.text, /carol/);
+    await waitForLog(gh, from, /belongs to another identity/, { what: 'the refusal in the log' });
+    assert.equal((await whoami(gh, bearerHeaders(owner))).status, 200, 'the owner still signs in');
+    // an account an administrator made (bound to nobody yet) is bound by the first IdP account to use it
+    assert.equal((await gh.api('POST', '/users', { email: 'erin@example.com', name: 'Erin' })).status, 201);
+    const erin = await whoami(gh, bearerHeaders(await idp.mintAccessToken({ sub: 'erin-1', email: 'erin@example.com' })));
+    assert.equal(erin.status, 200, erin.text);
+    const second = await whoami(gh, bearerHeaders(await idp.mintAccessToken({ sub: 'erin-2', email: 'erin@example.com' })));
+    assert.equal(second.status, 403, second.text);
+    // email_verified false: the address is not used (here there is no other: refused)
+    const unverified = await idp.mintAccessToken({ sub: 'dave-1', email: 'dave@example.com', email_verified: false });
+    const noEmail = await whoami(gh, bearerHeaders(unverified));
+    assert.equal(noEmail.status, 401, noEmail.text);
+    // with a preferred_username besides, that one names the user
+    const named = await idp.mintAccessToken({ sub: 'dave-2', email: 'boss@example.com', email_verified: false,
+      preferred_username: 'dave@example.com' });
+    const dave = await whoami(gh, bearerHeaders(named));
+    assert.equal(dave.status, 200, dave.text);
+    assert.equal(dave.body.email, 'dave@example.com');
+  });
+
   it('an array aud containing the client id is accepted', async () => {
     const token = await idp.mintAccessToken({ ...ALICE, aud: ['something-else', idp.clientId] });
     assert.equal((await whoami(gh, bearerHeaders(token))).status, 200);
