@@ -1,5 +1,6 @@
 #include "mcp/openapi.hpp"
 
+#include <boost/asio/this_coro.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
@@ -203,7 +204,20 @@ net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::
     }
   json::object req{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "tools/call"},
                    {"params", json::object{{"name", tool}, {"arguments", std::move(args)}}}};
-  auto resp = co_await hub_.dispatch(s, std::move(req), nullptr);
+  // A client that goes away cancels the call upstream (notifications/cancelled), as on /mcp.
+  auto ch = std::make_shared<Channel>(co_await net::this_coro::executor);
+  ex.on_disconnect([this, s, ch] {
+    ch->gone = true;
+    hub_.abandon(s, ch);
+  });
+  auto resp = co_await hub_.dispatch(s, std::move(req), ch);
+  ex.stop_watching();
+  if (ch->gone) {
+    log::info("client left before the tool answered", {{"request_id", ex.request_id}, {"server", server}, {"tool", tool}});
+    ex.wrote_response(499);
+    ex.close_after();
+    co_return;
+  }
   if (!resp) {
     co_await ex.send_json(bhttp::status::internal_server_error, detail("The call was cancelled"));
     co_return;

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { compileErrors, validate } from '@readme/openapi-parser';
 import {
-  TEST_BACKEND, connectClient, createTestDatabase, everythingStdio, memoryStdio, startGatehouse, tempDir, waitFor,
+  TEST_BACKEND, connectClient, createTestDatabase, everythingStdio, fixtureStdio, memoryStdio, startGatehouse, tempDir,
+  waitFor,
 } from './lib/index.js';
 import { request } from './lib/identity.js';
 import { makeGroup, makeUser, putGrant } from './lib/tenancy.js';
@@ -463,5 +464,23 @@ describe('OpenAPI and a reload', () => {
     assert.deepEqual(res.body.paths, {}, res.text);
     const health = await request(gh, 'GET', '/gateway/health');
     assert.equal(health.status, 200, 'the gateway is gone');
+  });
+});
+
+describe('OpenAPI and a client that leaves', () => {
+  it('a REST call whose client goes away is cancelled upstream (notifications/cancelled), as on /mcp', async (t) => {
+    const gh = await startGatehouse({ t, servers: { hangy: fixtureStdio('hang.js', { timeoutMs: 60000 }) } });
+    const abort = new AbortController();
+    const left = fetch(`${gh.url}/openapi/hangy/hang`, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...gh.authHeaders },
+      body: JSON.stringify({ tag: 'rest' }), signal: abort.signal,
+    }).catch((e) => e);
+    const report = async () => (await callOp(gh, 'hangy', 'report', {})).body;
+    await waitFor(async () => (await report()).hangCalls.some((c) => c.tag === 'rest'), { what: 'the call upstream' });
+    abort.abort();
+    await left;
+    const call = (await report()).hangCalls.find((c) => c.tag === 'rest');
+    await waitFor(async () => (await report()).cancelled.some((c) => JSON.stringify(c).includes(String(call.id))),
+      { timeoutMs: 5000, what: `notifications/cancelled for upstream request ${call.id}` });
   });
 });
