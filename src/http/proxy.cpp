@@ -258,6 +258,7 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
   }
   auto buf = std::make_unique<char[]>(kPiece);
   if (!in.is_done()) make_room_for_body(wire.buffer, in.content_length());
+  if (!in.is_done()) co_await send_continue(wire, options_.write_timeout);  // the upstream took the head: go on
   while (!sr.is_done()) {
     if (!in.is_done()) {
       in.get().body().data = buf.get();

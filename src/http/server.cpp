@@ -45,6 +45,7 @@ net::awaitable<void> Exchange::send(Response res) {
   responded_ = true;
   status_ = res.result_int();
   res.set("X-Request-Id", request_id);
+  if (wire_ && !wire_->body_done) close_after_ = true;  // a body left unread: the connection cannot go on
   if (close_after_) res.keep_alive(false);
   if (!res.keep_alive()) close_after_ = true;
   bytes_out_ += res.body().size();
@@ -61,7 +62,7 @@ net::awaitable<void> Exchange::send_json(bhttp::status status, std::string body,
   if (responded_) co_return;
   responded_ = true;
   status_ = static_cast<int>(status);
-  if (!req.keep_alive()) close_after_ = true;
+  if (!req.keep_alive() || (wire_ && !wire_->body_done)) close_after_ = true;
   using namespace std::string_view_literals;
   std::string head;
   head.reserve(160 + extra.size());
@@ -394,12 +395,14 @@ net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat
     co_await refuse_large_body(stream, limits_, client_ip, req.version(), req.target(), body_limit, *cl);
     co_return Read::stop;
   }
-  if (beast::iequals(req[bhttp::field::expect], "100-continue")) {
+  bool expect_continue = beast::iequals(req[bhttp::field::expect], "100-continue") && !parser.is_done();
+  if (raw)  // (its handler sends the 100 when it reads the body)
+    co_return co_await serve_raw(stream, buffer, parser, req, client_ip, memo, expect_continue) ? Read::handled : Read::stop;
+  if (expect_continue) {
     bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, req.version()};
     stream.expires_after(limits_.write_timeout);
     co_await bhttp::async_write(stream, cont, kTuple);
   }
-  if (raw) co_return co_await serve_raw(stream, buffer, parser, req, client_ip, memo) ? Read::handled : Read::stop;
   stream.expires_after(limits_.read_timeout);
   if (!parse_buffered_body(stream, buffer, parser, ec) && !parser.is_done()) {
     make_room_for_body(buffer, cl);
@@ -419,12 +422,20 @@ net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat
 
 net::awaitable<bool> Server::serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
                                        Request& req, const std::string& client_ip,
-                                       std::unique_ptr<ConnectionMemo>& memo) {
+                                       std::unique_ptr<ConnectionMemo>& memo, bool expect_continue) {
   Wire wire{stream, buffer, parser};  // req holds the head only; the body stays on the wire for the handler
   wire.body_done = parser.is_done();
+  wire.expect_continue = expect_continue;
   Exchange ex(stream, req, id_prefix_ + "-" + std::to_string(++next_id_), client_ip, limits_, &wire, &memo);
   bool close = co_await run_exchange(ex);
   co_return !(close || !wire.body_done || wire.upgraded || stream.timed_out());
+}
+
+net::awaitable<void> send_continue(Wire& wire, std::chrono::seconds timeout) {
+  if (!std::exchange(wire.expect_continue, false)) co_return;
+  bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
+  wire.stream.expires_after(timeout);
+  co_await bhttp::async_write(wire.stream, cont, kTuple);
 }
 
 net::awaitable<bool> Server::run_exchange(Exchange& ex) {
@@ -462,6 +473,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
   beast::flat_buffer buffer;
   std::unique_ptr<ConnectionMemo> memo;
   Request req;  // one per connection: its buffers keep their capacity from one request to the next
+  bool linger = true;  // closed by the gateway, perhaps with request bytes unread (see below)
   while (!stopping_) {
     self->busy = false;
     release_large(buffer);
@@ -471,7 +483,10 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
     // for a raw route. Any other takes Beast's parser, which reads on from the bytes already buffered.
     if (buffer.size() == 0) {
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)), kTuple);
-      if (ec) break;  // the client went away or stayed idle too long
+      if (ec) {  // the client went away or stayed idle too long
+        linger = false;
+        break;
+      }
       buffer.commit(n);
     }
     self->busy = true;
@@ -523,8 +538,20 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
   }
   boost::system::error_code ec;
   stream.socket().shutdown(net::socket_base::shutdown_send, ec);
+  if (linger && !stopping_ && !ec) {
+    self->busy = false;  // stop_accepting() cuts the wait short
+    // A lingering close (as nginx's): a socket closed with unread bytes (a refused request's body, an upload
+    // the upstream never took) is reset, and the reset can destroy the answer before the client reads it. So
+    // read and drop what still comes, until the client closes too, for at most 2 s and 4 MiB.
+    stream.expires_after(std::chrono::seconds(2));
+    std::array<char, 16384> sink;
+    for (std::size_t dropped = 0; dropped < (4u << 20);) {
+      auto [rec, n] = co_await stream.async_read_some(net::buffer(sink), kTuple);
+      if (rec) break;
+      dropped += n;
+    }
+  }
   stream.close();
-  (void)ec;
 }
 
 }  // namespace gh::http

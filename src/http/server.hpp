@@ -59,7 +59,11 @@ struct Wire {
   bool body_done = false;
   bool upgraded = false;       // the connection was handed over (WebSocket): it closes after the exchange
   std::size_t bytes_in = 0;
+  // The client sent `Expect: 100-continue` and waits for 100 before its body: sent by send_continue() when the
+  // handler is about to read the body, so that a refusal before that goes out instead (RFC 9110 §10.1.1).
+  bool expect_continue = false;
 };
+net::awaitable<void> send_continue(Wire& wire, std::chrono::seconds timeout);
 
 // What a handler keeps from one request of a keep-alive connection to the next (the API key it verified
 // last); it goes with the connection.
@@ -170,7 +174,8 @@ class Server {
                                        const std::string& client_ip, std::unique_ptr<ConnectionMemo>& memo);
   // One raw-route exchange; returns whether the connection can carry another request.
   net::awaitable<bool> serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser, Request& req,
-                                 const std::string& client_ip, std::unique_ptr<ConnectionMemo>& memo);
+                                 const std::string& client_ip, std::unique_ptr<ConnectionMemo>& memo,
+                                 bool expect_continue);
 
   net::io_context& io_;
   ServerLimits limits_;

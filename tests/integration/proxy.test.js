@@ -1,7 +1,7 @@
 // The reverse proxy to Open WebUI (OPENWEBUI_URL): every path Gatehouse does not serve goes to a tiny fake
 // Open WebUI in this process — headers echoed back (identity injected for a signed-in caller, spoofed ones gone),
 // SSE streamed without buffering, a 50 MB upload streamed without the gateway holding it, a WebSocket echo both
-// ways, and an upstream that is down answered 502 at once.
+// ways, an upstream that is down answered 502 at once (an upload to it too: no 100 Continue first, no reset).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -418,6 +418,43 @@ describe('reverse proxy: Open WebUI down', () => {
     }
     assert.ok(limited, 'a 429 within the per-IP limit of 6');
     assert.ok(Number(limited.headers['retry-after']) >= 1);
+  });
+});
+
+describe('reverse proxy: an upload Open WebUI never takes', () => {
+  let gh;
+  before(async () => {
+    const port = await freePort();  // nothing listens here
+    gh = await startGatehouse({ env: { OPENWEBUI_URL: `http://127.0.0.1:${port}` } });
+  });
+  after(async () => { await gh?.stop(); });
+
+  // Writes `head` (then `body`, at once), reads until the gateway closes: {text, error}.
+  const exchange = (head, body) => new Promise((resolve) => {
+    let text = '';
+    const s = net.connect({ port: gh.port, host: '127.0.0.1' }, () => { s.write(head); if (body) s.write(body); });
+    const timer = setTimeout(() => { s.destroy(); resolve({ text, error: 'timeout' }); }, 10000);
+    s.on('data', (d) => { text += d.toString('latin1'); });
+    s.on('error', (e) => { clearTimeout(timer); resolve({ text, error: e.code }); });
+    s.on('close', () => { clearTimeout(timer); resolve({ text, error: null }); });
+  });
+  const upload = (extra = '') => 'POST /api/v1/files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n' +
+    `Content-Length: ${4 << 20}\r\n${extra}\r\n`;
+
+  it('Expect: 100-continue gets the 502 instead of a 100 (the body is not asked for), and the connection closes', async () => {
+    const { text, error } = await exchange(upload('Expect: 100-continue\r\n'));
+    assert.equal(error, null, text);
+    assert.match(text, /^HTTP\/1\.1 502 /, text);
+    assert.doesNotMatch(text, /100 Continue/, text);
+    assert.match(text, /\r\nConnection: close\r\n/i, text);
+  });
+
+  it('a client that sends its body at once still reads the 502: the gateway drains it before closing', async () => {
+    const body = Buffer.alloc(4 << 20, 'x');
+    for (let i = 0; i < 5; i++) {
+      const { text, error } = await exchange(upload(), body);
+      assert.match(text, /^HTTP\/1\.1 502 /, `try ${i}: ${error ?? ''} ${text.slice(0, 200)}`);
+    }
   });
 });
 
