@@ -23,7 +23,9 @@ namespace {
 // alone signs in to it. An Open WebUI user id ("openwebui:…") does not: Open WebUI is matched by email, and
 // the same person signing in through the provider binds the account to the provider's account.
 bool idp_bound(std::string_view subject) { return !subject.empty() && !subject.starts_with("openwebui:"); }
-
+std::string bound_elsewhere(std::string_view email, std::string_view subject) {
+  return "email " + std::string(email) + " belongs to another identity (" + std::string(subject) + ")";
+}
 
 std::string claim_string(const json::object& o, std::string_view key) {
   auto it = o.find(key);
@@ -206,20 +208,20 @@ struct Authenticator::Impl {
   // takes over an account that another identity signs in to.
   net::awaitable<std::shared_ptr<const Identity>> find_or_create(std::string email, std::string name,
                                                                 std::string subject, std::string source,
-                                                                std::string& conflict) {
+                                                                std::string* conflict = nullptr) {
     if (!subject.empty())
       if (auto e = directory.current()->email_for_subject(subject)) email = *e;
     if (auto id = directory.user(email)) {
       if (!idp_bound(subject) || id->subject == subject) co_return id;
       if (idp_bound(id->subject)) {
-        conflict = "email " + email + " belongs to another identity (" + id->subject + ")";
+        if (conflict) *conflict = bound_elsewhere(email, id->subject);
         co_return nullptr;
       }
       auto bind = [&, email, subject]() {
         auto u = store.get_user(email);
         if (!u) return false;
         if (idp_bound(u->subject) && u->subject != subject) {
-          conflict = "email " + email + " belongs to another identity (" + u->subject + ")";
+          if (conflict) *conflict = bound_elsewhere(email, u->subject);
           return false;
         }
         if (u->subject != subject) {
@@ -248,7 +250,7 @@ struct Authenticator::Impl {
         log::info("user created on first sign-in", {{"email", email}, {"source", source}});
       }
       if (idp_bound(subject) && idp_bound(u.subject) && u.subject != subject) {
-        conflict = "email " + email + " belongs to another identity (" + u.subject + ")";
+        if (conflict) *conflict = bound_elsewhere(email, u.subject);
         return nullptr;
       }
       auto id = std::make_shared<Identity>();
@@ -322,7 +324,7 @@ struct Authenticator::Impl {
         c.reason = "email domain not allowed: " + email;
       } else {
         std::string conflict;
-        auto id = co_await find_or_create(email, claim_string(*claims, "name"), subject_of(*claims), "oidc", conflict);
+        auto id = co_await find_or_create(email, claim_string(*claims, "name"), subject_of(*claims), "oidc", &conflict);
         if (!id) {
           c.status = conflict.empty() ? 401 : 403;
           c.reason = conflict.empty() ? "could not create user " + email : conflict;
@@ -397,10 +399,7 @@ struct Authenticator::Impl {
     auto email = normalize_email(user->email);
     if (!plausible_email(email)) co_return unauthorized("Open WebUI user " + id + " has no usable email");
     // Make sure a local account exists so admins can see the user and add groups.
-    if (!directory.user(email)) {
-      std::string conflict;
-      co_await find_or_create(email, user->name, "openwebui:" + id, "openwebui", conflict);
-    }
+    if (!directory.user(email)) co_await find_or_create(email, user->name, "openwebui:" + id, "openwebui");
     WebUiUser w;
     w.user = std::move(*user);
     w.fetched = unix_now();
@@ -614,8 +613,7 @@ net::awaitable<AuthResult> Authenticator::authenticate_waiting(const http::Reque
   if (kind == CredentialKind::none) {  // a trusted proxy's identity headers (authenticate_now checked it is one)
     auto email = normalize_email((*identity_headers)["X-User-Email"]);
     if (!plausible_email(email)) co_return unauthorized("trusted proxy sent no usable X-User-Email");
-    std::string conflict;  // (no subject: none)
-    auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy", conflict);
+    auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy");
     if (!id) co_return unauthorized("could not create user " + email);
     Impl::Cached c;
     c.method = AuthMethod::header;
@@ -659,7 +657,7 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
     if (auto e = st.find_user_by_subject(subject)) u = e;
     if (!u) u = st.get_user(email);
     if (u && idp_bound(u->subject) && u->subject != subject) {
-      conflict = "email " + email + " belongs to another identity (" + u->subject + ")";
+      conflict = bound_elsewhere(email, u->subject);
       return nullptr;
     }
     auto now = unix_now();

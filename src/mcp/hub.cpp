@@ -854,10 +854,11 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::call_tool(std::shared_ptr<Ses
   if (srv && !srv->catalog.loaded) {
     std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
     co_await load_catalogs(*s, one);
-    if (auto err = unavailable(*s, *srv, call.id, name)) co_return err;
   }
   if (!srv || !may_use_named(*s, *srv, true, name))
     co_return jsonrpc::make_error(call.id, code::invalid_params, "Unknown tool: " + call.name);
+  if (!srv->catalog.loaded)
+    if (auto err = unavailable(*s, *srv, call.id, name)) co_return err;
   std::string params(call.params);
   if (s->scope.empty()) params.replace(call.name_pos, call.name.size(), name);  // the server's own name for it
   co_return co_await forward(s, srv, "tools/call", nullptr, std::move(call.id), ch, std::move(params), name);
@@ -894,10 +895,10 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
     if (srv && !srv->catalog.loaded) {  // (usually loaded: then no coroutine, event or vector for it)
       std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
       co_await load_catalogs(*s, one);
-      if (auto err = unavailable(*s, *srv, id, tool ? name : m)) co_return err;
     }
     if (!srv || !may_use_named(*s, *srv, tool, name))
       co_return error(code::invalid_params, std::string(tool ? "Unknown tool: " : "Unknown prompt: ") + std::string(full));
+    if (auto err = unavailable(*s, *srv, id, tool ? name : m)) co_return err;
     if (aggregate) params["name"] = std::string(name);  // `name` views into params: copy before replacing
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }

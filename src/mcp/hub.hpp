@@ -234,9 +234,9 @@ class Hub {
   // Whether the caller may use that tool or prompt (the server's catalog loaded): an unknown one and a
   // forbidden one look the same, so that list and call agree.
   bool may_use_named(const Session& s, const Server& srv, bool tool, std::string_view name) const;
-  // Right after load_catalogs: when the load found `srv` unable to start through the connection this call
-  // would take, the call's error (counted as a failed call); the call is not sent, which would start the
-  // server a second time after its backoff and so double the caller's wait.
+  // After load_catalogs (and the caller's rights checked): when the load found `srv` unable to start through
+  // the connection this call would take, the call's error (counted as a failed call); the call is not sent,
+  // which would start the server a second time after its backoff and so double the caller's wait.
   std::optional<jsonrpc::Reply> unavailable(Session& s, Server& srv, const json::value& id, std::string_view label);
   std::shared_ptr<Server> route_uri(const Session& s, std::string_view uri) const;
 
