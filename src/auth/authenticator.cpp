@@ -23,6 +23,8 @@ namespace {
 // alone signs in to it. An Open WebUI user id ("openwebui:…") does not: Open WebUI is matched by email, and
 // the same person signing in through the provider binds the account to the provider's account.
 bool idp_bound(std::string_view subject) { return !subject.empty() && !subject.starts_with("openwebui:"); }
+// Whether an account whose stored subject is `stored` belongs to an IdP account other than `subject`.
+bool bound_to_other(std::string_view stored, std::string_view subject) { return idp_bound(stored) && stored != subject; }
 std::string bound_elsewhere(std::string_view email, std::string_view subject) {
   return "email " + std::string(email) + " belongs to another identity (" + std::string(subject) + ")";
 }
@@ -213,14 +215,14 @@ struct Authenticator::Impl {
       if (auto e = directory.current()->email_for_subject(subject)) email = *e;
     if (auto id = directory.user(email)) {
       if (!idp_bound(subject) || id->subject == subject) co_return id;
-      if (idp_bound(id->subject)) {
+      if (bound_to_other(id->subject, subject)) {
         if (conflict) *conflict = bound_elsewhere(email, id->subject);
         co_return nullptr;
       }
       auto bind = [&, email, subject]() {
         auto u = store.get_user(email);
         if (!u) return false;
-        if (idp_bound(u->subject) && u->subject != subject) {
+        if (bound_to_other(u->subject, subject)) {
           if (conflict) *conflict = bound_elsewhere(email, u->subject);
           return false;
         }
@@ -249,7 +251,7 @@ struct Authenticator::Impl {
       } else {
         log::info("user created on first sign-in", {{"email", email}, {"source", source}});
       }
-      if (idp_bound(subject) && idp_bound(u.subject) && u.subject != subject) {
+      if (idp_bound(subject) && bound_to_other(u.subject, subject)) {
         if (conflict) *conflict = bound_elsewhere(email, u.subject);
         return nullptr;
       }
@@ -656,7 +658,7 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
     std::optional<store::User> u;
     if (auto e = st.find_user_by_subject(subject)) u = e;
     if (!u) u = st.get_user(email);
-    if (u && idp_bound(u->subject) && u->subject != subject) {
+    if (u && bound_to_other(u->subject, subject)) {
       conflict = bound_elsewhere(email, u->subject);
       return nullptr;
     }

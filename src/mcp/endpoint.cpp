@@ -281,11 +281,7 @@ net::awaitable<void> answer_plain(http::Exchange& ex, std::shared_ptr<Channel> c
 }  // namespace
 
 void Endpoint::watch_client(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch) {
-  ex.on_disconnect([this, s, ch] {
-    ch->gone = true;
-    hub_.abandon(s, ch);
-    ch->wake.set();
-  });
+  ex.on_disconnect([this, s, ch] { hub_.abandon(s, ch); });
 }
 
 void Endpoint::finish(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch) {

@@ -999,12 +999,14 @@ void Hub::client_message(const std::shared_ptr<Session>& s, json::object msg) {
 }
 
 void Hub::abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch) {
+  ch->gone = true;
   for (auto& [key, f] : s->in_flight) {
     if (f.channel.lock() != ch) continue;
     f.cancelled = true;
     if (auto conn = f.conn.lock(); conn && f.handle && f.handle->upstream_id)
       conn->cancel(f.handle->upstream_id, "the client disconnected");
   }
+  ch->wake.set();
 }
 
 // ---- operations ----

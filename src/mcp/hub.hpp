@@ -190,7 +190,8 @@ class Hub {
                                                        std::shared_ptr<Channel> ch);
   // Handles a notification or a response from the client.
   void client_message(const std::shared_ptr<Session>& s, json::object msg);
-  // The client went away during these requests: cancel them upstream.
+  // The client went away during these requests: the channel is marked gone (and woken), and the requests are
+  // cancelled upstream.
   void abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
 
   json::object health() const;

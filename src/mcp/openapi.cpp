@@ -206,10 +206,7 @@ net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::
                    {"params", json::object{{"name", tool}, {"arguments", std::move(args)}}}};
   // A client that goes away cancels the call upstream (notifications/cancelled), as on /mcp.
   auto ch = std::make_shared<Channel>(co_await net::this_coro::executor);
-  ex.on_disconnect([this, s, ch] {
-    ch->gone = true;
-    hub_.abandon(s, ch);
-  });
+  ex.on_disconnect([this, s, ch] { hub_.abandon(s, ch); });
   auto resp = co_await hub_.dispatch(s, std::move(req), ch);
   ex.stop_watching();
   if (ch->gone) {
