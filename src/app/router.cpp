@@ -374,13 +374,15 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     co_await proxy(ex, auth);
     co_return;
   }
-  // CSRF: a write carried by the session cookie must also carry the page's token (a cross-site form cannot).
+  // CSRF: a write carried by a cookie (ours or Open WebUI's) must also carry the page's token, which a
+  // cross-site form cannot. A page on another port of the same host is same-site for the browser, and such an
+  // Origin is accepted (loopback), so the token is what stops it.
   bool write = ex.req.method() != bhttp::verb::get && ex.req.method() != bhttp::verb::head;
-  if (write && auth.principal.method == auth::AuthMethod::session &&
-      (path.starts_with("/mcp-admin/api") || path.starts_with("/auth/apikeys"))) {
-    auto cookie = auth::cookie_value(ex.req[bhttp::field::cookie], auth::kSessionCookie);
+  if (write && auth.principal.authenticated() &&
+      (path.starts_with("/mcp-admin/api") || path.starts_with("/auth/apikeys") || path.starts_with("/openapi/"))) {
+    auto cookie = authn.cookie_credential(ex.req);
     auto sent = ex.req["X-CSRF-Token"];
-    if (cookie.empty() || sent.empty() || !auth::constant_time_equal(sent, authn.csrf_token(cookie))) {
+    if (!cookie.empty() && (sent.empty() || !auth::constant_time_equal(sent, authn.csrf_token(cookie)))) {
       log::info("CSRF token missing or wrong", {{"request_id", ex.request_id}, {"path", path}});
       auto body = gh::to_json(error_body("csrf", "This change needs the page's CSRF token; reload the page and try again"));
       co_await ex.send_json(bhttp::status::forbidden, std::move(body));

@@ -493,8 +493,8 @@ std::optional<json::object> Authenticator::verify_own(std::string_view token, st
   return std::move(jwt->claims);
 }
 
-std::string Authenticator::csrf_token(std::string_view session_cookie) const {
-  return base64url_encode(hmac_sha256_raw(impl_->secret, "csrf:" + std::string(session_cookie)));
+std::string Authenticator::csrf_token(std::string_view cookie) const {
+  return base64url_encode(hmac_sha256_raw(impl_->secret, "csrf:" + std::string(cookie)));
 }
 
 AuthResult Authenticator::principal_for_api_key(std::string_view key) {
@@ -557,6 +557,11 @@ Credential credential_of(const http::Request& req, const Settings& settings) {
   return {};
 }
 }  // namespace
+
+std::string_view Authenticator::cookie_credential(const http::Request& req) const {
+  auto c = credential_of(req, impl_->settings);
+  return c.kind == CredentialKind::session || c.kind == CredentialKind::webui_cookie ? c.token : std::string_view();
+}
 
 std::optional<AuthResult> Authenticator::authenticate_now(const http::Request& req, std::string_view peer_ip,
                                                           const http::Request* identity_headers,

@@ -81,9 +81,12 @@ class Authenticator {
   std::string issue_session(const Principal& p, std::string_view api_key = {}) const;
   std::string sign(json::object claims) const;
   std::optional<json::object> verify_own(std::string_view token, std::string_view typ, std::string* reason) const;
-  // The CSRF token that goes with a session cookie value (HMAC of it): pages read it from /auth/me and send it
-  // back in X-CSRF-Token with every write, which a cross-site form cannot do.
-  std::string csrf_token(std::string_view session_cookie) const;
+  // The CSRF token that goes with a cookie's value (HMAC of it): pages read it from /auth/me and send it back
+  // in X-CSRF-Token with every write, which a cross-site form cannot do.
+  std::string csrf_token(std::string_view cookie) const;
+  // The cookie the request's credential is taken from — ours, or Open WebUI's `token` when it is accepted —
+  // and "" when the credential is a header (which a cross-site page cannot send) or absent.
+  std::string_view cookie_credential(const http::Request& req) const;
   // A Principal for a Gatehouse API key (the portal's key sign-in); status set when refused.
   AuthResult principal_for_api_key(std::string_view key);
 

@@ -164,7 +164,7 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
       co_return;
     }
     auto me = describe(auth.principal, to_string(auth.principal.method));
-    if (auto c = cookie_value(ex.req[bhttp::field::cookie], kSessionCookie); !c.empty()) me["csrf_token"] = auth_.csrf_token(c);
+    if (auto c = auth_.cookie_credential(ex.req); !c.empty()) me["csrf_token"] = auth_.csrf_token(c);
     co_await ex.send_json(bhttp::status::ok, gh::to_json(me));
     co_return;
   }

@@ -177,6 +177,12 @@ net::awaitable<void> OpenApi::spec(http::Exchange& ex, std::string server, Calle
 net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::string tool, Caller caller) {
   ex.mcp_server = server;
   ex.mcp_tool = tool;
+  // A body is JSON, said so (as FastAPI/mcpo ask): a form or a no-CORS fetch from another site cannot send
+  // that Content-Type.
+  if (auto ctype = ex.req[bhttp::field::content_type]; !ctype.empty() && !header_has_token(ctype, "application/json")) {
+    co_await ex.send_json(bhttp::status::unsupported_media_type, detail("Send the arguments as Content-Type: application/json"));
+    co_return;
+  }
   json::object args;
   if (!ex.req.body().empty()) {
     boost::system::error_code ec;

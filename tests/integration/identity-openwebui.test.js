@@ -77,6 +77,33 @@ for (const legacyUserIds of [false, true]) {
       assert.equal((await whoami(gh, bearerHeaders(forever))).body?.email, 'owner@webui.test');
     });
 
+    it('a write carried by the `token` cookie needs the CSRF token /auth/me gives for it; by Bearer it does not', async () => {
+      // A page on another local port is same-site for the browser (the cookie goes with its requests) and its
+      // loopback Origin is accepted: the token is what stops its writes.
+      const token = await mintWebUiToken(SECRET, { id: ids.admin });
+      const cookie = { cookie: `token=${token}` };
+      const group = `Csrf-${legacyUserIds ? 'legacy' : 'current'}`;
+      const me = await whoami(gh, cookie);
+      assert.equal(me.status, 200, me.text);
+      assert.match(me.body.csrf_token ?? '', /^[A-Za-z0-9_-]{43}$/);
+      assert.equal((await whoami(gh, bearerHeaders(token))).body.csrf_token, undefined, 'no cookie, no token');
+      const origin = { origin: 'http://localhost:3999' };
+      for (const [what, extra] of [['none', {}], ['wrong', { 'x-csrf-token': 'x'.repeat(43) }]]) {
+        const res = await request(gh, 'POST', '/mcp-admin/api/groups', { headers: { ...cookie, ...origin, ...extra }, body: { name: group } });
+        assert.equal(res.status, 403, `${what}: ${res.text}`);
+        assert.equal(res.body.error.code, 'csrf');
+        const call = await request(gh, 'POST', '/openapi/alpha/echo', { headers: { ...cookie, ...origin, ...extra }, body: { message: 'hi' } });
+        assert.equal(call.status, 403, `OpenAPI call, ${what}: ${call.text}`);
+      }
+      assert.equal((await request(gh, 'GET', `/mcp-admin/api/groups/${group}`, { headers: bearerHeaders(token) })).status, 404, 'nothing was created');
+      const ok = await request(gh, 'POST', '/mcp-admin/api/groups', { headers: { ...cookie, 'x-csrf-token': me.body.csrf_token }, body: { name: group } });
+      assert.equal(ok.status, 201, ok.text);
+      const call = await request(gh, 'POST', '/openapi/alpha/echo', { headers: { ...cookie, 'x-csrf-token': me.body.csrf_token }, body: { message: 'hi' } });
+      assert.equal(call.status, 200, call.text);
+      const bearer = await request(gh, 'POST', '/openapi/alpha/echo', { headers: bearerHeaders(token), body: { message: 'hi' } });
+      assert.equal(bearer.status, 200, bearer.text);
+    });
+
     it('a pending user is refused with 403, by Bearer and by cookie', async () => {
       const token = await mintWebUiToken(SECRET, { id: ids.pending });
       assert.equal((await visibleServers(gh, bearerHeaders(token))).status, 403);

@@ -285,6 +285,17 @@ describe('OpenAPI tool servers', () => {
       assertDetail(await callOp(gh, 'everything', 'echo', body), 422, undefined, `body ${body}`);
     }
 
+    // A body that is not said to be JSON (a form, text/plain: what another site's page can send without asking
+    // first): 415, and the tool is not called. Without a Content-Type the body is read as JSON.
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+      assertDetail(await callOp(gh, 'everything', 'echo', { message: 'x' }, { headers: { ...gh.authHeaders, 'content-type': type } }),
+        415, 'Send the arguments as Content-Type: application/json', type);
+    }
+    // (bytes: fetch gives a string body a Content-Type of its own)
+    const untyped = await fetch(`${gh.url}/openapi/everything/echo`, { method: 'POST', headers: gh.authHeaders, body: Buffer.from('{"message": "untyped"}') });
+    assert.equal(untyped.status, 200);
+    assert.match(await untyped.text(), /untyped/);
+
     // isError results: 500 {"detail": {"message": <the tool's text>}}, the same text as over MCP.
     for (const [tool, args] of [
       ['get-resource-reference', { resourceId: -1 }], // the tool throws
