@@ -378,7 +378,8 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   // cross-site form cannot. A page on another port of the same host is same-site for the browser, and such an
   // Origin is accepted (loopback), so the token is what stops it.
   bool write = ex.req.method() != bhttp::verb::get && ex.req.method() != bhttp::verb::head;
-  if (write && auth.principal.authenticated() &&
+  const auto by = auth.principal.method;  // (a cookie makes one of these two; API keys skip the rest)
+  if (write && (by == auth::AuthMethod::session || by == auth::AuthMethod::openwebui) &&
       (path.starts_with("/mcp-admin/api") || path.starts_with("/auth/apikeys") || path.starts_with("/openapi/"))) {
     auto cookie = authn.cookie_credential(ex.req);
     auto sent = ex.req["X-CSRF-Token"];
