@@ -27,6 +27,7 @@
 #include "auth/oidc.hpp"
 #include "auth/routes.hpp"
 #include "core/blocking.hpp"
+#include "core/budget.hpp"
 #include "core/cgroup.hpp"
 #include "core/fdlimit.hpp"
 #include "core/log.hpp"
@@ -105,6 +106,7 @@ int serve(const Settings& settings, const Environment& env) {
   if (limits.max_connections > fdlimit::default_max_connections(fd_limit))
     log::warn("MAX_CONNECTIONS leaves few file descriptors for upstreams and the database",
               {{"max_connections", limits.max_connections}, {"open_file_limit", fd_limit}});
+  budget::set_limit(settings.upstream_memory_mb << 20);
   observability::Metrics metrics;
   hub.on_call = [&metrics](const std::string& server, const std::string& tool, std::string_view outcome, double s) {
     metrics.upstream_call(server, tool, outcome, s);

@@ -9,6 +9,7 @@
 #include "app/access.hpp"
 #include "app/static_files.hpp"
 #include "auth/jwt.hpp"
+#include "core/budget.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "jsonrpc/message.hpp"
@@ -219,6 +220,8 @@ observability::Gauges Router::gauges() const {
   auto conns = http::connection_counts();
   g.http_connections = conns.open;
   g.http_connections_refused = conns.refused;
+  g.upstream_answer_bytes = budget::counts().held;
+  g.upstream_answers_refused = budget::counts().refused;
   for (auto& [id, srv] : p_.hub.servers()) g.upstream_connections += (srv->shared ? 1 : 0) + srv->tenants.size();
   if (p_.analytics) {
     auto& a = p_.analytics->stats();

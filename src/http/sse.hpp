@@ -26,6 +26,7 @@ class Decoder {
   bool feed(std::string_view bytes, const Callback& cb);
   const std::string& last_event_id() const { return last_id_; }
   int retry_ms() const { return retry_ms_; }  // the last retry: field, or -1
+  std::size_t buffered() const { return buf_.size() + data_.size(); }  // of an event not complete yet
 
  private:
   void line(std::string_view l, const Callback& cb);

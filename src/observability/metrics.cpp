@@ -110,6 +110,10 @@ std::string Metrics::render(const Gauges& g) const {
   gauge("gatehouse_http_connections", "Open client connections.", double(g.http_connections));
   counter("gatehouse_http_connections_refused_total", "Client connections refused at MAX_CONNECTIONS (503).",
           g.http_connections_refused);
+  gauge("gatehouse_upstream_answer_bytes", "Bytes of upstream answers held while being read (UPSTREAM_MEMORY_LIMIT_MB).",
+        double(g.upstream_answer_bytes));
+  counter("gatehouse_upstream_answers_refused_total", "Upstream answers not read: the gateway held UPSTREAM_MEMORY_LIMIT_MB.",
+          g.upstream_answers_refused);
   gauge("gatehouse_sessions", "Open downstream MCP sessions.", double(g.sessions));
   gauge("gatehouse_upstream_processes", "Running stdio upstream process groups.", double(g.upstream_processes));
   gauge("gatehouse_upstream_connections", "Upstream connections (shared, tenant and dedicated).", double(g.upstream_connections));

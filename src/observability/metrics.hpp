@@ -28,6 +28,8 @@ class Histogram {
 struct Gauges {
   std::size_t sessions = 0, upstream_processes = 0, upstream_connections = 0, http_connections = 0;
   uint64_t http_connections_refused = 0;
+  std::size_t upstream_answer_bytes = 0;
+  uint64_t upstream_answers_refused = 0;
   std::size_t analytics_queue = 0;
   uint64_t analytics_dropped = 0, analytics_written = 0, analytics_failed_batches = 0;
   uint64_t analytics_catch_up_batches = 0, analytics_checkpoints = 0;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "core/budget.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 #include "http/client.hpp"
@@ -19,6 +20,7 @@ namespace gh::upstream {
 
 namespace bhttp = boost::beast::http;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
+constexpr std::size_t kMaxAnswer = 64 * 1024 * 1024;  // one answer (a body, an SSE event) at most
 
 namespace {
 
@@ -151,18 +153,27 @@ class HttpConnection final : public Connection {
     sse::Decoder decoder;
     std::string json_body;
     auto pool = self->pool_;
+    // What of the answer is held while it is read counts against UPSTREAM_MEMORY_LIMIT_MB (core/budget.hpp).
+    budget::Share share;
+    enum class Refused { no, too_large, memory } refused = Refused::no;  // why the answer was not read to its end
     // The callbacks live in this frame, which outlives the request: handed over by reference, neither
     // std::function allocates (their captures would not fit in its small buffer).
     auto on_body = [&](std::string_view data) -> bool {
       if (self->epoch_ != epoch) return false;
-      if (sse)
-        return decoder.feed(data, [&](sse::Event&& ev) {
+      if (sse) {
+        bool ok = decoder.feed(data, [&](sse::Event&& ev) {
           if (ev.event != "message" || ev.data.empty()) return;
           if (!self->deliver_text(ev.data, related))
             log::warn("upstream sent an SSE event that is not JSON", {{"server", self->cfg_.id},
                                                                       {"data", snippet(ev.data)}});
         });
-      if (json_body.size() + data.size() > 64 * 1024 * 1024) return false;
+        if (!ok) refused = Refused::too_large;
+        else if (!share.resize(decoder.buffered())) refused = Refused::memory;
+        return refused == Refused::no;
+      }
+      if (json_body.size() + data.size() > kMaxAnswer) refused = Refused::too_large;
+      else if (!share.resize(json_body.size() + data.size())) refused = Refused::memory;
+      if (refused != Refused::no) return false;
       json_body.append(data);
       return true;
     };
@@ -172,9 +183,19 @@ class HttpConnection final : public Connection {
       // its next message must carry it.
       if (is_initialize && !h.session_id.empty() && self->epoch_ == epoch) self->session_id_ = h.session_id;
     };
-    auto res = co_await pool->request(std::move(req), deadline, std::ref(on_body), deadline, 64 * 1024 * 1024,
+    auto res = co_await pool->request(std::move(req), deadline, std::ref(on_body), deadline, kMaxAnswer,
                                       std::ref(on_headers));
     if (self->epoch_ != epoch) co_return;
+    if (refused != Refused::no) {
+      std::string why = refused == Refused::memory
+                            ? "too many large answers are being read at once (UPSTREAM_MEMORY_LIMIT_MB); try again"
+                            : "its answer is over 64 MiB";
+      log::warn("upstream answer not read", {{"server", self->cfg_.id}, {"reason", why},
+                                             {"held_bytes", budget::counts().held}});
+      if (related) self->fail_call(related, jsonrpc::code::internal_error,
+                                   "Upstream server '" + self->cfg_.id + "' answered, but the gateway cannot take it: " + why);
+      co_return;
+    }
     if (res.ec && res.status == 0) {
       log::warn("upstream request failed", {{"server", self->cfg_.id}, {"error", res.ec.message()}});
       if (related) self->fail_call(related, jsonrpc::code::internal_error,

@@ -4,12 +4,13 @@
 // after its answer (they must not become the next call's answer), and a stdio server that stops reading its
 // input while it floods the gateway with requests (the gateway must not hold its answers without bound), and
 // one that exits while a process it started keeps its output open; stderr floods; and a server that cannot start
-// (one call must not start it twice).
+// (one call must not start it twice); large answers read at once, past UPSTREAM_MEMORY_LIMIT_MB.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { fixtureStdio, rawSession, resultText, rssKb, startGatehouse, waitFor } from './lib/index.js';
+import { send } from './lib/ops.js';
 
 const listen = (server) => new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
 
@@ -40,10 +41,10 @@ function rawMcpServer(onCall) {
         if (msg.method === 'initialize') {
           answer({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: msg.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'raw', version: '1' } } });
         } else if (msg.method === 'tools/list') {
-          answer({ jsonrpc: '2.0', id: msg.id, result: { tools: ['once', 'trailing', 'plain'].map((name) => ({ name, inputSchema: { type: 'object' } })) } });
+          answer({ jsonrpc: '2.0', id: msg.id, result: { tools: ['once', 'trailing', 'plain', 'held'].map((name) => ({ name, inputSchema: { type: 'object' } })) } });
         } else if (msg.method === 'tools/call') {
           calls.push(msg.params.name);
-          onCall(msg.params.name, socket, (text, extra) => answer({ jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text }] } }, extra));
+          onCall(msg.params.name, socket, (text, extra) => answer({ jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text }] } }, extra), msg.id);
         } else {
           answer({ jsonrpc: '2.0', id: msg.id, result: {} });
         }
@@ -201,5 +202,53 @@ describe('hostile upstreams', () => {
     assert.ok(grown < 400 * 1024, `RSS grew by ${grown} kB`);
     const again = await s.request('tools/call', { name: 'echo', arguments: { message: 'back' } });
     assert.match(resultText(again.json?.result ?? {}), /back/, again.text);
+  });
+});
+
+describe('upstream answers held while being read: at most UPSTREAM_MEMORY_LIMIT_MB across calls', () => {
+  const cleanups = [];
+  after(async () => {
+    for (const fn of cleanups.reverse()) {
+      try { await fn(); } catch { /* keep cleaning */ }
+    }
+  });
+
+  it('an answer that would take the total past the limit fails its call; the rest go on, and the memory is given back', async () => {
+    const SIZE = 700 * 1024;  // each under the limit (1 MiB), two of them over it
+    let release;
+    const released = new Promise((r) => { release = r; });
+    const big = rawMcpServer((name, socket, answer, id) => {
+      if (name !== 'held') { answer('y'.repeat(SIZE)); return; }
+      // All but the last bytes now, the rest when the test says so: the gateway holds what came meanwhile.
+      const text = JSON.stringify({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: 'x'.repeat(SIZE) }] } });
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n`);
+      socket.write(text.slice(0, -10));
+      released.then(() => socket.write(text.slice(-10)));
+    });
+    const port = await listen(big.server);
+    cleanups.push(() => big.server.close());
+    const gh = await startGatehouse({
+      t: (fn) => cleanups.push(fn),
+      env: { UPSTREAM_MEMORY_LIMIT_MB: '1' },
+      servers: { big: { type: 'streamable-http', url: `http://127.0.0.1:${port}/mcp`, timeoutMs: 10000 } },
+    });
+    const metric = async (name) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec((await send(`${gh.url}/metrics`)).text)?.[1]);
+    const s = await rawSession(`${gh.url}/mcp/big`);
+    const held = s.request('tools/call', { name: 'held', arguments: {} });
+    await waitFor(async () => await metric('gatehouse_upstream_answer_bytes') > SIZE - 1024,
+      { timeoutMs: 5000, what: 'the held answer counted' });
+
+    const refused = await s.request('tools/call', { name: 'plain', arguments: {} });
+    assert.equal(refused.json?.error?.code, -32603, refused.text.slice(0, 300));
+    assert.match(refused.json.error.message, /Upstream server 'big' answered, but the gateway cannot take it: too many large answers/);
+    assert.equal(await metric('gatehouse_upstream_answers_refused_total'), 1);
+    assert.ok(gh.jsonLogs().some((l) => l.msg === 'upstream answer not read' && l.server === 'big'), 'no log line');
+
+    release();
+    const first = await held;
+    assert.equal(resultText(first.json?.result ?? {}).length, SIZE, first.text.slice(0, 300));
+    assert.equal(await metric('gatehouse_upstream_answer_bytes'), 0, 'the shares are given back');
+    const again = await s.request('tools/call', { name: 'plain', arguments: {} });
+    assert.equal(resultText(again.json?.result ?? {}).length, SIZE, again.text.slice(0, 300));
   });
 });

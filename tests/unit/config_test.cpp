@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "core/budget.hpp"
 #include "core/config.hpp"
 #include "core/fdlimit.hpp"
 
@@ -77,6 +78,9 @@ TEST(Config, SettingsDefaultsAndValidation) {
   EXPECT_EQ(s.max_connections, 0u);  // derived from the open-file limit
   EXPECT_EQ(load_settings({{"MAX_CONNECTIONS", "5000"}}).max_connections, 5000u);
   EXPECT_EQ(setting_of([] { load_settings({{"MAX_CONNECTIONS", "0"}}); }), "MAX_CONNECTIONS");
+  EXPECT_EQ(s.upstream_memory_mb, 1024u);
+  EXPECT_EQ(load_settings({{"UPSTREAM_MEMORY_LIMIT_MB", "0"}}).upstream_memory_mb, 0u);  // no limit
+  EXPECT_EQ(setting_of([] { load_settings({{"UPSTREAM_MEMORY_LIMIT_MB", "-1"}}); }), "UPSTREAM_MEMORY_LIMIT_MB");
 }
 
 TEST(Config, DefaultConnectionCapLeavesDescriptorsForTheRest) {
@@ -141,4 +145,23 @@ TEST(Config, IdentitySettings) {
   EXPECT_EQ(setting_of([] { load_settings({{"SESSION_SECRET", "short"}}); }), "SESSION_SECRET");
   auto d = load_settings({{"OIDC_ISSUER", "http://127.0.0.1:9/"}, {"OIDC_CLIENT_ID", "c"}});
   EXPECT_EQ(d.oidc_discovery_url, "http://127.0.0.1:9/.well-known/openid-configuration");
+}
+
+TEST(Budget, SharesStayUnderTheLimitAndAreGivenBack) {
+  gh::budget::set_limit(100);
+  {
+    gh::budget::Share a, b;
+    EXPECT_TRUE(a.resize(60));
+    EXPECT_FALSE(b.resize(50));  // 110 > 100: refused, nothing taken
+    EXPECT_EQ(b.size(), 0u);
+    EXPECT_TRUE(b.resize(40));
+    EXPECT_TRUE(a.resize(10));   // shrinking is always allowed
+    EXPECT_TRUE(b.resize(90));
+    EXPECT_EQ(gh::budget::counts().held, 100u);
+    EXPECT_EQ(gh::budget::counts().refused, 1u);
+  }
+  EXPECT_EQ(gh::budget::counts().held, 0u);  // given back when they end
+  gh::budget::set_limit(0);
+  gh::budget::Share unlimited;
+  EXPECT_TRUE(unlimited.resize(std::size_t(1) << 40));
 }
