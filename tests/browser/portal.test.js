@@ -8,6 +8,7 @@ import {
   bearer, connectClient, everythingStdio, launchBrowser, memoryStdio, newPage, openSection, screenshot,
   signInWithKey, startEverythingHttp, startPortalGateway, tempDir, userWithKey, waitFor,
 } from './lib.js';
+import { createOpenWebUiDb, mintWebUiToken } from '../integration/lib/openwebui.js';
 
 const SECTIONS = [
   ['users', 'Users & Groups'], ['groups', 'Groups & Servers'], ['keys', 'API Keys'], ['routing', 'Dynamic Routing'],
@@ -322,5 +323,33 @@ describe('admin portal', () => {
     assert.equal((await page.request.get('/mcp-admin/api/groups/Real-Group')).status(), 200);
     // A bearer-authenticated write needs no token.
     assert.equal((await gh.api('POST', '/groups', { name: 'Bearer-Group' })).status, 201);
+  });
+  it('an Open WebUI admin signed in by its `token` cookie alone uses the portal; its writes carry that cookie\'s CSRF token', async (t) => {
+    // The unified stack: the portal on the same origin as the chat, the browser holding Open WebUI's cookie.
+    const secret = 'webui-secret-for-the-portal-0123456789';
+    const webui = await createOpenWebUiDb({ t });
+    const owner = await webui.addUser({ email: 'owner@webui.test', name: 'Owner', role: 'admin' });
+    const gh = await startPortalGateway({ t, env: { WEBUI_SECRET_KEY: secret, OPENWEBUI_DATABASE_URL: webui.url } });
+    await gh.api('POST', '/groups', { name: 'Chat-Team' });
+    const browser = await launchBrowser(t);
+    const page = await newPage(browser, gh);
+    await page.context().addCookies([{ name: 'token', value: await mintWebUiToken(secret, { id: owner }), url: gh.url }]);
+    await page.goto('/mcp-admin');
+    await page.locator('nav.sidebar').waitFor();
+    const me = await (await page.request.get('/auth/me')).json();
+    assert.equal(me.auth_method, 'openwebui');
+    assert.ok(me.csrf_token, 'a CSRF token for the cookie');
+
+    await page.getByLabel('Group', { exact: true }).selectOption('Chat-Team');
+    await page.getByLabel('Email addresses').fill('gina@example.com');
+    await page.getByRole('button', { name: 'Add these people' }).click();
+    await waitFor(async () => (await page.locator('#bulk-result').innerText()).trim() !== '', { what: 'the bulk result' });
+    assert.match(await page.locator('#bulk-result').innerText(), /^1 added to Chat-Team/);
+    assert.equal((await gh.api('GET', '/groups/Chat-Team')).body.member_count, 1);
+    // The same write without the header is refused.
+    const forged = await page.request.post('/mcp-admin/api/groups', { headers: { 'content-type': 'application/json' }, data: JSON.stringify({ name: 'Forged' }) });
+    assert.equal(forged.status(), 403);
+    assert.equal((await gh.api('GET', '/groups/Forged')).status, 404);
+    assert.deepEqual(page.problems.filter((p) => !p.includes('POST /mcp-admin/api/groups')), []);
   });
 });
