@@ -66,6 +66,15 @@ bool parse_int(std::string_view s, int64_t& out) {
   return true;
 }
 
+// A name or description as people type it: at most `max` bytes, no control characters (a NUL would be cut
+// off by PostgreSQL, silently); `lines` allows line breaks and tabs.
+bool clean_text(std::string_view s, std::size_t max, bool lines = false) {
+  if (s.size() > max) return false;
+  for (unsigned char c : s)
+    if ((c < 0x20 && !(lines && (c == '\n' || c == '\t' || c == '\r'))) || c == 0x7f) return false;
+  return true;
+}
+
 bool valid_group_name(std::string_view n) {
   if (n.empty() || n.size() > 128) return false;
   for (unsigned char c : n)
@@ -122,6 +131,25 @@ struct Call {
     if (auto* g = snap->groups_of(email)) return *g;
     return {};
   }
+  // A change that takes `email`'s administrator rights away (or the account): refused for the caller's own
+  // account, and when no other administrator would be left (only the command line could then repair it).
+  std::optional<Reply> keeps_an_admin(const std::string& email, std::string_view own_message) {
+    auto admins = st.admin_emails(auth::kAdminGroup);
+    if (std::find(admins.begin(), admins.end(), email) == admins.end()) return std::nullopt;  // not one now
+    if (email == actor) return error_reply(400, "invalid_request", own_message);
+    if (admins.size() == 1)
+      return error_reply(409, "last_admin", email + " is the only administrator; make someone else an administrator first");
+    return std::nullopt;
+  }
+  // A user made on the way (adding an unknown email to a group), audited as one.
+  void create_listed_user(const std::string& email) {
+    if (st.get_user(email)) return;
+    store::User u;
+    u.email = email;
+    u.source = "admin";
+    u.created_at = unix_now();
+    if (st.create_user(u)) audit("user.create", email, {{"after", user_json(u, {})}});
+  }
 
   Reply run() {
     auto n = seg.size();
@@ -165,8 +193,15 @@ struct Call {
       store::User u;
       u.email = auth::normalize_email(e->as_string());
       if (!auth::plausible_email(u.email)) return error_reply(400, "invalid_request", "email is not a valid address");
-      if (auto* nm = field(body, "name"); nm && nm->is_string()) u.name = std::string(nm->as_string());
-      if (auto* a = field(body, "is_admin"); a && a->is_bool()) u.is_admin = a->as_bool();
+      if (auto* nm = field(body, "name")) {
+        if (!nm->is_string() || !clean_text(nm->as_string(), 200))
+          return error_reply(400, "invalid_request", "name must be text of at most 200 characters");
+        u.name = std::string(nm->as_string());
+      }
+      if (auto* a = field(body, "is_admin")) {
+        if (!a->is_bool()) return error_reply(400, "invalid_request", "is_admin must be true or false");
+        u.is_admin = a->as_bool();
+      }
       u.source = "admin";
       u.created_at = unix_now();
       if (!st.create_user(u)) return error_reply(409, "conflict", "A user with this email already exists");
@@ -190,20 +225,25 @@ struct Call {
       }
       if (auto* a = field(body, "is_admin")) {
         if (!a->is_bool()) return error_reply(400, "invalid_request", "is_admin must be true or false");
-        if (!a->as_bool() && email == actor) return error_reply(400, "invalid_request", "You cannot remove your own admin rights");
         u->is_admin = a->as_bool();
       }
+      // Still an administrator afterwards: enabled, and marked so or through MCP-Admin.
+      auto groups = st.groups_of(email);
+      bool stays_admin = !u->disabled && (u->is_admin || std::find(groups.begin(), groups.end(), auth::kAdminGroup) != groups.end());
+      if (!stays_admin)
+        if (auto refused = keeps_an_admin(email, "You cannot remove your own admin rights")) return *refused;
       if (auto* nm = field(body, "name")) {
-        if (!nm->is_string() || nm->as_string().size() > 200) return error_reply(400, "invalid_request", "name must be a string");
+        if (!nm->is_string() || !clean_text(nm->as_string(), 200))
+          return error_reply(400, "invalid_request", "name must be text of at most 200 characters");
         u->name = std::string(nm->as_string());
       }
       st.update_user(*u);
-      auto groups = st.groups_of(email);
       audit("user.update", email, {{"before", user_json(before, groups)}, {"after", user_json(*u, groups)}});
       return ok(200, user_json(*u, groups));
     }
     if (verb == bhttp::verb::delete_) {
       if (email == actor) return error_reply(400, "invalid_request", "You cannot delete your own account");
+      if (auto refused = keeps_an_admin(email, "You cannot delete your own account")) return *refused;
       auto groups = st.groups_of(email);
       st.delete_user(email);
       audit("user.delete", email, {{"before", user_json(*u, groups)}});
@@ -240,7 +280,8 @@ struct Call {
 
   Reply apply_group_fields(store::Group& g) {
     if (auto* d = field(body, "description")) {
-      if (!d->is_string() || d->as_string().size() > 1000) return error_reply(400, "invalid_request", "description must be a string");
+      if (!d->is_string() || !clean_text(d->as_string(), 1000, true))
+        return error_reply(400, "invalid_request", "description must be text of at most 1000 characters");
       g.description = std::string(d->as_string());
     }
     if (auto* p = field(body, "priority")) {
@@ -260,26 +301,45 @@ struct Call {
     if (!g) return error_reply(404, "not_found", "No group " + name);
     if (verb == bhttp::verb::get) return ok(200, group_json(*g));
     if (verb == bhttp::verb::patch) {
+      // Everything is checked before anything is written.
       auto before = *g;
-      if (auto r = apply_group_fields(*g); r.status) return r;
-      st.update_group(*g);
+      std::string to = name;
       if (auto* n = field(body, "name"); n && !(n->is_string() && n->as_string() == name)) {
         if (!n->is_string() || !valid_group_name(n->as_string()))
           return error_reply(400, "invalid_request", "name must be 1-128 characters, no slashes or surrounding spaces");
-        std::string to(n->as_string());
+        if (name == auth::kAdminGroup) return admin_group_stays();
+        to = std::string(n->as_string());
         if (st.get_group(to)) return error_reply(409, "conflict", "A group named " + to + " already exists");
-        st.rename_group(name, to);
+      }
+      if (auto r = apply_group_fields(*g); r.status) return r;
+      std::vector<store::TenantKey> keys;
+      if (to != name) {
+        keys = st.list_tenant_keys(name);
+        if (!keys.empty() && !box)
+          return error_reply(409, "encryption_key_missing", "The group's stored credentials are sealed with its name: set "
+                                                            "ENCRYPTION_KEY to rename it");
+      }
+      st.update_group(*g);
+      if (to != name) {
+        st.rename_group(name, to, keys.empty() ? keys : auth::reseal_for_rename(*box, std::move(keys), to));
         g->name = to;
       }
       audit(g->name != name ? "group.rename" : "group.update", name, {{"before", group_json(before)}, {"after", group_json(*g)}});
       return ok(200, group_json(*st.get_group(g->name)));
     }
     if (verb == bhttp::verb::delete_) {
+      if (name == auth::kAdminGroup) return admin_group_stays();
       st.delete_group(name);
       audit("group.delete", name, {{"before", group_json(*g)}});
       return Reply{204, ""};
     }
     return bad_method();
+  }
+
+  static Reply admin_group_stays() {
+    static_assert(auth::kAdminGroup == "MCP-Admin");  // (spelled out below: GCC 12 warns about the concatenation)
+    return error_reply(400, "invalid_request",
+                       "MCP-Admin makes its members administrators; it cannot be renamed or deleted (remove members instead)");
   }
 
   Reply members(const std::string& name) {
@@ -309,13 +369,7 @@ struct Call {
           invalid.emplace_back(v.as_string());
           continue;
         }
-        if (!st.get_user(email)) {
-          store::User u;
-          u.email = email;
-          u.source = "admin";
-          u.created_at = unix_now();
-          st.create_user(u);
-        }
+        create_listed_user(email);
         if (st.add_member(name, email, "manual")) added.emplace_back(email);
         else already.emplace_back(email);
       }
@@ -330,18 +384,17 @@ struct Call {
     auto email = auth::normalize_email(raw);
     if (verb == bhttp::verb::put) {
       if (!auth::plausible_email(email)) return error_reply(400, "invalid_request", "not a valid email address");
-      if (!st.get_user(email)) {
-        store::User u;
-        u.email = email;
-        u.source = "admin";
-        u.created_at = unix_now();
-        st.create_user(u);
-      }
+      create_listed_user(email);
       bool added = st.add_member(name, email, "manual");
       if (added) audit("group.member.add", name, {{"after", json::object{{"added", json::array{json::value(email)}}}}});
       return ok(added ? 201 : 200, json::object{{"group", name}, {"email", email}, {"added", added}});
     }
     if (verb == bhttp::verb::delete_) {
+      if (name == auth::kAdminGroup) {
+        auto u = st.get_user(email);
+        if (u && !u->is_admin)  // an administrator through this group only
+          if (auto refused = keeps_an_admin(email, "You cannot remove your own admin rights")) return *refused;
+      }
       if (!st.remove_member(name, email)) return error_reply(404, "not_found", email + " is not a member of " + name);
       audit("group.member.remove", name, {{"before", json::object{{"removed", json::array{json::value(email)}}}}});
       return Reply{204, ""};
@@ -359,7 +412,11 @@ struct Call {
       auto email = auth::normalize_email(e->as_string());
       if (!st.get_user(email)) return error_reply(404, "not_found", "No user " + email + "; create the user first");
       std::string name;
-      if (auto* n = field(body, "name"); n && n->is_string()) name = std::string(n->as_string());
+      if (auto* n = field(body, "name")) {
+        if (!n->is_string() || !clean_text(n->as_string(), 200))
+          return error_reply(400, "invalid_request", "name must be text of at most 200 characters");
+        name = std::string(n->as_string());
+      }
       int64_t expires = 0;
       if (auto* x = field(body, "expires_at"); x && !x->is_null()) {
         if (!x->is_int64() || x->as_int64() <= unix_now())
@@ -430,7 +487,8 @@ struct Call {
       return ok(it == existing.end() ? 201 : 200, grant_json(g));
     }
     if (verb == bhttp::verb::delete_) {
-      if (!st.delete_grant(group, server)) return error_reply(404, "not_found", group + " does not grant " + server);
+      if (it == existing.end() || !st.delete_grant(group, server))
+        return error_reply(404, "not_found", group + " does not grant " + server);
       audit("grant.delete", group, {{"before", grant_json(*it)}});
       return Reply{204, ""};
     }
@@ -553,7 +611,8 @@ struct Call {
       return ok(it == rows.end() ? 201 : 200, endpoint_json(e));
     }
     if (verb == bhttp::verb::delete_) {
-      if (!st.delete_tenant_endpoint(group, server)) return error_reply(404, "not_found", group + " has no endpoint for " + server);
+      if (it == rows.end() || !st.delete_tenant_endpoint(group, server))
+        return error_reply(404, "not_found", group + " has no endpoint for " + server);
       audit("endpoint.delete", group, {{"before", endpoint_json(*it)}});
       return Reply{204, ""};
     }
@@ -661,6 +720,28 @@ std::string check_endpoint_url(std::string_view text, bool allow_private) {
     return "Cloud metadata addresses are refused (set ALLOW_LINK_LOCAL_ENDPOINTS=true to allow)";
   std::string literal = host;
   if (!literal.empty() && literal.front() == '[') literal = literal.substr(1, literal.size() - 2);
+  // The resolver also reads 2852039166, 0xa9fea9fe, 169.254.43518 and 0251.0376.0251.0376 as IPv4 addresses
+  // (inet_aton): only a.b.c.d in plain decimal is checked below, so the other forms are refused.
+  auto numeric_form = [](std::string_view h) {
+    std::size_t parts = 0;
+    for (auto part : split(h, '.')) {
+      ++parts;
+      if (part.empty()) return false;
+      bool hex = part.size() > 1 && part[0] == '0' && part[1] == 'x';
+      for (char c : part.substr(hex ? 2 : 0))
+        if (!(c >= '0' && c <= '9') && !(hex && c >= 'a' && c <= 'f')) return false;
+    }
+    return parts >= 1 && parts <= 4;
+  };
+  auto canonical_v4 = [](std::string_view h) {
+    auto parts = split(h, '.');
+    if (parts.size() != 4) return false;
+    for (auto part : parts)
+      if (part.empty() || part.size() > 3 || (part.size() > 1 && part[0] == '0')) return false;
+    return true;
+  };
+  if (numeric_form(literal) && !canonical_v4(literal))
+    return "Write an IPv4 address as four decimal numbers (a.b.c.d), without leading zeros";
   boost::system::error_code ec;
   auto addr = boost::asio::ip::make_address(literal, ec);
   if (!ec) {
@@ -705,9 +786,11 @@ boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view pa
       call->seg.push_back(std::string(s));
     }
     if (!call->seg.empty() && call->seg.back().empty()) call->seg.pop_back();
+    for (auto& s : call->seg)
+      if (!clean_text(s, 1024)) reply = error_reply(400, "invalid_request", "A path segment holds a control character or is too long");
     for (auto p : target->params()) call->query[std::string(p.key)] = std::string(p.value);
     auto& raw = ex.req.body();
-    if (!raw.empty() && ex.req.method() != bhttp::verb::get) {
+    if (reply.status == 200 && !raw.empty() && ex.req.method() != bhttp::verb::get) {
       boost::system::error_code ec;
       auto v = json::parse(raw, ec);
       if (ec || !v.is_object()) reply = error_reply(400, "invalid_request", "The body must be a JSON object");

@@ -159,7 +159,12 @@ int users(store::Store& st, const Args& a) {
   return 0;
 }
 
-int groups(store::Store& st, const Args& a) {
+std::optional<auth::SecretBox> secret_box(const Settings& settings) {
+  if (settings.encryption_key.empty()) return std::nullopt;
+  return auth::SecretBox(settings.encryption_key, settings.encryption_key_previous);
+}
+
+int groups(store::Store& st, const Args& a, const Settings& settings) {
   auto sub = a.positional.empty() ? "list" : a.positional[0];
   if (sub == "list") {
     int64_t total = 0;
@@ -186,8 +191,12 @@ int groups(store::Store& st, const Args& a) {
   }
   if (!st.get_group(name)) return fail("no group " + name);
   if (sub == "rename" && a.positional.size() == 3) {
-    if (st.get_group(a.positional[2])) return fail("group exists: " + a.positional[2]);
-    st.rename_group(name, a.positional[2]);
+    const auto& to = a.positional[2];
+    if (st.get_group(to)) return fail("group exists: " + to);
+    auto keys = st.list_tenant_keys(name);  // sealed with the group's name: sealed again for the new one
+    auto box = secret_box(settings);
+    if (!keys.empty() && !box) return fail("the group's stored credentials are sealed with its name: set ENCRYPTION_KEY to rename it");
+    st.rename_group(name, to, keys.empty() ? keys : auth::reseal_for_rename(*box, std::move(keys), to));
     audit(st, "group.rename", name, {{"after", json::object{{"name", a.positional[2]}}}});
     return 0;
   }
@@ -267,11 +276,6 @@ int grants(store::Store& st, const Args& a) {
     return 0;
   }
   return fail("usage: gatehouse grants list [GROUP] | set GROUP SERVER [--allow a,b | --deny a,b] | remove GROUP SERVER"), 2;
-}
-
-std::optional<auth::SecretBox> secret_box(const Settings& settings) {
-  if (settings.encryption_key.empty()) return std::nullopt;
-  return auth::SecretBox(settings.encryption_key, settings.encryption_key_previous);
 }
 
 int keys(store::Store& st, const Args& a, const Settings& settings) {
@@ -397,7 +401,7 @@ int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const 
     auto a = parse(argv, {"admin", "tenant"});
     if (cmd == "apikey") return apikey(*st, a);
     if (cmd == "users") return users(*st, a);
-    if (cmd == "groups") return groups(*st, a);
+    if (cmd == "groups") return groups(*st, a, settings);
     if (cmd == "grants") return grants(*st, a);
     if (cmd == "keys") return keys(*st, a, settings);
     if (cmd == "endpoints") return endpoints(*st, a, settings);

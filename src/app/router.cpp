@@ -246,7 +246,8 @@ net::awaitable<void> Router::proxy(http::Exchange& ex, const auth::AuthResult& a
   bool trusted = p_.authn.trusted_proxy(ex.client_ip);
   auto inbound = [&](std::string_view name) { return trusted ? std::string(ex.req[name]) : std::string(); };
   http::HeaderList headers;
-  std::string forwarded_for = inbound("X-Forwarded-For");
+  std::string forwarded_for;
+  if (trusted) forwarded_for = std::string(ex.req.list(http::Request::Name::x_forwarded_for, forwarded_for));
   headers.emplace_back("X-Forwarded-For", forwarded_for.empty() ? ex.client_ip : forwarded_for + ", " + ex.client_ip);
   std::string proto = inbound("X-Forwarded-Proto");
   headers.emplace_back("X-Forwarded-Proto", proto.empty() ? std::string("http") : proto);
@@ -334,7 +335,8 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     co_await ex.send(std::move(res));
     co_return;
   }
-  note.client_ip = authn.client_ip(ex.client_ip, ex.req["X-Forwarded-For"]);
+  std::string xff_lines;
+  note.client_ip = authn.client_ip(ex.client_ip, ex.req.list(http::Request::Name::x_forwarded_for, xff_lines));
   const http::Request* trusted = proxy_headers ? &*proxy_headers : nullptr;
   auth::AuthResult auth;
   if (auto now = authn.authenticate_now(ex.req, ex.client_ip, trusted, ex.memo())) auth = std::move(*now);  // the usual case

@@ -69,6 +69,16 @@ std::string_view Request::operator[](std::string_view name) const {
   return {};
 }
 
+std::string_view Request::join_all(Name id, std::string& storage) const {
+  storage.clear();
+  for (const auto& s : fields_) {
+    if (name_of(view(s.name)) != id) continue;
+    if (!storage.empty()) storage += ", ";
+    storage += view(s.value);
+  }
+  return storage;
+}
+
 void Request::note_position(std::size_t i, Name id) {
   if (id == Name::other) return;
   auto& first = first_[static_cast<std::size_t>(id)];

@@ -79,6 +79,13 @@ class Request {
   std::size_t size() const { return fields_.size(); }
   // Whether a field of that name (one of Name's, not `other`) appears more than once.
   bool repeated(Name id) const { return repeated_ >> static_cast<unsigned>(id) & 1u; }
+  // Every field of that name as one comma-separated list, in order (RFC 9110 §5.3; a proxy may add its own
+  // X-Forwarded-For line after the client's): the first field's value itself when there is one field, else
+  // joined in `storage`.
+  std::string_view list(Name id, std::string& storage) const {
+    if (!repeated(id)) return value_of(id);
+    return join_all(id, storage);
+  }
 
   void insert(std::string_view name, std::string_view value);
   void insert(bhttp::field name, std::string_view value);
@@ -112,6 +119,7 @@ class Request {
   void push_field(Span name, Span value, Name id);  // keeps first_
   void note_position(std::size_t i, Name id);       // field i is named `id`
   void reindex();
+  std::string_view join_all(Name id, std::string& storage) const;
   std::string_view value_of(Name id) const {
     auto i = first_[static_cast<std::size_t>(id)];
     return i ? view(fields_[i - 1].value) : std::string_view{};

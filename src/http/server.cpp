@@ -48,10 +48,12 @@ net::awaitable<void> Exchange::send(Response res) {
   if (wire_ && !wire_->body_done) close_after_ = true;  // a body left unread: the connection cannot go on
   if (close_after_) res.keep_alive(false);
   if (!res.keep_alive()) close_after_ = true;
-  bytes_out_ += res.body().size();
+  // HEAD: the fields a GET would get (its Content-Length too), never a body (RFC 9110 §9.3.2).
+  std::string_view body = req.method() == bhttp::verb::head ? std::string_view() : std::string_view(res.body());
+  bytes_out_ += body.size();
   stream_.expires_after(limits_.write_timeout);
   std::string head = response_head(res);
-  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(res.body())};
+  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body.data(), body.size())};
   auto [ec, n] = co_await net::async_write(stream_, bufs, kTuple);
   stream_.expires_never();
   if (ec) broken_ = true;
@@ -74,6 +76,7 @@ net::awaitable<void> Exchange::send_json(bhttp::status status, std::string body,
              : req.version() == 10    ? "\r\nConnection: keep-alive\r\n"sv
                                       : "\r\n"sv,
              extra, "\r\n"sv);
+  if (req.method() == bhttp::verb::head) body.clear();  // (its length is in the head)
   bytes_out_ += body.size();
   beast::buffers_suffix<std::array<net::const_buffer, 2>> bufs{{net::buffer(head), net::buffer(body)}};
   bufs.consume(stream_.write_now(bufs));

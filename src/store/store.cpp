@@ -542,6 +542,15 @@ class SqlStore final : public Store {
     return conn_->scalar("SELECT COUNT(*) FROM @users");
   }
 
+  std::vector<std::string> admin_emails(std::string_view admin_group) override {
+    std::lock_guard lk(mu_);
+    std::vector<std::string> out;
+    conn_->query("SELECT email FROM @users WHERE disabled = ? AND (is_admin = ? OR email IN "
+                 "(SELECT user_email FROM @user_group_membership WHERE group_name = ?)) ORDER BY email",
+                 {false, true, admin_group}, [&](const Row& r) { out.push_back(r.str(0)); });
+    return out;
+  }
+
   // ---- groups ----
   std::optional<Group> get_group(std::string_view name) override {
     std::lock_guard lk(mu_);
@@ -566,7 +575,7 @@ class SqlStore final : public Store {
                        {g.description, g.priority, g.is_tenant, g.name}) > 0;
   }
 
-  bool rename_group(std::string_view from, std::string_view to) override {
+  bool rename_group(std::string_view from, std::string_view to, const std::vector<TenantKey>& resealed) override {
     if (to.empty()) throw StoreError("group name is empty");
     std::lock_guard lk(mu_);
     Transaction tx(*conn_, true);
@@ -575,6 +584,10 @@ class SqlStore final : public Store {
     if (group_exists(to)) throw StoreError("a group with the new name already exists");
     // Memberships, grants, tenant keys and tenant endpoints follow through ON UPDATE CASCADE.
     conn_->exec("UPDATE @groups SET name = ? WHERE name = ?", {to, from});
+    for (auto& k : resealed)
+      conn_->exec("UPDATE @tenant_server_keys SET api_key_encrypted = ?, key_id = ? "
+                  "WHERE tenant_id = ? AND server_id = ? AND slot = ?",
+                  {k.ciphertext, k.key_id, to, k.server, k.slot});
     tx.commit();
     return true;
   }

@@ -203,6 +203,8 @@ class Store {
   // Case-insensitive substring search on email and name, ordered by email; `total` = all matches.
   virtual std::vector<User> list_users(std::string_view q, int64_t offset, int64_t limit, int64_t* total) = 0;
   virtual int64_t count_users() = 0;
+  // The enabled users who are administrators: marked so, or members of `admin_group`.
+  virtual std::vector<std::string> admin_emails(std::string_view admin_group) = 0;
 
   // Groups.
   virtual std::optional<Group> get_group(std::string_view name) = 0;
@@ -210,7 +212,9 @@ class Store {
   // Updates description, priority, is_tenant; false if none.
   virtual bool update_group(const Group& g) = 0;
   // Renames, carrying memberships along; false if `from` is missing, throws StoreError if `to` exists.
-  virtual bool rename_group(std::string_view from, std::string_view to) = 0;
+  // `resealed`: the group's tenant keys sealed again for the new name (auth::reseal_for_rename), written in
+  // the same transaction.
+  virtual bool rename_group(std::string_view from, std::string_view to, const std::vector<TenantKey>& resealed = {}) = 0;
   virtual bool delete_group(std::string_view name) = 0;  // and its memberships
   virtual std::vector<Group> list_groups(std::string_view q, int64_t offset, int64_t limit, int64_t* total) = 0;
 

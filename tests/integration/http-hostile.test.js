@@ -104,6 +104,23 @@ describe('hostile HTTP clients', () => {
     assert.equal(res.status, 403, res.text);
   });
 
+  it('HEAD gets the fields a GET would (its Content-Length too) and no body: the next request on the connection is read right', async () => {
+    const host = `Host: 127.0.0.1:${gh.port}\r\n`;
+    const got = await exchange(`HEAD /gateway/health HTTP/1.1\r\n${host}\r\nHEAD /servers HTTP/1.1\r\n${host}\r\n` +
+      `GET /gateway/health HTTP/1.1\r\n${host}Connection: close\r\n\r\n`);
+    const answers = got.split(/(?=HTTP\/1\.1 \d{3})/);
+    assert.equal(answers.length, 3, got.slice(0, 600));
+    for (const head of answers.slice(0, 2)) {
+      const [fields, body] = head.split('\r\n\r\n');
+      assert.match(fields, /\r\ncontent-length: [1-9]\d*/i, fields);
+      assert.equal(body, '', `a body after a HEAD answer: ${head.slice(0, 300)}`);
+    }
+    assert.match(answers[0], /^HTTP\/1\.1 (200|503)/);
+    assert.match(answers[1], /^HTTP\/1\.1 401/);
+    const [, lastBody] = answers[2].split('\r\n\r\n');
+    assert.ok(JSON.parse(lastBody).status, answers[2]);
+  });
+
   it('a number too large for a double reaches the upstream as JSON, and the call is answered', async () => {
     const s = await rawSession(`${gh.url}/mcp/hang`);
     const body = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"_meta":{"k":1},"name":"echo",' +

@@ -3,6 +3,7 @@
 // credentials counted apart from users, RATE_LIMIT_GROUPS raising a group's limit, RATE_LIMIT_ENABLED=false.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { MCP_HEADERS, connectClient, delay, everythingStdio, initializeMessage, startGatehouse } from './lib/index.js';
 import { eventually, whoami } from './lib/identity.js';
 import { allowedBound, assertRateLimited, burst, grantServer, makeUser, send } from './lib/ops.js';
@@ -170,5 +171,22 @@ describe('the client IP of the per-IP limit', () => {
       const passed = many.results.filter((r, i) => i % 4 === k && r.status === 401).length;
       assert.ok(passed >= 5 && passed <= allowedBound(5, many.elapsedMs), `${ip}: ${passed} of 8 passed (5 expected)\n${seen.join('\n')}`);
     }
+  });
+
+  it('a trusted proxy that adds its own X-Forwarded-For line after the client\'s: both lines are read, in order', async (t) => {
+    // HAProxy's `option forwardfor` and others append a field line instead of extending the client's one; the
+    // client's line is whatever it invented. The hop the proxy saw is the last line's.
+    const proxied = await startGatehouse({ t, env: { RATE_LIMIT_PER_IP: '5', TRUSTED_PROXIES: '127.0.0.1' } });
+    const get = (lines) => new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: proxied.port, path: '/servers', headers: ['Host', `127.0.0.1:${proxied.port}`, ...lines] },
+        (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+      req.on('error', reject);
+      req.end();
+    });
+    const statuses = [];
+    for (let i = 0; i < 12; i++) statuses.push(await get(['X-Forwarded-For', `198.51.100.${i + 1}`, 'X-Forwarded-For', '203.0.113.10']));
+    const passed = statuses.filter((s) => s === 401).length;
+    assert.ok(passed >= 5 && passed <= 6, `one real client behind the proxy: ${statuses.join(',')}`);
+    assert.equal(passed + statuses.filter((s) => s === 429).length, 12, statuses.join(','));
   });
 });

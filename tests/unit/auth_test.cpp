@@ -36,6 +36,13 @@ TEST(AuthEmails, NormalisesAndChecks) {
   EXPECT_FALSE(plausible_email("@b.c"));
   EXPECT_FALSE(plausible_email("a b@c.d"));
   EXPECT_FALSE(plausible_email("a@b.c,d@e.f"));
+  // Invisible characters: an address that reads like another one.
+  EXPECT_FALSE(plausible_email("admin@localhost\u200b"));
+  EXPECT_FALSE(plausible_email("ad\u202emin@x.io"));
+  EXPECT_FALSE(plausible_email("\ufeffadmin@x.io"));
+  EXPECT_FALSE(plausible_email("ad\u00admin@x.io"));
+  EXPECT_FALSE(plausible_email("a\u2066@x.io"));
+  EXPECT_TRUE(plausible_email("j\u00f6rg@m\u00fcller.de"));  // other non-ASCII letters are fine
 }
 
 TEST(AuthSnapshot, AdminThroughGroupAndFlag) {

@@ -1,0 +1,166 @@
+// The management API's guards, found by review (docs/admin-api.md, docs/tenancy.md): control characters in a
+// path or a value (PostgreSQL would cut a NUL short: "admin@localhost\0x" named admin@localhost), the last
+// administrator, MCP-Admin itself, a group rename that must carry its sealed credentials along, a PATCH that
+// fails half-way, tenant endpoints written as numeric IPv4 forms, accounts made by a bulk add (audited), and
+// invisible characters in emails. Runs on the run's backend (SQLite, or PostgreSQL in the second pass).
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { everythingStdio, startEverythingHttp, startGatehouse, streamableHttpEntry } from './lib/index.js';
+import { createOpenWebUiDb, mintWebUiToken } from './lib/openwebui.js';
+import {
+  callText, distinctiveSecret, makeGroup, makeUser, mcpSession, newEncryptionKey, putGrant, putKey,
+} from './lib/tenancy.js';
+
+const ME = 'admin@localhost';  // the bootstrap administrator (gh.api's key)
+
+/** A request with a path exactly as given (fetch would normalise it). */
+function rawRequest(gh, method, path, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: gh.port, method, path, headers: { ...gh.authHeaders, ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+    });
+    req.on('error', reject);
+    if (body !== undefined) {
+      req.setHeader('content-type', 'application/json');
+      req.write(JSON.stringify(body));
+    }
+    req.end();
+  });
+}
+
+describe('management API guards', () => {
+  it('a control character in a path segment or a value is refused (400), and nothing changes', async (t) => {
+    const gh = await startGatehouse({ t });
+    const other = await makeUser(gh, 'other@example.com', { isAdmin: true });
+    for (const [method, path, body] of [
+      ['PATCH', `/mcp-admin/api/users/${encodeURIComponent(ME)}%00x`, { is_admin: false, disabled: true }],
+      ['DELETE', '/mcp-admin/api/users/other%40example.com%00', undefined],
+      ['GET', '/mcp-admin/api/groups/MCP-Admin%0a', undefined],
+    ]) {
+      const res = await rawRequest(gh, method, path, body);
+      assert.equal(res.status, 400, `${method} ${path}: ${res.text}`);
+    }
+    const me = await gh.api('GET', `/users/${encodeURIComponent(ME)}`);
+    assert.equal(me.body.is_admin, true);
+    assert.equal(me.body.disabled, false);
+    assert.equal((await gh.api('GET', '/users/other%40example.com', undefined, { headers: other.headers })).status, 200);
+
+    await gh.api('POST', '/users', { email: 'k@example.com' });
+    for (const [path, body] of [
+      ['/users', { email: 'nul@example.com', name: 'a\u0000b' }],
+      ['/users', { email: 'big@example.com', name: 'x'.repeat(100_000) }],
+      ['/groups', { name: 'NulGroup', description: 'x\u0000y' }],
+      ['/apikeys', { user_email: 'k@example.com', name: 'n\u0000' }],
+      ['/users', { email: `${ME}\u200b` }],  // reads as the administrator's address
+      ['/users', { email: '\u202emoc.live@x.com' }],
+    ]) {
+      const res = await gh.api('POST', path, body);
+      assert.equal(res.status, 400, `POST ${path} ${JSON.stringify(body).slice(0, 80)}: ${res.text}`);
+    }
+    assert.equal((await gh.api('GET', '/users/nul%40example.com')).status, 404);
+    assert.equal((await gh.api('GET', '/groups/NulGroup')).status, 404);
+    const described = await gh.api('POST', '/groups', { name: 'Multi', description: 'line one\nline two\twith a tab' });
+    assert.equal(described.status, 201, 'line breaks and tabs are fine in a description');
+  });
+
+  it('the last administrator stays: no one removes their own rights, MCP-Admin is neither renamed nor deleted', async (t) => {
+    const secret = 'webui-secret-for-the-guards-0123456789';
+    const webui = await createOpenWebUiDb({ t });
+    const owner = await webui.addUser({ email: 'owner@webui.test', role: 'admin' });
+    const gh = await startGatehouse({ t, env: { WEBUI_SECRET_KEY: secret, OPENWEBUI_DATABASE_URL: webui.url } });
+    const b = await makeUser(gh, 'b@example.com', { groups: ['MCP-Admin'] });  // an administrator through the group only
+    const asB = (method, path, body) => gh.api(method, path, body, { headers: b.headers });
+
+    let res = await asB('DELETE', '/groups/MCP-Admin/members/b%40example.com');
+    assert.equal(res.status, 400, `removing oneself from MCP-Admin: ${res.text}`);
+    res = await asB('PATCH', '/groups/MCP-Admin', { name: 'Renamed' });
+    assert.equal(res.status, 400, res.text);
+    assert.equal((await asB('DELETE', '/groups/MCP-Admin')).status, 400);
+    assert.equal((await asB('DELETE', `/users/${encodeURIComponent(ME)}`)).status, 204, 'b stays: fine');
+    res = await asB('PATCH', '/users/b%40example.com', { is_admin: false });
+    assert.equal(res.status, 200, `still an administrator through MCP-Admin: ${res.text}`);
+
+    // An Open WebUI administrator is an administrator here without being one in Gatehouse's own records:
+    // it may not take away the only one there is.
+    const webuiAdmin = { authorization: `Bearer ${await mintWebUiToken(secret, { id: owner })}` };
+    const asOwner = (method, path, body) => gh.api(method, path, body, { headers: webuiAdmin, auth: false });
+    assert.equal((await asOwner('GET', '/users')).status, 200);
+    for (const [method, path, body] of [
+      ['DELETE', '/groups/MCP-Admin/members/b%40example.com'],
+      ['DELETE', '/users/b%40example.com'],
+      ['PATCH', '/users/b%40example.com', { disabled: true }],
+    ]) {
+      res = await asOwner(method, path, body);
+      assert.equal(res.status, 409, `${method} ${path}: ${res.text}`);
+      assert.equal(res.body.error.code, 'last_admin');
+    }
+    assert.equal((await asB('GET', '/users')).status, 200, 'b is still an administrator');
+    // With a second one, the first can go.
+    assert.equal((await asB('POST', '/users', { email: 'c@example.com', is_admin: true })).status, 201);
+    assert.equal((await asOwner('DELETE', '/groups/MCP-Admin/members/b%40example.com')).status, 204);
+    assert.equal((await asB('GET', '/users')).status, 403);
+  });
+
+  it('a renamed group keeps its stored credentials (they are sealed with its name)', async (t) => {
+    const secret = distinctiveSecret('rename');
+    const gh = await startGatehouse({
+      t,
+      servers: { crm: everythingStdio({ env: { CRM_API_KEY: '${secret:CRM_API_KEY}' } }) },
+      env: { ENCRYPTION_KEY: newEncryptionKey() },
+    });
+    await makeGroup(gh, 'Tenant-Old', { isTenant: true });
+    await putGrant(gh, 'Tenant-Old', 'crm');
+    assert.equal((await putKey(gh, 'Tenant-Old', 'crm', 'CRM_API_KEY', secret)).status, 201);
+    const user = await makeUser(gh, 'ren@example.com', { groups: ['Tenant-Old'] });
+    assert.equal((await gh.api('PATCH', '/groups/Tenant-Old', { name: 'Tenant-New' })).status, 200);
+    const keys = await gh.api('GET', '/tenants/Tenant-New/keys');
+    assert.equal(keys.body.items[0].value, `••••${secret.slice(-4)}`, JSON.stringify(keys.body));
+    const s = await mcpSession(gh, user.headers);
+    assert.equal(JSON.parse(callText(await s.call('crm__get-env'), 'get-env')).CRM_API_KEY, secret);
+    // The command line too.
+    const cli = await gh.cli(['groups', 'rename', 'Tenant-New', 'Tenant-Newer']);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.equal((await gh.api('GET', '/tenants/Tenant-Newer/keys')).body.items[0].value, `••••${secret.slice(-4)}`);
+  });
+
+  it('a PATCH refused for its name changes nothing', async (t) => {
+    const gh = await startGatehouse({ t });
+    await makeGroup(gh, 'G1', { description: 'orig', priority: 1 });
+    await makeGroup(gh, 'G2');
+    for (const [body, status] of [
+      [{ description: 'CHANGED', priority: 999, is_tenant: true, name: 'a/b' }, 400],
+      [{ description: 'CHANGED-AGAIN', name: 'G2' }, 409],
+      [{ priority: -5, name: 42 }, 400],
+    ]) {
+      assert.equal((await gh.api('PATCH', '/groups/G1', body)).status, status, JSON.stringify(body));
+    }
+    const g = (await gh.api('GET', '/groups/G1')).body;
+    assert.deepEqual([g.description, g.priority, g.is_tenant], ['orig', 1, false]);
+  });
+
+  it('tenant endpoints written as numeric IPv4 forms other than a.b.c.d are refused', async (t) => {
+    const up = await startEverythingHttp('streamableHttp', { t });
+    const gh = await startGatehouse({ t, servers: { remote: streamableHttpEntry(up.url) } });
+    await makeGroup(gh, 'T', { isTenant: true });
+    for (const url of ['http://169.254.169.254/latest', 'http://2852039166/latest', 'http://0xa9fea9fe/latest',
+      'http://169.254.43518/latest', 'http://0251.0376.0251.0376/latest', `http://2130706433:${up.port ?? 80}/mcp`]) {
+      const res = await gh.api('PUT', '/tenants/T/endpoints/remote', { url });
+      assert.equal(res.status, 400, `${url}: ${res.text}`);
+    }
+    assert.equal((await gh.api('PUT', '/tenants/T/endpoints/remote', { url: up.url })).status, 201);
+  });
+
+  it('people added to a group by a bulk add are created with an audit entry each', async (t) => {
+    const gh = await startGatehouse({ t });
+    await makeGroup(gh, 'Bulk');
+    const res = await gh.api('POST', '/groups/Bulk/members', { emails: ['new1@example.com', 'new2@example.com', 7, 'bad'] });
+    assert.deepEqual(res.body.added, ['new1@example.com', 'new2@example.com']);
+    assert.equal((await gh.api('PUT', '/groups/Bulk/members/new3%40example.com')).status, 201);
+    const audit = (await gh.api('GET', '/audit?action=user.create&per_page=100')).body.items.map((e) => e.target).sort();
+    assert.deepEqual(audit, ['new1@example.com', 'new2@example.com', 'new3@example.com']);
+  });
+});
