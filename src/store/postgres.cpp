@@ -131,8 +131,13 @@ class PgConnection final : public Connection {
     for (size_t i = 0; i < params.size(); ++i) {
       const auto& v = params[i];
       if (v.kind == Value::Kind::null) continue;
-      if (v.kind == Value::Kind::text) owned[i] = v.s;
-      else append_number(owned[i], v);
+      if (v.kind == Value::Kind::text) {
+        // libpq would end the value at the NUL: "a\0b" stored as "a", "admin@x\0y" found as admin@x.
+        if (v.s.find('\0') != std::string_view::npos) throw StoreError("a text value holds a NUL character");
+        owned[i] = v.s;
+      } else {
+        append_number(owned[i], v);
+      }
       values[i] = owned[i].c_str();
     }
     return run([&] {

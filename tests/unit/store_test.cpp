@@ -815,6 +815,41 @@ TYPED_TEST(StoreTest, GrantsKeysEndpointsNeedAnExistingGroup) {
   EXPECT_EQ(s.list_grants("").size(), 1u);
 }
 
+TYPED_TEST(StoreTest, RenameWritesTheResealedKeysAndAdminsAreListed) {
+  auto& s = *this->store;
+  ASSERT_TRUE(s.create_group(this->group("Tenant-Old")));
+  s.put_tenant_key({"Tenant-Old", "github", "TOKEN", "sealed-for-old", "k1", 1});
+  ASSERT_TRUE(s.rename_group("Tenant-Old", "Tenant-New", {{"Tenant-New", "github", "TOKEN", "sealed-for-new", "k2", 1}}));
+  auto keys = s.list_tenant_keys("Tenant-New");
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].ciphertext, "sealed-for-new");
+  EXPECT_EQ(keys[0].key_id, "k2");
+
+  auto flagged = this->user("flag@x.io");
+  flagged.is_admin = true;
+  auto off = this->user("off@x.io");
+  off.is_admin = true;
+  off.disabled = true;
+  for (auto& u : {flagged, off, this->user("member@x.io"), this->user("plain@x.io")}) ASSERT_TRUE(s.create_user(u));
+  ASSERT_TRUE(s.create_group(this->group("MCP-Admin")));
+  ASSERT_TRUE(s.add_member("MCP-Admin", "member@x.io", "manual"));
+  EXPECT_EQ(s.admin_emails("MCP-Admin"), (std::vector<std::string>{"flag@x.io", "member@x.io"}));
+}
+
+TYPED_TEST(StoreTest, TextWithANulIsStoredWholeOrRefused) {
+  auto& s = *this->store;
+  using namespace std::string_literals;
+  auto u = this->user("nul@x.io", "a\0b"s);
+  if constexpr (TypeParam::kPostgres) {
+    EXPECT_THROW(s.create_user(u), StoreError);  // libpq would cut the value at the NUL
+    EXPECT_THROW(s.get_user("nul@x.io\0y"s), StoreError);
+  } else {
+    ASSERT_TRUE(s.create_user(u));
+    EXPECT_EQ(s.get_user("nul@x.io")->name, "a\0b"s);
+    EXPECT_FALSE(s.get_user("nul@x.io\0y"s));
+  }
+}
+
 TYPED_TEST(StoreTest, GrantsKeysEndpointsFollowGroupRenameAndDelete) {
   auto& s = *this->store;
   ASSERT_TRUE(s.create_group(this->group("Tenant-Old")));
