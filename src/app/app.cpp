@@ -91,7 +91,7 @@ int serve(const Settings& settings, const Environment& env) {
       auto& v = views[id];
       v.info = hub.server_json(*srv);
       v.slots = secret_slots(srv->cfg);
-      for (auto& t : srv->catalog.tools)
+      for (auto& t : srv->any_catalog().tools)
         if (auto* n = t.if_contains("name"); n && n->is_string()) v.tools.emplace_back(n->as_string());
     }
     return views;

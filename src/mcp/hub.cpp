@@ -127,17 +127,26 @@ struct SessionListener final : upstream::Listener {
   void list_changed(std::string_view method) override { hub.list_changed(server, method); }
   void unsolicited(json::object msg) override {
     auto s = session.lock();
-    if (!s) return;
+    if (!s || !still_allowed(*s)) return;
     if (jsonrpc::method_of(msg) == "notifications/cancelled" && !s->translate_cancel(server, msg)) return;
     s->send_unsolicited(msg);
   }
   void unsolicited_request(json::object msg, std::function<void(json::object)> reply) override {
     auto s = session.lock();
-    if (!s || s->closed) {
+    if (!s || s->closed || !still_allowed(*s)) {
       reply(jsonrpc::make_error(nullptr, code::internal_error, "The client session is gone"));
       return;
     }
     s->relay_request(server, std::move(msg), std::move(reply), s->latest_channel.lock());
+  }
+  // Rights are read again for every message, not only when the session asked: after a grant is revoked
+  // nothing more of this server reaches the session, and its upstream session is closed.
+  bool still_allowed(Session& s) {
+    auto srv = hub.find(server);
+    if (srv && s.caller.may_use(srv->cfg)) return true;
+    log::info("upstream message dropped: the session may no longer use the server", {{"server", server}});
+    hub.drop_dedicated(s.shared_from_this(), server);
+    return false;
   }
   Hub& hub;
   std::weak_ptr<Session> session;
@@ -195,11 +204,7 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
     if (srv->shared) srv->shared->close("server configuration changed");
     for (auto& [key, conn] : srv->tenants) conn->close("server configuration changed");
     srv->tenants.clear();
-    for (auto& [sid, s] : sessions_)
-      if (auto d = s->dedicated.find(id); d != s->dedicated.end()) {
-        d->second->close("server configuration changed");
-        s->dedicated.erase(d);
-      }
+    for (auto& [sid, s] : sessions_) release_dedicated(*s, id, "server configuration changed");
     if (it == next.end()) log::info("server removed", {{"server", id}});
   }
   servers_ = std::move(next);
@@ -259,9 +264,30 @@ std::shared_ptr<upstream::Connection> Hub::shared_connection(Server& srv) {
   return srv.shared;
 }
 
+void Hub::drop_dedicated(const std::shared_ptr<Session>& s, const std::string& server) {
+  // Posted: the connection may be delivering the message that led here.
+  net::post(ex_, [this, weak = std::weak_ptr<Session>(s), server] {
+    if (auto s = weak.lock()) release_dedicated(*s, server, "the session may no longer use this server");
+  });
+}
+
+void Hub::release_dedicated(Session& s, const std::string& server, std::string_view why) {
+  auto it = s.dedicated.find(server);
+  if (it == s.dedicated.end()) return;
+  if (!why.empty()) it->second->close(why);
+  s.dedicated.erase(it);
+  s.dedicated_route.erase(server);
+  if (auto srv = find(server)) {
+    --srv->dedicated;
+    if (auto o = srv->dedicated_by_owner.find(s.owner); o != srv->dedicated_by_owner.end() && --o->second == 0)
+      srv->dedicated_by_owner.erase(o);
+  }
+}
+
 std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& srv, std::string* error) {
-  // Dedicated upstream sessions per server, all transports alike: past the cap a session shares.
-  constexpr std::size_t kMaxDedicated = 64;
+  // Dedicated upstream sessions per server, all transports alike, and of one user: past the cap a session
+  // shares (so one user's sessions cannot take every slot).
+  constexpr std::size_t kMaxDedicated = 64, kMaxDedicatedPerOwner = 8;
   // Tenant connections per server: a few tenants' keys each, never one per user.
   constexpr std::size_t kMaxTenants = 64;
   policy::Route route = s.caller.route(srv.cfg);
@@ -271,12 +297,16 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
   }
   if (s.dedicated_mode && !srv.removed && !s.closed) {
     auto it = s.dedicated.find(srv.cfg.id);
-    if (it != s.dedicated.end() && it->second->state() != upstream::State::closed) return it->second;
-    if (it != s.dedicated.end()) {  // closed: its slot is free again
-      s.dedicated.erase(it);
-      --srv.dedicated;
+    if (it != s.dedicated.end()) {
+      bool same_route = s.dedicated_route[srv.cfg.id] == route.key;
+      if (same_route && it->second->state() != upstream::State::closed) return it->second;
+      // Closed, or opened with credentials or an endpoint the caller no longer has (left the tenant, a value
+      // replaced or deleted): its slot is free again, and a new one is opened with the current route.
+      if (!same_route) log::info("dedicated upstream session closed: the caller's credentials changed", {{"server", srv.cfg.id}});
+      release_dedicated(s, srv.cfg.id, same_route ? "" : "the caller's credentials for this server changed");
     }
-    if (srv.dedicated < kMaxDedicated) {
+    auto& mine = srv.dedicated_by_owner[s.owner];
+    if (srv.dedicated < kMaxDedicated && mine < kMaxDedicatedPerOwner) {
       // Declare upstream only what the client itself can do.
       json::object caps;
       for (const char* k : {"sampling", "elicitation", "roots"})
@@ -285,11 +315,15 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
       auto listener = std::make_shared<SessionListener>(*this, s.weak_from_this(), srv.cfg.id);
       conn->set_listener(listener);
       s.dedicated[srv.cfg.id] = conn;
+      s.dedicated_route[srv.cfg.id] = route.key;
       s.listeners.push_back(listener);
       ++srv.dedicated;
+      ++mine;
       return conn;
     }
-    log::warn("dedicated upstream cap reached; using the shared session", {{"server", srv.cfg.id}});
+    if (mine == 0) srv.dedicated_by_owner.erase(s.owner);
+    log::warn("dedicated upstream cap reached; using the shared session",
+              {{"server", srv.cfg.id}, {"open", srv.dedicated}, {"cap", srv.dedicated >= kMaxDedicated ? "server" : "user"}});
   }
   if (route.key.empty()) return shared_connection(srv);
   if (auto it = srv.tenants.find(route.key); it != srv.tenants.end()) {
@@ -340,7 +374,7 @@ net::awaitable<std::vector<std::pair<std::shared_ptr<Server>, const json::object
   auto servers = in_scope(*s);
   co_await load_catalogs(*s, servers);
   for (auto& srv : servers)
-    for (auto& t : srv->catalog.tools)
+    for (auto& t : catalog_of(*s, *srv).tools)
       if (auto* n = t.if_contains("name"); n && n->is_string() && may_call(*s, *srv, n->as_string()))
         out.emplace_back(srv, &t);
   co_return out;
@@ -360,11 +394,7 @@ void Hub::close_session(const std::shared_ptr<Session>& s) {
     if (auto conn = f.conn.lock(); conn && f.handle && f.handle->upstream_id)
       conn->cancel(f.handle->upstream_id, "the client session ended");
   }
-  for (auto& [id, conn] : s->dedicated) {
-    conn->close("client session ended");
-    if (auto srv = find(id)) --srv->dedicated;
-  }
-  s->dedicated.clear();
+  while (!s->dedicated.empty()) release_dedicated(*s, std::string(s->dedicated.begin()->first), "client session ended");
   for (auto& [id, r] : s->relayed) r.reply(jsonrpc::make_error(nullptr, code::internal_error, "The client session ended"));
   s->relayed.clear();
   if (s->outbox_ready) s->outbox_ready->set();
@@ -423,6 +453,7 @@ void Hub::list_changed(const std::string& server, std::string_view method) {
   auto srv = find(server);
   if (!srv) return;
   srv->catalog.loaded = false;  // listed again on next use
+  for (auto& [key, c] : srv->tenant_catalogs) c.loaded = false;
   ++srv->changes;
   json::object note = jsonrpc::make_notification(method, nullptr);
   for (auto& [id, s] : sessions_)
@@ -431,22 +462,51 @@ void Hub::list_changed(const std::string& server, std::string_view method) {
 
 // ---- catalog ----
 
-net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_ptr<upstream::Connection> conn) {
-  if (srv->catalog.loaded) co_return;
-  if (srv->catalog.loading) {
-    auto ev = srv->catalog.loading;
-    co_await ev->wait();
-    co_return;
+Catalog& Server::catalog_for(std::string_view route_key) {
+  if (route_key.empty()) return catalog;
+  if (auto it = tenant_catalogs.find(route_key); it != tenant_catalogs.end()) return it->second;
+  // A stored value's every change makes a new key: the catalogs of keys no connection uses any more go.
+  if (tenant_catalogs.size() >= 64)
+    std::erase_if(tenant_catalogs, [&](auto& kv) { return !kv.second.loading && !tenants.contains(kv.first); });
+  return tenant_catalogs[std::string(route_key)];
+}
+
+std::string Hub::catalog_key(const Session& s, const Server& srv) const {
+  return s.caller.rights ? s.caller.route(srv.cfg).key : std::string();
+}
+
+const Catalog& Hub::catalog_of(const Session& s, const Server& srv) const {
+  static const Catalog none;  // not listed yet for this tenant
+  auto* c = srv.find_catalog(catalog_key(s, srv));
+  return c ? *c : none;
+}
+
+net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_ptr<upstream::Connection> conn,
+                                       std::string route_key) {
+  {
+    auto& cat = srv->catalog_for(route_key);
+    if (cat.loaded) co_return;
+    if (cat.loading) {
+      auto ev = cat.loading;
+      co_await ev->wait();
+      co_return;
+    }
   }
   auto ev = std::make_shared<Event>(ex_);
-  srv->catalog.loading = ev;
+  srv->catalog_for(route_key).loading = ev;
   Catalog fresh;
   // A list_changed during the load (servers often send one right after initialize) may describe a newer list
   // than the one we got: list again, a few times at most.
   for (int attempt = 0; attempt < 3; ++attempt) {
     auto changes_before = srv->changes;
     fresh = Catalog{};
-    if (!conn || conn->state() == upstream::State::closed) conn = shared_connection(*srv);
+    if (!conn || conn->state() == upstream::State::closed) {
+      if (!route_key.empty()) {  // never through another tenant's (or the default) credentials
+        fresh.error = "the connection closed while listing";
+        break;
+      }
+      conn = shared_connection(*srv);
+    }
     if (auto err = co_await conn->ensure_ready()) {
       fresh.error = *err;
       fresh.unavailable = conn;
@@ -505,9 +565,9 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_
     if (!fresh.loaded || srv->changes == changes_before) break;
   }
   if (!srv->removed) {
-    srv->catalog = std::move(fresh);
-    if (!srv->catalog.loaded) log::warn("server unavailable for listing", {{"server", srv->cfg.id},
-                                                                          {"error", srv->catalog.error}});
+    auto& cat = srv->catalog_for(route_key);
+    cat = std::move(fresh);
+    if (!cat.loaded) log::warn("server unavailable for listing", {{"server", srv->cfg.id}, {"error", cat.error}});
   }
   ev->set();
 }
@@ -516,16 +576,17 @@ net::awaitable<void> Hub::load_catalogs(Session& s, const std::vector<std::share
   auto done = std::make_shared<Event>(ex_);
   auto remaining = std::make_shared<std::size_t>(0);
   for (auto& srv : servers) {
-    if (srv->catalog.loaded) continue;
+    auto key = catalog_key(s, *srv);
+    if (srv->catalog_for(key).loaded) continue;
     // Listed through the caller's own connection: the server's defaults may lack credentials it has.
     std::string error;
     auto conn = connection_for(s, *srv, &error);
     if (!conn) {
-      if (srv->catalog.error.empty()) srv->catalog.error = error;
+      if (auto& cat = srv->catalog_for(key); cat.error.empty()) cat.error = error;
       continue;
     }
     ++*remaining;
-    net::co_spawn(ex_, load_catalog(srv, conn), [done, remaining](std::exception_ptr) {
+    net::co_spawn(ex_, load_catalog(srv, conn, std::move(key)), [done, remaining](std::exception_ptr) {
       if (--*remaining == 0) done->set();
     });
   }
@@ -546,14 +607,14 @@ std::shared_ptr<Server> Hub::find_for(const Session& s, std::string_view id) con
 
 std::shared_ptr<Server> Hub::route_uri(const Session& s, std::string_view uri) const {
   auto servers = in_scope(s);
-  for (auto& s : servers)
-    if (s->catalog.resource_uris.count(std::string(uri))) return s;
+  for (auto& srv : servers)
+    if (catalog_of(s, *srv).resource_uris.count(std::string(uri))) return srv;
   std::shared_ptr<Server> best;
   std::size_t best_len = 0;
-  for (auto& s : servers)
-    for (auto& p : s->catalog.template_prefixes)
+  for (auto& srv : servers)
+    for (auto& p : catalog_of(s, *srv).template_prefixes)
       if (uri.starts_with(p) && (p.size() > best_len || !best)) {
-        best = s;
+        best = srv;
         best_len = p.size();
       }
   if (best) return best;
@@ -624,8 +685,10 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::meta_call(std::shared_ptr<Ses
     std::string_view server_id, name;
     if (!split_name(full, server_id, name)) return nullptr;
     auto srv = find_for(*s, server_id);
-    if (!srv || !srv->catalog.loaded || !may_call(*s, *srv, name)) return nullptr;
-    for (auto& t : srv->catalog.tools)
+    if (!srv) return nullptr;
+    const auto& cat = catalog_of(*s, *srv);
+    if (!cat.loaded || !may_call(*s, *srv, name)) return nullptr;
+    for (auto& t : cat.tools)
       if (auto* tn = t.if_contains("name"); tn && tn->is_string() && tn->as_string() == name) return &t;
     return nullptr;
   };
@@ -636,7 +699,7 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::meta_call(std::shared_ptr<Ses
     json::array found;
     std::size_t total = 0;
     for (auto& srv : servers) {
-      for (auto& t : srv->catalog.tools) {
+      for (auto& t : catalog_of(*s, *srv).tools) {
         auto* tn = t.if_contains("name");
         if (!tn || !tn->is_string() || !may_call(*s, *srv, tn->as_string())) continue;
         auto full = prefixed(srv->cfg.id, tn->as_string());
@@ -714,6 +777,7 @@ net::awaitable<json::object> Hub::initialize(std::shared_ptr<Session> s, const j
       caps = json::object{{"tools", {{"listChanged", true}}}, {"prompts", json::object{}}, {"resources", json::object{}}};
     }
     caps.erase("experimental");
+    if (!s->dedicated.contains(s->scope)) caps.erase("tasks");  // see dispatch: only on the session's own upstream session
     result["capabilities"] = std::move(caps);
     if (!result.contains("serverInfo"))
       result["serverInfo"] = json::object{{"name", "gatehouse/" + s->scope}, {"version", "0.1.0"}};
@@ -734,9 +798,9 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
   co_await load_catalogs(*s, servers);
   bool aggregate = s->scope.empty();
   // One server's endpoint says why it has nothing to list; the aggregate lists what the others offer.
-  if (!aggregate && !servers.empty() && !servers.front()->catalog.loaded)
-    co_return jsonrpc::make_error(id, code::internal_error, "Upstream server '" + s->scope + "' is unavailable: " +
-                                                                servers.front()->catalog.error);
+  if (!aggregate && !servers.empty())
+    if (const auto& cat = catalog_of(*s, *servers.front()); !cat.loaded)
+      co_return jsonrpc::make_error(id, code::internal_error, "Upstream server '" + s->scope + "' is unavailable: " + cat.error);
   const char* key = method == "tools/list"       ? "tools"
                     : method == "prompts/list"   ? "prompts"
                     : method == "resources/list" ? "resources"
@@ -745,10 +809,11 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
   std::size_t index = 0, page = settings_.list_page_size;
   bool more = false;
   for (auto& srv : servers) {
-    const auto& list = method == "tools/list"       ? srv->catalog.tools
-                       : method == "prompts/list"   ? srv->catalog.prompts
-                       : method == "resources/list" ? srv->catalog.resources
-                                                    : srv->catalog.templates;
+    const auto& cat = catalog_of(*s, *srv);
+    const auto& list = method == "tools/list"       ? cat.tools
+                       : method == "prompts/list"   ? cat.prompts
+                       : method == "resources/list" ? cat.resources
+                                                    : cat.templates;
     bool tools = method == "tools/list";
     for (const auto& item : list) {
       if (tools && s->caller.rights) {
@@ -831,34 +896,35 @@ std::shared_ptr<Server> Hub::named_server(const Session& s, std::string_view ful
   return srv && srv->cfg.enabled ? srv : nullptr;
 }
 
-bool Hub::may_use_named(const Session& s, const Server& srv, bool tool, std::string_view name) const {
-  const auto& names = tool ? srv.catalog.tool_names : srv.catalog.prompt_names;
-  if (srv.catalog.loaded && !names.count(std::string(name))) return false;
+bool Hub::may_use_named(const Session& s, const Server& srv, const Catalog& cat, bool tool, std::string_view name) const {
+  const auto& names = tool ? cat.tool_names : cat.prompt_names;
+  if (cat.loaded && !names.count(std::string(name))) return false;
   return !tool || may_call(s, srv, name);
 }
 
-std::optional<jsonrpc::Reply> Hub::unavailable(Session& s, Server& srv, const json::value& id, std::string_view label) {
-  if (srv.catalog.loaded || srv.catalog.unavailable.expired() || srv.catalog.unavailable.lock() != connection_for(s, srv))
-    return std::nullopt;
+std::optional<jsonrpc::Reply> Hub::unavailable(Session& s, Server& srv, const Catalog& cat, const json::value& id,
+                                               std::string_view label) {
+  if (cat.loaded || cat.unavailable.expired() || cat.unavailable.lock() != connection_for(s, srv)) return std::nullopt;
   srv.stats.calls++;
   srv.stats.errors++;
   if (on_call) on_call(srv.cfg.id, std::string(label), "error", 0);
   return jsonrpc::make_error(id, code::internal_error,
-                             "Upstream server '" + srv.cfg.id + "' is unavailable: " + srv.catalog.error);
+                             "Upstream server '" + srv.cfg.id + "' is unavailable: " + cat.error);
 }
 
 net::awaitable<std::optional<jsonrpc::Reply>> Hub::call_tool(std::shared_ptr<Session> s, jsonrpc::ToolCall call,
                                                              std::shared_ptr<Channel> ch) {
   std::string_view name;
   auto srv = named_server(*s, call.name, name);
-  if (srv && !srv->catalog.loaded) {
+  const Catalog* cat = srv ? &catalog_of(*s, *srv) : nullptr;
+  if (srv && !cat->loaded) {
     std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
     co_await load_catalogs(*s, one);
+    cat = &catalog_of(*s, *srv);
   }
-  if (!srv || !may_use_named(*s, *srv, true, name))
+  if (!srv || !may_use_named(*s, *srv, *cat, true, name))
     co_return jsonrpc::make_error(call.id, code::invalid_params, "Unknown tool: " + call.name);
-  if (!srv->catalog.loaded)
-    if (auto err = unavailable(*s, *srv, call.id, name)) co_return err;
+  if (auto err = unavailable(*s, *srv, *cat, call.id, name)) co_return err;
   std::string params(call.params);
   if (s->scope.empty()) params.replace(call.name_pos, call.name.size(), name);  // the server's own name for it
   co_return co_await forward(s, srv, "tools/call", nullptr, std::move(call.id), ch, std::move(params), name);
@@ -892,13 +958,15 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
     std::string_view full = n->as_string(), name;
     bool tool = m == "tools/call";
     auto srv = named_server(*s, full, name);
-    if (srv && !srv->catalog.loaded) {  // (usually loaded: then no coroutine, event or vector for it)
+    const Catalog* cat = srv ? &catalog_of(*s, *srv) : nullptr;
+    if (srv && !cat->loaded) {  // (usually loaded: then no coroutine, event or vector for it)
       std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
       co_await load_catalogs(*s, one);
+      cat = &catalog_of(*s, *srv);
     }
-    if (!srv || !may_use_named(*s, *srv, tool, name))
+    if (!srv || !may_use_named(*s, *srv, *cat, tool, name))
       co_return error(code::invalid_params, std::string(tool ? "Unknown tool: " : "Unknown prompt: ") + std::string(full));
-    if (auto err = unavailable(*s, *srv, id, tool ? name : m)) co_return err;
+    if (auto err = unavailable(*s, *srv, *cat, id, tool ? name : m)) co_return err;
     if (aggregate) params["name"] = std::string(name);  // `name` views into params: copy before replacing
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }
@@ -913,7 +981,13 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
       co_return jsonrpc::make_error(id, code::resource_not_found, "Resource not found", &data);
     }
     if (m == "resources/subscribe") s->dedicated_mode = true;
-    if (auto err = unavailable(*s, *srv, id, method)) co_return err;
+    if (auto err = unavailable(*s, *srv, catalog_of(*s, *srv), id, method)) co_return err;
+    // A subscription lives in an upstream session: on one shared by many users it would be everyone's.
+    if (m != "resources/read" && connection_for(*s, *srv) && !s->dedicated.contains(srv->cfg.id)) {
+      if (m == "resources/unsubscribe") co_return jsonrpc::make_result(id, json::object{});  // nothing to undo
+      co_return error(code::internal_error, "Subscriptions need an upstream session of your own with '" + srv->cfg.id +
+                                                "', and none is free now; try again later");
+    }
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }
 
@@ -948,7 +1022,8 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
     auto servers = in_scope(*s);
     for (auto& srv : servers) {
       auto conn = connection_for(*s, *srv);
-      if (!conn || co_await conn->ensure_ready()) continue;
+      // A level set on an upstream session shared by many users would be everyone's: only on the session's own.
+      if (!conn || !s->dedicated.contains(srv->cfg.id) || co_await conn->ensure_ready()) continue;
       if (!conn->server_capabilities().contains("logging")) continue;
       upstream::CallOptions opts;
       opts.timeout = conn->timeout();
@@ -959,6 +1034,12 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
 
   if (!aggregate) {  // anything else goes to the one server as it is (tasks, vendor methods)
     auto srv = find_for(*s, s->scope);
+    // Tasks belong to an upstream session: on one shared by many users, a user could list, read or cancel
+    // another's. They are relayed only on the session's own upstream session (dedicated mode).
+    if (srv && m.starts_with("tasks/") && !s->dedicated.contains(s->scope))
+      co_return error(code::method_not_found, "Method not found: " + method +
+                                                  " (tasks need a session of your own with this server: declare sampling, "
+                                                  "elicitation or roots)");
     if (srv) co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
   }
   co_return error(code::method_not_found, "Method not found: " + method);
@@ -1033,14 +1114,15 @@ json::object Hub::server_json(const Server& srv) const {
   o["description"] = srv.cfg.description;
   o["enabled"] = srv.cfg.enabled;
   o["state"] = !srv.cfg.enabled ? "disabled" : srv.shared ? upstream::to_string(srv.shared->state()) : "idle";
-  if (srv.catalog.loaded) o["tools"] = srv.catalog.tools.size();
+  const auto& cat = srv.any_catalog();
+  if (cat.loaded) o["tools"] = cat.tools.size();
   else o["tools"] = nullptr;
   o["calls"] = srv.stats.calls;
   o["errors"] = srv.stats.errors;
   // whole microseconds: Boost.JSON writes doubles in exponent form, which people misread
   o["avg_us"] = srv.stats.calls ? static_cast<uint64_t>(srv.stats.total_ms * 1000.0 / double(srv.stats.calls)) : 0;
   o["tenant_connections"] = srv.tenants.size();
-  if (!srv.catalog.loaded && !srv.catalog.error.empty()) o["last_error"] = srv.catalog.error;
+  if (!cat.loaded && !cat.error.empty()) o["last_error"] = cat.error;
   else o["last_error"] = nullptr;
   return o;
 }

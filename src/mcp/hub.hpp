@@ -56,9 +56,26 @@ struct Server {
   std::shared_ptr<upstream::Listener> listener;
   // One connection per tenant credential set / endpoint (Route::key), shared by that tenant's users.
   std::map<std::string, std::shared_ptr<upstream::Connection>, std::less<>> tenants;
-  Catalog catalog;
+  Catalog catalog;  // as listed with the server's own settings (no tenant credentials or endpoint)
+  // As listed through a tenant's credentials or endpoint (Route::key): what one tenant's account offers
+  // (resource names, prompts, descriptions) is not shown to another's users.
+  std::map<std::string, Catalog, std::less<>> tenant_catalogs;
+  Catalog& catalog_for(std::string_view route_key);  // made when missing
+  // For administrators' views (tool names, counts): the default catalog, else a tenant's that is loaded.
+  const Catalog& any_catalog() const {
+    if (!catalog.loaded)
+      for (auto& [key, c] : tenant_catalogs)
+        if (c.loaded) return c;
+    return catalog;
+  }
+  const Catalog* find_catalog(std::string_view route_key) const {
+    if (route_key.empty()) return &catalog;
+    auto it = tenant_catalogs.find(route_key);
+    return it == tenant_catalogs.end() ? nullptr : &it->second;
+  }
   ServerStats stats;
   std::size_t dedicated = 0;  // dedicated connections open now
+  std::unordered_map<std::string, std::size_t> dedicated_by_owner;  // of them, each user's
   uint64_t changes = 0;       // list_changed notifications seen; a load that overlapped one is not trusted
   bool removed = false;
 };
@@ -130,6 +147,7 @@ struct Session : std::enable_shared_from_this<Session> {
   bool closed = false;
   Clock::time_point last_seen = Clock::now();
   std::map<std::string, std::shared_ptr<upstream::Connection>, std::less<>> dedicated;
+  std::map<std::string, std::string, std::less<>> dedicated_route;  // server → the Route::key it was opened with
   std::vector<std::shared_ptr<upstream::Listener>> listeners;  // of the dedicated connections (held weakly there)
   std::unordered_map<std::string, InFlight> in_flight;  // key: serialized downstream id
   std::unordered_map<int64_t, RelayedRequest> relayed;   // server→client requests awaiting the client
@@ -209,14 +227,22 @@ class Hub {
   // Periodic housekeeping: idle sessions and idle stdio processes.
   void sweep();
   void list_changed(const std::string& server, std::string_view method);
+  // Closes the session's own upstream session with that server (soon: posted), e.g. after its grant went.
+  void drop_dedicated(const std::shared_ptr<Session>& s, const std::string& server);
 
  private:
   friend struct SharedListener;
   // The connection this session uses for this server, or null with `error` set (a missing credential).
   std::shared_ptr<upstream::Connection> connection_for(Session& s, Server& srv, std::string* error = nullptr);
   std::shared_ptr<upstream::Connection> shared_connection(Server& srv);
+  // Ends a session's dedicated connection with `server` (closed with `why`, unless empty) and frees its slot.
+  void release_dedicated(Session& s, const std::string& server, std::string_view why);
   std::shared_ptr<upstream::Connection> new_connection(Server& srv, json::object caps, const policy::Route& route = {});
-  net::awaitable<void> load_catalog(std::shared_ptr<Server> srv, std::shared_ptr<upstream::Connection> conn);
+  net::awaitable<void> load_catalog(std::shared_ptr<Server> srv, std::shared_ptr<upstream::Connection> conn,
+                                    std::string route_key);
+  // The catalog this session sees of `srv`: its tenant's own when its route names one (Server::tenant_catalogs).
+  std::string catalog_key(const Session& s, const Server& srv) const;
+  const Catalog& catalog_of(const Session& s, const Server& srv) const;
   net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers);
   bool may_call(const Session& s, const Server& srv, std::string_view tool) const;
   json::array meta_tools() const;
@@ -234,11 +260,12 @@ class Hub {
   std::shared_ptr<Server> named_server(const Session& s, std::string_view full, std::string_view& name) const;
   // Whether the caller may use that tool or prompt (the server's catalog loaded): an unknown one and a
   // forbidden one look the same, so that list and call agree.
-  bool may_use_named(const Session& s, const Server& srv, bool tool, std::string_view name) const;
+  bool may_use_named(const Session& s, const Server& srv, const Catalog& cat, bool tool, std::string_view name) const;
   // After load_catalogs (and the caller's rights checked): when the load found `srv` unable to start through
   // the connection this call would take, the call's error (counted as a failed call); the call is not sent,
   // which would start the server a second time after its backoff and so double the caller's wait.
-  std::optional<jsonrpc::Reply> unavailable(Session& s, Server& srv, const json::value& id, std::string_view label);
+  std::optional<jsonrpc::Reply> unavailable(Session& s, Server& srv, const Catalog& cat, const json::value& id,
+                                           std::string_view label);
   std::shared_ptr<Server> route_uri(const Session& s, std::string_view uri) const;
 
   net::any_io_executor ex_;
