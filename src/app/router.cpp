@@ -138,6 +138,18 @@ net::awaitable<void> Router::handle(http::Exchange& ex) {
   }
 }
 
+// The per-IP limit's key: the address, or for IPv6 its /64 (one host is usually given a whole /64, and could
+// otherwise take a fresh allowance with every address in it).
+static std::string ip_limit_key(std::string_view ip) {
+  if (ip.find(':') == std::string_view::npos) return std::string(ip);
+  boost::system::error_code ec;
+  auto a = net::ip::make_address(std::string(ip), ec);
+  if (ec || !a.is_v6() || a.to_v6().is_v4_mapped()) return std::string(ip);
+  auto b = a.to_v6().to_bytes();
+  std::fill(b.begin() + 8, b.end(), 0);
+  return net::ip::address_v6(b).to_string() + "/64";
+}
+
 Router::RateCheck Router::rate_check(const auth::AuthResult& auth, const Note& note) const {
   RateCheck rc;
   if (auth.principal.authenticated()) {
@@ -151,7 +163,7 @@ Router::RateCheck Router::rate_check(const auth::AuthResult& auth, const Note& n
     rc.limit.per_minute = override_limit ? override_limit : p_.settings.rate_limit_per_minute;
   } else {
     rc.scope = "ip";
-    rc.key = "ip:" + note.client_ip;
+    rc.key = "ip:" + ip_limit_key(note.client_ip);
     rc.limit.per_minute = p_.settings.rate_limit_per_ip;
   }
   rc.limit.burst = p_.settings.rate_limit_burst > 0 ? p_.settings.rate_limit_burst : rc.limit.per_minute;

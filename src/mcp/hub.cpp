@@ -456,8 +456,8 @@ void Hub::list_changed(const std::string& server, std::string_view method) {
   for (auto& [key, c] : srv->tenant_catalogs) c.loaded = false;
   ++srv->changes;
   json::object note = jsonrpc::make_notification(method, nullptr);
-  for (auto& [id, s] : sessions_)
-    if (s->scope.empty() || s->scope == server) s->send_unsolicited(note);
+  for (auto& [id, s] : sessions_)  // (only to those who may use the server: its activity is not theirs to see)
+    if ((s->scope.empty() || s->scope == server) && s->caller.may_use(srv->cfg)) s->send_unsolicited(note);
 }
 
 // ---- catalog ----

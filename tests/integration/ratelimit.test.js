@@ -189,4 +189,13 @@ describe('the client IP of the per-IP limit', () => {
     assert.ok(passed >= 5 && passed <= 6, `one real client behind the proxy: ${statuses.join(',')}`);
     assert.equal(passed + statuses.filter((s) => s === 429).length, 12, statuses.join(','));
   });
+
+  it('IPv6 clients are limited by their /64 (one host usually has a whole /64 to take addresses from)', async (t) => {
+    const proxied = await startGatehouse({ t, env: { RATE_LIMIT_PER_IP: '5', TRUSTED_PROXIES: '127.0.0.1' } });
+    const same64 = await burst(10, (i) => ({ url: `${proxied.url}/servers`, headers: { 'x-forwarded-for': `2001:db8:1:2::${(i + 1).toString(16)}` } }));
+    const passed = same64.byStatus[401] ?? 0;
+    assert.ok(passed >= 5 && passed <= allowedBound(5, same64.elapsedMs), `one /64: ${JSON.stringify(same64.byStatus)}`);
+    const other = await burst(3, () => ({ url: `${proxied.url}/servers`, headers: { 'x-forwarded-for': '2001:db8:1:3::1' } }));
+    assert.equal(other.byStatus[401], 3, `another /64 has its own allowance: ${JSON.stringify(other.byStatus)}`);
+  });
 });
