@@ -285,9 +285,10 @@ void Hub::release_dedicated(Session& s, const std::string& server, std::string_v
 }
 
 std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& srv, std::string* error) {
-  // Dedicated upstream sessions per server, all transports alike, and of one user: past the cap a session
-  // shares (so one user's sessions cannot take every slot).
-  constexpr std::size_t kMaxDedicated = 64, kMaxDedicatedPerOwner = 8;
+  // Dedicated upstream sessions per server, all transports alike, and of one user (half of them: an agent
+  // opens many sessions, the MCP conformance suite 32 with one key): past the cap a session shares, so one
+  // user's sessions cannot take every slot.
+  constexpr std::size_t kMaxDedicated = 64, kMaxDedicatedPerOwner = kMaxDedicated / 2;
   // Tenant connections per server: a few tenants' keys each, never one per user.
   constexpr std::size_t kMaxTenants = 64;
   policy::Route route = s.caller.route(srv.cfg);

@@ -6,7 +6,7 @@
 //  - a catalog listed through tenant A's credentials (resource names, descriptions) is not shown to tenant B;
 //  - MCP tasks (which live in an upstream session) are not relayed on a session shared by many users, and
 //    the tasks capability is not offered there;
-//  - one user cannot take every dedicated upstream slot of a server.
+//  - one user cannot take every dedicated upstream slot of a server (32 of 64 at most).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -156,7 +156,7 @@ describe('isolation between users and tenants', () => {
 });
 
 describe('dedicated upstream sessions', () => {
-  it('one user\'s sessions take at most 8 of a server\'s dedicated upstream sessions; another user still gets one', async (t) => {
+  it('one user\'s sessions take at most 32 of a server\'s 64 dedicated upstream sessions; another user still gets one', async (t) => {
     const { startHeaderRecorder } = await import('./lib/tenancy.js');
     const { streamableHttpEntry } = await import('./lib/index.js');
     const rec = await startHeaderRecorder({ t, name: 'hdr' });
@@ -166,7 +166,7 @@ describe('dedicated upstream sessions', () => {
     const hog = await makeUser(gh, 'hog@x.example', { groups: ['Team'] });
     const other = await makeUser(gh, 'other@x.example', { groups: ['Team'] });
     const capLines = () => gh.jsonLogs().filter((l) => l.msg === 'dedicated upstream cap reached; using the shared session');
-    for (let i = 0; i < 8; i++) await capSession(gh, hog.headers, '/mcp/hdr', { sampling: {} });
+    for (let i = 0; i < 32; i++) await capSession(gh, hog.headers, '/mcp/hdr', { sampling: {} });
     assert.equal(capLines().length, 0);
     await capSession(gh, hog.headers, '/mcp/hdr', { sampling: {} });
     assert.deepEqual(capLines().map((l) => l.cap), ['user']);
