@@ -685,11 +685,28 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
       if (dirty) st.update_user(*u);
       st.touch_user(u->email, now);
     }
+    auto in_admin_group = [](const std::vector<std::string>& g) { return std::ranges::count(g, kAdminGroup) > 0; };
+    bool was_in_admin_group = synced && in_admin_group(st.groups_of(u->email));
     if (synced) st.sync_idp_groups(u->email, *synced);
     auto out = std::make_shared<Identity>();
     out->email = u->email;
     out->name = u->name;
     out->groups = st.groups_of(u->email);
+    if (synced && was_in_admin_group != in_admin_group(out->groups)) {
+      // An IdP group named MCP-Admin makes administrators: in the audit log as any other way of becoming one.
+      store::AuditEntry e;
+      e.timestamp = now;
+      e.actor = "idp";
+      e.action = was_in_admin_group ? "group.member.remove" : "group.member.add";
+      e.target = std::string(kAdminGroup);
+      json::array who{json::value(u->email)};
+      e.details = json::serialize(json::object{{was_in_admin_group ? "before" : "after",
+                                                json::object{{was_in_admin_group ? "removed" : "added", who},
+                                                             {"source", "IdP group sync"}}}});
+      st.append_audit(e);
+      log::info(was_in_admin_group ? "administrator rights removed by IdP group sync" : "administrator rights given by IdP group sync",
+                {{"email", u->email}});
+    }
     out->is_admin = u->is_admin || out->in_group(kAdminGroup);
     out->disabled = u->disabled;
     st.notify_changed();

@@ -187,6 +187,18 @@ describe('OIDC sign-in with OIDC_GROUP_SYNC and OIDC_ALLOWED_DOMAINS', () => {
     assert.equal(platform.status, 200, 'a synced group that did not exist is created');
   });
 
+  it('an IdP group named MCP-Admin gives administrator rights, and the audit log says so (and when it goes)', async () => {
+    idp.setAccount('alice', { ...accounts().alice, groups: ['Engineering', 'MCP-Admin'] });
+    const promoted = await signIn(gh.url, 'alice');
+    assert.equal((await whoami(gh, sessionHeaders(promoted.sessionCookie))).body.is_admin, true);
+    idp.setAccount('alice', { ...accounts().alice, groups: ['Engineering'] });
+    const demoted = await signIn(gh.url, 'alice');
+    assert.equal((await whoami(gh, sessionHeaders(demoted.sessionCookie))).body.is_admin, false);
+    const audit = (await gh.api('GET', '/audit?actor=idp&target=MCP-Admin&per_page=10')).body.items;
+    assert.deepEqual(audit.map((e) => e.action).reverse(), ['group.member.add', 'group.member.remove']);
+    assert.deepEqual(audit.at(-1).details.after, { added: ['alice@example.com'], source: 'IdP group sync' });
+  });
+
   it('an email outside the allowed domains is refused with 403 and gets no session', async () => {
     const result = await signIn(gh.url, 'bob');
     assert.equal(result.finalStatus, 403, describeFlow(result, idp));
