@@ -106,7 +106,8 @@ int serve(const Settings& settings, const Environment& env) {
   if (limits.max_connections > fdlimit::default_max_connections(fd_limit))
     log::warn("MAX_CONNECTIONS leaves few file descriptors for upstreams and the database",
               {{"max_connections", limits.max_connections}, {"open_file_limit", fd_limit}});
-  budget::set_limit(settings.upstream_memory_mb << 20);
+  budget::set_limit(settings.upstream_memory_mb >= 0 ? std::size_t(settings.upstream_memory_mb) << 20
+                                                    : budget::default_limit(budget::available_memory()));
   observability::Metrics metrics;
   hub.on_call = [&metrics](const std::string& server, const std::string& tool, std::string_view outcome, double s) {
     metrics.upstream_call(server, tool, outcome, s);
@@ -156,6 +157,7 @@ int serve(const Settings& settings, const Environment& env) {
   log::info("listening", {{"host", settings.host}, {"port", port}, {"url", router.public_url()},
                           {"servers", servers.size()}, {"servers_file", settings.servers_file},
                           {"max_connections", limits.max_connections}, {"open_file_limit", fd_limit},
+                          {"upstream_memory_limit_mb", budget::counts().limit >> 20},
                           {"openwebui_url", settings.openwebui_url}});
 
   // Housekeeping.

@@ -13,6 +13,10 @@ struct Counts {
   uint64_t refused = 0;             // answers refused at the limit
 };
 inline Counts state;  // (inline: a share's resize is on every call's path)
+// The default limit: a quarter of `memory_bytes`, at most 1 GiB.
+std::size_t default_limit(std::size_t memory_bytes);
+// The memory this process may use: its memory cgroup's limit when lower than the machine's memory.
+std::size_t available_memory();
 inline void set_limit(std::size_t bytes) { state.limit = bytes; }
 inline const Counts& counts() { return state; }
 

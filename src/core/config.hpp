@@ -75,7 +75,7 @@ struct Settings {
   int session_idle_timeout_s = 1800;
   std::size_t max_sessions = 100000;
   std::size_t max_connections = 0;  // open client connections; 0: what the open-file limit allows (fdlimit)
-  std::size_t upstream_memory_mb = 1024;  // upstream answers held while being read, across calls; 0: no limit
+  int64_t upstream_memory_mb = -1;  // upstream answers held while being read, across calls; 0: no limit; -1: auto
   std::size_t list_page_size = 500;  // items per tools/prompts/resources list page
   int stdio_idle_timeout_s = 600;
   int shutdown_grace_ms = 10000;

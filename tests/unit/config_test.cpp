@@ -78,8 +78,8 @@ TEST(Config, SettingsDefaultsAndValidation) {
   EXPECT_EQ(s.max_connections, 0u);  // derived from the open-file limit
   EXPECT_EQ(load_settings({{"MAX_CONNECTIONS", "5000"}}).max_connections, 5000u);
   EXPECT_EQ(setting_of([] { load_settings({{"MAX_CONNECTIONS", "0"}}); }), "MAX_CONNECTIONS");
-  EXPECT_EQ(s.upstream_memory_mb, 1024u);
-  EXPECT_EQ(load_settings({{"UPSTREAM_MEMORY_LIMIT_MB", "0"}}).upstream_memory_mb, 0u);  // no limit
+  EXPECT_EQ(s.upstream_memory_mb, -1);  // from the memory the process may use
+  EXPECT_EQ(load_settings({{"UPSTREAM_MEMORY_LIMIT_MB", "0"}}).upstream_memory_mb, 0);  // no limit
   EXPECT_EQ(setting_of([] { load_settings({{"UPSTREAM_MEMORY_LIMIT_MB", "-1"}}); }), "UPSTREAM_MEMORY_LIMIT_MB");
 }
 
@@ -161,6 +161,9 @@ TEST(Budget, SharesStayUnderTheLimitAndAreGivenBack) {
     EXPECT_EQ(gh::budget::counts().refused, 1u);
   }
   EXPECT_EQ(gh::budget::counts().held, 0u);  // given back when they end
+  EXPECT_EQ(gh::budget::default_limit(std::size_t(512) << 20), std::size_t(128) << 20);  // a quarter
+  EXPECT_EQ(gh::budget::default_limit(std::size_t(64) << 30), std::size_t(1) << 30);    // at most 1 GiB
+  EXPECT_GT(gh::budget::available_memory(), 0u);
   gh::budget::set_limit(0);
   gh::budget::Share unlimited;
   EXPECT_TRUE(unlimited.resize(std::size_t(1) << 40));
