@@ -274,9 +274,8 @@ void Hub::drop_dedicated(const std::shared_ptr<Session>& s, const std::string& s
 void Hub::release_dedicated(Session& s, const std::string& server, std::string_view why) {
   auto it = s.dedicated.find(server);
   if (it == s.dedicated.end()) return;
-  if (!why.empty()) it->second->close(why);
+  if (!why.empty()) it->second.conn->close(why);
   s.dedicated.erase(it);
-  s.dedicated_route.erase(server);
   if (auto srv = find(server)) {
     --srv->dedicated;
     if (auto o = srv->dedicated_by_owner.find(s.owner); o != srv->dedicated_by_owner.end() && --o->second == 0)
@@ -284,14 +283,16 @@ void Hub::release_dedicated(Session& s, const std::string& server, std::string_v
   }
 }
 
-std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& srv, std::string* error) {
+std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& srv, std::string* error,
+                                                          const policy::Route* known) {
   // Dedicated upstream sessions per server, all transports alike, and of one user (half of them: an agent
   // opens many sessions, the MCP conformance suite 32 with one key): past the cap a session shares, so one
   // user's sessions cannot take every slot.
   constexpr std::size_t kMaxDedicated = 64, kMaxDedicatedPerOwner = kMaxDedicated / 2;
   // Tenant connections per server: a few tenants' keys each, never one per user.
   constexpr std::size_t kMaxTenants = 64;
-  policy::Route route = s.caller.route(srv.cfg);
+  std::optional<policy::Route> own;
+  const policy::Route& route = known ? *known : own.emplace(s.caller.route(srv.cfg));
   if (!route.error.empty()) {
     if (error) *error = route.error;
     return nullptr;
@@ -299,8 +300,8 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
   if (s.dedicated_mode && !srv.removed && !s.closed) {
     auto it = s.dedicated.find(srv.cfg.id);
     if (it != s.dedicated.end()) {
-      bool same_route = s.dedicated_route[srv.cfg.id] == route.key;
-      if (same_route && it->second->state() != upstream::State::closed) return it->second;
+      bool same_route = it->second.route == route.key;
+      if (same_route && it->second.conn->state() != upstream::State::closed) return it->second.conn;
       // Closed, or opened with credentials or an endpoint the caller no longer has (left the tenant, a value
       // replaced or deleted): its slot is free again, and a new one is opened with the current route.
       if (!same_route) log::info("dedicated upstream session closed: the caller's credentials changed", {{"server", srv.cfg.id}});
@@ -315,8 +316,7 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
       auto conn = new_connection(srv, std::move(caps), route);
       auto listener = std::make_shared<SessionListener>(*this, s.weak_from_this(), srv.cfg.id);
       conn->set_listener(listener);
-      s.dedicated[srv.cfg.id] = conn;
-      s.dedicated_route[srv.cfg.id] = route.key;
+      s.dedicated[srv.cfg.id] = {conn, route.key};
       s.listeners.push_back(listener);
       ++srv.dedicated;
       ++mine;
@@ -443,7 +443,7 @@ void Hub::start_draining() {
 
 void Hub::stop_upstreams() {
   for (auto& [id, s] : sessions_)
-    for (auto& [sid, conn] : s->dedicated) conn->close("shutting down");
+    for (auto& [sid, d] : s->dedicated) d.conn->close("shutting down");
   for (auto& [id, srv] : servers_) {
     if (srv->shared) srv->shared->close("shutting down");
     for (auto& [key, conn] : srv->tenants) conn->close("shutting down");
@@ -472,13 +472,11 @@ Catalog& Server::catalog_for(std::string_view route_key) {
   return tenant_catalogs[std::string(route_key)];
 }
 
-std::string Hub::catalog_key(const Session& s, const Server& srv) const {
-  return s.caller.rights ? s.caller.route(srv.cfg).key : std::string();
-}
+std::string Hub::catalog_key(const Session& s, const Server& srv) const { return s.caller.route(srv.cfg).key; }
 
-const Catalog& Hub::catalog_of(const Session& s, const Server& srv) const {
+const Catalog& Hub::catalog_of(const Server& srv, std::string_view route_key) {
   static const Catalog none;  // not listed yet for this tenant
-  auto* c = srv.find_catalog(catalog_key(s, srv));
+  auto* c = srv.find_catalog(route_key);
   return c ? *c : none;
 }
 
@@ -846,12 +844,12 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
 net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv,
                                                            std::string method, json::value params, json::value id,
                                                            std::shared_ptr<Channel> ch, std::string raw_params,
-                                                           std::string_view tool) {
+                                                           std::string_view tool, const policy::Route* route) {
   std::string key = id_key(id);
   if (s->in_flight.count(key))
     co_return jsonrpc::make_error(id, code::invalid_request, "A request with this id is already in progress");
   std::string route_error;
-  auto conn = connection_for(*s, *srv, &route_error);
+  auto conn = connection_for(*s, *srv, &route_error, route);
   if (!conn) co_return jsonrpc::make_error(id, code::internal_error, route_error);
   std::string call_label = tool.empty() ? method : std::string(tool);  // the tool for tools/call, else the method
   if (tool.empty() && method == "tools/call" && params.is_object())
@@ -917,18 +915,20 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::call_tool(std::shared_ptr<Ses
                                                              std::shared_ptr<Channel> ch) {
   std::string_view name;
   auto srv = named_server(*s, call.name, name);
-  const Catalog* cat = srv ? &catalog_of(*s, *srv) : nullptr;
+  policy::Route route;  // worked out once: the catalog checked and the connection taken both follow it
+  if (srv) route = s->caller.route(srv->cfg);
+  const Catalog* cat = srv ? &catalog_of(*srv, route.key) : nullptr;
   if (srv && !cat->loaded) {
     std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
     co_await load_catalogs(*s, one);
-    cat = &catalog_of(*s, *srv);
+    cat = &catalog_of(*srv, route.key);
   }
   if (!srv || !may_use_named(*s, *srv, *cat, true, name))
     co_return jsonrpc::make_error(call.id, code::invalid_params, "Unknown tool: " + call.name);
   if (auto err = unavailable(*s, *srv, *cat, call.id, name)) co_return err;
   std::string params(call.params);
   if (s->scope.empty()) params.replace(call.name_pos, call.name.size(), name);  // the server's own name for it
-  co_return co_await forward(s, srv, "tools/call", nullptr, std::move(call.id), ch, std::move(params), name);
+  co_return co_await forward(s, srv, "tools/call", nullptr, std::move(call.id), ch, std::move(params), name, &route);
 }
 
 net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Session> s, json::object req,
@@ -1074,7 +1074,7 @@ void Hub::client_message(const std::shared_ptr<Session>& s, json::object msg) {
     return;
   }
   if (method == "notifications/roots/list_changed") {
-    for (auto& [id, conn] : s->dedicated) conn->notify(method, nullptr);
+    for (auto& [id, d] : s->dedicated) d.conn->notify(method, nullptr);
     return;
   }
   // notifications/initialized and others need nothing from us

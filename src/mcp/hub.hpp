@@ -146,8 +146,11 @@ struct Session : std::enable_shared_from_this<Session> {
   bool dedicated_mode = false;  // its own upstream sessions (sampling/elicitation/roots, log level, subscriptions)
   bool closed = false;
   Clock::time_point last_seen = Clock::now();
-  std::map<std::string, std::shared_ptr<upstream::Connection>, std::less<>> dedicated;
-  std::map<std::string, std::string, std::less<>> dedicated_route;  // server → the Route::key it was opened with
+  struct Dedicated {
+    std::shared_ptr<upstream::Connection> conn;
+    std::string route;  // the Route::key it was opened with
+  };
+  std::map<std::string, Dedicated, std::less<>> dedicated;  // by server
   std::vector<std::shared_ptr<upstream::Listener>> listeners;  // of the dedicated connections (held weakly there)
   std::unordered_map<std::string, InFlight> in_flight;  // key: serialized downstream id
   std::unordered_map<int64_t, RelayedRequest> relayed;   // server→client requests awaiting the client
@@ -233,7 +236,9 @@ class Hub {
  private:
   friend struct SharedListener;
   // The connection this session uses for this server, or null with `error` set (a missing credential).
-  std::shared_ptr<upstream::Connection> connection_for(Session& s, Server& srv, std::string* error = nullptr);
+  // `known`: the caller's route for this server when the caller worked it out already.
+  std::shared_ptr<upstream::Connection> connection_for(Session& s, Server& srv, std::string* error = nullptr,
+                                                       const policy::Route* known = nullptr);
   std::shared_ptr<upstream::Connection> shared_connection(Server& srv);
   // Ends a session's dedicated connection with `server` (closed with `why`, unless empty) and frees its slot.
   void release_dedicated(Session& s, const std::string& server, std::string_view why);
@@ -242,7 +247,8 @@ class Hub {
                                     std::string route_key);
   // The catalog this session sees of `srv`: its tenant's own when its route names one (Server::tenant_catalogs).
   std::string catalog_key(const Session& s, const Server& srv) const;
-  const Catalog& catalog_of(const Session& s, const Server& srv) const;
+  const Catalog& catalog_of(const Session& s, const Server& srv) const { return catalog_of(srv, catalog_key(s, srv)); }
+  static const Catalog& catalog_of(const Server& srv, std::string_view route_key);
   net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers);
   bool may_call(const Session& s, const Server& srv, std::string_view tool) const;
   json::array meta_tools() const;
@@ -254,7 +260,7 @@ class Hub {
   net::awaitable<std::optional<jsonrpc::Reply>> forward(std::shared_ptr<Session> s, std::shared_ptr<Server> srv,
                                                         std::string method, json::value params, json::value id,
                                                         std::shared_ptr<Channel> ch, std::string raw_params = {},
-                                                        std::string_view tool = {});
+                                                        std::string_view tool = {}, const policy::Route* route = nullptr);
   // The server that a tools/call or prompts/get `full` name is for, and the name it knows it by (`full` is
   // prefixed on the aggregate endpoint); null when there is none.
   std::shared_ptr<Server> named_server(const Session& s, std::string_view full, std::string_view& name) const;
