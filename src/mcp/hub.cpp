@@ -959,17 +959,19 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
     std::string_view full = n->as_string(), name;
     bool tool = m == "tools/call";
     auto srv = named_server(*s, full, name);
-    const Catalog* cat = srv ? &catalog_of(*s, *srv) : nullptr;
+    policy::Route route;  // once, as in call_tool
+    if (srv) route = s->caller.route(srv->cfg);
+    const Catalog* cat = srv ? &catalog_of(*srv, route.key) : nullptr;
     if (srv && !cat->loaded) {  // (usually loaded: then no coroutine, event or vector for it)
       std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
       co_await load_catalogs(*s, one);
-      cat = &catalog_of(*s, *srv);
+      cat = &catalog_of(*srv, route.key);
     }
     if (!srv || !may_use_named(*s, *srv, *cat, tool, name))
       co_return error(code::invalid_params, std::string(tool ? "Unknown tool: " : "Unknown prompt: ") + std::string(full));
     if (auto err = unavailable(*s, *srv, *cat, id, tool ? name : m)) co_return err;
     if (aggregate) params["name"] = std::string(name);  // `name` views into params: copy before replacing
-    co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
+    co_return co_await forward(s, srv, method, std::move(params_v), id, ch, {}, {}, &route);
   }
 
   if (m == "resources/read" || m == "resources/subscribe" || m == "resources/unsubscribe") {

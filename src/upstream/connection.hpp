@@ -8,6 +8,7 @@
 #include <boost/json/value.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -205,6 +206,9 @@ std::shared_ptr<Connection> make_connection(net::any_io_executor ex, const Serve
                                             std::map<std::string, std::string> env,
                                             std::map<std::string, std::string> headers,
                                             json::object client_capabilities);
+
+// One upstream message at most: a stdio line, a remote answer's body or SSE event ("64 MiB" in errors).
+inline constexpr std::size_t kMaxMessage = std::size_t(64) << 20;
 
 inline constexpr const char* kLatestProtocol = "2025-11-25";
 inline bool supported_protocol_version(std::string_view v) {

@@ -20,7 +20,6 @@ namespace gh::upstream {
 
 namespace bhttp = boost::beast::http;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
-constexpr std::size_t kMaxAnswer = 64 * 1024 * 1024;  // one answer (a body, an SSE event) at most
 
 namespace {
 
@@ -150,7 +149,7 @@ class HttpConnection final : public Connection {
     auto deadline = Clock::now() + timeout + std::chrono::seconds(5);
     bool is_initialize = handshake && related != 0;
     bool sse = false;
-    sse::Decoder decoder;
+    sse::Decoder decoder(kMaxMessage);
     std::string json_body;
     auto pool = self->pool_;
     // What of the answer is held while it is read counts against UPSTREAM_MEMORY_LIMIT_MB (core/budget.hpp).
@@ -171,7 +170,7 @@ class HttpConnection final : public Connection {
         else if (!share.resize(decoder.buffered())) refused = Refused::memory;
         return refused == Refused::no;
       }
-      if (json_body.size() + data.size() > kMaxAnswer) refused = Refused::too_large;
+      if (json_body.size() + data.size() > kMaxMessage) refused = Refused::too_large;
       else if (!share.resize(json_body.size() + data.size())) refused = Refused::memory;
       if (refused != Refused::no) return false;
       json_body.append(data);
@@ -183,7 +182,7 @@ class HttpConnection final : public Connection {
       // its next message must carry it.
       if (is_initialize && !h.session_id.empty() && self->epoch_ == epoch) self->session_id_ = h.session_id;
     };
-    auto res = co_await pool->request(std::move(req), deadline, std::ref(on_body), deadline, kMaxAnswer,
+    auto res = co_await pool->request(std::move(req), deadline, std::ref(on_body), deadline, kMaxMessage,
                                       std::ref(on_headers));
     if (self->epoch_ != epoch) co_return;
     if (refused != Refused::no) {
@@ -288,7 +287,7 @@ class HttpConnection final : public Connection {
       if (self->epoch_ != epoch || !self->is_pending(related)) co_return;
       auto req = self->make_request(bhttp::verb::get);
       req.set("Last-Event-ID", last_id);
-      sse::Decoder decoder;
+      sse::Decoder decoder(kMaxMessage);
       auto pool = self->pool_;
       auto res = co_await pool->request(
           std::move(req), Clock::now() + std::chrono::seconds(30),
@@ -319,7 +318,7 @@ class HttpConnection final : public Connection {
     int failures = 0;
     while (self->pool_ && self->epoch_ == epoch && self->session_id_ == session && self->state() != State::closed) {
       auto req = self->make_request(bhttp::verb::get);
-      sse::Decoder decoder;
+      sse::Decoder decoder(kMaxMessage);
       auto pool = self->pool_;
       auto res = co_await pool->request(
           std::move(req), Clock::now() + std::chrono::seconds(30),
@@ -394,7 +393,7 @@ class SseConnection final : public Connection {
     HttpRequest req{bhttp::verb::get, self->target_};
     for (const auto& [k, v] : self->headers_) req.set(k, v);
     req.set("Accept", "text/event-stream");
-    sse::Decoder decoder;
+    sse::Decoder decoder(kMaxMessage);
     auto ready = self->endpoint_ready_;
     auto pool = self->stream_pool_;
     auto res = co_await pool->request(

@@ -28,9 +28,8 @@
 namespace gh::upstream {
 
 namespace {
-constexpr std::size_t kMaxLine = 64 * 1024 * 1024;
 // What a queued message costs besides its text (the string and its place in the deque), counted against
-// kMaxLine too: a flood of small messages is bounded by memory, not by text alone.
+// kMaxMessage too: a flood of small messages is bounded by memory, not by text alone.
 constexpr std::size_t kQueuedMessageOverhead = 64;
 constexpr std::size_t kStderrLinesPerSecond = 100;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
@@ -184,9 +183,9 @@ class StdioConnection final : public Connection {
     if (!stdin_) return;
     text.push_back('\n');
     // A process that stops reading its input would have the gateway hold every message sent to it: past
-    // kMaxLine waiting, it is treated as broken (its calls fail now, it is restarted with backoff).
+    // kMaxMessage waiting, it is treated as broken (its calls fail now, it is restarted with backoff).
     const std::size_t cost = text.size() + kQueuedMessageOverhead;
-    if (queued_bytes_ + cost > kMaxLine) {
+    if (queued_bytes_ + cost > kMaxMessage) {
       if (!overflowing_) {
         overflowing_ = true;
         auto self = std::static_pointer_cast<StdioConnection>(shared_from_this());
@@ -268,7 +267,7 @@ class StdioConnection final : public Connection {
   static net::awaitable<void> read_stdout(std::shared_ptr<StdioConnection> self, uint64_t epoch) {
     std::string buf;
     while (self->epoch_ == epoch && self->stdout_) {
-      auto [ec, n] = co_await net::async_read_until(*self->stdout_, net::dynamic_buffer(buf, kMaxLine), '\n', kTuple);
+      auto [ec, n] = co_await net::async_read_until(*self->stdout_, net::dynamic_buffer(buf, kMaxMessage), '\n', kTuple);
       if (self->epoch_ != epoch) co_return;
       if (ec) {
         std::string why = ec == net::error::eof ? "the process exited"
@@ -323,7 +322,7 @@ class StdioConnection final : public Connection {
   std::unique_ptr<net::posix::stream_descriptor> stdin_, stdout_, stderr_;
   std::unique_ptr<net::posix::stream_descriptor> exit_watch_;  // the process's pidfd (watch_exit)
   std::deque<std::string> queue_;
-  std::size_t queued_bytes_ = 0;  // in queue_ (kMaxLine at most)
+  std::size_t queued_bytes_ = 0;  // in queue_ (kMaxMessage at most)
   bool overflowing_ = false;      // a transport failure for it is on its way
   bool writing_ = false;
 };
