@@ -799,7 +799,13 @@ boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view pa
     if (!reply.status || reply.status == 200) {
       reply.status = 0;
       try {
-        auto job = [call] { return call->run(); };  // named: see BlockingPool::run
+        auto job = [call] {  // named: see BlockingPool::run
+          if (call->verb == bhttp::verb::get) return call->run();
+          // A change with its checks and its audit entries: all of it or, when it fails, none of it.
+          Reply r;
+          if (!call->st.atomically([&] { return (r = call->run()).status < 400; })) call->changed = false;
+          return r;
+        };
         reply = co_await pool_.run(std::move(job));
         if (call->changed) co_await directory_.changed();
       } catch (const StoreError& e) {

@@ -26,6 +26,7 @@ struct Args {
   std::vector<std::string> positional;
   std::map<std::string, std::string> options;
   std::vector<std::string> flags;
+  std::string input;  // `keys set`: the value, read from stdin
   bool has(const std::string& f) const {
     return std::find(flags.begin(), flags.end(), f) != flags.end();
   }
@@ -294,11 +295,7 @@ int keys(store::Store& st, const Args& a, const Settings& settings) {
   }
   if (sub == "set" && a.positional.size() == 4) {
     if (!box) return fail("ENCRYPTION_KEY is not set (32 random bytes, base64: head -c32 /dev/urandom | base64)");
-    // The value comes from stdin, never from the command line (it would sit in shell history and ps).
-    std::string value;
-    int c;
-    while ((c = std::getchar()) != EOF) value.push_back(static_cast<char>(c));
-    while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+    const std::string& value = a.input;
     if (value.empty()) return fail("keys set: give the value on stdin");
     store::TenantKey k;
     k.group = a.positional[1];
@@ -399,12 +396,26 @@ int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const 
       return 0;
     }
     auto a = parse(argv, {"admin", "tenant"});
-    if (cmd == "apikey") return apikey(*st, a);
-    if (cmd == "users") return users(*st, a);
-    if (cmd == "groups") return groups(*st, a, settings);
-    if (cmd == "grants") return grants(*st, a);
-    if (cmd == "keys") return keys(*st, a, settings);
-    if (cmd == "endpoints") return endpoints(*st, a, settings);
+    if (cmd == "keys" && !a.positional.empty() && a.positional[0] == "set") {
+      // The value comes from stdin, never from the command line (it would sit in shell history and ps); read
+      // before the transaction below, which must not wait on a person typing.
+      int c;
+      while ((c = std::getchar()) != EOF) a.input.push_back(static_cast<char>(c));
+      while (!a.input.empty() && (a.input.back() == '\n' || a.input.back() == '\r')) a.input.pop_back();
+    }
+    int rc = 2;
+    // A command's changes with their audit entries: all of them, or none when it fails.
+    st->atomically([&] {
+      rc = cmd == "apikey"    ? apikey(*st, a)
+           : cmd == "users"   ? users(*st, a)
+           : cmd == "groups"  ? groups(*st, a, settings)
+           : cmd == "grants"  ? grants(*st, a)
+           : cmd == "keys"    ? keys(*st, a, settings)
+           : cmd == "endpoints" ? endpoints(*st, a, settings)
+                              : 2;
+      return rc == 0;
+    });
+    return rc;
   } catch (const store::StoreError& e) {
     return fail(std::string("store: ") + e.what());
   } catch (const std::invalid_argument&) {
@@ -412,7 +423,6 @@ int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const 
   } catch (const std::out_of_range&) {
     return fail("a number is out of range");
   }
-  return 2;
 }
 
 }  // namespace gh::app

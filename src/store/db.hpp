@@ -96,18 +96,37 @@ class Connection {
 
   virtual int64_t exec_span(std::string_view sql, std::span<const Value> params) = 0;
   virtual void query_span(std::string_view sql, std::span<const Value> params, const RowFn& fn) = 0;
+
+ private:
+  friend class Transaction;
+  int tx_depth_ = 0;  // Transactions open on this connection
 };
 
-// Rolls back unless committed.
+// Rolls back unless committed. Inside another on the same connection it is a savepoint: its rollback undoes
+// only its own statements, its commit leaves them to the outer transaction's.
 class Transaction {
  public:
-  Transaction(Connection& c, bool write) : c_(c) { c_.begin(write); }
+  Transaction(Connection& c, bool write) : c_(c) {
+    if (c_.tx_depth_ == 0) c_.begin(write);
+    else c_.exec("SAVEPOINT gh_nested");
+    ++c_.tx_depth_;
+  }
   ~Transaction() {
-    if (!done_) try { c_.rollback(); } catch (...) {}
+    if (done_) return;
+    --c_.tx_depth_;
+    try {
+      if (c_.tx_depth_ == 0) c_.rollback();
+      else c_.exec("ROLLBACK TO SAVEPOINT gh_nested"), c_.exec("RELEASE SAVEPOINT gh_nested");
+    } catch (...) {}
   }
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
-  void commit() { c_.commit(); done_ = true; }
+  void commit() {
+    if (c_.tx_depth_ == 1) c_.commit();  // when it throws, still open: the destructor rolls it back
+    else c_.exec("RELEASE SAVEPOINT gh_nested");
+    --c_.tx_depth_;
+    done_ = true;
+  }
 
  private:
   Connection& c_;

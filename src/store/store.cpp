@@ -135,6 +135,7 @@ using sql::Value;
 constexpr const char* kChannel = "mcp_proxy_changed";
 // Any constant shared by all instances: serialises migrations across processes (PostgreSQL).
 constexpr int64_t kMigrationLockKey = 0x6d63705f70727879;  // "mcp_prxy"
+constexpr int64_t kChangeLockKey = 0x6d63705f63686e67;     // "mcp_chng": Store::atomically
 constexpr int64_t kNoLimit = int64_t{1} << 62;
 
 int64_t now_seconds() {
@@ -901,6 +902,15 @@ class SqlStore final : public Store {
     return d;
   }
 
+  bool atomically(const std::function<bool()>& fn) override {
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    if (pg()) conn_->exec("SELECT pg_advisory_xact_lock(?)", {kChangeLockKey});
+    if (!fn()) return false;
+    tx.commit();
+    return true;
+  }
+
   // ---- change notification ----
   void notify_changed() override {
     if (pg()) {
@@ -1057,7 +1067,7 @@ class SqlStore final : public Store {
     f(*analytics_conn_);
   }
 
-  std::mutex mu_;  // guards conn_ (one connection per store)
+  std::recursive_mutex mu_;  // guards conn_ (one connection per store); recursive: atomically()
   std::unique_ptr<Connection> conn_;
   std::mutex analytics_mu_;  // guards analytics_conn_
   std::unique_ptr<Connection> analytics_conn_;

@@ -285,6 +285,12 @@ class Store {
 
   virtual Dump dump() = 0;
 
+  // Runs `fn` in one write transaction on the store's connection: what it changes through this store is
+  // committed when it returns true and undone when it returns false or throws. Changes of every instance
+  // made this way run one after another (SQLite's write lock; PostgreSQL: an advisory lock), so a check and
+  // the change it allows cannot interleave with another's. Other calls of this store wait meanwhile.
+  virtual bool atomically(const std::function<bool()>& fn) = 0;
+
   // Change notification between instances. notify_changed() tells every instance (including this one)
   // that something changed; watch() calls `cb` (on a store-owned thread) after each such notification,
   // at most once per `debounce_ms` burst. PostgreSQL: LISTEN/NOTIFY on channel mcp_proxy_changed with

@@ -127,6 +127,34 @@ describe('management API guards', () => {
     assert.equal((await gh.api('GET', '/tenants/Tenant-Newer/keys')).body.items[0].value, `••••${secret.slice(-4)}`);
   });
 
+  it('the command line stores a tenant value given on stdin, audited; a command that fails writes nothing', async (t) => {
+    const secret = distinctiveSecret('cli');
+    const gh = await startGatehouse({
+      t,
+      servers: { crm: everythingStdio({ env: { CRM_API_KEY: '${secret:CRM_API_KEY}' } }) },
+      env: { ENCRYPTION_KEY: newEncryptionKey() },
+    });
+    await makeGroup(gh, 'Tenant-Cli', { isTenant: true });
+    await putGrant(gh, 'Tenant-Cli', 'crm');
+    const set = gh.cli(['keys', 'set', 'Tenant-Cli', 'crm', 'CRM_API_KEY'], { input: `${secret}\n` });
+    assert.equal(set.code, 0, set.stderr);
+    assert.ok(!set.stdout.includes(secret), set.stdout);
+    assert.equal((await gh.api('GET', '/tenants/Tenant-Cli/keys')).body.items[0].value, `••••${secret.slice(-4)}`);
+    const audit = await gh.api('GET', '/audit?actor=cli&action=tenant_key.replace');
+    assert.equal(audit.body.items.length, 1, JSON.stringify(audit.body));
+    assert.ok(!JSON.stringify(audit.body).includes(secret));
+    const user = await makeUser(gh, 'cli@example.com', { groups: ['Tenant-Cli'] });
+    const s = await mcpSession(gh, user.headers);
+    assert.equal(JSON.parse(callText(await s.call('crm__get-env'), 'get-env')).CRM_API_KEY, secret);
+
+    // A group command that fails part-way (the second email is not one): the first member is not added either.
+    const add = gh.cli(['groups', 'add-member', 'Tenant-Cli', 'first@example.com', 'not an email']);
+    assert.notEqual(add.code, 0, add.stdout);
+    const members = await gh.api('GET', '/groups/Tenant-Cli/members');
+    assert.deepEqual(members.body.items.map((m) => m.email).sort(), ['cli@example.com'], JSON.stringify(members.body));
+    assert.equal((await gh.api('GET', '/users/first%40example.com')).status, 404);
+  });
+
   it('a PATCH refused for its name changes nothing', async (t) => {
     const gh = await startGatehouse({ t });
     await makeGroup(gh, 'G1', { description: 'orig', priority: 1 });

@@ -168,6 +168,83 @@ TYPED_TEST(StoreTest, MigrateIsIdempotentAndVersioned) {
   EXPECT_TRUE(other->get_user("a@x.test").has_value());
 }
 
+TYPED_TEST(StoreTest, AtomicallyCommitsAllOrNothingAndNestsTransactions) {
+  auto& s = *this->store;
+  auto audited = [&] {
+    int64_t total = 0;
+    s.list_audit(AuditFilter{}, &total);
+    return total;
+  };
+  auto entry = [](std::string action) { return AuditEntry{0, 0, "admin@x.test", std::move(action), "t", "{}"}; };
+  ASSERT_TRUE(s.create_user(this->user("keep@x.test")));
+  ASSERT_TRUE(s.create_group(this->group("g")));
+  ASSERT_TRUE(s.add_member("g", "keep@x.test", "admin"));
+
+  // Refused (false): the change and its audit entry are both undone, the nested transaction's too.
+  EXPECT_FALSE(s.atomically([&] {
+    EXPECT_TRUE(s.create_user(this->user("undone@x.test")));
+    EXPECT_TRUE(s.delete_user("keep@x.test"));  // a transaction of its own: a savepoint here
+    s.append_audit(entry("user.delete"));
+    return false;
+  }));
+  EXPECT_FALSE(s.get_user("undone@x.test"));
+  EXPECT_TRUE(s.get_user("keep@x.test"));
+  EXPECT_EQ(s.groups_of("keep@x.test"), std::vector<std::string>{"g"});
+  EXPECT_EQ(audited(), 0);
+
+  // A throw: the same, and the store is usable afterwards.
+  EXPECT_THROW(s.atomically([&]() -> bool {
+    s.create_user(this->user("thrown@x.test"));
+    throw StoreError("boom");
+  }), StoreError);
+  EXPECT_FALSE(s.get_user("thrown@x.test"));
+
+  // A store call failing inside its own (nested) transaction undoes it all.
+  EXPECT_THROW(s.atomically([&] {
+    s.create_user(this->user("before-error@x.test"));
+    s.append_audit(entry("user.create"));
+    s.add_member("no-such-group", "before-error@x.test", "admin");
+    return true;
+  }), StoreError);
+  EXPECT_FALSE(s.get_user("before-error@x.test"));
+  EXPECT_EQ(audited(), 0);
+
+  // Committed: everything, nested transactions included.
+  EXPECT_TRUE(s.atomically([&] {
+    EXPECT_TRUE(s.create_user(this->user("new@x.test")));
+    EXPECT_TRUE(s.delete_user("keep@x.test"));
+    EXPECT_TRUE(s.rename_group("g", "h"));
+    s.append_audit(entry("user.delete"));
+    return true;
+  }));
+  EXPECT_TRUE(s.get_user("new@x.test"));
+  EXPECT_FALSE(s.get_user("keep@x.test"));
+  EXPECT_TRUE(s.get_group("h"));
+  EXPECT_EQ(audited(), 1);
+}
+
+TYPED_TEST(StoreTest, AtomicallyRunsOneInstanceAfterAnother) {
+  // Two instances on one database, each checking then changing: the second sees the first's change.
+  auto& a = *this->store;
+  auto b = Store::open(this->env->url());
+  std::atomic<bool> a_inside{false};
+  std::thread first([&] {
+    a.atomically([&] {
+      a_inside = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      return a.create_user(this->user("first@x.test"));
+    });
+  });
+  while (!a_inside) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  bool saw_first = false;
+  b->atomically([&] {
+    saw_first = b->get_user("first@x.test").has_value();
+    return true;
+  });
+  first.join();
+  EXPECT_TRUE(saw_first);
+}
+
 TYPED_TEST(StoreTest, FreshDatabaseHasVersionZero) {
   this->store.reset();
   this->env = std::make_unique<TypeParam>();
