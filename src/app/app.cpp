@@ -112,11 +112,12 @@ int serve(const Settings& settings, const Environment& env) {
   hub.on_call = [&metrics](const std::string& server, const std::string& tool, std::string_view outcome, double s) {
     metrics.upstream_call(server, tool, outcome, s);
   };
+  cgroup::Idle idle;
   std::unique_ptr<observability::AnalyticsWriter> analytics;
   if (settings.analytics_enabled) {
+    idle = cgroup::prepare_idle(settings.analytics_writer_cgroup);
     analytics = std::make_unique<observability::AnalyticsWriter>(*store, pool, io.get_executor(), 200000,
-                                                                 store->analytics_chunk(),
-                                                                 cgroup::prepare_idle(settings.analytics_writer_cgroup));
+                                                                 store->analytics_chunk(), idle);
     analytics->start(settings.analytics_retention_days);
   }
   policy::LocalLimiter local_limiter;
@@ -229,6 +230,7 @@ int serve(const Settings& settings, const Environment& env) {
   if (oidc) oidc->stop();
   directory.stop();
   store.reset();  // closes the database cleanly (SQLite folds its write-ahead log back into the file)
+  cgroup::remove_ours(idle);  // (the writer has nothing left to do)
   log::info("stopped");
   // Everything was stopped in order above. Coroutines still parked in the io_context (idle keep-alive
   // waits, timers) point at objects of this frame; destroying them after those objects would touch freed

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 #include <vector>
 
 #include <fcntl.h>
@@ -88,7 +89,16 @@ Idle prepare_idle(const std::string& setting) {
     if (made) ::rmdir(dir.c_str());
     return {{}, error};
   }
-  return {dir, {}};
+  return {dir, {}, true};
+}
+
+void remove_ours(const Idle& idle) {
+  if (!idle.ours) return;
+  auto parent = idle.dir.substr(0, idle.dir.rfind('/'));
+  std::istringstream tasks(read_file(idle.dir + "/tasks").value_or(""));
+  for (std::string tid; std::getline(tasks, tid);)
+    if (::access(("/proc/self/task/" + tid).c_str(), F_OK) == 0) write_file(parent + "/tasks", tid);
+  ::rmdir(idle.dir.c_str());
 }
 
 bool is_cgroup_dir(const std::string& dir) {

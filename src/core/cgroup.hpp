@@ -16,11 +16,16 @@ std::string cpu_v1_dir(std::string_view proc_cgroup, std::string_view mountinfo)
 struct Idle {
   std::string dir;      // where the writer's thread goes; empty: it stays where the process is
   std::string why_not;  // when `dir` is empty: why
+  bool ours = false;    // `auto`'s own directory: removed at exit (remove_ours)
 };
 // `setting`: "off"; "auto" (cgroup v1: `gatehouse-idle` under the process's own `cpu` cgroup, created if
 // missing, with `cpu.idle` set to 1: needs write access there, normally root); or the directory of a cgroup
 // the operator prepared (v2: a threaded cgroup with `cpu.idle = 1`), used as it is.
 Idle prepare_idle(const std::string& setting);
+
+// At exit: moves this process's threads out of `auto`'s directory (to the process's own cgroup) and removes
+// it, unless another instance's writer is in it (the kernel refuses to remove a cgroup with tasks).
+void remove_ours(const Idle& idle);
 
 // Is `dir` a directory of a cgroup file system (v1 or v2)?
 bool is_cgroup_dir(const std::string& dir);

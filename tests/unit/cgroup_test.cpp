@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "core/cgroup.hpp"
 #include "core/config.hpp"
 
@@ -82,4 +84,15 @@ TEST(Cgroup, TheSettingAcceptsAutoOffOrACgroupDirectory) {
     if (!gh::cgroup::is_cgroup_dir(d)) continue;
     EXPECT_EQ(gh::load_settings({{"ANALYTICS_WRITER_CGROUP", d}}).analytics_writer_cgroup, d);
   }
+}
+
+TEST(Cgroup, OnlyAutosOwnDirectoryIsRemovedAtExit) {
+  auto base = std::filesystem::temp_directory_path() / ("gh-cgroup-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(base / "given");
+  std::filesystem::create_directories(base / "ours");
+  gh::cgroup::remove_ours({(base / "given").string(), {}, false});
+  gh::cgroup::remove_ours({(base / "ours").string(), {}, true});
+  EXPECT_TRUE(std::filesystem::exists(base / "given"));
+  EXPECT_FALSE(std::filesystem::exists(base / "ours"));
+  std::filesystem::remove_all(base);
 }
