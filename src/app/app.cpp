@@ -61,6 +61,12 @@ int serve(const Settings& settings, const Environment& env) {
   log::parse_level(settings.log_level, level);
   log::set_level(level);
   std::signal(SIGPIPE, SIG_IGN);
+  // A SIGHUP before its handler is in place (a reload as the service starts) would end the process: it
+  // waits, blocked, until then (SIGTERM and SIGINT still end a start-up that hangs).
+  sigset_t hup_only;
+  sigemptyset(&hup_only);
+  sigaddset(&hup_only, SIGHUP);
+  ::pthread_sigmask(SIG_BLOCK, &hup_only, nullptr);
 
   auto servers = load_servers_file(settings.servers_file, env);
 
@@ -191,6 +197,7 @@ int serve(const Settings& settings, const Environment& env) {
     });
   };
   wait_hup();
+  ::pthread_sigmask(SIG_UNBLOCK, &hup_only, nullptr);  // one sent meanwhile is handled now
 
   // SIGTERM/SIGINT: graceful shutdown.
   net::signal_set term(io, SIGTERM, SIGINT);

@@ -17,14 +17,16 @@ std::string encode(std::string_view data, std::string_view id, std::string_view 
     out += id;
     out += '\n';
   }
+  // A line ends at CR, LF or CRLF for the reader (an upstream's answer passed on as written may hold a lone CR
+  // as JSON whitespace): each of them starts another data: line.
   std::size_t start = 0;
   while (true) {
-    auto nl = data.find('\n', start);
+    auto nl = data.find_first_of("\r\n", start);
     out += "data: ";
     out += data.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
     out += '\n';
     if (nl == std::string_view::npos) break;
-    start = nl + 1;
+    start = nl + (data[nl] == '\r' && nl + 1 < data.size() && data[nl + 1] == '\n' ? 2 : 1);
   }
   out += '\n';
   return out;

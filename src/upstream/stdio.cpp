@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -97,6 +98,17 @@ static net::awaitable<void> reap(net::any_io_executor ex, pid_t pid, std::string
   }
 }
 
+// In a forked child: marks every descriptor from 3 up close-on-exec (`keep`, the exec status pipe, already is:
+// it closes when the exec succeeds). Without CLOSE_RANGE_CLOEXEC (Linux < 5.11) closes them instead.
+void close_other_descriptors(int keep) {
+  constexpr unsigned kCloexec = 1u << 2;  // CLOSE_RANGE_CLOEXEC
+  if (::syscall(SYS_close_range, 3u, ~0u, kCloexec) == 0) return;
+  struct rlimit lim{};
+  rlim_t top = ::getrlimit(RLIMIT_NOFILE, &lim) == 0 ? std::min<rlim_t>(lim.rlim_max, rlim_t(1) << 20) : 65536;
+  for (rlim_t fd = 3; fd < top; ++fd)
+    if (int(fd) != keep) ::close(int(fd));
+}
+
 class StdioConnection final : public Connection {
  public:
   using Connection::Connection;
@@ -137,6 +149,9 @@ class StdioConnection final : public Connection {
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
       ::dup2(err[1], 2);
+      // Nothing else of the gateway's goes with it: its sockets are not opened close-on-exec (Asio's), and a
+      // server holding the listening socket could accept other users' requests.
+      close_other_descriptors(status[1]);
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -181,6 +196,11 @@ class StdioConnection final : public Connection {
 
   void send_message(std::string text, uint64_t) override {
     if (!stdin_) return;
+    // One message a line. A client's params are passed on as written, and a line break between two tokens
+    // is valid JSON: left in, it would end the line there and the rest would reach the server as messages
+    // of the client's making (another tool, another id). In valid JSON a raw CR or LF is only whitespace.
+    for (char& c : text)
+      if (c == '\n' || c == '\r') c = ' ';
     text.push_back('\n');
     // A process that stops reading its input would have the gateway hold every message sent to it: past
     // kMaxMessage waiting, it is treated as broken (its calls fail now, it is restarted with backoff).

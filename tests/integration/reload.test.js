@@ -1,7 +1,11 @@
 // SIGHUP reloads the servers file: a new server appears, an unchanged server keeps its
-// upstream process and its downstream sessions.
+// upstream process and its downstream sessions; one sent while the gateway starts waits until it can be handled.
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { GATEHOUSE_BIN } from './lib/gatehouse.js';
 import {
   cmdline, descendantPids, connectClient, everythingStdio, fixtureStdio, getJson, listAll, memoryStdio,
   pidAlive, resultText, startGatehouse, tempDir, waitFor,
@@ -68,4 +72,40 @@ it('SIGHUP with a broken servers file keeps the running configuration', async (t
   assert.equal(status, 200);
   assert.deepEqual(body.servers.map((s) => s.id), ['everything']);
   assert.equal(resultText(await client.callTool({ name: 'everything__echo', arguments: { message: 'b' } })), 'Echo: b');
+});
+
+it('a SIGHUP while the gateway is still starting is handled once it can be (not the end of it)', async (t) => {
+  const data = tempDir('gatehouse-early-hup-');
+  t.after(data.cleanup);
+  fs.writeFileSync(path.join(data.dir, 'servers.json'), JSON.stringify({ mcpServers: {} }));
+  const proc = spawn(GATEHOUSE_BIN, ['serve'], {
+    cwd: data.dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '0',
+      DATABASE_URL: `sqlite://${data.dir}/gh.db`, MCP_SERVERS_FILE: path.join(data.dir, 'servers.json'),
+    },
+  });
+  t.after(() => proc.kill('SIGKILL'));
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  proc.stdout.resume();
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  // SIGHUPs from its first log line (it is running: past exec and the loader) until it listens, as a
+  // `systemctl reload` right after the service starts would send them.
+  const tick = () => new Promise((r) => setImmediate(r));
+  const deadline = Date.now() + 10000;
+  while (err.length === 0 && proc.exitCode === null && Date.now() < deadline) await tick();
+  let sent = 0;
+  while (!err.includes('"listening"') && proc.exitCode === null && proc.signalCode === null) {
+    proc.kill('SIGHUP');
+    sent++;
+    await tick();
+  }
+  assert.ok(sent > 0, 'no SIGHUP was sent before the gateway listened');
+  assert.equal(proc.signalCode, null, `the gateway died of ${proc.signalCode}: ${err}`);
+  assert.ok(err.includes('"listening"'), err);
+  await waitFor(() => err.includes('"servers reloaded"'), { timeoutMs: 5000, what: 'the reload the early SIGHUPs asked for' });
+  proc.kill('SIGTERM');
+  assert.deepEqual(await exited, { code: 0, signal: null });
 });

@@ -4,12 +4,18 @@
 // after its answer (they must not become the next call's answer), and a stdio server that stops reading its
 // input while it floods the gateway with requests (the gateway must not hold its answers without bound), and
 // one that exits while a process it started keeps its output open; stderr floods; and a server that cannot start
-// (one call must not start it twice); large answers read at once, past UPSTREAM_MEMORY_LIMIT_MB.
+// (one call must not start it twice); large answers read at once, past UPSTREAM_MEMORY_LIMIT_MB. The line
+// framing of stdio servers: a client's line breaks must not split its call into messages of its making, and an
+// answer's bare CR must not cut the SSE event it goes out in; a stdio server gets none of the gateway's sockets.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
-import { fixtureStdio, rawSession, resultText, rssKb, startGatehouse, waitFor } from './lib/index.js';
+import { connectClient, fixtureStdio, rawSession, resultText, rssKb, startGatehouse, waitFor } from './lib/index.js';
+import { makeGroup, makeUser, putGrant } from './lib/tenancy.js';
 import { send } from './lib/ops.js';
 
 const listen = (server) => new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
@@ -250,5 +256,55 @@ describe('upstream answers held while being read: at most UPSTREAM_MEMORY_LIMIT_
     assert.equal(await metric('gatehouse_upstream_answer_bytes'), 0, 'the shares are given back');
     const again = await s.request('tools/call', { name: 'plain', arguments: {} });
     assert.equal(resultText(again.json?.result ?? {}).length, SIZE, again.text.slice(0, 300));
+  });
+});
+
+describe('stdio line framing and descriptors', () => {
+  it('line breaks in a call\'s params do not smuggle messages to a stdio server past the tool allow-list', async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-framing-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const record = path.join(dir, 'ran.txt');
+    const gh = await startGatehouse({ t, servers: { lf: fixtureStdio('line-framing.js', { env: { RECORD_FILE: record } }) } });
+    await makeGroup(gh, 'Limited');
+    await putGrant(gh, 'Limited', 'lf', { allow: ['safe'] });
+    const bob = await makeUser(gh, 'bob@example.com', { groups: ['Limited'] });
+    const s = await rawSession(`${gh.mcpUrl}/lf`, { headers: bob.headers, auth: false });
+    const denied = await s.request('tools/call', { name: 'dangerous', arguments: {} });
+    assert.equal(denied.json?.error?.code, -32602, denied.text);
+    for (const [i, eol] of ['\n', '\r\n', '\r'].entries()) {
+      const inner = `{"jsonrpc":"2.0","id":${900 + i},"method":"tools/call","params":{"name":"dangerous","arguments":{}}}`;
+      const body = `{"jsonrpc":"2.0","id":${10 + i},"method":"tools/call","params":{"name":"safe","arguments":${eol}${inner}${eol}}}`;
+      const res = await s.post(body);
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.json?.id, 10 + i, res.text);
+      assert.equal(res.json?.result?.content?.[0]?.text, 'safe ran', res.text);
+    }
+    assert.deepEqual(fs.readFileSync(record, 'utf8').trim().split('\n'), ['safe', 'safe', 'safe'], 'only safe ran');
+  });
+
+  it('an answer with a bare CR as JSON whitespace reaches the client whole over SSE', async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-framing-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const gh = await startGatehouse({ t, servers: { lf: fixtureStdio('line-framing.js', { env: { RECORD_FILE: path.join(dir, 'ran.txt') } }) } });
+    const client = await connectClient(`${gh.mcpUrl}/lf`, { t });
+    let progressed = 0;
+    const result = await client.callTool({ name: 'lone-cr', arguments: {} }, undefined,
+      { timeout: 10000, onprogress: () => { progressed++; } });
+    assert.equal(progressed, 1, 'the answer came after a progress notification (an SSE response)');
+    assert.equal(resultText(result), 'after a lone CR');
+  });
+
+  it('a stdio server holds none of the gateway\'s sockets (its listening socket, clients\', upstreams\')', async (t) => {
+    const gh = await startGatehouse({ t, servers: { fds: fixtureStdio('descriptors.js') } });
+    const client = await connectClient(`${gh.mcpUrl}/fds`, { t });  // a client connection open while it starts
+    const theirs = JSON.parse(resultText(await client.callTool({ name: 'descriptors', arguments: {} })));
+    const ours = new Set();
+    for (const fd of fs.readdirSync(`/proc/${gh.pid}/fd`)) {
+      try { ours.add(fs.readlinkSync(`/proc/${gh.pid}/fd/${fd}`)); } catch { /* closed meanwhile */ }
+    }
+    const gatewaySockets = [...ours].filter((l) => l.startsWith('socket:'));
+    assert.ok(gatewaySockets.length >= 2, `the gateway has sockets open: ${gatewaySockets}`);
+    const shared = theirs.filter((l) => gatewaySockets.includes(l));
+    assert.deepEqual(shared, [], `the server holds the gateway's sockets: ${JSON.stringify(theirs)}`);
   });
 });

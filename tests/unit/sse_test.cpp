@@ -8,6 +8,8 @@ using gh::sse::Event;
 TEST(Sse, EncodesMultiLineData) {
   EXPECT_EQ(gh::sse::encode("a\nb", "7"), "event: message\nid: 7\ndata: a\ndata: b\n\n");
   EXPECT_EQ(gh::sse::encode("{}", "", ""), "data: {}\n\n");
+  // CR, CRLF and LF each end a line for the reader: each starts another data: line (nothing is cut off).
+  EXPECT_EQ(gh::sse::encode("a\rb\r\nc\n\rd", "", ""), "data: a\ndata: b\ndata: c\ndata: \ndata: d\n\n");
 }
 
 TEST(Sse, DecodesAcrossChunkBoundariesAndLineEndings) {
