@@ -21,6 +21,13 @@ namespace json = boost::json;
 namespace bhttp = boost::beast::http;
 using store::StoreError;
 
+bool clean_text(std::string_view s, std::size_t max, bool lines) {
+  if (s.size() > max) return false;
+  for (unsigned char c : s)
+    if ((c < 0x20 && !(lines && (c == '\n' || c == '\t' || c == '\r'))) || c == 0x7f) return false;
+  return true;
+}
+
 namespace {
 
 json::value time_or_null(int64_t t) { return t ? json::value(t) : json::value(nullptr); }
@@ -63,15 +70,6 @@ bool parse_int(std::string_view s, int64_t& out) {
     v = v * 10 + (c - '0');
   }
   out = v;
-  return true;
-}
-
-// A name or description as people type it: at most `max` bytes, no control characters (a NUL would be cut
-// off by PostgreSQL, silently); `lines` allows line breaks and tabs.
-bool clean_text(std::string_view s, std::size_t max, bool lines = false) {
-  if (s.size() > max) return false;
-  for (unsigned char c : s)
-    if ((c < 0x20 && !(lines && (c == '\n' || c == '\t' || c == '\r'))) || c == 0x7f) return false;
   return true;
 }
 

@@ -26,6 +26,9 @@ struct Reply {
   std::string body;  // JSON
 };
 Reply error_reply(int status, std::string_view code, std::string_view message);
+// A name or description as people type it: at most `max` bytes, no control characters (a NUL would be cut
+// off by PostgreSQL, silently); `lines` allows line breaks and tabs.
+bool clean_text(std::string_view s, std::size_t max, bool lines = false);
 
 // What the API needs to know about the configured servers (read on the io thread before each call).
 struct ServerView {

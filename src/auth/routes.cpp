@@ -20,6 +20,8 @@ namespace net = boost::asio;
 namespace bhttp = boost::beast::http;
 
 namespace {
+// Active API keys a user may make for themselves (POST /auth/apikeys): each is in every instance's snapshot.
+constexpr std::size_t kMaxOwnKeys = 50;
 
 std::string enc(std::string_view s) { return boost::urls::encode(s, boost::urls::unreserved_chars); }
 
@@ -306,7 +308,12 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
       r = admin::error_reply(400, "invalid_request", "The body must be a JSON object");
     } else {
       auto& o = body.as_object();
-      std::string name = o.contains("name") && o.at("name").is_string() ? std::string(o.at("name").as_string()) : "";
+      std::string name;
+      if (auto it = o.find("name"); it != o.end() && !it->value().is_null()) {
+        if (!it->value().is_string() || !admin::clean_text(it->value().as_string(), 200))
+          r = admin::error_reply(400, "invalid_request", "name must be text of at most 200 characters");
+        else name = std::string(it->value().as_string());
+      }
       int64_t expires = 0;
       if (auto it = o.find("expires_at"); it != o.end() && !it->value().is_null()) {
         if (!it->value().is_int64() || it->value().as_int64() <= unix_now())
@@ -315,15 +322,28 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
       }
       if (!r.status || r.status == 200) {
         auto job = [&] {
-          auto k = make_api_key(email, name, expires, unix_now());
-          store_.create_api_key(k.record);
-          store_.append_audit({0, unix_now(), email, "apikey.create", email, gh::to_json(json::object{{"after", api_key_json(k.record)}})});
-          auto out = api_key_json(k.record);
-          out["key"] = k.secret;
-          return admin::Reply{201, gh::to_json(out)};
+          admin::Reply out;
+          store_.atomically([&] {  // the count, the key and its audit entry together
+            auto now = unix_now();
+            std::size_t active = 0;
+            for (auto& k : store_.list_api_keys(email)) active += !k.revoked_at && (!k.expires_at || k.expires_at > now);
+            if (active >= kMaxOwnKeys) {
+              out = admin::error_reply(409, "too_many_keys", "You have " + std::to_string(active) +
+                                                                 " active API keys, the most there may be; revoke one first");
+              return false;
+            }
+            auto k = make_api_key(email, name, expires, now);
+            store_.create_api_key(k.record);
+            store_.append_audit({0, now, email, "apikey.create", email, gh::to_json(json::object{{"after", api_key_json(k.record)}})});
+            auto body = api_key_json(k.record);
+            body["key"] = k.secret;
+            out = admin::Reply{201, gh::to_json(body)};
+            return true;
+          });
+          return out;
         };
         r = co_await pool_.run(std::move(job));
-        changed = true;
+        changed = r.status == 201;
       }
     }
   } else if (!rest.empty() && method == bhttp::verb::delete_) {

@@ -85,6 +85,15 @@ namespace {
 
 // A session's in_flight key for a downstream request id: the id's JSON text ("7", "\"abc\""); integers,
 // the usual ids, without a serializer.
+// Whether `m` is a method of MCP's (2025-11-25) that a server answers.
+bool mcp_method(std::string_view m) {
+  static constexpr std::string_view kMethods[] = {
+      "tools/call", "tools/list", "prompts/get", "prompts/list", "resources/read", "resources/list",
+      "resources/templates/list", "resources/subscribe", "resources/unsubscribe", "completion/complete",
+      "logging/setLevel", "ping", "tasks/get", "tasks/result", "tasks/list", "tasks/cancel"};
+  return std::find(std::begin(kMethods), std::end(kMethods), m) != std::end(kMethods);
+}
+
 std::string id_key(const json::value& id) {
   if (id.is_int64()) return std::to_string(id.get_int64());
   if (id.is_uint64()) return std::to_string(id.get_uint64());
@@ -851,7 +860,9 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
   std::string route_error;
   auto conn = connection_for(*s, *srv, &route_error, route);
   if (!conn) co_return jsonrpc::make_error(id, code::internal_error, route_error);
-  std::string call_label = tool.empty() ? method : std::string(tool);  // the tool for tools/call, else the method
+  // The metrics label: the tool for tools/call, else the method if MCP has it (a vendor method's name on
+  // /mcp/<server> is the client's word: "other").
+  std::string call_label = !tool.empty() ? std::string(tool) : mcp_method(method) ? method : std::string("other");
   if (tool.empty() && method == "tools/call" && params.is_object())
     if (auto* n = params.as_object().if_contains("name"); n && n->is_string()) call_label = n->as_string();
   upstream::CallHandle handle;
@@ -1095,47 +1106,44 @@ void Hub::abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Chann
 
 // ---- operations ----
 
+namespace {
+std::string_view state_of(const Server& srv) {
+  return !srv.cfg.enabled ? "disabled" : srv.shared ? upstream::to_string(srv.shared->state()) : "idle";
+}
+}  // namespace
+
 json::object Hub::health() const {
   json::object ups;
-  for (const auto& [id, srv] : servers_) {
-    json::object u;
-    u["transport"] = to_string(srv->cfg.transport);
-    if (!srv->cfg.enabled) u["state"] = "disabled";
-    else if (!srv->shared) u["state"] = "idle";
-    else u["state"] = upstream::to_string(srv->shared->state());
-    if (srv->shared && !srv->shared->last_error().empty()) u["error"] = srv->shared->last_error();
-    ups[id] = std::move(u);
-  }
+  for (const auto& [id, srv] : servers_)  // (no error texts: this answer is public; /gateway/stats has them)
+    ups[id] = json::object{{"transport", to_string(srv->cfg.transport)}, {"state", state_of(*srv)}};
   return json::object{{"status", draining_ ? "draining" : "ok"}, {"sessions", sessions_.size()},
                       {"upstreams", std::move(ups)}};
 }
 
-json::object Hub::server_json(const Server& srv) const {
+json::object Hub::server_json(const Server& srv, const Caller* caller) const {
   json::object o;
   o["id"] = srv.cfg.id;
   o["transport"] = to_string(srv.cfg.transport);
   o["description"] = srv.cfg.description;
   o["enabled"] = srv.cfg.enabled;
-  o["state"] = !srv.cfg.enabled ? "disabled" : srv.shared ? upstream::to_string(srv.shared->state()) : "idle";
-  const auto& cat = srv.any_catalog();
-  if (cat.loaded) o["tools"] = cat.tools.size();
-  else o["tools"] = nullptr;
+  o["state"] = state_of(srv);
+  // A caller sees what their own route lists and last failed with, not the calls of every tenant and user.
+  const auto& cat = caller ? catalog_of(srv, caller->route(srv.cfg).key) : srv.any_catalog();
+  o["tools"] = cat.loaded ? json::value(cat.tools.size()) : json::value(nullptr);
+  o["last_error"] = !cat.loaded && !cat.error.empty() ? json::value(cat.error) : json::value(nullptr);
+  if (caller) return o;
   o["calls"] = srv.stats.calls;
   o["errors"] = srv.stats.errors;
   // whole microseconds: Boost.JSON writes doubles in exponent form, which people misread
   o["avg_us"] = srv.stats.calls ? static_cast<uint64_t>(srv.stats.total_ms * 1000.0 / double(srv.stats.calls)) : 0;
   o["tenant_connections"] = srv.tenants.size();
-  if (!cat.loaded && !cat.error.empty()) o["last_error"] = cat.error;
-  else o["last_error"] = nullptr;
   return o;
 }
 
 json::object Hub::servers_json(const Caller* caller) const {
   json::array arr;
-  for (const auto& [id, srv] : servers_) {
-    if (caller && !caller->may_use(srv->cfg)) continue;
-    arr.push_back(server_json(*srv));
-  }
+  for (const auto& [id, srv] : servers_)
+    if (!caller || caller->may_use(srv->cfg)) arr.push_back(server_json(*srv, caller));
   return json::object{{"servers", std::move(arr)}};
 }
 

@@ -216,9 +216,11 @@ class Hub {
   void abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
 
   json::object health() const;
-  json::object servers_json(const Caller* caller = nullptr) const;  // null: every server
-  // One server as /servers shows it.
-  json::object server_json(const Server& srv) const;
+  // null: every server with its statistics (administrators' views); else the servers the caller may use,
+  // their tool counts and errors as the caller's own route sees them.
+  json::object servers_json(const Caller* caller = nullptr) const;
+  // One server as /servers shows it (`caller`: see servers_json).
+  json::object server_json(const Server& srv, const Caller* caller = nullptr) const;
   const std::map<std::string, std::shared_ptr<Server>, std::less<>>& servers() const { return servers_; }
   bool draining() const { return draining_; }
   // Called after every upstream call: server, tool (or method), outcome ("ok", "error", "tool_error",

@@ -1,5 +1,7 @@
 #include "observability/metrics.hpp"
 
+#include <algorithm>
+
 #include <cstdio>
 
 namespace gh::observability {
@@ -66,8 +68,22 @@ void Metrics::request(std::string_view route, int status, double seconds) {
 
 void Metrics::upstream_call(const std::string& server, const std::string& tool, std::string_view outcome, double seconds) {
   auto it = upstream_by_.find(CallKey(server, tool, outcome));
-  if (it == upstream_by_.end())
-    it = upstream_by_.emplace(std::tuple<std::string, std::string, std::string>(server, tool, outcome), Histogram{}).first;
+  if (it == upstream_by_.end()) {
+    std::string_view label = tool;
+    bool fits = tool.size() <= 128 && std::none_of(tool.begin(), tool.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+    if (fits) {  // a tool label the server has under another outcome is not a new one
+      auto known = upstream_by_.lower_bound(CallKey(server, tool, ""));
+      if (known == upstream_by_.end() || std::get<0>(known->first) != server || std::get<1>(known->first) != tool) {
+        auto& n = tools_of_[server];
+        if (n < kMaxToolsPerServer) ++n;
+        else fits = false;
+      }
+    }
+    if (!fits) label = "other";
+    it = upstream_by_.find(CallKey(server, label, outcome));
+    if (it == upstream_by_.end())
+      it = upstream_by_.emplace(std::tuple<std::string, std::string, std::string>(server, label, outcome), Histogram{}).first;
+  }
   it->second.observe(seconds);
 }
 

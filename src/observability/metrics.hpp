@@ -43,7 +43,11 @@ class Metrics {
  public:
   // route: a fixed label ("mcp", "mcp_server", "servers", "openapi", "admin_api", "auth", "metrics", …).
   void request(std::string_view route, int status, double seconds);
+  // `tool`: the tool called, or the method. A server's series are bounded: a tool label over 128 bytes or
+  // with a control character, and every new one past kMaxToolsPerServer, is counted as "other" (the names
+  // are the clients' words; unbounded, they would grow the process and every scrape without end).
   void upstream_call(const std::string& server, const std::string& tool, std::string_view outcome, double seconds);
+  static constexpr std::size_t kMaxToolsPerServer = 500;
   void rate_limited(std::string_view scope);  // "user" | "ip"
   void auth_refused(int status);
   std::string render(const Gauges& g) const;
@@ -68,6 +72,7 @@ class Metrics {
   };
   std::map<std::pair<std::string, int>, Histogram, ViewLess> requests_by_;
   std::map<std::tuple<std::string, std::string, std::string>, Histogram, ViewLess> upstream_by_;
+  std::map<std::string, std::size_t, std::less<>> tools_of_;  // distinct tool labels a server has
   std::map<std::string, uint64_t, std::less<>> limited_;
   std::map<int, uint64_t> auth_refused_;
   uint64_t requests_ = 0;

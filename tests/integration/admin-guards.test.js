@@ -155,6 +155,35 @@ describe('management API guards', () => {
     assert.equal((await gh.api('GET', '/users/first%40example.com')).status, 404);
   });
 
+  it('a user\'s own API keys (/auth/apikeys): names are checked as the admin API\'s, and at most 50 are active', async (t) => {
+    const gh = await startGatehouse({ t });
+    const user = await makeUser(gh, 'own@example.com');
+    const post = (body) => fetch(`${gh.url}/auth/apikeys`, {
+      method: 'POST', headers: { ...user.headers, 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+    for (const name of ['x'.repeat(201), 'a\u0001b', 'nul\u0000', 42]) {
+      const res = await post({ name });
+      assert.equal(res.status, 400, `${JSON.stringify(name).slice(0, 40)}: ${await res.text()}`);
+    }
+    // makeUser's key is one; 49 more, then the 51st is refused until one is revoked.
+    const ids = [];
+    for (let i = 0; i < 49; i++) {
+      const res = await post({ name: `key ${i}` });
+      const text = await res.text();
+      assert.equal(res.status, 201, text);
+      ids.push(JSON.parse(text).id);
+    }
+    const refused = await post({ name: 'one too many' });
+    const why = await refused.text();
+    assert.equal(refused.status, 409, why);
+    assert.equal(JSON.parse(why).error.code, 'too_many_keys');
+    const revoked = await fetch(`${gh.url}/auth/apikeys/${ids[0]}`, { method: 'DELETE', headers: user.headers });
+    assert.equal(revoked.status, 204, await revoked.text());
+    assert.equal((await post({ name: 'now there is room' })).status, 201);
+    const audit = await gh.api('GET', `/audit?actor=own%40example.com&action=apikey.create&per_page=100`);
+    assert.equal(audit.body.total, 50, 'each key made is audited; the refused ones are not');
+  });
+
   it('a PATCH refused for its name changes nothing', async (t) => {
     const gh = await startGatehouse({ t });
     await makeGroup(gh, 'G1', { description: 'orig', priority: 1 });

@@ -56,6 +56,8 @@ describe('health and servers endpoints', () => {
     assert.equal(byId.off.state, 'disabled');
     for (const server of first.body.servers) {
       assert.ok(STATES.includes(server.state), `${server.id}: unknown state ${JSON.stringify(server.state)}`);
+      for (const every of ['calls', 'errors', 'avg_us', 'tenant_connections'])  // everyone's: /gateway/stats
+        assert.ok(!(every in server), `${server.id}: /servers shows ${every}`);
       assert.ok(server.tools === null || Number.isInteger(server.tools), `${server.id}: tools = ${JSON.stringify(server.tools)}`);
     }
 

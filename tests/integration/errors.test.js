@@ -250,8 +250,13 @@ describe('error handling', () => {
       const names = (await listAll(client, 'tools')).items.map((tool) => tool.name);
       assert.ok(names.includes('everything__echo'), `aggregate tools/list with a dead upstream: ${names.join(', ')}`);
       assert.ok(!names.some((name) => name.startsWith('ghost__')));
-      const health = await getJson(`${gh.url}/gateway/health`);
+      const health = await getJson(`${gh.url}/gateway/health`, { auth: false });
       assert.ok(['failed', 'backoff'].includes(health.body.upstreams?.ghost?.state), JSON.stringify(health.body));
+      assert.deepEqual(Object.keys(health.body.upstreams.ghost).sort(), ['state', 'transport'],
+        'the public health answer carries no error text');
+      const servers = await getJson(`${gh.url}/servers`);
+      const ghostEntry = servers.body.servers.find((x) => x.id === 'ghost');
+      assert.match(ghostEntry?.last_error ?? '', /./, `/servers says why: ${JSON.stringify(ghostEntry)}`);
     });
 
     it('garbage lines from an upstream are skipped and logged; its answers still arrive', async () => {

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { connectClient, everythingStdio, startGatehouse } from './lib/index.js';
+import { connectClient, everythingStdio, rawSession, startGatehouse } from './lib/index.js';
 import { burst, grantServer, makeUser, parsePrometheus, send } from './lib/ops.js';
 
 const HISTOGRAMS = ['gatehouse_http_request_duration_seconds', 'gatehouse_upstream_call_duration_seconds'];
@@ -125,5 +125,22 @@ describe('/metrics', () => {
       const check = spawnSync('promtool', ['check', 'metrics'], { input: res.text, encoding: 'utf8', timeout: 15000 });
       assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
     }
+  });
+
+  it('a caller\'s words do not become labels: vendor methods are "other", and the series stay bounded', async (t) => {
+    const gh = await startGatehouse({ t, servers: { everything: everythingStdio() } });
+    const user = await makeUser(gh, 'labels@example.com', { groups: ['Labelled'] });
+    await grantServer(gh, 'Labelled', 'everything');
+    const s = await rawSession(`${gh.mcpUrl}/everything`, { headers: user.headers, auth: false });
+    const before = (await send(`${gh.url}/metrics`)).text.length;
+    for (let i = 0; i < 40; i++) {
+      const res = await s.request(`vendor/m${i}_${'A'.repeat(20000)}`, {});
+      assert.equal(res.json?.error?.code, -32601, res.text.slice(0, 200));  // the server's own "method not found"
+    }
+    const res = await send(`${gh.url}/metrics`);
+    const m = parsePrometheus(res.text);
+    assert.ok(res.text.length - before < 20000, `/metrics grew by ${res.text.length - before} bytes`);
+    assert.ok(!res.text.includes('AAAA'), 'a method name became a label');
+    assert.equal(m.value('gatehouse_upstream_call_duration_seconds_count', { server: 'everything', tool: 'other', outcome: 'error' }), 40);
   });
 });
