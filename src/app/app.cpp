@@ -204,6 +204,14 @@ int serve(const Settings& settings, const Environment& env) {
   term.async_wait([&](boost::system::error_code ec, int sig) {
     if (ec) return;
     log::info("shutting down", {{"signal", sig}, {"grace_ms", settings.shutdown_grace_ms}});
+    // A second one (Ctrl-C again, an impatient supervisor): stop now, without the grace period.
+    term.async_wait([](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      log::warn("second signal: stopping now", {{"signal", sig}});
+      upstream::kill_all_children(SIGKILL);
+      std::fflush(nullptr);
+      std::_Exit(128 + sig);
+    });
     hup.cancel();
     hub.start_draining();
     server.drain();

@@ -72,3 +72,24 @@ it('SIGTERM drains an in-flight call, exits 0 and stops the stdio upstreams', as
   assert.equal(health.status, 503, seen);
   assert.equal(JSON.parse(health.text).status, 'draining', seen);
 });
+
+it('a second SIGTERM during the grace period stops the gateway at once, its stdio upstreams with it', async (t) => {
+  const gh = await startGatehouse({ t, env: { SHUTDOWN_GRACE_MS: '60000' }, servers: { everything: everythingStdio() } });
+  const client = await connectClient(gh.mcpUrl, { t });
+  assert.equal(resultText(await client.callTool({ name: 'everything__echo', arguments: { message: 'x' } })), 'Echo: x');
+  const upstreamPids = descendantPids(gh.pid).filter((pid) => cmdline(pid).includes('server-everything'));
+  assert.ok(upstreamPids.length >= 1, 'server-everything runs under the gateway');
+  // A call that would hold the first SIGTERM's grace period for 30 s.
+  const call = client.callTool({ name: 'everything__trigger-long-running-operation', arguments: { duration: 30, steps: 30 } },
+    undefined, { timeout: 60000 }).catch((error) => error);
+  await new Promise((r) => setTimeout(r, 300));
+  gh.signal('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(gh.proc.exitCode, null, 'still draining after the first SIGTERM');
+  gh.signal('SIGTERM');
+  const exit = await waitForExit(gh.proc, 5000);
+  assert.deepEqual(exit, { code: 128 + 15, signal: null }, `exit: ${JSON.stringify(exit)}\n${gh.describe()}`);
+  await waitFor(() => upstreamPids.every((pid) => !pidAlive(pid)), { timeoutMs: 2000, what: 'the stdio upstreams to be gone' });
+  assert.ok(gh.jsonLogs().some((l) => l.msg === 'second signal: stopping now'), gh.describe());
+  await call;
+});
