@@ -193,12 +193,22 @@ Hub::~Hub() { stop_upstreams(); }
 
 void Hub::configure(const std::vector<ServerConfig>& configs) {
   std::map<std::string, std::shared_ptr<Server>, std::less<>> next;
+  bool changed = configs.size() != servers_.size();
   for (const auto& cfg : configs) {
     auto it = servers_.find(cfg.id);
-    if (it != servers_.end() && it->second->cfg == cfg) {
-      next.emplace(cfg.id, it->second);
-      continue;
+    if (it != servers_.end()) {
+      // Kept, with its connections and sessions, unless what it runs or how it is reached changed (its
+      // description is only shown).
+      auto& kept = it->second->cfg;
+      ServerConfig same = cfg;
+      same.description = kept.description;
+      if (kept == same) {
+        if (kept.description != cfg.description) kept.description = cfg.description;
+        next.emplace(cfg.id, it->second);
+        continue;
+      }
     }
+    changed = true;
     auto srv = std::make_shared<Server>();
     srv->cfg = cfg;
     srv->listener = std::make_shared<SharedListener>(*this, cfg.id);
@@ -222,6 +232,7 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
   for (auto& [id, sess] : sessions_)
     if (!sess->scope.empty() && !servers_.count(sess->scope)) orphaned.push_back(sess);
   for (auto& sess : orphaned) close_session(sess);
+  if (!changed) return;
   for (auto& [id, s] : sessions_)
     if (s->scope.empty())
       s->send_unsolicited(jsonrpc::make_notification("notifications/tools/list_changed", nullptr));

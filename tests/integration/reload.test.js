@@ -1,5 +1,5 @@
-// SIGHUP reloads the servers file: a new server appears, an unchanged server keeps its
-// upstream process and its downstream sessions; one sent while the gateway starts waits until it can be handled.
+// SIGHUP reloads the servers file: a new server appears, an unchanged server (or one whose description alone
+// changed) keeps its upstream process and its downstream sessions; one sent while the gateway starts waits until it can be handled.
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -26,7 +26,7 @@ it('SIGHUP adds a new server and keeps sessions and processes of unchanged ones'
   assert.ok(everythingPids.length >= 1, 'no server-everything process under the gateway');
 
   gh.writeServers({
-    ...before,
+    everything: everythingStdio({ description: 'stays, described anew' }),  // only shown: not a change to restart for
     memory: memoryStdio(`${data.dir}/memory.jsonl`, { description: 'added on reload' }),
     echoer: fixtureStdio('hang.js', { description: 'also added' }),
   });
@@ -38,6 +38,7 @@ it('SIGHUP adds a new server and keeps sessions and processes of unchanged ones'
     return ids.includes('memory') && ids.includes('echoer') ? body.servers : null;
   }, { timeoutMs: 10000, what: 'the new servers in GET /servers after SIGHUP' });
   assert.equal(servers.find((s) => s.id === 'memory').description, 'added on reload');
+  assert.equal(servers.find((s) => s.id === 'everything').description, 'stays, described anew');
   assert.equal(gh.proc.exitCode, null, 'SIGHUP must not stop the gateway');
 
   // The existing sessions, on /mcp/everything and on /mcp, still work…
