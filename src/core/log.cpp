@@ -53,6 +53,9 @@ void write(Level level, std::string_view msg, const boost::json::object& fields)
   line["msg"] = msg;
   for (const auto& kv : fields) line[kv.key()] = kv.value();
   std::string out = gh::to_json(line);
+  // Valid UTF-8 for log shippers: a client's bytes (a Host, an Origin) may be anything; Boost.JSON escapes
+  // control characters but passes other bytes on as they are.
+  gh::sanitize_text(out.data(), out.size(), false);
   out.push_back('\n');
   std::lock_guard lock(g_mutex);
   std::fwrite(out.data(), 1, out.size(), stderr);

@@ -395,4 +395,32 @@ int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+void sanitize_text_slow(char* p, std::size_t n, bool ascii_only) {
+  for (std::size_t i = 0; i < n;) {
+    auto b = static_cast<unsigned char>(p[i]);
+    if (b < 0x80) {
+      if (b < 0x20 || b == 0x7f) p[i] = '?';
+      ++i;
+      continue;
+    }
+    // A multi-byte sequence: its length from the lead byte, then continuation bytes 10xxxxxx (overlong
+    // and surrogate forms are rejected by the lead's range and the second byte's bounds).
+    std::size_t len = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+    bool ok = !ascii_only && len && i + len <= n;
+    if (ok) {
+      auto b1 = static_cast<unsigned char>(p[i + 1]);
+      unsigned char lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+      unsigned char hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+      ok = b1 >= lo && b1 <= hi;
+      for (std::size_t k = 2; ok && k < len; ++k) ok = (static_cast<unsigned char>(p[i + k]) & 0xC0) == 0x80;
+    }
+    if (ok) {
+      i += len;
+    } else {
+      p[i] = '?';
+      ++i;
+    }
+  }
+}
+
 }  // namespace gh

@@ -112,4 +112,33 @@ inline bool iequals(std::string_view a, std::string_view b) {
 // Case-insensitive search of a token in a comma-separated header value (e.g. Accept).
 bool header_has_token(std::string_view header, std::string_view token);
 
+// Whether the 8 bytes at p are all printable ASCII (0x20..0x7e), a word at a time (the common case: the
+// io thread packs ~100 such bytes per request).
+inline bool printable_ascii8(const char* p) {
+  uint64_t x;
+  std::memcpy(&x, p, 8);
+  return !(((x & 0x8080808080808080ULL) != 0) | word_has_byte_below(x, 0x20) | word_has_byte(x, 0x7f));
+}
+
+// Whether all of p[0, n) is printable ASCII (what nearly every recorded text is): 8 bytes at a time, the
+// last word overlapping the one before it, a text under 8 bytes padded with spaces.
+inline bool printable_ascii(const char* p, std::size_t n) {
+  if (n < 8) {
+    char w[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+    std::memcpy(w, p, n);
+    return printable_ascii8(w);
+  }
+  for (std::size_t i = 0; i + 8 < n; i += 8)
+    if (!printable_ascii8(p + i)) return false;
+  return printable_ascii8(p + n - 8);
+}
+
+// Replaces control characters, and bytes outside printable ASCII (`ascii_only`) or of invalid or cut
+// UTF-8 sequences, with '?', in place (analytics texts; a JSON log line, whose control characters are
+// escaped already).
+void sanitize_text_slow(char* p, std::size_t n, bool ascii_only);
+inline void sanitize_text(char* p, std::size_t n, bool ascii_only) {
+  if (!printable_ascii(p, n)) sanitize_text_slow(p, n, ascii_only);  // nearly always printable
+}
+
 }  // namespace gh

@@ -32,57 +32,6 @@ struct PackedHead {
   uint16_t len[8];
 };
 
-// Whether the 8 bytes at p are all printable ASCII (0x20..0x7e), a word at a time (the common case: the
-// io thread packs ~100 such bytes per request).
-inline bool printable_ascii8(const char* p) {
-  uint64_t x;
-  std::memcpy(&x, p, 8);
-  return !(((x & 0x8080808080808080ULL) != 0) | word_has_byte_below(x, 0x20) | word_has_byte(x, 0x7f));
-}
-
-// Whether all of p[0, n) is printable ASCII (what nearly every recorded text is): 8 bytes at a time, the
-// last word overlapping the one before it, a text under 8 bytes padded with spaces.
-bool printable_ascii(const char* p, std::size_t n) {
-  if (n < 8) {
-    char w[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-    std::memcpy(w, p, n);
-    return printable_ascii8(w);
-  }
-  for (std::size_t i = 0; i + 8 < n; i += 8)
-    if (!printable_ascii8(p + i)) return false;
-  return printable_ascii8(p + n - 8);
-}
-
-// Replaces control characters, and bytes outside printable ASCII (`ascii_only`) or of invalid or cut
-// UTF-8 sequences, with '?', in place.
-void sanitize_text(char* p, std::size_t n, bool ascii_only) {
-  if (printable_ascii(p, n)) return;  // nearly always; otherwise byte by byte
-  for (std::size_t i = 0; i < n;) {
-    auto b = static_cast<unsigned char>(p[i]);
-    if (b < 0x80) {
-      if (b < 0x20 || b == 0x7f) p[i] = '?';
-      ++i;
-      continue;
-    }
-    // A multi-byte sequence: its length from the lead byte, then continuation bytes 10xxxxxx (overlong
-    // and surrogate forms are rejected by the lead's range and the second byte's bounds).
-    std::size_t len = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
-    bool ok = !ascii_only && len && i + len <= n;
-    if (ok) {
-      auto b1 = static_cast<unsigned char>(p[i + 1]);
-      unsigned char lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
-      unsigned char hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
-      ok = b1 >= lo && b1 <= hi;
-      for (std::size_t k = 2; ok && k < len; ++k) ok = (static_cast<unsigned char>(p[i + k]) & 0xC0) == 0x80;
-    }
-    if (ok) {
-      i += len;
-    } else {
-      p[i] = '?';
-      ++i;
-    }
-  }
-}
 }  // namespace
 
 void AnalyticsBatch::add(const AnalyticsRow& r) {

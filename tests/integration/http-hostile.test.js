@@ -99,6 +99,15 @@ describe('hostile HTTP clients', () => {
     assert.deepEqual(responses(ok), ['HTTP/1.1 200'], ok);
   });
 
+  it('a Host of bytes that are not UTF-8 → 403, and the log line that says so is valid UTF-8', async () => {
+    const from = gh.logs.length;
+    const text = await exchange(Buffer.from('GET /servers HTTP/1.1\r\nHost: ev\xffil\xc3.example.com\r\nConnection: close\r\n\r\n', 'latin1'));
+    assert.deepEqual(responses(text), ['HTTP/1.1 403'], text);
+    const line = await waitFor(() => gh.logs.slice(from).find((l) => l.includes('"refused request"')), { what: 'the refusal\'s log line' });
+    assert.ok(!line.includes('\ufffd'), `bytes that are not UTF-8 reached the log: ${line}`);
+    assert.equal(JSON.parse(line).host, 'ev?il?.example.com', line);
+  });
+
   it('a Host that only begins with an allowed IPv6 literal → 403', async () => {
     const res = await rawRequest(`${gh.url}/servers`, { method: 'GET', headers: { host: '[::1].evil.example.com' } });
     assert.equal(res.status, 403, res.text);
