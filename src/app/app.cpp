@@ -222,9 +222,18 @@ int serve(const Settings& settings, const Environment& env) {
         t.expires_after(std::chrono::milliseconds(20));
         co_await t.async_wait(net::as_tuple(net::use_awaitable));
       }
-      if (server.busy_connections() > 0) log::warn("grace period over; closing connections",
-                                                   {{"connections", server.busy_connections()}});
       server.stop_accepting();
+      if (server.busy_connections() > 0) {
+        log::warn("grace period over; closing connections", {{"connections", server.busy_connections()}});
+        // The calls still running fail ("shutting down"), and their clients get that answer before their
+        // connections close (up to half a second), not a connection reset.
+        hub.stop_upstreams();
+        auto answered = Clock::now() + std::chrono::milliseconds(500);
+        while (server.busy_connections() > 0 && Clock::now() < answered) {
+          t.expires_after(std::chrono::milliseconds(10));
+          co_await t.async_wait(net::as_tuple(net::use_awaitable));
+        }
+      }
       server.close_all();
       if (analytics) co_await analytics->flush(5000);  // every recorded request reaches the store
       if (redis) redis->close();

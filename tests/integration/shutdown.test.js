@@ -93,3 +93,18 @@ it('a second SIGTERM during the grace period stops the gateway at once, its stdi
   assert.ok(gh.jsonLogs().some((l) => l.msg === 'second signal: stopping now'), gh.describe());
   await call;
 });
+
+it('a call still running when the grace period ends gets an error answer, not a dropped connection', async (t) => {
+  const gh = await startGatehouse({ t, env: { SHUTDOWN_GRACE_MS: '500' }, servers: { everything: everythingStdio() } });
+  const client = await connectClient(gh.mcpUrl, { t });
+  assert.equal(resultText(await client.callTool({ name: 'everything__echo', arguments: { message: 'x' } })), 'Echo: x');
+  const call = client.callTool({ name: 'everything__trigger-long-running-operation', arguments: { duration: 30, steps: 30 } },
+    undefined, { timeout: 20000 }).then((r) => ({ result: r }), (error) => ({ error }));
+  await new Promise((r) => setTimeout(r, 300));
+  gh.signal('SIGTERM');
+  const outcome = await call;
+  assert.ok(outcome.error, `the call completed: ${JSON.stringify(outcome.result)}`);
+  assert.equal(outcome.error.code, -32603, `${outcome.error}`);
+  assert.match(outcome.error.message, /shutting down/, `${outcome.error}`);
+  assert.deepEqual(await waitForExit(gh.proc, 15000), { code: 0, signal: null });
+});
