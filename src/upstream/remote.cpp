@@ -168,7 +168,9 @@ class HttpConnection final : public Connection {
         });
         if (!ok) refused = Refused::too_large;
         else if (!share.resize(decoder.buffered())) refused = Refused::memory;
-        return refused == Refused::no;
+        // The call answered, the stream has done its work: a server that keeps it open would hold this pool
+        // connection until the deadline (the connection is closed, not reused).
+        return refused == Refused::no && !(related && !self->is_pending(related));
       }
       if (json_body.size() + data.size() > kMaxMessage) refused = Refused::too_large;
       else if (!share.resize(json_body.size() + data.size())) refused = Refused::memory;

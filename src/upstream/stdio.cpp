@@ -2,7 +2,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -171,21 +170,16 @@ class StdioConnection final : public Connection {
     ::close(out[1]);
     ::close(err[1]);
     ::close(status[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do n = ::read(status[0], &child_errno, sizeof child_errno);
+    while (n < 0 && errno == EINTR);
+    ::close(status[0]);
     pid_ = pid;
     track(pid, true);
     stdin_ = std::make_unique<net::posix::stream_descriptor>(ex_, in[1]);
     stdout_ = std::make_unique<net::posix::stream_descriptor>(ex_, out[0]);
     stderr_ = std::make_unique<net::posix::stream_descriptor>(ex_, err[0]);
-    // The child's exec (or its chdir) may take a while on a slow file system: waited for, not blocked on.
-    int child_errno = 0;
-    std::size_t n = 0;
-    const auto epoch = epoch_;
-    {
-      net::posix::stream_descriptor st(ex_, status[0]);
-      auto [ec, got] = co_await net::async_read(st, net::buffer(&child_errno, sizeof child_errno), kTuple);
-      n = ec && ec != net::error::eof ? 0 : got;
-    }
-    if (epoch_ != epoch) co_return std::string("closed while starting");  // stop_transport() ran meanwhile
     if (n > 0) {
       std::string why = (child_errno == ENOENT ? "command not found: " : "cannot start " ) + cfg_.command + " (" +
                         std::strerror(child_errno) + ")";

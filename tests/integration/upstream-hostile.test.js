@@ -308,3 +308,40 @@ describe('stdio line framing and descriptors', () => {
     assert.deepEqual(shared, [], `the server holds the gateway's sockets: ${JSON.stringify(theirs)}`);
   });
 });
+
+describe('an upstream that keeps a call\'s SSE stream open after answering', () => {
+  it('does not hold the pool connection: the next call goes out at once', async (t) => {
+    let open = 0;
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => { body += d; });
+      req.on('end', () => {
+        const msg = JSON.parse(body || '{}');
+        if (msg.id === undefined) { res.writeHead(202).end(); return; }
+        const result = msg.method === 'initialize'
+          ? { protocolVersion: msg.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'open', version: '1' } }
+          : msg.method === 'tools/list' ? { tools: [{ name: 'stay', inputSchema: { type: 'object' } }] }
+            : { content: [{ type: 'text', text: 'answered' }] };
+        if (msg.method !== 'tools/call') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result }));
+          return;
+        }
+        open++;
+        res.on('close', () => { open--; });
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: msg.id, result })}\n\n`);  // and never ends
+      });
+    });
+    const port = await listen(server);
+    t.after(() => { server.closeAllConnections(); server.close(); });
+    const gh = await startGatehouse({
+      t, servers: { open: { type: 'streamable-http', url: `http://127.0.0.1:${port}/mcp`, timeoutMs: 20000, maxConnections: 1 } },
+    });
+    const s = await rawSession(`${gh.url}/mcp/open`);
+    for (let i = 0; i < 3; i++) {
+      const res = await s.request('tools/call', { name: 'stay', arguments: {} });  // (rawRequest gives up after 15 s)
+      assert.equal(resultText(res.json?.result ?? {}), 'answered', res.text);
+    }
+    await waitFor(() => open === 0, { timeoutMs: 3000, what: 'the streams the gateway no longer needs to be closed' });
+  });
+});
