@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <cstdarg>
 #include <cstdio>
 #include <map>
 
@@ -20,6 +21,26 @@ namespace gh::app {
 namespace json = boost::json;
 
 namespace {
+
+// What a command prints, held until its transaction has committed and printed after it: a reader slow to
+// take it (a pager) must not hold the store's lock, and nothing is shown — an API key above all — that was
+// not stored.
+std::string g_out;
+[[gnu::format(printf, 1, 2)]] void out(const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  va_list again;
+  va_copy(again, args);
+  int n = std::vsnprintf(nullptr, 0, fmt, args);
+  va_end(args);
+  if (n > 0) {
+    auto at = g_out.size();
+    g_out.resize(at + std::size_t(n) + 1);
+    std::vsnprintf(g_out.data() + at, std::size_t(n) + 1, fmt, again);
+    g_out.resize(at + std::size_t(n));
+  }
+  va_end(again);
+}
 
 // "--name value" options and positional arguments.
 struct Args {
@@ -65,7 +86,7 @@ int fail(const std::string& msg) {
 void print_user(const store::User& u, const std::vector<std::string>& groups) {
   std::string g;
   for (auto& n : groups) g += (g.empty() ? "" : ",") + n;
-  std::printf("%-40s %-24s %-6s %-8s %s\n", u.email.c_str(), u.name.c_str(), u.is_admin ? "admin" : "-",
+  out("%-40s %-24s %-6s %-8s %s\n", u.email.c_str(), u.name.c_str(), u.is_admin ? "admin" : "-",
               u.disabled ? "disabled" : "active", g.c_str());
 }
 
@@ -98,12 +119,12 @@ int apikey(store::Store& st, const Args& a) {
     audit(st, "apikey.create", email, {{"after", auth::api_key_json(k.record)}});
     std::fprintf(stderr, "API key %s for %s%s (shown once):\n", k.record.id.c_str(), email.c_str(),
                  u.is_admin ? " (admin)" : "");
-    std::printf("%s\n", k.secret.c_str());
+    out("%s\n", k.secret.c_str());
     return 0;
   }
   if (sub == "list") {
     for (auto& k : st.list_api_keys(auth::normalize_email(a.opt("user"))))
-      std::printf("%-18s %-12s %-36s %-16s %s\n", k.id.c_str(), k.prefix.c_str(), k.user_email.c_str(), k.name.c_str(),
+      out("%-18s %-12s %-36s %-16s %s\n", k.id.c_str(), k.prefix.c_str(), k.user_email.c_str(), k.name.c_str(),
                   k.revoked_at ? "revoked" : (k.expires_at && k.expires_at <= unix_now()) ? "expired" : "active");
     return 0;
   }
@@ -112,7 +133,7 @@ int apikey(store::Store& st, const Args& a) {
     if (!k) return fail("no API key " + a.positional[1]);
     if (!st.revoke_api_key(k->id, unix_now())) return fail("API key " + k->id + " is already revoked");
     audit(st, "apikey.revoke", k->user_email, {{"before", auth::api_key_json(*k)}});
-    std::printf("revoked %s\n", k->id.c_str());
+    out("revoked %s\n", k->id.c_str());
     return 0;
   }
   return fail("usage: gatehouse apikey create --user EMAIL [--admin] [--name N] [--expires-days N] | list [--user EMAIL] | revoke ID"), 2;
@@ -133,7 +154,7 @@ int users(store::Store& st, const Args& a) {
     if (!auth::plausible_email(email)) return fail("not an email address: " + email);
     if (st.get_user(email)) return fail("user exists: " + email);
     ensure_user(st, email);
-    std::printf("created %s\n", email.c_str());
+    out("created %s\n", email.c_str());
     return 0;
   }
   auto u = st.get_user(email);
@@ -148,7 +169,7 @@ int users(store::Store& st, const Args& a) {
   else if (sub == "delete") {
     st.delete_user(email);
     audit(st, "user.delete", email, {{"before", json::object{{"email", email}}}});
-    std::printf("deleted %s\n", email.c_str());
+    out("deleted %s\n", email.c_str());
     return 0;
   } else {
     return fail("unknown users command: " + sub), 2;
@@ -170,7 +191,7 @@ int groups(store::Store& st, const Args& a, const Settings& settings) {
   if (sub == "list") {
     int64_t total = 0;
     for (auto& g : st.list_groups(a.opt("q"), 0, std::stoll(a.opt("limit", "500")), &total))
-      std::printf("%-32s %6lld members  priority %-5d %s %s\n", g.name.c_str(), static_cast<long long>(g.member_count),
+      out("%-32s %6lld members  priority %-5d %s %s\n", g.name.c_str(), static_cast<long long>(g.member_count),
                   g.priority, g.is_tenant ? "tenant" : "-", g.description.c_str());
     return 0;
   }
@@ -187,7 +208,7 @@ int groups(store::Store& st, const Args& a, const Settings& settings) {
     g.created_at = unix_now();
     if (!st.create_group(g)) return fail("group exists: " + name);
     audit(st, "group.create", name, {{"after", json::object{{"name", name}, {"priority", g.priority}, {"is_tenant", g.is_tenant}}}});
-    std::printf("created %s\n", name.c_str());
+    out("created %s\n", name.c_str());
     return 0;
   }
   if (!st.get_group(name)) return fail("no group " + name);
@@ -208,7 +229,7 @@ int groups(store::Store& st, const Args& a, const Settings& settings) {
   }
   if (sub == "members") {
     int64_t total = 0;
-    for (auto& u : st.members(name, 0, 100000, &total)) std::printf("%s\n", u.email.c_str());
+    for (auto& u : st.members(name, 0, 100000, &total)) out("%s\n", u.email.c_str());
     return 0;
   }
   if ((sub == "add-member" || sub == "remove-member") && a.positional.size() >= 3) {
@@ -225,7 +246,7 @@ int groups(store::Store& st, const Args& a, const Settings& settings) {
     }
     audit(st, sub == "add-member" ? "group.member.add" : "group.member.remove", name,
           {{sub == "add-member" ? "after" : "before", json::object{{sub == "add-member" ? "added" : "removed", changed}}}});
-    std::printf("%s: %zu changed\n", name.c_str(), changed.size());
+    out("%s: %zu changed\n", name.c_str(), changed.size());
     return 0;
   }
   return fail("unknown groups command: " + sub), 2;
@@ -237,7 +258,7 @@ int grants(store::Store& st, const Args& a) {
     for (auto& g : st.list_grants(a.positional.size() > 1 ? a.positional[1] : "")) {
       std::string tools = g.tools_mode.empty() ? "all tools" : g.tools_mode + ":";
       for (auto& t : g.tools) tools += " " + t;
-      std::printf("%-32s %-24s %s\n", g.group.c_str(), g.server.c_str(), tools.c_str());
+      out("%-32s %-24s %s\n", g.group.c_str(), g.server.c_str(), tools.c_str());
     }
     return 0;
   }
@@ -273,7 +294,7 @@ int grants(store::Store& st, const Args& a) {
     json::array t;
     for (auto& x : g.tools) t.emplace_back(x);
     audit(st, "grant.update", group, {{"after", json::object{{"server", server}, {"tools_mode", g.tools_mode}, {"tools", t}}}});
-    std::printf("%s may use %s\n", group.c_str(), server.c_str());
+    out("%s may use %s\n", group.c_str(), server.c_str());
     return 0;
   }
   return fail("usage: gatehouse grants list [GROUP] | set GROUP SERVER [--allow a,b | --deny a,b] | remove GROUP SERVER"), 2;
@@ -288,7 +309,7 @@ int keys(store::Store& st, const Args& a, const Settings& settings) {
       if (box)
         if (auto v = box->open(k.ciphertext, k.key_id, auth::SecretBox::row_aad(k.group, k.server, k.slot)))
           shown = auth::SecretBox::mask(*v);
-      std::printf("%-28s %-20s %-24s %-12s key %s\n", k.group.c_str(), k.server.c_str(), k.slot.c_str(), shown.c_str(),
+      out("%-28s %-20s %-24s %-12s key %s\n", k.group.c_str(), k.server.c_str(), k.slot.c_str(), shown.c_str(),
                   k.key_id.c_str());
     }
     return 0;
@@ -308,7 +329,7 @@ int keys(store::Store& st, const Args& a, const Settings& settings) {
     st.put_tenant_key(k);
     audit(st, "tenant_key.replace", k.group,
           {{"after", json::object{{"server", k.server}, {"slot", k.slot}, {"value", auth::SecretBox::mask(value)}}}});
-    std::printf("stored %s / %s for %s (%s)\n", k.server.c_str(), k.slot.c_str(), k.group.c_str(),
+    out("stored %s / %s for %s (%s)\n", k.server.c_str(), k.slot.c_str(), k.group.c_str(),
                 auth::SecretBox::mask(value).c_str());
     return 0;
   }
@@ -339,7 +360,7 @@ int keys(store::Store& st, const Args& a, const Settings& settings) {
     if (unreadable) return fail("nothing changed: " + std::to_string(unreadable) + " value(s) cannot be decrypted");
     st.reencrypt_tenant_keys(rows);
     audit(st, "tenant_key.rotate", "*", {{"after", json::object{{"key_id", box->key_id()}, {"values", rows.size()}}}});
-    std::printf("re-encrypted %zu value(s) under key %s\n", rows.size(), box->key_id().c_str());
+    out("re-encrypted %zu value(s) under key %s\n", rows.size(), box->key_id().c_str());
     return 0;
   }
   return fail("usage: gatehouse keys list [GROUP] | set GROUP SERVER SLOT (value on stdin) | delete GROUP SERVER SLOT | rotate"), 2;
@@ -349,7 +370,7 @@ int endpoints(store::Store& st, const Args& a, const Settings& settings) {
   auto sub = a.positional.empty() ? "list" : a.positional[0];
   if (sub == "list") {
     for (auto& e : st.list_tenant_endpoints(a.positional.size() > 1 ? a.positional[1] : ""))
-      std::printf("%-28s %-20s %s\n", e.group.c_str(), e.server.c_str(), e.url.c_str());
+      out("%-28s %-20s %s\n", e.group.c_str(), e.server.c_str(), e.url.c_str());
     return 0;
   }
   if (sub == "set" && a.positional.size() == 4) {
@@ -415,6 +436,7 @@ int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const 
                               : 2;
       return rc == 0;
     });
+    if (rc == 0) std::fputs(g_out.c_str(), stdout);
     return rc;
   } catch (const store::StoreError& e) {
     return fail(std::string("store: ") + e.what());

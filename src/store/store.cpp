@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
@@ -852,12 +853,23 @@ class SqlStore final : public Store {
   }
 
   bool atomically(const std::function<bool()>& fn) override {
-    std::lock_guard lk(mu_);
-    Transaction tx(*conn_, true);
-    if (pg()) conn_->exec("SELECT pg_advisory_xact_lock(?)", {kChangeLockKey});
-    if (!fn()) return false;
-    tx.commit();
-    return true;
+    // PostgreSQL: another instance's change in progress is waited for (up to 5 s, then StoreError) without
+    // holding this store, whose other calls go on meanwhile. SQLite: BEGIN IMMEDIATE waits for the write lock
+    // (busy_timeout, 5 s).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (true) {
+      {
+        std::lock_guard lk(mu_);
+        Transaction tx(*conn_, true);
+        if (!pg() || conn_->scalar("SELECT CASE WHEN pg_try_advisory_xact_lock(?) THEN 1 ELSE 0 END", {kChangeLockKey})) {
+          if (!fn()) return false;
+          tx.commit();
+          return true;
+        }
+      }
+      if (std::chrono::steady_clock::now() > until) throw StoreError("another change is in progress; try again");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
 
   // ---- change notification ----

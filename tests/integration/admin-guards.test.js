@@ -5,8 +5,10 @@
 // invisible characters in emails. Runs on the run's backend (SQLite, or PostgreSQL in the second pass).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { everythingStdio, startEverythingHttp, startGatehouse, streamableHttpEntry } from './lib/index.js';
+import { GATEHOUSE_BIN } from './lib/gatehouse.js';
 import { createOpenWebUiDb, mintWebUiToken } from './lib/openwebui.js';
 import {
   callText, distinctiveSecret, makeGroup, makeUser, mcpSession, newEncryptionKey, putGrant, putKey,
@@ -153,6 +155,22 @@ describe('management API guards', () => {
     const members = await gh.api('GET', '/groups/Tenant-Cli/members');
     assert.deepEqual(members.body.items.map((m) => m.email).sort(), ['cli@example.com'], JSON.stringify(members.body));
     assert.equal((await gh.api('GET', '/users/first%40example.com')).status, 404);
+  });
+
+  it('a command line listing read slowly (a pager) does not hold the store: the gateway\'s changes go on', async (t) => {
+    const gh = await startGatehouse({ t });
+    await makeGroup(gh, 'Many');
+    const emails = Array.from({ length: 1500 }, (_, i) => `person-${String(i).padStart(5, '0')}@a-rather-long-domain-name.example.com`);
+    const added = await gh.api('POST', '/groups/Many/members', { emails });
+    assert.equal(added.status, 200, added.text);
+    // The listing (~100 KB) goes into a pipe nobody reads for 20 s.
+    const pager = spawn('sh', ['-c', `"${GATEHOUSE_BIN}" users list --limit 100000 | sleep 20`], {
+      cwd: gh.dir, env: { ...process.env, DATABASE_URL: gh.databaseUrl }, stdio: 'ignore', detached: true,
+    });
+    t.after(() => { try { process.kill(-pager.pid, 'SIGKILL'); } catch { /* gone */ } });
+    await new Promise((r) => setTimeout(r, 1500));
+    const res = await gh.api('POST', '/users', { email: 'meanwhile@example.com' });
+    assert.equal(res.status, 201, res.text);
   });
 
   it('a user\'s own API keys (/auth/apikeys): names are checked as the admin API\'s, and at most 50 are active', async (t) => {

@@ -245,6 +245,30 @@ TYPED_TEST(StoreTest, AtomicallyRunsOneInstanceAfterAnother) {
   EXPECT_TRUE(saw_first);
 }
 
+TYPED_TEST(StoreTest, WaitingForAnotherInstancesChangeDoesNotHoldThisStore) {
+  if (!TypeParam::kPostgres) GTEST_SKIP() << "SQLite: one process; BEGIN IMMEDIATE waits on the file lock";
+  auto& a = *this->store;
+  auto b = Store::open(this->env->url());
+  ASSERT_TRUE(b->create_user(this->user("reader@x.test")));
+  std::atomic<bool> a_inside{false}, a_done{false};
+  std::thread first([&] {
+    a.atomically([&] {
+      a_inside = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(800));
+      return true;
+    });
+    a_done = true;
+  });
+  while (!a_inside) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::thread waiting([&] { b->atomically([] { return true; }); });  // waits for the first
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  // Meanwhile the second store still answers.
+  EXPECT_TRUE(b->get_user("reader@x.test").has_value());
+  EXPECT_FALSE(a_done.load()) << "a read of the waiting store waited for the other instance's change";
+  waiting.join();
+  first.join();
+}
+
 TYPED_TEST(StoreTest, FreshDatabaseHasVersionZero) {
   this->store.reset();
   this->env = std::make_unique<TypeParam>();
