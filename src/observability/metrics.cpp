@@ -71,13 +71,9 @@ void Metrics::upstream_call(const std::string& server, const std::string& tool, 
   if (it == upstream_by_.end()) {
     std::string_view label = tool;
     bool fits = tool.size() <= 128 && std::none_of(tool.begin(), tool.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
-    if (fits) {  // a tool label the server has under another outcome is not a new one
-      auto known = upstream_by_.lower_bound(CallKey(server, tool, ""));
-      if (known == upstream_by_.end() || std::get<0>(known->first) != server || std::get<1>(known->first) != tool) {
-        auto& n = tools_of_[server];
-        if (n < kMaxToolsPerServer) ++n;
-        else fits = false;
-      }
+    if (fits) {  // a label the server has (under another outcome) or one more within the bound
+      auto& labels = tools_of_[server];
+      fits = labels.contains(tool) || (labels.size() < kMaxToolsPerServer && labels.insert(tool).second);
     }
     if (!fits) label = "other";
     it = upstream_by_.find(CallKey(server, label, outcome));

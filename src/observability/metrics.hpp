@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -72,7 +73,7 @@ class Metrics {
   };
   std::map<std::pair<std::string, int>, Histogram, ViewLess> requests_by_;
   std::map<std::tuple<std::string, std::string, std::string>, Histogram, ViewLess> upstream_by_;
-  std::map<std::string, std::size_t, std::less<>> tools_of_;  // distinct tool labels a server has
+  std::map<std::string, std::set<std::string, std::less<>>, std::less<>> tools_of_;  // each server's tool labels
   std::map<std::string, uint64_t, std::less<>> limited_;
   std::map<int, uint64_t> auth_refused_;
   uint64_t requests_ = 0;

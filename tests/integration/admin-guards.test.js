@@ -34,6 +34,18 @@ function rawRequest(gh, method, path, body, headers = {}) {
   });
 }
 
+/** A gateway with a `crm` server whose CRM_API_KEY is a tenant secret, and tenant group `group` granted it. */
+async function crmTenantGateway(t, group) {
+  const gh = await startGatehouse({
+    t,
+    servers: { crm: everythingStdio({ env: { CRM_API_KEY: '${secret:CRM_API_KEY}' } }) },
+    env: { ENCRYPTION_KEY: newEncryptionKey() },
+  });
+  await makeGroup(gh, group, { isTenant: true });
+  await putGrant(gh, group, 'crm');
+  return gh;
+}
+
 describe('management API guards', () => {
   it('a control character in a path segment or a value is refused (400), and nothing changes', async (t) => {
     const gh = await startGatehouse({ t });
@@ -109,13 +121,7 @@ describe('management API guards', () => {
 
   it('a renamed group keeps its stored credentials (they are sealed with its name)', async (t) => {
     const secret = distinctiveSecret('rename');
-    const gh = await startGatehouse({
-      t,
-      servers: { crm: everythingStdio({ env: { CRM_API_KEY: '${secret:CRM_API_KEY}' } }) },
-      env: { ENCRYPTION_KEY: newEncryptionKey() },
-    });
-    await makeGroup(gh, 'Tenant-Old', { isTenant: true });
-    await putGrant(gh, 'Tenant-Old', 'crm');
+    const gh = await crmTenantGateway(t, 'Tenant-Old');
     assert.equal((await putKey(gh, 'Tenant-Old', 'crm', 'CRM_API_KEY', secret)).status, 201);
     const user = await makeUser(gh, 'ren@example.com', { groups: ['Tenant-Old'] });
     assert.equal((await gh.api('PATCH', '/groups/Tenant-Old', { name: 'Tenant-New' })).status, 200);
@@ -131,13 +137,7 @@ describe('management API guards', () => {
 
   it('the command line stores a tenant value given on stdin, audited; a command that fails writes nothing', async (t) => {
     const secret = distinctiveSecret('cli');
-    const gh = await startGatehouse({
-      t,
-      servers: { crm: everythingStdio({ env: { CRM_API_KEY: '${secret:CRM_API_KEY}' } }) },
-      env: { ENCRYPTION_KEY: newEncryptionKey() },
-    });
-    await makeGroup(gh, 'Tenant-Cli', { isTenant: true });
-    await putGrant(gh, 'Tenant-Cli', 'crm');
+    const gh = await crmTenantGateway(t, 'Tenant-Cli');
     const set = gh.cli(['keys', 'set', 'Tenant-Cli', 'crm', 'CRM_API_KEY'], { input: `${secret}\n` });
     assert.equal(set.code, 0, set.stderr);
     assert.ok(!set.stdout.includes(secret), set.stdout);
