@@ -65,7 +65,9 @@ bool valid_server_id(std::string_view id) {
   if (!std::isalnum(static_cast<unsigned char>(id[0]))) return false;
   for (char c : id)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
-  return id.find("__") == std::string_view::npos;
+  // No "__" and no '_' at the end: the first "__" of a prefixed name `<server>__<tool>` must be the separator
+  // (an id "a_" would list its tool "b" as "a___b", read back as server "a", tool "_b").
+  return id.find("__") == std::string_view::npos && id.back() != '_';
 }
 
 namespace {
@@ -132,7 +134,7 @@ std::vector<ServerConfig> parse_servers(std::string_view json_text, const Enviro
     std::string id(kv.key());
     std::string where = "mcpServers." + id;
     if (!valid_server_id(id))
-      throw ConfigError(where, "server id must be 1-64 of A-Za-z0-9_- , start with a letter or digit, no \"__\"");
+      throw ConfigError(where, "server id must be 1-64 of A-Za-z0-9_- , start with a letter or digit, no \"__\", not end with \"_\"");
     if (!kv.value().is_object()) throw ConfigError(where, "must be an object");
     const auto& o = kv.value().as_object();
     for (const auto& f : o)

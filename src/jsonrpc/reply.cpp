@@ -326,7 +326,7 @@ std::optional<ToolCall> scan_tool_call(std::string_view text) {
     if (!is(key, "params") || params) return false;
     params = s.pos();
     if (!s.members([&](std::string_view pkey, bool pescaped) {  // the values scanned, the keys looked at
-          if (pescaped || is(pkey, "_meta")) return false;
+          if (pescaped || is(pkey, "_meta") || is(pkey, "task")) return false;  // (progress tokens, tasks: the full path)
           return is(pkey, "name") ? plain_string(name) : s.value(2);
         }))
       return false;

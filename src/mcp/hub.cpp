@@ -100,6 +100,47 @@ std::string id_key(const json::value& id) {
   return to_json(id);
 }
 
+// Task-augmented requests (MCP 2025-11-25) go only where the client was offered `tasks`: on a server's own
+// endpoint with the session's own upstream session (see initialize). Elsewhere the gateway could not relay
+// tasks/get or tasks/result to the upstream session that holds the task: such a request's `task` is ignored,
+// as the specification asks of a receiver without the capability, and tools that require a task are not listed.
+bool offers_tasks(const Session& s, const Server& srv) { return !s.scope.empty() && s.dedicated.contains(srv.cfg.id); }
+
+bool task_required(const json::object& tool) {
+  auto* e = tool.if_contains("execution");
+  auto* t = e && e->is_object() ? e->as_object().if_contains("taskSupport") : nullptr;
+  return t && t->is_string() && t->as_string() == "required";
+}
+
+// What a session's own upstream sessions declare: only what the client itself can do.
+json::object own_capabilities(const Session& s) {
+  json::object caps;
+  for (const char* k : {"sampling", "elicitation", "roots"})
+    if (auto* c = s.client_capabilities.if_contains(k)) caps[k] = *c;
+  return caps;
+}
+
+// A request that waits (for a server's catalog) before it is in flight: a notifications/cancelled for it in the
+// meantime, or the session's end, is kept here, and the request ends without a response instead of being sent.
+class Preparing {
+ public:
+  Preparing(Session& s, const json::value& id) : s_(s), key_(id_key(id)), mine_(s.preparing.try_emplace(key_, false).second) {}
+  Preparing(const Preparing&) = delete;
+  Preparing& operator=(const Preparing&) = delete;
+  ~Preparing() {
+    if (mine_) s_.preparing.erase(key_);
+  }
+  bool cancelled() const {
+    auto it = s_.preparing.find(key_);
+    return s_.closed || (it != s_.preparing.end() && it->second);
+  }
+
+ private:
+  Session& s_;
+  std::string key_;
+  bool mine_;
+};
+
 // Messages on a call's own stream: to the POST channel that is waiting for it.
 struct ChannelSink final : upstream::CallSink {
   ChannelSink(std::weak_ptr<Channel> c, std::weak_ptr<Session> s, std::string srv)
@@ -193,6 +234,7 @@ Hub::~Hub() { stop_upstreams(); }
 
 void Hub::configure(const std::vector<ServerConfig>& configs) {
   std::map<std::string, std::shared_ptr<Server>, std::less<>> next;
+  std::vector<std::shared_ptr<Server>> replaced;  // kept ids whose configuration changed
   bool changed = configs.size() != servers_.size();
   for (const auto& cfg : configs) {
     auto it = servers_.find(cfg.id);
@@ -213,8 +255,12 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
     srv->cfg = cfg;
     srv->listener = std::make_shared<SharedListener>(*this, cfg.id);
     next.emplace(cfg.id, srv);
-    if (it != servers_.end()) log::info("server changed", {{"server", cfg.id}});
-    else log::info("server added", {{"server", cfg.id}, {"transport", to_string(cfg.transport)}});
+    if (it != servers_.end()) {
+      replaced.push_back(srv);
+      log::info("server changed", {{"server", cfg.id}});
+    } else {
+      log::info("server added", {{"server", cfg.id}, {"transport", to_string(cfg.transport)}});
+    }
   }
   for (auto& [id, srv] : servers_) {
     auto it = next.find(id);
@@ -233,9 +279,17 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
     if (!sess->scope.empty() && !servers_.count(sess->scope)) orphaned.push_back(sess);
   for (auto& sess : orphaned) close_session(sess);
   if (!changed) return;
-  for (auto& [id, s] : sessions_)
-    if (s->scope.empty())
-      s->send_unsolicited(jsonrpc::make_notification("notifications/tools/list_changed", nullptr));
+  // Every list of an aggregate session may have changed, and those of a session scoped to a replaced server
+  // (which the new process or endpoint may list differently).
+  for (auto& [id, s] : sessions_) {
+    if (!s->scope.empty()) {
+      auto it = servers_.find(s->scope);
+      if (it == servers_.end() || std::find(replaced.begin(), replaced.end(), it->second) == replaced.end()) continue;
+    }
+    for (const char* m : {"notifications/tools/list_changed", "notifications/prompts/list_changed",
+                          "notifications/resources/list_changed"})
+      s->send_unsolicited(jsonrpc::make_notification(m, nullptr));
+  }
 }
 
 std::shared_ptr<Server> Hub::find(std::string_view id) const {
@@ -284,6 +338,13 @@ std::shared_ptr<upstream::Connection> Hub::shared_connection(Server& srv) {
   return srv.shared;
 }
 
+void Hub::use_own_upstreams(Session& s) {
+  if (s.dedicated_mode) return;
+  s.dedicated_mode = true;
+  // (A control character no route key holds, then the capabilities as JSON.)
+  s.catalog_suffix = "\x1f" + to_json(own_capabilities(s));
+}
+
 void Hub::drop_dedicated(const std::shared_ptr<Session>& s, const std::string& server) {
   // Posted: the connection may be delivering the message that led here.
   net::post(ex_, [this, weak = std::weak_ptr<Session>(s), server] {
@@ -329,11 +390,7 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
     }
     auto& mine = srv.dedicated_by_owner[s.owner];
     if (srv.dedicated < kMaxDedicated && mine < kMaxDedicatedPerOwner) {
-      // Declare upstream only what the client itself can do.
-      json::object caps;
-      for (const char* k : {"sampling", "elicitation", "roots"})
-        if (auto* c = s.client_capabilities.if_contains(k)) caps[k] = *c;
-      auto conn = new_connection(srv, std::move(caps), route);
+      auto conn = new_connection(srv, own_capabilities(s), route);
       auto listener = std::make_shared<SessionListener>(*this, s.weak_from_this(), srv.cfg.id);
       conn->set_listener(listener);
       s.dedicated[srv.cfg.id] = {conn, route.key};
@@ -412,6 +469,7 @@ void Hub::close_session(const std::shared_ptr<Session>& s) {
   s->closed = true;
   for (auto& [key, f] : s->in_flight) {
     f.cancelled = true;
+    if (f.handle) f.handle->cancelled = true;
     if (auto conn = f.conn.lock(); conn && f.handle && f.handle->upstream_id)
       conn->cancel(f.handle->upstream_id, "the client session ended");
   }
@@ -492,7 +550,9 @@ Catalog& Server::catalog_for(std::string_view route_key) {
   return tenant_catalogs[std::string(route_key)];
 }
 
-std::string Hub::catalog_key(const Session& s, const Server& srv) const { return s.caller.route(srv.cfg).key; }
+std::string Hub::catalog_key(const Session& s, const Server& srv) const {
+  return s.caller.route(srv.cfg).key + s.catalog_suffix;
+}
 
 const Catalog& Hub::catalog_of(const Server& srv, std::string_view route_key) {
   static const Catalog none;  // not listed yet for this tenant
@@ -767,7 +827,7 @@ net::awaitable<json::object> Hub::initialize(std::shared_ptr<Session> s, const j
   s->protocol_version = supported_protocol(requested) ? requested : std::string(upstream::kLatestProtocol);
   if (auto* c = params.if_contains("capabilities"); c && c->is_object()) s->client_capabilities = c->as_object();
   for (const char* k : {"sampling", "elicitation", "roots"})
-    if (s->client_capabilities.contains(k)) s->dedicated_mode = true;
+    if (s->client_capabilities.contains(k)) use_own_upstreams(*s);
   json::object result;
   result["protocolVersion"] = s->protocol_version;
   if (s->scope.empty()) {
@@ -833,12 +893,13 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
                        : method == "prompts/list"   ? cat.prompts
                        : method == "resources/list" ? cat.resources
                                                     : cat.templates;
-    bool tools = method == "tools/list";
+    bool tools = method == "tools/list", tasks = offers_tasks(*s, *srv);
     for (const auto& item : list) {
       if (tools && s->caller.rights) {
         auto* n = item.if_contains("name");
         if (!n || !n->is_string() || !may_call(*s, *srv, n->as_string())) continue;
       }
+      if (tools && !tasks && task_required(item)) continue;
       if (index++ < offset) continue;
       if (items.size() == page) {
         more = true;
@@ -939,11 +1000,13 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::call_tool(std::shared_ptr<Ses
   auto srv = named_server(*s, call.name, name);
   policy::Route route;  // worked out once: the catalog checked and the connection taken both follow it
   if (srv) route = s->caller.route(srv->cfg);
-  const Catalog* cat = srv ? &catalog_of(*srv, route.key) : nullptr;
+  const Catalog* cat = srv ? &catalog_of(*s, *srv, route) : nullptr;
   if (srv && !cat->loaded) {
+    Preparing waiting(*s, call.id);
     std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
     co_await load_catalogs(*s, one);
-    cat = &catalog_of(*srv, route.key);
+    if (waiting.cancelled()) co_return std::nullopt;
+    cat = &catalog_of(*s, *srv, route);
   }
   if (!srv || !may_use_named(*s, *srv, *cat, true, name))
     co_return jsonrpc::make_error(call.id, code::invalid_params, "Unknown tool: " + call.name);
@@ -983,29 +1046,37 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
     auto srv = named_server(*s, full, name);
     policy::Route route;  // once, as in call_tool
     if (srv) route = s->caller.route(srv->cfg);
-    const Catalog* cat = srv ? &catalog_of(*srv, route.key) : nullptr;
+    const Catalog* cat = srv ? &catalog_of(*s, *srv, route) : nullptr;
     if (srv && !cat->loaded) {  // (usually loaded: then no coroutine, event or vector for it)
+      Preparing waiting(*s, id);
       std::vector<std::shared_ptr<Server>> one(1, srv);  // (no braced list in a co_await: GCC 12)
       co_await load_catalogs(*s, one);
-      cat = &catalog_of(*srv, route.key);
+      if (waiting.cancelled()) co_return std::nullopt;
+      cat = &catalog_of(*s, *srv, route);
     }
     if (!srv || !may_use_named(*s, *srv, *cat, tool, name))
       co_return error(code::invalid_params, std::string(tool ? "Unknown tool: " : "Unknown prompt: ") + std::string(full));
     if (auto err = unavailable(*s, *srv, *cat, id, tool ? name : m)) co_return err;
     if (aggregate) params["name"] = std::string(name);  // `name` views into params: copy before replacing
+    if (tool && params.contains("task") && !(connection_for(*s, *srv, nullptr, &route) && offers_tasks(*s, *srv)))
+      params.erase("task");
     co_return co_await forward(s, srv, method, std::move(params_v), id, ch, {}, {}, &route);
   }
 
   if (m == "resources/read" || m == "resources/subscribe" || m == "resources/unsubscribe") {
     auto* u = params.if_contains("uri");
     if (!u || !u->is_string()) co_return error(code::invalid_params, "params.uri must be a string");
-    co_await load_catalogs(*s, in_scope(*s));
+    {
+      Preparing waiting(*s, id);
+      co_await load_catalogs(*s, in_scope(*s));
+      if (waiting.cancelled()) co_return std::nullopt;
+    }
     auto srv = route_uri(*s, u->as_string());
     if (!srv) {
       json::value data = json::object{{"uri", u->as_string()}};
       co_return jsonrpc::make_error(id, code::resource_not_found, "Resource not found", &data);
     }
-    if (m == "resources/subscribe") s->dedicated_mode = true;
+    if (m == "resources/subscribe") use_own_upstreams(*s);
     if (auto err = unavailable(*s, *srv, catalog_of(*s, *srv), id, method)) co_return err;
     // A subscription lives in an upstream session: on one shared by many users it would be everyone's.
     if (m != "resources/read" && connection_for(*s, *srv) && !s->dedicated.contains(srv->cfg.id)) {
@@ -1033,7 +1104,9 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
     } else if (type && type->is_string() && type->as_string() == "ref/resource") {
       auto* u = r.if_contains("uri");
       if (!u || !u->is_string()) co_return error(code::invalid_params, "ref.uri must be a string");
+      Preparing waiting(*s, id);
       co_await load_catalogs(*s, in_scope(*s));
+      if (waiting.cancelled()) co_return std::nullopt;
       srv = route_uri(*s, u->as_string());
     } else {
       co_return error(code::invalid_params, "ref.type must be ref/prompt or ref/resource");
@@ -1043,7 +1116,14 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
   }
 
   if (m == "logging/setLevel") {
-    s->dedicated_mode = true;
+    static constexpr std::string_view kLevels[] = {"debug", "info",     "notice", "warning",
+                                                   "error", "critical", "alert",  "emergency"};
+    auto* level = params.if_contains("level");
+    if (!level || !level->is_string() ||
+        std::find(std::begin(kLevels), std::end(kLevels), std::string_view(level->as_string())) == std::end(kLevels))
+      co_return error(code::invalid_params,
+                      "params.level must be one of debug, info, notice, warning, error, critical, alert, emergency");
+    use_own_upstreams(*s);
     auto servers = in_scope(*s);
     for (auto& srv : servers) {
       auto conn = connection_for(*s, *srv);
@@ -1090,9 +1170,14 @@ void Hub::client_message(const std::shared_ptr<Session>& s, json::object msg) {
     if (!params || !params->is_object()) return;
     auto* rid = params->as_object().if_contains("requestId");
     if (!rid) return;
-    auto it = s->in_flight.find(id_key(*rid));
-    if (it == s->in_flight.end()) return;
+    auto key = id_key(*rid);
+    auto it = s->in_flight.find(key);
+    if (it == s->in_flight.end()) {
+      if (auto p = s->preparing.find(key); p != s->preparing.end()) p->second = true;
+      return;
+    }
     it->second.cancelled = true;
+    if (it->second.handle) it->second.handle->cancelled = true;
     if (auto conn = it->second.conn.lock(); conn && it->second.handle && it->second.handle->upstream_id)
       conn->cancel(it->second.handle->upstream_id, "cancelled by the client");
     return;
@@ -1109,6 +1194,7 @@ void Hub::abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Chann
   for (auto& [key, f] : s->in_flight) {
     if (f.channel.lock() != ch) continue;
     f.cancelled = true;
+    if (f.handle) f.handle->cancelled = true;
     if (auto conn = f.conn.lock(); conn && f.handle && f.handle->upstream_id)
       conn->cancel(f.handle->upstream_id, "the client disconnected");
   }

@@ -144,6 +144,10 @@ struct Session : std::enable_shared_from_this<Session> {
   std::string protocol_version;
   json::object client_capabilities;
   bool dedicated_mode = false;  // its own upstream sessions (sampling/elicitation/roots, log level, subscriptions)
+  // With its own upstream sessions, the catalogs it sees are those listed through an upstream session that
+  // declared what this client did (a server may offer some tools only to clients with roots, say): this
+  // suffix of their keys names the capabilities (see Hub::catalog_key).
+  std::string catalog_suffix;
   bool closed = false;
   Clock::time_point last_seen = Clock::now();
   struct Dedicated {
@@ -153,6 +157,8 @@ struct Session : std::enable_shared_from_this<Session> {
   std::map<std::string, Dedicated, std::less<>> dedicated;  // by server
   std::vector<std::shared_ptr<upstream::Listener>> listeners;  // of the dedicated connections (held weakly there)
   std::unordered_map<std::string, InFlight> in_flight;  // key: serialized downstream id
+  // Requests waiting for a server's catalog before they are in flight, by the same key: cancelled yet?
+  std::unordered_map<std::string, bool> preparing;
   std::unordered_map<int64_t, RelayedRequest> relayed;   // server→client requests awaiting the client
   int64_t next_relay_id = 0;
   std::weak_ptr<Channel> latest_channel;  // where an unattributed server→client request goes first
@@ -247,10 +253,16 @@ class Hub {
   std::shared_ptr<upstream::Connection> new_connection(Server& srv, json::object caps, const policy::Route& route = {});
   net::awaitable<void> load_catalog(std::shared_ptr<Server> srv, std::shared_ptr<upstream::Connection> conn,
                                     std::string route_key);
-  // The catalog this session sees of `srv`: its tenant's own when its route names one (Server::tenant_catalogs).
+  // From now on the session has upstream sessions of its own (Session::dedicated_mode).
+  static void use_own_upstreams(Session& s);
+  // The catalog this session sees of `srv`: its tenant's own when its route names one (Server::tenant_catalogs),
+  // and with upstream sessions of its own, the one listed through such a session (Session::catalog_suffix).
   std::string catalog_key(const Session& s, const Server& srv) const;
   const Catalog& catalog_of(const Session& s, const Server& srv) const { return catalog_of(srv, catalog_key(s, srv)); }
-  static const Catalog& catalog_of(const Server& srv, std::string_view route_key);
+  static const Catalog& catalog_of(const Session& s, const Server& srv, const policy::Route& route) {
+    return s.catalog_suffix.empty() ? catalog_of(srv, route.key) : catalog_of(srv, route.key + s.catalog_suffix);
+  }
+  static const Catalog& catalog_of(const Server& srv, std::string_view key);
   net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers);
   bool may_call(const Session& s, const Server& srv, std::string_view tool) const;
   json::array meta_tools() const;

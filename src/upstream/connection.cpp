@@ -147,6 +147,9 @@ net::awaitable<jsonrpc::Reply> Connection::call_when_ready(std::string method, j
   if (auto err = co_await ensure_ready())
     co_return jsonrpc::make_error(nullptr, jsonrpc::code::internal_error,
                                   "Upstream server '" + cfg_.id + "' is unavailable: " + *err);
+  // Cancelled while the connection started (a process spawned, an HTTP session opened): not carried out.
+  if (handle && handle->cancelled)
+    co_return jsonrpc::make_error(nullptr, jsonrpc::code::internal_error, "The request was cancelled before it was sent");
   co_return co_await call_started(std::move(method), std::move(params), std::move(opts), handle);
 }
 

@@ -59,7 +59,8 @@ struct CallOptions {
 
 // A handle to cancel a call in flight.
 struct CallHandle {
-  uint64_t upstream_id = 0;
+  uint64_t upstream_id = 0;  // 0 until it is sent
+  bool cancelled = false;    // set by the caller before it was sent (the connection still starting): never sent
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {

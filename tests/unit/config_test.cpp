@@ -45,6 +45,9 @@ TEST(Config, ErrorsNameTheSetting) {
   EXPECT_EQ(setting_of([&] { parse_servers("{", env); }), "MCP_SERVERS_FILE");
   EXPECT_EQ(setting_of([&] { parse_servers(R"({"servers":{}})", env); }), "mcpServers");
   EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a__b":{"command":"x"}}})", env); }), "mcpServers.a__b");
+  // A trailing '_' would make "<id>__<tool>" split at the wrong "__" ("a_" + "b" -> "a___b" -> "a" + "_b").
+  EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a_":{"command":"x"}}})", env); }), "mcpServers.a_");
+  EXPECT_NO_THROW(parse_servers(R"({"mcpServers":{"a_b-c":{"command":"x"}}})", env));
   EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"type":"ws","url":"http://x"}}})", env); }),
             "mcpServers.a.type");
   EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"args":[]}}})", env); }), "mcpServers.a.command");

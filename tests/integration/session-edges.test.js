@@ -1,0 +1,171 @@
+// What a client meets at the protocol's edges: tools that depend on the client's capabilities, task-augmented
+// calls where tasks are not offered, a cancellation that arrives before the call was sent upstream, logging
+// levels, and what a reload announces.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  connectClient, delay, everythingStdio, fixtureStdio, getJson, listAll, rawSession, resultText, rpc, startGatehouse, waitFor,
+} from './lib/index.js';
+
+const cleanAll = async (cleanups) => { for (const fn of cleanups.reverse()) { try { await fn(); } catch { /* keep cleaning */ } } };
+
+// server-everything offers get-roots-list only to a client that declared roots.
+describe('tools that depend on the client capabilities', () => {
+  const rootsClient = (gh, cleanups) => connectClient(gh.mcpUrl, {
+    t: (fn) => cleanups.push(fn),
+    capabilities: { roots: { listChanged: true } },
+    handlers: { 'roots/list': async () => ({ roots: [{ uri: 'file:///edge-root', name: 'edge-root' }] }) },
+  });
+  for (const order of ['alone', 'after a client without roots listed']) {
+    it(`a client with roots sees and calls everything__get-roots-list (${order})`, async () => {
+      const cleanups = [];
+      try {
+        const gh = await startGatehouse({ t: (fn) => cleanups.push(fn), servers: { everything: everythingStdio() } });
+        if (order !== 'alone') {
+          const plain = await connectClient(gh.mcpUrl, { t: (fn) => cleanups.push(fn) });
+          assert.ok(!(await listAll(plain, 'tools')).items.some((x) => x.name === 'everything__get-roots-list'));
+        }
+        const client = await rootsClient(gh, cleanups);
+        const names = (await listAll(client, 'tools')).items.map((x) => x.name);
+        assert.ok(names.includes('everything__get-roots-list'), `missing: ${names.join(',')}`);
+        const r = await client.callTool({ name: 'everything__get-roots-list', arguments: {} }, undefined, { timeout: 20000 });
+        assert.match(resultText(r), /edge-root/);
+      } finally { await cleanAll(cleanups); }
+    });
+  }
+  it('a client without roots is not offered it after a client with roots listed', async () => {
+    const cleanups = [];
+    try {
+      const gh = await startGatehouse({ t: (fn) => cleanups.push(fn), servers: { everything: everythingStdio() } });
+      const client = await rootsClient(gh, cleanups);
+      assert.ok((await listAll(client, 'tools')).items.some((x) => x.name === 'everything__get-roots-list'));
+      const plain = await connectClient(gh.mcpUrl, { t: (fn) => cleanups.push(fn) });
+      const names = (await listAll(plain, 'tools')).items.map((x) => x.name);
+      assert.ok(names.includes('everything__echo'), names.join(','));
+      assert.ok(!names.includes('everything__get-roots-list'), names.join(','));
+    } finally { await cleanAll(cleanups); }
+  });
+});
+
+describe('task-augmented calls where tasks are not offered', () => {
+  let gh;
+  const cleanups = [];
+  before(async () => { gh = await startGatehouse({ t: (fn) => cleanups.push(fn), servers: { everything: everythingStdio() } }); });
+  after(() => cleanAll(cleanups));
+
+  for (const [where, prefix] of [['/mcp', 'everything__'], ['/mcp/everything', '']]) {
+    it(`${where}: params.task is ignored and the call answered as usual`, async () => {
+      const s = await rawSession(gh.url + where);
+      assert.equal(s.initResult.capabilities.tasks, undefined);
+      const r = await s.post(rpc('tools/call', { name: `${prefix}echo`, arguments: { message: 'hi' }, task: { ttl: 60000 } }));
+      assert.equal(r.status, 200);
+      assert.equal(r.json?.error, undefined, r.text);
+      assert.equal(r.json.result.task, undefined, r.text);
+      assert.match(JSON.stringify(r.json.result.content), /Echo: hi/);
+    });
+    it(`${where}: a tool that requires a task is not listed`, async () => {
+      const s = await rawSession(gh.url + where);
+      const r = await s.request('tools/list', {});
+      const tools = r.json.result.tools;
+      assert.ok(tools.some((t) => t.name === `${prefix}echo`), r.text.slice(0, 300));
+      const required = tools.filter((t) => t.execution?.taskSupport === 'required').map((t) => t.name);
+      assert.deepEqual(required, []);
+    });
+  }
+});
+
+describe('a cancellation before the call reaches its upstream', () => {
+  it('while the stdio server starts: the call is not carried out and gets no answer', async () => {
+    const cleanups = [];
+    const marks = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gh-edges-')), 'marks');
+    try {
+      const gh = await startGatehouse({ t: (fn) => cleanups.push(fn), env: { STDIO_IDLE_TIMEOUT_S: '1' }, servers: {
+        slow: fixtureStdio('slow-start.js', { env: { START_DELAY_MS: '1500', MARK_FILE: marks } }),
+      } });
+      const s = await rawSession(gh.mcpUrl);
+      const first = await s.post(rpc('tools/call', { name: 'slow__mark', arguments: { tag: 'warm-up' } }));
+      assert.match(first.text, /marked warm-up/);
+      // The idle server is stopped after 1 s (its catalog stays): the next call starts it again.
+      await waitFor(async () => (await getJson(`${gh.url}/gateway/health`)).body.upstreams.slow.state === 'idle',
+        { timeoutMs: 10000, what: 'the idle stop' });
+      const call = s.post(rpc('tools/call', { name: 'slow__mark', arguments: { tag: 'cancelled' } }, 'c1'));
+      await delay(300);
+      const cancel = await s.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'c1', reason: 'user' } });
+      assert.equal(cancel.status, 202);
+      const answer = await call;
+      assert.equal(answer.messages.filter((m) => 'id' in m).length, 0, answer.text);
+      // A later call is carried out (the server did start), and the cancelled one never was.
+      const later = await s.post(rpc('tools/call', { name: 'slow__mark', arguments: { tag: 'later' } }));
+      assert.match(later.text, /marked later/);
+      assert.deepEqual(fs.readFileSync(marks, 'utf8').split('\n').filter(Boolean), ['warm-up', 'later']);
+    } finally { await cleanAll(cleanups); }
+  });
+
+  it('while the server\'s catalog is first loaded: honoured, and another session\'s call with the same id is not', async () => {
+    const cleanups = [];
+    try {
+      const gh = await startGatehouse({ t: (fn) => cleanups.push(fn), servers: { everything: everythingStdio() } });
+      const a = await rawSession(gh.mcpUrl);
+      const b = await rawSession(gh.mcpUrl);
+      const call = (s, steps) => s.post(rpc('tools/call', {
+        name: 'everything__trigger-long-running-operation', arguments: { duration: 2, steps }, _meta: { progressToken: 'same' },
+      }, 42));
+      const pa = call(a, 4);
+      const pb = call(b, 2);
+      await delay(300);  // both wait for the catalog (server-everything takes longer than this to start)
+      const c = await b.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 42 } });
+      assert.equal(c.status, 202);
+      const [ra, rb] = await Promise.all([pa, pb]);
+      assert.ok(ra.json?.result, `a's call was answered: ${ra.text.slice(-300)}`);
+      assert.equal(ra.messages.filter((m) => m.method === 'notifications/progress').length, 4, ra.text.slice(0, 500));
+      assert.equal(rb.messages.filter((m) => 'id' in m).length, 0, `b's cancelled call got no answer: ${rb.text.slice(-300)}`);
+    } finally { await cleanAll(cleanups); }
+  });
+});
+
+describe('logging/setLevel', () => {
+  let gh;
+  const cleanups = [];
+  before(async () => { gh = await startGatehouse({ t: (fn) => cleanups.push(fn), servers: { everything: everythingStdio() } }); });
+  after(() => cleanAll(cleanups));
+  for (const params of [{ level: 'bogus' }, {}, { level: 3 }]) {
+    it(`refuses ${JSON.stringify(params)} with -32602`, async () => {
+      const s = await rawSession(gh.mcpUrl);
+      const r = await s.request('logging/setLevel', params);
+      assert.equal(r.json?.error?.code, -32602, r.text);
+    });
+  }
+  it('accepts a level of RFC 5424', async () => {
+    const s = await rawSession(gh.mcpUrl);
+    const r = await s.request('logging/setLevel', { level: 'warning' });
+    assert.deepEqual(r.json?.result, {}, r.text);
+  });
+});
+
+describe('what a reload announces', () => {
+  it('every list to aggregate sessions, and to sessions of a server that was replaced', async () => {
+    const cleanups = [];
+    try {
+      const gh = await startGatehouse({ t: (fn) => cleanups.push(fn), servers: { everything: everythingStdio() } });
+      const seen = [], scoped = [];
+      const note = (list, what) => () => list.push(what);
+      const client = await connectClient(gh.mcpUrl, { t: (fn) => cleanups.push(fn), notifications: {
+        'notifications/tools/list_changed': note(seen, 'tools'), 'notifications/prompts/list_changed': note(seen, 'prompts'),
+        'notifications/resources/list_changed': note(seen, 'resources') } });
+      const sc = await connectClient(`${gh.url}/mcp/everything`, { t: (fn) => cleanups.push(fn), notifications: {
+        'notifications/tools/list_changed': note(scoped, 'tools') } });
+      await client.listPrompts();
+      await sc.listTools();
+      await delay(500);  // the GET streams open
+      gh.writeServers({ everything: everythingStdio({ env: { CHANGED: '1' } }), second: everythingStdio() });
+      gh.signal('SIGHUP');
+      await waitFor(() => ['tools', 'prompts', 'resources'].every((k) => seen.includes(k)), { timeoutMs: 10000, what: `all three on /mcp (seen ${seen})` });
+      await waitFor(() => scoped.includes('tools'), { timeoutMs: 10000, what: 'tools/list_changed on /mcp/everything' });
+      const prompts = (await client.listPrompts()).prompts.map((p) => p.name);
+      assert.ok(prompts.some((n) => n.startsWith('second__')), prompts.join(','));
+    } finally { await cleanAll(cleanups); }
+  });
+});
