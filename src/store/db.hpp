@@ -167,7 +167,10 @@ class Watcher {
   virtual void poke() = 0;
 };
 // LISTEN on channel `channel` over its own connection; reconnects with backoff and then calls cb once.
-std::unique_ptr<Watcher> watch_postgres(const std::string& url, std::string channel, std::function<void()> cb);
+// LISTENs on `channel`, and every few seconds runs `version_sql` (one value): a change of it is a change
+// whose notification was missed, and no answer within 10 s a connection lost (made again, counted as a change).
+std::unique_ptr<Watcher> watch_postgres(const std::string& url, std::string channel, std::string version_sql,
+                                        std::function<void()> cb);
 // Pokes, plus every ~500 ms (when `path` is a file) a poll on its own connection of `poll_sql`, a query whose
 // first value changes when other processes notify (0 when it has no row).
 std::unique_ptr<Watcher> watch_sqlite(const std::string& path, std::string poll_sql, std::function<void()> cb);

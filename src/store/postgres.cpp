@@ -3,6 +3,8 @@
 #include <libpq-fe.h>
 
 #include <charconv>
+#include <chrono>
+#include <optional>
 #include <unordered_map>
 
 #include "core/log.hpp"
@@ -16,7 +18,14 @@ namespace {
 void ignore_notice(void*, const char*) {}
 
 PGconn* connect_pg(const std::string& url, std::string* error) {
-  PGconn* c = PQconnectdb(url.c_str());
+  // A server that stops answering (its host gone, a network partition, a failover that leaves the old address
+  // silent) must not hold a connection for the kernel's two hours: a connection attempt gives up after 10 s,
+  // an idle connection is probed after 30 s, and one whose sent data goes unacknowledged for 30 s fails. The
+  // URL's own settings come last and win (libpq keeps the last value of a repeated key word).
+  static const char* const keys[] = {"connect_timeout", "keepalives",       "keepalives_idle", "keepalives_interval",
+                                     "keepalives_count", "tcp_user_timeout", "dbname",          nullptr};
+  const char* values[] = {"10", "1", "30", "10", "3", "30000", url.c_str(), nullptr};
+  PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (!c || PQstatus(c) != CONNECTION_OK) {
     std::string msg = c ? PQerrorMessage(c) : "out of memory";
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
@@ -251,19 +260,33 @@ class PgConnection final : public Connection {
 
 class PgWatcher final : public LoopWatcher {
  public:
-  PgWatcher(std::string url, std::string channel, std::function<void()> cb)
-      : LoopWatcher(std::move(cb)), url_(std::move(url)), channel_(std::move(channel)) {
+  PgWatcher(std::string url, std::string channel, std::string version_sql, std::function<void()> cb)
+      : LoopWatcher(std::move(cb)), url_(std::move(url)), channel_(std::move(channel)), version_sql_(std::move(version_sql)) {
     start();
   }
   ~PgWatcher() override { stop(); }
 
  private:
+  static constexpr auto kPollEvery = std::chrono::seconds(5), kAnswerWithin = std::chrono::seconds(10);
+
   void run() override {
+    using Clock = std::chrono::steady_clock;
     PGconn* c = nullptr;
     int backoff_ms = 100;
     // Changes may have gone unseen: before the first LISTEN (a write between the directory's first load and
     // this thread's connection, which can take a while on a busy machine), or while a connection was lost.
     bool missed = true, listened = false;
+    // The version poll: a query in flight (sent at `asked`), the next one due at `next_poll`, the last answer.
+    bool asking = false;
+    Clock::time_point asked{}, next_poll{};
+    std::optional<std::string> version;
+    auto lose = [&](std::string_view why) {
+      log::warn("store watcher: connection lost", {{"url", redact_url(url_)}, {"error", why}});
+      PQfinish(c);
+      c = nullptr;
+      missed = true;
+      asking = false;
+    };
     while (!stopping()) {
       if (!c) {
         std::string err;
@@ -291,14 +314,21 @@ class PgWatcher final : public LoopWatcher {
           missed = false;
         }
         listened = true;
+        next_poll = Clock::now() + kPollEvery;
+      }
+      auto now = Clock::now();
+      if (!asking && now >= next_poll) {
+        if (!PQsendQuery(c, version_sql_.c_str())) {
+          lose(PQerrorMessage(c));
+          continue;
+        }
+        asking = true;
+        asked = now;
       }
       // A short timeout keeps stop prompt even if the eventfd wake were missed, and drives the debounce.
       if (wait(PQsocket(c), 250)) {
         if (!PQconsumeInput(c)) {
-          log::warn("store watcher: connection lost", {{"url", redact_url(url_)}});
-          PQfinish(c);
-          c = nullptr;
-          missed = true;
+          lose(PQerrorMessage(c));
           continue;
         }
         while (PGnotify* n = PQnotifies(c)) {
@@ -306,12 +336,26 @@ class PgWatcher final : public LoopWatcher {
           PQfreemem(n);
         }
       }
+      if (asking && !PQisBusy(c)) {
+        std::optional<std::string> answer;
+        while (PGresult* r = PQgetResult(c)) {
+          if (PQresultStatus(r) == PGRES_TUPLES_OK) answer = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "";
+          PQclear(r);
+        }
+        asking = false;
+        next_poll = Clock::now() + kPollEvery;
+        if (answer && version && *answer != *version) changed();  // a change whose notification never came
+        if (answer) version = std::move(answer);
+      } else if (asking && Clock::now() - asked > kAnswerWithin) {
+        lose("no answer to the version poll within 10 s");
+        continue;
+      }
       fire_if_due();
     }
     PQfinish(c);
   }
 
-  std::string url_, channel_;
+  std::string url_, channel_, version_sql_;
 };
 
 }  // namespace
@@ -320,8 +364,9 @@ std::unique_ptr<Connection> open_postgres(const std::string& url, std::string sc
   return std::make_unique<PgConnection>(url, std::move(schema_prefix), read_only);
 }
 
-std::unique_ptr<Watcher> watch_postgres(const std::string& url, std::string channel, std::function<void()> cb) {
-  return std::make_unique<PgWatcher>(url, std::move(channel), std::move(cb));
+std::unique_ptr<Watcher> watch_postgres(const std::string& url, std::string channel, std::string version_sql,
+                                        std::function<void()> cb) {
+  return std::make_unique<PgWatcher>(url, std::move(channel), std::move(version_sql), std::move(cb));
 }
 
 }  // namespace gh::store::sql

@@ -113,6 +113,13 @@ ParsedUrl parse_url(const std::string& url) {
   return p;
 }
 
+// Errors that say this server cannot take the limiter's writes now, whatever the command.
+bool unusable_server(std::string_view error) {
+  for (std::string_view prefix : {"READONLY", "LOADING", "MASTERDOWN", "NOAUTH", "WRONGPASS", "NOPERM"})
+    if (error.starts_with(prefix)) return true;
+  return false;
+}
+
 class Client final : public RedisClient {
  public:
   Client(net::any_io_executor ex, ParsedUrl url)
@@ -289,9 +296,18 @@ class Client final : public RedisClient {
         }
         auto w = std::move(self->fifo_.front());
         self->fifo_.pop_front();
+        // A server that is no longer (or not yet) a writable primary — a replica after a failover, one still
+        // loading its data — answers every command with an error until the connection is made again, which
+        // resolves the host name again (the new primary, under a name that moved to it).
+        bool unusable = reply.type == RedisReply::Type::error && unusable_server(reply.str);
+        std::string why = unusable ? reply.str : std::string();
         if (!w->abandoned) {
           w->reply = std::move(reply);
           w->done.set();
+        }
+        if (unusable) {
+          self->fail(gen, "Redis answered " + why.substr(0, 200));
+          co_return;
         }
       }
     }

@@ -402,13 +402,38 @@ class SqlStore final : public Store {
   }
 
   int64_t purge_analytics(int64_t before) override {
-    std::lock_guard lk(mu_);
-    if (pg()) return conn_->exec("DELETE FROM @api_analytics WHERE timestamp < ?", {before});
+    // In chunks, each its own transaction taking the store on its own: a day of a busy gateway's rows is
+    // millions, and one DELETE of them held the store (directory reloads, the admin API) for seconds.
+    constexpr int64_t kChunk = 10'000;
+    int64_t n = 0;
+    if (pg()) {
+      // By the rows' physical addresses (`id` has no index: migration 4); old rows lie at the start of the
+      // append-only heap. Rows another instance is deleting at the same moment are skipped, not waited for.
+      for (int64_t got = kChunk; got == kChunk;) {
+        std::lock_guard lk(mu_);
+        got = conn_->exec("DELETE FROM @api_analytics WHERE ctid = ANY(ARRAY(SELECT ctid FROM @api_analytics "
+                          "WHERE timestamp < ? LIMIT ? FOR UPDATE SKIP LOCKED))",
+                          {before, kChunk});
+        n += got;
+      }
+      return n;
+    }
     // SQLite (migration 5): the old rows lie in the id ranges whose least timestamp is older; after them a
-    // range keeps only newer rows, so its least timestamp becomes `before` (a bound, not the exact least).
+    // range keeps only newer rows, so its least timestamp becomes `before` (a bound, not the exact least —
+    // and while the chunks run, an older bound is still a bound).
+    int64_t first, last;
+    {
+      std::lock_guard lk(mu_);
+      last = conn_->scalar("SELECT COALESCE(MAX(last_id), 0) FROM api_analytics_ranges WHERE min_ts < ?", {before});
+      first = conn_->scalar("SELECT COALESCE(MIN(id), 0) FROM api_analytics");
+    }
+    for (int64_t from = first; from <= last; from += kChunk) {
+      std::lock_guard lk(mu_);
+      n += conn_->exec("DELETE FROM api_analytics WHERE id >= ? AND id <= ? AND timestamp < ?",
+                       {from, std::min(last, from + kChunk - 1), before});
+    }
+    std::lock_guard lk(mu_);
     Transaction tx(*conn_, true);
-    int64_t last = conn_->scalar("SELECT COALESCE(MAX(last_id), 0) FROM api_analytics_ranges WHERE min_ts < ?", {before});
-    int64_t n = conn_->exec("DELETE FROM api_analytics WHERE id <= ? AND timestamp < ?", {last, before});
     conn_->exec("DELETE FROM api_analytics_ranges WHERE max_ts < ?", {before});
     conn_->exec("UPDATE api_analytics_ranges SET min_ts = ? WHERE min_ts < ?", {before, before});
     tx.commit();
@@ -863,6 +888,9 @@ class SqlStore final : public Store {
         Transaction tx(*conn_, true);
         if (!pg() || conn_->scalar("SELECT CASE WHEN pg_try_advisory_xact_lock(?) THEN 1 ELSE 0 END", {kChangeLockKey})) {
           if (!fn()) return false;
+          // PostgreSQL: the other instances hear of the change by the commit itself (a NOTIFY in a transaction
+          // is delivered when it commits, and only then), not by a later step that a crash could skip.
+          if (pg()) announce_change_locked();
           tx.commit();
           return true;
         }
@@ -874,27 +902,31 @@ class SqlStore final : public Store {
 
   // ---- change notification ----
   void notify_changed() override {
-    if (pg()) {
-      std::lock_guard lk(mu_);
-      conn_->exec(cat({"NOTIFY ", kChannel}));
-      return;
-    }
-    // SQLite: a counter other processes (the CLI) see through the watcher's poll. Not PRAGMA data_version:
-    // that changes with every commit, analytics rows included, and rebuilt the directory twice a second
-    // under traffic.
     {
       std::lock_guard lk(mu_);
-      conn_->exec("INSERT INTO @gateway_meta (key, value) VALUES ('directory_version', '1') ON CONFLICT (key) "
-                  "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)");
+      announce_change_locked();
     }
+    if (pg()) return;
     std::lock_guard lk(watch_mu_);
     if (watcher_) watcher_->poke();
+  }
+
+  // A counter the watchers poll — SQLite's the only way other processes (the CLI) are seen; PostgreSQL's a
+  // check every few seconds that no notification was missed — and on PostgreSQL a NOTIFY for the prompt way.
+  // Not PRAGMA data_version: that changes with every commit, analytics rows included, and rebuilt the
+  // directory twice a second under traffic.
+  void announce_change_locked() {
+    conn_->exec("INSERT INTO @gateway_meta (key, value) VALUES ('directory_version', '1') ON CONFLICT (key) "
+                "DO UPDATE SET value = CAST(CAST(@gateway_meta.value AS INTEGER) + 1 AS TEXT)");
+    if (pg()) conn_->exec(cat({"NOTIFY ", kChannel}));
   }
 
   // SQLite: the watcher's poll also sees this instance's own notifications, so a write here may be
   // reported twice (poke and poll); reloads are idempotent, and the poll is what catches the CLI's writes.
   void watch(std::function<void()> cb) override {
-    auto fresh = pg() ? sql::watch_postgres(url_, kChannel, std::move(cb))
+    auto fresh = pg() ? sql::watch_postgres(url_, kChannel,
+                                            "SELECT value FROM mcp_proxy.gateway_meta WHERE key = 'directory_version'",
+                                            std::move(cb))
                       : sql::watch_sqlite(sqlite_path_, "SELECT value FROM gateway_meta WHERE key = 'directory_version'",
                                           std::move(cb));
     std::unique_ptr<sql::Watcher> old;

@@ -3,6 +3,7 @@
 // (no 5xx, no hang) and /gateway/stats and /metrics say so; with Redis back on the same port, one limit again.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createTestDatabase, startGatehouse } from './lib/index.js';
 import { allowedBound, assertRateLimited, burst, makeUser, parsePrometheus, send, startRedis } from './lib/ops.js';
 import { eventually } from './lib/identity.js';
@@ -141,5 +142,34 @@ describe('shared rate limits through Redis', () => {
     const ok = again.byStatus[200] ?? 0;
     assert.ok(ok >= PER_MINUTE - 1 && ok <= allowedBound(PER_MINUTE, again.elapsedMs) - 1,
       `yan through a and b after Redis answered again: ${JSON.stringify(again.byStatus)} in ${again.elapsedMs} ms`);
+  });
+
+  it('Redis that turns replica (a failover) is left and connected to again; shared limits when it is a primary again', async (t) => {
+    const redis = await startRedis({ t });
+    const cli = (...args) => execFileSync('redis-cli', ['-p', String(redis.port), ...args], { encoding: 'utf8' }).trim();
+    const gh = await startGatehouse({ t, env: { REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: '1000' } });
+    const zed = await makeUser(gh, 'zed@example.com');
+    assert.equal((await send(`${gh.url}/servers`, { headers: zed.headers })).status, 200);
+    assert.equal((await stats(gh)).redis_up, true);
+    const firstClient = cli('CLIENT', 'LIST', 'TYPE', 'normal');
+    // A replica (of nothing reachable) refuses the limiter's writes with READONLY on the same connection.
+    cli('REPLICAOF', '127.0.0.1', '1');
+    t.after(() => { try { cli('REPLICAOF', 'NO', 'ONE'); } catch { /* stopped already */ } });
+    for (let i = 0; i < 5; i++) assert.equal((await send(`${gh.url}/servers`, { headers: zed.headers })).status, 200);
+    const rl = await stats(gh);
+    assert.equal(rl.redis_up, false, JSON.stringify(rl));
+    assert.ok(rl.fallbacks > 0, JSON.stringify(rl));
+    // The gateway dropped that connection (so that a reconnect follows the name to the new primary) …
+    assert.ok(gh.logs.some((l) => /redis connection failed/.test(l) && /READONLY/.test(l)), gh.logs.slice(-10).join('\n'));
+    cli('REPLICAOF', 'NO', 'ONE');
+    await eventually('the gateway to use Redis again', async () => {
+      await send(`${gh.url}/servers`, { headers: zed.headers });
+      return (await stats(gh)).redis_up === true;
+    }, { timeoutMs: 20000, intervalMs: 200 });
+    // … and limits through a new one.
+    // (the gateway's connections: not redis-cli's own, which is listed running CLIENT LIST)
+    const ids = (list) => list.split('\n').filter((l) => !/cmd=client\|list/.test(l)).map((l) => /\bid=(\d+)/.exec(l)?.[1]);
+    const now = ids(cli('CLIENT', 'LIST', 'TYPE', 'normal'));
+    assert.ok(now.some((id) => !ids(firstClient).includes(id)), `${firstClient}\n---\n${cli('CLIENT', 'LIST', 'TYPE', 'normal')}`);
   });
 });

@@ -17,7 +17,10 @@
 #include <random>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1219,7 +1222,8 @@ TYPED_TEST(StoreTest, AnalyticsReportsAndRetentionFindEveryRowOfTheirWindow) {
   for (int n : {1, 7, 300, 512, 1000, 2000, 3, 5000, 450, 1, 4096, 900}) add(n);  // 14,370 rows
   windows(start);
   // Retention, three times, the cutoffs moving forward; then more rows (some older than the last cutoff).
-  for (int64_t cut : {start + 3000, start + 3000, start + 9000, start + 16000}) {
+  // (start + 14000 takes over 10,000 rows at once: more than one of the purge's chunks.)
+  for (int64_t cut : {start + 3000, start + 3000, start + 14000, start + 16000}) {
     int64_t older = scan->scalar("SELECT COUNT(*) FROM @api_analytics WHERE timestamp < ?", {cut});
     int64_t total = s.count_analytics();
     EXPECT_EQ(s.purge_analytics(cut), older) << "cutoff " << cut;
@@ -1807,4 +1811,72 @@ TEST_F(PgReconnect, WatcherReconnectsAndReportsPossiblyMissedChanges) {
         return calls.load() > before;
       },
       std::chrono::milliseconds(3000)));
+}
+
+TEST_F(PgReconnect, AChangeIsAnnouncedByItsOwnCommit) {
+  // Another instance hears of a management change by the commit itself: nothing after it (where the writing
+  // instance could crash) is needed. A change that is rolled back says nothing.
+  auto other = Store::open(env->url());
+  std::atomic<int> calls{0};
+  other->watch([&] { ++calls; });
+  ASSERT_TRUE(eventually([&] { return calls.load() >= 1; }, std::chrono::milliseconds(3000)));  // its first LISTEN
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto before = calls.load();
+  User u;
+  u.email = "rolled-back@x.test";
+  EXPECT_FALSE(store->atomically([&] { return store->create_user(u) && false; }));
+  u.email = "committed@x.test";
+  EXPECT_TRUE(store->atomically([&] { return store->create_user(u); }));  // no notify_changed() after it
+  EXPECT_TRUE(eventually([&] { return calls.load() > before; }, std::chrono::milliseconds(3000)));
+  EXPECT_FALSE(store->get_user("rolled-back@x.test").has_value());
+  other->stop_watching();
+}
+
+TEST_F(PgReconnect, TheVersionPollFindsAChangeWhoseNotificationNeverCame) {
+  store->notify_changed();  // the version row exists
+  std::atomic<int> calls{0};
+  store->watch([&] { ++calls; });
+  ASSERT_TRUE(eventually([&] { return calls.load() >= 1; }, std::chrono::milliseconds(3000)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(6000));  // one poll has seen the version
+  auto before = calls.load();
+  // Bumped without a NOTIFY (as a notification lost on the way would look): seen by the next poll (≤ 5 s).
+  admin->exec("UPDATE mcp_proxy.gateway_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+              "WHERE key = 'directory_version'");
+  EXPECT_TRUE(eventually([&] { return calls.load() > before; }, std::chrono::milliseconds(8000)));
+  store->stop_watching();
+}
+
+TEST_F(PgReconnect, AWatcherWhosePollGoesUnansweredConnectsAgain) {
+  // A server that stops answering (simulated: the poll waits on a lock held meanwhile) is given up on after
+  // 10 s, and connecting again counts as a change that may have been missed.
+  store->notify_changed();
+  std::atomic<int> calls{0};
+  store->watch([&] { ++calls; });
+  ASSERT_TRUE(eventually([&] { return calls.load() >= 1; }, std::chrono::milliseconds(3000)));
+  auto before = calls.load();
+  admin->exec("BEGIN");
+  admin->exec("LOCK TABLE mcp_proxy.gateway_meta IN ACCESS EXCLUSIVE MODE");
+  EXPECT_TRUE(eventually([&] { return calls.load() > before; }, std::chrono::milliseconds(20000)));
+  admin->exec("ROLLBACK");
+  store->stop_watching();
+}
+
+TEST(PgConnect, AServerThatNeverAnswersIsGivenUpOnAtConnect) {
+  // A listening socket nobody accepts on: the TCP handshake completes, the startup message is never answered.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::string url = "postgresql://postgres@127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/x";
+  auto started = std::chrono::steady_clock::now();
+  std::thread opener([&] { EXPECT_THROW(Store::open(url)->migrate(), std::exception); });
+  opener.join();
+  // libpq's connect_timeout (10 s) rather than the kernel's: the test binary would otherwise hang here.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+  ::close(fd);
 }
