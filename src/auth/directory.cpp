@@ -3,6 +3,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -246,16 +248,30 @@ void Directory::start_watching() {
       }
       reloading_ = true;
       net::co_spawn(io_, [this, alive]() -> net::awaitable<void> {
+        // A reload that fails is tried again (1 s, doubling to 30 s) until one succeeds: the change it was for
+        // may have no other notification coming.
+        auto retry_in = std::chrono::seconds(1);
         do {
           reload_again_ = false;
           uint64_t version = next_version_++;
+          bool failed = false;
           try {
             auto job = [this, version] { return Snapshot::build(store_.dump(), version, box_); };  // named: see BlockingPool::run
-  auto snap = co_await pool_.run(std::move(job));
+            auto snap = co_await pool_.run(std::move(job));
             if (!*alive) co_return;
             install(std::move(snap));
+            retry_in = std::chrono::seconds(1);
           } catch (const std::exception& e) {
-            log::error("directory reload failed; keeping the previous snapshot", {{"error", e.what()}});
+            log::error("directory reload failed; keeping the previous snapshot",
+                       {{"error", e.what()}, {"retry_in_s", retry_in.count()}});
+            failed = true;
+          }
+          if (failed && *alive) {
+            net::steady_timer wait(io_, retry_in);
+            co_await wait.async_wait(net::use_awaitable);
+            if (!*alive) co_return;
+            retry_in = std::min(retry_in * 2, std::chrono::seconds(30));
+            reload_again_ = true;
           }
         } while (reload_again_ && *alive);
         reloading_ = false;

@@ -453,7 +453,8 @@ net::awaitable<std::vector<std::pair<std::shared_ptr<Server>, const json::object
   co_await load_catalogs(*s, servers);
   for (auto& srv : servers)
     for (auto& t : catalog_of(*s, *srv).tools)
-      if (auto* n = t.if_contains("name"); n && n->is_string() && may_call(*s, *srv, n->as_string()))
+      if (auto* n = t.if_contains("name"); n && n->is_string() && may_call(*s, *srv, n->as_string()) &&
+                                           (offers_tasks(*s, *srv) || !task_required(t)))
         out.emplace_back(srv, &t);
   co_return out;
 }

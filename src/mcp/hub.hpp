@@ -199,7 +199,8 @@ class Hub {
   // A session for one request of a caller without an MCP session (the OpenAPI routes): not registered,
   // nothing outlives it.
   std::shared_ptr<Session> transient_session(std::string scope, Caller caller);
-  // The tools of `servers` the session's caller may call, listed if needed (server id, tool) in order.
+  // The tools of `servers` the session's caller may call, listed if needed (server id, tool) in order; not those that
+  // require a task where the session is not offered tasks (see offers_tasks in hub.cpp).
   net::awaitable<std::vector<std::pair<std::shared_ptr<Server>, const json::object*>>> permitted_tools(
       std::shared_ptr<Session> s);
 
