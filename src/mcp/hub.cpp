@@ -870,7 +870,7 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
                                        const json::value& id) {
   std::size_t offset = 0;
   if (auto* c = params.if_contains("cursor"); c && !c->is_null()) {
-    auto off = cursor_decode(*c);
+    auto off = cursor_decode(*c, method);
     if (!off) co_return jsonrpc::make_error(id, code::invalid_params, "Invalid cursor");
     offset = *off;
   }
@@ -919,7 +919,7 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
   if (offset > index) co_return jsonrpc::make_error(id, code::invalid_params, "Invalid cursor");
   json::object result;
   result[key] = std::move(items);
-  if (more) result["nextCursor"] = cursor_encode(offset + page);
+  if (more) result["nextCursor"] = cursor_encode(method, offset + page);
   co_return jsonrpc::make_result(id, std::move(result));
 }
 

@@ -21,14 +21,19 @@ bool split_name(std::string_view full, std::string_view& server, std::string_vie
   return !name.empty();
 }
 
-std::string cursor_encode(std::size_t offset) { return base64url_encode("o:" + std::to_string(offset)); }
+std::string cursor_encode(std::string_view list, std::size_t offset) {
+  std::string raw(list);
+  raw.append(":").append(std::to_string(offset));
+  return base64url_encode(raw);
+}
 
-std::optional<std::size_t> cursor_decode(const boost::json::value& v) {
+std::optional<std::size_t> cursor_decode(const boost::json::value& v, std::string_view list) {
   if (!v.is_string()) return std::nullopt;
   auto raw = base64url_decode(v.as_string());
-  if (!raw || !raw->starts_with("o:") || raw->size() == 2) return std::nullopt;
+  if (!raw || raw->size() <= list.size() + 1 || !raw->starts_with(list) || (*raw)[list.size()] != ':') return std::nullopt;
+  const char* digits = raw->data() + list.size() + 1;
   std::size_t n = 0;
-  auto [p, ec] = std::from_chars(raw->data() + 2, raw->data() + raw->size(), n);
+  auto [p, ec] = std::from_chars(digits, raw->data() + raw->size(), n);
   if (ec != std::errc() || p != raw->data() + raw->size()) return std::nullopt;
   return n;
 }

@@ -14,8 +14,9 @@ std::string prefixed(std::string_view server, std::string_view name);
 // Splits "<server>__<name>" at the first separator; false when either side is empty or there is none.
 bool split_name(std::string_view full, std::string_view& server, std::string_view& name);
 
-std::string cursor_encode(std::size_t offset);
-// nullopt for anything that is not a cursor we made.
-std::optional<std::size_t> cursor_decode(const boost::json::value& v);
+// A page's cursor: the list it belongs to (the method, e.g. "tools/list") and the offset of its first item.
+std::string cursor_encode(std::string_view list, std::size_t offset);
+// The offset; nullopt for anything that is not a cursor we made for `list` (another list's cursor included).
+std::optional<std::size_t> cursor_decode(const boost::json::value& v, std::string_view list);
 
 }  // namespace gh::mcp

@@ -1,6 +1,6 @@
 // What a client meets at the protocol's edges: tools that depend on the client's capabilities, task-augmented
-// calls where tasks are not offered, a cancellation that arrives before the call was sent upstream, logging
-// levels, and what a reload announces.
+// calls where tasks are not offered, a cancellation that arrives before the call was sent upstream, list cursors,
+// logging levels, and what a reload announces.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -122,6 +122,29 @@ describe('a cancellation before the call reaches its upstream', () => {
       assert.ok(ra.json?.result, `a's call was answered: ${ra.text.slice(-300)}`);
       assert.equal(ra.messages.filter((m) => m.method === 'notifications/progress').length, 4, ra.text.slice(0, 500));
       assert.equal(rb.messages.filter((m) => 'id' in m).length, 0, `b's cancelled call got no answer: ${rb.text.slice(-300)}`);
+    } finally { await cleanAll(cleanups); }
+  });
+});
+
+describe('list cursors', () => {
+  it('a cursor belongs to its list: another list refuses it with -32602, its own goes on', async () => {
+    const cleanups = [];
+    try {
+      const gh = await startGatehouse({ t: (fn) => cleanups.push(fn), env: { LIST_PAGE_SIZE: '3' },
+        servers: { everything: everythingStdio() } });
+      const s = await rawSession(gh.mcpUrl);
+      const first = await s.request('tools/list', {});
+      assert.equal(first.json.result.tools.length, 3, first.text.slice(0, 300));
+      const cursor = first.json.result.nextCursor;
+      assert.equal(typeof cursor, 'string');
+      for (const other of ['prompts/list', 'resources/list', 'resources/templates/list']) {
+        const r = await s.request(other, { cursor });
+        assert.equal(r.json?.error?.code, -32602, `${other}: ${r.text}`);
+      }
+      const second = await s.request('tools/list', { cursor });
+      const names = (r) => r.json.result.tools.map((t) => t.name);
+      assert.equal(second.json.result.tools.length, 3, second.text.slice(0, 300));
+      assert.ok(names(second).every((n) => !names(first).includes(n)), `${names(first)} / ${names(second)}`);
     } finally { await cleanAll(cleanups); }
   });
 });

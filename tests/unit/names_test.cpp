@@ -32,15 +32,19 @@ TEST(Names, SplitRejectsMissingParts) {
 
 TEST(Cursor, RoundTripsAndRejectsForeignValues) {
   for (std::size_t off : {0u, 1u, 500u, 123456u}) {
-    auto c = cursor_encode(off);
-    auto back = cursor_decode(boost::json::value(c));
+    auto c = cursor_encode("tools/list", off);
+    auto back = cursor_decode(boost::json::value(c), "tools/list");
     ASSERT_TRUE(back.has_value());
     EXPECT_EQ(*back, off);
+    // Another list's cursor is not one of this list's (its offset counts other items).
+    EXPECT_FALSE(cursor_decode(boost::json::value(c), "prompts/list").has_value());
+    EXPECT_FALSE(cursor_decode(boost::json::value(c), "tools/lis").has_value());
   }
-  EXPECT_FALSE(cursor_decode(boost::json::value("not-a-cursor")).has_value());
-  EXPECT_FALSE(cursor_decode(boost::json::value(5)).has_value());
-  EXPECT_FALSE(cursor_decode(boost::json::value(gh::base64url_encode("o:12x"))).has_value());
-  EXPECT_FALSE(cursor_decode(boost::json::value(gh::base64url_encode("o:"))).has_value());
+  EXPECT_FALSE(cursor_decode(boost::json::value("not-a-cursor"), "tools/list").has_value());
+  EXPECT_FALSE(cursor_decode(boost::json::value(5), "tools/list").has_value());
+  EXPECT_FALSE(cursor_decode(boost::json::value(gh::base64url_encode("tools/list:12x")), "tools/list").has_value());
+  EXPECT_FALSE(cursor_decode(boost::json::value(gh::base64url_encode("tools/list:")), "tools/list").has_value());
+  EXPECT_FALSE(cursor_decode(boost::json::value(gh::base64url_encode("o:12")), "tools/list").has_value());
 }
 
 TEST(Util, Base64UrlRoundTrip) {
