@@ -274,7 +274,7 @@ void Directory::start_watching() {
             reload_again_ = true;
           }
         } while (reload_again_ && *alive);
-        reloading_ = false;
+        if (*alive) reloading_ = false;
       }, net::detached);
     });
   });

@@ -341,8 +341,11 @@ std::shared_ptr<upstream::Connection> Hub::shared_connection(Server& srv) {
 void Hub::use_own_upstreams(Session& s) {
   if (s.dedicated_mode) return;
   s.dedicated_mode = true;
-  // (A control character no route key holds, then the capabilities as JSON.)
-  s.catalog_suffix = "\x1f" + to_json(own_capabilities(s));
+  // A control character no route key holds, then which of the three capabilities the client declared — not
+  // their JSON, which the client makes up: at most eight catalogs per credential set, whatever clients send.
+  s.catalog_suffix = "\x1f";
+  for (const char* k : {"sampling", "elicitation", "roots"})
+    if (s.client_capabilities.contains(k)) s.catalog_suffix += k[0];
 }
 
 void Hub::drop_dedicated(const std::shared_ptr<Session>& s, const std::string& server) {
@@ -546,13 +549,18 @@ Catalog& Server::catalog_for(std::string_view route_key) {
   if (route_key.empty()) return catalog;
   if (auto it = tenant_catalogs.find(route_key); it != tenant_catalogs.end()) return it->second;
   // A stored value's every change makes a new key: the catalogs of keys no connection uses any more go.
+  // (A key with a capabilities suffix — Session::catalog_suffix — goes with its credential set.)
   if (tenant_catalogs.size() >= 64)
-    std::erase_if(tenant_catalogs, [&](auto& kv) { return !kv.second.loading && !tenants.contains(kv.first); });
+    std::erase_if(tenant_catalogs, [&](auto& kv) {
+      std::string_view route = std::string_view(kv.first).substr(0, kv.first.find('\x1f'));
+      return !kv.second.loading && !route.empty() && !tenants.contains(route);
+    });
   return tenant_catalogs[std::string(route_key)];
 }
 
 std::string Hub::catalog_key(const Session& s, const Server& srv) const {
-  return s.caller.route(srv.cfg).key + s.catalog_suffix;
+  auto key = s.caller.route(srv.cfg).key;
+  return s.dedicated.contains(srv.cfg.id) ? key + s.catalog_suffix : key;
 }
 
 const Catalog& Hub::catalog_of(const Server& srv, std::string_view route_key) {
@@ -656,11 +664,15 @@ net::awaitable<void> Hub::load_catalogs(Session& s, const std::vector<std::share
   auto done = std::make_shared<Event>(ex_);
   auto remaining = std::make_shared<std::size_t>(0);
   for (auto& srv : servers) {
+    // Listed through the caller's own connection: the server's defaults may lack credentials it has. A session
+    // meant to have upstream sessions of its own gets one first (if a slot is free): whether it has one decides
+    // which catalog it sees (catalog_key).
+    std::string error;
+    std::shared_ptr<upstream::Connection> conn;
+    if (s.dedicated_mode && !s.dedicated.contains(srv->cfg.id)) conn = connection_for(s, *srv, &error);
     auto key = catalog_key(s, *srv);
     if (srv->catalog_for(key).loaded) continue;
-    // Listed through the caller's own connection: the server's defaults may lack credentials it has.
-    std::string error;
-    auto conn = connection_for(s, *srv, &error);
+    if (!conn) conn = connection_for(s, *srv, &error);
     if (!conn) {
       if (auto& cat = srv->catalog_for(key); cat.error.empty()) cat.error = error;
       continue;

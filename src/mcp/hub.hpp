@@ -146,7 +146,7 @@ struct Session : std::enable_shared_from_this<Session> {
   bool dedicated_mode = false;  // its own upstream sessions (sampling/elicitation/roots, log level, subscriptions)
   // With its own upstream sessions, the catalogs it sees are those listed through an upstream session that
   // declared what this client did (a server may offer some tools only to clients with roots, say): this
-  // suffix of their keys names the capabilities (see Hub::catalog_key).
+  // suffix of their keys names the capabilities (see Hub::catalog_key), for the servers where it has one.
   std::string catalog_suffix;
   bool closed = false;
   Clock::time_point last_seen = Clock::now();
@@ -261,7 +261,8 @@ class Hub {
   std::string catalog_key(const Session& s, const Server& srv) const;
   const Catalog& catalog_of(const Session& s, const Server& srv) const { return catalog_of(srv, catalog_key(s, srv)); }
   static const Catalog& catalog_of(const Session& s, const Server& srv, const policy::Route& route) {
-    return s.catalog_suffix.empty() ? catalog_of(srv, route.key) : catalog_of(srv, route.key + s.catalog_suffix);
+    return s.catalog_suffix.empty() || !s.dedicated.contains(srv.cfg.id) ? catalog_of(srv, route.key)
+                                                                         : catalog_of(srv, route.key + s.catalog_suffix);
   }
   static const Catalog& catalog_of(const Server& srv, std::string_view key);
   net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers);

@@ -279,13 +279,14 @@ class PgWatcher final : public LoopWatcher {
     // The version poll: a query in flight (sent at `asked`), the next one due at `next_poll`, the last answer.
     bool asking = false;
     Clock::time_point asked{}, next_poll{};
-    std::optional<std::string> version;
+    std::optional<std::string> version, answer;
     auto lose = [&](std::string_view why) {
       log::warn("store watcher: connection lost", {{"url", redact_url(url_)}, {"error", why}});
       PQfinish(c);
       c = nullptr;
       missed = true;
       asking = false;
+      answer.reset();
     };
     while (!stopping()) {
       if (!c) {
@@ -336,19 +337,31 @@ class PgWatcher final : public LoopWatcher {
           PQfreemem(n);
         }
       }
-      if (asking && !PQisBusy(c)) {
-        std::optional<std::string> answer;
-        while (PGresult* r = PQgetResult(c)) {
-          if (PQresultStatus(r) == PGRES_TUPLES_OK) answer = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "";
-          PQclear(r);
+      // The poll's results, as far as they have arrived (PQgetResult would block for the rest); its end is
+      // the null result after them.
+      bool answered = false;
+      while (asking && !PQisBusy(c)) {
+        PGresult* r = PQgetResult(c);
+        if (!r) {
+          answered = true;
+          break;
         }
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) answer = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "";
+        PQclear(r);
+      }
+      if (answered) {
         asking = false;
         next_poll = Clock::now() + kPollEvery;
         if (answer && version && *answer != *version) changed();  // a change whose notification never came
         if (answer) version = std::move(answer);
+        answer.reset();
       } else if (asking && Clock::now() - asked > kAnswerWithin) {
         lose("no answer to the version poll within 10 s");
         continue;
+      }
+      while (PGnotify* n = PQnotifies(c)) {  // (ones read along with the poll's results)
+        changed();
+        PQfreemem(n);
       }
       fire_if_due();
     }

@@ -115,7 +115,7 @@ ParsedUrl parse_url(const std::string& url) {
 
 // Errors that say this server cannot take the limiter's writes now, whatever the command.
 bool unusable_server(std::string_view error) {
-  for (std::string_view prefix : {"READONLY", "LOADING", "MASTERDOWN", "NOAUTH", "WRONGPASS", "NOPERM"})
+  for (std::string_view prefix : {"READONLY", "LOADING", "MASTERDOWN", "NOAUTH", "WRONGPASS"})
     if (error.starts_with(prefix)) return true;
   return false;
 }
@@ -201,7 +201,8 @@ class Client final : public RedisClient {
     }
     self->state_ = State::connected;
     if (self->failures_ > 0) log::info("redis connected", {{"host", self->url_.host}, {"port", self->url_.port}});
-    self->failures_ = 0;
+    // failures_ (the backoff) goes back to 0 at the first reply that is not an unusable server's error: a
+    // replica that keeps answering READONLY is tried ever less often, not ten times a second.
     net::co_spawn(self->ex_, read_loop(self, gen), net::detached);
     self->flush();
   }
@@ -301,6 +302,7 @@ class Client final : public RedisClient {
         // resolves the host name again (the new primary, under a name that moved to it).
         bool unusable = reply.type == RedisReply::Type::error && unusable_server(reply.str);
         std::string why = unusable ? reply.str : std::string();
+        if (!unusable) self->failures_ = 0;
         if (!w->abandoned) {
           w->reply = std::move(reply);
           w->done.set();

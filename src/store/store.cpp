@@ -407,13 +407,22 @@ class SqlStore final : public Store {
     constexpr int64_t kChunk = 10'000;
     int64_t n = 0;
     if (pg()) {
-      // By the rows' physical addresses (`id` has no index: migration 4); old rows lie at the start of the
-      // append-only heap. Rows another instance is deleting at the same moment are skipped, not waited for.
+      // By the rows' physical addresses (`id` has no index: migration 4): old rows lie at the start of the
+      // append-only heap, and each chunk goes on from where the last one ended (a TID range scan) instead of
+      // reading the dead rows it left from the start again. Rows another instance is deleting at the same
+      // moment are skipped, not waited for (that instance deletes them).
+      std::string after = "(0,0)";
       for (int64_t got = kChunk; got == kChunk;) {
+        got = 0;
         std::lock_guard lk(mu_);
-        got = conn_->exec("DELETE FROM @api_analytics WHERE ctid = ANY(ARRAY(SELECT ctid FROM @api_analytics "
-                          "WHERE timestamp < ? LIMIT ? FOR UPDATE SKIP LOCKED))",
-                          {before, kChunk});
+        conn_->query("WITH c AS (SELECT ctid FROM @api_analytics WHERE ctid > CAST(? AS tid) AND timestamp < ? LIMIT ? "
+                     "FOR UPDATE SKIP LOCKED), "
+                     "d AS (DELETE FROM @api_analytics WHERE ctid = ANY(ARRAY(SELECT ctid FROM c)) RETURNING 1) "
+                     "SELECT (SELECT COUNT(*) FROM d), (SELECT CAST(MAX(ctid) AS text) FROM c)",
+                     {after, before, kChunk}, [&](const Row& r) {
+                       got = r.int64(0);
+                       if (!r.is_null(1)) after = r.str(1);
+                     });
         n += got;
       }
       return n;
@@ -434,8 +443,10 @@ class SqlStore final : public Store {
     }
     std::lock_guard lk(mu_);
     Transaction tx(*conn_, true);
-    conn_->exec("DELETE FROM api_analytics_ranges WHERE max_ts < ?", {before});
-    conn_->exec("UPDATE api_analytics_ranges SET min_ts = ? WHERE min_ts < ?", {before, before});
+    // Only the ranges the chunks went through: rows the writer added meanwhile (one with an old time, from a
+    // long call) are in later ranges, whose bounds stay as the writer made them.
+    conn_->exec("DELETE FROM api_analytics_ranges WHERE max_ts < ? AND last_id <= ?", {before, last});
+    conn_->exec("UPDATE api_analytics_ranges SET min_ts = ? WHERE min_ts < ? AND last_id <= ?", {before, before, last});
     tx.commit();
     return n;
   }

@@ -155,7 +155,15 @@ describe('shared rate limits through Redis', () => {
     // A replica (of nothing reachable) refuses the limiter's writes with READONLY on the same connection.
     cli('REPLICAOF', '127.0.0.1', '1');
     t.after(() => { try { cli('REPLICAOF', 'NO', 'ONE'); } catch { /* stopped already */ } });
-    for (let i = 0; i < 5; i++) assert.equal((await send(`${gh.url}/servers`, { headers: zed.headers })).status, 200);
+    // Requests for 3 s: each is decided locally; the connection is made again with a growing backoff (100 ms,
+    // 200 ms, …), not at every request.
+    const failedBefore = gh.logs.filter((l) => /redis connection failed/.test(l)).length;
+    for (let i = 0; i < 30; i++) {
+      assert.equal((await send(`${gh.url}/servers`, { headers: zed.headers })).status, 200);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const reconnects = gh.logs.filter((l) => /redis connection failed/.test(l)).length - failedBefore;
+    assert.ok(reconnects >= 1 && reconnects <= 8, `${reconnects} connections dropped in 3 s`);
     const rl = await stats(gh);
     assert.equal(rl.redis_up, false, JSON.stringify(rl));
     assert.ok(rl.fallbacks > 0, JSON.stringify(rl));

@@ -50,6 +50,53 @@ describe('tools that depend on the client capabilities', () => {
   });
 });
 
+describe('catalogs of sessions with upstream sessions of their own', () => {
+  it('a session past the cap sees the shared catalog; one with its own session the catalog listed through one like it', async () => {
+    const cleanups = [];
+    try {
+      const gh = await startGatehouse({ t: (fn) => cleanups.push(fn), servers: { c: fixtureStdio('caps-catalog.js') } });
+      const names = async (s) => (await s.request('tools/list', {})).json.result.tools.map((x) => x.name).sort();
+      // 32 sessions of one user with their own upstream sessions: the user's cap.
+      const fillers = [];
+      for (let i = 0; i < 32; i++) {
+        const s = await rawSession(gh.mcpUrl, { capabilities: { sampling: {} } });
+        assert.match((await s.request('tools/call', { name: 'c__ping', arguments: {} })).text, /called ping/);
+        fillers.push(s);
+      }
+      const capped = await rawSession(gh.mcpUrl, { capabilities: { roots: {} } });
+      assert.deepEqual(await names(capped), ['c__ping']);  // it shares the upstream session (no roots declared there)
+      for (const s of fillers) await s.remove();
+      // A roots client with a session of its own is not given what the capped one saw.
+      const own = await rawSession(gh.mcpUrl, { capabilities: { roots: {} } });
+      assert.deepEqual(await names(own), ['c__ping', 'c__roots-tool']);
+      assert.match((await own.request('tools/call', { name: 'c__roots-tool', arguments: {} })).text, /called roots-tool roots=true/);
+    } finally { await cleanAll(cleanups); }
+  });
+
+  it('clients declaring the same capabilities differently share one catalog (no listing per client)', async () => {
+    const cleanups = [];
+    const count = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gh-edges-')), 'count');
+    fs.writeFileSync(count, '');
+    const listings = () => fs.readFileSync(count, 'utf8').split('\n').filter(Boolean).length;
+    try {
+      const gh = await startGatehouse({ t: (fn) => cleanups.push(fn),
+        servers: { c: fixtureStdio('caps-catalog.js', { env: { COUNT_FILE: count } }) } });
+      const sessions = [];
+      for (let i = 0; i < 70; i++) {
+        const s = await rawSession(gh.mcpUrl, { capabilities: { sampling: { variant: i } } });
+        assert.deepEqual((await s.request('tools/list', {})).json.result.tools.map((x) => x.name), ['c__ping']);
+        sessions.push(s);
+      }
+      // One listing through a session of its own (32 have one), one through the shared session (the rest).
+      assert.ok(listings() <= 2, `${listings()} listings`);
+      const before = listings();
+      for (const s of sessions) assert.match((await s.request('tools/call', { name: 'c__ping', arguments: {} })).text, /called ping/);
+      for (const s of sessions) await s.request('tools/list', {});
+      assert.equal(listings() - before, 0, 'nothing changed upstream: no listing');
+    } finally { await cleanAll(cleanups); }
+  });
+});
+
 describe('task-augmented calls where tasks are not offered', () => {
   let gh;
   const cleanups = [];
@@ -75,6 +122,13 @@ describe('task-augmented calls where tasks are not offered', () => {
       assert.deepEqual(required, []);
     });
   }
+  it('/mcp/everything with an upstream session of its own: tasks offered, and the task-required tool listed', async () => {
+    const s = await rawSession(`${gh.url}/mcp/everything`, { capabilities: { sampling: {} } });
+    assert.ok(s.initResult.capabilities.tasks, JSON.stringify(s.initResult.capabilities));
+    const tools = (await s.request('tools/list', {})).json.result.tools;
+    assert.ok(tools.some((t) => t.name === 'simulate-research-query' && t.execution?.taskSupport === 'required'),
+      tools.map((t) => t.name).join(','));
+  });
 });
 
 describe('a cancellation before the call reaches its upstream', () => {

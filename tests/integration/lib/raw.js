@@ -83,9 +83,9 @@ export function initializeMessage({ protocolVersion = LATEST_PROTOCOL, capabilit
  * A raw MCP session: initialize + notifications/initialized. Returns
  * {sessionId, protocolVersion, initResult, post(message, headers), request(method, params), remove()}.
  */
-export async function rawSession(url, { protocolVersion = LATEST_PROTOCOL, headers: givenHeaders = {}, auth = true } = {}) {
+export async function rawSession(url, { protocolVersion = LATEST_PROTOCOL, capabilities = {}, headers: givenHeaders = {}, auth = true } = {}) {
   const headers = withAuth(url, givenHeaders, { auth });
-  const init = await rawRequest(url, { headers: { ...MCP_HEADERS, ...headers }, body: initializeMessage({ protocolVersion }) });
+  const init = await rawRequest(url, { headers: { ...MCP_HEADERS, ...headers }, body: initializeMessage({ protocolVersion, capabilities }) });
   if (init.status !== 200 || !init.json?.result) {
     throw new Error(`initialize failed: HTTP ${init.status} ${init.text.slice(0, 500)}`);
   }
