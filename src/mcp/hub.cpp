@@ -235,6 +235,7 @@ Hub::~Hub() { stop_upstreams(); }
 void Hub::configure(const std::vector<ServerConfig>& configs) {
   std::map<std::string, std::shared_ptr<Server>, std::less<>> next;
   std::vector<std::shared_ptr<Server>> replaced;  // kept ids whose configuration changed
+  std::vector<ServerConfig> touched;              // added, changed (as now) and removed (as was) servers
   bool changed = configs.size() != servers_.size();
   for (const auto& cfg : configs) {
     auto it = servers_.find(cfg.id);
@@ -255,6 +256,7 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
     srv->cfg = cfg;
     srv->listener = std::make_shared<SharedListener>(*this, cfg.id);
     next.emplace(cfg.id, srv);
+    touched.push_back(cfg);
     if (it != servers_.end()) {
       replaced.push_back(srv);
       log::info("server changed", {{"server", cfg.id}});
@@ -270,7 +272,10 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
     for (auto& [key, conn] : srv->tenants) conn->close("server configuration changed");
     srv->tenants.clear();
     for (auto& [sid, s] : sessions_) release_dedicated(*s, id, "server configuration changed");
-    if (it == next.end()) log::info("server removed", {{"server", id}});
+    if (it == next.end()) {
+      touched.push_back(srv->cfg);
+      log::info("server removed", {{"server", id}});
+    }
   }
   servers_ = std::move(next);
   // Sessions scoped to a server that no longer exists end.
@@ -280,12 +285,15 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
   for (auto& sess : orphaned) close_session(sess);
   if (!changed) return;
   // Every list of an aggregate session may have changed, and those of a session scoped to a replaced server
-  // (which the new process or endpoint may list differently).
+  // (which the new process or endpoint may list differently) — for the callers who may use a server that
+  // changed (as in list_changed: other servers' activity is not theirs to see).
   for (auto& [id, s] : sessions_) {
     if (!s->scope.empty()) {
       auto it = servers_.find(s->scope);
       if (it == servers_.end() || std::find(replaced.begin(), replaced.end(), it->second) == replaced.end()) continue;
     }
+    if (std::none_of(touched.begin(), touched.end(), [&](const ServerConfig& c) { return s->caller.may_use(c); }))
+      continue;
     for (const char* m : {"notifications/tools/list_changed", "notifications/prompts/list_changed",
                           "notifications/resources/list_changed"})
       s->send_unsolicited(jsonrpc::make_notification(m, nullptr));

@@ -9,6 +9,7 @@ import path from 'node:path';
 import {
   connectClient, delay, everythingStdio, fixtureStdio, getJson, listAll, rawSession, resultText, rpc, startGatehouse, waitFor,
 } from './lib/index.js';
+import { grantServer, makeUser } from './lib/ops.js';
 
 const cleanAll = async (cleanups) => { for (const fn of cleanups.reverse()) { try { await fn(); } catch { /* keep cleaning */ } } };
 
@@ -223,12 +224,19 @@ describe('logging/setLevel', () => {
 });
 
 describe('what a reload announces', () => {
-  it('every list to aggregate sessions, and to sessions of a server that was replaced', async () => {
+  it('every list to aggregate sessions, and to sessions of a server that was replaced; not to those who may use no changed server', async () => {
     const cleanups = [];
+    const note = (list, what) => () => list.push(what);
     try {
-      const gh = await startGatehouse({ t: (fn) => cleanups.push(fn), servers: { everything: everythingStdio() } });
+      const gh = await startGatehouse({ t: (fn) => cleanups.push(fn),
+        servers: { everything: everythingStdio(), still: everythingStdio() } });
+      // A user who may use only `still`, which the reload leaves as it is: told nothing.
+      await grantServer(gh, 'StillOnly', 'still');
+      const other = await makeUser(gh, 'still-only@example.com', { groups: ['StillOnly'] });
+      const otherSeen = [];
+      const otherClient = await connectClient(gh.mcpUrl, { t: (fn) => cleanups.push(fn), auth: false, headers: other.headers, notifications: {
+        'notifications/tools/list_changed': note(otherSeen, 'tools'), 'notifications/prompts/list_changed': note(otherSeen, 'prompts') } });
       const seen = [], scoped = [];
-      const note = (list, what) => () => list.push(what);
       const client = await connectClient(gh.mcpUrl, { t: (fn) => cleanups.push(fn), notifications: {
         'notifications/tools/list_changed': note(seen, 'tools'), 'notifications/prompts/list_changed': note(seen, 'prompts'),
         'notifications/resources/list_changed': note(seen, 'resources') } });
@@ -236,13 +244,17 @@ describe('what a reload announces', () => {
         'notifications/tools/list_changed': note(scoped, 'tools') } });
       await client.listPrompts();
       await sc.listTools();
-      await delay(500);  // the GET streams open
-      gh.writeServers({ everything: everythingStdio({ env: { CHANGED: '1' } }), second: everythingStdio() });
+      await otherClient.listTools();
+      await delay(1000);  // the GET streams open; what the servers say as they start (server-everything: list_changed) is past
+      otherSeen.length = 0;
+      gh.writeServers({ everything: everythingStdio({ env: { CHANGED: '1' } }), still: everythingStdio(), second: everythingStdio() });
       gh.signal('SIGHUP');
       await waitFor(() => ['tools', 'prompts', 'resources'].every((k) => seen.includes(k)), { timeoutMs: 10000, what: `all three on /mcp (seen ${seen})` });
       await waitFor(() => scoped.includes('tools'), { timeoutMs: 10000, what: 'tools/list_changed on /mcp/everything' });
       const prompts = (await client.listPrompts()).prompts.map((p) => p.name);
       assert.ok(prompts.some((n) => n.startsWith('second__')), prompts.join(','));
+      await delay(500);
+      assert.deepEqual(otherSeen, []);
     } finally { await cleanAll(cleanups); }
   });
 });
