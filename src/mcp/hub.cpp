@@ -112,12 +112,22 @@ bool task_required(const json::object& tool) {
   return t && t->is_string() && t->as_string() == "required";
 }
 
-// What a session's own upstream sessions declare: only what the client itself can do.
+// What a session's own upstream sessions declare: only what the client itself can do of what needs one (a
+// server's requests to the client: sampling, elicitation, roots).
 json::object own_capabilities(const Session& s) {
   json::object caps;
   for (const char* k : {"sampling", "elicitation", "roots"})
     if (auto* c = s.client_capabilities.if_contains(k)) caps[k] = *c;
   return caps;
+}
+
+// A request in flight that the client cancelled, left, or whose session ended: it gets no answer, and is not
+// sent if it has not been yet (the connection still starting), else cancelled upstream.
+void cancel_in_flight(InFlight& f, std::string_view why) {
+  f.cancelled = true;
+  if (!f.handle) return;
+  f.handle->cancelled = true;
+  if (auto conn = f.conn.lock(); conn && f.handle->upstream_id) conn->cancel(f.handle->upstream_id, why);
 }
 
 // A request that waits (for a server's catalog) before it is in flight: a notifications/cancelled for it in the
@@ -352,8 +362,7 @@ void Hub::use_own_upstreams(Session& s) {
   // A control character no route key holds, then which of the three capabilities the client declared — not
   // their JSON, which the client makes up: at most eight catalogs per credential set, whatever clients send.
   s.catalog_suffix = "\x1f";
-  for (const char* k : {"sampling", "elicitation", "roots"})
-    if (s.client_capabilities.contains(k)) s.catalog_suffix += k[0];
+  for (const auto& kv : own_capabilities(s)) s.catalog_suffix += kv.key().front();
 }
 
 void Hub::drop_dedicated(const std::shared_ptr<Session>& s, const std::string& server) {
@@ -479,12 +488,7 @@ std::shared_ptr<Session> Hub::find_session(std::string_view id) {
 
 void Hub::close_session(const std::shared_ptr<Session>& s) {
   s->closed = true;
-  for (auto& [key, f] : s->in_flight) {
-    f.cancelled = true;
-    if (f.handle) f.handle->cancelled = true;
-    if (auto conn = f.conn.lock(); conn && f.handle && f.handle->upstream_id)
-      conn->cancel(f.handle->upstream_id, "the client session ended");
-  }
+  for (auto& [key, f] : s->in_flight) cancel_in_flight(f, "the client session ended");
   while (!s->dedicated.empty()) release_dedicated(*s, std::string(s->dedicated.begin()->first), "client session ended");
   for (auto& [id, r] : s->relayed) r.reply(jsonrpc::make_error(nullptr, code::internal_error, "The client session ended"));
   s->relayed.clear();
@@ -568,7 +572,7 @@ Catalog& Server::catalog_for(std::string_view route_key) {
 
 std::string Hub::catalog_key(const Session& s, const Server& srv) const {
   auto key = s.caller.route(srv.cfg).key;
-  return s.dedicated.contains(srv.cfg.id) ? key + s.catalog_suffix : key;
+  return own_catalog(s, srv) ? key + s.catalog_suffix : key;
 }
 
 const Catalog& Hub::catalog_of(const Server& srv, std::string_view route_key) {
@@ -847,8 +851,7 @@ net::awaitable<json::object> Hub::initialize(std::shared_ptr<Session> s, const j
   if (auto* v = params.if_contains("protocolVersion"); v && v->is_string()) requested = v->as_string();
   s->protocol_version = supported_protocol(requested) ? requested : std::string(upstream::kLatestProtocol);
   if (auto* c = params.if_contains("capabilities"); c && c->is_object()) s->client_capabilities = c->as_object();
-  for (const char* k : {"sampling", "elicitation", "roots"})
-    if (s->client_capabilities.contains(k)) use_own_upstreams(*s);
+  if (!own_capabilities(*s).empty()) use_own_upstreams(*s);
   json::object result;
   result["protocolVersion"] = s->protocol_version;
   if (s->scope.empty()) {
@@ -1197,10 +1200,7 @@ void Hub::client_message(const std::shared_ptr<Session>& s, json::object msg) {
       if (auto p = s->preparing.find(key); p != s->preparing.end()) p->second = true;
       return;
     }
-    it->second.cancelled = true;
-    if (it->second.handle) it->second.handle->cancelled = true;
-    if (auto conn = it->second.conn.lock(); conn && it->second.handle && it->second.handle->upstream_id)
-      conn->cancel(it->second.handle->upstream_id, "cancelled by the client");
+    cancel_in_flight(it->second, "cancelled by the client");
     return;
   }
   if (method == "notifications/roots/list_changed") {
@@ -1213,11 +1213,7 @@ void Hub::client_message(const std::shared_ptr<Session>& s, json::object msg) {
 void Hub::abandon(const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch) {
   ch->gone = true;
   for (auto& [key, f] : s->in_flight) {
-    if (f.channel.lock() != ch) continue;
-    f.cancelled = true;
-    if (f.handle) f.handle->cancelled = true;
-    if (auto conn = f.conn.lock(); conn && f.handle && f.handle->upstream_id)
-      conn->cancel(f.handle->upstream_id, "the client disconnected");
+    if (f.channel.lock() == ch) cancel_in_flight(f, "the client disconnected");
   }
   ch->wake.set();
 }

@@ -261,8 +261,11 @@ class Hub {
   std::string catalog_key(const Session& s, const Server& srv) const;
   const Catalog& catalog_of(const Session& s, const Server& srv) const { return catalog_of(srv, catalog_key(s, srv)); }
   static const Catalog& catalog_of(const Session& s, const Server& srv, const policy::Route& route) {
-    return s.catalog_suffix.empty() || !s.dedicated.contains(srv.cfg.id) ? catalog_of(srv, route.key)
-                                                                         : catalog_of(srv, route.key + s.catalog_suffix);
+    return own_catalog(s, srv) ? catalog_of(srv, route.key + s.catalog_suffix) : catalog_of(srv, route.key);
+  }
+  // Whether the session sees `srv`'s catalog listed through an upstream session like its own (it has one).
+  static bool own_catalog(const Session& s, const Server& srv) {
+    return !s.catalog_suffix.empty() && s.dedicated.contains(srv.cfg.id);
   }
   static const Catalog& catalog_of(const Server& srv, std::string_view key);
   net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers);
