@@ -104,6 +104,28 @@ int serve(const Settings& settings, const Environment& env) {
   });
   hub.configure(servers);
   mcp::Endpoint endpoint(hub, settings);
+  if (settings.session_max_age_s > 0) {
+    // Sessions any instance on this store can serve (mcp/session_ids.hpp); ends recorded in the store.
+    hub.use_session_ids(std::make_shared<mcp::SessionIds>(authn.derived_key("mcp session ids"), settings.session_max_age_s));
+    hub.on_session_end = [&store, &pool](const std::string& id) {
+      pool.post([&store, id, at = unix_now()] {
+        try {
+          store->record_session_end(id, at);
+        } catch (const std::exception& e) {
+          log::warn("cannot record a session's end; other instances may still open it", {{"error", e.what()}});
+        }
+      });
+    };
+    hub.was_ended = [&store, &pool](std::string id) -> net::awaitable<bool> {
+      auto ask = [&store, id] { return store->session_ended(id); };
+      try {
+        co_return co_await pool.run(std::move(ask));
+      } catch (const std::exception& e) {
+        log::warn("cannot tell whether a session was ended; not opening it again", {{"error", e.what()}});
+        co_return true;
+      }
+    };
+  }
 
   http::ServerLimits limits;
   limits.max_body_bytes = settings.max_body_bytes;
@@ -178,6 +200,26 @@ int serve(const Settings& settings, const Environment& env) {
       local_limiter.sweep(std::chrono::duration_cast<std::chrono::microseconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count());
       if (++ticks % 12 == 0) pool.post([&] { authn.flush_usage(); });  // API keys' last use, once a minute
+      if (settings.session_max_age_s > 0 && hub.session_count() > 0) {
+        // Sessions ended on other instances: their copies here close within a tick.
+        pool.post([&, since = unix_now() - 30] {
+          try {
+            auto ended = store->sessions_ended_since(since);
+            if (!ended.empty()) net::post(io, [&hub, ended = std::move(ended)] { hub.ended_elsewhere(ended); });
+          } catch (const std::exception& e) {
+            log::warn("cannot read the sessions ended on other instances", {{"error", e.what()}});
+          }
+        });
+      }
+      if (settings.session_max_age_s > 0 && ticks % 720 == 1) {  // hourly: ends no id can be resumed past
+        pool.post([&, before = unix_now() - settings.session_max_age_s] {
+          try {
+            store->purge_session_ends(before);
+          } catch (const std::exception& e) {
+            log::warn("cannot purge old session ends", {{"error", e.what()}});
+          }
+        });
+      }
     }
   }, net::detached);
 

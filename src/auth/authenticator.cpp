@@ -493,6 +493,10 @@ std::optional<json::object> Authenticator::verify_own(std::string_view token, st
   return std::move(jwt->claims);
 }
 
+std::string Authenticator::derived_key(std::string_view purpose) const {
+  return hmac_sha256_raw(impl_->secret, "derived:" + std::string(purpose));
+}
+
 std::string Authenticator::csrf_token(std::string_view cookie) const {
   return base64url_encode(hmac_sha256_raw(impl_->secret, "csrf:" + std::string(cookie)));
 }

@@ -84,6 +84,8 @@ class Authenticator {
   // The CSRF token that goes with a cookie's value (HMAC of it): pages read it from /auth/me and send it back
   // in X-CSRF-Token with every write, which a cross-site form cannot do.
   std::string csrf_token(std::string_view cookie) const;
+  // A key for another use of the gateway's session secret (the same on every instance), named by `purpose`.
+  std::string derived_key(std::string_view purpose) const;
   // The cookie the request's credential is taken from — ours, or Open WebUI's `token` when it is accepted —
   // and "" when the credential is a header (which a cross-site page cannot send) or absent.
   std::string_view cookie_credential(const http::Request& req) const;

@@ -73,6 +73,9 @@ struct Settings {
   std::vector<std::string> allowed_origins;
   std::vector<std::string> allowed_hosts;
   int session_idle_timeout_s = 1800;
+  // SESSION_MAX_AGE_S: how long after it was opened any instance may open a session again from its id
+  // (mcp/session_ids.hpp); 0: random ids, a session lives only where it was opened.
+  int session_max_age_s = 86400;
   std::size_t max_sessions = 100000;
   std::size_t max_connections = 0;  // open client connections; 0: what the open-file limit allows (fdlimit)
   int64_t upstream_memory_mb = -1;  // upstream answers held while being read, across calls; 0: no limit; -1: auto

@@ -86,12 +86,40 @@ std::shared_ptr<Session> Endpoint::session_of(http::Exchange& ex, const std::str
   return s;
 }
 
-net::awaitable<void> Endpoint::no_session(http::Exchange& ex, bool missing) {
-  if (missing)
+net::awaitable<std::shared_ptr<Session>> Endpoint::reopen(http::Exchange& ex, const std::string& scope,
+                                                         const Caller& caller, bool missing) {
+  if (missing) {
     co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
                          "Bad Request: Mcp-Session-Id header is required");
-  else
-    co_await reply_error(ex, bhttp::status::not_found, code::request_timeout, "Session not found");
+    co_return nullptr;
+  }
+  if (hub_.draining()) {  // another instance can open it: the client (or its load balancer) tries again
+    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
+    co_return nullptr;
+  }
+  std::string why;
+  bool busy = false;
+  std::string sid(ex.req["Mcp-Session-Id"]);
+  auto s = co_await hub_.resume_session(sid, scope, caller, why, busy);
+  if (s) {
+    // Its request and the rights it was opened with are checked as for any other (session_of).
+    if (s->owner != caller.owner || s->scope != scope) s = nullptr;
+    else s->caller = caller;
+  }
+  if (s) {
+    log::info("session resumed", {{"request_id", ex.request_id}, {"session", s->id},
+                                  {"scope", scope.empty() ? "*" : scope}, {"protocol", s->protocol_version}});
+    co_return s;
+  }
+  if (busy) {
+    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error,
+                         "Too many open sessions; try again later");
+    co_return nullptr;
+  }
+  if (why != "not an id this gateway issued")
+    log::info("session not resumed", {{"request_id", ex.request_id}, {"reason", why}});
+  co_await reply_error(ex, bhttp::status::not_found, code::request_timeout, "Session not found");
+  co_return nullptr;
 }
 
 net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope, const Caller& caller) {
@@ -145,6 +173,7 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
       json::object params;
       if (auto* p = msg.if_contains("params"); p && p->is_object()) params = p->as_object();
       auto result = co_await hub_.initialize(s, params);
+      hub_.seal_session(s);
       std::string session_header = "Mcp-Session-Id: " + s->id + "\r\n";
       log::info("session opened", {{"request_id", ex.request_id}, {"session", s->id},
                                    {"scope", scope.empty() ? "*" : scope}, {"protocol", s->protocol_version},
@@ -157,10 +186,8 @@ net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope
 
   bool missing = false;
   auto s = session_of(ex, scope, caller, missing);
-  if (!s) {
-    co_await no_session(ex, missing);
-    co_return;
-  }
+  if (!s) s = co_await reopen(ex, scope, caller, missing);
+  if (!s) co_return;
   std::vector<json::value> early;  // answers known before dispatch (invalid batch members)
   std::vector<json::object> requests;
   if (call) {
@@ -366,10 +393,8 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope,
   }
   bool missing = false;
   auto s = session_of(ex, scope, caller, missing);
-  if (!s) {
-    co_await no_session(ex, missing);
-    co_return;
-  }
+  if (!s) s = co_await reopen(ex, scope, caller, missing);
+  if (!s) co_return;
   if (s->get_attached) {
     co_await reply_error(ex, bhttp::status::conflict, code::invalid_request,
                          "Conflict: only one standalone SSE stream is allowed per session");
@@ -407,12 +432,10 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope,
 net::awaitable<void> Endpoint::del(http::Exchange& ex, const std::string& scope, const Caller& caller) {
   bool missing = false;
   auto s = session_of(ex, scope, caller, missing);
-  if (!s) {
-    co_await no_session(ex, missing);
-    co_return;
-  }
+  if (!s) s = co_await reopen(ex, scope, caller, missing);
+  if (!s) co_return;
   log::info("session closed by client", {{"request_id", ex.request_id}, {"session", s->id}});
-  hub_.close_session(s);
+  hub_.end_session(s);
   http::Response res{bhttp::status::ok, ex.req.version()};
   res.keep_alive(ex.req.keep_alive());
   res.prepare_payload();

@@ -31,9 +31,13 @@ class Endpoint {
   // Stops watching; if the client left, cancels what is left and closes the connection after this exchange.
   void finish(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch);
   // Finds the request's session (and gives it the caller's current rights); null when the request names none
-  // (`missing`) or none of this caller's in this scope. no_session() answers those with 400 / 404.
+  // (`missing`) or none of this caller's in this scope held here: reopen() then.
   std::shared_ptr<Session> session_of(http::Exchange& ex, const std::string& scope, const Caller& caller, bool& missing);
-  net::awaitable<void> no_session(http::Exchange& ex, bool missing);
+  // A session another instance (or this one before a restart) opened, opened again from its id
+  // (Hub::resume_session); when there is none, answers 400 (no id), 404 (no such session of this caller's
+  // here) or 503 (shutting down, MAX_SESSIONS open) and returns null.
+  net::awaitable<std::shared_ptr<Session>> reopen(http::Exchange& ex, const std::string& scope, const Caller& caller,
+                                                  bool missing);
   Hub& hub_;
   const Settings& settings_;
 };

@@ -479,6 +479,82 @@ net::awaitable<std::vector<std::pair<std::shared_ptr<Server>, const json::object
   co_return out;
 }
 
+void Hub::seal_session(const std::shared_ptr<Session>& s) {
+  if (!ids_ || s->closed) return;
+  SessionTicket t{s->scope, ids_->owner_tag(s->owner), s->protocol_version, own_capabilities(*s), unix_now()};
+  sessions_.erase(s->id);
+  s->id = ids_->issue(t);
+  sessions_.emplace(s->id, s);
+}
+
+net::awaitable<std::shared_ptr<Session>> Hub::resume_session(std::string id, std::string scope, Caller caller,
+                                                             std::string& why, bool& busy) {
+  busy = false;
+  std::optional<SessionTicket> t;
+  if (ids_) t = ids_->verify(id, unix_now(), &why);
+  else why = "not an id this gateway issued";  // (none is resumable: SESSION_MAX_AGE_S=0)
+  if (!t) co_return nullptr;
+  // Another user's id, or one of another endpoint, is answered like an unknown one (as session_of does).
+  if (t->scope != scope) why = "opened on another endpoint";
+  else if (t->owner_tag != ids_->owner_tag(caller.owner)) why = "opened by another user";
+  else if (!scope.empty() && !find(scope)) why = "its server is no longer configured";
+  else if (ended_.contains(id)) why = "ended";
+  else why.clear();
+  if (why.empty() && was_ended) {
+    bool ended = co_await was_ended(id);
+    if (ended || ended_.contains(id)) why = "ended";  // (or ended here while the record was read)
+  }
+  if (!why.empty()) co_return nullptr;
+  // Another request of this session may have opened it again while the record was read.
+  if (auto it = sessions_.find(id); it != sessions_.end()) co_return it->second->closed ? nullptr : it->second;
+  if (sessions_.size() >= settings_.max_sessions) {
+    busy = true;
+    co_return nullptr;
+  }
+  auto s = std::make_shared<Session>();
+  s->id = std::move(id);
+  s->scope = std::move(scope);
+  s->owner = caller.owner;
+  s->caller = std::move(caller);
+  s->protocol_version = supported_protocol(t->protocol_version) ? t->protocol_version : std::string(upstream::kLatestProtocol);
+  s->client_capabilities = std::move(t->capabilities);
+  if (!own_capabilities(*s).empty()) use_own_upstreams(*s);
+  // Server→client requests of the instance that opened it may still await the client: ids of their own.
+  s->next_relay_id = int64_t(std::stoull(random_hex(4), nullptr, 16)) << 20;
+  sessions_.emplace(s->id, s);
+  co_return s;
+}
+
+void Hub::end_session(const std::shared_ptr<Session>& s) {
+  close_session(s);
+  if (!ids_) return;
+  remember_ended(s->id);
+  if (on_session_end) on_session_end(s->id);
+}
+
+void Hub::ended_elsewhere(const std::vector<std::string>& ids) {
+  for (auto& id : ids) {
+    if (ended_.contains(id)) continue;
+    remember_ended(id);
+    if (auto it = sessions_.find(id); it != sessions_.end()) {
+      log::info("session ended on another instance", {{"session", id}});
+      close_session(std::shared_ptr<Session>(it->second));
+    }
+  }
+}
+
+void Hub::remember_ended(const std::string& id) {
+  if (!ended_.insert(id).second) return;
+  auto now = unix_now();
+  ended_order_.emplace_back(now, id);
+  // Kept while the id could be resumed, at most 100,000 (older ones the record still has).
+  while (!ended_order_.empty() &&
+         (ended_order_.size() > 100'000 || now - ended_order_.front().first > ids_->max_age_s())) {
+    ended_.erase(ended_order_.front().second);
+    ended_order_.pop_front();
+  }
+}
+
 std::shared_ptr<Session> Hub::find_session(std::string_view id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return nullptr;

@@ -18,6 +18,7 @@
 
 #include "core/config.hpp"
 #include "core/event.hpp"
+#include "mcp/session_ids.hpp"
 #include "policy/policy.hpp"
 #include "upstream/connection.hpp"
 
@@ -196,6 +197,25 @@ class Hub {
   void close_session(const std::shared_ptr<Session>& s);
   std::size_t session_count() const { return sessions_.size(); }
 
+  // Resumable session ids (session_ids.hpp). Without them (SESSION_MAX_AGE_S=0) ids are random and a
+  // session lives only in the instance that opened it, until it ends there.
+  void use_session_ids(std::shared_ptr<const SessionIds> ids) { ids_ = std::move(ids); }
+  // After initialize: the session's lasting id (resumable with ids on), in place of create_session's.
+  void seal_session(const std::shared_ptr<Session>& s);
+  // A session this instance does not hold, opened again from its id for `caller` on `scope` (the state the id
+  // carries, fresh upstream sessions). Null when the id is not one of ours, is too old, names another endpoint
+  // or user, or its session was ended (`why` says which); `busy` when it is fine but MAX_SESSIONS are open.
+  net::awaitable<std::shared_ptr<Session>> resume_session(std::string id, std::string scope, Caller caller,
+                                                          std::string& why, bool& busy);
+  // The client ended the session (DELETE): closed, and remembered as ended here and, through on_session_end,
+  // by every instance, so that none opens it again.
+  void end_session(const std::shared_ptr<Session>& s);
+  // Sessions ended on other instances (read from the record on_session_end writes): closed here if held.
+  void ended_elsewhere(const std::vector<std::string>& ids);
+  std::function<void(const std::string& id)> on_session_end;
+  // Whether the record says the session was ended (true also when the record cannot be read).
+  std::function<net::awaitable<bool>(std::string id)> was_ended;
+
   // A session for one request of a caller without an MCP session (the OpenAPI routes): not registered,
   // nothing outlives it.
   std::shared_ptr<Session> transient_session(std::string scope, Caller caller);
@@ -301,6 +321,12 @@ class Hub {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, std::shared_ptr<Session>, StringHash, std::equal_to<>> sessions_;
+  std::shared_ptr<const SessionIds> ids_;
+  // Sessions ended here (by their id, until too old to be resumed), oldest first: a resume meanwhile finds
+  // them without asking the record, which is written after the client's answer.
+  std::unordered_set<std::string, StringHash, std::equal_to<>> ended_;
+  std::deque<std::pair<int64_t, std::string>> ended_order_;
+  void remember_ended(const std::string& id);
   bool draining_ = false;
 };
 

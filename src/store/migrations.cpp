@@ -286,6 +286,24 @@ DROP INDEX api_analytics_timestamp;
 )sql";
 constexpr std::string_view kPostgres5 = "";
 
+// MCP sessions their clients ended (Store::record_session_end): a resumable session id must not open a
+// session again on any instance once its client ended it. Kept while such an id could be resumed
+// (SESSION_MAX_AGE_S), read by time.
+constexpr std::string_view kSqlite6 = R"sql(
+CREATE TABLE mcp_session_ends (
+  session_id TEXT PRIMARY KEY,
+  ended_at INTEGER NOT NULL
+);
+CREATE INDEX mcp_session_ends_time ON mcp_session_ends (ended_at);
+)sql";
+constexpr std::string_view kPostgres6 = R"sql(
+CREATE TABLE @mcp_session_ends (
+  session_id TEXT COLLATE "C" PRIMARY KEY,
+  ended_at BIGINT NOT NULL
+);
+CREATE INDEX mcp_session_ends_time ON @mcp_session_ends (ended_at);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
@@ -295,6 +313,7 @@ const std::vector<Migration>& migrations() {
       {3, kSqlite3, kPostgres3},
       {4, kSqlite4, kPostgres4},
       {5, kSqlite5, kPostgres5},
+      {6, kSqlite6, kPostgres6},
   };
   return all;
 }

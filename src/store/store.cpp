@@ -866,6 +866,32 @@ class SqlStore final : public Store {
     return out;
   }
 
+  void record_session_end(std::string_view session_id, int64_t at) override {
+    std::lock_guard lk(mu_);
+    conn_->exec("INSERT INTO @mcp_session_ends (session_id, ended_at) VALUES (?, ?) ON CONFLICT (session_id) DO NOTHING",
+                {session_id, at});
+  }
+
+  bool session_ended(std::string_view session_id) override {
+    std::lock_guard lk(mu_);
+    bool found = false;
+    conn_->query("SELECT 1 FROM @mcp_session_ends WHERE session_id = ?", {session_id}, [&](const Row&) { found = true; });
+    return found;
+  }
+
+  std::vector<std::string> sessions_ended_since(int64_t since) override {
+    std::lock_guard lk(mu_);
+    std::vector<std::string> out;
+    conn_->query("SELECT session_id FROM @mcp_session_ends WHERE ended_at >= ?", {since},
+                 [&](const Row& r) { out.push_back(r.str(0)); });
+    return out;
+  }
+
+  int64_t purge_session_ends(int64_t before) override {
+    std::lock_guard lk(mu_);
+    return conn_->exec("DELETE FROM @mcp_session_ends WHERE ended_at < ?", {before});
+  }
+
   Dump dump() override {
     Dump d;
     std::lock_guard lk(mu_);

@@ -21,16 +21,22 @@ it('STDIO_IDLE_TIMEOUT_S stops an idle stdio upstream; the next call starts it a
   assert.ok(second.length >= 1 && second.every((pid) => !first.includes(pid)), `restarted: ${first} → ${second}`);
 });
 
-it('SESSION_IDLE_TIMEOUT_S drops an unused session (then 404)', async (t) => {
-  const gh = await startGatehouse({ t, env: { SESSION_IDLE_TIMEOUT_S: '10' }, servers: {} });
-  const idle = await rawSession(gh.mcpUrl);
+it('SESSION_IDLE_TIMEOUT_S drops an unused session: opened again from its id by its next request, or 404 with SESSION_MAX_AGE_S=0', async (t) => {
+  const resumable = await startGatehouse({ t, env: { SESSION_IDLE_TIMEOUT_S: '10' }, servers: {} });
+  const local = await startGatehouse({ t, env: { SESSION_IDLE_TIMEOUT_S: '10', SESSION_MAX_AGE_S: '0' }, servers: {} });
+  const sessions = [await rawSession(resumable.mcpUrl), await rawSession(local.mcpUrl)];
   const started = Date.now();
-  // Any request would keep the session alive, so nothing polls it: wait for the gateway to log
-  // the expiry (a hint to finish early), bounded to well past the timeout, then ask.
-  await waitFor(() => gh.logs.some((line) => line.includes(idle.sessionId) && /expire|idle/i.test(line)),
-    { timeoutMs: 16000, intervalMs: 100, what: 'the session to expire' }).catch(() => {});
-  assert.ok(Date.now() - started >= 9000, `the session was dropped after ${Date.now() - started} ms, before 10 s`);
-  const res = await idle.request('ping', {});
+  // Any request would keep a session alive, so nothing polls them: wait for the gateways to log the
+  // expiry (a hint to finish early), bounded to well past the timeout, then ask.
+  await waitFor(() => [resumable, local].every((gh, i) =>
+    gh.logs.some((line) => line.includes(sessions[i].sessionId) && /expire|idle/i.test(line))),
+  { timeoutMs: 16000, intervalMs: 100, what: 'the sessions to expire' }).catch(() => {});
+  assert.ok(Date.now() - started >= 9000, `the sessions were dropped after ${Date.now() - started} ms, before 10 s`);
+  assert.ok(resumable.logs.some((line) => line.includes(sessions[0].sessionId) && /expire/i.test(line)), 'not dropped');
+  const again = await sessions[0].request('ping', {});
+  assert.equal(again.status, 200, again.text);
+  assert.ok(resumable.logs.some((line) => line.includes('session resumed') && line.includes(sessions[0].sessionId)));
+  const res = await sessions[1].request('ping', {});
   assert.equal(res.status, 404, res.text);
   assert.equal(res.json?.error?.code, -32001, res.text);
 });

@@ -160,7 +160,7 @@ bool eventually(F pred, std::chrono::milliseconds limit = std::chrono::milliseco
 TYPED_TEST(StoreTest, MigrateIsIdempotentAndVersioned) {
   auto& s = *this->store;
   EXPECT_EQ(s.backend(), TypeParam::kPostgres ? "postgresql" : "sqlite");
-  EXPECT_EQ(kLatestVersion, 5);
+  EXPECT_EQ(kLatestVersion, 6);
   EXPECT_EQ(s.schema_version(), kLatestVersion);
   EXPECT_EQ(s.migrate(), 0);
   EXPECT_EQ(s.schema_version(), kLatestVersion);
@@ -611,6 +611,25 @@ TYPED_TEST(StoreTest, MetaPutIfAbsentKeepsTheFirstValue) {
   auto other = Store::open(this->env->url());
   EXPECT_EQ(other->put_meta_if_absent("session_secret", "second"), "first");
   EXPECT_EQ(s.get_meta("session_secret"), "first");
+}
+
+TYPED_TEST(StoreTest, SessionEndsAreSeenByEveryInstanceAndPurgedByTime) {
+  auto& s = *this->store;
+  EXPECT_FALSE(s.session_ended("a.b"));
+  s.record_session_end("a.b", 1000);
+  s.record_session_end("a.b", 2000);  // a repeat keeps the first
+  s.record_session_end("c.d", 1500);
+  auto other = Store::open(this->env->url());
+  EXPECT_TRUE(other->session_ended("a.b"));
+  EXPECT_FALSE(other->session_ended("a.c"));
+  auto since = other->sessions_ended_since(1200);
+  EXPECT_EQ(since, std::vector<std::string>{"c.d"});
+  since = other->sessions_ended_since(1000);
+  std::sort(since.begin(), since.end());
+  EXPECT_EQ(since, (std::vector<std::string>{"a.b", "c.d"}));
+  EXPECT_EQ(s.purge_session_ends(1200), 1);
+  EXPECT_FALSE(other->session_ended("a.b"));
+  EXPECT_TRUE(other->session_ended("c.d"));
 }
 
 TYPED_TEST(StoreTest, DumpHasEverything) {

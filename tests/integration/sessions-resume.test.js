@@ -1,0 +1,147 @@
+// Sessions across instances: a session's id carries what any instance on the same store needs to serve it
+// (SESSION_MAX_AGE_S), so a client behind a load balancer that spreads its requests, or a gateway restarted
+// under it, keeps its session; a session its client ended stays ended everywhere.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import {
+  connectClient, everythingStdio, listAll, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor, withAuth,
+} from './lib/index.js';
+import { makeUser } from './lib/ops.js';
+
+const servers = { everything: everythingStdio() };
+
+// An SDK client whose requests go to each gateway in turn, as through a round-robin load balancer.
+async function roundRobinClient(gateways, { capabilities = {}, sessionId } = {}) {
+  let next = 0;
+  const served = gateways.map(() => 0);
+  const fetchRoundRobin = (url, init) => {
+    const i = next++ % gateways.length;
+    served[i] += 1;
+    const u = new URL(url);
+    u.port = String(gateways[i].port);
+    return fetch(u, init);
+  };
+  const headers = withAuth(gateways[0].mcpUrl, {});
+  const transport = new StreamableHTTPClientTransport(new URL(gateways[0].mcpUrl), {
+    requestInit: { headers }, fetch: fetchRoundRobin, sessionId,
+  });
+  const client = new Client({ name: 'round-robin', version: '1.0.0' }, { capabilities });
+  await client.connect(transport);
+  return { client, transport, served };
+}
+
+const echo = async (client, message) =>
+  resultText(await client.callTool({ name: 'everything__echo', arguments: { message } }, undefined, { timeout: 30000 }));
+
+// A request in the session from outside the SDK (another instance, another user, a changed id).
+const ping = (url, sessionId, headers = {}) => rawRequest(url, {
+  headers: withAuth(url, { 'content-type': 'application/json', accept: 'application/json, text/event-stream',
+    'mcp-session-id': sessionId, ...headers }),
+  body: rpc('ping', {}),
+});
+
+describe('two instances on one store', () => {
+  let a, b;
+  before(async () => {
+    a = await startGatehouse({ servers });
+    b = await startGatehouse({ servers, database: a.database });
+  });
+  after(async () => { await b?.stop(); await a?.stop(); });
+
+  it('a client whose requests alternate between them keeps one session; ending it ends it on both', async () => {
+    const { client, transport, served } = await roundRobinClient([a, b]);
+    try {
+      const sessionId = transport.sessionId;
+      assert.ok(sessionId, 'no session id');
+      for (let i = 0; i < 6; i += 1) assert.equal(await echo(client, `m${i}`), `Echo: m${i}`);
+      const tools = (await listAll(client, 'tools')).items.map((t) => t.name);
+      assert.ok(tools.includes('everything__echo'), tools.join(','));
+      assert.ok(served[0] >= 4 && served[1] >= 4, `requests per instance: ${served}`);
+      assert.ok(b.logs.some((l) => l.includes('session resumed')) || a.logs.some((l) => l.includes('session resumed')),
+        'no instance logged opening the session again');
+      // Both instances hold it now; the client ends it through one of them.
+      assert.equal((await ping(a.mcpUrl, sessionId)).status, 200);
+      assert.equal((await ping(b.mcpUrl, sessionId)).status, 200);
+      await transport.terminateSession();
+      const ender = served[0] > served[1] ? a : b; // the DELETE went to the instance whose turn it was
+      const other = ender === a ? b : a;
+      assert.equal((await ping(ender.mcpUrl, sessionId)).status, 404, 'the instance that ended it still serves it');
+      await waitFor(async () => (await ping(other.mcpUrl, sessionId)).status === 404,
+        { timeoutMs: 15000, intervalMs: 250, what: 'the other instance to close its copy of the ended session' });
+      assert.ok(other.logs.some((l) => l.includes('session ended on another instance')));
+    } finally {
+      await client.close().catch(() => {});
+    }
+  });
+
+  it('an instance that never held the session opens it: for its user only, on its endpoint only, not when changed', async () => {
+    const s = await rawSession(a.mcpUrl);
+    assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 200);
+    const other = await makeUser(b, `resume-other-${Date.now()}@example.com`);
+    const fresh = await rawSession(a.mcpUrl); // not yet held by b
+    const asOther = await ping(b.mcpUrl, fresh.sessionId, other.headers);
+    assert.equal(asOther.status, 404, asOther.text);
+    assert.equal(asOther.json?.error?.code, -32001);
+    assert.equal((await ping(`${b.mcpUrl}/everything`, fresh.sessionId)).status, 404, 'opened on another endpoint');
+    const [payload, mac] = fresh.sessionId.split('.');
+    const changed = `${payload.slice(0, -2)}${payload.at(-2) === 'A' ? 'B' : 'A'}${payload.at(-1)}.${mac}`;
+    assert.equal((await ping(b.mcpUrl, changed)).status, 404, 'a changed id');
+    assert.ok(b.logs.some((l) => l.includes('session not resumed') && l.includes('opened by another user')));
+    // After all that, its own user still gets it.
+    assert.equal((await ping(b.mcpUrl, fresh.sessionId)).status, 200);
+  });
+
+  it('what the client declared goes with the session: tools offered only to clients with roots', async () => {
+    const withRoots = await rawSession(a.mcpUrl, { capabilities: { roots: { listChanged: true } } });
+    const without = await rawSession(a.mcpUrl);
+    const names = async (s) => {
+      const res = await rawRequest(b.mcpUrl, { headers: s.headers, body: rpc('tools/list', {}) });
+      assert.equal(res.status, 200, res.text);
+      return res.json.result.tools.map((t) => t.name);
+    };
+    const rootsTools = await names(withRoots);
+    assert.ok(rootsTools.includes('everything__get-roots-list'), rootsTools.join(','));
+    assert.ok(!(await names(without)).includes('everything__get-roots-list'));
+  });
+});
+
+it('a session outlives a restart of the gateway', async () => {
+  const first = await startGatehouse({ servers });
+  const client = await connectClient(first.mcpUrl);
+  assert.equal(await echo(client, 'before'), 'Echo: before');
+  const sessionId = client.transport.sessionId;
+  assert.ok(sessionId, 'no session id');
+  const ended = await rawSession(first.mcpUrl);
+  assert.equal((await ended.remove()).status, 200);
+  // The next process on the same store (started first: the harness drops a store when its last user stops).
+  const second = await startGatehouse({ servers, database: first.database });
+  await first.stop();
+  try {
+    const { client: again } = await roundRobinClient([second], { sessionId });
+    assert.equal(await echo(again, 'after'), 'Echo: after');
+    await again.close();
+    // The one its client ended stays ended.
+    const res = await ping(second.mcpUrl, ended.sessionId);
+    assert.equal(res.status, 404, res.text);
+    assert.ok(second.logs.some((l) => l.includes('session not resumed') && l.includes('ended')));
+  } finally {
+    await second.stop();
+  }
+});
+
+it('SESSION_MAX_AGE_S=0: random ids, a session lives only where it was opened', async () => {
+  const env = { SESSION_MAX_AGE_S: '0' };
+  const a = await startGatehouse({ servers: {}, env });
+  const b = await startGatehouse({ servers: {}, env, database: a.database });
+  try {
+    const s = await rawSession(a.mcpUrl);
+    assert.match(s.sessionId, /^[0-9a-f]{32}$/);
+    assert.equal((await ping(a.mcpUrl, s.sessionId)).status, 200);
+    assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 404);
+  } finally {
+    await b.stop();
+    await a.stop();
+  }
+});

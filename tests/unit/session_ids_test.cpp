@@ -1,0 +1,77 @@
+// Resumable MCP session ids (mcp/session_ids.hpp).
+#include <gtest/gtest.h>
+
+#include "core/util.hpp"
+#include "mcp/session_ids.hpp"
+
+using gh::mcp::SessionIds;
+using gh::mcp::SessionTicket;
+
+namespace {
+
+SessionTicket ticket(int64_t at) {
+  SessionTicket t;
+  t.scope = "everything";
+  t.protocol_version = "2025-06-18";
+  t.capabilities = {{"roots", {{"listChanged", true}}}};
+  t.issued_at = at;
+  return t;
+}
+
+}  // namespace
+
+TEST(SessionIds, AnIdCarriesItsSessionToAnotherInstanceWithTheSameSecret) {
+  SessionIds a("secret", 3600), b("secret", 3600);
+  auto t = ticket(1'000'000);
+  t.owner_tag = a.owner_tag("ann@example.com");
+  auto id = a.issue(t);
+  for (char c : id) EXPECT_TRUE(c >= 0x21 && c <= 0x7e) << id;  // visible ASCII, as MCP asks
+  EXPECT_EQ(id.find("ann"), std::string::npos) << "the owner's address is not in the id";
+  auto got = b.verify(id, 1'000'100);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->scope, "everything");
+  EXPECT_EQ(got->protocol_version, "2025-06-18");
+  EXPECT_EQ(got->owner_tag, b.owner_tag("ann@example.com"));
+  EXPECT_NE(got->owner_tag, b.owner_tag("bob@example.com"));
+  EXPECT_EQ(got->capabilities, t.capabilities);
+  EXPECT_EQ(got->issued_at, 1'000'000);
+  EXPECT_NE(a.issue(t), id) << "two sessions opened alike get different ids";
+}
+
+TEST(SessionIds, ForgedTamperedOldOrForeignIdsAreRefused) {
+  SessionIds ids("secret", 3600);
+  auto id = ids.issue(ticket(1'000'000));
+  std::string why;
+  EXPECT_FALSE(SessionIds("another secret", 3600).verify(id, 1'000'000, &why));
+  EXPECT_EQ(why, "bad signature");
+  // Every single-character change of the payload or the signature is caught.
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    if (id[i] == '.') continue;
+    auto bad = id;
+    bad[i] = bad[i] == 'A' ? 'B' : 'A';
+    EXPECT_FALSE(ids.verify(bad, 1'000'000)) << "changed at " << i;
+  }
+  // A payload of our making, signed, but with the scope changed, is another payload: its signature fails.
+  auto dot = id.find('.');
+  auto forged = gh::base64url_encode(R"({"n":"x","t":1000000,"s":"other","o":"","v":"2025-06-18"})") + id.substr(dot);
+  EXPECT_FALSE(ids.verify(forged, 1'000'000, &why));
+  EXPECT_EQ(why, "bad signature");
+  EXPECT_FALSE(ids.verify(id, 1'000'000 + 3601, &why));
+  EXPECT_EQ(why, "too old");
+  EXPECT_TRUE(ids.verify(id, 1'000'000 + 3600));
+  EXPECT_FALSE(ids.verify(id, 1'000'000 - 301)) << "issued in the future (beyond clock skew)";
+  EXPECT_FALSE(ids.verify("0123456789abcdef0123456789abcdef", 1'000'000, &why));  // a random id
+  EXPECT_EQ(why, "not an id this gateway issued");
+  EXPECT_FALSE(ids.verify(std::string(2000, 'a') + ".b", 1'000'000));
+  EXPECT_FALSE(ids.verify(".", 1'000'000));
+  EXPECT_FALSE(ids.verify("", 1'000'000));
+}
+
+TEST(SessionIds, CapabilitiesTooLargeMakeAnIdNoInstanceOpensAgain) {
+  SessionIds ids("secret", 3600);
+  auto t = ticket(1'000'000);
+  t.capabilities = {{"sampling", {{"x", std::string(SessionIds::kMaxCapabilities, 'x')}}}};
+  auto id = ids.issue(t);
+  EXPECT_FALSE(ids.verify(id, 1'000'000));
+  EXPECT_LE(id.size(), 64u);
+}
