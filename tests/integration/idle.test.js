@@ -35,7 +35,8 @@ it('SESSION_IDLE_TIMEOUT_S drops an unused session: opened again from its id by 
   assert.ok(resumable.logs.some((line) => line.includes(sessions[0].sessionId) && /expire/i.test(line)), 'not dropped');
   const again = await sessions[0].request('ping', {});
   assert.equal(again.status, 200, again.text);
-  assert.ok(resumable.logs.some((line) => line.includes('session resumed') && line.includes(sessions[0].sessionId)));
+  await waitFor(() => resumable.logs.some((line) => line.includes('session resumed') && line.includes(sessions[0].sessionId)),
+    { timeoutMs: 5000, what: 'the log line' });
   const res = await sessions[1].request('ping', {});
   assert.equal(res.status, 404, res.text);
   assert.equal(res.json?.error?.code, -32001, res.text);
