@@ -84,6 +84,10 @@ TEST(Config, SettingsDefaultsAndValidation) {
   EXPECT_EQ(s.upstream_memory_mb, -1);  // from the memory the process may use
   EXPECT_EQ(load_settings({{"UPSTREAM_MEMORY_LIMIT_MB", "0"}}).upstream_memory_mb, 0);  // no limit
   EXPECT_EQ(setting_of([] { load_settings({{"UPSTREAM_MEMORY_LIMIT_MB", "-1"}}); }), "UPSTREAM_MEMORY_LIMIT_MB");
+  EXPECT_EQ(s.session_max_age_s, 86400);
+  EXPECT_EQ(load_settings({{"SESSION_MAX_AGE_S", "0"}}).session_max_age_s, 0);  // resumable ids off
+  EXPECT_EQ(setting_of([] { load_settings({{"SESSION_MAX_AGE_S", "-1"}}); }), "SESSION_MAX_AGE_S");
+  EXPECT_EQ(setting_of([] { load_settings({{"SESSION_MAX_AGE_S", "2592001"}}); }), "SESSION_MAX_AGE_S");
 }
 
 TEST(Config, DefaultConnectionCapLeavesDescriptorsForTheRest) {
