@@ -228,6 +228,7 @@ json::object Router::stats_json() const {
 observability::Gauges Router::gauges() const {
   observability::Gauges g;
   g.sessions = p_.hub.session_count();
+  g.sessions_resumed = p_.hub.sessions_resumed();
   g.upstream_processes = upstream::live_child_groups();
   auto conns = http::connection_counts();
   g.http_connections = conns.open;

@@ -522,6 +522,7 @@ net::awaitable<std::shared_ptr<Session>> Hub::resume_session(std::string id, std
   // Server→client requests of the instance that opened it may still await the client: ids of their own.
   s->next_relay_id = int64_t(std::stoull(random_hex(4), nullptr, 16)) << 20;
   sessions_.emplace(s->id, s);
+  ++resumed_;
   co_return s;
 }
 

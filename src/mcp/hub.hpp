@@ -196,6 +196,7 @@ class Hub {
   std::shared_ptr<Session> find_session(std::string_view id);
   void close_session(const std::shared_ptr<Session>& s);
   std::size_t session_count() const { return sessions_.size(); }
+  uint64_t sessions_resumed() const { return resumed_; }
 
   // Resumable session ids (session_ids.hpp). Without them (SESSION_MAX_AGE_S=0) ids are random and a
   // session lives only in the instance that opened it, until it ends there.
@@ -322,6 +323,7 @@ class Hub {
   };
   std::unordered_map<std::string, std::shared_ptr<Session>, StringHash, std::equal_to<>> sessions_;
   std::shared_ptr<const SessionIds> ids_;
+  uint64_t resumed_ = 0;
   // Sessions ended here (by their id, until too old to be resumed), oldest first: a resume meanwhile finds
   // them without asking the record, which is written after the client's answer.
   std::unordered_set<std::string, StringHash, std::equal_to<>> ended_;

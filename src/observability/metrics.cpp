@@ -127,6 +127,9 @@ std::string Metrics::render(const Gauges& g) const {
   counter("gatehouse_upstream_answers_refused_total", "Upstream answers not read: the gateway held UPSTREAM_MEMORY_LIMIT_MB.",
           g.upstream_answers_refused);
   gauge("gatehouse_sessions", "Open downstream MCP sessions.", double(g.sessions));
+  counter("gatehouse_sessions_resumed_total",
+          "Downstream MCP sessions opened again from their id (opened by another instance, or before a restart or idle drop).",
+          g.sessions_resumed);
   gauge("gatehouse_upstream_processes", "Running stdio upstream process groups.", double(g.upstream_processes));
   gauge("gatehouse_upstream_connections", "Upstream connections (shared, tenant and dedicated).", double(g.upstream_connections));
   gauge("gatehouse_analytics_queue", "Analytics rows waiting to be written.", double(g.analytics_queue));

@@ -28,6 +28,7 @@ class Histogram {
 // Gauges read when rendering.
 struct Gauges {
   std::size_t sessions = 0, upstream_processes = 0, upstream_connections = 0, http_connections = 0;
+  uint64_t sessions_resumed = 0;
   uint64_t http_connections_refused = 0;
   std::size_t upstream_answer_bytes = 0;
   uint64_t upstream_answers_refused = 0;

@@ -13,7 +13,7 @@ const COUNTERS = [
   'gatehouse_rate_limited_total', 'gatehouse_auth_refused_total', 'gatehouse_analytics_dropped_total',
   'gatehouse_analytics_written_total', 'gatehouse_analytics_failed_batches_total',
   'gatehouse_analytics_catch_up_batches_total', 'gatehouse_analytics_checkpoints_total', 'gatehouse_rate_limit_fallbacks_total',
-  'gatehouse_http_connections_refused_total', 'gatehouse_upstream_answers_refused_total',
+  'gatehouse_http_connections_refused_total', 'gatehouse_upstream_answers_refused_total', 'gatehouse_sessions_resumed_total',
 ];
 const GAUGES = [
   'gatehouse_sessions', 'gatehouse_upstream_processes', 'gatehouse_upstream_connections', 'gatehouse_users',

@@ -61,6 +61,9 @@ describe('two instances on one store', () => {
       assert.ok(served[0] >= 4 && served[1] >= 4, `requests per instance: ${served}`);
       await waitFor(() => [a, b].some((gh) => gh.logs.some((l) => l.includes('session resumed'))),
         { timeoutMs: 5000, what: 'an instance to log opening the session again' });
+      const resumed = (text) => Number(/^gatehouse_sessions_resumed_total (\d+)$/m.exec(text)?.[1] ?? NaN);
+      const counts = await Promise.all([a, b].map(async (gh) => resumed((await rawRequest(`${gh.url}/metrics`, { method: 'GET' })).text)));
+      assert.deepEqual(counts, [0, 1], `gatehouse_sessions_resumed_total on a and b: ${counts}`);
       // Both instances hold it now; the client ends it through one of them.
       assert.equal((await ping(a.mcpUrl, sessionId)).status, 200);
       assert.equal((await ping(b.mcpUrl, sessionId)).status, 200);
