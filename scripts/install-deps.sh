@@ -7,7 +7,7 @@ want=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-json1.81
 for extra in "$@"; do
   case "$extra" in
     build) ;;
-    test) want+=(postgresql redis-server chromium) ;;
+    test) want+=(postgresql redis-server chromium sqlite3) ;;
     bench) want+=(wrk nginx-light libnginx-mod-http-js libbenchmark-dev) ;;
     *) echo "install-deps: unknown set '$extra'" >&2; exit 2 ;;
   esac

@@ -107,14 +107,15 @@ int serve(const Settings& settings, const Environment& env) {
   if (settings.session_max_age_s > 0) {
     // Sessions any instance on this store can serve (mcp/session_ids.hpp); ends recorded in the store.
     hub.use_session_ids(std::make_shared<mcp::SessionIds>(authn.derived_key("mcp session ids"), settings.session_max_age_s));
-    hub.on_session_end = [&store, &pool](const std::string& id) {
-      pool.post([&store, id, at = unix_now()] {
-        try {
-          store->record_session_end(id, at);
-        } catch (const std::exception& e) {
-          log::warn("cannot record a session's end; other instances may still open it", {{"error", e.what()}});
-        }
-      });
+    hub.record_end = [&store, &pool](std::string id) -> net::awaitable<bool> {
+      auto record = [&store, id] { store->record_session_end(id); };
+      try {
+        co_await pool.run(std::move(record));
+        co_return true;
+      } catch (const std::exception& e) {
+        log::warn("cannot record a session's end; the session stays open", {{"error", e.what()}});
+        co_return false;
+      }
     };
     hub.was_ended = [&store, &pool](std::string id) -> net::awaitable<bool> {
       auto ask = [&store, id] { return store->session_ended(id); };
@@ -202,9 +203,9 @@ int serve(const Settings& settings, const Environment& env) {
       if (++ticks % 12 == 0) pool.post([&] { authn.flush_usage(); });  // API keys' last use, once a minute
       if (settings.session_max_age_s > 0 && hub.session_count() > 0) {
         // Sessions ended on other instances: their copies here close within a tick.
-        pool.post([&, since = unix_now() - 30] {
+        pool.post([&] {
           try {
-            auto ended = store->sessions_ended_since(since);
+            auto ended = store->sessions_ended_within(30);
             if (!ended.empty()) net::post(io, [&hub, ended = std::move(ended)] { hub.ended_elsewhere(ended); });
           } catch (const std::exception& e) {
             log::warn("cannot read the sessions ended on other instances", {{"error", e.what()}});
@@ -212,7 +213,8 @@ int serve(const Settings& settings, const Environment& env) {
         });
       }
       if (settings.session_max_age_s > 0 && ticks % 720 == 1) {  // hourly: ends no id can be resumed past
-        pool.post([&, before = unix_now() - settings.session_max_age_s] {
+        // (an hour's margin: an id may say it was issued up to 5 minutes ahead of this clock)
+        pool.post([&, before = unix_now() - settings.session_max_age_s - 3600] {
           try {
             store->purge_session_ends(before);
           } catch (const std::exception& e) {

@@ -86,40 +86,38 @@ std::shared_ptr<Session> Endpoint::session_of(http::Exchange& ex, const std::str
   return s;
 }
 
-net::awaitable<std::shared_ptr<Session>> Endpoint::reopen(http::Exchange& ex, const std::string& scope,
-                                                         const Caller& caller, bool missing) {
+net::awaitable<void> Endpoint::no_session(http::Exchange& ex, bool missing, const std::string& why) {
   if (missing) {
     co_await reply_error(ex, bhttp::status::bad_request, code::invalid_request,
                          "Bad Request: Mcp-Session-Id header is required");
-    co_return nullptr;
-  }
-  if (hub_.draining()) {  // another instance can open it: the client (or its load balancer) tries again
-    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
-    co_return nullptr;
-  }
-  std::string why;
-  bool busy = false;
-  std::string sid(ex.req["Mcp-Session-Id"]);
-  auto s = co_await hub_.resume_session(sid, scope, caller, why, busy);
-  if (s) {
-    // Its request and the rights it was opened with are checked as for any other (session_of).
-    if (s->owner != caller.owner || s->scope != scope) s = nullptr;
-    else s->caller = caller;
-  }
-  if (s) {
-    log::info("session resumed", {{"request_id", ex.request_id}, {"session", s->id},
-                                  {"scope", scope.empty() ? "*" : scope}, {"protocol", s->protocol_version}});
-    co_return s;
-  }
-  if (busy) {
-    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error,
-                         "Too many open sessions; try again later");
-    co_return nullptr;
+    co_return;
   }
   if (why != "not an id this gateway issued")
     log::info("session not resumed", {{"request_id", ex.request_id}, {"reason", why}});
   co_await reply_error(ex, bhttp::status::not_found, code::request_timeout, "Session not found");
-  co_return nullptr;
+}
+
+net::awaitable<std::shared_ptr<Session>> Endpoint::reopen(http::Exchange& ex, const std::string& scope,
+                                                         const Caller& caller, bool missing) {
+  std::string why;
+  if (!missing && hub_.draining()) {  // another instance can open it: the client (or its load balancer) tries again
+    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
+    co_return nullptr;
+  }
+  std::shared_ptr<Session> s;
+  bool busy = false;
+  if (!missing) s = co_await hub_.resume_session(std::string(ex.req["Mcp-Session-Id"]), scope, caller, why, busy);
+  if (s) {
+    s->caller = caller;  // the caller's rights as of this request (as session_of gives them)
+    log::info("session resumed", {{"request_id", ex.request_id}, {"session", s->id},
+                                  {"scope", scope.empty() ? "*" : scope}, {"protocol", s->protocol_version}});
+  } else if (busy) {
+    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error,
+                         "Too many open sessions; try again later");
+  } else {
+    co_await no_session(ex, missing, why);
+  }
+  co_return s;
 }
 
 net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope, const Caller& caller) {
@@ -432,10 +430,24 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope,
 net::awaitable<void> Endpoint::del(http::Exchange& ex, const std::string& scope, const Caller& caller) {
   bool missing = false;
   auto s = session_of(ex, scope, caller, missing);
-  if (!s) s = co_await reopen(ex, scope, caller, missing);
-  if (!s) co_return;
-  log::info("session closed by client", {{"request_id", ex.request_id}, {"session", s->id}});
-  hub_.end_session(s);
+  std::string sid(ex.req["Mcp-Session-Id"]);
+  if (!s) {
+    // Not held here: ended from its id (nothing is opened for that) when it is the caller's and not ended.
+    std::string why;
+    std::optional<SessionTicket> ticket;
+    if (!missing) ticket = co_await hub_.resumable(sid, scope, caller, why);
+    if (!ticket) {
+      co_await no_session(ex, missing, why);
+      co_return;
+    }
+  }
+  bool ended = co_await hub_.end_session(sid, s);
+  if (!ended) {
+    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error,
+                         "The session's end could not be recorded; it is still open: try again");
+    co_return;
+  }
+  log::info("session closed by client", {{"request_id", ex.request_id}, {"session", sid}});
   http::Response res{bhttp::status::ok, ex.req.version()};
   res.keep_alive(ex.req.keep_alive());
   res.prepare_payload();

@@ -38,6 +38,8 @@ class Endpoint {
   // here) or 503 (shutting down, MAX_SESSIONS open) and returns null.
   net::awaitable<std::shared_ptr<Session>> reopen(http::Exchange& ex, const std::string& scope, const Caller& caller,
                                                   bool missing);
+  // 400 when the request names no session, else 404 (logged with `why` when the id was one of ours).
+  net::awaitable<void> no_session(http::Exchange& ex, bool missing, const std::string& why);
   Hub& hub_;
   const Settings& settings_;
 };

@@ -481,33 +481,48 @@ net::awaitable<std::vector<std::pair<std::shared_ptr<Server>, const json::object
 
 void Hub::seal_session(const std::shared_ptr<Session>& s) {
   if (!ids_ || s->closed) return;
-  SessionTicket t{s->scope, ids_->owner_tag(s->owner), s->protocol_version, own_capabilities(*s), unix_now()};
+  SessionTicket t{s->scope, s->owner, s->protocol_version, own_capabilities(*s), unix_now(), {}};
   sessions_.erase(s->id);
   s->id = ids_->issue(t);
   sessions_.emplace(s->id, s);
 }
 
-net::awaitable<std::shared_ptr<Session>> Hub::resume_session(std::string id, std::string scope, Caller caller,
-                                                             std::string& why, bool& busy) {
-  busy = false;
+net::awaitable<std::optional<SessionTicket>> Hub::resumable(const std::string& id, const std::string& scope,
+                                                            const Caller& caller, std::string& why) {
   std::optional<SessionTicket> t;
   if (ids_) t = ids_->verify(id, unix_now(), &why);
   else why = "not an id this gateway issued";  // (none is resumable: SESSION_MAX_AGE_S=0)
-  if (!t) co_return nullptr;
-  // Another user's id, or one of another endpoint, is answered like an unknown one (as session_of does).
-  if (t->scope != scope) why = "opened on another endpoint";
-  else if (t->owner_tag != ids_->owner_tag(caller.owner)) why = "opened by another user";
-  else if (!scope.empty() && !find(scope)) why = "its server is no longer configured";
-  else if (ended_.contains(id)) why = "ended";
-  else why.clear();
-  if (why.empty() && was_ended) {
-    bool ended = co_await was_ended(id);
-    if (ended || ended_.contains(id)) why = "ended";  // (or ended here while the record was read)
+  if (!t) co_return std::nullopt;
+  // Checked again after the record is read: a reload or the session's end may come meanwhile.
+  auto check = [&] {
+    // Another user's id, or one of another endpoint, is answered like an unknown one (as session_of does).
+    if (t->scope != scope) why = "opened on another endpoint";
+    else if (!ids_->belongs_to(*t, caller.owner)) why = "opened by another user";
+    else if (!scope.empty() && !find(scope)) why = "its server is no longer configured";
+    else if (ended_.contains(id)) why = "ended";
+    else return true;
+    return false;
+  };
+  if (!check()) co_return std::nullopt;
+  if (was_ended) {
+    bool ended = co_await was_ended(id);  // (not inside a condition: GCC 12's coroutines)
+    if (ended) {
+      why = "ended";
+      co_return std::nullopt;
+    }
   }
-  if (!why.empty()) co_return nullptr;
+  if (!check()) co_return std::nullopt;
+  co_return t;
+}
+
+net::awaitable<std::shared_ptr<Session>> Hub::resume_session(std::string id, std::string scope, Caller caller,
+                                                             std::string& why, bool& busy) {
+  busy = false;
+  auto t = co_await resumable(id, scope, caller, why);
+  if (!t) co_return nullptr;
   // Another request of this session may have opened it again while the record was read.
   if (auto it = sessions_.find(id); it != sessions_.end()) co_return it->second->closed ? nullptr : it->second;
-  if (sessions_.size() >= settings_.max_sessions) {
+  if (draining_ || sessions_.size() >= settings_.max_sessions) {
     busy = true;
     co_return nullptr;
   }
@@ -526,11 +541,19 @@ net::awaitable<std::shared_ptr<Session>> Hub::resume_session(std::string id, std
   co_return s;
 }
 
-void Hub::end_session(const std::shared_ptr<Session>& s) {
-  close_session(s);
-  if (!ids_) return;
-  remember_ended(s->id);
-  if (on_session_end) on_session_end(s->id);
+net::awaitable<bool> Hub::end_session(std::string id, std::shared_ptr<Session> s) {
+  // Recorded first: a 200 to the client means no instance opens it again; a failure ends nothing.
+  if (ids_ && record_end) {
+    bool recorded = co_await record_end(id);
+    if (!recorded) co_return false;
+  }
+  if (!s) {  // (opened again here while the end was recorded?)
+    auto it = sessions_.find(id);
+    if (it != sessions_.end()) s = it->second;
+  }
+  if (s && !s->closed) close_session(s);
+  if (ids_) remember_ended(id);
+  co_return true;
 }
 
 void Hub::ended_elsewhere(const std::vector<std::string>& ids) {
@@ -1241,7 +1264,9 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
   if (!aggregate) {  // anything else goes to the one server as it is (tasks, vendor methods)
     auto srv = find_for(*s, s->scope);
     // Tasks belong to an upstream session: on one shared by many users, a user could list, read or cancel
-    // another's. They are relayed only on the session's own upstream session (dedicated mode).
+    // another's. They are relayed only on the session's own upstream session (dedicated mode), opened now if
+    // it is not yet (a session opened again on this instance: it knows no task of the instance before).
+    if (srv && m.starts_with("tasks/") && s->dedicated_mode) connection_for(*s, *srv);
     if (srv && m.starts_with("tasks/") && !s->dedicated.contains(s->scope))
       co_return error(code::method_not_found, "Method not found: " + method +
                                                   " (tasks need a session of your own with this server: declare sampling, "

@@ -203,17 +203,23 @@ class Hub {
   void use_session_ids(std::shared_ptr<const SessionIds> ids) { ids_ = std::move(ids); }
   // After initialize: the session's lasting id (resumable with ids on), in place of create_session's.
   void seal_session(const std::shared_ptr<Session>& s);
-  // A session this instance does not hold, opened again from its id for `caller` on `scope` (the state the id
-  // carries, fresh upstream sessions). Null when the id is not one of ours, is too old, names another endpoint
-  // or user, or its session was ended (`why` says which); `busy` when it is fine but MAX_SESSIONS are open.
+  // What the id of a session this instance does not hold says, when `caller` may have it opened again on
+  // `scope`: nullopt when the id is not one of ours, is too old, names another endpoint or user, or its
+  // session was ended (`why` says which).
+  net::awaitable<std::optional<SessionTicket>> resumable(const std::string& id, const std::string& scope,
+                                                         const Caller& caller, std::string& why);
+  // Such a session opened again from its id (the state the id carries, fresh upstream sessions); null as for
+  // resumable(), or `busy` when the id is fine but MAX_SESSIONS are open or the gateway is shutting down.
   net::awaitable<std::shared_ptr<Session>> resume_session(std::string id, std::string scope, Caller caller,
                                                           std::string& why, bool& busy);
-  // The client ended the session (DELETE): closed, and remembered as ended here and, through on_session_end,
-  // by every instance, so that none opens it again.
-  void end_session(const std::shared_ptr<Session>& s);
-  // Sessions ended on other instances (read from the record on_session_end writes): closed here if held.
+  // The client ends session `id` (DELETE), held here as `s` or not: recorded through record_end for every
+  // instance, then closed here and remembered as ended. False when the record could not be written: then
+  // nothing ended.
+  net::awaitable<bool> end_session(std::string id, std::shared_ptr<Session> s);
+  // Sessions ended on other instances (read from the record): closed here if held.
   void ended_elsewhere(const std::vector<std::string>& ids);
-  std::function<void(const std::string& id)> on_session_end;
+  // Records a session's end where every instance reads it; false when it could not.
+  std::function<net::awaitable<bool>(std::string id)> record_end;
   // Whether the record says the session was ended (true also when the record cannot be read).
   std::function<net::awaitable<bool>(std::string id)> was_ended;
 

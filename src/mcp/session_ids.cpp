@@ -21,16 +21,17 @@ std::string SessionIds::mac(std::string_view payload) const {
   return base64url_encode(auth::hmac_sha256_raw(key_, payload).substr(0, kMacBytes));
 }
 
-std::string SessionIds::owner_tag(std::string_view owner) const {
-  return base64url_encode(auth::hmac_sha256_raw(key_, "owner:" + std::string(owner)).substr(0, 12));
+std::string SessionIds::owner_tag(std::string_view nonce, std::string_view owner) const {
+  return base64url_encode(auth::hmac_sha256_raw(key_, "owner:" + std::string(nonce) + ":" + std::string(owner)).substr(0, 12));
 }
 
 std::string SessionIds::issue(const SessionTicket& t) const {
   json::object p;
-  p["n"] = random_hex(8);  // two sessions opened in one second by one user still differ
+  auto nonce = random_hex(8);  // two sessions opened in one second by one user still differ
+  p["n"] = nonce;
   p["t"] = t.issued_at;
   p["s"] = t.scope;
-  p["o"] = t.owner_tag;
+  p["o"] = owner_tag(nonce, t.owner);
   p["v"] = t.protocol_version;
   if (!t.capabilities.empty()) {
     if (json::serialize(t.capabilities).size() > kMaxCapabilities) return random_hex(16);
@@ -62,7 +63,7 @@ std::optional<SessionTicket> SessionIds::verify(std::string_view id, int64_t now
     return true;
   };
   auto* issued = p->if_contains("t");
-  if (!issued || !issued->is_int64() || !str("s", t.scope) || !str("o", t.owner_tag) ||
+  if (!issued || !issued->is_int64() || !str("n", t.nonce) || !str("s", t.scope) || !str("o", t.owner) ||
       !str("v", t.protocol_version))
     return fail("malformed payload");
   t.issued_at = issued->as_int64();

@@ -15,13 +15,15 @@
 
 namespace gh::mcp {
 
-// What a session id says of its session.
+// What a session id says of its session. Readable by whoever sees the id (signed, not encrypted): nothing
+// in it is secret — the owner appears only as a keyed hash, different in each of their sessions.
 struct SessionTicket {
-  std::string scope;     // "" = the aggregate endpoint, else the server id
-  std::string owner_tag;  // SessionIds::owner_tag of the user who opened it
+  std::string scope;  // "" = the aggregate endpoint, else the server id
+  std::string owner;  // issue(): the user who opens it; from verify(): their tag (see SessionIds::belongs_to)
   std::string protocol_version;
   boost::json::object capabilities;  // the client's sampling/elicitation/roots, as it declared them
   int64_t issued_at = 0;             // Unix seconds
+  std::string nonce;
 };
 
 class SessionIds {
@@ -35,8 +37,9 @@ class SessionIds {
   std::string issue(const SessionTicket& t) const;
   // The ticket of an id this gateway issued, not yet too old at `now`; nullopt (and `why`) otherwise.
   std::optional<SessionTicket> verify(std::string_view id, int64_t now, std::string* why = nullptr) const;
-  // Names a user in an id without writing their address into it (an id goes through proxies' logs).
-  std::string owner_tag(std::string_view owner) const;
+  // Whether the ticket's session was opened by `owner` (its id names them by a tag keyed with the session's
+  // nonce: not their address, which would be in proxies' logs, nor one tag that links all their sessions).
+  bool belongs_to(const SessionTicket& t, std::string_view owner) const { return t.owner == owner_tag(t.nonce, owner); }
   int64_t max_age_s() const { return max_age_s_; }
 
   static constexpr std::size_t kMaxCapabilities = 512;
@@ -44,6 +47,7 @@ class SessionIds {
 
  private:
   std::string mac(std::string_view payload) const;
+  std::string owner_tag(std::string_view nonce, std::string_view owner) const;
   std::string key_;
   int64_t max_age_s_;
 };

@@ -866,10 +866,16 @@ class SqlStore final : public Store {
     return out;
   }
 
-  void record_session_end(std::string_view session_id, int64_t at) override {
+  // The database's clock, not the instance's: instances' clocks may disagree, and the ends are read back by time.
+  const char* db_now() const {
+    return pg() ? "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)" : "CAST(strftime('%s', 'now') AS INTEGER)";
+  }
+
+  void record_session_end(std::string_view session_id) override {
     std::lock_guard lk(mu_);
-    conn_->exec("INSERT INTO @mcp_session_ends (session_id, ended_at) VALUES (?, ?) ON CONFLICT (session_id) DO NOTHING",
-                {session_id, at});
+    conn_->exec(cat({"INSERT INTO @mcp_session_ends (session_id, ended_at) VALUES (?, ", db_now(),
+                     ") ON CONFLICT (session_id) DO NOTHING"}),
+                {session_id});
   }
 
   bool session_ended(std::string_view session_id) override {
@@ -879,10 +885,10 @@ class SqlStore final : public Store {
     return found;
   }
 
-  std::vector<std::string> sessions_ended_since(int64_t since) override {
+  std::vector<std::string> sessions_ended_within(int64_t seconds) override {
     std::lock_guard lk(mu_);
     std::vector<std::string> out;
-    conn_->query("SELECT session_id FROM @mcp_session_ends WHERE ended_at >= ?", {since},
+    conn_->query(cat({"SELECT session_id FROM @mcp_session_ends WHERE ended_at >= ", db_now(), " - ?"}), {seconds},
                  [&](const Row& r) { out.push_back(r.str(0)); });
     return out;
   }

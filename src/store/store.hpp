@@ -284,12 +284,13 @@ class Store {
   virtual std::string put_meta_if_absent(std::string_view key, std::string_view value) = 0;
 
   // MCP sessions their clients ended (DELETE), so that no instance opens one again from its id
-  // (mcp/session_ids.hpp): recorded by the instance that ended it, asked by one about to open it again, and
-  // read every few seconds by every instance, to close its own copy.
-  virtual void record_session_end(std::string_view session_id, int64_t at) = 0;  // once; a repeat is ignored
+  // (mcp/session_ids.hpp): recorded by the instance that ended it before it answers, asked by one about to
+  // open it again, and read every few seconds by every instance, to close its own copy. Times are the
+  // database's clock (Unix seconds).
+  virtual void record_session_end(std::string_view session_id) = 0;  // once; a repeat is ignored
   virtual bool session_ended(std::string_view session_id) = 0;
-  virtual std::vector<std::string> sessions_ended_since(int64_t since) = 0;  // ended at or after `since`
-  virtual int64_t purge_session_ends(int64_t before) = 0;                   // records deleted
+  virtual std::vector<std::string> sessions_ended_within(int64_t seconds) = 0;  // the last `seconds`
+  virtual int64_t purge_session_ends(int64_t before) = 0;                       // records deleted
 
   virtual Dump dump() = 0;
 

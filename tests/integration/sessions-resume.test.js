@@ -3,12 +3,14 @@
 // under it, keeps its session; a session its client ended stays ended everywhere.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
   connectClient, everythingStdio, listAll, rawRequest, rawSession, resultText, rpc, startGatehouse, waitFor, withAuth,
 } from './lib/index.js';
 import { makeUser } from './lib/ops.js';
+import { withPg } from './lib/store.js';
 
 const servers = { everything: everythingStdio() };
 
@@ -30,6 +32,16 @@ async function roundRobinClient(gateways, { capabilities = {}, sessionId } = {})
   const client = new Client({ name: 'round-robin', version: '1.0.0' }, { capabilities });
   await client.connect(transport);
   return { client, transport, served };
+}
+
+// Renames the store's record of ended sessions (away) and back, in either backend: its writes and reads fail meanwhile.
+async function moveSessionEnds(gh, away) {
+  const [from, to] = away ? ['mcp_session_ends', 'mcp_session_ends_away'] : ['mcp_session_ends_away', 'mcp_session_ends'];
+  if (gh.database.backend === 'sqlite') {
+    execFileSync('sqlite3', [gh.database.file, `ALTER TABLE ${from} RENAME TO ${to}`]);
+  } else {
+    await withPg((c) => c.query(`ALTER TABLE mcp_proxy.${from} RENAME TO ${to}`), gh.databaseUrl);
+  }
 }
 
 const echo = async (client, message) =>
@@ -80,6 +92,35 @@ describe('two instances on one store', () => {
     }
   });
 
+  it('once DELETE is answered, no instance opens the session again (not even at once)', async () => {
+    for (let i = 0; i < 5; i += 1) {
+      const s = await rawSession(a.mcpUrl);
+      assert.equal((await s.remove()).status, 200);
+      const res = await ping(b.mcpUrl, s.sessionId);
+      assert.equal(res.status, 404, `round ${i}: ${res.text}`);
+    }
+  });
+
+  it('a DELETE that cannot be recorded is 503 and ends nothing; a store that cannot be read opens nothing', async () => {
+    const s = await rawSession(a.mcpUrl);
+    await moveSessionEnds(a, true);
+    try {
+      const res = await s.remove();
+      assert.equal(res.status, 503, res.text);
+      assert.match(res.text, /could not be recorded/);
+      assert.equal((await ping(a.mcpUrl, s.sessionId)).status, 200, 'still open where it was');
+      assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 404, 'b cannot tell whether it ended: not opened');
+    } finally {
+      await moveSessionEnds(a, false);
+    }
+    assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 200);
+    assert.equal((await s.remove()).status, 200);
+    assert.equal((await ping(a.mcpUrl, s.sessionId)).status, 404);
+    // b holds a copy now: closed by its next reading of the ends.
+    await waitFor(async () => (await ping(b.mcpUrl, s.sessionId)).status === 404,
+      { timeoutMs: 15000, intervalMs: 250, what: 'b to close its copy' });
+  });
+
   it('an instance that never held the session opens it: for its user only, on its endpoint only, not when changed', async () => {
     const s = await rawSession(a.mcpUrl);
     assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 200);
@@ -110,6 +151,15 @@ describe('two instances on one store', () => {
     assert.ok(rootsTools.includes('everything__get-roots-list'), rootsTools.join(','));
     assert.ok(!(await names(without)).includes('everything__get-roots-list'));
   });
+
+  it('a session of its own upstream on /mcp/<server> gets one on the instance that opens it again (tasks there)', async () => {
+    const url = (gh) => `${gh.mcpUrl}/everything`;
+    const s = await rawSession(url(a), { capabilities: { sampling: {} } });
+    assert.ok(s.initResult.capabilities.tasks, `tasks offered: ${JSON.stringify(s.initResult.capabilities)}`);
+    const res = await rawRequest(url(b), { headers: s.headers, body: rpc('tasks/list', {}) });
+    assert.equal(res.status, 200, res.text);
+    assert.ok(Array.isArray(res.json?.result?.tasks), res.text); // b's own upstream session: none of a's tasks
+  });
 });
 
 it('a session outlives a restart of the gateway', async () => {
@@ -134,6 +184,23 @@ it('a session outlives a restart of the gateway', async () => {
       { timeoutMs: 5000, what: 'the log line saying why' });
   } finally {
     await second.stop();
+  }
+});
+
+it('a DELETE through an instance with MAX_SESSIONS open still ends the session everywhere', async () => {
+  const a = await startGatehouse({ servers: {} });
+  const b = await startGatehouse({ servers: {}, database: a.database, env: { MAX_SESSIONS: '1' } });
+  try {
+    await rawSession(b.mcpUrl); // b is full
+    const s = await rawSession(a.mcpUrl);
+    assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 503, 'b cannot open another');
+    const res = await rawRequest(b.mcpUrl, { method: 'DELETE', headers: s.headers });
+    assert.equal(res.status, 200, res.text);
+    await waitFor(async () => (await ping(a.mcpUrl, s.sessionId)).status === 404,
+      { timeoutMs: 15000, intervalMs: 250, what: 'a to close the session ended through b' });
+  } finally {
+    await b.stop();
+    await a.stop();
   }
 });
 

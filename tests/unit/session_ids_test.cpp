@@ -23,7 +23,7 @@ SessionTicket ticket(int64_t at) {
 TEST(SessionIds, AnIdCarriesItsSessionToAnotherInstanceWithTheSameSecret) {
   SessionIds a("secret", 3600), b("secret", 3600);
   auto t = ticket(1'000'000);
-  t.owner_tag = a.owner_tag("ann@example.com");
+  t.owner = "ann@example.com";
   auto id = a.issue(t);
   for (char c : id) EXPECT_TRUE(c >= 0x21 && c <= 0x7e) << id;  // visible ASCII, as MCP asks
   EXPECT_EQ(id.find("ann"), std::string::npos) << "the owner's address is not in the id";
@@ -31,8 +31,10 @@ TEST(SessionIds, AnIdCarriesItsSessionToAnotherInstanceWithTheSameSecret) {
   ASSERT_TRUE(got);
   EXPECT_EQ(got->scope, "everything");
   EXPECT_EQ(got->protocol_version, "2025-06-18");
-  EXPECT_EQ(got->owner_tag, b.owner_tag("ann@example.com"));
-  EXPECT_NE(got->owner_tag, b.owner_tag("bob@example.com"));
+  EXPECT_TRUE(b.belongs_to(*got, "ann@example.com"));
+  EXPECT_FALSE(b.belongs_to(*got, "bob@example.com"));
+  EXPECT_FALSE(b.belongs_to(*got, ""));
+  EXPECT_NE(b.verify(a.issue(t), 1'000'100)->owner, got->owner) << "one user's sessions are not linkable by their tag";
   EXPECT_EQ(got->capabilities, t.capabilities);
   EXPECT_EQ(got->issued_at, 1'000'000);
   EXPECT_NE(a.issue(t), id) << "two sessions opened alike get different ids";
