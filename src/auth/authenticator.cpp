@@ -130,9 +130,20 @@ struct Authenticator::Impl {
     std::string reason;
     uint64_t key_generation = 0;  // OIDC: the provider's key generation when verified
     std::string api_key_id;       // a session made from an API key: that key's id (it must still be valid)
+    bool own_session = false;     // verified as our session cookie: accepted only as one
   };
+  // Accepted tokens, by the token itself (looked up on every request). Only credentials that verified get in,
+  // so the map grows with the users, not with what anyone sends.
   StringMap<Cached> cache;
-  static constexpr std::size_t kCacheMax = 200000;
+  // Refusals (a signature or a lookup not repeated for 30 s), by refusal_key: a digest, so that a stream of
+  // made-up 16 KB tokens costs at most kRefusedMax small entries.
+  StringMap<Cached> refused;
+  static constexpr std::size_t kCacheMax = 200000, kRefusedMax = 20000;
+
+  // How a token came (our session cookie or not) and its digest: a refusal on one path says nothing of another.
+  static std::string refusal_key(std::string_view token, bool own_session) {
+    return (own_session ? "s" : "o") + sha256_raw(token);
+  }
 
   // Open WebUI users by id, with the time they were read.
   struct WebUiUser {
@@ -159,9 +170,22 @@ struct Authenticator::Impl {
     }
   }
 
+  // Full: expired entries go first; if that frees less than a tenth, all (the hot set refills in microseconds).
+  static void make_room(StringMap<Cached>& map, std::size_t max) {
+    if (map.size() < max) return;
+    auto now = unix_now();
+    std::erase_if(map, [now](const auto& kv) { return kv.second.expires <= now; });
+    if (map.size() >= max - max / 10) map.clear();
+  }
+
   void put(std::string_view token, Cached c) {
-    if (cache.size() >= kCacheMax) cache.clear();  // crude but bounded; the hot set refills in microseconds
-    cache.insert_or_assign(std::string(token), std::move(c));
+    if (c.status) {
+      make_room(refused, kRefusedMax);
+      refused.insert_or_assign(refusal_key(token, c.own_session), std::move(c));
+    } else {
+      make_room(cache, kCacheMax);
+      cache.insert_or_assign(std::string(token), std::move(c));
+    }
   }
 
   // Builds the result for a cached or freshly verified token.
@@ -172,6 +196,7 @@ struct Authenticator::Impl {
     AuthResult r;
     r.principal.method = c.method;
     r.principal.role_admin = c.role_admin;
+    r.principal.from_api_key = !c.api_key_id.empty();
     if (c.method == AuthMethod::openwebui) {
       auto it = webui_users.find(c.key);
       if (it == webui_users.end()) return unauthorized("Open WebUI user not loaded");
@@ -579,16 +604,24 @@ std::optional<AuthResult> Authenticator::authenticate_now(const http::Request& r
   }
   if (token.size() > kMaxTokenBytes) return unauthorized("token longer than " + std::to_string(kMaxTokenBytes) + " bytes");
 
-  if (auto it = im.cache.find(token); it != im.cache.end()) {
+  bool own_session = kind == CredentialKind::session;
+  if (auto it = im.cache.find(token); it != im.cache.end() && it->second.own_session == own_session) {
     bool stale = it->second.method == AuthMethod::oidc && im.oidc && it->second.key_generation != im.oidc->key_generation();
     if (it->second.expires > unix_now() && !stale) return im.resolve(it->second);
     im.cache.erase(it);
+  }
+  if (!im.refused.empty()) {
+    if (auto it = im.refused.find(Impl::refusal_key(token, own_session)); it != im.refused.end()) {
+      if (it->second.expires > unix_now()) return im.resolve(it->second);
+      im.refused.erase(it);
+    }
   }
 
   if (kind == CredentialKind::session) {
     std::string reason;
     auto claims = verify_own(token, "session", &reason);
     Impl::Cached c;
+    c.own_session = true;
     if (!claims) {
       c.status = 401;
       c.reason = "session cookie refused: " + reason;
@@ -635,15 +668,7 @@ net::awaitable<AuthResult> Authenticator::authenticate_waiting(const http::Reque
   // A JWT: its header says whose.
   std::string reason;
   auto jwt = parse_jwt(token, &reason);
-  if (!jwt) {
-    auto r = unauthorized("malformed token: " + reason);
-    Impl::Cached c;
-    c.status = 401;
-    c.reason = r.reason;
-    c.expires = unix_now() + 30;
-    im.put(token, c);
-    co_return r;
-  }
+  if (!jwt) co_return unauthorized("malformed token: " + reason);  // (not remembered: no signature was checked)
   if (jwt->alg == "HS256" && !im.settings.webui_secret_key.empty()) co_return co_await im.verify_webui(token);
   co_return co_await im.verify_oidc(token);
 }

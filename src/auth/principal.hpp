@@ -27,6 +27,7 @@ struct Principal {
   std::shared_ptr<const Identity> identity;  // null when unauthenticated
   AuthMethod method = AuthMethod::none;
   bool role_admin = false;  // admin through an IdP role in the presented token
+  bool from_api_key = false;  // a gateway session made from an API key (/auth/session): a program's, as the key is
 
   bool authenticated() const { return identity != nullptr; }
   bool is_admin() const { return identity && (identity->is_admin || role_admin); }

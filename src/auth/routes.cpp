@@ -301,6 +301,11 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
       return admin::Reply{200, gh::to_json(json::object{{"items", std::move(items)}})};
     };
     r = co_await pool_.run(std::move(job));
+  } else if (rest.empty() && method == bhttp::verb::post &&
+             (auth.principal.method == AuthMethod::apikey || auth.principal.from_api_key)) {
+    // A key makes no keys: one without expiry made with a key about to expire (or be revoked) would outlive it.
+    r = admin::error_reply(403, "interactive_sign_in_required",
+                           "API keys are made after signing in (single sign-on or Open WebUI), not with an API key");
   } else if (rest.empty() && method == bhttp::verb::post) {
     boost::system::error_code ec;
     auto body = ex.req.body().empty() ? json::value(json::object{}) : json::parse(ex.req.body(), ec);

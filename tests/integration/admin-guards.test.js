@@ -173,17 +173,37 @@ describe('management API guards', () => {
     assert.equal(res.status, 201, res.text);
   });
 
-  it('a user\'s own API keys (/auth/apikeys): names are checked as the admin API\'s, and at most 50 are active', async (t) => {
-    const gh = await startGatehouse({ t });
-    const user = await makeUser(gh, 'own@example.com');
-    const post = (body) => fetch(`${gh.url}/auth/apikeys`, {
-      method: 'POST', headers: { ...user.headers, 'content-type': 'application/json' }, body: JSON.stringify(body),
+  it('a user\'s own API keys (/auth/apikeys): made after a sign-in, not with a key; names checked; at most 50 active', async (t) => {
+    const secret = 'webui-secret-for-own-keys-0123456789';
+    const webui = await createOpenWebUiDb({ t });
+    const id = await webui.addUser({ email: 'own@example.com', role: 'user' });
+    const gh = await startGatehouse({ t, env: { WEBUI_SECRET_KEY: secret, OPENWEBUI_DATABASE_URL: webui.url } });
+    const user = { headers: { authorization: `Bearer ${await mintWebUiToken(secret, { id })}` } };
+    const post = (body, headers = user.headers) => fetch(`${gh.url}/auth/apikeys`, {
+      method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body),
     });
+    const first = await fetch(`${gh.url}/auth/me`, { headers: user.headers }); // the first sign-in makes the user
+    assert.equal(first.status, 200, await first.text());
+    // A key makes no keys (one without expiry would outlive it), nor does a session signed in with one.
+    const made = await gh.api('POST', '/apikeys', { user_email: 'own@example.com', name: 'short', expires_at: Math.floor(Date.now() / 1000) + 60 });
+    assert.equal(made.status, 201, made.text);
+    const withKey = await post({ name: 'forever' }, { authorization: `Bearer ${made.body.key}` });
+    const text = await withKey.text();
+    assert.equal(withKey.status, 403, text);
+    assert.equal(JSON.parse(text).error.code, 'interactive_sign_in_required');
+    const signIn = await fetch(`${gh.url}/auth/session`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ api_key: made.body.key }),
+    });
+    assert.equal(signIn.status, 200, await signIn.text());
+    const session = /gatehouse_session=([^;]+)/.exec(signIn.headers.get('set-cookie') ?? '')?.[1];
+    const me = await (await fetch(`${gh.url}/auth/me`, { headers: { cookie: `gatehouse_session=${session}` } })).json();
+    const bySession = await post({ name: 'forever' }, { cookie: `gatehouse_session=${session}`, 'x-csrf-token': me.csrf_token });
+    assert.equal(bySession.status, 403, await bySession.text());
     for (const name of ['x'.repeat(201), 'a\u0001b', 'nul\u0000', 42]) {
       const res = await post({ name });
       assert.equal(res.status, 400, `${JSON.stringify(name).slice(0, 40)}: ${await res.text()}`);
     }
-    // makeUser's key is one; 49 more, then the 51st is refused until one is revoked.
+    // The admin's key is one; 49 more, then the 51st is refused until one is revoked.
     const ids = [];
     for (let i = 0; i < 49; i++) {
       const res = await post({ name: `key ${i}` });
