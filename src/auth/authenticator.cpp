@@ -102,10 +102,25 @@ std::string_view cookie_value(std::string_view header, std::string_view name) {
   return {};
 }
 
+namespace {
+// Whether `name` starts with `prefix` (lower case, '-'), in any case and with '_' for '-': WSGI and CGI servers
+// behind the proxy read X_User_Email as X-User-Email.
+bool identity_prefix(std::string_view name, std::string_view prefix) {
+  if (name.size() <= prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    char c = name[i];
+    if (c == '_') c = '-';
+    else if (c >= 'A' && c <= 'Z') c = char(c + 32);
+    if (c != prefix[i]) return false;
+  }
+  return true;
+}
+}  // namespace
+
 bool strip_identity_headers(http::Request& req) {
   return req.erase_if([](std::string_view name) {
-    if (name.size() <= 7 || (name[0] | 0x20) != 'x' || name[1] != '-') return false;  // most names, at once
-    return iequals(name.substr(0, 7), "x-user-") || (name.size() > 10 && iequals(name.substr(0, 10), "x-gateway-"));
+    if (name.size() <= 7 || (name[0] | 0x20) != 'x' || (name[1] != '-' && name[1] != '_')) return false;  // most, at once
+    return identity_prefix(name, "x-user-") || identity_prefix(name, "x-gateway-");
   }) != 0;
 }
 

@@ -20,6 +20,13 @@ namespace net = boost::asio;
 namespace bhttp = boost::beast::http;
 
 namespace {
+
+// RFC 9728: the metadata of the resource at the root, or of one under it (`…/mcp`).
+bool protected_resource_metadata(std::string_view path) {
+  constexpr std::string_view kPath = "/.well-known/oauth-protected-resource";
+  return path.starts_with(kPath) && (path.size() == kPath.size() || path[kPath.size()] == '/');
+}
+
 // Active API keys a user may make for themselves (POST /auth/apikeys): each is in every instance's snapshot.
 constexpr std::size_t kMaxOwnKeys = 50;
 
@@ -78,7 +85,7 @@ Routes::Routes(const Settings& settings, Authenticator& auth, Oidc* oidc, store:
       public_url_(std::move(public_url)), secure_(public_url_.starts_with("https://")) {}
 
 bool Routes::owns(std::string_view path) {
-  return path.starts_with("/auth/") || path.starts_with("/.well-known/oauth-protected-resource");
+  return path.starts_with("/auth/") || protected_resource_metadata(path);
 }
 
 std::string Routes::redirect_uri() const {
@@ -126,7 +133,7 @@ net::awaitable<void> reply(http::Exchange& ex, const admin::Reply& r) {
 
 net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, const AuthResult& auth) {
   auto method = ex.req.method();
-  if (path.starts_with("/.well-known/oauth-protected-resource")) {
+  if (protected_resource_metadata(path)) {
     json::array servers;
     if (oidc_) servers.emplace_back(settings_.oidc_issuer);
     json::object meta;
@@ -175,6 +182,13 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
 }
 
 net::awaitable<void> Routes::key_sign_in(http::Exchange& ex) {
+  // JSON only: a page on another site (or another local port) cannot send that without a CORS preflight, so
+  // it cannot sign a visitor's browser in as someone else.
+  if (!header_has_token(ex.req[bhttp::field::content_type], "application/json")) {
+    auto r = admin::error_reply(415, "unsupported_media_type", "Send {\"api_key\": \"gh_…\"} as application/json");
+    co_await reply(ex, r);
+    co_return;
+  }
   boost::system::error_code ec;
   auto body = json::parse(ex.req.body(), ec);
   std::string key;

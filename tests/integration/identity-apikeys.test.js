@@ -78,6 +78,19 @@ describe('bootstrap admin and authentication on the MCP routes', () => {
     assert.ok(typeof meta.body.resource === 'string' && meta.body.resource.startsWith(gh.url), meta.text);
     assert.deepEqual(meta.body.bearer_methods_supported, ['header']);
     assert.deepEqual(meta.body.authorization_servers ?? [], [], 'no OIDC issuer configured, none advertised');
+    assert.equal((await request(gh, 'GET', '/.well-known/oauth-protected-resource/mcp')).status, 200, 'RFC 9728: a path below');
+    assert.equal((await request(gh, 'GET', '/.well-known/oauth-protected-resourceZZZ')).status, 404, 'not a prefix');
+  });
+
+  it('POST /auth/session takes JSON only (a form from another page cannot sign a browser in)', async () => {
+    const made = await gh.api('POST', '/apikeys', { user_email: 'admin@localhost', name: 'form' });
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+      const res = await request(gh, 'POST', '/auth/session', {
+        headers: { 'content-type': type }, body: JSON.stringify({ api_key: made.body.key }),
+      });
+      assert.equal(res.status, 415, `${type}: ${res.text}`);
+      assert.equal(res.headers.get('set-cookie'), null);
+    }
   });
 
   it('an API key made by the admin API works; listed without its secret; revoked → 401', async () => {

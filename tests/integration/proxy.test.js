@@ -174,11 +174,14 @@ describe('reverse proxy to Open WebUI', () => {
   it('an anonymous caller reaches Open WebUI without identity headers; spoofed ones are removed', async () => {
     const r = await send(`${gh.url}/`, {
       headers: { accept: 'text/html', 'x-user-email': 'ceo@evil.test', 'x-user-admin': 'true',
-        'x-gateway-validated': 'true', 'X-User-Groups': 'MCP-Admin' },
+        'x-gateway-validated': 'true', 'X-User-Groups': 'MCP-Admin',
+        // WSGI and CGI servers read these as X-User-Email and X-Gateway-Validated
+        X_User_Email: 'ceo@evil.test', 'x_gateway_validated': 'true', 'X-User_Admin': 'true' },
     });
     assert.equal(r.status, 200);
     const seen = json(r);
-    for (const h of ['x-user-email', 'x-user-admin', 'x-user-groups', 'x-user-name', 'x-gateway-validated'])
+    for (const h of ['x-user-email', 'x-user-admin', 'x-user-groups', 'x-user-name', 'x-gateway-validated',
+      'x_user_email', 'x_gateway_validated', 'x-user_admin'])
       assert.equal(seen.headers[h], undefined, `${h} must not reach Open WebUI`);
   });
 
