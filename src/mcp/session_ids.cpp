@@ -21,24 +21,32 @@ std::string SessionIds::mac(std::string_view payload) const {
   return base64url_encode(auth::hmac_sha256_raw(key_, payload).substr(0, kMacBytes));
 }
 
-std::string SessionIds::owner_tag(std::string_view nonce, std::string_view owner) const {
-  return base64url_encode(auth::hmac_sha256_raw(key_, "owner:" + std::string(nonce) + ":" + std::string(owner)).substr(0, 12));
+// The payload, before base64url: a version byte (1), the nonce (8 bytes), the issue time (5 bytes, big-endian),
+// the owner tag (9 bytes), the scope and the protocol version (a length byte each, then the text), and the
+// capabilities' JSON (the rest, empty when none). Binary, not JSON: the id is in every request's headers,
+// and every byte of it is read, hashed and compared on each (75 characters for `/mcp/fast`).
+std::string SessionIds::issue(const SessionTicket& t) const {
+  std::string caps = t.capabilities.empty() ? std::string() : json::serialize(t.capabilities);
+  if (caps.size() > kMaxCapabilities || t.scope.size() > 255 || t.protocol_version.size() > 255) return random_hex(16);
+  auto nonce = random_hex(8);
+  std::string p;
+  p.reserve(26 + t.scope.size() + t.protocol_version.size() + caps.size());
+  p += char(kVersion);
+  for (std::size_t i = 0; i < 8; ++i) p += char(std::stoi(nonce.substr(2 * i, 2), nullptr, 16));
+  for (int shift = 32; shift >= 0; shift -= 8) p += char((uint64_t(t.issued_at) >> shift) & 0xff);
+  p += auth::hmac_sha256_raw(key_, "owner:" + p.substr(1, 8) + ":" + t.owner).substr(0, kTagBytes);
+  p += char(t.scope.size());
+  p += t.scope;
+  p += char(t.protocol_version.size());
+  p += t.protocol_version;
+  p += caps;
+  auto payload = base64url_encode(p);
+  return payload + "." + mac(payload);
 }
 
-std::string SessionIds::issue(const SessionTicket& t) const {
-  json::object p;
-  auto nonce = random_hex(8);  // two sessions opened in one second by one user still differ
-  p["n"] = nonce;
-  p["t"] = t.issued_at;
-  p["s"] = t.scope;
-  p["o"] = owner_tag(nonce, t.owner);
-  p["v"] = t.protocol_version;
-  if (!t.capabilities.empty()) {
-    if (json::serialize(t.capabilities).size() > kMaxCapabilities) return random_hex(16);
-    p["c"] = t.capabilities;
-  }
-  auto payload = base64url_encode(json::serialize(p));
-  return payload + "." + mac(payload);
+bool SessionIds::belongs_to(const SessionTicket& t, std::string_view owner) const {
+  return auth::constant_time_equal(
+      t.owner, auth::hmac_sha256_raw(key_, "owner:" + t.nonce + ":" + std::string(owner)).substr(0, kTagBytes));
 }
 
 std::optional<SessionTicket> SessionIds::verify(std::string_view id, int64_t now, std::string* why) const {
@@ -50,26 +58,26 @@ std::optional<SessionTicket> SessionIds::verify(std::string_view id, int64_t now
   if (id.size() > kMaxId || dot == std::string_view::npos) return fail("not an id this gateway issued");
   auto payload = id.substr(0, dot);
   if (!auth::constant_time_equal(mac(payload), id.substr(dot + 1))) return fail("bad signature");
-  auto text = base64url_decode(payload);
-  boost::system::error_code ec;
-  auto v = text ? json::parse(*text, ec) : json::value();
-  auto* p = v.if_object();
-  if (!p) return fail("malformed payload");
+  auto bytes = base64url_decode(payload);
+  std::string_view p = bytes ? std::string_view(*bytes) : std::string_view();
+  if (p.size() < 1 + 8 + 5 + kTagBytes + 2 || uint8_t(p[0]) != kVersion) return fail("malformed payload");
   SessionTicket t;
-  auto str = [&](const char* k, std::string& out) {
-    auto* f = p->if_contains(k);
-    if (!f || !f->is_string()) return false;
-    out = f->as_string();
+  t.nonce = std::string(p.substr(1, 8));
+  for (std::size_t i = 9; i < 14; ++i) t.issued_at = (t.issued_at << 8) | uint8_t(p[i]);
+  t.owner = std::string(p.substr(14, kTagBytes));
+  p.remove_prefix(14 + kTagBytes);
+  auto text = [&](std::string& out) {
+    if (p.empty() || p.size() < 1 + std::size_t(uint8_t(p[0]))) return false;
+    out = std::string(p.substr(1, uint8_t(p[0])));
+    p.remove_prefix(1 + out.size());
     return true;
   };
-  auto* issued = p->if_contains("t");
-  if (!issued || !issued->is_int64() || !str("n", t.nonce) || !str("s", t.scope) || !str("o", t.owner) ||
-      !str("v", t.protocol_version))
-    return fail("malformed payload");
-  t.issued_at = issued->as_int64();
-  if (auto* c = p->if_contains("c")) {
-    if (!c->is_object()) return fail("malformed payload");
-    t.capabilities = c->as_object();
+  if (!text(t.scope) || !text(t.protocol_version)) return fail("malformed payload");
+  if (!p.empty()) {
+    boost::system::error_code ec;
+    auto c = json::parse(p, ec);
+    if (ec || !c.is_object()) return fail("malformed payload");
+    t.capabilities = std::move(c.as_object());
   }
   if (now - t.issued_at > max_age_s_ || t.issued_at - now > 300) return fail("too old");
   return t;

@@ -32,22 +32,24 @@ class SessionIds {
   // opened a session may be opened again from its id.
   SessionIds(std::string_view secret, int64_t max_age_s);
 
-  // A new session's id: "<payload>.<mac>", both base64url. Capabilities whose JSON is longer than
-  // kMaxCapabilities make an id that no instance opens again (it is as random as any other).
+  // A new session's id: "<payload>.<mac>", both base64url (the payload's layout: session_ids.cpp).
+  // Capabilities whose JSON is longer than kMaxCapabilities make an id that no instance opens again (it is
+  // as random as any other).
   std::string issue(const SessionTicket& t) const;
   // The ticket of an id this gateway issued, not yet too old at `now`; nullopt (and `why`) otherwise.
   std::optional<SessionTicket> verify(std::string_view id, int64_t now, std::string* why = nullptr) const;
   // Whether the ticket's session was opened by `owner` (its id names them by a tag keyed with the session's
   // nonce: not their address, which would be in proxies' logs, nor one tag that links all their sessions).
-  bool belongs_to(const SessionTicket& t, std::string_view owner) const { return t.owner == owner_tag(t.nonce, owner); }
+  bool belongs_to(const SessionTicket& t, std::string_view owner) const;
   int64_t max_age_s() const { return max_age_s_; }
 
   static constexpr std::size_t kMaxCapabilities = 512;
   static constexpr std::size_t kMaxId = 1024;  // longer headers are not ids we issued
 
  private:
+  static constexpr uint8_t kVersion = 1;
+  static constexpr std::size_t kTagBytes = 9;
   std::string mac(std::string_view payload) const;
-  std::string owner_tag(std::string_view nonce, std::string_view owner) const;
   std::string key_;
   int64_t max_age_s_;
 };

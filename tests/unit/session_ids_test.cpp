@@ -1,6 +1,7 @@
 // Resumable MCP session ids (mcp/session_ids.hpp).
 #include <gtest/gtest.h>
 
+#include "auth/jwt.hpp"
 #include "core/util.hpp"
 #include "mcp/session_ids.hpp"
 
@@ -76,4 +77,27 @@ TEST(SessionIds, CapabilitiesTooLargeMakeAnIdNoInstanceOpensAgain) {
   auto id = ids.issue(t);
   EXPECT_FALSE(ids.verify(id, 1'000'000));
   EXPECT_LE(id.size(), 64u);
+}
+
+TEST(SessionIds, SignedButMalformedPayloadsAreRefusedNotRead) {
+  // What only a holder of the key could make: every truncation of a real payload, and bytes that are no
+  // payload at all, each signed as the gateway signs — refused as malformed, never read past their end.
+  SessionIds ids("secret", 3600);
+  auto key = gh::auth::hmac_sha256_raw("secret", "gatehouse mcp session ids");
+  auto sign = [&](std::string_view bytes) {
+    auto payload = gh::base64url_encode(bytes);
+    return payload + "." + gh::base64url_encode(gh::auth::hmac_sha256_raw(key, payload).substr(0, 16));
+  };
+  auto id = ids.issue(ticket(1'000'000));
+  auto bytes = *gh::base64url_decode(id.substr(0, id.find('.')));
+  ASSERT_TRUE(ids.verify(sign(bytes), 1'000'000)) << "the signing here is the gateway's";
+  std::string why;
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    auto got = ids.verify(sign(bytes.substr(0, n)), 1'000'000, &why);
+    // A cut inside the capabilities' JSON is malformed; one right after the protocol is a ticket without them.
+    if (got) EXPECT_TRUE(got->capabilities.empty()) << n;
+    else EXPECT_EQ(why, "malformed payload") << n;
+  }
+  for (std::string junk : {std::string("\x02"), std::string(40, '\xff'), std::string(40, '\0')})
+    EXPECT_FALSE(ids.verify(sign(junk), 1'000'000));
 }
