@@ -117,13 +117,13 @@ int serve(const Settings& settings, const Environment& env) {
         co_return false;
       }
     };
-    hub.was_ended = [&store, &pool](std::string id) -> net::awaitable<bool> {
+    hub.was_ended = [&store, &pool](std::string id) -> net::awaitable<std::optional<bool>> {
       auto ask = [&store, id] { return store->session_ended(id); };
       try {
         co_return co_await pool.run(std::move(ask));
       } catch (const std::exception& e) {
         log::warn("cannot tell whether a session was ended; not opening it again", {{"error", e.what()}});
-        co_return true;
+        co_return std::nullopt;
       }
     };
   }
@@ -191,6 +191,7 @@ int serve(const Settings& settings, const Environment& env) {
                           {"openwebui_url", settings.openwebui_url}});
 
   // Housekeeping.
+  std::atomic<bool> polling_ends{false};
   net::co_spawn(io, [&]() -> net::awaitable<void> {
     net::steady_timer t(io);
     uint64_t ticks = 0;
@@ -201,8 +202,9 @@ int serve(const Settings& settings, const Environment& env) {
       local_limiter.sweep(std::chrono::duration_cast<std::chrono::microseconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count());
       if (++ticks % 12 == 0) pool.post([&] { authn.flush_usage(); });  // API keys' last use, once a minute
-      if (settings.session_max_age_s > 0 && hub.session_count() > 0) {
-        // Sessions ended on other instances: their copies here close within a tick.
+      if (settings.session_max_age_s > 0 && hub.session_count() > 0 && !polling_ends.exchange(true)) {
+        // Sessions ended on other instances: their copies here close within a tick (one read at a time: a
+        // store that stalls does not gather reads in the pool).
         pool.post([&] {
           try {
             auto ended = store->sessions_ended_within(30);
@@ -210,6 +212,7 @@ int serve(const Settings& settings, const Environment& env) {
           } catch (const std::exception& e) {
             log::warn("cannot read the sessions ended on other instances", {{"error", e.what()}});
           }
+          polling_ends = false;
         });
       }
       if (settings.session_max_age_s > 0 && ticks % 720 == 1) {  // hourly: ends no id can be resumed past

@@ -8,7 +8,6 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
-#include <openssl/rand.h>
 
 #include <boost/json.hpp>
 
@@ -443,11 +442,6 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-std::string random_token(std::size_t bytes_count) {
-  std::string raw(bytes_count, '\0');
-  if (bytes_count && RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes_count)) != 1)
-    throw std::runtime_error("RAND_bytes failed");
-  return base64url_encode(raw);
-}
+std::string random_token(std::size_t bytes_count) { return base64url_encode(random_bytes(bytes_count)); }
 
 }  // namespace gh::auth

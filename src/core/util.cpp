@@ -269,12 +269,14 @@ std::string to_hex(std::string_view bytes) {
   return out;
 }
 
-std::string random_hex(std::size_t bytes) {
-  std::string raw(bytes, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1)
+std::string random_bytes(std::size_t n) {
+  std::string raw(n, '\0');
+  if (n && RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(n)) != 1)
     throw std::runtime_error("RAND_bytes failed");
-  return to_hex(raw);
+  return raw;
 }
+
+std::string random_hex(std::size_t bytes) { return to_hex(random_bytes(bytes)); }
 
 static constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 

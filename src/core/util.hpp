@@ -73,6 +73,7 @@ inline void append_all(std::string& out, const Pieces&... pieces) {
 // Bytes as lowercase hex (2 characters a byte).
 std::string to_hex(std::string_view bytes);
 // Cryptographically random bytes as lowercase hex (2 * bytes characters).
+std::string random_bytes(std::size_t n);  // from OpenSSL's generator
 std::string random_hex(std::size_t bytes);
 
 std::string base64url_encode(std::string_view data);

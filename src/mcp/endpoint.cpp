@@ -100,20 +100,15 @@ net::awaitable<void> Endpoint::no_session(http::Exchange& ex, bool missing, cons
 net::awaitable<std::shared_ptr<Session>> Endpoint::reopen(http::Exchange& ex, const std::string& scope,
                                                          const Caller& caller, bool missing) {
   std::string why;
-  if (!missing && hub_.draining()) {  // another instance can open it: the client (or its load balancer) tries again
-    co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error, "Gateway is shutting down");
-    co_return nullptr;
-  }
   std::shared_ptr<Session> s;
   bool busy = false;
   if (!missing) s = co_await hub_.resume_session(std::string(ex.req["Mcp-Session-Id"]), scope, caller, why, busy);
   if (s) {
-    s->caller = caller;  // the caller's rights as of this request (as session_of gives them)
     log::info("session resumed", {{"request_id", ex.request_id}, {"session", s->id},
                                   {"scope", scope.empty() ? "*" : scope}, {"protocol", s->protocol_version}});
-  } else if (busy) {
+  } else if (busy) {  // shutting down: another instance can open it (the client or its load balancer tries again)
     co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error,
-                         "Too many open sessions; try again later");
+                         hub_.draining() ? "Gateway is shutting down" : "Too many open sessions; try again later");
   } else {
     co_await no_session(ex, missing, why);
   }
@@ -441,7 +436,7 @@ net::awaitable<void> Endpoint::del(http::Exchange& ex, const std::string& scope,
       co_return;
     }
   }
-  bool ended = co_await hub_.end_session(sid, s);
+  bool ended = co_await hub_.end_session(sid);
   if (!ended) {
     co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error,
                          "The session's end could not be recorded; it is still open: try again");

@@ -505,9 +505,10 @@ net::awaitable<std::optional<SessionTicket>> Hub::resumable(const std::string& i
   };
   if (!check()) co_return std::nullopt;
   if (was_ended) {
-    bool ended = co_await was_ended(id);  // (not inside a condition: GCC 12's coroutines)
-    if (ended) {
-      why = "ended";
+    std::optional<bool> ended = co_await was_ended(id);  // (not inside a condition: GCC 12's coroutines)
+    if (!ended || *ended) {
+      why = ended ? "ended" : "the store cannot tell whether it ended";
+      if (ended) remember_ended(id);  // its next request asks nobody
       co_return std::nullopt;
     }
   }
@@ -521,7 +522,10 @@ net::awaitable<std::shared_ptr<Session>> Hub::resume_session(std::string id, std
   auto t = co_await resumable(id, scope, caller, why);
   if (!t) co_return nullptr;
   // Another request of this session may have opened it again while the record was read.
-  if (auto it = sessions_.find(id); it != sessions_.end()) co_return it->second->closed ? nullptr : it->second;
+  if (auto it = sessions_.find(id); it != sessions_.end()) {
+    it->second->caller = std::move(caller);  // this request's rights, as session_of gives them
+    co_return it->second;
+  }
   if (draining_ || sessions_.size() >= settings_.max_sessions) {
     busy = true;
     co_return nullptr;
@@ -541,17 +545,15 @@ net::awaitable<std::shared_ptr<Session>> Hub::resume_session(std::string id, std
   co_return s;
 }
 
-net::awaitable<bool> Hub::end_session(std::string id, std::shared_ptr<Session> s) {
-  // Recorded first: a 200 to the client means no instance opens it again; a failure ends nothing.
-  if (ids_ && record_end) {
+net::awaitable<bool> Hub::end_session(std::string id) {
+  // Recorded first, when another instance could open it (a 200 to the client means none does); a failure
+  // ends nothing.
+  if (ids_ && record_end && ids_->verify(id, unix_now())) {
     bool recorded = co_await record_end(id);
     if (!recorded) co_return false;
   }
-  if (!s) {  // (opened again here while the end was recorded?)
-    auto it = sessions_.find(id);
-    if (it != sessions_.end()) s = it->second;
-  }
-  if (s && !s->closed) close_session(s);
+  // Looked up after the record: the copy held before may have closed, and another opened meanwhile.
+  if (auto it = sessions_.find(id); it != sessions_.end()) close_session(std::shared_ptr<Session>(it->second));
   if (ids_) remember_ended(id);
   co_return true;
 }
@@ -1266,7 +1268,7 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
     // Tasks belong to an upstream session: on one shared by many users, a user could list, read or cancel
     // another's. They are relayed only on the session's own upstream session (dedicated mode), opened now if
     // it is not yet (a session opened again on this instance: it knows no task of the instance before).
-    if (srv && m.starts_with("tasks/") && s->dedicated_mode) connection_for(*s, *srv);
+    if (srv && m.starts_with("tasks/") && s->dedicated_mode && !s->dedicated.contains(s->scope)) connection_for(*s, *srv);
     if (srv && m.starts_with("tasks/") && !s->dedicated.contains(s->scope))
       co_return error(code::method_not_found, "Method not found: " + method +
                                                   " (tasks need a session of your own with this server: declare sampling, "

@@ -209,19 +209,20 @@ class Hub {
   net::awaitable<std::optional<SessionTicket>> resumable(const std::string& id, const std::string& scope,
                                                          const Caller& caller, std::string& why);
   // Such a session opened again from its id (the state the id carries, fresh upstream sessions); null as for
-  // resumable(), or `busy` when the id is fine but MAX_SESSIONS are open or the gateway is shutting down.
+  // resumable(), or `busy` when the id is fine but MAX_SESSIONS are open or the gateway is shutting down
+  // (`draining()` tells which).
   net::awaitable<std::shared_ptr<Session>> resume_session(std::string id, std::string scope, Caller caller,
                                                           std::string& why, bool& busy);
-  // The client ends session `id` (DELETE), held here as `s` or not: recorded through record_end for every
-  // instance, then closed here and remembered as ended. False when the record could not be written: then
-  // nothing ended.
-  net::awaitable<bool> end_session(std::string id, std::shared_ptr<Session> s);
+  // The client ends session `id` (DELETE), held here or not: recorded through record_end for every instance
+  // (when another could open it), then closed here and remembered as ended. False when the record could not
+  // be written: then nothing ended.
+  net::awaitable<bool> end_session(std::string id);
   // Sessions ended on other instances (read from the record): closed here if held.
   void ended_elsewhere(const std::vector<std::string>& ids);
   // Records a session's end where every instance reads it; false when it could not.
   std::function<net::awaitable<bool>(std::string id)> record_end;
-  // Whether the record says the session was ended (true also when the record cannot be read).
-  std::function<net::awaitable<bool>(std::string id)> was_ended;
+  // Whether the record says the session was ended; nullopt when it cannot be read (then it is not opened).
+  std::function<net::awaitable<std::optional<bool>>(std::string id)> was_ended;
 
   // A session for one request of a caller without an MCP session (the OpenAPI routes): not registered,
   // nothing outlives it.
@@ -330,8 +331,8 @@ class Hub {
   std::unordered_map<std::string, std::shared_ptr<Session>, StringHash, std::equal_to<>> sessions_;
   std::shared_ptr<const SessionIds> ids_;
   uint64_t resumed_ = 0;
-  // Sessions ended here (by their id, until too old to be resumed), oldest first: a resume meanwhile finds
-  // them without asking the record, which is written after the client's answer.
+  // Sessions known to have ended (ended here, found in the record, read from it by the poll), by their id
+  // until too old to be resumed, oldest first: asked about again, they cost no store query.
   std::unordered_set<std::string, StringHash, std::equal_to<>> ended_;
   std::deque<std::pair<int64_t, std::string>> ended_order_;
   void remember_ended(const std::string& id);

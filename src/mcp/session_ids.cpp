@@ -28,13 +28,13 @@ std::string SessionIds::mac(std::string_view payload) const {
 std::string SessionIds::issue(const SessionTicket& t) const {
   std::string caps = t.capabilities.empty() ? std::string() : json::serialize(t.capabilities);
   if (caps.size() > kMaxCapabilities || t.scope.size() > 255 || t.protocol_version.size() > 255) return random_hex(16);
-  auto nonce = random_hex(8);
+  auto nonce = random_bytes(8);
   std::string p;
   p.reserve(26 + t.scope.size() + t.protocol_version.size() + caps.size());
   p += char(kVersion);
-  for (std::size_t i = 0; i < 8; ++i) p += char(std::stoi(nonce.substr(2 * i, 2), nullptr, 16));
+  p += nonce;
   for (int shift = 32; shift >= 0; shift -= 8) p += char((uint64_t(t.issued_at) >> shift) & 0xff);
-  p += auth::hmac_sha256_raw(key_, "owner:" + p.substr(1, 8) + ":" + t.owner).substr(0, kTagBytes);
+  p += owner_tag(nonce, t.owner);
   p += char(t.scope.size());
   p += t.scope;
   p += char(t.protocol_version.size());
@@ -44,9 +44,12 @@ std::string SessionIds::issue(const SessionTicket& t) const {
   return payload + "." + mac(payload);
 }
 
+std::string SessionIds::owner_tag(std::string_view nonce, std::string_view owner) const {
+  return auth::hmac_sha256_raw(key_, "owner:" + std::string(nonce) + ":" + std::string(owner)).substr(0, kTagBytes);
+}
+
 bool SessionIds::belongs_to(const SessionTicket& t, std::string_view owner) const {
-  return auth::constant_time_equal(
-      t.owner, auth::hmac_sha256_raw(key_, "owner:" + t.nonce + ":" + std::string(owner)).substr(0, kTagBytes));
+  return auth::constant_time_equal(t.owner, owner_tag(t.nonce, owner));
 }
 
 std::optional<SessionTicket> SessionIds::verify(std::string_view id, int64_t now, std::string* why) const {

@@ -50,6 +50,7 @@ class SessionIds {
   static constexpr uint8_t kVersion = 1;
   static constexpr std::size_t kTagBytes = 9;
   std::string mac(std::string_view payload) const;
+  std::string owner_tag(std::string_view nonce, std::string_view owner) const;
   std::string key_;
   int64_t max_age_s_;
 };

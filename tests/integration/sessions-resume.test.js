@@ -121,6 +121,22 @@ describe('two instances on one store', () => {
       { timeoutMs: 15000, intervalMs: 250, what: 'b to close its copy' });
   });
 
+  it('an end read from the store is remembered: asking about the session again costs no store query', async () => {
+    const s = await rawSession(a.mcpUrl);
+    assert.equal((await s.remove()).status, 200);
+    assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 404); // b reads the end
+    await moveSessionEnds(a, true); // now a read would fail (and be logged)
+    try {
+      const from = b.logs.length;
+      for (let i = 0; i < 3; i += 1) assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 404);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(!b.logs.slice(from).some((l) => l.includes('cannot tell whether a session was ended')),
+        b.logs.slice(from).join('\n'));
+    } finally {
+      await moveSessionEnds(a, false);
+    }
+  });
+
   it('an instance that never held the session opens it: for its user only, on its endpoint only, not when changed', async () => {
     const s = await rawSession(a.mcpUrl);
     assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 200);
@@ -198,6 +214,28 @@ it('a DELETE through an instance with MAX_SESSIONS open still ends the session e
     assert.equal(res.status, 200, res.text);
     await waitFor(async () => (await ping(a.mcpUrl, s.sessionId)).status === 404,
       { timeoutMs: 15000, intervalMs: 250, what: 'a to close the session ended through b' });
+  } finally {
+    await b.stop();
+    await a.stop();
+  }
+});
+
+it('while an instance shuts down, a session it could open is 503 (try another), an id it could not is 404', async () => {
+  const a = await startGatehouse({ servers, env: { SHUTDOWN_GRACE_MS: '8000' } });
+  const b = await startGatehouse({ servers: {}, database: a.database });
+  try {
+    const elsewhere = await rawSession(b.mcpUrl);
+    const client = await connectClient(a.mcpUrl);
+    let signalled;
+    const call = client.callTool({ name: 'everything__trigger-long-running-operation', arguments: { duration: 4, steps: 4 } },
+      undefined, { timeout: 30000, onprogress: () => { if (!signalled) { signalled = true; a.signal('SIGTERM'); } } });
+    await waitFor(async () => (await rawRequest(`${a.url}/gateway/health`, { method: 'GET' })).status === 503,
+      { timeoutMs: 10000, what: 'a to drain' });
+    const res = await ping(a.mcpUrl, elsewhere.sessionId);
+    assert.equal(res.status, 503, res.text);
+    assert.match(res.text, /shutting down/);
+    assert.equal((await ping(a.mcpUrl, 'deadbeef'.repeat(4))).status, 404, 'not an id of ours');
+    await call.catch(() => {});
   } finally {
     await b.stop();
     await a.stop();
