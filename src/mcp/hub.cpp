@@ -573,9 +573,10 @@ void Hub::remember_ended(const std::string& id) {
   if (!ended_.insert(id).second) return;
   auto now = unix_now();
   ended_order_.emplace_back(now, id);
-  // Kept while the id could be resumed, at most 100,000 (older ones the record still has).
+  // Kept while the id could be resumed, at most 10,000 (each id twice, up to ~800 bytes: a few MB at most;
+  // older ones the record still has, and the poll reads the last 30 s of them again).
   while (!ended_order_.empty() &&
-         (ended_order_.size() > 100'000 || now - ended_order_.front().first > ids_->max_age_s())) {
+         (ended_order_.size() > 10'000 || now - ended_order_.front().first > ids_->max_age_s())) {
     ended_.erase(ended_order_.front().second);
     ended_order_.pop_front();
   }
