@@ -38,7 +38,8 @@ async function roundRobinClient(gateways, { capabilities = {}, sessionId } = {})
 async function moveSessionEnds(gh, away) {
   const [from, to] = away ? ['mcp_session_ends', 'mcp_session_ends_away'] : ['mcp_session_ends_away', 'mcp_session_ends'];
   if (gh.database.backend === 'sqlite') {
-    execFileSync('sqlite3', [gh.database.file, `ALTER TABLE ${from} RENAME TO ${to}`]);
+    // The instances write to the file meanwhile (analytics, audit): wait for the write lock as they do.
+    execFileSync('sqlite3', ['-cmd', '.timeout 10000', gh.database.file, `ALTER TABLE ${from} RENAME TO ${to}`]);
   } else {
     await withPg((c) => c.query(`ALTER TABLE mcp_proxy.${from} RENAME TO ${to}`), gh.databaseUrl);
   }
