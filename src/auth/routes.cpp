@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/url/parse_query.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
 #include <chrono>
@@ -153,12 +154,8 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
   }
   if (path == "/auth/login" && method == bhttp::verb::get) co_return co_await login(ex);
   if (path == "/auth/callback" && method == bhttp::verb::get) co_return co_await callback(ex);
-  if (path == "/auth/logout" && (method == bhttp::verb::get || method == bhttp::verb::post)) {
-    std::vector<std::string> cookies;
-    cookies.push_back(cookie(kSessionCookie, "", "/", 0));
-    co_await redirect(ex, "/", std::move(cookies));
-    co_return;
-  }
+  if (path == "/auth/logout" && (method == bhttp::verb::get || method == bhttp::verb::post))
+    co_return co_await logout(ex);
   if (path == "/auth/session" && method == bhttp::verb::post) co_return co_await key_sign_in(ex);
   if (path == "/auth/me" && method == bhttp::verb::get) {
     if (auth.status || !auth.principal.authenticated()) {
@@ -179,6 +176,42 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
   }
   if (path == "/auth/apikeys" || path.starts_with("/auth/apikeys/")) co_return co_await own_keys(ex, path.substr(13), auth);
   co_await reply(ex, admin::error_reply(404, "not_found", "No such endpoint"));
+}
+
+// Signing out is a change: a link or a form on another site must not do it. GET shows a button that posts the
+// page's CSRF token (no script needed; the page cannot be framed); POST needs that token, as a form field or as
+// the X-CSRF-Token header the portal sends. Without a cookie there is nothing to end: straight to "/".
+net::awaitable<void> Routes::logout(http::Exchange& ex) {
+  auto credential = auth_.cookie_credential(ex.req);
+  std::vector<std::string> cookies;
+  cookies.push_back(cookie(kSessionCookie, "", "/", 0));
+  if (credential.empty()) co_return co_await redirect(ex, "/", std::move(cookies));
+  auto expected = auth_.csrf_token(credential);
+  if (ex.req.method() == bhttp::verb::get) {
+    http::Response res(bhttp::status::ok, ex.req.version());
+    res.set(bhttp::field::content_type, "text/html; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-store");
+    res.set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
+    res.set("X-Frame-Options", "DENY");
+    res.body() = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign out</title>"
+                 "<meta name=\"viewport\" content=\"width=device-width\"></head><body style=\"font-family:sans-serif;"
+                 "max-width:40em;margin:4em auto\"><h1>Sign out of Gatehouse?</h1>"
+                 "<form method=\"post\" action=\"/auth/logout\"><input type=\"hidden\" name=\"csrf_token\" value=\"" +
+                 html_escape(expected) + "\"><button type=\"submit\">Sign out</button></form></body></html>";
+    res.keep_alive(ex.req.keep_alive());
+    res.prepare_payload();
+    co_return co_await ex.send(std::move(res));
+  }
+  std::string sent(ex.req["X-CSRF-Token"]);
+  if (sent.empty() && header_has_token(ex.req[bhttp::field::content_type], "application/x-www-form-urlencoded"))
+    if (auto form = boost::urls::parse_query(ex.req.body()))
+      if (auto it = form->find("csrf_token"); it != form->end() && (*it).has_value) sent = (*it).value.decode();
+  if (sent.empty() || !constant_time_equal(sent, expected)) {
+    log::info("sign-out refused: CSRF token missing or wrong", {{"request_id", ex.request_id}});
+    co_return co_await page(ex, bhttp::status::forbidden, "Not signed out",
+                            "This sign-out did not come from a Gatehouse page. Open /auth/logout and press the button.");
+  }
+  co_await redirect(ex, "/", std::move(cookies));
 }
 
 net::awaitable<void> Routes::key_sign_in(http::Exchange& ex) {

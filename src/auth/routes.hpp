@@ -26,6 +26,7 @@ class Routes {
 
  private:
   boost::asio::awaitable<void> login(http::Exchange& ex);
+  boost::asio::awaitable<void> logout(http::Exchange& ex);
   boost::asio::awaitable<void> key_sign_in(http::Exchange& ex);
   boost::asio::awaitable<void> callback(http::Exchange& ex);
   boost::asio::awaitable<void> own_keys(http::Exchange& ex, std::string_view rest, const AuthResult& auth);

@@ -323,6 +323,18 @@ describe('admin portal', () => {
     assert.equal((await page.request.get('/mcp-admin/api/groups/Real-Group')).status(), 200);
     // A bearer-authenticated write needs no token.
     assert.equal((await gh.api('POST', '/groups', { name: 'Bearer-Group' })).status, 201);
+
+    // Signing out is a change too: another site's form cannot do it; the portal's button does.
+    const evil2 = await newPage(browser, gh);
+    await evil2.context().addCookies(await page.context().cookies());
+    await evil2.setContent(`<form method="POST" action="${gh.url}/auth/logout"><input name="csrf_token" value="forged"></form>`);
+    const [refused] = await Promise.all([evil2.waitForResponse(/\/auth\/logout/), evil2.locator('form').evaluate((f) => f.submit())]);
+    assert.equal(refused.status(), 403);
+    assert.equal((await page.request.get('/auth/me')).status(), 200, 'still signed in');
+    await page.goto('/mcp-admin/groups');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Sign in to Gatehouse' }).waitFor();
+    assert.equal((await page.request.get('/auth/me')).status(), 401, 'the cookie is gone');
   });
   it('an Open WebUI admin signed in by its `token` cookie alone uses the portal; its writes carry that cookie\'s CSRF token', async (t) => {
     // The unified stack: the portal on the same origin as the chat, the browser holding Open WebUI's cookie.

@@ -1,7 +1,7 @@
 // Identity, part 4: browser sign-in with OpenID Connect against a real IdP (oidc-provider, lib/oidc.js):
 // /auth/login → IdP (code + PKCE S256 + state + nonce, login_hint passed on) → /auth/callback → session cookie
 // → /auth/me; the first sign-in creates the user with no groups; admins from the `roles` claim; group sync
-// with OIDC_GROUP_SYNC; OIDC_ALLOWED_DOMAINS refusal; bad state → 400; logout clears the cookie.
+// with OIDC_GROUP_SYNC; OIDC_ALLOWED_DOMAINS refusal; bad state → 400; logout needs the page's CSRF token.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { everythingStdio, startGatehouse } from './lib/index.js';
@@ -134,15 +134,42 @@ describe('OIDC sign-in (no group sync)', () => {
     assert.equal((await request(gh, 'GET', `/auth/callback?code=abc&state=${encodeURIComponent(state)}`)).status, 400);
   });
 
-  it('logout clears the cookie (Max-Age=0) and redirects to "/"', async () => {
+  it('logout: GET shows a button that posts the CSRF token; POST without it clears nothing; with it clears the cookie', async () => {
     const result = await signIn(gh.url, 'alice');
-    const res = await request(gh, 'GET', '/auth/logout', { headers: sessionHeaders(result.sessionCookie) });
-    assert.ok([302, 303].includes(res.status), `${res.status} ${res.text}`);
-    assert.equal(res.headers.get('location'), '/');
-    const cleared = res.headers.getSetCookie().map(parseSetCookie).find((c) => c.name === 'gatehouse_session');
-    assert.ok(cleared, `no gatehouse_session Set-Cookie: ${res.headers.getSetCookie().join(' | ')}`);
-    assert.equal(cleared.attributes['max-age'], '0');
-    assert.equal(cleared.attributes.path, '/');
+    const headers = sessionHeaders(result.sessionCookie);
+    const cleared = (res) => res.headers.getSetCookie().map(parseSetCookie).find((c) => c.name === 'gatehouse_session');
+
+    const shown = await request(gh, 'GET', '/auth/logout', { headers });
+    assert.equal(shown.status, 200, shown.text);
+    assert.equal(cleared(shown), undefined, 'a GET (a link, an <img>) signs nobody out');
+    assert.match(shown.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+    const token = /name="csrf_token" value="([^"]+)"/.exec(shown.text)?.[1];
+    assert.ok(token, shown.text);
+
+    // A form on another site posts without the token (or with another session's): refused, cookie kept.
+    for (const body of ['', 'csrf_token=forged']) {
+      const res = await request(gh, 'POST', '/auth/logout', {
+        headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body });
+      assert.equal(res.status, 403, `${body}: ${res.text}`);
+      assert.equal(cleared(res), undefined, body);
+    }
+    assert.equal((await whoami(gh, headers)).status, 200);
+
+    for (const how of ['form', 'header']) {
+      const res = how === 'form'
+        ? await request(gh, 'POST', '/auth/logout', {
+          headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: `csrf_token=${encodeURIComponent(token)}` })
+        : await request(gh, 'POST', '/auth/logout', { headers: { ...headers, 'x-csrf-token': token } });
+      assert.ok([302, 303].includes(res.status), `${how}: ${res.status} ${res.text}`);
+      assert.equal(res.headers.get('location'), '/');
+      const c = cleared(res);
+      assert.ok(c, `${how}: no gatehouse_session Set-Cookie: ${res.headers.getSetCookie().join(' | ')}`);
+      assert.equal(c.attributes['max-age'], '0');
+      assert.equal(c.attributes.path, '/');
+    }
+    // No cookie: nothing to end, straight home.
+    const none = await request(gh, 'GET', '/auth/logout');
+    assert.equal(none.status, 302);
   });
 
   it('the protected-resource metadata names the IdP as authorization server', async () => {

@@ -69,7 +69,9 @@ export function qs(params) {
 export const api = {
   me: () => request('GET', '/auth/me'),
   signInWithKey: (apiKey) => request('POST', '/auth/session', { api_key: apiKey }),
-  signOut: () => fetch('/auth/logout', { credentials: 'same-origin', redirect: 'manual' }).catch(() => {}),
+  signOut: () => fetch('/auth/logout', {
+    method: 'POST', headers: { 'X-CSRF-Token': csrfToken }, credentials: 'same-origin', redirect: 'manual',
+  }).catch(() => {}),
 
   users: (q, page, perPage) => request('GET', `${API}/users${qs({ q, page, per_page: perPage })}`),
   user: (email) => request('GET', `${API}/users/${enc(email)}`),
