@@ -173,7 +173,8 @@ std::size_t parse_request_head(std::string_view buffered, Request& out, std::uin
   out.method_text_ = span(begin, p);
   const char* target = ++p;
   p = first_special(p, end, 0x20);
-  if (p == target || p == end || *p != ' ') return 0;
+  // (a target that is not a path, such as absolute-form, is Beast's parser's to read: the server rewrites it)
+  if (p == target || p == end || *p != ' ' || *target != '/') return 0;
   out.target_ = span(target, p);
   ++p;
   out.version_ = version_at(p, end);

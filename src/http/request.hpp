@@ -66,6 +66,7 @@ class Request {
   bhttp::verb method() const { return method_; }
   std::string_view method_string() const { return view(method_text_); }
   std::string_view target() const { return view(target_); }
+  void target(std::string_view t) { target_ = append(t); }
   unsigned version() const { return version_; }
   bool keep_alive() const { return keep_alive_; }
   std::string& body() { return body_; }

@@ -8,6 +8,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
 
 #include <poll.h>
 #include <charconv>
@@ -345,6 +346,22 @@ net::awaitable<void> refuse_unreadable(Stream& stream, const ServerLimits& limit
     co_await refuse(stream, limits, 11, bhttp::status::bad_request, "Malformed HTTP request");
   }
 }
+// A request in absolute-form ("GET http://host/path", RFC 9112 §3.2.2: a forward proxy's form, which an origin
+// server must accept) becomes the origin-form it stands for: its host replaces Host (and is checked as Host is),
+// and what is routed, checked and passed on is the path. False for any other form ("*", "host:port", other
+// schemes, user info) and when Host is repeated (which a proxy in front might have read instead).
+bool to_origin_form(Request& req) {
+  auto u = boost::urls::parse_absolute_uri(req.target());
+  if (!u || req.repeated(Request::Name::host) || !u->has_authority() || u->has_userinfo() || u->encoded_host().empty() ||
+      (u->scheme_id() != boost::urls::scheme::http && u->scheme_id() != boost::urls::scheme::https))
+    return false;
+  std::string target = u->encoded_path().empty() ? "/" : std::string(u->encoded_path());
+  if (u->has_query()) target.append("?").append(u->encoded_query());
+  std::string host(u->encoded_host_and_port());  // copies: the view is into the request's own text
+  req.target(target);
+  req.set(bhttp::field::host, host);
+  return true;
+}
 }  // namespace
 
 net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat_buffer& buffer, Request& req,
@@ -374,6 +391,13 @@ net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat
     co_return Read::stop;
   }
   req.assign(parser.get(), parser.keep_alive());
+  if (!req.target().starts_with('/') && !to_origin_form(req)) {
+    log::info("bad http request", {{"client_ip", client_ip}, {"error", "request target not a path nor an http(s) URL"},
+                                   {"target", req.target().substr(0, 200)}});
+    co_await refuse(stream, limits_, req.version(), bhttp::status::bad_request,
+                    "The request target must be a path or an http(s) URL (with one Host)");
+    co_return Read::stop;
+  }
   // RFC 9112 §6.3: a Transfer-Encoding whose last coding is not chunked leaves the body's end unknown (400,
   // and the connection closes); §6.1: a coding the server does not know is answered 501. Beast 1.81 reads
   // the first as a request without a body, and would take what follows for the next request.

@@ -229,6 +229,39 @@ describe('reverse proxy to Open WebUI', () => {
     assert.equal(webui.seen.length, before);
   });
 
+  it('absolute-form targets (GET http://host/path) are routed and passed on by their path; their host is checked as Host', async () => {
+    const raw = (head) => new Promise((resolve) => {
+      let got = '';
+      const s = net.connect({ port: gh.port, host: '127.0.0.1' }, () => s.write(`${head}\r\nConnection: close\r\n\r\n`));
+      const timer = setTimeout(() => { s.destroy(); resolve(got); }, 5000);
+      s.on('data', (d) => { got += d.toString('latin1'); });
+      s.on('close', () => { clearTimeout(timer); resolve(got); });
+      s.on('error', () => {});
+    });
+    const status = (text) => Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1]);
+    const me = `127.0.0.1:${gh.port}`;
+    const before = webui.seen.length;
+    // Gatehouse's own path in absolute-form: answered here (401), not handed to Open WebUI.
+    assert.equal(status(await raw(`GET http://${me}/mcp-admin/api/users HTTP/1.1\r\nHost: other.example`)), 401);
+    assert.equal(status(await raw(`GET HTTP://${me}/auth/me HTTP/1.1\r\nHost: ${me}`)), 401);
+    assert.equal(webui.seen.length, before);
+    // Open WebUI gets the origin-form path and query.
+    assert.equal(status(await raw(`GET http://${me}/api/v1/chats/?page=3 HTTP/1.1\r\nHost: ${me}`)), 200);
+    assert.equal(webui.seen.at(-1).url, '/api/v1/chats/?page=3');
+    assert.equal(status(await raw(`GET http://${me} HTTP/1.1\r\nHost: ${me}`)), 200);
+    assert.equal(webui.seen.at(-1).url, '/');
+    // A host we do not serve is refused as a Host header would be (DNS rebinding), whatever Host says.
+    assert.equal(status(await raw(`GET http://evil.example/api/v1/chats/ HTTP/1.1\r\nHost: ${me}`)), 403);
+    // Other forms, user info, two Hosts: 400.
+    for (const head of [`OPTIONS * HTTP/1.1\r\nHost: ${me}`, `GET ${me} HTTP/1.1\r\nHost: ${me}`,
+      `GET ftp://${me}/x HTTP/1.1\r\nHost: ${me}`, `GET http://u:p@${me}/x HTTP/1.1\r\nHost: ${me}`,
+      `GET http://${me}/x HTTP/1.1\r\nHost: ${me}\r\nHost: evil.example`]) {
+      const text = await raw(head);
+      assert.equal(status(text), 400, `${head}: ${text}`);
+    }
+    assert.equal(webui.seen.length, before + 2);
+  });
+
   it('interim answers (103 Early Hints, 102) are not relayed; the final answer that follows them is', async () => {
     const text = await new Promise((resolve) => {
       let got = '';
