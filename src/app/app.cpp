@@ -130,6 +130,7 @@ int serve(const Settings& settings, const Environment& env) {
 
   http::ServerLimits limits;
   limits.max_body_bytes = settings.max_body_bytes;
+  limits.idle_timeout = std::chrono::seconds(settings.keepalive_timeout_s);
   const std::size_t fd_limit = fdlimit::raise();
   limits.max_connections = settings.max_connections ? settings.max_connections : fdlimit::default_max_connections(fd_limit);
   if (limits.max_connections > fdlimit::default_max_connections(fd_limit))
@@ -165,6 +166,7 @@ int serve(const Settings& settings, const Environment& env) {
     po.connect_timeout = std::chrono::seconds(settings.proxy_connect_timeout_s);
     po.read_timeout = std::chrono::seconds(settings.proxy_read_timeout_s);
     po.write_timeout = limits.write_timeout;
+    po.body_timeout = limits.read_timeout;
     po.max_body_bytes = settings.proxy_max_body_bytes;
     proxy = std::make_unique<http::ReverseProxy>(io.get_executor(), std::move(po));
     limits.raw_max_body_bytes = settings.proxy_max_body_bytes;

@@ -433,6 +433,7 @@ Settings load_settings(const Environment& env) {
   s.session_idle_timeout_s = parse_int<int>(env, "SESSION_IDLE_TIMEOUT_S", s.session_idle_timeout_s, 10, 30 * 86400);
   s.session_max_age_s = parse_int<int>(env, "SESSION_MAX_AGE_S", s.session_max_age_s, 0, 30 * 86400);
   s.max_sessions = parse_int<std::size_t>(env, "MAX_SESSIONS", s.max_sessions, 1, 10'000'000);
+  s.keepalive_timeout_s = parse_int<int>(env, "KEEPALIVE_TIMEOUT_S", s.keepalive_timeout_s, 1, 3600);
   s.max_connections = parse_int<std::size_t>(env, "MAX_CONNECTIONS", s.max_connections, 1, 10'000'000);
   s.upstream_memory_mb = parse_int<int64_t>(env, "UPSTREAM_MEMORY_LIMIT_MB", s.upstream_memory_mb, 0, 1'048'576);
   s.list_page_size = parse_int<std::size_t>(env, "LIST_PAGE_SIZE", s.list_page_size, 1, 100000);

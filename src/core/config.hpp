@@ -77,6 +77,7 @@ struct Settings {
   // (mcp/session_ids.hpp); 0: random ids, a session lives only where it was opened.
   int session_max_age_s = 86400;
   std::size_t max_sessions = 100000;
+  int keepalive_timeout_s = 75;  // KEEPALIVE_TIMEOUT_S: an idle client connection's wait for its next request
   std::size_t max_connections = 0;  // open client connections; 0: what the open-file limit allows (fdlimit)
   int64_t upstream_memory_mb = -1;  // upstream answers held while being read, across calls; 0: no limit; -1: auto
   std::size_t list_page_size = 500;  // items per tools/prompts/resources list page

@@ -74,7 +74,7 @@ struct ClientPool::Conn {
   explicit Conn(const net::any_io_executor& ex) : plain(ex) {}
   Stream plain;                                     // the TCP connection (under TLS when tls is set)
   std::unique_ptr<net::ssl::stream<Stream&>> tls;
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer{read_buffer_limit(64 * 1024)};  // (a head's limit: see the parsers below)
   std::chrono::steady_clock::time_point idle_since;  // when it went back into the pool
   void close() { plain.close(); }
   // Whether the server has closed it (or sent something unasked) while it sat in the pool. A system call, so

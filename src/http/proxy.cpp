@@ -42,6 +42,8 @@ bool listed_in(std::string_view connection, std::string_view name) {
 // Hop-by-hop fields (RFC 9110 §7.6.1) and the framing, which the relay sets itself.
 bool hop_by_hop(bhttp::field f, std::string_view name, std::string_view connection) {
   switch (f) {
+    case bhttp::field::host:  // end-to-end whatever Connection lists
+      return false;
     case bhttp::field::connection:
     case bhttp::field::keep_alive:
     case bhttp::field::te:
@@ -55,6 +57,15 @@ bool hop_by_hop(bhttp::field f, std::string_view name, std::string_view connecti
   }
   if (name.size() >= 6 && beast::iequals(name.substr(0, 6), "proxy-")) return true;
   return !connection.empty() && listed_in(connection, name);
+}
+
+// A list field's lines as one list (RFC 9110 §5.3): a second Connection line names hop-by-hop fields too.
+template <class Fields>
+std::string every_line(const Fields& fields, bhttp::field name) {
+  std::string out;
+  for (const auto& f : fields)
+    if (f.name() == name) out.append(out.empty() ? "" : ",").append(f.value());
+  return out;
 }
 
 bool websocket_upgrade(const Request& req) {
@@ -99,7 +110,7 @@ struct ReverseProxy::Upstream {
   explicit Upstream(const net::any_io_executor& ex) : plain(ex) {}
   Stream plain;  // the TCP connection (under TLS when tls is set)
   std::unique_ptr<net::ssl::stream<Stream&>> tls;
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer{read_buffer_limit(64 * 1024)};  // (the response head's limit, below)
 };
 
 ReverseProxy::ReverseProxy(net::any_io_executor ex, ProxyOptions options)
@@ -221,11 +232,9 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
   // The upstream request: the client's head minus hop-by-hop fields and whatever `extra` replaces.
   bhttp::request<bhttp::buffer_body> m;
   m.method_string(req.method_string());
-  std::string target = req.target().starts_with("/") ? base_path_ : std::string();
-  target.append(req.target());
-  m.target(target);
+  m.target(base_path_ + std::string(req.target()));  // (an origin-form target: the server made it one)
   m.version(11);
-  auto connection = req[bhttp::field::connection];
+  auto connection = every_line(req, bhttp::field::connection);
   for (const auto& f : req) {
     auto name = f.name_string();
     if (hop_by_hop(f.name(), name, connection) || f.name() == bhttp::field::expect) continue;
@@ -263,7 +272,7 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
     if (!in.is_done()) {
       in.get().body().data = buf.get();
       in.get().body().size = kPiece;
-      wire.stream.expires_after(options_.read_timeout);
+      wire.stream.expires_after(options_.body_timeout);
       auto [ec, n] = co_await bhttp::async_read_some(wire.stream, wire.buffer, in, kTuple);
       wire.stream.expires_never();
       if (ec == bhttp::error::need_buffer) ec = {};
@@ -274,6 +283,16 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
                                           {"message", "Request body too large (limit " +
                                                           std::to_string(options_.max_body_bytes) + " bytes)"}}}});
         co_await ex.send_json(bhttp::status::payload_too_large, std::move(body));
+        co_return;
+      }
+      if (ec && ec.category() == bhttp::make_error_code(bhttp::error::bad_chunk).category() &&
+          ec != bhttp::error::partial_message && ec != bhttp::error::end_of_stream) {
+        // Not HTTP (a bad chunk, an endless chunk header or trailer): 400, as the gateway's own routes answer.
+        log::info("bad http request", {{"request_id", ex.request_id}, {"reading", "proxied body"}, {"error", ec.message()}});
+        ex.close_after();
+        std::string body = gh::to_json(boost::json::object{
+            {"error", boost::json::object{{"code", "bad_request"}, {"message", "Malformed HTTP request body"}}}});
+        co_await ex.send_json(bhttp::status::bad_request, std::move(body));
         co_return;
       }
       if (ec) {  // the client went away or stalled mid-upload: nobody to answer
@@ -346,13 +365,17 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
   }
   const auto& head = rp.get();
   unsigned status = head.result_int();
+  if (status == 101 && !ws) {  // a switch nobody asked for: the bytes that follow are no HTTP answer
+    co_await fail(ex, false, "response", bhttp::error::bad_status);
+    co_return;
+  }
   bool upgrade = ws && status == 101;
 
   bhttp::response<bhttp::buffer_body> out;
   out.version(req.version());
   out.result(status);
   out.reason(head.reason());
-  auto up_connection = head[bhttp::field::connection];
+  auto up_connection = every_line(head, bhttp::field::connection);
   for (const auto& f : head)
     if (!hop_by_hop(f.name(), f.name_string(), up_connection)) out.insert(f.name_string(), f.value());
   if (out.find("X-Request-Id") == out.end()) out.set("X-Request-Id", ex.request_id);

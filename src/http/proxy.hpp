@@ -22,8 +22,9 @@ struct ProxyOptions {
   std::string url;                          // http(s)://host[:port][/base]
   std::string name = "Open WebUI";          // for error pages and logs
   std::chrono::seconds connect_timeout{10};  // resolve + connect (+ TLS handshake)
-  std::chrono::seconds read_timeout{300};    // idle time between bytes, either side, and the wait for a head
+  std::chrono::seconds read_timeout{300};    // the upstream: idle time between bytes, and the wait for a head
   std::chrono::seconds write_timeout{30};    // each write to the client
+  std::chrono::seconds body_timeout{30};     // each read of the client's request body (nginx's client_body_timeout)
   std::size_t max_body_bytes = 100 * 1024 * 1024;
 };
 

@@ -399,18 +399,21 @@ net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat
     co_return Read::stop;
   }
   // RFC 9112 §6.3: a Transfer-Encoding whose last coding is not chunked leaves the body's end unknown (400,
-  // and the connection closes); §6.1: a coding the server does not know is answered 501. Beast 1.81 reads
-  // the first as a request without a body, and would take what follows for the next request.
+  // and the connection closes); §6.1: a coding the server does not know is answered 501, and an HTTP/1.0
+  // message with Transfer-Encoding has faulty framing (400). Beast 1.81 reads the first as a request without
+  // a body, and would take what follows for the next request.
   if (auto te = req[bhttp::field::transfer_encoding]; !te.empty() || req.repeated(Request::Name::transfer_encoding)) {
     bool only_chunked = !req.repeated(Request::Name::transfer_encoding);
     for (auto coding : bhttp::token_list{te}) only_chunked = only_chunked && beast::iequals(coding, "chunked");
-    if (!parser.chunked() || !only_chunked) {
+    bool chunked_1_1 = parser.chunked() && req.version() >= 11;
+    if (!chunked_1_1 || !only_chunked) {
       log::info("bad http request", {{"client_ip", client_ip}, {"error", "unsupported Transfer-Encoding"},
-                                     {"transfer_encoding", te}});
+                                     {"transfer_encoding", te}, {"version", req.version()}});
       co_await refuse(stream, limits_, req.version(),
-                      parser.chunked() ? bhttp::status::not_implemented : bhttp::status::bad_request,
-                      parser.chunked() ? "Transfer-Encoding not supported (only chunked)"
-                                       : "Transfer-Encoding must end with chunked");
+                      chunked_1_1 ? bhttp::status::not_implemented : bhttp::status::bad_request,
+                      chunked_1_1 ? "Transfer-Encoding not supported (only chunked)"
+                      : req.version() < 11 ? "Transfer-Encoding is not HTTP/1.0"
+                                           : "Transfer-Encoding must end with chunked");
       co_return Read::stop;
     }
   }
@@ -450,6 +453,7 @@ net::awaitable<Server::Read> Server::read_with_beast(Stream& stream, beast::flat
 net::awaitable<bool> Server::serve_raw(Stream& stream, beast::flat_buffer& buffer, RequestParser& parser,
                                        Request& req, const std::string& client_ip,
                                        std::unique_ptr<ConnectionMemo>& memo, bool expect_continue) {
+  stream.expires_never();  // (the head's deadline is spent: the handler sets its own for each read and write)
   Wire wire{stream, buffer, parser};  // req holds the head only; the body stays on the wire for the handler
   wire.body_done = parser.is_done();
   wire.expect_continue = expect_continue;
@@ -497,7 +501,7 @@ net::awaitable<void> Server::serve(net::ip::tcp::socket socket) {
     }
   } remove{conns_, self};
 
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer(read_buffer_limit(limits_.max_header_bytes));
   std::unique_ptr<ConnectionMemo> memo;
   Request req;  // one per connection: its buffers keep their capacity from one request to the next
   bool linger = true;  // closed by the gateway, perhaps with request bytes unread (see below)

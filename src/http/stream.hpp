@@ -23,8 +23,14 @@ namespace net = boost::asio;
 template <class Buffer, class Length>
 void make_room_for_body(Buffer& b, const Length& content_length) {
   std::size_t want = content_length ? static_cast<std::size_t>(std::min<std::uint64_t>(*content_length, 32768)) : 16384;
+  want = std::min(want, b.max_size() - std::min(b.max_size(), b.size()));  // (reserve past max_size throws)
   if (b.capacity() - b.size() < want) b.reserve(b.size() + want);
 }
+// A connection's read buffer holds a message head and a read's worth of what follows, never more: bodies
+// stream through it (the parsers hand body bytes on as they arrive), so only a head, a chunk header with its
+// extensions, or a trailer section could grow it, and one that never ends now fails Beast's read with
+// http::error::buffer_overflow instead of growing the buffer without bound.
+inline std::size_t read_buffer_limit(std::size_t max_head_bytes) { return max_head_bytes + 128 * 1024; }
 template <class Buffer>
 void release_large(Buffer& b) {
   if (b.capacity() > 16384) b.shrink_to_fit();

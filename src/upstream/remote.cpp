@@ -217,9 +217,10 @@ class HttpConnection final : public Connection {
                                    "Upstream server '" + self->cfg_.id + "' lost the session and a new one failed");
       co_return;
     }
-    if (res.status == 202 || (res.status >= 200 && res.status < 300 && json_body.empty() && !sse)) co_return;
+    // (an answer cut off or unreadable mid-body is no empty answer: its call fails below, saying why)
+    if (!res.ec && (res.status == 202 || (res.status >= 200 && res.status < 300 && json_body.empty() && !sse))) co_return;
     if (res.status >= 200 && res.status < 300) {
-      if (!sse) {
+      if (!sse && !res.ec) {
         // At once: the body is complete and the pool has its connection back; nothing below touches the call.
         if (!self->deliver_text(json_body, related, true)) {
           log::warn("upstream sent a body that is not JSON", {{"server", self->cfg_.id}, {"body", snippet(json_body)}});

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
-import { checkConfig, freePort, startGatehouse } from './lib/index.js';
+import { checkConfig, freePort, rssKb, startGatehouse, waitFor } from './lib/index.js';
 import { createOpenWebUiDb, mintWebUiToken } from './lib/openwebui.js';
 
 const SECRET = 'webui-secret-for-proxy-tests-0123456789';
@@ -585,4 +585,132 @@ describe('reverse proxy: rate limits for signed-in users', () => {
       assert.ok(api.includes(429), `the per-user API limit still applies: ${api}`);
     });
   }
+});
+
+describe('reverse proxy: framing, deadlines, and an Open WebUI that misbehaves', () => {
+  let gh;
+  let upstream;
+  const flood = { sent: 0, closed: false };
+  before(async () => {
+    upstream = http.createServer((req, res) => {
+      if (req.url === '/slow') { setTimeout(() => res.end('slow answer'), 3500); return; }
+      if (req.url === '/switch') {  // 101 to a request that asked for no upgrade, then bytes of another protocol
+        req.socket.write('HTTP/1.1 101 Switching Protocols\r\n\r\n\u0000\u0001binary');
+        return;
+      }
+      if (req.url === '/endless') {  // a chunk header that never ends
+        const s = req.socket;
+        s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n1;a=');
+        const piece = Buffer.alloc(65536, 'b');
+        const pump = () => {
+          while (!s.destroyed) {
+            flood.sent += piece.length;
+            if (!s.write(piece)) { s.once('drain', pump); return; }
+          }
+        };
+        s.on('close', () => { flood.closed = true; });
+        s.on('error', () => {});
+        pump();
+        return;
+      }
+      req.resume();
+      req.on('end', () => res.end(JSON.stringify({ url: req.url, headers: req.headers })));
+    });
+    upstream.on('clientError', (err, socket) => socket.destroy());
+    await new Promise((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    gh = await startGatehouse({
+      env: { OPENWEBUI_URL: `http://127.0.0.1:${upstream.address().port}`, KEEPALIVE_TIMEOUT_S: '2' },
+    });
+  });
+  after(async () => {
+    await gh?.stop();
+    upstream?.closeAllConnections?.();
+    await new Promise((resolve) => upstream?.close(resolve));
+  });
+
+  // Writes `head` then `body` (a string, or a function that writes to the socket), reads until the gateway
+  // closes: {text, ms}.
+  const exchange = (head, body = '') => new Promise((resolve) => {
+    let text = '';
+    const started = Date.now();
+    const s = net.connect({ port: gh.port, host: '127.0.0.1' }, () => {
+      s.write(head);
+      if (typeof body === 'function') body(s);
+      else if (body) s.write(body);
+    });
+    const done = () => { clearTimeout(timer); resolve({ text, ms: Date.now() - started }); };
+    const timer = setTimeout(() => { s.destroy(); done(); }, 15000);
+    s.on('data', (d) => { text += d.toString('latin1'); });
+    s.on('error', () => {});
+    s.on('close', done);
+  });
+  const statusOf = (text) => Number(/^HTTP\/1\.[01] (\d+)/.exec(text)?.[1]);
+  // Writes `bytes` of 'b' in pieces while the gateway takes them.
+  const endless = (bytes) => (s) => {
+    const piece = Buffer.alloc(65536, 'b');
+    let left = bytes;
+    const pump = () => {
+      while (left > 0 && !s.destroyed) {
+        left -= piece.length;
+        if (!s.write(piece)) { s.once('drain', pump); return; }
+      }
+    };
+    pump();
+  };
+
+  it('an answer slower than KEEPALIVE_TIMEOUT_S still arrives: the wait for the head is not the wait for the answer', async () => {
+    const { text, ms } = await exchange('GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    assert.equal(statusOf(text), 200, text);
+    assert.match(text, /slow answer/);
+    assert.ok(ms >= 3000, `${ms} ms`);
+  });
+
+  it('a chunk header or trailer that never ends is 400 and costs no memory, on the gateway\'s routes and proxied ones', async () => {
+    const before = rssKb(gh.pid);
+    for (const [path, start] of [['/mcp', '1;a='], ['/api/v1/files/', '1;a='], ['/api/v1/files/', '0\r\nX-Trailer: ']]) {
+      const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n${start}`;
+      const { text } = await exchange(head, endless(64 << 20));
+      assert.equal(statusOf(text), 400, `${path} ${JSON.stringify(start)}: ${text.slice(0, 300)}`);
+    }
+    const grown = rssKb(gh.pid) - before;
+    assert.ok(grown < 32 * 1024, `the gateway grew by ${grown} KiB`);
+  });
+
+  it('a malformed chunked body on a proxied path is 400', async () => {
+    const { text } = await exchange('POST /api/v1/files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n');
+    assert.equal(statusOf(text), 400, text);
+  });
+
+  it('HTTP/1.0 with Transfer-Encoding is 400 and the connection closes (nothing after it is read as a request)', async () => {
+    const { text } = await exchange('POST /api/v1/x HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n' +
+      'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /gateway/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    assert.equal(statusOf(text), 400, text);
+    assert.equal(text.match(/HTTP\/1\.[01] \d+/g).length, 1, text);
+  });
+
+  it('Connection cannot strip Host; fields a second Connection line names are not passed on', async () => {
+    const { text } = await exchange('GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Host, close\r\nConnection: X-Secret\r\n' +
+      'X-Secret: hop\r\nX-Kept: yes\r\n\r\n');
+    assert.equal(statusOf(text), 200, text);
+    const seen = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4).replace(/^[0-9a-f]+\r\n/, '').replace(/\r\n0\r\n\r\n$/, ''));
+    assert.ok(seen.headers.host, 'Host reached Open WebUI');
+    assert.equal(seen.headers['x-secret'], undefined);
+    assert.equal(seen.headers['x-kept'], 'yes');
+  });
+
+  it('a 101 to a request that asked for no upgrade is 502, and what follows is not relayed', async () => {
+    const { text } = await exchange('GET /switch HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    assert.equal(statusOf(text), 502, text);
+    assert.doesNotMatch(text, /binary/);
+  });
+
+  it('an answer whose chunk header never ends is cut off at once, not read into memory', async () => {
+    const before = rssKb(gh.pid);
+    const { text } = await exchange('GET /endless HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+    await waitFor(() => flood.closed, { timeoutMs: 10000, what: 'the gateway to close the upstream connection' });
+    assert.ok(flood.sent < 32 << 20, `Open WebUI wrote ${flood.sent} bytes before the gateway gave up`);
+    assert.ok(text.length < 1 << 20, `${text.length} bytes relayed`);
+    const grown = rssKb(gh.pid) - before;
+    assert.ok(grown < 32 * 1024, `the gateway grew by ${grown} KiB`);
+  });
 });

@@ -47,7 +47,7 @@ function rawMcpServer(onCall) {
         if (msg.method === 'initialize') {
           answer({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: msg.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'raw', version: '1' } } });
         } else if (msg.method === 'tools/list') {
-          answer({ jsonrpc: '2.0', id: msg.id, result: { tools: ['once', 'trailing', 'plain', 'held'].map((name) => ({ name, inputSchema: { type: 'object' } })) } });
+          answer({ jsonrpc: '2.0', id: msg.id, result: { tools: ['once', 'trailing', 'plain', 'held', 'endless'].map((name) => ({ name, inputSchema: { type: 'object' } })) } });
         } else if (msg.method === 'tools/call') {
           calls.push(msg.params.name);
           onCall(msg.params.name, socket, (text, extra) => answer({ jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text }] } }, extra), msg.id);
@@ -65,7 +65,22 @@ function rawMcpServer(onCall) {
   return { server, calls, load };
 }
 
+// An answer whose first chunk header never ends: bytes as fast as the gateway takes them, counted.
+function endlessChunkHeader(socket, count) {
+  socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1;a=');
+  const piece = Buffer.alloc(65536, 'b');
+  const pump = () => {
+    while (!socket.destroyed) {
+      count.sent += piece.length;
+      if (!socket.write(piece)) { socket.once('drain', pump); return; }
+    }
+  };
+  socket.on('close', () => { count.closed = true; });
+  pump();
+}
+
 describe('hostile upstreams', () => {
+  const flood = { sent: 0, closed: false };
   let gh;
   const cleanups = [];
   const stolen = [];
@@ -83,6 +98,7 @@ describe('hostile upstreams', () => {
     const ssePort = await listen(sse);
     raw = rawMcpServer((name, socket, answer) => {
       if (name === 'once') socket.destroy();  // carried out, then the connection drops without an answer
+      else if (name === 'endless') endlessChunkHeader(socket, flood);
       else if (name === 'trailing') answer('first', 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}');
       else answer(`plain ${raw.calls.length}`);
     });
@@ -138,6 +154,19 @@ describe('hostile upstreams', () => {
     assert.equal(resultText(first.json.result), 'first', first.text);
     const next = await s.request('tools/call', { name: 'plain', arguments: {} });
     assert.match(resultText(next.json?.result ?? {}), /^plain \d+$/, next.text);
+  });
+
+  it('an answer whose chunk header never ends fails its call at once, not read into memory (nor until the timeout)', async () => {
+    const s = await rawSession(`${gh.url}/mcp/raw`);
+    const before = rssKb(gh.pid);
+    const started = Date.now();
+    const res = await s.request('tools/call', { name: 'endless', arguments: {} });
+    assert.ok(res.json?.error || res.json?.result?.isError, res.text.slice(0, 300));
+    assert.ok(Date.now() - started < 4000, `${Date.now() - started} ms: the call waited for its timeout (5 s)`);
+    await waitFor(() => flood.closed, { timeoutMs: 10000, what: 'the gateway to close the connection' });
+    assert.ok(flood.sent < 32 << 20, `the upstream wrote ${flood.sent} bytes before the gateway gave up`);
+    const grown = rssKb(gh.pid) - before;
+    assert.ok(grown < 32 * 1024, `the gateway grew by ${grown} KiB`);
   });
 
   it('a stdio server that exits while a process it started holds its output is seen to exit', async () => {
