@@ -156,6 +156,15 @@ Route Snapshot::route(const std::vector<std::string>& groups, const ServerConfig
   auto better = [&](const std::string& a, const std::string& b) {
     return priority(a) > priority(b) || (priority(a) == priority(b) && a < b);
   };
+  if (auto urls = tenant_urls_.find(server.id); urls != tenant_urls_.end()) {
+    const TenantUrl* best = nullptr;
+    for (auto& u : urls->second)
+      if (member(u.group) && (!best || better(u.group, best->group))) best = &u;
+    if (best) {
+      r.url = best->url;
+      r.key += "url=" + best->group + "@" + best->revision + ";";
+    }
+  }
   auto values = tenant_values_.find(server.id);
   for (auto& slot : secret_slots(server)) {
     const TenantValue* best = nullptr;
@@ -165,20 +174,13 @@ Route Snapshot::route(const std::vector<std::string>& groups, const ServerConfig
     if (best && best->usable) {
       r.secrets[slot] = best->value;
       r.key += slot + "=" + best->group + "@" + best->revision + ";";
-    } else if (!std::getenv(slot.c_str())) {
+    } else if (!r.url.empty() || !std::getenv(slot.c_str())) {
+      // (the gateway's own value goes only to the configured URL, never to a tenant's endpoint)
       if (r.error.empty())
         r.error = "Server '" + server.id + "' needs the credential " + slot +
                   (best ? ", and the stored value cannot be decrypted; ask an administrator to store it again"
-                        : ", and none is stored for your groups; ask an administrator to add it (API Keys)");
-    }
-  }
-  if (auto urls = tenant_urls_.find(server.id); urls != tenant_urls_.end()) {
-    const TenantUrl* best = nullptr;
-    for (auto& u : urls->second)
-      if (member(u.group) && (!best || better(u.group, best->group))) best = &u;
-    if (best) {
-      r.url = best->url;
-      r.key += "url=" + best->group + "@" + best->revision + ";";
+                   : !r.url.empty() ? " for your groups' own endpoint, and none is stored for them; ask an administrator to add it (API Keys)"
+                                    : ", and none is stored for your groups; ask an administrator to add it (API Keys)");
     }
   }
   return r;

@@ -328,9 +328,11 @@ std::vector<std::shared_ptr<Server>> Hub::in_scope(std::string_view scope) const
 
 
 std::shared_ptr<upstream::Connection> Hub::new_connection(Server& srv, json::object caps, const policy::Route& route) {
-  // ${secret:NAME} slots: the tenant's value, else the gateway's environment.
+  // ${secret:NAME} slots: the tenant's value, else the gateway's environment — but never that to a tenant's
+  // own endpoint (Snapshot::route refuses such a route before it gets here).
   auto lookup = [&route](std::string_view name) -> std::optional<std::string> {
     if (auto it = route.secrets.find(std::string(name)); it != route.secrets.end()) return it->second;
+    if (!route.url.empty()) return std::nullopt;
     if (const char* v = std::getenv(std::string(name).c_str())) return std::string(v);
     return std::nullopt;
   };

@@ -20,7 +20,7 @@ inline constexpr std::string_view kAnonymousGroup = "anonymous";
 // How one caller reaches one server: values for its credential slots and the tenant's own endpoint.
 struct Route {
   std::string key;  // "" = the server's defaults; else names the credential set (no secret in it)
-  std::map<std::string, std::string> secrets;  // slot → tenant value (other slots: the gateway environment)
+  std::map<std::string, std::string> secrets;  // slot → tenant value (other slots: the gateway environment, unless url)
   std::string url;    // a tenant endpoint, "" = the configured URL
   std::string error;  // set when a slot has no value at all (names the slot, never a value)
 };

@@ -107,6 +107,35 @@ describe('multi-tenancy: credentials in HTTP headers', () => {
     for (const secret of [secretA, secretB]) assert.ok(!output.includes(secret), 'a header secret leaked into logs or the API');
   });
 
+  it('a tenant\'s own endpoint never gets the gateway\'s own value for a slot: its groups must store one', async (t) => {
+    const [configured, tenant] = await Promise.all([startHeaderRecorder({ t, name: 'hdr' }), startHeaderRecorder({ t, name: 'hdr' })]);
+    const gatewayOwn = distinctiveSecret('gateway-own');
+    const tenantOwn = distinctiveSecret('tenant-own');
+    const gh = await startGatehouse({
+      servers: { hdr: streamableHttpEntry(configured.url, { headers: { 'X-Api-Key': '${secret:HDR_DEFAULT}' } }) },
+      env: { ENCRYPTION_KEY: newEncryptionKey(), HDR_DEFAULT: gatewayOwn },
+      t,
+    });
+    await makeGroup(gh, 'Tenant-E', { isTenant: true });
+    await putGrant(gh, 'Tenant-E', 'hdr');
+    assert.equal((await gh.api('PUT', '/tenants/Tenant-E/endpoints/hdr', { url: tenant.url })).status, 201);
+    const user = await makeUser(gh, 'e@e.example', { groups: ['Tenant-E'] });
+    const s = await mcpSession(gh, user.headers);
+    const refused = await s.call('hdr__whoami');
+    const text = JSON.stringify(refused.json ?? refused.text);
+    assert.match(text, /needs the credential HDR_DEFAULT for your groups' own endpoint/, text);
+    assert.ok(!(await tenant.debug()).requests.some((r) => r.headers['x-api-key'] === gatewayOwn),
+      'the gateway\'s own value reached the tenant\'s endpoint');
+
+    assert.equal((await putKey(gh, 'Tenant-E', 'hdr', 'HDR_DEFAULT', tenantOwn)).status, 201);
+    const seen = JSON.parse(callText(await s.call('hdr__whoami'), 'whoami with the tenant value')).headers['x-api-key'];
+    assert.equal(seen, tenantOwn);
+    // Everyone else still reaches the configured URL with the gateway's value.
+    const admin = await mcpSession(gh, gh.authHeaders, '/mcp/hdr');
+    assert.equal(JSON.parse(callText(await admin.call('whoami'), 'admin whoami')).headers['x-api-key'], gatewayOwn);
+    assert.ok((await tenant.debug()).requests.every((r) => r.headers['x-api-key'] !== gatewayOwn));
+  });
+
   it('values stored one right after the other (same second) each take effect on the next call', async (t) => {
     const rec = await startHeaderRecorder({ t, name: 'hdr' });
     const gh = await startGatehouse({
