@@ -22,7 +22,7 @@ namespace bhttp = boost::beast::http;
 using store::StoreError;
 
 bool clean_text(std::string_view s, std::size_t max, bool lines) {
-  if (s.size() > max) return false;
+  if (s.size() > max || !valid_utf8(s)) return false;
   for (unsigned char c : s)
     if ((c < 0x20 && !(lines && (c == '\n' || c == '\t' || c == '\r'))) || c == 0x7f) return false;
   return true;
@@ -98,6 +98,7 @@ struct Call {
   const auth::SecretBox* box = nullptr;
   std::map<std::string, ServerView> servers;
   bool changed = false;
+  int64_t caller_key_expires = 0;  // the caller's API key's expiry (or the key its session was made from)
 
   std::string q(std::string_view k) const {
     auto it = query.find(k);
@@ -415,10 +416,15 @@ struct Call {
           return error_reply(400, "invalid_request", "name must be text of at most 200 characters");
         name = std::string(n->as_string());
       }
-      int64_t expires = 0;
+      // A key made with an expiring key (or a session made from one) expires with it at the latest: a
+      // short-lived key cannot mint lasting ones.
+      int64_t expires = caller_key_expires;
       if (auto* x = field(body, "expires_at"); x && !x->is_null()) {
         if (!x->is_int64() || x->as_int64() <= unix_now())
           return error_reply(400, "invalid_request", "expires_at must be a future Unix time in seconds");
+        if (caller_key_expires && x->as_int64() > caller_key_expires)
+          return error_reply(403, "forbidden", "A key made with an API key that expires cannot outlive it: expires_at must be at most " +
+                                                   std::to_string(caller_key_expires));
         expires = x->as_int64();
       }
       auto k = auth::make_api_key(email, name, expires, unix_now());
@@ -765,6 +771,7 @@ boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view pa
   auto call = std::make_shared<Call>(Call{store_, directory_.current(), caller.email(), ex.req.method(), {}, {}, {}, nullptr, nullptr, {}, false});
   call->settings = &settings_;
   call->box = secrets_;
+  call->caller_key_expires = caller.key_expires_at;
   if (servers_) call->servers = servers_();  // on the io thread, which owns the hub
   Reply reply;
   if (!target) {
@@ -785,8 +792,12 @@ boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view pa
     }
     if (!call->seg.empty() && call->seg.back().empty()) call->seg.pop_back();
     for (auto& s : call->seg)
-      if (!clean_text(s, 1024)) reply = error_reply(400, "invalid_request", "A path segment holds a control character or is too long");
-    for (auto p : target->params()) call->query[std::string(p.key)] = std::string(p.value);
+      if (!clean_text(s, 1024)) reply = error_reply(400, "invalid_request", "A path segment holds a control character or invalid UTF-8, or is too long");
+    for (auto p : target->params()) {
+      if (!valid_utf8(p.key) || !valid_utf8(p.value))
+        reply = error_reply(400, "invalid_request", "A query parameter is not valid UTF-8");
+      call->query[std::string(p.key)] = std::string(p.value);
+    }
     auto& raw = ex.req.body();
     if (reply.status == 200 && !raw.empty() && ex.req.method() != bhttp::verb::get) {
       boost::system::error_code ec;

@@ -206,9 +206,14 @@ struct Authenticator::Impl {
   // Builds the result for a cached or freshly verified token.
   AuthResult resolve(const Cached& c) {
     if (c.status) return fail(c.status, c.reason, c.status == 403 ? "Forbidden" : "Unauthorized: the credentials are missing, invalid or expired");
-    if (!c.api_key_id.empty() && !directory.current()->api_key_live(c.api_key_id, unix_now()))
-      return unauthorized("session made from API key " + c.api_key_id + ", which is revoked or expired");
     AuthResult r;
+    if (!c.api_key_id.empty()) {
+      auto* key = directory.current()->api_key_by_id(c.api_key_id);
+      auto now = unix_now();
+      if (!key || key->revoked_at || (key->expires_at && now >= key->expires_at))
+        return unauthorized("session made from API key " + c.api_key_id + ", which is revoked or expired");
+      r.principal.key_expires_at = key->expires_at;
+    }
     r.principal.method = c.method;
     r.principal.role_admin = c.role_admin;
     r.principal.from_api_key = !c.api_key_id.empty();
@@ -487,6 +492,7 @@ struct Authenticator::Impl {
     c.key = key->user_email;
     note_usage(key->id, now);
     auto r = resolve(c);
+    r.principal.key_expires_at = key->expires_at;
     if (memo && !r.status) {
       auto fresh = std::make_unique<KeyMemo>();
       fresh->token = token;

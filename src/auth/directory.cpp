@@ -133,11 +133,9 @@ std::optional<std::string> Snapshot::email_for_subject(std::string_view subject)
   return it->second;
 }
 
-bool Snapshot::api_key_live(std::string_view id, int64_t now) const {
+const store::ApiKey* Snapshot::api_key_by_id(std::string_view id) const {
   auto it = keys_by_id_.find(id);
-  if (it == keys_by_id_.end()) return false;
-  const auto& k = *it->second;
-  return !k.revoked_at && (!k.expires_at || now < k.expires_at);
+  return it == keys_by_id_.end() ? nullptr : it->second;
 }
 
 const store::ApiKey* Snapshot::api_key_by_hash(std::string_view h) const {

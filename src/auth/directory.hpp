@@ -41,7 +41,7 @@ class Snapshot {
   std::optional<std::string> email_for_subject(std::string_view subject) const;
   const store::ApiKey* api_key_by_hash(std::string_view sha256_hex) const;
   // Whether the key with this id exists, is not revoked and has not expired at `now`.
-  bool api_key_live(std::string_view id, int64_t now) const;
+  const store::ApiKey* api_key_by_id(std::string_view id) const;
   bool has_group(std::string_view name) const { return groups_.contains(std::string(name)); }
   // Local memberships of an email (for users whose identity comes from elsewhere, e.g. Open WebUI).
   const std::vector<std::string>* groups_of(std::string_view email) const;

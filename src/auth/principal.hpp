@@ -1,5 +1,6 @@
 // Who is calling: one Principal per request, built from an immutable Identity shared with the snapshot.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -28,6 +29,7 @@ struct Principal {
   AuthMethod method = AuthMethod::none;
   bool role_admin = false;  // admin through an IdP role in the presented token
   bool from_api_key = false;  // a gateway session made from an API key (/auth/session): a program's, as the key is
+  int64_t key_expires_at = 0;  // an API key's expiry (that of the key a session was made from); 0 = none
 
   bool authenticated() const { return identity != nullptr; }
   bool is_admin() const { return identity && (identity->is_admin || role_admin); }

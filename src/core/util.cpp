@@ -397,6 +397,24 @@ int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+namespace {
+// The length of the well-formed multi-byte UTF-8 sequence at p (lead byte >= 0x80, `left` bytes there), 0 if
+// it is not one: the length from the lead byte, then continuation bytes 10xxxxxx (overlong and surrogate forms
+// are rejected by the lead's range and the second byte's bounds).
+std::size_t utf8_sequence(const char* p, std::size_t left) {
+  auto b = static_cast<unsigned char>(p[0]);
+  std::size_t len = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+  if (!len || len > left) return 0;
+  auto b1 = static_cast<unsigned char>(p[1]);
+  unsigned char lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+  unsigned char hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+  if (b1 < lo || b1 > hi) return 0;
+  for (std::size_t k = 2; k < len; ++k)
+    if ((static_cast<unsigned char>(p[k]) & 0xC0) != 0x80) return 0;
+  return len;
+}
+}  // namespace
+
 void sanitize_text_slow(char* p, std::size_t n, bool ascii_only) {
   for (std::size_t i = 0; i < n;) {
     auto b = static_cast<unsigned char>(p[i]);
@@ -405,24 +423,22 @@ void sanitize_text_slow(char* p, std::size_t n, bool ascii_only) {
       ++i;
       continue;
     }
-    // A multi-byte sequence: its length from the lead byte, then continuation bytes 10xxxxxx (overlong
-    // and surrogate forms are rejected by the lead's range and the second byte's bounds).
-    std::size_t len = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
-    bool ok = !ascii_only && len && i + len <= n;
-    if (ok) {
-      auto b1 = static_cast<unsigned char>(p[i + 1]);
-      unsigned char lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
-      unsigned char hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
-      ok = b1 >= lo && b1 <= hi;
-      for (std::size_t k = 2; ok && k < len; ++k) ok = (static_cast<unsigned char>(p[i + k]) & 0xC0) == 0x80;
-    }
-    if (ok) {
+    if (std::size_t len = ascii_only ? 0 : utf8_sequence(p + i, n - i)) {
       i += len;
     } else {
       p[i] = '?';
       ++i;
     }
   }
+}
+
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) ++i;
+    else if (std::size_t len = utf8_sequence(s.data() + i, s.size() - i)) i += len;
+    else return false;
+  }
+  return true;
 }
 
 }  // namespace gh

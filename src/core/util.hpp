@@ -138,6 +138,8 @@ inline bool printable_ascii(const char* p, std::size_t n) {
 // UTF-8 sequences, with '?', in place (analytics texts; a JSON log line, whose control characters are
 // escaped already).
 void sanitize_text_slow(char* p, std::size_t n, bool ascii_only);
+// Whether s is well-formed UTF-8 (no overlong forms, no surrogates).
+bool valid_utf8(std::string_view s);
 inline void sanitize_text(char* p, std::size_t n, bool ascii_only) {
   if (!printable_ascii(p, n)) sanitize_text_slow(p, n, ascii_only);  // nearly always printable
 }

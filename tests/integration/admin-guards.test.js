@@ -54,6 +54,11 @@ describe('management API guards', () => {
       ['PATCH', `/mcp-admin/api/users/${encodeURIComponent(ME)}%00x`, { is_admin: false, disabled: true }],
       ['DELETE', '/mcp-admin/api/users/other%40example.com%00', undefined],
       ['GET', '/mcp-admin/api/groups/MCP-Admin%0a', undefined],
+      // not UTF-8 (PostgreSQL refused such text as a store failure, 503; SQLite stored it)
+      ['PUT', '/mcp-admin/api/groups/MCP-Admin/members/%FF%40x.io', undefined],
+      ['GET', '/mcp-admin/api/users/%C3', undefined],
+      ['GET', '/mcp-admin/api/users?q=%FF', undefined],
+      ['GET', '/mcp-admin/api/audit?actor=%C3%28', undefined],
     ]) {
       const res = await rawRequest(gh, method, path, body);
       assert.equal(res.status, 400, `${method} ${path}: ${res.text}`);

@@ -211,6 +211,24 @@ describe('bootstrap admin and authentication on the MCP routes', () => {
     }, { timeoutMs: 10000, intervalMs: 250 });
   });
 
+  it('a key made with an expiring admin key expires with it at the latest (a short-lived key mints no lasting ones)', async () => {
+    const expiresAt = nowSeconds() + 600;
+    const short = await gh.api('POST', '/apikeys', { user_email: 'admin@localhost', name: 'short-admin', expires_at: expiresAt });
+    assert.equal(short.status, 201, short.text);
+    const headers = bearerHeaders(short.body.key);
+    const made = await gh.api('POST', '/apikeys', { user_email: 'admin@localhost', name: 'minted' }, { headers });
+    assert.equal(made.status, 201, made.text);
+    assert.equal(made.body.expires_at, expiresAt, 'no expiry asked: the maker\'s');
+    const sooner = await gh.api('POST', '/apikeys', { user_email: 'admin@localhost', expires_at: expiresAt - 60 }, { headers });
+    assert.equal(sooner.status, 201, sooner.text);
+    assert.equal(sooner.body.expires_at, expiresAt - 60);
+    const later = await gh.api('POST', '/apikeys', { user_email: 'admin@localhost', expires_at: expiresAt + 60 }, { headers });
+    assert.equal(later.status, 403, later.text);
+    // A key that never expires makes keys as it is asked to.
+    const lasting = await gh.api('POST', '/apikeys', { user_email: 'admin@localhost', name: 'lasting' });
+    assert.equal(lasting.body.expires_at, null, lasting.text);
+  });
+
   it('the CLI makes keys (`apikey create --user`, `--admin`) the running gateway accepts', async () => {
     const plain = gh.cli(['apikey', 'create', '--user', 'cli-user@example.com']);
     assert.equal(plain.code, 0, `${plain.stdout}\n${plain.stderr}`);
