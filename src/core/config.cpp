@@ -437,6 +437,7 @@ Settings load_settings(const Environment& env) {
   s.max_connections = parse_int<std::size_t>(env, "MAX_CONNECTIONS", s.max_connections, 1, 10'000'000);
   s.upstream_memory_mb = parse_int<int64_t>(env, "UPSTREAM_MEMORY_LIMIT_MB", s.upstream_memory_mb, 0, 1'048'576);
   s.list_page_size = parse_int<std::size_t>(env, "LIST_PAGE_SIZE", s.list_page_size, 1, 100000);
+  s.list_wait_ms = parse_int<int>(env, "LIST_WAIT_MS", s.list_wait_ms, 0, 600000);
   s.stdio_idle_timeout_s = parse_int<int>(env, "STDIO_IDLE_TIMEOUT_S", s.stdio_idle_timeout_s, 1, 30 * 86400);
   s.shutdown_grace_ms = parse_int<int>(env, "SHUTDOWN_GRACE_MS", s.shutdown_grace_ms, 0, 3'600'000);
   s.log_level = parse_bool(env, "DEBUG", false) ? "debug" : get(env, "LOG_LEVEL", s.log_level);

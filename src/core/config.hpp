@@ -81,6 +81,7 @@ struct Settings {
   std::size_t max_connections = 0;  // open client connections; 0: what the open-file limit allows (fdlimit)
   int64_t upstream_memory_mb = -1;  // upstream answers held while being read, across calls; 0: no limit; -1: auto
   std::size_t list_page_size = 500;  // items per tools/prompts/resources list page
+  int list_wait_ms = 10000;  // LIST_WAIT_MS: how long an aggregate */list waits for slow servers (0 = for all)
   int stdio_idle_timeout_s = 600;
   int shutdown_grace_ms = 10000;
   std::string log_level = "info";

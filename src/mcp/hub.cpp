@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include <cstdlib>
+#include <set>
 
 #include "core/log.hpp"
 #include "core/util.hpp"
@@ -12,6 +13,20 @@
 #include "mcp/names.hpp"
 
 namespace gh::mcp {
+
+namespace {
+constexpr std::size_t kCatalogItems = 10000;               // a server's tools, prompts, resources and templates
+constexpr std::size_t kCatalogBytes = 16 * 1024 * 1024;    // the same, as JSON
+}  // namespace
+
+namespace {
+// Tells a session its tools, prompts and resources may have changed.
+void lists_changed(Session& s) {
+  static constexpr const char* kMethods[] = {"notifications/tools/list_changed", "notifications/prompts/list_changed",
+                                             "notifications/resources/list_changed"};
+  for (const char* m : kMethods) s.send_unsolicited(jsonrpc::make_notification(m, nullptr));
+}
+}  // namespace
 
 namespace code = jsonrpc::code;
 
@@ -304,9 +319,7 @@ void Hub::configure(const std::vector<ServerConfig>& configs) {
     }
     if (std::none_of(touched.begin(), touched.end(), [&](const ServerConfig& c) { return s->caller.may_use(c); }))
       continue;
-    for (const char* m : {"notifications/tools/list_changed", "notifications/prompts/list_changed",
-                          "notifications/resources/list_changed"})
-      s->send_unsolicited(jsonrpc::make_notification(m, nullptr));
+    lists_changed(*s);
   }
 }
 
@@ -721,15 +734,22 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_
         const char* cap;
         const char* method;
         const char* key;
+        const char* id;  // the field an item must have as a string (items without it are dropped)
         std::vector<json::object>* out;
-      } kinds[] = {{"tools", "tools/list", "tools", &fresh.tools},
-                   {"prompts", "prompts/list", "prompts", &fresh.prompts},
-                   {"resources", "resources/list", "resources", &fresh.resources},
-                   {"resources", "resources/templates/list", "resourceTemplates", &fresh.templates}};
+      } kinds[] = {{"tools", "tools/list", "tools", "name", &fresh.tools},
+                   {"prompts", "prompts/list", "prompts", "name", &fresh.prompts},
+                   {"resources", "resources/list", "resources", "uri", &fresh.resources},
+                   {"resources", "resources/templates/list", "resourceTemplates", "uriTemplate", &fresh.templates}};
+      // A catalog is kept for as long as the server runs (one per credential set): at most kCatalogItems
+      // items and kCatalogBytes of them (as JSON), whatever a server's pages say; a cursor seen before ends a
+      // list. Items without their name (uri) are dropped, and so is an item listed again under the same one.
+      std::size_t items_kept = 0, bytes_kept = 0;
+      bool truncated = false;
       for (auto& k : kinds) {
         if (!caps.contains(k.cap)) continue;
         json::value cursor;
-        for (int page = 0; page < 100; ++page) {
+        std::set<std::string> cursors_seen, ids_seen;  // (an item listed twice is kept once)
+        for (int page = 0; page < 100 && !truncated; ++page) {
           json::object params;
           if (!cursor.is_null()) params["cursor"] = cursor;
           upstream::CallOptions opts;
@@ -747,13 +767,30 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_
             break;
           }
           if (auto* items = r->as_object().if_contains(k.key); items && items->is_array())
-            for (auto& it : items->as_array())
-              if (it.is_object()) k.out->push_back(it.as_object());
+            for (auto& it : items->as_array()) {
+              auto* id = it.is_object() ? it.as_object().if_contains(k.id) : nullptr;
+              if (!id || !id->is_string() || !ids_seen.emplace(id->as_string()).second) continue;
+              std::size_t bytes = json::serialize(it).size();
+              if (items_kept + 1 > kCatalogItems || bytes_kept + bytes > kCatalogBytes) {
+                truncated = true;
+                break;
+              }
+              ++items_kept;
+              bytes_kept += bytes;
+              k.out->push_back(it.as_object());
+            }
           auto* next = r->as_object().if_contains("nextCursor");
           if (!next || !next->is_string() || next->as_string().empty()) break;
+          if (!cursors_seen.emplace(next->as_string()).second) {
+            log::warn("listing stopped: a cursor came back", {{"server", srv->cfg.id}, {"method", k.method}});
+            break;
+          }
           cursor = *next;
         }
       }
+      if (truncated)
+        log::warn("catalog cut short", {{"server", srv->cfg.id}, {"items", items_kept}, {"bytes", bytes_kept},
+                                        {"max_items", kCatalogItems}, {"max_bytes", kCatalogBytes}});
       for (auto& t : fresh.tools)
         if (auto* n = t.if_contains("name"); n && n->is_string()) fresh.tool_names.emplace(n->as_string());
       for (auto& p : fresh.prompts)
@@ -777,7 +814,7 @@ net::awaitable<void> Hub::load_catalog(std::shared_ptr<Server> srv, std::shared_
   ev->set();
 }
 
-net::awaitable<void> Hub::load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers) {
+net::awaitable<void> Hub::load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers, bool listing) {
   auto done = std::make_shared<Event>(ex_);
   auto remaining = std::make_shared<std::size_t>(0);
   for (auto& srv : servers) {
@@ -799,7 +836,17 @@ net::awaitable<void> Hub::load_catalogs(Session& s, const std::vector<std::share
       if (--*remaining == 0) done->set();
     });
   }
-  if (*remaining) co_await done->wait();
+  if (!*remaining) co_return;
+  if (!listing || servers.size() < 2 || settings_.list_wait_ms == 0) co_return co_await done->wait();
+  // One server that does not start or answer must not hold every list for its timeout: what the others
+  // offer is listed now; the rest follows as list_changed.
+  if (co_await done->wait_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(settings_.list_wait_ms)))
+    co_return;
+  log::info("listed without servers still loading", {{"session", s.id}, {"loading", *remaining}, {"waited_ms", settings_.list_wait_ms}});
+  net::co_spawn(ex_, [done, session = s.weak_from_this()]() -> net::awaitable<void> {
+    co_await done->wait();
+    if (auto s = session.lock()) lists_changed(*s);
+  }, net::detached);
 }
 
 std::vector<std::shared_ptr<Server>> Hub::in_scope(const Session& s) const {
@@ -1003,7 +1050,7 @@ net::awaitable<json::object> Hub::list(std::shared_ptr<Session> s, std::string_v
     offset = *off;
   }
   auto servers = in_scope(*s);
-  co_await load_catalogs(*s, servers);
+  co_await load_catalogs(*s, servers, true);
   bool aggregate = s->scope.empty();
   // One server's endpoint says why it has nothing to list; the aggregate lists what the others offer.
   if (!aggregate && !servers.empty())

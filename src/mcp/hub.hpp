@@ -296,7 +296,9 @@ class Hub {
     return !s.catalog_suffix.empty() && s.dedicated.contains(srv.cfg.id);
   }
   static const Catalog& catalog_of(const Server& srv, std::string_view key);
-  net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers);
+  // Loads the catalogs `servers` lack for `s`. `listing` (an aggregate */list): waits LIST_WAIT_MS at most;
+  // servers still loading then are left out, and the session hears list_changed once they are in.
+  net::awaitable<void> load_catalogs(Session& s, const std::vector<std::shared_ptr<Server>>& servers, bool listing = false);
   bool may_call(const Session& s, const Server& srv, std::string_view tool) const;
   json::array meta_tools() const;
   net::awaitable<std::optional<jsonrpc::Reply>> meta_call(std::shared_ptr<Session> s, json::value params, json::value id,
