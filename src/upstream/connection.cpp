@@ -123,6 +123,7 @@ net::awaitable<std::optional<std::string>> Connection::start() {
   if (!err && state_ != State::starting) err = last_error_.empty() ? std::string("closed while starting") : last_error_;
   if (!err) {
     state_ = State::ready;
+    ready_at_ = Clock::now();
     last_error_.clear();
     on_ready();
     log::info("upstream ready", {{"server", cfg_.id}, {"transport", to_string(cfg_.transport)},
@@ -265,6 +266,9 @@ void Connection::transport_failed(std::string why) {
     stop_transport();
     return;
   }
+  // A crash after a while of good service restarts quickly (its earlier failures are forgotten); one soon
+  // after each start counts as a failed start, so a server that keeps doing that backs off as one that fails.
+  if (was_ready && Clock::now() - ready_at_ >= kStableAfter) failures_ = 0;
   ++failures_;
   auto delay = backoff(failures_);
   retry_at_ = Clock::now() + delay;
@@ -272,7 +276,6 @@ void Connection::transport_failed(std::string why) {
   stop_transport();
   log::warn("upstream failed", {{"server", cfg_.id}, {"error", why}, {"was_ready", was_ready},
                                 {"retry_in_ms", delay.count()}});
-  if (was_ready) failures_ = std::max(0, failures_ - 1);  // a crash after a good start restarts quickly
 }
 
 void Connection::close(std::string_view why) {

@@ -199,6 +199,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Clock::time_point last_used_ = Clock::now();
   Clock::time_point retry_at_{};
   int failures_ = 0;
+  Clock::time_point ready_at_{};  // when it last became ready
+  static constexpr std::chrono::seconds kStableAfter{5};  // ready this long: a crash is not a failed start
   uint64_t generation_ = 0;
 };
 

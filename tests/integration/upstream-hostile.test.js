@@ -117,6 +117,7 @@ describe('hostile upstreams', () => {
         chatter: fixtureStdio('chatter.js'),
         quitter: fixtureStdio('exit-at-init.js', { timeoutMs: 5000 }),
         doomed: fixtureStdio('exit-at-init.js', { timeoutMs: 5000 }),
+        crasher: fixtureStdio('crash.js', { timeoutMs: 10000 }),
       },
     });
   });
@@ -210,6 +211,24 @@ describe('hostile upstreams', () => {
     assert.ok(failures.every((l) => l.msg === 'upstream start failed'), JSON.stringify(failures));
     assert.equal(failures[0].retry_in_ms, 250, JSON.stringify(failures));
     for (let i = 1; i < failures.length; i++) assert.equal(failures[i].retry_in_ms, 2 * failures[i - 1].retry_in_ms);
+  });
+
+  it('crashes soon after each start back off as failed starts do; a crash after 5 s of service restarts at once', async () => {
+    const s = await rawSession(`${gh.url}/mcp/crasher`);
+    const delays = () => gh.jsonLogs().filter((l) => l.msg === 'upstream failed' && l.server === 'crasher').map((l) => l.retry_in_ms);
+    for (let i = 0; i < 4; i += 1) {
+      await waitFor(async () => (await s.request('tools/call', { name: 'echo', arguments: { message: 'up' } })).json?.result,
+        { timeoutMs: 10000, intervalMs: 100, what: 'the crasher to run again' });
+      await s.request('tools/call', { name: 'crash', arguments: {} });
+    }
+    await waitFor(() => delays().length === 4, { timeoutMs: 5000, what: 'four failures logged' });
+    assert.deepEqual(delays(), [250, 500, 1000, 2000]);
+    await waitFor(async () => (await s.request('tools/call', { name: 'echo', arguments: { message: 'up' } })).json?.result,
+      { timeoutMs: 10000, intervalMs: 100, what: 'the crasher to run again' });
+    await new Promise((r) => setTimeout(r, 5500));  // a while of good service
+    await s.request('tools/call', { name: 'crash', arguments: {} });
+    await waitFor(() => delays().length === 5, { timeoutMs: 5000, what: 'the fifth failure logged' });
+    assert.equal(delays()[4], 250, 'its earlier failures are forgotten');
   });
 
   it('a call to a server that cannot start starts it once, not again after the backoff', async () => {
