@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -137,6 +138,7 @@ class StdioConnection final : public Connection {
     for (auto& e : env_s) envp.push_back(e.data());
     envp.push_back(nullptr);
 
+    pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) {
       int e = errno;
@@ -144,6 +146,11 @@ class StdioConnection final : public Connection {
       co_return std::string("fork failed: ") + std::strerror(e);
     }
     if (pid == 0) {
+      // Killed with the gateway even when it cannot stop it (SIGKILL, a crash): the server itself, that is; what
+      // it starts in turn still sees its stdin close. (The gateway forks on its one io thread, which lives as
+      // long as the process: the signal is tied to the thread that forked.)
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);  // the gateway died before the line above
       ::setpgid(0, 0);
       fdlimit::restore_in_child();
       ::dup2(in[0], 0);
@@ -155,6 +162,9 @@ class StdioConnection final : public Connection {
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      // Dispositions the gateway set survive exec when they are "ignore": SIGPIPE's would make a server's
+      // pipelines (`yes | head`) see EPIPE errors instead of ending quietly.
+      ::signal(SIGPIPE, SIG_DFL);
       if (!cfg_.cwd.empty() && ::chdir(cfg_.cwd.c_str()) != 0) {
         int e = errno;
         [[maybe_unused]] auto n = ::write(status[1], &e, sizeof e);

@@ -355,6 +355,23 @@ describe('stdio line framing and descriptors', () => {
     const shared = theirs.filter((l) => gatewaySockets.includes(l));
     assert.deepEqual(shared, [], `the server holds the gateway's sockets: ${JSON.stringify(theirs)}`);
   });
+
+  it('a stdio server gets SIGPIPE as it should be (not ignored, as in the gateway), and dies with a killed gateway', async (t) => {
+    // (node ignores SIGPIPE itself: a shell in front reports what the gateway handed on, then becomes the server)
+    const { command, args } = fixtureStdio('descriptors.js');
+    const sticky = { command: '/bin/sh', args: ['-c', 'grep SigIgn /proc/$$/status >&2; exec "$0" "$@"', command, ...args], env: { STICKY: '1' } };
+    const gh = await startGatehouse({ t, servers: { sticky } });
+    const client = await connectClient(`${gh.mcpUrl}/sticky`, { t });
+    const { pid } = JSON.parse(resultText(await client.callTool({ name: 'process', arguments: {} })));
+    const line = await waitFor(() => gh.jsonLogs().find((l) => l.msg === 'upstream stderr' && /SigIgn/.test(l.line)),
+      { timeoutMs: 5000, what: 'the shell\'s SigIgn line' });
+    const sigIgn = /SigIgn:\s*([0-9a-f]+)/.exec(line.line)[1];
+    assert.equal(BigInt(`0x${sigIgn}`) & (1n << 12n), 0n, `SIGPIPE ignored in the server (SigIgn ${sigIgn})`);
+    const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    assert.ok(alive());
+    process.kill(gh.pid, 'SIGKILL');
+    await waitFor(() => !alive(), { timeoutMs: 5000, what: `server ${pid} to end with the gateway` });
+  });
 });
 
 describe('an upstream that keeps a call\'s SSE stream open after answering', () => {
