@@ -719,6 +719,7 @@ std::string check_endpoint_url(std::string_view text, bool allow_private) {
   if (allow_private) return {};
   std::string host = u->host();
   for (auto& c : host) c = char(std::tolower(static_cast<unsigned char>(c)));
+  while (host.size() > 1 && host.back() == '.') host.pop_back();  // "name." is the same name
   if (host == "metadata.google.internal" || host == "metadata" || host == "metadata.azure.com" ||
       host == "instance-data" || host.ends_with(".internal.metadata"))
     return "Cloud metadata addresses are refused (set ALLOW_LINK_LOCAL_ENDPOINTS=true to allow)";
@@ -749,8 +750,16 @@ std::string check_endpoint_url(std::string_view text, bool allow_private) {
   boost::system::error_code ec;
   auto addr = boost::asio::ip::make_address(literal, ec);
   if (!ec) {
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-      addr = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6());
+    // An IPv6 address that carries an IPv4 one (::ffff:a.b.c.d, ::a.b.c.d, NAT64's 64:ff9b::a.b.c.d) is
+    // checked as that IPv4 address.
+    if (addr.is_v6()) {
+      auto b = addr.to_v6().to_bytes();
+      static constexpr unsigned char kNat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+      bool compatible = std::all_of(b.begin(), b.begin() + 12, [](unsigned char x) { return x == 0; }) &&
+                        (b[12] | b[13] | b[14]) != 0;  // (not :: nor ::1)
+      if (addr.to_v6().is_v4_mapped() || compatible || std::equal(b.begin(), b.begin() + 12, kNat64))
+        addr = boost::asio::ip::make_address_v4(boost::asio::ip::address_v4::bytes_type{b[12], b[13], b[14], b[15]});
+    }
     if (addr.is_v4()) {
       auto b = addr.to_v4().to_bytes();
       if (b[0] == 169 && b[1] == 254) return "Link-local addresses (169.254.0.0/16, cloud metadata) are refused (set ALLOW_LINK_LOCAL_ENDPOINTS=true to allow)";

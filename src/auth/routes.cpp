@@ -401,12 +401,24 @@ net::awaitable<void> Routes::own_keys(http::Exchange& ex, std::string_view rest,
   } else if (!rest.empty() && method == bhttp::verb::delete_) {
     std::string id(rest);
     auto job = [&] {
-      auto k = store_.get_api_key(id);
-      if (!k || k->user_email != email) return admin::error_reply(404, "not_found", "No such API key of yours");
-      if (k->revoked_at) return admin::error_reply(409, "conflict", "This key is already revoked");
-      store_.revoke_api_key(id, unix_now());
-      store_.append_audit({0, unix_now(), email, "apikey.revoke", email, gh::to_json(json::object{{"before", api_key_json(*k)}})});
-      return admin::Reply{204, ""};
+      admin::Reply out;
+      store_.atomically([&] {  // the revocation and its audit entry together
+        auto k = store_.get_api_key(id);
+        if (!k || k->user_email != email) {
+          out = admin::error_reply(404, "not_found", "No such API key of yours");
+          return false;
+        }
+        if (k->revoked_at) {
+          out = admin::error_reply(409, "conflict", "This key is already revoked");
+          return false;
+        }
+        auto now = unix_now();
+        store_.revoke_api_key(id, now);
+        store_.append_audit({0, now, email, "apikey.revoke", email, gh::to_json(json::object{{"before", api_key_json(*k)}})});
+        out = admin::Reply{204, ""};
+        return true;
+      });
+      return out;
     };
     r = co_await pool_.run(std::move(job));
     changed = r.status == 204;

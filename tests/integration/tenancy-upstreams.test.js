@@ -52,6 +52,7 @@ describe('multi-tenancy: tenant endpoints', () => {
     assert.equal(envOf(await perServer.call('get-env'), 'ub per-server').INSTANCE_MARK, 'tenant-B');
 
     for (const url of ['ftp://127.0.0.1/mcp', 'http://169.254.169.254/latest/meta-data', 'http://metadata.google.internal/mcp',
+      'http://metadata.google.internal./mcp', 'http://[::a9fe:a9fe]/', 'http://[64:ff9b::a9fe:a9fe]/', 'http://[::ffff:169.254.169.254]/',
       'http://[fe80::1]/mcp', 'file:///etc/passwd', 'not a url']) {
       const bad = await gh.api('PUT', '/tenants/Tenant-A/endpoints/remote', { url });
       assert.equal(bad.status, 400, `${url}: ${bad.status} ${bad.text}`);

@@ -113,6 +113,11 @@ TEST(Policy, EndpointUrlsAreChecked) {
   EXPECT_NE(admin::check_endpoint_url("http://[fe80::1]/", false), "");
   EXPECT_NE(admin::check_endpoint_url("http://[::ffff:169.254.169.254]/", false), "");
   EXPECT_NE(admin::check_endpoint_url("http://metadata.google.internal/", false), "");
+  EXPECT_NE(admin::check_endpoint_url("http://METADATA.google.internal../", false), "");  // trailing dots: same name
+  EXPECT_NE(admin::check_endpoint_url("http://[::a9fe:a9fe]/", false), "");              // IPv4-compatible
+  EXPECT_NE(admin::check_endpoint_url("http://[64:ff9b::169.254.169.254]/", false), "");  // NAT64
+  EXPECT_EQ(admin::check_endpoint_url("http://[::1]:8080/mcp", false), "");
+  EXPECT_EQ(admin::check_endpoint_url("http://[2001:db8::a9fe:a9fe]/", false), "");
   EXPECT_NE(admin::check_endpoint_url("http://user:pw@acme.example/", false), "");
   EXPECT_EQ(admin::check_endpoint_url("http://169.254.169.254/latest", true), "");
 }
