@@ -53,6 +53,7 @@ class HttpConnection final : public Connection {
   using Connection::Connection;
   ~HttpConnection() override {
     if (pool_) pool_->close();
+    if (stream_pool_) stream_pool_->close();
   }
 
  protected:
@@ -61,6 +62,10 @@ class HttpConnection final : public Connection {
     if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
     pool_ = std::make_shared<http::ClientPool>(ex_, origin);
     pool_->set_max_connections(cfg_.max_connections);
+    // The GET stream and resumed response streams stay open for long: on connections of their own, so that
+    // they never take one of maxConnections from the calls (with maxConnections 1, every call waited).
+    stream_pool_ = std::make_shared<http::ClientPool>(ex_, origin, 0);
+    stream_pool_->set_max_connections(kStreamConnections);
     configured_headers_.clear();
     for (const auto& [k, v] : headers_) {
       HttpRequest r;
@@ -104,6 +109,8 @@ class HttpConnection final : public Connection {
     }
     if (pool_) pool_->close();
     pool_.reset();
+    if (stream_pool_) stream_pool_->close();
+    stream_pool_.reset();
     session_id_.clear();
   }
 
@@ -291,7 +298,9 @@ class HttpConnection final : public Connection {
       auto req = self->make_request(bhttp::verb::get);
       req.set("Last-Event-ID", last_id);
       sse::Decoder decoder(kMaxMessage);
-      auto pool = self->pool_;
+      budget::Share share;  // (what the decoder holds counts against UPSTREAM_MEMORY_LIMIT_MB)
+      auto pool = self->stream_pool_;
+      if (!pool) co_return;
       auto res = co_await pool->request(
           std::move(req), Clock::now() + std::chrono::seconds(30),
           [&](std::string_view data) -> bool {
@@ -299,7 +308,7 @@ class HttpConnection final : public Connection {
             return decoder.feed(data, [&](sse::Event&& ev) {
               if (ev.event != "message" || ev.data.empty()) return;
               self->deliver_text(ev.data, related);
-            });
+            }) && share.resize(decoder.buffered());
           },
           Clock::now() + self->timeout());
       if (res.status != 200) co_return;
@@ -319,10 +328,11 @@ class HttpConnection final : public Connection {
   static net::awaitable<void> get_stream(std::shared_ptr<HttpConnection> self, uint64_t epoch, std::string session) {
     net::steady_timer timer(self->ex_);
     int failures = 0;
-    while (self->pool_ && self->epoch_ == epoch && self->session_id_ == session && self->state() != State::closed) {
+    while (self->stream_pool_ && self->epoch_ == epoch && self->session_id_ == session && self->state() != State::closed) {
       auto req = self->make_request(bhttp::verb::get);
       sse::Decoder decoder(kMaxMessage);
-      auto pool = self->pool_;
+      budget::Share share;  // (what the decoder holds counts against UPSTREAM_MEMORY_LIMIT_MB)
+      auto pool = self->stream_pool_;
       auto res = co_await pool->request(
           std::move(req), Clock::now() + std::chrono::seconds(30),
           [&](std::string_view data) -> bool {
@@ -330,7 +340,7 @@ class HttpConnection final : public Connection {
             return decoder.feed(data, [&](sse::Event&& ev) {
               if (ev.event != "message" || ev.data.empty()) return;
               self->deliver_text(ev.data, 0);
-            });
+            }) && share.resize(decoder.buffered());
           });
       if (self->epoch_ != epoch || self->session_id_ != session) co_return;
       if (res.status >= 400 && res.status < 500) co_return;  // no standalone stream (405), or not for us
@@ -340,7 +350,8 @@ class HttpConnection final : public Connection {
     }
   }
 
-  std::shared_ptr<http::ClientPool> pool_;
+  static constexpr std::size_t kStreamConnections = 4;  // the GET stream and resumptions at once
+  std::shared_ptr<http::ClientPool> pool_, stream_pool_;
   std::string target_;
   std::string session_id_;
   std::string configured_headers_;  // the server's own headers as request lines
@@ -397,12 +408,13 @@ class SseConnection final : public Connection {
     for (const auto& [k, v] : self->headers_) req.set(k, v);
     req.set("Accept", "text/event-stream");
     sse::Decoder decoder(kMaxMessage);
+    budget::Share share;  // (what the decoder holds counts against UPSTREAM_MEMORY_LIMIT_MB)
     auto ready = self->endpoint_ready_;
     auto pool = self->stream_pool_;
     auto res = co_await pool->request(
         std::move(req), Clock::now() + std::chrono::seconds(30), [&](std::string_view data) -> bool {
           if (self->epoch_ != epoch) return false;
-          return decoder.feed(data, [&](sse::Event&& ev) {
+          return share.resize(decoder.buffered() + data.size()) && decoder.feed(data, [&](sse::Event&& ev) {
             if (ev.event == "endpoint") {
               boost::urls::url base(self->cfg_.url);
               auto ref = boost::urls::parse_uri_reference(trim(ev.data));

@@ -22,7 +22,8 @@ const listen = (server) => new Promise((resolve) => server.listen(0, '127.0.0.1'
 
 // A Streamable HTTP MCP server on raw sockets (every byte under the test's control). `onCall(name, socket,
 // answer)` decides what a tools/call gets; `answer(obj, extra)` writes a JSON response, then `extra` bytes.
-function rawMcpServer(onCall) {
+// With `sessionId`, initialize answers with that Mcp-Session-Id; `onGet(socket)` takes GET requests (else 405).
+function rawMcpServer(onCall, { sessionId, onGet } = {}) {
   const calls = [];
   const server = net.createServer((socket) => {
     let buf = Buffer.alloc(0);
@@ -39,8 +40,10 @@ function rawMcpServer(onCall) {
         buf = buf.subarray(end + 4 + length);
         const answer = (obj, extra = '') => {
           const text = JSON.stringify(obj);
-          socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}${extra}`);
+          const session = sessionId && obj.result?.serverInfo ? `Mcp-Session-Id: ${sessionId}\r\n` : '';
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n${session}Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}${extra}`);
         };
+        if (head.startsWith('GET') && onGet) { onGet(socket); continue; }
         if (!head.startsWith('POST')) { socket.write('HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n'); continue; }
         const msg = JSON.parse(body);
         if (msg.id === undefined) { socket.write('HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n'); continue; }
@@ -265,6 +268,44 @@ describe('upstream answers held while being read: at most UPSTREAM_MEMORY_LIMIT_
     for (const fn of cleanups.reverse()) {
       try { await fn(); } catch { /* keep cleaning */ }
     }
+  });
+
+  it('the standalone GET stream counts too: an event that never ends holds at most the limit', async () => {
+    let streams = 0;
+    const endless = rawMcpServer((name, socket, answer) => answer('ok'), {
+      sessionId: 'endless-get',
+      onGet: (socket) => {
+        streams += 1;
+        socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
+        const piece = `10000\r\n${'d'.repeat(0x10000)}\r\n`;
+        let first = true;
+        const pump = () => {
+          while (!socket.destroyed) {
+            const chunk = first ? `6\r\ndata: \r\n${piece}` : piece;
+            first = false;
+            if (!socket.write(chunk)) { socket.once('drain', pump); return; }
+          }
+        };
+        pump();
+      },
+    });
+    const port = await listen(endless.server);
+    cleanups.push(() => { endless.server.close(); });
+    const gh = await startGatehouse({
+      t: (fn) => cleanups.push(fn),
+      env: { UPSTREAM_MEMORY_LIMIT_MB: '4' },
+      servers: { endless: { type: 'streamable-http', url: `http://127.0.0.1:${port}/mcp`, timeoutMs: 10000 } },
+    });
+    const metric = async (name) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec((await send(`${gh.url}/metrics`)).text)?.[1]);
+    const before = rssKb(gh.pid);
+    const s = await rawSession(`${gh.url}/mcp/endless`);
+    assert.equal(resultText((await s.request('tools/call', { name: 'plain', arguments: {} })).json.result), 'ok');
+    await waitFor(async () => await metric('gatehouse_upstream_answers_refused_total') > 0,
+      { timeoutMs: 15000, what: 'the GET stream refused at the limit' });
+    assert.ok(streams >= 1);
+    const grown = rssKb(gh.pid) - before;
+    assert.ok(grown < 40 * 1024, `the gateway grew by ${grown} KiB`);
+    assert.equal(resultText((await s.request('tools/call', { name: 'plain', arguments: {} })).json.result), 'ok', 'calls go on');
   });
 
   it('an answer that would take the total past the limit fails its call; the rest go on, and the memory is given back', async () => {

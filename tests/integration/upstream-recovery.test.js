@@ -115,6 +115,22 @@ describe('streamable HTTP session renewal (SDK fixture: 404 "Session not found")
   });
 });
 
+describe('streamable HTTP: maxConnections is for calls', () => {
+  it('with maxConnections 1 the standalone GET stream takes no call\'s connection: calls answer at once', async (t) => {
+    const fixture = await startSdkFixture({ t });
+    const gh = await startGatehouse({ t, servers: { sdk: streamableHttpEntry(fixture.url, { maxConnections: 1, timeoutMs: 8000 }) } });
+    const client = await connectClient(gh.mcpUrl, { t });
+    await echo(gh, client, 'sdk__echo', 'first');
+    await waitFor(async () => (await fixture.debug()).sessions.some((s) => s.openStandaloneGets > 0),
+      { timeoutMs: 10000, what: 'the gateway\'s standalone GET stream on the fixture' });
+    for (let i = 0; i < 3; i += 1) {
+      const started = Date.now();
+      await echo(gh, client, 'sdk__echo', `call ${i}`);
+      assert.ok(Date.now() - started < 4000, `call ${i} took ${Date.now() - started} ms`);
+    }
+  });
+});
+
 describe('streamable HTTP session renewal (server-everything restarted on the same port: 400 "No valid session ID")', () => {
   /** server-everything over streamable HTTP, a gateway in front, a client on /mcp and one on /mcp/evhttp. */
   async function setup(t) {
