@@ -73,8 +73,11 @@ bool parse_int(std::string_view s, int64_t& out) {
   return true;
 }
 
+constexpr std::string_view kGroupNameRule =
+    "name is required: 1-128 characters, no slashes, invisible characters or surrounding spaces, not . or ..";
+
 bool valid_group_name(std::string_view n) {
-  if (n.empty() || n.size() > 128) return false;
+  if (n.empty() || n.size() > 128 || n == "." || n == ".." || auth::has_invisible(n)) return false;
   for (unsigned char c : n)
     if (c < 0x20 || c == 0x7f || c == '/') return false;
   return trim(n).size() == n.size();
@@ -265,9 +268,10 @@ struct Call {
     if (verb == bhttp::verb::post) {
       auto* n = field(body, "name");
       if (!n || !n->is_string() || !valid_group_name(n->as_string()))
-        return error_reply(400, "invalid_request", "name is required: 1-128 characters, no slashes or surrounding spaces");
+        return error_reply(400, "invalid_request", kGroupNameRule);
       store::Group g;
       g.name = std::string(n->as_string());
+      if (auto other = same_name_but_case(g.name, "")) return error_reply(409, "conflict", "A group named " + *other + " already exists");
       if (auto r = apply_group_fields(g); r.status) return r;
       g.created_at = unix_now();
       if (!st.create_group(g)) return error_reply(409, "conflict", "A group named " + g.name + " already exists");
@@ -275,6 +279,14 @@ struct Call {
       return ok(201, group_json(g));
     }
     return bad_method();
+  }
+
+  // Another group whose name differs from `name` in letter case only (or is it): two such read as one.
+  std::optional<std::string> same_name_but_case(const std::string& name, const std::string& except) {
+    int64_t total = 0;
+    for (auto& g : st.list_groups(name, 0, 500, &total))
+      if (g.name != except && iequals(g.name, name)) return g.name;
+    return std::nullopt;
   }
 
   Reply apply_group_fields(store::Group& g) {
@@ -305,10 +317,10 @@ struct Call {
       std::string to = name;
       if (auto* n = field(body, "name"); n && !(n->is_string() && n->as_string() == name)) {
         if (!n->is_string() || !valid_group_name(n->as_string()))
-          return error_reply(400, "invalid_request", "name must be 1-128 characters, no slashes or surrounding spaces");
+          return error_reply(400, "invalid_request", kGroupNameRule);
         if (name == auth::kAdminGroup) return admin_group_stays();
         to = std::string(n->as_string());
-        if (st.get_group(to)) return error_reply(409, "conflict", "A group named " + to + " already exists");
+        if (auto other = same_name_but_case(to, name)) return error_reply(409, "conflict", "A group named " + *other + " already exists");
       }
       if (auto r = apply_group_fields(*g); r.status) return r;
       std::vector<store::TenantKey> keys;

@@ -54,19 +54,22 @@ bool plausible_email(std::string_view e) {
     return false;
   for (unsigned char c : e)
     if (c <= ' ' || c == 0x7f || c == ',' || c == '"' || c == '<' || c == '>' || c == '\\') return false;
-  // Invisible characters would make a second account that reads like the first ("admin@x" + U+200B):
-  // zero-width and direction marks (U+200B-U+200F, U+202A-U+202E, U+2066-U+2069), line and paragraph
+  return !has_invisible(e);  // a second account that reads like the first ("admin@x" + U+200B)
+}
+
+bool has_invisible(std::string_view e) {
+  // Zero-width and direction marks (U+200B-U+200F, U+202A-U+202E, U+2066-U+2069), line and paragraph
   // separators (U+2028-U+2029), the byte-order mark (U+FEFF) and the soft hyphen (U+00AD).
   auto b = [&](std::size_t i) { return static_cast<unsigned char>(e[i]); };
   for (std::size_t i = 0; i + 1 < e.size(); ++i) {
-    if (b(i) == 0xC2 && b(i + 1) == 0xAD) return false;
+    if (b(i) == 0xC2 && b(i + 1) == 0xAD) return true;
     if (i + 2 >= e.size()) continue;
     if (b(i) == 0xE2 && b(i + 1) == 0x80 && ((b(i + 2) >= 0x8B && b(i + 2) <= 0x8F) || (b(i + 2) >= 0xA8 && b(i + 2) <= 0xAE)))
-      return false;
-    if (b(i) == 0xE2 && b(i + 1) == 0x81 && b(i + 2) >= 0xA6 && b(i + 2) <= 0xA9) return false;
-    if (b(i) == 0xEF && b(i + 1) == 0xBB && b(i + 2) == 0xBF) return false;
+      return true;
+    if (b(i) == 0xE2 && b(i + 1) == 0x81 && b(i + 2) >= 0xA6 && b(i + 2) <= 0xA9) return true;
+    if (b(i) == 0xEF && b(i + 1) == 0xBB && b(i + 2) == 0xBF) return true;
   }
-  return true;
+  return false;
 }
 
 std::vector<store::TenantKey> reseal_for_rename(const SecretBox& box, std::vector<store::TenantKey> keys, std::string_view to) {

@@ -114,6 +114,9 @@ class Directory {
 };
 
 // Normalises an email for lookups (trimmed, lower-case ASCII).
+// Whether text holds characters that do not show (zero-width, direction marks, soft hyphen, …): names
+// with them read like others.
+bool has_invisible(std::string_view text);
 std::string normalize_email(std::string_view email);
 bool plausible_email(std::string_view email);
 

@@ -76,6 +76,10 @@ describe('management API guards', () => {
       ['/apikeys', { user_email: 'k@example.com', name: 'n\u0000' }],
       ['/users', { email: `${ME}\u200b` }],  // reads as the administrator's address
       ['/users', { email: '\u202emoc.live@x.com' }],
+      ['/groups', { name: 'MCP-Admin\u200b' }],  // reads as the administrators' group
+      ['/groups', { name: 'a\u202eb' }],
+      ['/groups', { name: '.' }],
+      ['/groups', { name: '..' }],
     ]) {
       const res = await gh.api('POST', path, body);
       assert.equal(res.status, 400, `POST ${path} ${JSON.stringify(body).slice(0, 80)}: ${res.text}`);
@@ -84,6 +88,12 @@ describe('management API guards', () => {
     assert.equal((await gh.api('GET', '/groups/NulGroup')).status, 404);
     const described = await gh.api('POST', '/groups', { name: 'Multi', description: 'line one\nline two\twith a tab' });
     assert.equal(described.status, 201, 'line breaks and tabs are fine in a description');
+    // Names that differ in letter case only read as one group.
+    assert.equal((await gh.api('POST', '/groups', { name: 'mcp-admin' })).status, 409);
+    assert.equal((await gh.api('POST', '/groups', { name: 'MULTI' })).status, 409);
+    assert.equal((await gh.api('POST', '/groups', { name: 'Other' })).status, 201);
+    assert.equal((await gh.api('PATCH', '/groups/Other', { name: 'multi' })).status, 409);
+    assert.equal((await gh.api('PATCH', '/groups/Multi', { name: 'MULTI' })).status, 200, 'a group may change its own case');
   });
 
   it('the last administrator stays: no one removes their own rights, MCP-Admin is neither renamed nor deleted', async (t) => {
