@@ -272,8 +272,7 @@ struct Authenticator::Impl {
           return false;
         }
         if (u->subject != subject) {
-          u->subject = subject;
-          store.update_user(*u);
+          store.update_user_sign_in(email, subject, u->name);
           store.notify_changed();
         }
         return true;
@@ -732,7 +731,7 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
       bool dirty = false;
       if (u->subject != subject) u->subject = subject, dirty = true;  // (not bound to an IdP account yet)
       if (!name.empty() && u->name != name) u->name = name, dirty = true;
-      if (dirty) st.update_user(*u);
+      if (dirty) st.update_user_sign_in(u->email, u->subject, u->name);
       st.touch_user(u->email, now);
     }
     auto in_admin_group = [](const std::vector<std::string>& g) { return std::ranges::count(g, kAdminGroup) > 0; };

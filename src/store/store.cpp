@@ -290,6 +290,12 @@ class SqlStore final : public Store {
                        {u.name, u.subject, u.source, u.is_admin, u.disabled, email}) > 0;
   }
 
+  bool update_user_sign_in(std::string_view email_in, std::string_view subject, std::string_view name) override {
+    auto email = lower(email_in);
+    std::lock_guard lk(mu_);
+    return conn_->exec("UPDATE @users SET subject = ?, name = ? WHERE email = ?", {subject, name, email}) > 0;
+  }
+
   bool delete_user(std::string_view email_in) override {
     auto email = lower(email_in);
     std::lock_guard lk(mu_);

@@ -197,6 +197,9 @@ class Store {
   virtual bool create_user(const User& u) = 0;
   // Updates name, subject, source, is_admin, disabled of an existing user; false if none.
   virtual bool update_user(const User& u) = 0;
+  // What a sign-in learns (the identity provider's subject, the name), and nothing else: a sign-in that read
+  // the user before an administrator's change must not write the old rights back.
+  virtual bool update_user_sign_in(std::string_view email, std::string_view subject, std::string_view name) = 0;
   // Deletes the user, their memberships and API keys; false if none.
   virtual bool delete_user(std::string_view email) = 0;
   virtual void touch_user(std::string_view email, int64_t seen_at) = 0;

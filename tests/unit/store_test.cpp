@@ -335,6 +335,14 @@ TYPED_TEST(StoreTest, UsersCreateDuplicateUpdateDelete) {
   EXPECT_TRUE(got->disabled);
   EXPECT_FALSE(got->is_admin);
   EXPECT_EQ(got->created_at, 42);  // not touched by update
+  // A sign-in writes the subject and the name only: not the rights an administrator changed meanwhile.
+  EXPECT_TRUE(s.update_user_sign_in("Alice@example.com", "idp|alice", "Alice C"));
+  got = s.get_user("alice@example.com");
+  EXPECT_EQ(got->subject, "idp|alice");
+  EXPECT_EQ(got->name, "Alice C");
+  EXPECT_TRUE(got->disabled);
+  EXPECT_FALSE(got->is_admin);
+  EXPECT_FALSE(s.update_user_sign_in("nobody@example.com", "x", "y"));
 
   s.touch_user("alice@EXAMPLE.com", 500);
   s.touch_user("alice@example.com", 400);  // older: ignored
