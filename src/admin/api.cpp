@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <set>
 
 #include "auth/apikeys.hpp"
 #include "policy/policy.hpp"
@@ -370,20 +371,31 @@ struct Call {
       if (!e || !e->is_array()) return error_reply(400, "invalid_request", "emails must be a list of email addresses");
       if (e->as_array().size() > 20000) return error_reply(400, "invalid_request", "at most 20000 emails at once");
       json::array added, already, invalid;
+      std::vector<std::string> wanted;
+      std::set<std::string, std::less<>> listed;
       for (auto& v : e->as_array()) {
         if (!v.is_string()) {
           invalid.push_back(v);
           continue;
         }
         auto email = auth::normalize_email(v.as_string());
-        if (!auth::plausible_email(email)) {
-          invalid.emplace_back(v.as_string());
-          continue;
-        }
-        create_listed_user(email);
-        if (st.add_member(name, email, "manual")) added.emplace_back(email);
-        else already.emplace_back(email);
+        if (!auth::plausible_email(email)) invalid.emplace_back(v.as_string());
+        else if (listed.insert(email).second) wanted.push_back(std::move(email));
       }
+      auto done = st.add_members_creating(name, wanted, "admin");
+      // One audit entry for each user created, as when one is added alone (create_listed_user).
+      std::vector<store::AuditEntry> entries;
+      for (auto& email : done.created) {
+        store::User u;
+        u.email = email;
+        u.source = "admin";
+        u.created_at = unix_now();
+        entries.push_back({0, u.created_at, actor, "user.create", email, gh::to_json(json::object{{"after", user_json(u, {})}})});
+      }
+      st.append_audits(entries);
+      changed = changed || !entries.empty();
+      std::set<std::string_view> new_members(done.added.begin(), done.added.end());
+      for (auto& email : wanted) (new_members.contains(email) ? added : already).emplace_back(email);
       if (!added.empty()) audit("group.member.add", name, {{"after", json::object{{"added", added}}}});
       return ok(200, json::object{{"added", std::move(added)}, {"already", std::move(already)}, {"invalid", std::move(invalid)}});
     }

@@ -627,6 +627,37 @@ class SqlStore final : public Store {
     return added;
   }
 
+  MembersAdded add_members_creating(std::string_view group, const std::vector<std::string>& emails,
+                                    std::string_view user_source) override {
+    constexpr std::size_t kChunk = 500;
+    MembersAdded out;
+    auto now = now_seconds();
+    std::lock_guard lk(mu_);
+    Transaction tx(*conn_, true);
+    if (!group_exists(group)) throw StoreError("no such group");
+    for (std::size_t from = 0; from < emails.size(); from += kChunk) {
+      auto n = std::min(kChunk, emails.size() - from);
+      std::string users = "INSERT INTO @users (email, name, subject, source, is_admin, disabled, created_at) VALUES ";
+      std::string members = "INSERT INTO @user_group_membership (user_email, group_name, source, created_at) VALUES ";
+      std::vector<Value> up, mp;
+      up.reserve(n * 5);
+      mp.reserve(n * 4);
+      for (std::size_t i = 0; i < n; ++i) {
+        users += i ? ", (?, '', '', ?, ?, ?, ?)" : "(?, '', '', ?, ?, ?, ?)";
+        members += i ? ", (?, ?, ?, ?)" : "(?, ?, ?, ?)";
+        const auto& email = emails[from + i];
+        up.insert(up.end(), {Value(email), Value(user_source), Value(false), Value(false), Value(now)});
+        mp.insert(mp.end(), {Value(email), Value(group), Value(std::string_view("manual")), Value(now)});
+      }
+      conn_->query(users + " ON CONFLICT (email) DO NOTHING RETURNING email", up,
+                   [&](const Row& r) { out.created.push_back(r.str(0)); });
+      conn_->query(members + " ON CONFLICT (user_email, group_name) DO NOTHING RETURNING user_email", mp,
+                   [&](const Row& r) { out.added.push_back(r.str(0)); });
+    }
+    tx.commit();
+    return out;
+  }
+
   bool remove_member(std::string_view group, std::string_view email_in) override {
     auto email = lower(email_in);
     std::lock_guard lk(mu_);
@@ -820,6 +851,18 @@ class SqlStore final : public Store {
   }
 
   // ---- audit ----
+  void append_audits(const std::vector<AuditEntry>& entries) override {
+    static constexpr std::string_view kColumns[] = {"timestamp", "actor", "action", "target", "details"};
+    std::vector<Value> values;
+    values.reserve(entries.size() * 5);
+    auto now = now_seconds();
+    for (auto& e : entries)
+      values.insert(values.end(), {Value(e.timestamp ? e.timestamp : now), Value(e.actor), Value(e.action), Value(e.target),
+                                   Value(e.details.empty() ? std::string_view("{}") : std::string_view(e.details))});
+    std::lock_guard lk(mu_);
+    conn_->insert_rows("@audit_log", kColumns, values);
+  }
+
   void append_audit(const AuditEntry& e) override {
     std::lock_guard lk(mu_);
     conn_->exec("INSERT INTO @audit_log (timestamp, actor, action, target, details) VALUES (?, ?, ?, ?, ?)",

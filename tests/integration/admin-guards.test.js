@@ -272,5 +272,16 @@ describe('management API guards', () => {
     assert.equal((await gh.api('PUT', '/groups/Bulk/members/new3%40example.com')).status, 201);
     const audit = (await gh.api('GET', '/audit?action=user.create&per_page=100')).body.items.map((e) => e.target).sort();
     assert.deepEqual(audit, ['new1@example.com', 'new2@example.com', 'new3@example.com']);
+
+    // Existing members are "already", a repeated address counts once; thousands at once (several statements).
+    const many = Array.from({ length: 1200 }, (_, i) => `m${i}@example.com`);
+    const big = await gh.api('POST', '/groups/Bulk/members', { emails: ['NEW1@example.com', ...many, 'm0@example.com', 'admin@localhost'] });
+    assert.equal(big.status, 200, big.text);
+    assert.deepEqual(big.body.already, ['new1@example.com']);
+    assert.deepEqual(big.body.added, [...many, 'admin@localhost']);
+    assert.equal((await gh.api('GET', '/groups/Bulk')).body.member_count, 1204);
+    const created = await gh.api('GET', '/audit?action=user.create&per_page=1');
+    assert.equal(created.body.total, 1203, 'one user.create entry for each user created (not the administrator)');
+    assert.equal((await gh.api('GET', '/users/m1199%40example.com')).body.groups.includes('Bulk'), true);
   });
 });
