@@ -248,8 +248,13 @@ struct Call {
       if (email == actor) return error_reply(400, "invalid_request", "You cannot delete your own account");
       if (auto refused = keeps_an_admin(email, "You cannot delete your own account")) return *refused;
       auto groups = st.groups_of(email);
+      // What goes with the account is named too: its API keys (never their secrets).
+      json::object before = user_json(*u, groups);
+      json::array keys;
+      for (auto& k : st.list_api_keys(email)) keys.push_back(auth::api_key_json(k));
+      before["api_keys"] = std::move(keys);
       st.delete_user(email);
-      audit("user.delete", email, {{"before", user_json(*u, groups)}});
+      audit("user.delete", email, {{"before", std::move(before)}});
       return Reply{204, ""};
     }
     return bad_method();
@@ -341,8 +346,18 @@ struct Call {
     }
     if (verb == bhttp::verb::delete_) {
       if (name == auth::kAdminGroup) return admin_group_stays();
+      // What goes with the group is named too: its grants, stored credentials (server and slot, never a
+      // value) and endpoints; its members are counted (member_count).
+      json::object before = group_json(*g);
+      json::array grants, credentials, endpoints;
+      for (auto& gr : st.list_grants(name)) grants.push_back(grant_json(gr));
+      for (auto& k : st.list_tenant_keys(name)) credentials.push_back(json::object{{"server", k.server}, {"slot", k.slot}});
+      for (auto& e : st.list_tenant_endpoints(name)) endpoints.push_back(endpoint_json(e));
+      before["grants"] = std::move(grants);
+      before["credentials"] = std::move(credentials);
+      before["endpoints"] = std::move(endpoints);
       st.delete_group(name);
-      audit("group.delete", name, {{"before", group_json(*g)}});
+      audit("group.delete", name, {{"before", std::move(before)}});
       return Reply{204, ""};
     }
     return bad_method();
@@ -849,7 +864,15 @@ boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view pa
           return r;
         };
         reply = co_await pool_.run(std::move(job));
-        if (call->changed) co_await directory_.changed();
+        if (call->changed) {
+          // Committed: the answer says so even if this instance cannot reload now (the commit announced the
+          // change; the next reload here picks it up). A 503 would invite a retry that makes it twice.
+          try {
+            co_await directory_.changed();
+          } catch (const StoreError& e) {
+            log::error("management API: change committed, reload failed", {{"request_id", ex.request_id}, {"error", e.what()}});
+          }
+        }
       } catch (const StoreError& e) {
         log::error("management API store error", {{"request_id", ex.request_id}, {"error", e.what()}});
         reply = error_reply(503, "store_unavailable", "The database is unavailable; try again shortly");

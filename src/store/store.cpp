@@ -980,12 +980,12 @@ class SqlStore final : public Store {
         Transaction tx(*conn_, true);
         if (!pg() || conn_->scalar("SELECT CASE WHEN pg_try_advisory_xact_lock(?) THEN 1 ELSE 0 END", {kChangeLockKey})) {
           if (!fn()) return false;
-          // PostgreSQL: the other instances hear of the change by the commit itself (a NOTIFY in a transaction
-          // is delivered when it commits, and only then), not by a later step that a crash could skip. The
-          // notify_changed() the caller makes after the commit announces it a second time (it is also what
-          // pokes SQLite's own watcher and announces writes made outside this function); the watchers' 50 ms
-          // debounce makes one reload of the two.
-          if (pg()) announce_change_locked();
+          // The other instances (and processes, on SQLite) hear of the change by the commit itself — the
+          // counter they poll, and on PostgreSQL a NOTIFY, which is delivered when it commits and only then —
+          // not by a later step that a crash or a failed write could skip. The notify_changed() the caller
+          // makes after the commit announces it a second time (it is also what pokes SQLite's own watcher and
+          // announces writes made outside this function); the watchers' 50 ms debounce makes one reload of the two.
+          announce_change_locked();
           tx.commit();
           return true;
         }

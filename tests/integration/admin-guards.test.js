@@ -264,6 +264,33 @@ describe('management API guards', () => {
     assert.equal((await gh.api('PUT', '/tenants/T/endpoints/remote', { url: up.url })).status, 201);
   });
 
+  it('a deleted group\'s or user\'s audit entry names what went with it (grants, credentials, endpoints, API keys), no secret', async (t) => {
+    const up = await startEverythingHttp('streamableHttp', { t });
+    const gh = await startGatehouse({
+      t, env: { ENCRYPTION_KEY: newEncryptionKey() },
+      servers: { remote: streamableHttpEntry(up.url, { headers: { 'X-Key': '${secret:REMOTE_KEY}' } }) },
+    });
+    const secret = distinctiveSecret('deleted-with-group');
+    await makeGroup(gh, 'Gone', { isTenant: true });
+    await putGrant(gh, 'Gone', 'remote');
+    assert.equal((await putKey(gh, 'Gone', 'remote', 'REMOTE_KEY', secret)).status, 201);
+    assert.equal((await gh.api('PUT', '/tenants/Gone/endpoints/remote', { url: up.url })).status, 201);
+    await makeUser(gh, 'gone@example.com', { groups: ['Gone'] });
+    const key = await gh.api('POST', '/apikeys', { user_email: 'gone@example.com', name: 'gone-key' });
+    assert.equal((await gh.api('DELETE', '/groups/Gone')).status, 204);
+    assert.equal((await gh.api('DELETE', '/users/gone%40example.com')).status, 204);
+    const entries = (await gh.api('GET', '/audit?per_page=100')).body.items;
+    const group = entries.find((e) => e.action === 'group.delete').details.before;
+    assert.deepEqual(group.grants.map((g) => g.server), ['remote']);
+    assert.deepEqual(group.credentials, [{ server: 'remote', slot: 'REMOTE_KEY' }]);
+    assert.deepEqual(group.endpoints.map((e) => e.url), [up.url]);
+    assert.equal(group.member_count, 1);
+    const user = entries.find((e) => e.action === 'user.delete').details.before;
+    assert.ok(user.api_keys.some((k) => k.id === key.body.id && k.name === 'gone-key'), JSON.stringify(user.api_keys));
+    const text = JSON.stringify(entries);
+    assert.ok(!text.includes(secret) && !text.includes(key.body.key), 'a secret in the audit log');
+  });
+
   it('people added to a group by a bulk add are created with an audit entry each', async (t) => {
     const gh = await startGatehouse({ t });
     await makeGroup(gh, 'Bulk');
