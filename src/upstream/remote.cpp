@@ -62,10 +62,11 @@ class HttpConnection final : public Connection {
     if (!http::Origin::parse(cfg_.url, origin, target_)) co_return "invalid url " + cfg_.url;
     pool_ = std::make_shared<http::ClientPool>(ex_, origin);
     pool_->set_max_connections(cfg_.max_connections);
-    // The GET stream and resumed response streams stay open for long: on connections of their own, so that
-    // they never take one of maxConnections from the calls (with maxConnections 1, every call waited).
+    // The standalone GET stream stays open as long as the session: on a connection of its own, so that it
+    // never takes one of maxConnections from the calls (with maxConnections 1, every call waited). (A resumed
+    // response stream is a call's own and counts as one.)
     stream_pool_ = std::make_shared<http::ClientPool>(ex_, origin, 0);
-    stream_pool_->set_max_connections(kStreamConnections);
+    stream_pool_->set_max_connections(1);
     configured_headers_.clear();
     for (const auto& [k, v] : headers_) {
       HttpRequest r;
@@ -299,7 +300,7 @@ class HttpConnection final : public Connection {
       req.set("Last-Event-ID", last_id);
       sse::Decoder decoder(kMaxMessage);
       budget::Share share;  // (what the decoder holds counts against UPSTREAM_MEMORY_LIMIT_MB)
-      auto pool = self->stream_pool_;
+      auto pool = self->pool_;
       if (!pool) co_return;
       auto res = co_await pool->request(
           std::move(req), Clock::now() + std::chrono::seconds(30),
@@ -350,8 +351,7 @@ class HttpConnection final : public Connection {
     }
   }
 
-  static constexpr std::size_t kStreamConnections = 4;  // the GET stream and resumptions at once
-  std::shared_ptr<http::ClientPool> pool_, stream_pool_;
+  std::shared_ptr<http::ClientPool> pool_, stream_pool_;  // calls; the standalone GET stream
   std::string target_;
   std::string session_id_;
   std::string configured_headers_;  // the server's own headers as request lines
