@@ -94,7 +94,14 @@ net::awaitable<bool> Exchange::begin_stream(bhttp::response_header<> header) {
   status_ = header.result_int();
   bhttp::response<bhttp::empty_body> res{std::move(header)};
   res.set("X-Request-Id", request_id);
-  res.chunked(true);
+  // HTTP/1.0 knows no chunks: the body runs until the connection closes.
+  unframed_ = req.version() < 11;
+  if (unframed_) {
+    close_after();
+    res.keep_alive(false);
+  } else {
+    res.chunked(true);
+  }
   bhttp::response_serializer<bhttp::empty_body> sr{res};
   stream_.expires_after(limits_.write_timeout);
   auto [ec, n] = co_await bhttp::async_write_header(stream_, sr, kTuple);
@@ -107,7 +114,9 @@ net::awaitable<bool> Exchange::write(std::string_view data) {
   if (broken_ || !streaming_) co_return false;
   bytes_out_ += data.size();
   stream_.expires_after(limits_.write_timeout);
-  auto [ec, n] = co_await net::async_write(stream_, bhttp::make_chunk(net::buffer(data.data(), data.size())), kTuple);
+  boost::system::error_code ec;
+  if (unframed_) std::tie(ec, std::ignore) = co_await net::async_write(stream_, net::buffer(data.data(), data.size()), kTuple);
+  else std::tie(ec, std::ignore) = co_await net::async_write(stream_, bhttp::make_chunk(net::buffer(data.data(), data.size())), kTuple);
   stream_.expires_never();
   if (ec) broken_ = true;
   co_return !broken_;
@@ -117,6 +126,7 @@ net::awaitable<void> Exchange::end_stream() {
   stop_watching();
   if (broken_ || !streaming_) co_return;
   streaming_ = false;
+  if (unframed_) co_return;  // (the connection's close ends it)
   stream_.expires_after(limits_.write_timeout);
   auto [ec, n] = co_await net::async_write(stream_, bhttp::make_chunk_last(), kTuple);
   stream_.expires_never();

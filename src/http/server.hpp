@@ -126,6 +126,7 @@ class Exchange {
   Wire* wire_ = nullptr;
   std::unique_ptr<ConnectionMemo>* memo_ = nullptr;
   bool responded_ = false, streaming_ = false, broken_ = false, close_after_ = false;
+  bool unframed_ = false;  // a stream to an HTTP/1.0 client: no chunks, ended by closing
   struct Watch {
     bool active = true, armed = false;
     std::function<void()> cb;

@@ -130,6 +130,18 @@ describe('hostile HTTP clients', () => {
     assert.ok(JSON.parse(lastBody).status, answers[2]);
   });
 
+  it('an HTTP/1.0 client gets its stream unchunked (it knows no chunks), ended by the connection\'s close', async () => {
+    const s = await rawSession(`${gh.url}/mcp/hang`);
+    const auth = withAuth(`${gh.url}/mcp/hang`, {});
+    const fields = Object.entries({ ...auth, 'mcp-session-id': s.sessionId, accept: 'text/event-stream' })
+      .map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    const got = await exchange(`GET /mcp/hang HTTP/1.0\r\nHost: 127.0.0.1:${gh.port}\r\n${fields}\r\n`, 1500);
+    const head = got.split('\r\n\r\n')[0];
+    assert.match(head, /^HTTP\/1\.0 200/, got.slice(0, 400));
+    assert.match(head, /content-type: text\/event-stream/i);
+    assert.doesNotMatch(head, /transfer-encoding/i, head);
+  });
+
   it('a number too large for a double reaches the upstream as JSON, and the call is answered', async () => {
     const s = await rawSession(`${gh.url}/mcp/hang`);
     const body = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"_meta":{"k":1},"name":"echo",' +
