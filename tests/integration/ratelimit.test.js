@@ -128,9 +128,11 @@ describe('rate limits (in-process)', () => {
   it(`RATE_LIMIT_GROUPS gives a member of Big-Tenant ${BIG}/min`, async () => {
     const { byStatus, results } = await burst(100, () => ({ url: `${gh.url}/servers`, headers: bob.headers }));
     assert.deepEqual(byStatus, { 200: 100 }, `bob (Big-Tenant=${BIG}): ${JSON.stringify(byStatus)} ${results.find((r) => r.status !== 200)?.text ?? ''}`);
-    // alice, in no such group, is still limited.
-    const res = await send(`${gh.url}/servers`, { headers: alice.headers });
-    assertRateLimited(res, { limit: PER_MINUTE, what: 'alice after her burst' });
+    // alice, in no such group, is still limited: a burst of hers as large is refused past her 30/min. (Not
+    // "still refused since her first burst": on a slow machine the tests between give her a token back.)
+    const hers = await burst(100, () => ({ url: `${gh.url}/servers`, headers: alice.headers }));
+    assert.ok((hers.byStatus[200] ?? 0) < PER_MINUTE && (hers.byStatus[429] ?? 0) > 0, `alice: ${JSON.stringify(hers.byStatus)}`);
+    assertRateLimited(hers.results.find((r) => r.status === 429), { limit: PER_MINUTE, what: 'alice in her burst' });
   });
 });
 
