@@ -393,10 +393,14 @@ net::awaitable<void> Endpoint::get(http::Exchange& ex, const std::string& scope,
                          "Conflict: only one standalone SSE stream is allowed per session");
     co_return;
   }
-  if (!co_await ex.begin_stream(sse_header(ex.req))) co_return;
+  s->get_attached = true;  // before the first co_await: a second GET arriving meanwhile is the one refused
+  bool began = co_await ex.begin_stream(sse_header(ex.req));
+  if (!began) {
+    s->get_attached = false;
+    co_return;
+  }
   auto exec = co_await net::this_coro::executor;
   if (!s->outbox_ready) s->outbox_ready = std::make_unique<Event>(exec);
-  s->get_attached = true;
   bool gone = false;
   auto on_gone = [s, &gone] {
     gone = true;

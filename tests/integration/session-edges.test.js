@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   connectClient, delay, everythingStdio, fixtureStdio, getJson, listAll, rawSession, resultText, rpc, startGatehouse, waitFor,
+  withAuth,
 } from './lib/index.js';
 import { grantServer, makeUser } from './lib/ops.js';
 
@@ -256,5 +257,34 @@ describe('what a reload announces', () => {
       await delay(500);
       assert.deepEqual(otherSeen, []);
     } finally { await cleanAll(cleanups); }
+  });
+});
+
+describe('the standalone GET stream', () => {
+  it('GETs at once on one session: exactly one stream, the rest 409; once it closes, a new one is allowed', async (t) => {
+    const gh = await startGatehouse({ t, servers: { hang: fixtureStdio('hang.js') } });
+    const s = await rawSession(gh.mcpUrl);
+    const headers = withAuth(gh.mcpUrl, { accept: 'text/event-stream', 'mcp-session-id': s.sessionId });
+    const aborts = [];
+    const open = async () => {
+      const ac = new AbortController();
+      aborts.push(ac);
+      const res = await fetch(gh.mcpUrl, { headers, signal: ac.signal });
+      return { res, ac };
+    };
+    const streams = await Promise.all(Array.from({ length: 20 }, open));
+    try {
+      const statuses = streams.map(({ res }) => res.status).sort();
+      assert.deepEqual(statuses, [200, ...Array(19).fill(409)], JSON.stringify(statuses));
+      streams.find(({ res }) => res.status === 200).ac.abort();
+      await waitFor(async () => {
+        const again = await open();
+        if (again.res.status === 200) return true;
+        again.ac.abort();
+        return false;
+      }, { timeoutMs: 5000, what: 'a new GET stream once the first closed' });
+    } finally {
+      for (const ac of aborts) ac.abort();
+    }
   });
 });
