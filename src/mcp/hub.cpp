@@ -1313,6 +1313,9 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
     co_return jsonrpc::make_result(id, json::object{});
   }
 
+  // A request named like a notification is neither: on an upstream session shared by many users a server that
+  // acts on the name alone could take it for one (notifications/cancelled of another user's call).
+  if (m.starts_with("notifications/")) co_return error(code::invalid_request, "Invalid request: " + method + " is a notification, sent without an id");
   if (!aggregate) {  // anything else goes to the one server as it is (tasks, vendor methods)
     auto srv = find_for(*s, s->scope);
     // Tasks belong to an upstream session: on one shared by many users, a user could list, read or cancel

@@ -287,4 +287,15 @@ describe('the standalone GET stream', () => {
       for (const ac of aborts) ac.abort();
     }
   });
+
+  it('on /mcp/<server> a request named like a notification is refused, not passed to the (shared) upstream', async (t) => {
+    const gh = await startGatehouse({ t, servers: { hang: fixtureStdio('hang.js') } });
+    const s = await rawSession(`${gh.url}/mcp/hang`);
+    for (const method of ['notifications/cancelled', 'notifications/initialized']) {
+      const res = await s.request(method, { requestId: 1 });
+      assert.equal(res.json?.error?.code, -32600, `${method}: ${res.text}`);
+    }
+    const report = JSON.parse(resultText((await s.request('tools/call', { name: 'report', arguments: {} })).json.result));
+    assert.deepEqual(report.cancelled, [], 'the upstream got a notifications/cancelled');
+  });
 });
