@@ -199,7 +199,9 @@ struct ChannelSink final : upstream::CallSink {
 // Messages of a dedicated upstream session that belong to no call: to its downstream session.
 struct SessionListener final : upstream::Listener {
   SessionListener(Hub& h, std::weak_ptr<Session> s, std::string srv) : hub(h), session(std::move(s)), server(std::move(srv)) {}
-  void list_changed(std::string_view method) override { hub.list_changed(server, method); }
+  void list_changed(std::string_view method) override {
+    if (auto s = session.lock(); s && still_allowed(*s)) hub.list_changed(server, method, s.get(), "");
+  }
   void unsolicited(json::object msg) override {
     auto s = session.lock();
     if (!s || !still_allowed(*s)) return;
@@ -230,10 +232,11 @@ struct SessionListener final : upstream::Listener {
 
 }  // namespace
 
-// Messages of a shared upstream session that belong to no call: only list changes are meaningful.
+// Messages of a shared upstream session (the server's, or a tenant credential set's: `route_key`) that belong to
+// no call: only list changes are meaningful, and only to the sessions that read that session's catalog.
 struct SharedListener final : upstream::Listener {
-  SharedListener(Hub& h, std::string srv) : hub(h), server(std::move(srv)) {}
-  void list_changed(std::string_view method) override { hub.list_changed(server, method); }
+  SharedListener(Hub& h, std::string srv, std::string key = {}) : hub(h), server(std::move(srv)), route_key(std::move(key)) {}
+  void list_changed(std::string_view method) override { hub.list_changed(server, method, nullptr, route_key); }
   void unsolicited(json::object msg) override {
     log::debug("dropped an unattributable upstream notification",
                {{"server", server}, {"method", jsonrpc::method_of(msg)}});
@@ -243,7 +246,7 @@ struct SharedListener final : upstream::Listener {
                               "Gatehouse cannot relay this request on a shared upstream session"));
   }
   Hub& hub;
-  std::string server;
+  std::string server, route_key;
 };
 
 // A shared upstream session declares sampling and elicitation so that servers which offer tools only to
@@ -450,7 +453,7 @@ std::shared_ptr<upstream::Connection> Hub::connection_for(Session& s, Server& sr
     return nullptr;
   }
   auto conn = new_connection(srv, shared_capabilities(), route);
-  conn->set_listener(srv.listener);
+  conn->set_listener(std::make_shared<SharedListener>(*this, srv.cfg.id, route.key));
   srv.tenants.emplace(route.key, conn);
   log::info("tenant upstream connection", {{"server", srv.cfg.id}, {"credential_set", route.key}});
   return conn;
@@ -662,15 +665,22 @@ void Hub::stop_upstreams() {
   }
 }
 
-void Hub::list_changed(const std::string& server, std::string_view method) {
+void Hub::list_changed(const std::string& server, std::string_view method, Session* own, const std::string& route_key) {
   auto srv = find(server);
   if (!srv) return;
-  srv->catalog.loaded = false;  // listed again on next use
-  for (auto& [key, c] : srv->tenant_catalogs) c.loaded = false;
+  // Only the catalog the speaking upstream session lists is stale, and only the sessions that read it hear of
+  // it: one user's (or tenant's) upstream must not make everyone's lists load again, nor show them its activity.
+  auto key = own ? catalog_key(*own, *srv) : route_key;
+  if (srv->find_catalog(key)) srv->catalog_for(key).loaded = false;  // listed again on next use
   ++srv->changes;
   json::object note = jsonrpc::make_notification(method, nullptr);
+  if (own) {
+    own->send_unsolicited(note);
+    return;
+  }
   for (auto& [id, s] : sessions_)  // (only to those who may use the server: its activity is not theirs to see)
-    if ((s->scope.empty() || s->scope == server) && s->caller.may_use(srv->cfg)) s->send_unsolicited(note);
+    if ((s->scope.empty() || s->scope == server) && s->caller.may_use(srv->cfg) && catalog_key(*s, *srv) == key)
+      s->send_unsolicited(note);
 }
 
 // ---- catalog ----

@@ -266,7 +266,9 @@ class Hub {
   void stop_upstreams();
   // Periodic housekeeping: idle sessions and idle stdio processes.
   void sweep();
-  void list_changed(const std::string& server, std::string_view method);
+  // An upstream session said its `method` list changed: its own session's (`own`), else the shared one's of
+  // credential set `route_key` ("" = the server's defaults).
+  void list_changed(const std::string& server, std::string_view method, Session* own, const std::string& route_key);
   // Closes the session's own upstream session with that server (soon: posted), e.g. after its grant went.
   void drop_dedicated(const std::shared_ptr<Session>& s, const std::string& server);
 

@@ -260,6 +260,28 @@ describe('what a reload announces', () => {
   });
 });
 
+describe('list changes an upstream announces', () => {
+  it('one user\'s own upstream session saying its list changed is told to that user\'s session only', async (t) => {
+    const gh = await startGatehouse({ t, servers: { poke: fixtureStdio('poke.js') } });
+    await grantServer(gh, 'Pokers', 'poke');
+    const mallory = await makeUser(gh, 'mallory@example.com', { groups: ['Pokers'] });
+    const heard = { victim: 0, mallory: 0 };
+    const victim = await connectClient(gh.mcpUrl, { t, notifications: { 'notifications/tools/list_changed': () => { heard.victim += 1; } } });
+    await victim.listTools();
+    // roots: mallory's session gets an upstream session of its own
+    const own = await connectClient(gh.mcpUrl, { t, auth: false, headers: mallory.headers, capabilities: { roots: {} },
+      handlers: { 'roots/list': async () => ({ roots: [] }) },
+      notifications: { 'notifications/tools/list_changed': () => { heard.mallory += 1; } } });
+    await own.listTools();
+    await delay(500);
+    heard.victim = 0;
+    for (let i = 0; i < 3; i += 1) assert.equal(resultText(await own.callTool({ name: 'poke__poke', arguments: {} })), 'poked');
+    await waitFor(() => heard.mallory > 0, { timeoutMs: 5000, what: 'mallory to hear her own list change' });
+    await delay(500);
+    assert.equal(heard.victim, 0, 'another user heard of mallory\'s upstream session');
+  });
+});
+
 describe('the standalone GET stream', () => {
   it('GETs at once on one session: exactly one stream, the rest 409; once it closes, a new one is allowed', async (t) => {
     const gh = await startGatehouse({ t, servers: { hang: fixtureStdio('hang.js') } });
