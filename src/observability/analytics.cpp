@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/log.hpp"
+#include "store/db.hpp"
 
 namespace gh::observability {
 
@@ -129,8 +130,10 @@ void AnalyticsWriter::write_one_by_one(store::Store& store, Out& out) {
     std::size_t done = 0;
     try {
       store.insert_analytics(one, done);
-    } catch (const std::exception& e) {
-      if (!store.analytics_reachable()) throw;  // the database is down, not this row: keep it and the rest
+    } catch (const store::sql::DbError& e) {
+      // Only a row whose values the database refuses is dropped. One that cannot be written now (the
+      // database read-only after a failover, full, locked, gone) is kept with the rest: a retry will do.
+      if (!e.values_refused) throw;
       ++out.refused;
       log::error("analytics row refused by the database; dropped",
                  {{"request_id", r.request_id}, {"endpoint", r.endpoint}, {"error", e.what()}});

@@ -55,9 +55,12 @@ using RowFn = std::function<void(const Row&)>;
 
 // Thrown for database failures; the message carries the server's primary message, never values.
 struct DbError : StoreError {
-  DbError(const std::string& what, bool unique_violation = false)
-      : StoreError(what), unique_violation(unique_violation) {}
+  DbError(const std::string& what, bool unique_violation = false, bool values_refused = false)
+      : StoreError(what), unique_violation(unique_violation), values_refused(values_refused || unique_violation) {}
   bool unique_violation;
+  // The statement's values were refused (a constraint, a trigger, data of the wrong kind or size): sending them
+  // again fails again. Not so a database that is read-only, full, locked or gone.
+  bool values_refused;
 };
 
 class Connection {

@@ -243,8 +243,10 @@ class PgConnection final : public Connection {
     const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
     std::string msg = primary ? primary : PQerrorMessage(conn_);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    bool unique = state && std::string_view(state) == "23505";
-    throw DbError("postgresql: " + msg + (state ? " (" + std::string(state) + ")" : ""), unique);
+    std::string_view code = state ? state : "";
+    bool unique = code == "23505";
+    bool refused = code.starts_with("22") || code.starts_with("23") || code == "P0001";  // data, constraint, RAISE
+    throw DbError("postgresql: " + msg + (state ? " (" + std::string(state) + ")" : ""), unique, refused);
   }
 
   struct Hash {

@@ -349,7 +349,9 @@ class SqliteConnection final : public Connection {
 
   [[noreturn]] void fail(int rc) {
     bool unique = rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE;
-    throw DbError(std::string("sqlite: ") + sqlite3_errmsg(db_), unique);
+    int primary = rc & 0xff;
+    bool refused = primary == SQLITE_CONSTRAINT || primary == SQLITE_MISMATCH || primary == SQLITE_TOOBIG;
+    throw DbError(std::string("sqlite: ") + sqlite3_errmsg(db_), unique, refused);
   }
 
   struct Hash {

@@ -388,15 +388,6 @@ class SqlStore final : public Store {
 
   std::size_t analytics_chunk() const override { return pg() ? 4096 : 512; }
 
-  bool analytics_reachable() override {
-    try {
-      with_analytics_connection([](Connection& c) { c.scalar("SELECT 1"); });
-      return true;
-    } catch (const std::exception&) {
-      return false;
-    }
-  }
-
   bool checkpoint_analytics(const std::function<void()>& between) override {
     if (pg() || in_memory()) return false;
     with_analytics_connection([&](Connection& c) {

@@ -276,9 +276,6 @@ class Store {
   // server does the work, and each COPY and commit costs it as much as a few hundred rows: heap trimming and
   // refaulting, WAL flush), a transaction of about 50 ms.
   virtual std::size_t analytics_chunk() const = 0;
-  // Whether the database answers a trivial query on the analytics connection: tells a row the database
-  // refuses from a database that is down.
-  virtual bool analytics_reachable() = 0;
   // SQLite in a file: copies the write-ahead log's pages into the database (a PASSIVE checkpoint: it never
   // waits for readers or the writer), which the analytics connection's commits never do: the writer chooses
   // when (AnalyticsWriter). `between` as for insert_analytics. Returns false where there is nothing to do

@@ -1393,6 +1393,38 @@ TYPED_TEST(StoreTest, AnalyticsWriterDropsOnlyTheRowTheDatabaseRefuses) {
   EXPECT_EQ(poisoned, 0);
 }
 
+TYPED_TEST(StoreTest, AnalyticsWriterKeepsRowsADatabaseCannotWriteNow) {
+  // A database that refuses every write for a while — read-only after a failover (SQLSTATE 25006), here made so
+  // by a trigger — while it still answers queries: the writer keeps its rows and writes them all afterwards.
+  if (!TypeParam::kPostgres) GTEST_SKIP() << "PostgreSQL: an error code a trigger can raise";
+  auto c = this->env->store_conn();
+  c->script("CREATE FUNCTION @read_only_now() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'read-only now' USING ERRCODE = '25006'; END $$");
+  c->script("CREATE TRIGGER read_only_now BEFORE INSERT ON @api_analytics FOR EACH ROW EXECUTE FUNCTION @read_only_now()");
+  boost::asio::io_context io;
+  gh::BlockingPool urgent(1);
+  gh::observability::AnalyticsWriter writer(*this->store, urgent, io.get_executor(), 1000, 16);
+  constexpr int n = 40;
+  for (int i = 0; i < n; ++i) {
+    AnalyticsRow r;
+    r.timestamp = 1'700'000'000 + i, r.method = "POST", r.endpoint = "/mcp/fast", r.status = 200;
+    writer.record(r);
+  }
+  auto flush = [&](int ms) {
+    boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> { co_await writer.flush(ms); }, boost::asio::detached);
+    io.restart();
+    io.run();
+  };
+  flush(1500);  // long enough for several failed batches, and the row-by-row attempt after them
+  EXPECT_EQ(writer.stats().dropped, 0u);
+  EXPECT_EQ(writer.stats().written, 0u);
+  EXPECT_EQ(writer.stats().queued, static_cast<uint64_t>(n));
+  c->script("DROP TRIGGER read_only_now ON @api_analytics");
+  flush(20000);
+  EXPECT_EQ(this->store->count_analytics(), n);
+  EXPECT_EQ(writer.stats().written, static_cast<uint64_t>(n));
+}
+
 // An analytics writer of 16-row batches on an io_context the test runs; rows are recorded in order,
 // `per_second` of them to a second.
 struct WriterRig {
