@@ -52,7 +52,7 @@ AnalyticsWriter::~AnalyticsWriter() { *alive_ = false; }
 
 void AnalyticsWriter::record(const store::AnalyticsRow& row) {
   ++stats_.recorded;
-  if (queue_.size() >= max_queue_) {
+  if (queue_.size() >= max_queue_ || queue_.bytes() >= kMaxQueueBytes) {
     if (stats_.dropped++ % 10000 == 0)
       log::warn("analytics queue full; dropping rows", {{"queued", queue_.size()}, {"dropped", stats_.dropped}});
     return;
@@ -102,7 +102,7 @@ net::awaitable<bool> AnalyticsWriter::write_some(BlockingPool& on) {
     store::AnalyticsBatch retry;
     std::size_t lost = 0;
     auto keep = [&](const store::AnalyticsRow& r) {
-      if (retry.size() < max_queue_) retry.add(r);
+      if (retry.size() < max_queue_ && retry.bytes() < kMaxQueueBytes) retry.add(r);
       else ++lost;
     };
     out->rows.for_each(keep, out->written);
@@ -112,6 +112,8 @@ net::awaitable<bool> AnalyticsWriter::write_some(BlockingPool& on) {
     stats_.queued = queue_.size();
   }
   if (!*alive) co_return ok;
+  // A backlog's memory is given back once it is written: the buffer goes on as the next queue otherwise.
+  if (ok && out->rows.bytes() > kKeepBytes) out->rows.release();
   stats_.written += out->written - out->refused;
   since_checkpoint_ += out->written;
   stats_.dropped += out->refused;

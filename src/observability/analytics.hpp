@@ -60,6 +60,8 @@ class AnalyticsWriter {
   BlockingPool& urgent_;
   boost::asio::any_io_executor io_;
   std::size_t max_queue_, batch_;
+  static constexpr std::size_t kMaxQueueBytes = 64 << 20;  // besides max_queue_ rows: rows are not all small
+  static constexpr std::size_t kKeepBytes = 4 << 20;       // a written batch's buffer larger than this is freed
   store::AnalyticsBatch queue_;
   // The batch being written (or, between writes, an empty buffer whose memory the next swap reuses).
   std::shared_ptr<Out> out_ = std::make_shared<Out>();

@@ -38,9 +38,12 @@ struct PackedHead {
 void AnalyticsBatch::add(const AnalyticsRow& r) {
   const std::string_view text[8] = {r.user_email, r.method, r.endpoint, r.user_agent,
                                     r.client_ip,  r.server, r.tool,     r.request_id};
+  // Each field at most what it can sensibly hold: most come from the client (a method or a tool name of
+  // kilobytes would make every row of a flood that large, refused ones included).
+  static constexpr std::size_t kMax[8] = {320, 32, 512, 256, 64, 128, 256, 128};
   PackedHead h{r.timestamp, r.bytes_in, r.bytes_out, r.response_ms, r.status, {}};
   std::size_t total = sizeof h;
-  for (int i = 0; i < 8; ++i) total += h.len[i] = static_cast<uint16_t>(std::min<std::size_t>(text[i].size(), 65535));
+  for (int i = 0; i < 8; ++i) total += h.len[i] = static_cast<uint16_t>(std::min(text[i].size(), kMax[i]));
   std::size_t at = buf_.size();
   buf_.resize(at + total);
   char* p = buf_.data() + at;

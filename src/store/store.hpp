@@ -123,7 +123,8 @@ struct AnalyticsRow {
 
 // Rows packed one after another into one growing buffer: adding a row is a few memcpys into memory that
 // is reused batch after batch, with no allocation per row or per field (the gateway records one per
-// request on its io thread). Text fields are cut at 65,535 bytes.
+// request on its io thread). Text fields are cut (email 320 bytes, method 32, endpoint 512, user agent 256,
+// client IP 64, server 128, tool 256, request id 128).
 class AnalyticsBatch {
  public:
   void add(const AnalyticsRow& r);
@@ -131,6 +132,7 @@ class AnalyticsBatch {
   bool empty() const { return rows_ == 0; }
   std::size_t bytes() const { return buf_.size(); }
   void clear() { buf_.clear(), rows_ = 0; }  // keeps the memory
+  void release() { std::string().swap(buf_), rows_ = 0; }  // gives it back
   void swap(AnalyticsBatch& o) noexcept { buf_.swap(o.buf_), std::swap(rows_, o.rows_); }
   // Calls fn(const AnalyticsRow&) for each row, in order; the views live as long as the batch is unchanged.
   // Rows before `from` are skipped.

@@ -1538,8 +1538,10 @@ TEST(AnalyticsBatch, PacksAndReusesItsMemory) {
   std::string big(70'000, 'x');
   AnalyticsRow r;
   r.timestamp = 42, r.status = 201, r.response_ms = 1.5, r.bytes_in = -1, r.bytes_out = 1LL << 40;
-  r.user_email = "a@b.c", r.request_id = big;  // longer than a field may be: cut at 65,535 bytes
+  r.user_email = "a@b.c", r.request_id = big;  // longer than a field may be: cut (request id: 128 bytes)
+  r.method = big, r.tool = big, r.server = big;  // a client's: cut too (32, 256, 128)
   b.add(r);
+  r.method = "POST", r.tool = "", r.server = "";
   r.user_email = "", r.request_id = "r2";
   b.add(r);
   std::vector<AnalyticsRow> out;
@@ -1551,7 +1553,10 @@ TEST(AnalyticsBatch, PacksAndReusesItsMemory) {
   EXPECT_EQ(out[0].bytes_in, -1);
   EXPECT_EQ(out[0].bytes_out, 1LL << 40);
   EXPECT_EQ(out[0].user_email, "a@b.c");
-  EXPECT_EQ(out[0].request_id.size(), 65'535u);
+  EXPECT_EQ(out[0].request_id.size(), 128u);
+  EXPECT_EQ(out[0].method.size(), 32u);
+  EXPECT_EQ(out[0].tool.size(), 256u);
+  EXPECT_EQ(out[0].server.size(), 128u);
   EXPECT_EQ(out[1].user_email, "");
   EXPECT_EQ(out[1].request_id, "r2");
   b.clear();
