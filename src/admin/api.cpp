@@ -663,22 +663,31 @@ struct Call {
   }
 
   // ---- analytics: the portal's charts ----
+  static constexpr int64_t kMaxWindow = 366 * 86400;
+  static constexpr int64_t kMaxBuckets = 2000;
+
   Reply analytics() {
     if (verb != bhttp::verb::get) return bad_method();
     store::AnalyticsQuery aq;
     int64_t v = 0;
     aq.until = unix_now();
     aq.since = aq.until - 86400;
+    constexpr int64_t kLatest = int64_t(1) << 40;  // (a time far past any row's, small enough to subtract)
     if (auto s = q("since"); !s.empty()) {
-      if (!parse_int(s, v)) return error_reply(400, "invalid_request", "since must be a Unix time");
+      if (!parse_int(s, v) || v < 0 || v > kLatest) return error_reply(400, "invalid_request", "since must be a Unix time");
       aq.since = v;
     }
     if (auto s = q("until"); !s.empty()) {
-      if (!parse_int(s, v)) return error_reply(400, "invalid_request", "until must be a Unix time");
+      if (!parse_int(s, v) || v < 0 || v > kLatest) return error_reply(400, "invalid_request", "until must be a Unix time");
       aq.until = v;
     }
+    if (aq.since > aq.until) return error_reply(400, "invalid_request", "since is after until");
+    // A report reads every row of its window: at most a year's (the retention is 90 days by default).
+    if (aq.until - aq.since > kMaxWindow) return error_reply(400, "invalid_request", "the window is at most 366 days");
     if (auto s = q("bucket"); !s.empty()) {
       if (!parse_int(s, v) || v < 60 || v > 86400 * 31) return error_reply(400, "invalid_request", "bucket must be 60..2678400 seconds");
+      if ((aq.until - aq.since) / v > kMaxBuckets)
+        return error_reply(400, "invalid_request", "at most " + std::to_string(kMaxBuckets) + " buckets: choose a larger bucket or a shorter window");
       aq.bucket_s = v;
     } else {
       aq.bucket_s = std::max<int64_t>(60, (aq.until - aq.since) / 48 / 60 * 60);  // about 48 points
@@ -687,7 +696,6 @@ struct Call {
       if (!parse_int(s, v) || v < 1 || v > 100) return error_reply(400, "invalid_request", "top must be 1..100");
       aq.top = v;
     }
-    if (aq.since > aq.until) return error_reply(400, "invalid_request", "since is after until");
     auto r = st.analytics_report(aq);
     json::array timeline, users, servers, tools;
     for (auto& b : r.timeline) timeline.push_back(json::object{{"start", b.start}, {"requests", b.requests}, {"errors", b.errors}});

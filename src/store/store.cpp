@@ -460,14 +460,16 @@ class SqlStore final : public Store {
     int64_t since = q.since, until = q.until ? q.until : std::numeric_limits<int64_t>::max() / 2;
     int64_t bucket = std::max<int64_t>(q.bucket_s, 1), top = std::clamp<int64_t>(q.top, 1, 100);
     AnalyticsReport r;
-    std::lock_guard lk(mu_);
-    Transaction tx(*conn_, false);
+    // On a connection of its own: a report over millions of rows takes a while, and must not hold the store
+    // (sign-ins, the management API, the directory) meanwhile. One report at a time.
+    with_report_connection([&](Connection& c) {
+    Transaction tx(c, false);
     // Every query below reads the window's rows: PostgreSQL through the BRIN index on the timestamp,
     // SQLite through the id range that holds them (migration 5), as the first two parameters.
     std::string where = " WHERE timestamp >= ? AND timestamp <= ?";
     std::vector<Value> window{since, until};
     if (!pg()) {
-      auto [first, last] = analytics_ids(since, until);
+      auto [first, last] = analytics_ids(c, since, until);
       where = " WHERE id >= ? AND id <= ? AND timestamp >= ? AND timestamp <= ?";
       window = {first, last, since, until};
     }
@@ -477,7 +479,7 @@ class SqlStore final : public Store {
       all.insert(all.end(), after);
       return all;
     };
-    conn_->query("SELECT COUNT(*), COALESCE(SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), 0) FROM @api_analytics" + where,
+    c.query("SELECT COUNT(*), COALESCE(SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), 0) FROM @api_analytics" + where,
                  params({}), [&](const Row& row) {
                    r.requests = row.int64(0);
                    r.errors = row.int64(1);
@@ -487,7 +489,7 @@ class SqlStore final : public Store {
       auto at = [&](double p) {
         int64_t rank = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(p * double(r.requests))));
         double v = 0;
-        conn_->query("SELECT response_time_ms FROM @api_analytics" + where +
+        c.query("SELECT response_time_ms FROM @api_analytics" + where +
                          " ORDER BY response_time_ms LIMIT 1 OFFSET ?",
                      params({}, {rank - 1}), [&](const Row& row) { v = std::strtod(row.str(0).c_str(), nullptr); });
         return v;
@@ -497,14 +499,14 @@ class SqlStore final : public Store {
       r.p95_ms = at(0.95);
       r.p99_ms = at(0.99);
     }
-    conn_->query("SELECT (timestamp / ?) * ?, COUNT(*), SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END) FROM @api_analytics" +
+    c.query("SELECT (timestamp / ?) * ?, COUNT(*), SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END) FROM @api_analytics" +
                      where + " GROUP BY 1 ORDER BY 1",
                  params({bucket, bucket}), [&](const Row& row) {
                    r.timeline.push_back({row.int64(0), row.int64(1), row.int64(2)});
                  });
     auto counts = [&](const std::string& cols, const std::string& extra_where, std::vector<AnalyticsReport::Count>& out,
                       bool two) {
-      conn_->query("SELECT " + cols + ", COUNT(*), SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), AVG(response_time_ms) "
+      c.query("SELECT " + cols + ", COUNT(*), SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END), AVG(response_time_ms) "
                    "FROM @api_analytics" + where + extra_where + " GROUP BY " + cols + " ORDER BY " +
                    std::to_string(two ? 3 : 2) + " DESC, 1 LIMIT ?",
                    params({}, {top}), [&](const Row& row) {
@@ -521,6 +523,7 @@ class SqlStore final : public Store {
     counts("user_email", " AND user_email IS NOT NULL", r.top_users, false);
     counts("server_id", " AND server_id IS NOT NULL", r.top_servers, false);
     counts("server_id, tool", " AND tool IS NOT NULL", r.top_tools, true);
+    });
     return r;
   }
 
@@ -1060,11 +1063,11 @@ class SqlStore final : public Store {
   // The ids [first, last] that hold every row with a timestamp in [since, until]: from the first range
   // that reaches `since` to the last that starts by `until`, open-ended when that is the newest range (rows
   // not yet in a range can only be newer).
-  std::pair<int64_t, int64_t> analytics_ids(int64_t since, int64_t until) {
-    int64_t newest = conn_->scalar("SELECT last_id FROM api_analytics_ranges ORDER BY first_id DESC LIMIT 1");
-    int64_t first = conn_->scalar("SELECT COALESCE(MIN(first_id), ? + 1) FROM api_analytics_ranges WHERE max_ts >= ?",
-                                  {newest, since});
-    int64_t last = conn_->scalar("SELECT COALESCE(MAX(last_id), 0) FROM api_analytics_ranges WHERE min_ts <= ?", {until});
+  static std::pair<int64_t, int64_t> analytics_ids(Connection& c, int64_t since, int64_t until) {
+    int64_t newest = c.scalar("SELECT last_id FROM api_analytics_ranges ORDER BY first_id DESC LIMIT 1");
+    int64_t first = c.scalar("SELECT COALESCE(MIN(first_id), ? + 1) FROM api_analytics_ranges WHERE max_ts >= ?",
+                             {newest, since});
+    int64_t last = c.scalar("SELECT COALESCE(MAX(last_id), 0) FROM api_analytics_ranges WHERE min_ts <= ?", {until});
     return {first, last >= newest ? std::numeric_limits<int64_t>::max() : last};
   }
 
@@ -1149,10 +1152,24 @@ class SqlStore final : public Store {
     f(*analytics_conn_);
   }
 
+  template <class F>
+  void with_report_connection(F&& f) {
+    if (in_memory()) {
+      std::lock_guard lk(mu_);
+      f(*conn_);
+      return;
+    }
+    std::lock_guard lk(report_mu_);
+    if (!report_conn_) report_conn_ = pg() ? sql::open_postgres(url_, "mcp_proxy.") : sql::open_sqlite(sqlite_path_);
+    f(*report_conn_);
+  }
+
   std::recursive_mutex mu_;  // guards conn_ (one connection per store); recursive: atomically()
   std::unique_ptr<Connection> conn_;
   std::mutex analytics_mu_;  // guards analytics_conn_
   std::unique_ptr<Connection> analytics_conn_;
+  std::mutex report_mu_;  // guards report_conn_ (analytics reports)
+  std::unique_ptr<Connection> report_conn_;
   std::string url_;
   std::string sqlite_path_;
   std::mutex watch_mu_;  // guards watcher_; never held while a callback runs

@@ -148,6 +148,14 @@ describe('the analytics report', () => {
     assert.equal((await gh.api('GET', `/analytics?since=${since + 100}&until=${since}`)).status, 400);
     assert.equal((await gh.api('GET', '/analytics?bucket=5')).status, 400);
     assert.equal((await gh.api('GET', '/analytics?since=yesterday')).status, 400);
+    // A window of more than a year, more than 2,000 buckets, or times that would overflow: 400, not a scan.
+    const now = Math.floor(Date.now() / 1000);
+    for (const query of [`since=0&until=${now}`, `since=${now - 30 * 86400}&until=${now}&bucket=60`,
+      'since=-9223372036854775808&until=9223372036854775807', `since=${now}&until=99999999999999999`]) {
+      const res = await gh.api('GET', `/analytics?${query}`);
+      assert.equal(res.status, 400, `${query}: ${res.text}`);
+    }
+    assert.equal((await gh.api('GET', `/analytics?since=${now - 90 * 86400}&until=${now}`)).status, 200, 'the retention\'s 90 days');
     assert.equal((await send(`${gh.url}/mcp-admin/api/analytics`, { headers: rita.headers })).status, 403);
   });
 });
