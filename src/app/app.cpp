@@ -201,8 +201,7 @@ int serve(const Settings& settings, const Environment& env) {
       t.expires_after(std::chrono::seconds(5));
       co_await t.async_wait(net::as_tuple(net::use_awaitable));
       hub.sweep();
-      local_limiter.sweep(std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::system_clock::now().time_since_epoch()).count());
+      local_limiter.sweep(policy::LocalLimiter::clock_us());
       if (++ticks % 12 == 0) pool.post([&] { authn.flush_usage(); });  // API keys' last use, once a minute
       if (settings.session_max_age_s > 0 && hub.session_count() > 0 && !polling_ends.exchange(true)) {
         // Sessions ended on other instances: their copies here close within a tick (one read at a time: a

@@ -86,9 +86,7 @@ std::string www_authenticate(const auth::Routes& routes) {
   return "WWW-Authenticate: Bearer resource_metadata=\"" + routes.resource_metadata_url() + "\"\r\n";
 }
 
-int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+int64_t now_us() { return policy::LocalLimiter::clock_us(); }
 
 }  // namespace
 

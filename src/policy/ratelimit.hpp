@@ -35,6 +35,11 @@ RateDecision gcra(const RateLimit& limit, int64_t now_us, int64_t& tat_us);
 // sweep(); past `max_keys` new keys evict by sweep first, then are refused tracking (allowed, counted).
 class LocalLimiter {
  public:
+  // Its clock (microseconds): steady, so that a wall clock stepped back (NTP, an operator) does not leave every
+  // recent caller refused until it catches up. (Redis decides by its own clock.)
+  static int64_t clock_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
   explicit LocalLimiter(std::size_t max_keys = 1'000'000) : max_keys_(max_keys) {}
   RateDecision check(std::string_view key, const RateLimit& limit, int64_t now_us);
   void sweep(int64_t now_us);
