@@ -1175,7 +1175,9 @@ std::optional<jsonrpc::Reply> Hub::unavailable(Session& s, Server& srv, const Ca
   if (cat.loaded || cat.unavailable.expired() || cat.unavailable.lock() != connection_for(s, srv)) return std::nullopt;
   srv.stats.calls++;
   srv.stats.errors++;
-  if (on_call) on_call(srv.cfg.id, std::string(label), "error", 0);
+  // (the label: an MCP method's name, else "other" — with no catalog a tool name is the client's word, and
+  // each would take one of the server's metric labels)
+  if (on_call) on_call(srv.cfg.id, mcp_method(label) ? std::string(label) : std::string("other"), "error", 0);
   return jsonrpc::make_error(id, code::internal_error,
                              "Upstream server '" + srv.cfg.id + "' is unavailable: " + cat.error);
 }
