@@ -1112,6 +1112,9 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
                                                            std::string method, json::value params, json::value id,
                                                            std::shared_ptr<Channel> ch, std::string raw_params,
                                                            std::string_view tool, const policy::Route* route) {
+  // The client went away while the request waited (its server's tools being listed first): nothing is sent,
+  // as a call in flight then is cancelled (abandon).
+  if (ch && ch->gone) co_return std::nullopt;
   std::string key = id_key(id);
   if (s->in_flight.count(key))
     co_return jsonrpc::make_error(id, code::invalid_request, "A request with this id is already in progress");

@@ -160,6 +160,25 @@ describe('a cancellation before the call reaches its upstream', () => {
     } finally { await cleanAll(cleanups); }
   });
 
+  it('a client that hangs up while the server\'s catalog is first loaded: its call is not carried out', async (t) => {
+    const marks = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gh-edges-')), 'marks');
+    const gh = await startGatehouse({ t, servers: {
+      slow: fixtureStdio('slow-start.js', { env: { START_DELAY_MS: '2000', MARK_FILE: marks } }),
+    } });
+    const s = await rawSession(gh.mcpUrl);
+    const ac = new AbortController();
+    const hungUp = fetch(gh.mcpUrl, { method: 'POST', signal: ac.signal,
+      headers: withAuth(gh.mcpUrl, { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': s.sessionId }),
+      body: JSON.stringify(rpc('tools/call', { name: 'slow__mark', arguments: { tag: 'abandoned' } }, 'h1')) }).catch(() => null);
+    await delay(400);
+    ac.abort();
+    await hungUp;
+    const later = await s.post(rpc('tools/call', { name: 'slow__mark', arguments: { tag: 'later' } }));
+    assert.match(later.text, /marked later/);
+    await delay(300);
+    assert.deepEqual(fs.readFileSync(marks, 'utf8').split('\n').filter(Boolean), ['later']);
+  });
+
   it('while the server\'s catalog is first loaded: honoured, and another session\'s call with the same id is not', async () => {
     const cleanups = [];
     try {
