@@ -578,6 +578,12 @@ std::string Authenticator::client_ip(std::string_view peer, std::string_view xff
   auto hops = split(xff, ',');
   for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
     auto hop = trim(*it);
+    // Some proxies write a port ("203.0.113.7:51234", "[2001:db8::1]:443") or brackets: the address is the client.
+    if (hop.starts_with('[')) {
+      if (auto close = hop.find(']'); close != std::string_view::npos) hop = hop.substr(1, close - 1);
+    } else if (auto colon = hop.find(':'); colon != std::string_view::npos && hop.find(':', colon + 1) == std::string_view::npos) {
+      hop = hop.substr(0, colon);
+    }
     boost::system::error_code ec;
     net::ip::make_address(std::string(hop), ec);
     if (ec) break;

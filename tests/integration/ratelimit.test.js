@@ -192,6 +192,14 @@ describe('the client IP of the per-IP limit', () => {
     assert.equal(passed + statuses.filter((s) => s === 429).length, 12, statuses.join(','));
   });
 
+  it('an X-Forwarded-For address written with a port or brackets is still the client\'s (not the proxy\'s shared allowance)', async (t) => {
+    const proxied = await startGatehouse({ t, env: { RATE_LIMIT_PER_IP: '5', TRUSTED_PROXIES: '127.0.0.1' } });
+    for (const hop of ['203.0.113.20:51234', '[2001:db8:9::1]:443', '[2001:db8:8::1]', '203.0.113.21']) {
+      const res = await burst(3, () => ({ url: `${proxied.url}/servers`, headers: { 'x-forwarded-for': hop } }));
+      assert.equal(res.byStatus[401], 3, `${hop} has its own allowance: ${JSON.stringify(res.byStatus)}`);
+    }
+  });
+
   it('IPv6 clients are limited by their /64 (one host usually has a whole /64 to take addresses from)', async (t) => {
     const proxied = await startGatehouse({ t, env: { RATE_LIMIT_PER_IP: '5', TRUSTED_PROXIES: '127.0.0.1' } });
     const same64 = await burst(10, (i) => ({ url: `${proxied.url}/servers`, headers: { 'x-forwarded-for': `2001:db8:1:2::${(i + 1).toString(16)}` } }));
