@@ -1133,35 +1133,34 @@ class SqlStore final : public Store {
 
   // Analytics rows are written through a connection of their own, so the writer — a low-priority thread that
   // can wait a long time for a core in the middle of a transaction on a busy machine — never holds the lock
-  // every other store call takes (a directory reload waited seconds behind it). Opened on first use. An
-  // in-memory SQLite database has no second connection: there the rows share conn_ and mu_.
+  // every other store call takes (a directory reload waited seconds behind it); analytics reports, which read
+  // a window's rows and may take long, through another. Each opened on first use. An in-memory SQLite database
+  // has no second connection: there they share conn_ and mu_.
   template <class F>
   void with_analytics_connection(F&& f) {
-    if (in_memory()) {
-      std::lock_guard lk(mu_);
-      f(*conn_);
-      return;
-    }
-    std::lock_guard lk(analytics_mu_);
-    if (!analytics_conn_) {
-      analytics_conn_ = pg() ? sql::open_postgres(url_, "mcp_proxy.") : sql::open_sqlite(sqlite_path_);
+    with_own_connection(analytics_mu_, analytics_conn_, [&](Connection& c) {
       // Its commits leave the log to checkpoint_analytics() (SQLite's default: a checkpoint by the commit
       // that takes the log past 1,000 pages, a fifth of the writer's CPU, in the middle of the load).
-      if (!pg()) analytics_conn_->script("PRAGMA wal_autocheckpoint=0");
-    }
-    f(*analytics_conn_);
+      if (!pg()) c.script("PRAGMA wal_autocheckpoint=0");
+    }, f);
   }
-
   template <class F>
   void with_report_connection(F&& f) {
+    with_own_connection(report_mu_, report_conn_, [](Connection&) {}, f);
+  }
+  template <class Setup, class F>
+  void with_own_connection(std::mutex& m, std::unique_ptr<Connection>& conn, Setup&& setup, F& f) {
     if (in_memory()) {
       std::lock_guard lk(mu_);
       f(*conn_);
       return;
     }
-    std::lock_guard lk(report_mu_);
-    if (!report_conn_) report_conn_ = pg() ? sql::open_postgres(url_, "mcp_proxy.") : sql::open_sqlite(sqlite_path_);
-    f(*report_conn_);
+    std::lock_guard lk(m);
+    if (!conn) {
+      conn = pg() ? sql::open_postgres(url_, "mcp_proxy.") : sql::open_sqlite(sqlite_path_);
+      setup(*conn);
+    }
+    f(*conn);
   }
 
   std::recursive_mutex mu_;  // guards conn_ (one connection per store); recursive: atomically()

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
-import { checkConfig, freePort, rssKb, startGatehouse, waitFor } from './lib/index.js';
+import { checkConfig, freePort, pump, rssKb, startGatehouse, waitFor } from './lib/index.js';
 import { createOpenWebUiDb, mintWebUiToken } from './lib/openwebui.js';
 
 const SECRET = 'webui-secret-for-proxy-tests-0123456789';
@@ -599,18 +599,8 @@ describe('reverse proxy: framing, deadlines, and an Open WebUI that misbehaves',
         return;
       }
       if (req.url === '/endless') {  // a chunk header that never ends
-        const s = req.socket;
-        s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n1;a=');
-        const piece = Buffer.alloc(65536, 'b');
-        const pump = () => {
-          while (!s.destroyed) {
-            flood.sent += piece.length;
-            if (!s.write(piece)) { s.once('drain', pump); return; }
-          }
-        };
-        s.on('close', () => { flood.closed = true; });
-        s.on('error', () => {});
-        pump();
+        req.socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n1;a=');
+        pump(req.socket, Buffer.alloc(65536, 'b'), { count: flood });
         return;
       }
       req.resume();
@@ -646,17 +636,7 @@ describe('reverse proxy: framing, deadlines, and an Open WebUI that misbehaves',
   });
   const statusOf = (text) => Number(/^HTTP\/1\.[01] (\d+)/.exec(text)?.[1]);
   // Writes `bytes` of 'b' in pieces while the gateway takes them.
-  const endless = (bytes) => (s) => {
-    const piece = Buffer.alloc(65536, 'b');
-    let left = bytes;
-    const pump = () => {
-      while (left > 0 && !s.destroyed) {
-        left -= piece.length;
-        if (!s.write(piece)) { s.once('drain', pump); return; }
-      }
-    };
-    pump();
-  };
+  const endless = (bytes) => (s) => pump(s, Buffer.alloc(65536, 'b'), { bytes });
 
   it('an answer slower than KEEPALIVE_TIMEOUT_S still arrives: the wait for the head is not the wait for the answer', async () => {
     const { text, ms } = await exchange('GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');

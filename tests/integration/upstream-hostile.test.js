@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
-import { connectClient, fixtureStdio, rawSession, resultText, rssKb, startGatehouse, waitFor } from './lib/index.js';
+import { connectClient, fixtureStdio, pump, rawSession, resultText, rssKb, startGatehouse, waitFor } from './lib/index.js';
 import { makeGroup, makeUser, putGrant } from './lib/tenancy.js';
 import { send } from './lib/ops.js';
 
@@ -71,15 +71,7 @@ function rawMcpServer(onCall, { sessionId, onGet } = {}) {
 // An answer whose first chunk header never ends: bytes as fast as the gateway takes them, counted.
 function endlessChunkHeader(socket, count) {
   socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1;a=');
-  const piece = Buffer.alloc(65536, 'b');
-  const pump = () => {
-    while (!socket.destroyed) {
-      count.sent += piece.length;
-      if (!socket.write(piece)) { socket.once('drain', pump); return; }
-    }
-  };
-  socket.on('close', () => { count.closed = true; });
-  pump();
+  pump(socket, Buffer.alloc(65536, 'b'), { count });
 }
 
 describe('hostile upstreams', () => {
@@ -276,17 +268,8 @@ describe('upstream answers held while being read: at most UPSTREAM_MEMORY_LIMIT_
       sessionId: 'endless-get',
       onGet: (socket) => {
         streams += 1;
-        socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
-        const piece = `10000\r\n${'d'.repeat(0x10000)}\r\n`;
-        let first = true;
-        const pump = () => {
-          while (!socket.destroyed) {
-            const chunk = first ? `6\r\ndata: \r\n${piece}` : piece;
-            first = false;
-            if (!socket.write(chunk)) { socket.once('drain', pump); return; }
-          }
-        };
-        pump();
+        socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\ndata: \r\n');
+        pump(socket, `10000\r\n${'d'.repeat(0x10000)}\r\n`);
       },
     });
     const port = await listen(endless.server);

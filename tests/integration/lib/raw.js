@@ -105,3 +105,21 @@ export async function rawSession(url, { protocolVersion = LATEST_PROTOCOL, capab
     remove: () => rawRequest(url, { method: 'DELETE', headers: sessionHeaders }),
   };
 }
+
+/**
+ * Writes `piece` to `socket` over and over, as fast as the peer takes it, until the socket closes or `bytes`
+ * are written: a peer that sends without end (a chunk header, an SSE event that never ends). Counts what it
+ * wrote in `count.sent` and sets `count.closed` when the socket closes.
+ */
+export function pump(socket, piece, { bytes = Infinity, count = { sent: 0, closed: false } } = {}) {
+  socket.on('close', () => { count.closed = true; });
+  socket.on('error', () => {});
+  const more = () => {
+    while (count.sent < bytes && !socket.destroyed) {
+      count.sent += piece.length;
+      if (!socket.write(piece)) { socket.once('drain', more); return; }
+    }
+  };
+  more();
+  return count;
+}
