@@ -3,6 +3,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <boost/url/pct_string_view.hpp>
 
 #include "core/log.hpp"
 #include "core/util.hpp"
@@ -120,9 +121,11 @@ json::value map_tool_result(const json::object& result) {
 }
 
 net::awaitable<void> OpenApi::handle(http::Exchange& ex, std::string_view rest, Caller caller) {
+  // (HEAD as GET: the server sends the fields without the body; a 405 says what is allowed, RFC 9110 §15.5.6)
+  const bool read = ex.req.method() == bhttp::verb::get || ex.req.method() == bhttp::verb::head;
   if (rest == "/openapi.json" || rest == "/openapi.json/") {
-    if (ex.req.method() != bhttp::verb::get) {
-      co_await ex.send_json(bhttp::status::method_not_allowed, detail("Use GET"));
+    if (!read) {
+      co_await ex.send_json(bhttp::status::method_not_allowed, detail("Use GET"), "Allow: GET, HEAD\r\n");
       co_return;
     }
     co_await spec(ex, "", std::move(caller));
@@ -135,22 +138,28 @@ net::awaitable<void> OpenApi::handle(http::Exchange& ex, std::string_view rest, 
     co_return;
   }
   std::string server(parts.substr(0, slash));
-  std::string tail(parts.substr(slash + 1));
+  // The tool's name as sent in the path: percent-decoded (a name the client had to encode is found).
+  auto encoded = boost::urls::make_pct_string_view(parts.substr(slash + 1));
+  if (!encoded) {
+    co_await ex.send_json(bhttp::status::not_found, detail("Not found: a malformed percent-encoding in the tool's name"));
+    co_return;
+  }
+  std::string tail = encoded->decode();
   auto srv = hub_.find(server);
   if (!srv || !srv->cfg.enabled || !caller.may_use(srv->cfg)) {
     co_await ex.send_json(bhttp::status::not_found, detail("Unknown tool server: " + server));
     co_return;
   }
   if (tail == "openapi.json") {
-    if (ex.req.method() != bhttp::verb::get) {
-      co_await ex.send_json(bhttp::status::method_not_allowed, detail("Use GET"));
+    if (!read) {
+      co_await ex.send_json(bhttp::status::method_not_allowed, detail("Use GET"), "Allow: GET, HEAD\r\n");
       co_return;
     }
     co_await spec(ex, server, std::move(caller));
     co_return;
   }
   if (ex.req.method() != bhttp::verb::post) {
-    co_await ex.send_json(bhttp::status::method_not_allowed, detail("Tools are called with POST"));
+    co_await ex.send_json(bhttp::status::method_not_allowed, detail("Tools are called with POST"), "Allow: POST\r\n");
     co_return;
   }
   co_await call(ex, server, tail, std::move(caller));

@@ -320,6 +320,16 @@ describe('OpenAPI tool servers', () => {
       'POST on a server document');
     assertDetail(await request(gh, 'POST', '/openapi/openapi.json', { headers: gh.authHeaders, body: {} }), 405, undefined,
       'POST on the aggregate document');
+    // A 405 says what is allowed; HEAD fetches a document's fields; a tool's name may come percent-encoded.
+    assert.equal((await request(gh, 'PUT', '/openapi/everything/echo', { headers: gh.authHeaders, body: {} })).headers.get('allow'), 'POST');
+    assert.equal((await request(gh, 'POST', '/openapi/openapi.json', { headers: gh.authHeaders, body: {} })).headers.get('allow'), 'GET, HEAD');
+    const head = await fetch(`${gh.url}/openapi/everything/openapi.json`, { method: 'HEAD', headers: gh.authHeaders });
+    assert.equal(head.status, 200);
+    assert.match(head.headers.get('content-type'), /json/);
+    assert.equal(await head.text(), '');
+    const encoded = await request(gh, 'POST', '/openapi/everything/ech%6F', { headers: gh.authHeaders, body: { message: 'decoded' } });
+    assert.equal(encoded.status, 200, encoded.text);
+    assert.match(JSON.stringify(encoded.body), /decoded/);
 
     // No credentials, or bad ones: 401 with a detail, on the documents and the operations.
     for (const headers of [{}, { authorization: 'Bearer gh_not_a_real_key' }]) {
