@@ -179,9 +179,10 @@ net::awaitable<void> Router::refuse(http::Exchange& ex, const RateCheck& rc, con
                         "RateLimit-Remaining: 0\r\n" + "RateLimit-Reset: " + std::to_string(d.reset_s) + "\r\n";
   std::string message = "Rate limit exceeded: " + std::to_string(rc.limit.per_minute) +
                         " requests per minute; retry in " + std::to_string(std::max<int64_t>(d.retry_after_s, 1)) + " s";
-  // An MCP client matches the error to its request by id: take it from a single-request body (rare path).
+  // An MCP client matches the error to its request by id: take it from a single-request body (rare path) of a
+  // usual size — a refusal must stay cheap, and a flood of 4 MB bodies would otherwise cost a parse each.
   json::value id = nullptr;
-  if (mcp) {
+  if (mcp && ex.req.body().size() <= 64 * 1024) {
     auto parsed = jsonrpc::parse_body(ex.req.body());
     if (!parsed.error_code && !parsed.batch && parsed.messages.size() == 1 && parsed.messages[0].is_object())
       if (auto* v = parsed.messages[0].as_object().if_contains("id"); v && jsonrpc::valid_id(*v)) id = *v;
