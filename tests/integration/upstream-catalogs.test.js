@@ -8,11 +8,12 @@ import { connectClient, fixtureStdio, rssKb, startGatehouse, waitFor } from './l
 
 describe('upstream catalogs', () => {
   let gh;
+  let rssAtStart;
   before(async () => {
     gh = await startGatehouse({
-      env: { LIST_WAIT_MS: '1500' },
+      env: { LIST_WAIT_MS: '4000' },  // (room for the quick servers to start on a loaded machine)
       servers: {
-        slow: fixtureStdio('slow-start.js', { env: { START_DELAY_MS: '5000' } }),
+        slow: fixtureStdio('slow-start.js', { env: { START_DELAY_MS: '15000' } }),
         odd: fixtureStdio('odd-catalog.js', { env: { ODD: 'nameless' } }),
         loop: fixtureStdio('odd-catalog.js', { env: { ODD: 'loop' } }),
         huge: fixtureStdio('odd-catalog.js', { env: { ODD: 'huge' } }),
@@ -20,6 +21,7 @@ describe('upstream catalogs', () => {
     });
   });
   after(async () => { await gh?.stop(); });
+  before(() => { rssAtStart = rssKb(gh.pid); });
 
   const names = async (client) => (await client.listTools()).tools.map((t) => t.name).sort();
 
@@ -29,10 +31,10 @@ describe('upstream catalogs', () => {
     const started = Date.now();
     const first = await names(client);
     const waited = Date.now() - started;
-    assert.ok(waited < 4500, `the list waited ${waited} ms for the slow server`);
+    assert.ok(waited < 12000, `the list waited ${waited} ms for the slow server (it starts in 15 s)`);
     assert.ok(!first.includes('slow__mark'), first.join());
     assert.ok(first.includes('odd__ok'), first.join());
-    await waitFor(() => changed > 0, { timeoutMs: 20000, what: 'notifications/tools/list_changed' });
+    await waitFor(() => changed > 0, { timeoutMs: 40000, what: 'notifications/tools/list_changed' });
     assert.ok((await names(client)).includes('slow__mark'));
     assert.ok(gh.logs.some((l) => l.includes('listed without servers still loading')));
   });
@@ -48,14 +50,14 @@ describe('upstream catalogs', () => {
 
   it('a cursor that comes back ends the list; a list without end is cut short at 16 MiB, not kept whole', async (t) => {
     const client = await connectClient(gh.mcpUrl, { t });
-    const before = rssKb(gh.pid);
     const tools = await names(client);
     assert.deepEqual(tools.filter((n) => n.startsWith('loop__')), ['loop__loop']);
     const huge = tools.filter((n) => n.startsWith('huge__'));
     assert.ok(huge.length >= 1 && huge.length <= 8, `${huge.length} huge tools kept`);
     assert.ok(gh.logs.some((l) => l.includes('a cursor came back')));
     assert.ok(gh.logs.some((l) => l.includes('catalog cut short')));
-    const grown = rssKb(gh.pid) - before;
-    assert.ok(grown < 200 * 1024, `the gateway grew by ${grown} KiB`);
+    // (kept whole, 100 pages of 2 MB would be 200 MB of catalog, and more while read)
+    const grown = rssKb(gh.pid) - rssAtStart;
+    assert.ok(grown < 150 * 1024, `the gateway grew by ${grown} KiB since it started`);
   });
 });
