@@ -145,13 +145,19 @@ struct Call {
     return std::nullopt;
   }
   // A user made on the way (adding an unknown email to a group), audited as one.
-  void create_listed_user(const std::string& email) {
-    if (st.get_user(email)) return;
+  // A person added to a group by address who has no account yet gets one, audited as user.create.
+  static store::User listed_user(const std::string& email) {
     store::User u;
     u.email = email;
     u.source = "admin";
     u.created_at = unix_now();
-    if (st.create_user(u)) audit("user.create", email, {{"after", user_json(u, {})}});
+    return u;
+  }
+  static json::object listed_user_created(const store::User& u) { return {{"after", user_json(u, {})}}; }
+  void create_listed_user(const std::string& email) {
+    if (st.get_user(email)) return;
+    auto u = listed_user(email);
+    if (st.create_user(u)) audit("user.create", email, listed_user_created(u));
   }
 
   Reply run() {
@@ -401,11 +407,8 @@ struct Call {
       // One audit entry for each user created, as when one is added alone (create_listed_user).
       std::vector<store::AuditEntry> entries;
       for (auto& email : done.created) {
-        store::User u;
-        u.email = email;
-        u.source = "admin";
-        u.created_at = unix_now();
-        entries.push_back({0, u.created_at, actor, "user.create", email, gh::to_json(json::object{{"after", user_json(u, {})}})});
+        auto u = listed_user(email);
+        entries.push_back({0, u.created_at, actor, "user.create", email, gh::to_json(listed_user_created(u))});
       }
       st.append_audits(entries);
       changed = changed || !entries.empty();

@@ -111,20 +111,28 @@ net::awaitable<void> redirect(http::Exchange& ex, std::string location, std::vec
   co_await ex.send(std::move(res));
 }
 
-// A page a person reads: what went wrong and what to do.
-net::awaitable<void> page(http::Exchange& ex, bhttp::status status, std::string_view title, std::string_view text,
-                          std::vector<std::string> cookies = {}) {
+// A page a person reads: `title` and then `body_html` (markup, escaped by the caller). It cannot be framed.
+net::awaitable<void> page_html(http::Exchange& ex, bhttp::status status, std::string_view title, std::string body_html,
+                               std::vector<std::string> cookies = {}) {
   http::Response res(status, ex.req.version());
   res.set(bhttp::field::content_type, "text/html; charset=utf-8");
   res.set(bhttp::field::cache_control, "no-store");
+  res.set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
+  res.set("X-Frame-Options", "DENY");
   for (auto& c : cookies) res.insert(bhttp::field::set_cookie, c);
   res.body() = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + html_escape(title) +
                "</title><meta name=\"viewport\" content=\"width=device-width\"></head><body style=\"font-family:sans-serif;"
-               "max-width:40em;margin:4em auto\"><h1>" + html_escape(title) + "</h1><p>" + html_escape(text) +
-               "</p><p><a href=\"/auth/login\">Sign in again</a></p></body></html>";
+               "max-width:40em;margin:4em auto\"><h1>" + html_escape(title) + "</h1>" + body_html + "</body></html>";
   res.keep_alive(ex.req.keep_alive());
   res.prepare_payload();
   co_await ex.send(std::move(res));
+}
+
+// What went wrong and what to do.
+net::awaitable<void> page(http::Exchange& ex, bhttp::status status, std::string_view title, std::string_view text,
+                          std::vector<std::string> cookies = {}) {
+  co_await page_html(ex, status, title, "<p>" + html_escape(text) + "</p><p><a href=\"/auth/login\">Sign in again</a></p>",
+                     std::move(cookies));
 }
 
 net::awaitable<void> reply(http::Exchange& ex, const admin::Reply& r) {
@@ -187,21 +195,10 @@ net::awaitable<void> Routes::logout(http::Exchange& ex) {
   cookies.push_back(cookie(kSessionCookie, "", "/", 0));
   if (credential.empty()) co_return co_await redirect(ex, "/", std::move(cookies));
   auto expected = auth_.csrf_token(credential);
-  if (ex.req.method() == bhttp::verb::get) {
-    http::Response res(bhttp::status::ok, ex.req.version());
-    res.set(bhttp::field::content_type, "text/html; charset=utf-8");
-    res.set(bhttp::field::cache_control, "no-store");
-    res.set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
-    res.set("X-Frame-Options", "DENY");
-    res.body() = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign out</title>"
-                 "<meta name=\"viewport\" content=\"width=device-width\"></head><body style=\"font-family:sans-serif;"
-                 "max-width:40em;margin:4em auto\"><h1>Sign out of Gatehouse?</h1>"
-                 "<form method=\"post\" action=\"/auth/logout\"><input type=\"hidden\" name=\"csrf_token\" value=\"" +
-                 html_escape(expected) + "\"><button type=\"submit\">Sign out</button></form></body></html>";
-    res.keep_alive(ex.req.keep_alive());
-    res.prepare_payload();
-    co_return co_await ex.send(std::move(res));
-  }
+  if (ex.req.method() == bhttp::verb::get)
+    co_return co_await page_html(ex, bhttp::status::ok, "Sign out of Gatehouse?",
+                                 "<form method=\"post\" action=\"/auth/logout\"><input type=\"hidden\" name=\"csrf_token\" value=\"" +
+                                     html_escape(expected) + "\"><button type=\"submit\">Sign out</button></form>");
   std::string sent(ex.req["X-CSRF-Token"]);
   if (sent.empty() && header_has_token(ex.req[bhttp::field::content_type], "application/x-www-form-urlencoded"))
     if (auto form = boost::urls::parse_query(ex.req.body()))

@@ -59,9 +59,9 @@ bool hop_by_hop(bhttp::field f, std::string_view name, std::string_view connecti
   return !connection.empty() && listed_in(connection, name);
 }
 
-// A list field's lines as one list (RFC 9110 §5.3): a second Connection line names hop-by-hop fields too.
-template <class Fields>
-std::string every_line(const Fields& fields, bhttp::field name) {
+// A response's list field, its lines as one list (RFC 9110 §5.3; Request::list for a request's): a second
+// Connection line names hop-by-hop fields too.
+std::string every_line(const bhttp::fields& fields, bhttp::field name) {
   std::string out;
   for (const auto& f : fields)
     if (f.name() == name) out.append(out.empty() ? "" : ",").append(f.value());
@@ -234,7 +234,8 @@ net::awaitable<void> ReverseProxy::relay(Exchange& ex, const HeaderList& extra, 
   m.method_string(req.method_string());
   m.target(base_path_ + std::string(req.target()));  // (an origin-form target: the server made it one)
   m.version(11);
-  auto connection = every_line(req, bhttp::field::connection);
+  std::string connection_lines;
+  auto connection = req.list(Request::Name::connection, connection_lines);
   for (const auto& f : req) {
     auto name = f.name_string();
     if (hop_by_hop(f.name(), name, connection) || f.name() == bhttp::field::expect) continue;
