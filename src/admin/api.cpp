@@ -74,15 +74,8 @@ bool parse_int(std::string_view s, int64_t& out) {
   return true;
 }
 
-constexpr std::string_view kGroupNameRule =
-    "name is required: 1-128 characters, no slashes, invisible characters or surrounding spaces, not . or ..";
-
-bool valid_group_name(std::string_view n) {
-  if (n.empty() || n.size() > 128 || n == "." || n == ".." || auth::has_invisible(n)) return false;
-  for (unsigned char c : n)
-    if (c < 0x20 || c == 0x7f || c == '/') return false;
-  return trim(n).size() == n.size();
-}
+using auth::kGroupNameRule;
+using auth::valid_group_name;
 
 const json::value* field(const json::object& o, std::string_view k) {
   auto it = o.find(k);
@@ -309,7 +302,7 @@ struct Call {
     }
     if (auto* p = field(body, "priority")) {
       if (!p->is_int64() || p->as_int64() < -1000000 || p->as_int64() > 1000000)
-        return error_reply(400, "invalid_request", "priority must be an integer");
+        return error_reply(400, "invalid_request", "priority must be a whole number from -1000000 to 1000000");
       g.priority = static_cast<int>(p->as_int64());
     }
     if (auto* t = field(body, "is_tenant")) {

@@ -146,6 +146,7 @@ struct Authenticator::Impl {
     uint64_t key_generation = 0;  // OIDC: the provider's key generation when verified
     std::string api_key_id;       // a session made from an API key: that key's id (it must still be valid)
     bool own_session = false;     // verified as our session cookie: accepted only as one
+    int64_t account_created = 0;  // a session: the created_at of the account it was issued to (0: not said)
   };
   // Accepted tokens, by the token itself (looked up on every request). Only credentials that verified get in,
   // so the map grows with the users, not with what anyone sends.
@@ -194,6 +195,7 @@ struct Authenticator::Impl {
   }
 
   void put(std::string_view token, Cached c) {
+    if (c.status == 503) return;  // unavailable is not a verdict on the token: asked again next time
     if (c.status) {
       make_room(refused, kRefusedMax);
       refused.insert_or_assign(refusal_key(token, c.own_session), std::move(c));
@@ -225,6 +227,8 @@ struct Authenticator::Impl {
       r.principal.identity = directory.user(c.key);
     }
     if (!r.principal.identity) return unauthorized("user " + c.key + " no longer exists");
+    if (c.account_created && r.principal.identity->created_at != c.account_created)  // deleted, then made again
+      return unauthorized("session of an earlier account " + c.key + ", since deleted");
     if (r.principal.identity->disabled) return fail(403, "user " + r.principal.identity->email + " is disabled",
                                                     "Forbidden: this account is disabled");
     return r;
@@ -253,9 +257,23 @@ struct Authenticator::Impl {
   // browser sign-in (sign_in below), a user bound to another IdP account is refused (null, with `conflict`
   // said), and one not bound to an IdP account yet is bound to this `subject`: an email claim alone never
   // takes over an account that another identity signs in to.
+  // A store that fails (down, locked past its timeout) is said in `unavailable` (logged; null returned).
   net::awaitable<std::shared_ptr<const Identity>> find_or_create(std::string email, std::string name,
                                                                 std::string subject, std::string source,
-                                                                std::string* conflict = nullptr) {
+                                                                std::string* conflict = nullptr,
+                                                                bool* unavailable = nullptr) {
+    try {
+      co_return co_await find_or_create_now(std::move(email), std::move(name), std::move(subject), std::move(source), conflict);
+    } catch (const std::exception& e) {
+      log::error("user directory unavailable", {{"error", e.what()}});
+      if (unavailable) *unavailable = true;
+    }
+    co_return nullptr;
+  }
+
+  net::awaitable<std::shared_ptr<const Identity>> find_or_create_now(std::string email, std::string name,
+                                                                    std::string subject, std::string source,
+                                                                    std::string* conflict) {
     if (!subject.empty())
       if (auto e = directory.current()->email_for_subject(subject)) email = *e;
     if (auto id = directory.user(email)) {
@@ -303,6 +321,7 @@ struct Authenticator::Impl {
       id->email = u.email;
       id->name = u.name;
       id->subject = u.subject;
+      id->created_at = u.created_at;
       id->groups = store.groups_of(u.email);
       id->is_admin = u.is_admin || id->in_group(kAdminGroup);
       id->disabled = u.disabled;
@@ -343,8 +362,13 @@ struct Authenticator::Impl {
     auto* verified = claims.if_contains("email_verified");
     bool unverified = verified && ((verified->is_bool() && !verified->as_bool()) ||
                                    (verified->is_string() && verified->as_string() == "false"));
+    // preferred_username and upn name a user only in Microsoft Entra's tokens (those with `tid`), where they
+    // are the UPN, in a domain the tenant has verified; elsewhere preferred_username is whatever the user
+    // chose (OIDC Core 5.1: not unique, not to be relied on), and would name any account not bound yet.
+    bool entra = !claim_string(claims, "tid").empty();
     for (auto key : {"email", "preferred_username", "upn"}) {
       if (unverified && std::string_view(key) == "email") continue;
+      if (!entra && std::string_view(key) != "email") break;
       auto v = normalize_email(claim_string(claims, key));
       if (plausible_email(v)) return v;
     }
@@ -364,14 +388,18 @@ struct Authenticator::Impl {
         c.reason = "OIDC token refused: " + reason;
       } else if (auto email = email_of(*claims); email.empty()) {
         c.status = 401;
-        c.reason = "OIDC token has no email, preferred_username or upn claim";
+        c.reason = "OIDC token has no verified email (nor, from Microsoft Entra, preferred_username or upn)";
       } else if (!domain_allowed(email)) {
         c.status = 403;
         c.reason = "email domain not allowed: " + email;
       } else {
         std::string conflict;
-        auto id = co_await find_or_create(email, claim_string(*claims, "name"), subject_of(*claims), "oidc", &conflict);
-        if (!id) {
+        bool unavailable = false;
+        auto id = co_await find_or_create(email, claim_string(*claims, "name"), subject_of(*claims), "oidc", &conflict,
+                                          &unavailable);
+        if (unavailable) {
+          co_return fail(503, "user directory unavailable", "Service unavailable: cannot resolve the user now");
+        } else if (!id) {
           c.status = conflict.empty() ? 401 : 403;
           c.reason = conflict.empty() ? "could not create user " + email : conflict;
         } else {
@@ -445,7 +473,11 @@ struct Authenticator::Impl {
     auto email = normalize_email(user->email);
     if (!plausible_email(email)) co_return unauthorized("Open WebUI user " + id + " has no usable email");
     // Make sure a local account exists so admins can see the user and add groups.
-    if (!directory.user(email)) co_await find_or_create(email, user->name, "openwebui:" + id, "openwebui");
+    if (!directory.user(email)) {
+      bool unavailable = false;
+      co_await find_or_create(email, user->name, "openwebui:" + id, "openwebui", nullptr, &unavailable);
+      if (unavailable) co_return fail(503, "user directory unavailable", "Service unavailable: cannot resolve the user now");
+    }
     WebUiUser w;
     w.user = std::move(*user);
     w.fetched = unix_now();
@@ -555,6 +587,7 @@ std::string Authenticator::issue_session(const Principal& p, std::string_view ap
   auto now = unix_now();
   json::object claims{{"typ", "session"}, {"sub", p.email()}, {"ra", p.role_admin}, {"iat", now},
                       {"exp", now + impl_->settings.session_lifetime_s}, {"sid", random_token(12)}};
+  if (p.identity && p.identity->created_at) claims["uc"] = p.identity->created_at;
   if (!api_key.empty())
     if (auto* key = impl_->directory.current()->api_key_by_hash(sha256_hex(api_key))) {
       claims["kid"] = key->id;
@@ -659,6 +692,7 @@ std::optional<AuthResult> Authenticator::authenticate_now(const http::Request& r
       c.role_admin = ra != claims->end() && ra->value().is_bool() && ra->value().as_bool();
       c.expires = expires_at(*claims);
       c.api_key_id = claim_string(*claims, "kid");
+      if (auto uc = claims->find("uc"); uc != claims->end() && uc->value().is_int64()) c.account_created = uc->value().as_int64();
     }
     im.put(token, c);
     return im.resolve(c);
@@ -683,7 +717,10 @@ net::awaitable<AuthResult> Authenticator::authenticate_waiting(const http::Reque
   if (kind == CredentialKind::none) {  // a trusted proxy's identity headers (authenticate_now checked it is one)
     auto email = normalize_email((*identity_headers)["X-User-Email"]);
     if (!plausible_email(email)) co_return unauthorized("trusted proxy sent no usable X-User-Email");
-    auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy");
+    bool unavailable = false;
+    auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy", nullptr,
+                                         &unavailable);
+    if (unavailable) co_return fail(503, "user directory unavailable", "Service unavailable: cannot resolve the user now");
     if (!id) co_return unauthorized("could not create user " + email);
     Impl::Cached c;
     c.method = AuthMethod::header;
@@ -703,7 +740,7 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
   auto& im = *impl_;
   auto email = Impl::email_of(claims);
   if (email.empty())
-    co_return fail(403, "ID token has no email, preferred_username or upn",
+    co_return fail(403, "ID token has no verified email (nor, from Microsoft Entra, preferred_username or upn)",
                    "Your identity provider did not send an email address for your account.");
   if (!im.domain_allowed(email))
     co_return fail(403, "email domain not allowed: " + email,
@@ -711,10 +748,19 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
   auto subject = Impl::subject_of(claims);
   auto name = claim_string(claims, "name");
   std::optional<std::vector<std::string>> synced;
-  if (im.settings.oidc_group_sync) synced = claim_strings(claims, im.settings.oidc_groups_claim);
+  if (im.settings.oidc_group_sync) {
+    // Only names the admin API would accept: an IdP group "/Eng/Backend" or ".." would make a group nobody
+    // can open or delete here.
+    synced.emplace();
+    for (auto& g : claim_strings(claims, im.settings.oidc_groups_claim)) {
+      if (valid_group_name(g)) synced->push_back(std::move(g));
+      else log::warn("IdP group not synced: not a valid group name", {{"email", email}, {"group", g}, {"rule", kGroupNameRule}});
+    }
+  }
   std::string conflict;
   auto job = [&, email, subject, name, synced]() -> std::shared_ptr<const Identity> {
     auto& st = im.store;
+    bool changed = false;
     std::optional<store::User> u;
     if (auto e = st.find_user_by_subject(subject)) u = e;
     if (!u) u = st.get_user(email);
@@ -730,23 +776,46 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
       n.subject = subject;
       n.source = "oidc";
       n.created_at = n.last_seen_at = now;
-      if (st.create_user(n)) log::info("user created on first sign-in", {{"email", email}, {"source", "oidc"}});
+      if (st.create_user(n)) {
+        log::info("user created on first sign-in", {{"email", email}, {"source", "oidc"}});
+        changed = true;
+      }
       u = st.get_user(email);
       if (!u) return nullptr;
+      if (bound_to_other(u->subject, subject)) {  // created meanwhile by another sign-in, of another account
+        conflict = bound_elsewhere(email, u->subject);
+        return nullptr;
+      }
+      if (u->subject != subject) {  // created meanwhile by an administrator: bound now
+        st.update_user_sign_in(u->email, subject, u->name);
+        u->subject = subject;
+        changed = true;
+      }
     } else {
       bool dirty = false;
       if (u->subject != subject) u->subject = subject, dirty = true;  // (not bound to an IdP account yet)
       if (!name.empty() && u->name != name) u->name = name, dirty = true;
       if (dirty) st.update_user_sign_in(u->email, u->subject, u->name);
       st.touch_user(u->email, now);
+      changed = changed || dirty;
     }
     auto in_admin_group = [](const std::vector<std::string>& g) { return std::ranges::count(g, kAdminGroup) > 0; };
-    bool was_in_admin_group = synced && in_admin_group(st.groups_of(u->email));
+    std::vector<std::string> before;
+    if (synced) before = st.groups_of(u->email);
+    bool was_in_admin_group = synced && in_admin_group(before);
     if (synced) st.sync_idp_groups(u->email, *synced);
     auto out = std::make_shared<Identity>();
     out->email = u->email;
     out->name = u->name;
+    out->subject = u->subject;
+    out->created_at = u->created_at;
     out->groups = st.groups_of(u->email);
+    if (synced) {
+      std::ranges::sort(before);
+      auto after = out->groups;
+      std::ranges::sort(after);
+      changed = changed || before != after;
+    }
     if (synced && was_in_admin_group != in_admin_group(out->groups)) {
       // An IdP group named MCP-Admin makes administrators: in the audit log as any other way of becoming one.
       store::AuditEntry e;
@@ -764,10 +833,19 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
     }
     out->is_admin = u->is_admin || out->in_group(kAdminGroup);
     out->disabled = u->disabled;
-    st.notify_changed();
+    // Other instances reload their directory only when it changed: a sign-in that changed nothing (most of
+    // them) would otherwise rebuild every instance's directory and drop every connection's checked API key.
+    if (changed) st.notify_changed();
     return out;
   };
-  auto id = co_await im.pool.run(std::move(job));
+  std::shared_ptr<const Identity> id;
+  try {
+    id = co_await im.pool.run(std::move(job));
+  } catch (const std::exception& e) {
+    log::error("sign-in: user directory unavailable", {{"email", email}, {"error", e.what()}});
+    co_return fail(503, "user directory unavailable",
+                   "Signing in is not possible right now (the user directory is unavailable). Try again in a minute.");
+  }
   if (!id) {
     std::string why = conflict.empty() ? "sign-in could not create the user" : conflict;
     co_return fail(403, std::move(why), "This account cannot sign in here; ask an administrator.");

@@ -58,18 +58,34 @@ bool plausible_email(std::string_view e) {
 }
 
 bool has_invisible(std::string_view e) {
-  // Zero-width and direction marks (U+200B-U+200F, U+202A-U+202E, U+2066-U+2069), line and paragraph
-  // separators (U+2028-U+2029), the byte-order mark (U+FEFF) and the soft hyphen (U+00AD).
-  auto b = [&](std::size_t i) { return static_cast<unsigned char>(e[i]); };
-  for (std::size_t i = 0; i + 1 < e.size(); ++i) {
-    if (b(i) == 0xC2 && b(i + 1) == 0xAD) return true;
-    if (i + 2 >= e.size()) continue;
-    if (b(i) == 0xE2 && b(i + 1) == 0x80 && ((b(i + 2) >= 0x8B && b(i + 2) <= 0x8F) || (b(i + 2) >= 0xA8 && b(i + 2) <= 0xAE)))
-      return true;
-    if (b(i) == 0xE2 && b(i + 1) == 0x81 && b(i + 2) >= 0xA6 && b(i + 2) <= 0xA9) return true;
-    if (b(i) == 0xEF && b(i + 1) == 0xBB && b(i + 2) == 0xBF) return true;
+  // Unicode's default-ignorable code points (zero-width, joiners, direction marks, variation selectors,
+  // Hangul fillers, tags, the soft hyphen, the byte-order mark…), C1 controls, and every space other than
+  // U+0020 (no-break, em, ideographic, line and paragraph separators): characters that show as nothing or
+  // as a plain space, so that a second name would read like the first.
+  auto invisible = [](char32_t c) {
+    return (c >= 0x80 && c <= 0xA0) || c == 0xAD || c == 0x34F || c == 0x61C || c == 0x115F || c == 0x1160 ||
+           c == 0x1680 || c == 0x17B4 || c == 0x17B5 || (c >= 0x180B && c <= 0x180F) || (c >= 0x2000 && c <= 0x200F) ||
+           (c >= 0x2028 && c <= 0x202F) || (c >= 0x205F && c <= 0x206F) || c == 0x3000 || c == 0x3164 ||
+           (c >= 0xFE00 && c <= 0xFE0F) || c == 0xFEFF || c == 0xFFA0 || (c >= 0xFFF0 && c <= 0xFFF8) ||
+           (c >= 0x1BCA0 && c <= 0x1BCA3) || (c >= 0x1D173 && c <= 0x1D17A) || (c >= 0xE0000 && c <= 0xE0FFF);
+  };
+  for (std::size_t i = 0; i < e.size();) {
+    auto b = static_cast<unsigned char>(e[i]);
+    int n = b < 0x80 ? 0 : b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : b >= 0xC0 ? 1 : -1;
+    if (n < 0 || i + n >= e.size()) return true;  // (not UTF-8: refused as well)
+    char32_t c = n == 0 ? b : b & (0x3F >> n);
+    for (int k = 1; k <= n; ++k) c = (c << 6) | (static_cast<unsigned char>(e[i + k]) & 0x3F);
+    if (invisible(c)) return true;
+    i += n + 1;
   }
   return false;
+}
+
+bool valid_group_name(std::string_view n) {
+  if (n.empty() || n.size() > 128 || n == "." || n == ".." || has_invisible(n)) return false;
+  for (unsigned char c : n)
+    if (c < 0x20 || c == 0x7f || c == '/') return false;
+  return trim(n).size() == n.size();
 }
 
 std::vector<store::TenantKey> reseal_for_rename(const SecretBox& box, std::vector<store::TenantKey> keys, std::string_view to) {
@@ -117,6 +133,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(store::Dump dump, uint64_t versi
     id->is_admin = u.is_admin || id->in_group(kAdminGroup);
     id->disabled = u.disabled;
     id->subject = u.subject;
+    id->created_at = u.created_at;
     if (!u.subject.empty()) s->subjects_.emplace(u.subject, u.email);
     s->users_.emplace(u.email, std::move(id));
   }

@@ -117,6 +117,12 @@ class Directory {
 // Whether text holds characters that do not show (zero-width, direction marks, soft hyphen, …): names
 // with them read like others.
 bool has_invisible(std::string_view text);
+
+// A group name (admin API, CLI, IdP group sync): 1-128 characters, no slashes, control or invisible
+// characters, no surrounding spaces, not . or ..
+inline constexpr std::string_view kGroupNameRule =
+    "name is required: 1-128 characters, no slashes, invisible characters or surrounding spaces, not . or ..";
+bool valid_group_name(std::string_view name);
 std::string normalize_email(std::string_view email);
 bool plausible_email(std::string_view email);
 

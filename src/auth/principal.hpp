@@ -18,6 +18,7 @@ struct Identity {
   bool is_admin = false;            // the user's flag, MCP-Admin membership, or an Open WebUI admin
   bool disabled = false;
   std::string subject;  // the identity provider's account it is bound to ("" = none yet)
+  int64_t created_at = 0;  // the account's (a deleted address made again is another account); 0: not stored
   bool in_group(std::string_view g) const;
 };
 

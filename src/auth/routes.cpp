@@ -48,9 +48,17 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
+std::string login_cookie_name(std::string_view state) {
+  std::string name(kLoginCookie);
+  name += '_';
+  name += state;
+  return name;
+}
+
 // Only local paths: never an open redirect.
 std::string safe_return(std::string_view rt) {
-  if (rt.empty() || rt.front() != '/' || rt.starts_with("//") || rt.starts_with("/\\")) return "/";
+  // (and short enough for the login cookie that carries it: browsers drop a cookie over 4 KB)
+  if (rt.empty() || rt.front() != '/' || rt.starts_with("//") || rt.starts_with("/\\") || rt.size() > 2048) return "/";
   for (unsigned char c : rt)
     if (c < 0x20 || c == 0x7f) return "/";
   return std::string(rt);
@@ -144,7 +152,20 @@ net::awaitable<void> Routes::handle(http::Exchange& ex, std::string_view path, c
   auto method = ex.req.method();
   if (protected_resource_metadata(path)) {
     json::array servers;
-    if (oidc_) servers.emplace_back(settings_.oidc_issuer);
+    if (oidc_) {
+      // A multi-tenant Entra issuer is a pattern: name the one allowed tenant's issuer, or else the authority
+      // discovery is read from (common/organizations), which a client can discover.
+      std::string issuer = settings_.oidc_issuer;
+      if (auto at = issuer.find("{tenantid}"); at != std::string::npos) {
+        if (settings_.oidc_allowed_tenants.size() == 1) {
+          issuer.replace(at, 10, settings_.oidc_allowed_tenants.front());
+        } else {
+          issuer = settings_.oidc_discovery_url;
+          if (auto w = issuer.find("/.well-known/"); w != std::string::npos) issuer.resize(w);
+        }
+      }
+      servers.emplace_back(issuer);
+    }
     json::object meta;
     meta["resource"] = public_url_ + "/mcp";
     meta["authorization_servers"] = std::move(servers);
@@ -274,33 +295,39 @@ net::awaitable<void> Routes::login(http::Exchange& ex) {
          "&code_challenge=" + challenge + "&code_challenge_method=S256";
   if (auto h = q.find("login_hint"); h != q.end() && !h->second.empty()) url += "&login_hint=" + enc(h->second);
   std::vector<std::string> cookies;
-  cookies.push_back(cookie(kLoginCookie, login_state, "/auth", 600));
+  // One cookie per sign-in, named by its state: sign-ins started in two tabs both finish, and a callback with
+  // another state (a link from anywhere) cannot end the one in progress.
+  cookies.push_back(cookie(login_cookie_name(state), login_state, "/auth", 600));
   co_await redirect(ex, url, std::move(cookies));
 }
 
 net::awaitable<void> Routes::callback(http::Exchange& ex) {
   auto q = query_of(ex.req);
-  auto clear_login = cookie(kLoginCookie, "", "/auth", 0);
+  auto state = q["state"];
+  bool state_ok = !state.empty() && state.size() <= 64 &&
+                  std::ranges::all_of(state, [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_'; });
+  auto name = state_ok ? login_cookie_name(state) : std::string();
   std::string reason;
-  auto raw = cookie_value(ex.req[bhttp::field::cookie], kLoginCookie);
+  auto raw = state_ok ? cookie_value(ex.req[bhttp::field::cookie], name) : std::string_view();
   auto st = raw.empty() ? std::nullopt : auth_.verify_own(raw, "login", &reason);
+  bool ours = st && constant_time_equal(state, claim(*st, "st"));
   auto fail = [&](bhttp::status status, std::string log_reason, std::string text) -> net::awaitable<void> {
     log::warn("sign-in refused", {{"request_id", ex.request_id}, {"reason", log_reason}});
     std::vector<std::string> cookies;
-    cookies.push_back(clear_login);
+    if (ours) cookies.push_back(cookie(name, "", "/auth", 0));  // (only this sign-in's: others may be under way)
     co_await page(ex, status, "Sign-in failed", text, std::move(cookies));
   };
   if (!oidc_) co_return co_await fail(bhttp::status::not_found, "no OIDC provider configured", "Sign-in is not configured here.");
-  if (!st) {
-    std::string why = raw.empty() ? "no login cookie" : "login cookie: " + reason;
+  // The state first: an answer to no sign-in started in this browser says nothing, not even its error.
+  if (!ours) {
+    std::string why = !state_ok ? "no or malformed state" : raw.empty() ? "no login cookie for this state"
+                                  : st ? "state mismatch" : "login cookie: " + reason;
     co_return co_await fail(bhttp::status::bad_request, std::move(why),
                             "This sign-in expired or was started in another browser. Start again.");
   }
   if (auto e = q.find("error"); e != q.end())
     co_return co_await fail(bhttp::status::forbidden, "provider error: " + e->second + " " + q["error_description"],
                             settings_.oidc_provider_name + " did not sign you in (" + e->second + ").");
-  if (q["state"].empty() || !constant_time_equal(q["state"], claim(*st, "st")))
-    co_return co_await fail(bhttp::status::bad_request, "state mismatch", "This sign-in does not match the one started here. Start again.");
   if (q["code"].empty()) co_return co_await fail(bhttp::status::bad_request, "no code", "The sign-in answer was incomplete. Start again.");
 
   auto tokens = co_await oidc_->exchange_code(q["code"], claim(*st, "cv"), redirect_uri());
@@ -322,7 +349,7 @@ net::awaitable<void> Routes::callback(http::Exchange& ex) {
     co_return co_await fail(static_cast<bhttp::status>(who.status), who.reason, who.message);
   log::info("signed in", {{"request_id", ex.request_id}, {"email", who.principal.email()}});
   std::vector<std::string> cookies;
-  cookies.push_back(clear_login);
+  cookies.push_back(cookie(name, "", "/auth", 0));
   cookies.push_back(cookie(kSessionCookie, auth_.issue_session(who.principal), "/", settings_.session_lifetime_s));
   co_await redirect(ex, safe_return(claim(*st, "rt")), std::move(cookies));
 }

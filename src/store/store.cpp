@@ -690,18 +690,23 @@ class SqlStore final : public Store {
     std::set<std::string> want;
     for (auto& g : groups)
       if (!g.empty()) want.insert(g);
+    std::set<std::string> want_lower;
+    for (auto& g : want) want_lower.insert(lower(g));
     auto now = now_seconds();
     std::lock_guard lk(mu_);
     Transaction tx(*conn_, true);
     std::vector<std::string> stale;
     conn_->query("SELECT group_name FROM @user_group_membership WHERE user_email = ? AND source = 'idp'", {email},
                  [&](const Row& r) {
-                   if (!want.count(r.str(0))) stale.push_back(r.str(0));
+                   if (!want_lower.count(lower(r.str(0)))) stale.push_back(r.str(0));
                  });
     for (auto& g : stale)
       conn_->exec("DELETE FROM @user_group_membership WHERE user_email = ? AND group_name = ? AND source = 'idp'",
                   {email, g});
-    for (auto& g : want) {
+    for (auto g : want) {
+      // A group that exists with the name in other letter case is that group (as in the admin API).
+      conn_->query("SELECT name FROM @groups WHERE lower(name) = ? ORDER BY name LIMIT 1", {lower(g)},
+                   [&](const Row& r) { g = r.str(0); });
       conn_->exec("INSERT INTO @groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", {g, now});
       // An existing manual membership stays manual (it must survive the IdP dropping the claim).
       conn_->exec(

@@ -63,9 +63,18 @@ describe('IdP bearer tokens', () => {
     const unverified = await idp.mintAccessToken({ sub: 'dave-1', email: 'dave@example.com', email_verified: false });
     const noEmail = await whoami(gh, bearerHeaders(unverified));
     assert.equal(noEmail.status, 401, noEmail.text);
-    // with a preferred_username besides, that one names the user
-    const named = await idp.mintAccessToken({ sub: 'dave-2', email: 'boss@example.com', email_verified: false,
-      preferred_username: 'dave@example.com' });
+    // preferred_username is whatever the user chose at most providers (OIDC Core 5.1): it names nobody, not
+    // even an account an administrator made and nobody signed in to yet
+    assert.equal((await gh.api('POST', '/users', { email: 'boss@example.com', name: 'Boss', is_admin: true })).status, 201);
+    const chosen = await idp.mintAccessToken({ sub: 'mallory-1', email: 'mallory@evil.example', email_verified: false,
+      preferred_username: 'boss@example.com' });
+    const mallory = await whoami(gh, bearerHeaders(chosen));
+    assert.equal(mallory.status, 401, mallory.text);
+    const noEmailAtAll = await whoami(gh, bearerHeaders(await idp.mintAccessToken({ sub: 'mallory-2', preferred_username: 'boss@example.com' })));
+    assert.equal(noEmailAtAll.status, 401, noEmailAtAll.text);
+    // In Microsoft Entra's tokens (with tid) it is the UPN, in a domain the tenant verified: it names the user
+    const named = await idp.mintAccessToken({ sub: 'dave-2', tid: 'tenant-1', oid: 'dave-oid', email: 'boss@example.com',
+      email_verified: false, preferred_username: 'dave@example.com' });
     const dave = await whoami(gh, bearerHeaders(named));
     assert.equal(dave.status, 200, dave.text);
     assert.equal(dave.body.email, 'dave@example.com');

@@ -4,8 +4,11 @@
 // with OIDC_GROUP_SYNC; OIDC_ALLOWED_DOMAINS refusal; bad state → 400; logout needs the page's CSRF token.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { everythingStdio, startGatehouse } from './lib/index.js';
-import { CookieJar, parseSetCookie, signIn, startOidcProvider } from './lib/oidc.js';
+import { tempDir } from './lib/procs.js';
+import { browse, CookieJar, parseSetCookie, signIn, startOidcProvider } from './lib/oidc.js';
 import { request, visibleServers, whoami } from './lib/identity.js';
 
 const SERVERS = { alpha: everythingStdio() };
@@ -51,8 +54,9 @@ describe('OIDC sign-in (no group sync)', () => {
     assert.equal(p.get('login_hint'), 'alice');
     assert.deepEqual((p.get('scope') ?? '').split(' ').sort(), ['email', 'openid', 'profile']);
     const cookies = res.headers.getSetCookie().map(parseSetCookie);
-    const login = cookies.find((c) => c.name === 'gatehouse_login');
-    assert.ok(login, `no gatehouse_login cookie: ${res.headers.getSetCookie().join(' | ')}`);
+    // one login cookie per sign-in, named by its state (two tabs' sign-ins both finish)
+    const login = cookies.find((c) => c.name === `gatehouse_login_${p.get('state')}`);
+    assert.ok(login, `no gatehouse_login_<state> cookie: ${res.headers.getSetCookie().join(' | ')}`);
     assert.ok(login.attributes.httponly, 'gatehouse_login HttpOnly');
     const maxAge = Number(login.attributes['max-age']);
     assert.ok(maxAge > 0 && maxAge <= 3600, `gatehouse_login short-lived, Max-Age ${login.attributes['max-age']}`);
@@ -134,6 +138,56 @@ describe('OIDC sign-in (no group sync)', () => {
     assert.equal((await request(gh, 'GET', `/auth/callback?code=abc&state=${encodeURIComponent(state)}`)).status, 400);
   });
 
+  it('two sign-ins started in one browser both finish; a stray callback (any state, any error) ends neither', async () => {
+    const jar = new CookieJar();
+    const origin = new URL(gh.url).origin;
+    const toCallback = async () => {
+      const { lastUrl, last } = await browse(`${origin}/auth/login?login_hint=alice`, { jar, follow: (n) => new URL(n).origin !== origin });
+      return new URL(last.location, lastUrl).toString();
+    };
+    const tabA = await toCallback();
+    const tabB = await toCallback();
+    // A link from anywhere: another state, with an error the page would show. Refused for its state first
+    // (400, the provider's "error" not shown), and neither sign-in's cookie is cleared.
+    const stray = await fetch(`${origin}/auth/callback?state=x&error=access_denied&error_description=Call+0800`, {
+      redirect: 'manual', headers: { cookie: jar.header(`${origin}/auth/callback`) } });
+    const strayText = await stray.text();
+    assert.equal(stray.status, 400, strayText);
+    assert.doesNotMatch(strayText, /access_denied/);
+    assert.deepEqual(stray.headers.getSetCookie(), [], 'a stray callback clears no cookie');
+    for (const [name, url] of [['tab A', tabA], ['tab B', tabB]]) {
+      const res = await fetch(url, { redirect: 'manual', headers: { cookie: jar.header(url) } });
+      jar.store(url, res);
+      assert.equal(res.status, 302, `${name}: ${res.status} ${(await res.text()).slice(0, 300)}`);
+      const session = res.headers.getSetCookie().map(parseSetCookie).find((c) => c.name === 'gatehouse_session');
+      assert.ok(session?.value, `${name} signed in`);
+      assert.equal((await whoami(gh, sessionHeaders(session.value))).body.email, 'alice@example.com');
+    }
+  });
+
+  it('a return_to too long for the login cookie falls back to /', async () => {
+    const long = `/mcp-admin/users?q=${'x'.repeat(3000)}`;
+    const result = await signIn(gh.url, 'alice', { returnTo: long });
+    assert.equal(result.finalStatus, 302, describeFlow(result, idp));
+    assert.equal(result.finalLocation, '/');
+    const short = await signIn(gh.url, 'alice', { returnTo: '/mcp-admin/users?q=x' });
+    assert.equal(short.finalLocation, '/mcp-admin/users?q=x');
+  });
+
+  it('a deleted account\'s session cookie does not come back with an account made again for the address', async () => {
+    const result = await signIn(gh.url, 'carol');
+    const headers = sessionHeaders(result.sessionCookie);
+    assert.equal((await whoami(gh, headers)).status, 200);
+    assert.equal((await gh.api('DELETE', '/users/carol%40example.com')).status, 204);
+    assert.equal((await whoami(gh, headers)).status, 401);
+    // (an account is told apart by its creation second: the new one is made in a later second than the old)
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 50));
+    assert.equal((await gh.api('POST', '/users', { email: 'carol@example.com', name: 'Carol Again' })).status, 201);
+    const again = await whoami(gh, headers);
+    assert.equal(again.status, 401, `the old cookie names the deleted account: ${again.text}`);
+    assert.equal((await whoami(gh, sessionHeaders((await signIn(gh.url, 'carol')).sessionCookie))).status, 200, 'a new sign-in works');
+  });
+
   it('logout: GET shows a button that posts the CSRF token; POST without it clears nothing; with it clears the cookie', async () => {
     const result = await signIn(gh.url, 'alice');
     const headers = sessionHeaders(result.sessionCookie);
@@ -198,6 +252,22 @@ describe('OIDC sign-in with OIDC_GROUP_SYNC and OIDC_ALLOWED_DOMAINS', () => {
     await idp?.stop();
   });
 
+  it('IdP groups the admin API would refuse are not synced; one differing in letter case is the existing group', async () => {
+    assert.equal((await gh.api('POST', '/groups', { name: 'Support' })).status, 201);
+    idp.setAccount('carol', { ...accounts().carol, groups: ['support', '/Eng/Backend', '..', 'zero\u200bwidth', ' padded', 'x'.repeat(200), 'Valid Team'] });
+    const result = await signIn(gh.url, 'carol');
+    const me = await whoami(gh, sessionHeaders(result.sessionCookie));
+    assert.equal(me.status, 200, describeFlow(result, idp));
+    assert.deepEqual([...me.body.groups].sort(), ['Support', 'Valid Team']);
+    const names = (await gh.api('GET', '/groups?per_page=500')).body.items.map((g) => g.name);
+    for (const bad of ['support', '/Eng/Backend', '..', 'zero\u200bwidth', ' padded']) assert.ok(!names.includes(bad), `${JSON.stringify(bad)} made`);
+    assert.ok(gh.logs.some((l) => l.includes('IdP group not synced') && l.includes('/Eng/Backend')), 'logged');
+    // the IdP dropping the group in other case removes the membership it made
+    idp.setAccount('carol', { ...accounts().carol, groups: ['Valid Team'] });
+    const again = await whoami(gh, sessionHeaders((await signIn(gh.url, 'carol')).sessionCookie));
+    assert.deepEqual(again.body.groups, ['Valid Team']);
+  });
+
   it('groups from the IdP are synced on sign-in, and again on the next sign-in', async () => {
     const first = await signIn(gh.url, 'alice');
     const me = await whoami(gh, sessionHeaders(first.sessionCookie));
@@ -234,5 +304,33 @@ describe('OIDC sign-in with OIDC_GROUP_SYNC and OIDC_ALLOWED_DOMAINS', () => {
     // An allowed domain still works.
     const carol = await signIn(gh.url, 'carol');
     assert.equal((await whoami(gh, sessionHeaders(carol.sessionCookie))).status, 200);
+  });
+});
+
+describe('OIDC sign-in while the store is locked', () => {
+  it('a first sign-in gets a 503 page (and a first bearer token a 503) while the store cannot write; both work after', async (t) => {
+    const idp = await startOidcProvider({ accounts: { newbie: { email: 'newbie@example.com', email_verified: true, name: 'N' } } });
+    t.after(() => idp.stop());
+    const { dir, cleanup } = tempDir('gatehouse-locked-');
+    t.after(cleanup);
+    const file = path.join(dir, 'g.db');
+    const gh = await startGatehouse({ servers: {}, env: idp.gatewayEnv({ DATABASE_URL: `sqlite://${file}` }) });
+    t.after(() => gh.stop());
+    // another process holds the write lock longer than the store's busy timeout (5 s)
+    const holder = spawn('sqlite3', [file], { stdio: ['pipe', 'ignore', 'inherit'] });
+    t.after(() => holder.kill());
+    holder.stdin.write('BEGIN EXCLUSIVE;\nSELECT 1;\n');
+    await new Promise((r) => setTimeout(r, 300));
+    const locked = await signIn(gh.url, 'newbie');
+    assert.equal(locked.finalStatus, 503, describeFlow(locked, idp));
+    assert.match(locked.callback.body, /<html[\s\S]*Try again/i, 'an HTML page saying what to do');
+    const token = await idp.mintAccessToken({ sub: 'fresh', email: 'fresh@example.com' });
+    const bearer = await whoami(gh, { authorization: `Bearer ${token}` });
+    assert.equal(bearer.status, 503, bearer.text);
+    holder.stdin.end('COMMIT;\n');
+    await new Promise((r) => holder.on('exit', r));
+    assert.equal((await whoami(gh, { authorization: `Bearer ${token}` })).status, 200, 'the 503 is not remembered');
+    const later = await signIn(gh.url, 'newbie');
+    assert.equal(later.finalStatus, 302, describeFlow(later, idp));
   });
 });

@@ -132,3 +132,19 @@ for (const legacyUserIds of [false, true]) {
     });
   });
 }
+
+describe('Open WebUI database unavailable for a moment', () => {
+  it('a token seen while its database was unavailable (503) works as soon as the database is back', async (t) => {
+    const webui = await createOpenWebUiDb({ t });
+    const id = await webui.addUser({ email: 'blip@webui.test', name: 'Blip', role: 'user' });
+    const gh = await startGatehouse({ servers: {}, env: { WEBUI_SECRET_KEY: SECRET, OPENWEBUI_DATABASE_URL: webui.url } });
+    t.after(() => gh.stop());
+    const token = await mintWebUiToken(SECRET, { id, jti: true });
+    await webui.exec('ALTER TABLE "user" RENAME TO user_moved');
+    const during = await whoami(gh, bearerHeaders(token));
+    assert.equal(during.status, 503, during.text);
+    await webui.exec('ALTER TABLE user_moved RENAME TO "user"');
+    const back = await whoami(gh, bearerHeaders(token));
+    assert.equal(back.status, 200, `the outage's 503 was remembered: ${back.text}`);
+  });
+});

@@ -43,6 +43,15 @@ TEST(AuthEmails, NormalisesAndChecks) {
   EXPECT_FALSE(plausible_email("ad\u00admin@x.io"));
   EXPECT_FALSE(plausible_email("a\u2066@x.io"));
   EXPECT_TRUE(plausible_email("j\u00f6rg@m\u00fcller.de"));  // other non-ASCII letters are fine
+  // Every default-ignorable code point and every space but U+0020 (session 28's review: these got through).
+  for (const char* s : {"alice\u2060@x.io", "alice\u2062@x.io", "alice\u2063@x.io", "alice\u00a0@x.io",
+                        "alice\u034f@x.io", "alice\u180e@x.io", "alice\ufe0f@x.io", "alice\u3164@x.io",
+                        "alice\u3000@x.io", "alice\U000E0041@x.io", "alice\u0085@x.io", "alice\u2028@x.io"})
+    EXPECT_FALSE(plausible_email(s)) << s;
+  EXPECT_FALSE(plausible_email("alice\xe2\x80@x.io"));  // cut UTF-8
+  EXPECT_TRUE(plausible_email("\u4e2d\u6587@x.io"));
+  EXPECT_TRUE(auth::valid_group_name("Caf\u00e9 \u2013 Team"));
+  EXPECT_FALSE(auth::valid_group_name("Team\u00a0A"));
 }
 
 TEST(AuthSnapshot, AdminThroughGroupAndFlag) {

@@ -11,6 +11,7 @@
 //                UNIQUE(group_id, user_id)) and dropped group.user_ids.
 // legacyUserIds: true → the older form (group.user_ids, no group_member table); false → the current form.
 import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -137,6 +138,8 @@ export async function createOpenWebUiDb({ backend = TEST_BACKEND, legacyUserIds 
     },
     /** Runs SQL (for assertions or odd states); rows for SELECT. */
     query: (sql, params = []) => db.all(sql, params),
+    /** Runs a statement that changes the database (an outage: a table renamed), seen by readers at once. */
+    exec: (sql) => db.change(sql),
     stop: () => db.close(),
   };
 
@@ -159,6 +162,7 @@ async function pgBackend() {
     run: (sql, params) => withPg((c) => c.query(sql, params), database.url),
     all: async (sql, params) => (await withPg((c) => c.query(sql, params), database.url)).rows,
     flush: async () => {},
+    change: (sql) => withPg((c) => c.query(sql), database.url),
     close: () => database.drop(),
   };
 }
@@ -197,6 +201,12 @@ async function sqliteBackend() {
     },
     // Written in place (same inode), so a reader that keeps the file open sees the new content.
     flush: async () => { fs.writeFileSync(file, Buffer.from(sdb.export())); },
+    // Through the sqlite3 CLI: a file rewritten by flush() keeps its header's change counter, so a reader
+    // holding its pages cached would not see the change.
+    change: async (sql) => {
+      sdb.run(sql);
+      execFileSync('sqlite3', ['-cmd', '.timeout 10000', file, sql]);
+    },
     close: async () => {
       if (closed) return;
       closed = true;
