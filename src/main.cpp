@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "app/app.hpp"
+#include "app/bootstrap.hpp"
 #include "app/cli.hpp"
 #include "core/config.hpp"
 #include "core/log.hpp"
@@ -72,6 +73,12 @@ int main(int argc, char** argv) {
       gh::log::set_level(gh::log::Level::warn);  // the CLI's output is its answer; logs only for trouble
       return gh::app::run_cli(cmd, std::vector<std::string>(argv + 2, argv + argc), settings);
     }
+    if ((cmd == "serve" || cmd == "check-config") && argc > 2) {
+      std::fprintf(stderr, "gatehouse: %s takes no arguments (settings come from the environment and .env; the servers "
+                           "file is MCP_SERVERS_FILE)\n", cmd.c_str());
+      return 2;
+    }
+    gh::app::check_settings(settings);
     if (cmd == "check-config") {
       auto servers = gh::load_servers_file(settings.servers_file, env);
       std::printf("config ok: %zu servers in %s\n", servers.size(), settings.servers_file.c_str());

@@ -78,6 +78,14 @@ int serve(const Settings& settings, const Environment& env) {
     secrets = std::make_unique<auth::SecretBox>(settings.encryption_key, settings.encryption_key_previous);
   auto store = open_store(settings);
   auto first_admin = bootstrap_admin(*store, settings);
+  // Shown once: also when the start fails after this (the port taken…), or the next start shows nothing.
+  struct ShowKeyOnFailure {
+    const std::optional<Bootstrap>& admin;
+    bool shown = false;
+    ~ShowKeyOnFailure() {
+      if (admin && !shown) print_bootstrap(*admin, "");
+    }
+  } show_key{first_admin};
   auth::Directory directory(*store, pool, io.get_executor(), secrets.get());
   directory.load_now();
   directory.start_watching();
@@ -184,6 +192,7 @@ int serve(const Settings& settings, const Environment& env) {
   router.set_auth_routes(std::make_unique<auth::Routes>(settings, authn, oidc.get(), *store, directory, pool,
                                                         router.public_url()));
   if (first_admin) print_bootstrap(*first_admin, router.public_url());
+  show_key.shown = true;
   server.start();
   if (!settings.port_file.empty()) std::ofstream(settings.port_file) << port << "\n";
   log::info("listening", {{"host", settings.host}, {"port", port}, {"url", router.public_url()},
@@ -194,6 +203,7 @@ int serve(const Settings& settings, const Environment& env) {
 
   // Housekeeping.
   std::atomic<bool> polling_ends{false};
+  Clock::time_point ends_read_at = Clock::now();  // the last poll of ended sessions that succeeded (pool threads only)
   net::co_spawn(io, [&]() -> net::awaitable<void> {
     net::steady_timer t(io);
     uint64_t ticks = 0;
@@ -208,7 +218,12 @@ int serve(const Settings& settings, const Environment& env) {
         // store that stalls does not gather reads in the pool).
         pool.post([&] {
           try {
-            auto ended = store->sessions_ended_within(30);
+            // Every end since the last poll that read them (a store held up for a minute must not hide the
+            // ends recorded meanwhile), with a margin for the instances' clocks.
+            auto started = Clock::now();
+            auto since = std::chrono::duration_cast<std::chrono::seconds>(started - ends_read_at).count();
+            auto ended = store->sessions_ended_within(std::max<int64_t>(30, since + 30));
+            ends_read_at = started;
             if (!ended.empty()) net::post(io, [&hub, ended = std::move(ended)] { hub.ended_elsewhere(ended); });
           } catch (const std::exception& e) {
             log::warn("cannot read the sessions ended on other instances", {{"error", e.what()}});
@@ -298,10 +313,16 @@ int serve(const Settings& settings, const Environment& env) {
 
   io.run();
   upstream::kill_all_children(SIGKILL);
-  authn.flush_usage();
+  // Store calls still running on other threads (one held behind a lock) end before the store is closed; if
+  // they do not within a few seconds, the store is left open (SQLite folds its log in at the next start)
+  // rather than closed under them.
+  bool quiet = pool.stop_and_join_for(std::chrono::seconds(3)) &&
+               (!analytics || analytics->stop_for(std::chrono::seconds(2)));
+  if (quiet) authn.flush_usage();
+  else log::warn("store calls still running at shutdown; exiting without closing the store");
   if (oidc) oidc->stop();
   directory.stop();
-  store.reset();  // closes the database cleanly (SQLite folds its write-ahead log back into the file)
+  if (quiet) store.reset();  // closes the database cleanly (SQLite folds its write-ahead log back into the file)
   cgroup::remove_ours(idle);  // (the writer has nothing left to do)
   log::info("stopped");
   // Everything was stopped in order above. Coroutines still parked in the io_context (idle keep-alive

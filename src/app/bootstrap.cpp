@@ -9,11 +9,24 @@
 #include "auth/directory.hpp"
 #include "auth/jwt.hpp"
 #include "auth/principal.hpp"
+#include "auth/secrets.hpp"
+#include "store/redis.hpp"
 #include "core/log.hpp"
 
 #include "core/util.hpp"
 
 namespace gh::app {
+
+void check_settings(const Settings& settings) {
+  if (!settings.encryption_key.empty()) auth::SecretBox(settings.encryption_key, settings.encryption_key_previous);
+  if (!settings.redis_url.empty()) {
+    try {
+      store::RedisClient::check_url(settings.redis_url);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError("REDIS_URL", e.what());
+    }
+  }
+}
 
 std::unique_ptr<store::Store> open_store(const Settings& settings) {
   auto store = store::Store::open(settings.database_url);
@@ -53,6 +66,12 @@ std::optional<Bootstrap> bootstrap_admin(store::Store& store, const Settings& se
 }
 
 void print_bootstrap(const Bootstrap& b, const std::string& public_url) {
+  if (public_url.empty()) {  // a start that failed after the account was made: the key is not lost with it
+    std::printf("\nGatehouse: created the admin account %s\nAdmin API key (shown once): %s\n\n", b.email.c_str(),
+                b.key.c_str());
+    std::fflush(stdout);
+    return;
+  }
   std::printf("\nGatehouse: created the admin account %s\n"
               "Admin API key (shown once): %s\n"
               "Admin portal: %s/mcp-admin\n"

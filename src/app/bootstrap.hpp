@@ -11,6 +11,9 @@
 namespace gh::app {
 
 // Opens DATABASE_URL and applies pending migrations (logged). Throws store::StoreError.
+// What load_settings cannot check alone (ENCRYPTION_KEY's key material, REDIS_URL's form): throws
+// ConfigError naming the setting. `serve` and `check-config` both run it before anything else.
+void check_settings(const Settings& settings);
 std::unique_ptr<store::Store> open_store(const Settings& settings);
 
 struct Bootstrap {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "app/bootstrap.hpp"
@@ -15,6 +16,7 @@
 #include "auth/secrets.hpp"
 
 #include "core/util.hpp"
+#include "store/db.hpp"
 
 namespace gh::app {
 
@@ -57,20 +59,68 @@ struct Args {
   }
 };
 
-Args parse(const std::vector<std::string>& in, const std::vector<std::string>& flag_names) {
+// Each command's options (taking a value) and flags: anything else, or an option without its value, is a
+// usage error — a misspelt `--alow` or a bare `--allow` must not quietly grant every tool.
+struct Usage {
+  std::vector<std::string> options, flags;
+};
+const Usage& usage_of(const std::string& cmd) {
+  static const std::map<std::string, Usage> all = {
+      {"apikey", {{"user", "name", "expires-days"}, {"admin"}}},
+      {"users", {{"q", "limit"}, {}}},
+      {"groups", {{"q", "limit", "description", "priority"}, {"tenant"}}},
+      {"grants", {{"allow", "deny"}, {}}},
+      {"keys", {{}, {}}},
+      {"endpoints", {{}, {}}},
+  };
+  static const Usage none;
+  auto it = all.find(cmd);
+  return it == all.end() ? none : it->second;
+}
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+Args parse(const std::string& cmd, const std::vector<std::string>& in) {
+  const auto& u = usage_of(cmd);
+  auto known = [](const std::vector<std::string>& v, const std::string& n) { return std::ranges::find(v, n) != v.end(); };
   Args a;
   for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i].starts_with("--")) {
-      auto name = in[i].substr(2);
-      if (auto eq = name.find('='); eq != std::string::npos) a.options[name.substr(0, eq)] = name.substr(eq + 1);
-      else if (std::find(flag_names.begin(), flag_names.end(), name) != flag_names.end()) a.flags.push_back(name);
-      else if (i + 1 < in.size()) a.options[name] = in[++i];
-      else a.flags.push_back(name);
-    } else {
+    if (!in[i].starts_with("--")) {
       a.positional.push_back(in[i]);
+      continue;
+    }
+    auto name = in[i].substr(2);
+    std::optional<std::string> value;
+    if (auto eq = name.find('='); eq != std::string::npos) value = name.substr(eq + 1), name.resize(eq);
+    if (known(u.flags, name)) {
+      if (value) throw UsageError("--" + name + " takes no value");
+      a.flags.push_back(name);
+    } else if (known(u.options, name)) {
+      if (!value) {
+        if (i + 1 >= in.size() || in[i + 1].starts_with("--")) throw UsageError("--" + name + " needs a value");
+        value = in[++i];
+      }
+      if (value->empty()) throw UsageError("--" + name + " needs a value");
+      if (a.options.contains(name)) throw UsageError("--" + name + " is given twice");
+      a.options[name] = *value;
+    } else {
+      throw UsageError("unknown option --" + name + " for " + cmd);
     }
   }
   return a;
+}
+
+// A whole number from `lo` to `hi`, or a usage error naming the option.
+int64_t number(const Args& a, const std::string& name, int64_t def, int64_t lo, int64_t hi) {
+  auto text = a.opt(name);
+  if (text.empty()) return def;
+  int64_t v = 0;
+  auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (err != std::errc() || end != text.data() + text.size() || v < lo || v > hi)
+    throw UsageError("--" + name + " must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+  return v;
 }
 
 void audit(store::Store& st, std::string action, std::string target, json::object details) {
@@ -113,7 +163,7 @@ int apikey(store::Store& st, const Args& a) {
       audit(st, "user.update", email, {{"after", json::object{{"is_admin", true}}}});
     }
     int64_t expires = 0;
-    if (auto d = a.opt("expires-days"); !d.empty()) expires = unix_now() + std::stoll(d) * 86400;
+    if (auto days = number(a, "expires-days", 0, 1, 36500)) expires = unix_now() + days * 86400;
     auto k = auth::make_api_key(email, a.opt("name", "cli"), expires, unix_now());
     st.create_api_key(k.record);
     audit(st, "apikey.create", email, {{"after", auth::api_key_json(k.record)}});
@@ -143,7 +193,7 @@ int users(store::Store& st, const Args& a) {
   auto sub = a.positional.empty() ? "list" : a.positional[0];
   if (sub == "list") {
     int64_t total = 0;
-    auto page = st.list_users(a.opt("q"), 0, std::stoll(a.opt("limit", "100")), &total);
+    auto page = st.list_users(a.opt("q"), 0, number(a, "limit", 100, 1, 1'000'000), &total);
     for (auto& u : page) print_user(u, st.groups_of(u.email));
     std::fprintf(stderr, "%zu of %lld users\n", page.size(), static_cast<long long>(total));
     return 0;
@@ -165,7 +215,14 @@ int users(store::Store& st, const Args& a) {
     return 0;
   }
   if (sub == "disable" || sub == "enable") u->disabled = sub == "disable";
-  else if (sub == "set-admin" && a.positional.size() == 3) u->is_admin = a.positional[2] == "true";
+  else if (sub == "set-admin" && a.positional.size() == 3) {
+    auto is = [&](std::initializer_list<std::string_view> words) {
+      return std::ranges::any_of(words, [&](std::string_view w) { return iequals(a.positional[2], w); });
+    };
+    if (is({"true", "yes", "on", "1"})) u->is_admin = true;
+    else if (is({"false", "no", "off", "0"})) u->is_admin = false;
+    else throw UsageError("set-admin EMAIL true|false (not \"" + a.positional[2] + "\")");
+  }
   else if (sub == "delete") {
     st.delete_user(email);
     audit(st, "user.delete", email, {{"before", json::object{{"email", email}}}});
@@ -190,7 +247,7 @@ int groups(store::Store& st, const Args& a, const Settings& settings) {
   auto sub = a.positional.empty() ? "list" : a.positional[0];
   if (sub == "list") {
     int64_t total = 0;
-    for (auto& g : st.list_groups(a.opt("q"), 0, std::stoll(a.opt("limit", "500")), &total))
+    for (auto& g : st.list_groups(a.opt("q"), 0, number(a, "limit", 500, 1, 1'000'000), &total))
       out("%-32s %6lld members  priority %-5d %s %s\n", g.name.c_str(), static_cast<long long>(g.member_count),
                   g.priority, g.is_tenant ? "tenant" : "-", g.description.c_str());
     return 0;
@@ -199,11 +256,20 @@ int groups(store::Store& st, const Args& a, const Settings& settings) {
     return fail("usage: gatehouse groups list | create NAME [--description D] [--priority N] [--tenant] | rename OLD NEW | "
                 "delete NAME | members NAME | add-member NAME EMAIL... | remove-member NAME EMAIL..."), 2;
   auto name = a.positional[1];
+  // The admin API's rules for names (auth::valid_group_name), and no second name differing in letter case only.
+  auto check_new_name = [&](const std::string& n, const std::string& except) -> std::optional<int> {
+    if (!auth::valid_group_name(n)) return fail("group " + std::string(auth::kGroupNameRule)), 2;
+    int64_t total = 0;
+    for (auto& g : st.list_groups(n, 0, 500, &total))
+      if (g.name != except && iequals(g.name, n)) return fail("a group named " + g.name + " already exists");
+    return std::nullopt;
+  };
   if (sub == "create") {
+    if (auto rc = check_new_name(name, "")) return *rc;
     store::Group g;
     g.name = name;
     g.description = a.opt("description");
-    g.priority = std::stoi(a.opt("priority", "0"));
+    g.priority = static_cast<int>(number(a, "priority", 0, -1'000'000, 1'000'000));
     g.is_tenant = a.has("tenant");
     g.created_at = unix_now();
     if (!st.create_group(g)) return fail("group exists: " + name);
@@ -212,9 +278,12 @@ int groups(store::Store& st, const Args& a, const Settings& settings) {
     return 0;
   }
   if (!st.get_group(name)) return fail("no group " + name);
+  bool admins = name == auth::kAdminGroup;
+  if (admins && (sub == "rename" || sub == "delete"))
+    return fail(std::string(auth::kAdminGroup) + " gives administrator rights: it is neither renamed nor deleted");
   if (sub == "rename" && a.positional.size() == 3) {
     const auto& to = a.positional[2];
-    if (st.get_group(to)) return fail("group exists: " + to);
+    if (auto rc = check_new_name(to, name)) return *rc;
     auto keys = st.list_tenant_keys(name);  // sealed with the group's name: sealed again for the new one
     auto box = secret_box(settings);
     if (!keys.empty() && !box) return fail("the group's stored credentials are sealed with its name: set ENCRYPTION_KEY to rename it");
@@ -288,13 +357,17 @@ int grants(store::Store& st, const Args& a) {
       }
       return out;
     };
+    if (!a.opt("allow").empty() && !a.opt("deny").empty()) throw UsageError("--allow and --deny: one or the other");
     if (auto allow = a.opt("allow"); !allow.empty()) g.tools_mode = "allow", g.tools = list(allow);
     else if (auto deny = a.opt("deny"); !deny.empty()) g.tools_mode = "deny", g.tools = list(deny);
+    if (!g.tools_mode.empty() && g.tools.empty()) throw UsageError("--" + g.tools_mode + " names no tool");
     st.put_grant(g);
     json::array t;
     for (auto& x : g.tools) t.emplace_back(x);
     audit(st, "grant.update", group, {{"after", json::object{{"server", server}, {"tools_mode", g.tools_mode}, {"tools", t}}}});
-    out("%s may use %s\n", group.c_str(), server.c_str());
+    std::string which = g.tools_mode.empty() ? "every tool" : g.tools_mode == "allow" ? "only" : "every tool but";
+    for (std::size_t i = 0; i < g.tools.size(); ++i) which += (i ? ", " : " ") + g.tools[i];
+    out("%s may use %s: %s\n", group.c_str(), server.c_str(), which.c_str());
     return 0;
   }
   return fail("usage: gatehouse grants list [GROUP] | set GROUP SERVER [--allow a,b | --deny a,b] | remove GROUP SERVER"), 2;
@@ -411,12 +484,23 @@ void cli_usage() {
 
 int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const Settings& settings) {
   try {
+    // Management commands work on a gateway's store: one that does not exist is not made here (a command run
+    // with another DATABASE_URL than the gateway's would print a key for a database no gateway reads).
+    auto where = store::sql::redact_url(settings.database_url);
+    if (std::string_view file = settings.database_url; cmd != "migrate" && file.starts_with("sqlite:")) {
+      file.remove_prefix(7);
+      if (file.starts_with("//")) file.remove_prefix(2);
+      if (file != ":memory:" && !std::filesystem::exists(file))
+        return fail("no database at " + std::string(file) + " (DATABASE_URL): set it as the gateway has it, or start the gateway once");
+    }
     auto st = open_store(settings);
+    if (cmd != "migrate" && st->count_users() == 0)
+      return fail("the store at " + where + " has no users: no gateway has used it (set DATABASE_URL as the gateway has it)");
     if (cmd == "migrate") {
       std::printf("schema version %d (%s)\n", st->schema_version(), std::string(st->backend()).c_str());
       return 0;
     }
-    auto a = parse(argv, {"admin", "tenant"});
+    auto a = parse(cmd, argv);
     if (cmd == "keys" && !a.positional.empty() && a.positional[0] == "set") {
       // The value comes from stdin, never from the command line (it would sit in shell history and ps); read
       // before the transaction below, which must not wait on a person typing.
@@ -436,8 +520,12 @@ int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const 
                               : 2;
       return rc == 0;
     });
-    if (rc == 0) std::fputs(g_out.c_str(), stdout);
+    if (rc == 0 && (std::fputs(g_out.c_str(), stdout) < 0 || std::fflush(stdout) != 0))
+      return fail("the change was stored, but its output could not be written" +
+                  std::string(cmd == "apikey" ? " (the new key was not shown: revoke it, `gatehouse apikey list`)" : ""));
     return rc;
+  } catch (const UsageError& e) {
+    return fail(e.what()), 2;
   } catch (const store::StoreError& e) {
     return fail(std::string("store: ") + e.what());
   } catch (const std::invalid_argument&) {

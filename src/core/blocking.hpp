@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <latch>
 #include <memory>
 #include <string>
@@ -82,6 +83,9 @@ class BlockingPool {
   void post(F f) { boost::asio::post(pool_, std::move(f)); }
 
   void join() { pool_.join(); }
+  // At shutdown: drops the jobs not started and waits at most `limit` for those running (a store call held
+  // behind a lock); false when they have not ended by then.
+  bool stop_and_join_for(std::chrono::milliseconds limit);
 
  private:
   std::atomic<bool> cgroup_failed_{false};

@@ -6,11 +6,15 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "core/cgroup.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
+
+#include <unistd.h>
 
 extern char** environ;
 
@@ -19,6 +23,7 @@ namespace json = boost::json;
 
 Environment parse_dotenv(std::string_view text) {
   Environment out;
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // a byte-order mark (some editors write one)
   int line_no = 0;
   for (auto raw : split(text, '\n')) {
     ++line_no;
@@ -26,14 +31,23 @@ Environment parse_dotenv(std::string_view text) {
     if (line.empty() || line.front() == '#') continue;
     if (line.starts_with("export ")) line = trim(line.substr(7));
     auto eq = line.find('=');
-    if (eq == std::string_view::npos || eq == 0)
-      throw ConfigError(".env", "line " + std::to_string(line_no) + " is not KEY=VALUE");
+    auto where = "line " + std::to_string(line_no);
+    if (eq == std::string_view::npos || eq == 0) throw ConfigError(".env", where + " is not KEY=VALUE");
     auto key = trim(line.substr(0, eq));
     auto value = trim(line.substr(eq + 1));
-    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front())
-      value = value.substr(1, value.size() - 2);
-    else if (auto hash = value.find(" #"); hash != std::string_view::npos)
+    if (!value.empty() && (value.front() == '"' || value.front() == '\'')) {
+      // Quoted: up to the closing quote, then nothing but a comment.
+      auto close = value.find(value.front(), 1);
+      if (close == std::string_view::npos) throw ConfigError(".env", where + ": the quote is not closed");
+      auto rest = trim(value.substr(close + 1));
+      if (!rest.empty() && rest.front() != '#') throw ConfigError(".env", where + ": text after the closing quote");
+      value = value.substr(1, close - 1);
+    } else if (!value.empty() && value.front() == '#') {
+      value = {};  // `KEY=   # what it is`: empty, the comment is not the value
+    } else if (auto hash = value.find_first_of("#"); hash != std::string_view::npos &&
+                                                    (value[hash - 1] == ' ' || value[hash - 1] == '\t')) {
       value = trim(value.substr(0, hash));
+    }
     out.insert_or_assign(std::string(key), std::string(value));
   }
   return out;
@@ -41,7 +55,13 @@ Environment parse_dotenv(std::string_view text) {
 
 Environment read_environment(const std::string& dotenv_path) {
   Environment env;
-  if (auto text = read_file(dotenv_path)) env = parse_dotenv(*text);
+  if (auto text = read_file(dotenv_path)) {
+    env = parse_dotenv(*text);
+  } else if (std::error_code ec; std::filesystem::exists(dotenv_path, ec)) {
+    // There but unreadable (another owner, mode 600): starting on the defaults would be a different gateway.
+    std::string why = ::access(dotenv_path.c_str(), R_OK) != 0 ? std::strerror(errno) : "not a readable file";
+    throw ConfigError(".env", dotenv_path + " exists but cannot be read: " + why);
+  }
   for (char** e = environ; e && *e; ++e) {
     std::string_view kv(*e);
     auto eq = kv.find('=');
@@ -299,6 +319,11 @@ void load_identity_settings(const Environment& env, Settings& s) {
   if (!(s.database_url.starts_with("sqlite:") || s.database_url.starts_with("postgresql://") ||
         s.database_url.starts_with("postgres://")))
     throw ConfigError("DATABASE_URL", "must start with sqlite://, postgresql:// or postgres://");
+  if (auto file = std::string_view(s.database_url); file.starts_with("sqlite:")) {
+    file.remove_prefix(7);
+    if (file.starts_with("//")) file.remove_prefix(2);
+    if (file.empty()) throw ConfigError("DATABASE_URL", "names no file (sqlite:///path/to/gatehouse.db)");
+  }
   s.admin_email = get(env, "ADMIN_EMAIL", s.admin_email);
   if (s.admin_email.find('@') == std::string::npos) throw ConfigError("ADMIN_EMAIL", "must be an email address");
   s.webui_secret_key = get(env, "WEBUI_SECRET_KEY", get(env, "WEBUI_JWT_SECRET_KEY", ""));
@@ -371,10 +396,17 @@ void load_identity_settings(const Environment& env, Settings& s) {
   s.api_gateway_mode = parse_bool(env, "API_GATEWAY_MODE", false);
   s.trusted_proxies = get_list(env, "TRUSTED_PROXIES");
   for (auto& p : s.trusted_proxies) {
-    auto addr = p.substr(0, p.find('/'));
+    auto slash = p.find('/');
     boost::system::error_code ec;
-    boost::asio::ip::make_address(addr, ec);
-    if (ec) throw ConfigError("TRUSTED_PROXIES", "\"" + p + "\" is not an address or CIDR");
+    auto addr = boost::asio::ip::make_address(p.substr(0, slash), ec);
+    bool ok = !ec;
+    if (ok && slash != std::string::npos) {  // a prefix length of 0-32 (IPv4) or 0-128 (IPv6), digits only
+      auto bits = std::string_view(p).substr(slash + 1);
+      unsigned n = 0;
+      auto [end, err] = std::from_chars(bits.data(), bits.data() + bits.size(), n);
+      ok = !bits.empty() && err == std::errc() && end == bits.data() + bits.size() && n <= (addr.is_v4() ? 32u : 128u);
+    }
+    if (!ok) throw ConfigError("TRUSTED_PROXIES", "\"" + p + "\" is not an address or CIDR (address/prefix length)");
   }
   s.web_dir = get(env, "GATEHOUSE_WEB_DIR", s.web_dir);
   s.rate_limit_enabled = parse_bool(env, "RATE_LIMIT_ENABLED", true);

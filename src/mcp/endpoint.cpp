@@ -434,7 +434,14 @@ net::awaitable<void> Endpoint::del(http::Exchange& ex, const std::string& scope,
     // Not held here: ended from its id (nothing is opened for that) when it is the caller's and not ended.
     std::string why;
     std::optional<SessionTicket> ticket;
-    if (!missing) ticket = co_await hub_.resumable(sid, scope, caller, why);
+    bool store_down = false;
+    if (!missing) ticket = co_await hub_.resumable(sid, scope, caller, why, &store_down);
+    if (store_down) {  // (a 404 would tell the client the session is gone, and it would not try again)
+      log::warn("session end refused: the store cannot be read", {{"request_id", ex.request_id}, {"session", sid}});
+      co_await reply_error(ex, bhttp::status::service_unavailable, code::internal_error,
+                           "The session's end could not be recorded; it is still open: try again");
+      co_return;
+    }
     if (!ticket) {
       co_await no_session(ex, missing, why);
       co_return;

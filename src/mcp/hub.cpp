@@ -506,7 +506,7 @@ void Hub::seal_session(const std::shared_ptr<Session>& s) {
 }
 
 net::awaitable<std::optional<SessionTicket>> Hub::resumable(const std::string& id, const std::string& scope,
-                                                            const Caller& caller, std::string& why) {
+                                                            const Caller& caller, std::string& why, bool* store_down) {
   std::optional<SessionTicket> t;
   if (ids_) t = ids_->verify(id, unix_now(), &why);
   else why = "not an id this gateway issued";  // (none is resumable: SESSION_MAX_AGE_S=0)
@@ -527,6 +527,7 @@ net::awaitable<std::optional<SessionTicket>> Hub::resumable(const std::string& i
     if (!ended || *ended) {
       why = ended ? "ended" : "the store cannot tell whether it ended";
       if (ended) remember_ended(id);  // its next request asks nobody
+      else if (store_down) *store_down = true;
       co_return std::nullopt;
     }
   }

@@ -205,9 +205,10 @@ class Hub {
   void seal_session(const std::shared_ptr<Session>& s);
   // What the id of a session this instance does not hold says, when `caller` may have it opened again on
   // `scope`: nullopt when the id is not one of ours, is too old, names another endpoint or user, or its
-  // session was ended (`why` says which).
+  // session was ended (`why` says which; `store_down` is set when the store cannot tell whether it ended).
   net::awaitable<std::optional<SessionTicket>> resumable(const std::string& id, const std::string& scope,
-                                                         const Caller& caller, std::string& why);
+                                                         const Caller& caller, std::string& why,
+                                                         bool* store_down = nullptr);
   // Such a session opened again from its id (the state the id carries, fresh upstream sessions); null as for
   // resumable(), or `busy` when the id is fine but MAX_SESSIONS are open or the gateway is shutting down
   // (`draining()` tells which).

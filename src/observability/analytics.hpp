@@ -41,6 +41,8 @@ class AnalyticsWriter {
   void start(int retention_days);
   // Writes everything queued (at shutdown), bounded by `deadline_ms`.
   boost::asio::awaitable<void> flush(int deadline_ms);
+  // At shutdown, after flush(): the writer's thread ended (a write still running waited for at most `limit`).
+  bool stop_for(std::chrono::milliseconds limit) { return thread_.stop_and_join_for(limit); }
   const AnalyticsStats& stats() const { return stats_; }
 
  private:

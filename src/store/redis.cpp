@@ -408,6 +408,8 @@ return {1, remaining, math.floor((new_tat - now + 999999) / 1000000), 0}
 
 }  // namespace
 
+void RedisClient::check_url(const std::string& url) { parse_url(url); }
+
 std::shared_ptr<RedisClient> RedisClient::create(net::any_io_executor ex, const std::string& url) {
   return std::make_shared<Client>(std::move(ex), parse_url(url));
 }

@@ -28,6 +28,8 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
  public:
   // url: redis://[:password@]host[:port][/db]. Connects lazily and reconnects with backoff after failures.
   static std::shared_ptr<RedisClient> create(boost::asio::any_io_executor ex, const std::string& url);
+  // Throws std::invalid_argument saying what is wrong with `url` (as create() would).
+  static void check_url(const std::string& url);
   virtual ~RedisClient() = default;
   // Sends one command; nullopt if not connected, the connection failed, or `timeout` passed (never throws).
   virtual boost::asio::awaitable<std::optional<RedisReply>> command(std::vector<std::string> args,

@@ -242,6 +242,8 @@ class SqlStore final : public Store {
       // CREATE SCHEMA IF NOT EXISTS races between instances; the advisory lock serialises all of it, and
       // every migration runs in this one transaction (DDL is transactional in both backends).
       Transaction tx(c, true);
+      // (an index over millions of rows takes what it takes; another instance's migration is waited for)
+      c.script("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0");
       c.exec("SELECT pg_advisory_xact_lock(?)", {kMigrationLockKey});
       c.script("CREATE SCHEMA IF NOT EXISTS mcp_proxy");
       int n = apply_pending();
@@ -412,10 +414,11 @@ class SqlStore final : public Store {
       // reading the dead rows it left from the start again. Rows another instance is deleting at the same
       // moment are skipped, not waited for (that instance deletes them).
       std::string after = "(0,0)";
+      // On the analytics connection: a chunk waiting for a lock on the table holds only the analytics writer.
       for (int64_t got = kChunk; got == kChunk;) {
         got = 0;
-        std::lock_guard lk(mu_);
-        conn_->query("WITH c AS (SELECT ctid FROM @api_analytics WHERE ctid > CAST(? AS tid) AND timestamp < ? LIMIT ? "
+        with_analytics_connection([&](Connection& conn) {
+        conn.query("WITH c AS (SELECT ctid FROM @api_analytics WHERE ctid > CAST(? AS tid) AND timestamp < ? LIMIT ? "
                      "FOR UPDATE SKIP LOCKED), "
                      "d AS (DELETE FROM @api_analytics WHERE ctid = ANY(ARRAY(SELECT ctid FROM c)) RETURNING 1) "
                      "SELECT (SELECT COUNT(*) FROM d), (SELECT CAST(MAX(ctid) AS text) FROM c)",
@@ -423,6 +426,7 @@ class SqlStore final : public Store {
                        got = r.int64(0);
                        if (!r.is_null(1)) after = r.str(1);
                      });
+        });
         n += got;
       }
       return n;
@@ -1147,11 +1151,14 @@ class SqlStore final : public Store {
       // Its commits leave the log to checkpoint_analytics() (SQLite's default: a checkpoint by the commit
       // that takes the log past 1,000 pages, a fifth of the writer's CPU, in the middle of the load).
       if (!pg()) c.script("PRAGMA wal_autocheckpoint=0");
+      else c.script("SET statement_timeout = '60s'; SET lock_timeout = '10s'");  // (a failed batch is written later)
     }, f);
   }
   template <class F>
   void with_report_connection(F&& f) {
-    with_own_connection(report_mu_, report_conn_, [](Connection&) {}, f);
+    with_own_connection(report_mu_, report_conn_, [this](Connection& c) {
+      if (pg()) c.script("SET statement_timeout = '300s'");  // a report over millions of rows
+    }, f);
   }
   template <class Setup, class F>
   void with_own_connection(std::mutex& m, std::unique_ptr<Connection>& conn, Setup&& setup, F& f) {

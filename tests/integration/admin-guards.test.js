@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
+import pg from 'pg';
 import { everythingStdio, startEverythingHttp, startGatehouse, streamableHttpEntry } from './lib/index.js';
 import { GATEHOUSE_BIN } from './lib/gatehouse.js';
 import { createOpenWebUiDb, mintWebUiToken } from './lib/openwebui.js';
@@ -310,5 +311,28 @@ describe('management API guards', () => {
     const created = await gh.api('GET', '/audit?action=user.create&per_page=1');
     assert.equal(created.body.total, 1203, 'one user.create entry for each user created (not the administrator)');
     assert.equal((await gh.api('GET', '/users/m1199%40example.com')).body.groups.includes('Bulk'), true);
+  });
+});
+
+describe('a store held behind a lock (PostgreSQL)', () => {
+  it('an admin write waiting for a row another session holds answers 503 in seconds, not when the lock goes', async (t) => {
+    const gh = await startGatehouse({ servers: {} });
+    t.after(() => gh.stop());
+    if (gh.database.backend !== 'postgres') return t.skip('PostgreSQL only (SQLite waits 5 s for its write lock, then 503)');
+    assert.equal((await gh.api('POST', '/users', { email: 'locked@example.com', name: 'L' })).status, 201);
+    const holder = new pg.Client({ connectionString: gh.databaseUrl });
+    holder.on('error', () => {});  // (its database is dropped when the gateway stops)
+    await holder.connect();
+    t.after(() => holder.end().catch(() => {}));
+    await holder.query('BEGIN');
+    await holder.query("UPDATE mcp_proxy.users SET name = name WHERE email = 'locked@example.com'");
+    const release = setTimeout(() => holder.query('ROLLBACK').catch(() => {}), 60000);
+    t.after(() => clearTimeout(release));
+    const held = await gh.api('PATCH', '/users/locked%40example.com', { name: 'New' });
+    assert.equal(held.status, 503, `answered only when the lock went: ${JSON.stringify(held.body)}`);
+    assert.equal((await gh.api('GET', '/users/locked%40example.com')).status, 200, 'reads go on');
+    clearTimeout(release);
+    await holder.query('ROLLBACK');
+    assert.equal((await gh.api('PATCH', '/users/locked%40example.com', { name: 'New' })).status, 200);
   });
 });

@@ -111,6 +111,9 @@ describe('two instances on one store', () => {
       assert.match(res.text, /could not be recorded/);
       assert.equal((await ping(a.mcpUrl, s.sessionId)).status, 200, 'still open where it was');
       assert.equal((await ping(b.mcpUrl, s.sessionId)).status, 404, 'b cannot tell whether it ended: not opened');
+      // a DELETE through b, which does not hold it: 503 too (a 404 would tell the client it is gone already)
+      const del = await rawRequest(b.mcpUrl, { method: 'DELETE', headers: { 'mcp-session-id': s.sessionId } });
+      assert.equal(del.status, 503, del.text);
     } finally {
       await moveSessionEnds(a, false);
     }

@@ -103,6 +103,23 @@ TEST(Config, DotenvParsing) {
   EXPECT_EQ(env["C"], "quoted # not comment");
   EXPECT_EQ(env["D"], "x");
   EXPECT_EQ(setting_of([] { parse_dotenv("JUSTAWORD\n"); }), ".env");
+  // An uncommented example line: the empty value stays empty, not the comment (session 28's review: a
+  // secret became "# signs X-Gateway-Token…"); a comment after quotes; a byte-order mark; a tab before '#'.
+  auto ex = parse_dotenv("\xEF\xBB\xBF" "FIRST=1\nSECRET=     # signs tokens\nQ=\"x y\" # c\nT=a\t# c\nH=a#b\nS='#x'\n");
+  EXPECT_EQ(ex["FIRST"], "1");
+  EXPECT_EQ(ex["SECRET"], "");
+  EXPECT_EQ(ex["Q"], "x y");
+  EXPECT_EQ(ex["T"], "a");
+  EXPECT_EQ(ex["H"], "a#b");
+  EXPECT_EQ(ex["S"], "#x");
+  EXPECT_EQ(setting_of([] { parse_dotenv("Q=\"open\n"); }), ".env");
+  EXPECT_EQ(setting_of([] { parse_dotenv("Q=\"a\" b\n"); }), ".env");
+  // Settings load_settings checks whole: a CIDR's prefix length, an SQLite URL with no file.
+  EXPECT_EQ(setting_of([] { load_settings({{"TRUSTED_PROXIES", "127.0.0.1/abc"}}); }), "TRUSTED_PROXIES");
+  EXPECT_EQ(setting_of([] { load_settings({{"TRUSTED_PROXIES", "127.0.0.1/"}}); }), "TRUSTED_PROXIES");
+  EXPECT_EQ(setting_of([] { load_settings({{"TRUSTED_PROXIES", "10.0.0.0/33"}}); }), "TRUSTED_PROXIES");
+  EXPECT_NO_THROW(load_settings({{"TRUSTED_PROXIES", "10.0.0.0/8,::1/128,192.168.1.1"}}));
+  EXPECT_EQ(setting_of([] { load_settings({{"DATABASE_URL", "sqlite://"}}); }), "DATABASE_URL");
 }
 
 TEST(Config, ExpandSecretsReportsTheMissingSlot) {
