@@ -253,6 +253,24 @@ observability::Gauges Router::gauges() const {
   return g;
 }
 
+// A Cookie header without Gatehouse's cookies (gatehouse_session, gatehouse_login_*). Cookie pairs are split
+// at ';' and at ',' (what joins repeated Cookie lines; no cookie value holds one: RFC 6265 §4.1.1).
+static std::string without_own_cookies(std::string_view header) {
+  std::string out;
+  std::size_t at = 0;
+  while (at <= header.size()) {
+    auto end = header.find_first_of(";,", at);
+    if (end == std::string_view::npos) end = header.size();
+    auto pair = trim(header.substr(at, end - at));
+    at = end + 1;
+    auto name = trim(pair.substr(0, pair.find('=')));
+    if (pair.empty() || name == auth::kSessionCookie || name.starts_with(auth::kLoginCookie)) continue;
+    if (!out.empty()) out += "; ";
+    out += pair;
+  }
+  return out;
+}
+
 net::awaitable<void> Router::proxy(http::Exchange& ex, const auth::AuthResult& auth) {
   // X-Forwarded-*: a trusted proxy's values are kept (and the chain extended); anyone else's are replaced.
   bool trusted = p_.authn.trusted_proxy(ex.client_ip);
@@ -271,10 +289,15 @@ net::awaitable<void> Router::proxy(http::Exchange& ex, const auth::AuthResult& a
       headers.push_back(std::move(h));
   // Other names for the same facts, which Open WebUI or a framework under it may read: a client's are not
   // passed on (RFC 7239 §8), a trusted proxy's are.
-  static constexpr std::string_view kUntrusted[] = {"Forwarded", "X-Real-IP", "X-Forwarded-Port",
+  static constexpr std::string_view kUntrusted[] = {"Cookie", "Forwarded", "X-Real-IP", "X-Forwarded-Port",
                                                     "X-Forwarded-Prefix", "X-Forwarded-Server", "X-Forwarded-Ssl",
                                                     "X-Client-IP", "True-Client-IP", "CF-Connecting-IP"};
-  co_await p_.proxy->forward(ex, headers, trusted ? std::span<const std::string_view>() : kUntrusted);
+  // Gatehouse's own cookies stay here: its session cookie is an admin's credential for the management API,
+  // and Open WebUI (or a script in one of its pages that logs requests) has no use for it. The rest go on.
+  std::string cookie_storage;
+  if (auto cookies = without_own_cookies(ex.req.list(http::Request::Name::cookie, cookie_storage)); !cookies.empty())
+    headers.emplace_back("Cookie", std::move(cookies));
+  co_await p_.proxy->forward(ex, headers, trusted ? std::span(kUntrusted).first(1) : std::span(kUntrusted));
 }
 
 net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {

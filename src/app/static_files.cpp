@@ -2,6 +2,9 @@
 
 #include <boost/beast/http.hpp>
 
+#include <filesystem>
+
+#include "auth/jwt.hpp"
 #include "core/log.hpp"
 #include "core/util.hpp"
 
@@ -50,9 +53,12 @@ net::awaitable<std::shared_ptr<const StaticFiles::File>> StaticFiles::load(std::
   auto path = root_ + "/" + relative;
   auto job = [path] {
     auto f = std::make_shared<File>();
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) return std::shared_ptr<const File>(f);  // (a directory: not found)
     if (auto body = read_file(path)) {
       f->body = std::move(*body);
       f->type = type_of(path);
+      f->etag = "\"" + auth::sha256_hex(f->body).substr(0, 32) + "\"";
       f->found = true;
     }
     return std::shared_ptr<const File>(f);
@@ -101,7 +107,17 @@ net::awaitable<void> StaticFiles::serve(http::Exchange& ex, std::string_view res
           "frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
   res.set("X-Content-Type-Options", "nosniff");
   res.set("Referrer-Policy", "no-referrer");
-  res.set(bhttp::field::cache_control, fallback ? "no-cache" : "public, max-age=300");
+  // Asked again every time, answered 304 while unchanged: a new release's files reach an open portal at its
+  // next load (with max-age, a page of the new release could import a module of the old one for minutes).
+  res.set(bhttp::field::cache_control, "no-cache");
+  res.set(bhttp::field::etag, file->etag);
+  if (auto inm = ex.req[bhttp::field::if_none_match]; !inm.empty() && (trim(inm) == "*" || header_has_token(inm, file->etag) ||
+                                                                 header_has_token(inm, "W/" + file->etag))) {
+    res.result(bhttp::status::not_modified);
+    res.keep_alive(ex.req.keep_alive());
+    co_await ex.send(std::move(res));
+    co_return;
+  }
   if (ex.req.method() == bhttp::verb::get) res.body() = file->body;
   res.keep_alive(ex.req.keep_alive());
   res.prepare_payload();

@@ -22,6 +22,7 @@ class StaticFiles {
  private:
   struct File {
     std::string body, type;
+    std::string etag;  // a digest of the body, quoted
     bool found = false;
   };
   boost::asio::awaitable<std::shared_ptr<const File>> load(std::string relative);

@@ -2,6 +2,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   GATEHOUSE_BIN, checkConfig, connectClient, everythingStdio, getJson, listAll, startEverythingHttp,
   startGatehouse, streamableHttpEntry,
@@ -130,4 +132,20 @@ describe('check-config', () => {
     // the library is linked --no-as-needed; without it the linker would quietly drop it and keep glibc's malloc
     assert.match(result.stdout, /^allocator: tcmalloc \(.+\)$/m);
   });
+});
+
+it('portal files: asked again each time and answered 304 while unchanged (a release reaches an open portal); a directory is 404', async (t) => {
+  const web = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../web');
+  const gh = await startGatehouse({ t, servers: {}, env: { GATEHOUSE_WEB_DIR: web } });
+  const first = await fetch(`${gh.url}/mcp-admin/assets/app.js`);
+  assert.equal(first.status, 200);
+  assert.equal(first.headers.get('cache-control'), 'no-cache');
+  const etag = first.headers.get('etag');
+  assert.match(etag ?? '', /^"[0-9a-f]{32}"$/);
+  assert.equal((await first.text()).length > 1000, true);
+  const again = await fetch(`${gh.url}/mcp-admin/assets/app.js`, { headers: { 'if-none-match': etag } });
+  assert.equal(again.status, 304);
+  assert.equal(await again.text(), '');
+  assert.equal((await fetch(`${gh.url}/mcp-admin/assets/app.js`, { headers: { 'if-none-match': '"other"' } })).status, 200);
+  for (const dir of ['/mcp-admin/assets/', '/mcp-admin/assets/pages']) assert.equal((await fetch(`${gh.url}${dir}`)).status, 404, dir);
 });
