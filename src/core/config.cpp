@@ -187,9 +187,36 @@ std::vector<ServerConfig> parse_servers(std::string_view json_text, const Enviro
       boost::system::result<boost::urls::url_view> u = boost::urls::parse_uri(s.url);
       if (!u || (u->scheme() != "http" && u->scheme() != "https") || u->host().empty())
         throw ConfigError(where + ".url", "must be an absolute http:// or https:// URL");
+      if (u->has_port()) {
+        unsigned port = 0;
+        auto text = u->port();
+        auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), port);
+        if (text.empty() || err != std::errc() || end != text.data() + text.size() || port == 0 || port > 65535)
+          throw ConfigError(where + ".url", "port must be from 1 to 65535");
+      }
       s.headers = get_string_map(o, "headers", where, env);
+      // Fields the gateway writes itself (framing, the connection, the MCP session): a second one would make
+      // the request ambiguous to the upstream (two Host fields, two lengths).
+      static constexpr std::string_view kOwn[] = {"host", "content-length", "transfer-encoding", "connection", "upgrade",
+                                                  "te", "keep-alive", "mcp-session-id", "mcp-protocol-version"};
+      for (const auto& [name, value] : s.headers)
+        if (std::ranges::any_of(kOwn, [&](std::string_view own) { return iequals(name, own); }))
+          throw ConfigError(where + ".headers." + name, "is set by the gateway itself");
       if (o.contains("command")) throw ConfigError(where + ".command", "a remote server has no command");
     }
+    auto unterminated = [](std::string_view text) {
+      for (auto at = text.find("${secret:"); at != std::string_view::npos; at = text.find("${secret:", at + 1)) {
+        auto end = text.find('}', at);
+        if (end == std::string_view::npos || end == at + 9) return true;
+      }
+      return false;
+    };
+    for (const auto& [k, v] : s.env)
+      if (unterminated(v)) throw ConfigError(where + ".env." + k, "${secret:NAME} without its name or closing brace");
+    for (const auto& [k, v] : s.headers)
+      if (unterminated(v)) throw ConfigError(where + ".headers." + k, "${secret:NAME} without its name or closing brace");
+    for (const auto& a : s.args)
+      if (unterminated(a)) throw ConfigError(where + ".args", "${secret:NAME} without its name or closing brace");
     s.description = get_string(o, "description", where, false, env);
     if (auto* t = o.if_contains("timeoutMs")) {
       if (!t->is_int64() || t->as_int64() <= 0 || t->as_int64() > 86'400'000)

@@ -63,6 +63,18 @@ TEST(Config, ErrorsNameTheSetting) {
             "mcpServers.a.colour");
   EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"command":"${env:NOPE}"}}})", env); }),
             "mcpServers.a.command");
+  // Session 28's review: a port out of range, a header the gateway writes itself (two Host fields went out),
+  // a ${secret: never closed (sent as literal text).
+  EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"url":"http://x:99999/"}}})", env); }), "mcpServers.a.url");
+  EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"url":"http://x/","headers":{"Host":"evil"}}}})", env); }),
+            "mcpServers.a.headers.Host");
+  EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"url":"http://x/","headers":{"content-length":"1"}}}})", env); }),
+            "mcpServers.a.headers.content-length");
+  EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"url":"http://x/","headers":{"X-Key":"${secret:KEY"}}}})", env); }),
+            "mcpServers.a.headers.X-Key");
+  EXPECT_EQ(setting_of([&] { parse_servers(R"({"mcpServers":{"a":{"command":"x","env":{"K":"${secret:}"}}}})", env); }),
+            "mcpServers.a.env.K");
+  EXPECT_NO_THROW(parse_servers(R"({"mcpServers":{"a":{"url":"http://x:8080/","headers":{"X-Key":"${secret:KEY}"}}}})", env));
 }
 
 TEST(Config, SettingsDefaultsAndValidation) {
