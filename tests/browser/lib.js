@@ -8,7 +8,8 @@ import { REPO_ROOT, startGatehouse } from '../integration/lib/index.js';
 
 export * from '../integration/lib/index.js';
 
-export const WEB_DIR = path.join(REPO_ROOT, 'web');
+// PORTAL_WEB_DIR serves another copy of the portal (e.g. to check that a test fails without a fix).
+export const WEB_DIR = process.env.PORTAL_WEB_DIR ? path.resolve(process.env.PORTAL_WEB_DIR) : path.join(REPO_ROOT, 'web');
 export const SCREENSHOT_DIR = path.join(process.env.BUILD_DIR ? path.resolve(REPO_ROOT, process.env.BUILD_DIR) : path.join(REPO_ROOT, 'build'), 'screenshots');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // Without the background-networking flags Chromium keeps trying hosts this network refuses.

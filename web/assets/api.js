@@ -47,7 +47,8 @@ export async function request(method, url, body) {
   if (!res.ok) {
     const code = data?.error?.code ?? 'error';
     const message = data?.error?.message ?? '';
-    if (res.status === 401 && !url.startsWith('/auth/')) onSignedOut();
+    // A write that was refused is reported as such, so the page can keep what the admin typed.
+    if (res.status === 401 && !url.startsWith('/auth/')) onSignedOut({ write: method !== 'GET' && method !== 'HEAD' });
     const err = new ApiError(res.status, code, friendly(res.status, code, message));
     err.data = data;
     throw err;
@@ -78,7 +79,7 @@ export const api = {
   createUser: (body) => request('POST', `${API}/users`, body),
   updateUser: (email, patch) => request('PATCH', `${API}/users/${enc(email)}`, patch),
 
-  groups: (q, page = 1, perPage = 500) => request('GET', `${API}/groups${qs({ q, page, per_page: perPage })}`),
+  groups: (q, page, perPage) => request('GET', `${API}/groups${qs({ q, page, per_page: perPage })}`),
   group: (name) => request('GET', `${API}/groups/${enc(name)}`),
   createGroup: (body) => request('POST', `${API}/groups`, body),
   deleteGroup: (name) => request('DELETE', `${API}/groups/${enc(name)}`),

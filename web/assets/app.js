@@ -18,6 +18,7 @@ const app = document.getElementById('app');
 let me = null;
 let cleanup = null;
 let renderToken = 0;
+let reauth = null; // the "sign in again" dialog, while it is open
 
 function sectionFromPath(pathname) {
   const rest = pathname.startsWith(BASE) ? pathname.slice(BASE.length) : pathname;
@@ -40,7 +41,10 @@ document.addEventListener('click', (event) => {
   navigate(link.getAttribute('href'));
 });
 
-onUnauthorized(() => {
+onUnauthorized(({ write } = {}) => {
+  if (reauth) return; // already asking to sign in again
+  // A refused change keeps the page (and what the admin typed): sign in again in a dialog, then save again.
+  if (write && me && !signInShown()) { askToSignInAgain(); return; }
   me = null;
   showSignIn('Your session has ended. Sign in again to continue.');
 });
@@ -97,10 +101,16 @@ function frame(activeId) {
   return main;
 }
 
-async function renderSection(section) {
-  const token = ++renderToken;
+/** Stops the section on show (its timers; answers still on their way are ignored) before the page changes. */
+function leaveSection() {
+  ++renderToken;
   if (typeof cleanup === 'function') { try { cleanup(); } catch { /* ignore */ } }
   cleanup = null;
+}
+
+async function renderSection(section) {
+  leaveSection();
+  const token = renderToken;
   const main = frame(section.id);
   document.title = `${section.title} · Gatehouse admin`;
   const heading = h('h1', { tabindex: '-1' }, section.title);
@@ -110,7 +120,9 @@ async function renderSection(section) {
   try {
     const mod = await import(section.module);
     if (token !== renderToken) return;
-    cleanup = await mod.render(body, { me, navigate, section });
+    const done = await mod.render(body, { me, navigate, section });
+    if (token !== renderToken) { if (typeof done === 'function') done(); return; }
+    cleanup = done;
   } catch (error) {
     if (token !== renderToken) return;
     fill(body, h('div', { class: 'notice error', role: 'alert' }, `This section could not be shown: ${error.message}`));
@@ -118,6 +130,7 @@ async function renderSection(section) {
 }
 
 async function signOut() {
+  leaveSection();
   await api.signOut();
   me = null;
   setCsrfToken('');
@@ -127,14 +140,27 @@ async function signOut() {
 // ---- sign-in ----
 let signInOptions = null;
 
+const signInShown = () => Boolean(document.getElementById('api-key'));
+/** Where to go after signing in: ?next= when it is a portal page (never another site, never sign-in itself). */
+function nextPage() {
+  const next = new URLSearchParams(location.search).get('next');
+  return next && next.startsWith(`${BASE}/`) && !next.startsWith(`${BASE}/sign-in`) ? next : null;
+}
+/** The provider's sign-in link, coming back to `back`. */
+const loginUrl = (opts, back) => (opts.login_url || '/auth/login?return_to=/mcp-admin')
+  .replace(/([?&]return_to=)[^&]*/, `$1${encodeURIComponent(back)}`);
+
 async function showSignIn(message, options) {
+  leaveSection();
+  if (signInShown()) return; // already shown: keep what is being typed there
   if (options) signInOptions = options;
   if (!signInOptions) {
     try { await api.me(); } catch (error) { signInOptions = error.data?.sign_in ?? { oidc: false }; }
   }
-  const here = location.pathname;
-  if (sectionFromPath(here) !== 'sign-in') {
-    const next = sectionFromPath(here) ? `?next=${encodeURIComponent(here)}` : '';
+  if (signInShown()) return;
+  if (sectionFromPath(location.pathname) !== 'sign-in') {
+    const here = location.pathname + location.search; // keys?group=X comes back to that group
+    const next = sectionFromPath(location.pathname) ? `?next=${encodeURIComponent(here)}` : '';
     history.replaceState(null, '', `${BASE}/sign-in${next}`);
   }
   document.title = 'Sign in · Gatehouse admin';
@@ -157,8 +183,7 @@ async function showSignIn(message, options) {
     try {
       me = await api.signInWithKey(value);
       setCsrfToken(me.csrf_token);
-      const next = new URLSearchParams(location.search).get('next');
-      navigate(next && next.startsWith(`${BASE}/`) && !next.startsWith(`${BASE}/sign-in`) ? next : 'users', { replace: true });
+      navigate(nextPage() ?? 'users', { replace: true });
     } catch (err) {
       error.textContent = err.status === 401
         ? 'That key was not accepted: it may be mistyped, revoked or expired. Check it and try again.'
@@ -174,7 +199,7 @@ async function showSignIn(message, options) {
   const providerName = opts.provider_name || 'your organisation';
   const oidc = opts.oidc
     ? h('div', { class: 'stack' },
-      h('a', { class: 'button primary big', href: opts.login_url || '/auth/login?return_to=/mcp-admin' }, `Sign in with ${providerName}`),
+      h('a', { class: 'button primary big', href: loginUrl(opts, nextPage() ?? BASE) }, `Sign in with ${providerName}`),
       h('p', { class: 'divider' }, h('span', {}, 'or')))
     : null;
   fill(app, h('main', { id: 'main', class: 'centered' },
@@ -189,6 +214,7 @@ async function showSignIn(message, options) {
 
 // ---- signed in, but not an administrator ----
 function showNoAccess(who, message) {
+  leaveSection();
   document.title = 'No access · Gatehouse admin';
   fill(app, h('main', { id: 'main', class: 'centered' },
     h('div', { class: 'card noaccess', role: 'alert' },
@@ -199,6 +225,56 @@ function showNoAccess(who, message) {
       h('p', {}, 'If you need to manage users, groups or servers, ask a Gatehouse administrator to make you an administrator (or add you to the MCP-Admin group).'),
       h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: signOut }, 'Sign out and use another account')))));
   app.removeAttribute('aria-busy');
+}
+
+// ---- the session ended while saving a change: sign in again without leaving the page ----
+
+function askToSignInAgain() {
+  const opts = signInOptions ?? {};
+  const keyInput = h('input', { id: 'reauth-key', type: 'password', autocomplete: 'off', spellcheck: 'false', placeholder: 'gh_…' });
+  const error = h('p', { class: 'field-error', id: 'reauth-key-error', role: 'alert', hidden: true });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
+  const later = h('button', { type: 'button', class: 'secondary', onclick: () => close() }, 'Not now');
+  const form = h('form', { class: 'stack' },
+    h('div', { class: 'field' }, h('label', { for: keyInput.id }, 'Admin API key'), keyInput, error),
+    h('div', { class: 'actions' }, later, submit));
+  const providerName = opts.provider_name || 'your organisation';
+  const dialog = reauth = h('dialog', { class: 'confirm', id: 'reauth', 'aria-labelledby': 'reauth-title', 'aria-describedby': 'reauth-message' },
+    h('h2', { id: 'reauth-title' }, 'Your session has ended'),
+    h('p', { id: 'reauth-message' }, 'Your change was not saved, but what you typed is still on the page. Sign in again here, then save once more.'),
+    opts.oidc ? h('p', {},
+      h('a', { href: loginUrl(opts, `${BASE}/users`), target: '_blank', rel: 'noopener' }, `Sign in with ${providerName} in a new tab`),
+      ', then ', h('button', { type: 'button', class: 'link', onclick: () => attempt(() => api.me()) }, 'continue here'), '.') : null,
+    form);
+  function close() { dialog.close(); dialog.remove(); if (reauth === dialog) reauth = null; }
+  async function attempt(signIn) {
+    error.hidden = true;
+    submit.disabled = true;
+    try {
+      const who = await signIn();
+      me = who;
+      setCsrfToken(who.csrf_token);
+      close();
+      if (!who.is_admin) { route(); return; }
+      notify('You are signed in again. Save your change once more.', 'info');
+    } catch (err) {
+      error.textContent = err.status === 401 ? 'Not signed in: check the key (or finish signing in in the other tab) and try again.' : err.message;
+      error.hidden = false;
+      keyInput.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  }
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const value = keyInput.value.trim();
+    if (!value) { error.textContent = 'Paste the API key first.'; error.hidden = false; keyInput.focus(); return; }
+    attempt(() => api.signInWithKey(value));
+  });
+  dialog.addEventListener('cancel', (event) => { event.preventDefault(); close(); });
+  document.body.append(dialog);
+  dialog.showModal();
+  keyInput.focus();
 }
 
 export { notify };

@@ -1,5 +1,6 @@
 // Small DOM helpers: an element builder, messages people can read, confirmations, paging.
 // Text always goes in as text (never as HTML), so names and emails cannot inject markup.
+import { api } from './api.js';
 
 /** h('button', {class: 'primary', onclick}, 'Save') → an element. */
 export function h(tag, attrs = {}, ...children) {
@@ -118,6 +119,7 @@ export function debounce(fn, ms) {
 /** "Showing 1–25 of 15,000" with Previous / Next buttons. */
 export function pager({ page, perPage, total, onPage, label = 'results' }) {
   const pages = Math.max(1, Math.ceil(total / perPage));
+  page = Math.min(Math.max(1, page), pages); // a page past the end (its last entry was just removed) reads as the last
   const from = total === 0 ? 0 : (page - 1) * perPage + 1;
   const to = Math.min(total, page * perPage);
   return h('nav', { class: 'pager', 'aria-label': `Pages of ${label}` },
@@ -136,11 +138,59 @@ export function when(unix) {
 
 export function chip(text, kind = '') { return h('span', { class: `chip ${kind}` }, text); }
 
-/** A select of groups (loaded from the API), with a placeholder option. */
-export function groupSelect(groups, { id, placeholder = 'Choose a group…', value = '' } = {}) {
-  return h('select', { id: id ?? uid('group') },
-    h('option', { value: '' }, placeholder),
-    groups.map((g) => h('option', { value: g.name, selected: g.name === value }, g.name + (g.is_tenant ? ' (tenant)' : ''))));
+const PICKER_MATCHES = 50;
+const groupLabel = (g) => g.name + (g.is_tenant ? ' (tenant)' : '');
+
+/**
+ * Choosing one of any number of groups: a select of the first matches and a search box under it (Gatehouse
+ * searches as you type; Enter picks the match). Returns the labelled field: field.select is the <select> (its
+ * value is the chosen group; it fires `change`), field.ready settles once `value` is checked and the first
+ * matches are shown. `value` stays chosen even when it is not among them; `exclude(name)` leaves groups out.
+ */
+export function groupPicker(label, { id, placeholder = 'Choose a group…', value = '', exclude = () => false } = {}) {
+  const given = value ? h('option', { value, selected: true }, value) : null;
+  const select = h('select', { id: id ?? uid('group') }, h('option', { value: '' }, placeholder), given);
+  const search = h('input', {
+    type: 'search', id: `${select.id}-search`, autocomplete: 'off', placeholder: 'Not listed? Type part of its name',
+    'aria-label': `${label}: search`, 'aria-controls': select.id,
+  });
+  const status = h('p', { class: 'hint', id: `${select.id}-status`, 'aria-live': 'polite' });
+  const wrap = field(label, select);
+  select.after(search, status);
+  let seq = 0;
+  async function load() {
+    const mine = ++seq;
+    const q = search.value.trim();
+    let res;
+    try { res = await api.groups(q, 1, PICKER_MATCHES); } catch (error) { if (mine === seq) notifyError(error, 'search the groups'); return null; }
+    if (mine !== seq) return null; // a newer search is on its way
+    const items = res.items.filter((g) => !exclude(g.name));
+    const chosen = select.selectedOptions[0];
+    fill(select, h('option', { value: '' }, placeholder),
+      chosen?.value && !items.some((g) => g.name === chosen.value) ? h('option', { value: chosen.value }, chosen.textContent) : null,
+      items.map((g) => h('option', { value: g.name }, groupLabel(g))));
+    select.value = chosen?.value ?? '';
+    status.textContent = res.total > res.items.length
+      ? `The first ${fmt(res.items.length)} of ${fmt(res.total)} ${q ? `groups matching “${q}”` : 'groups'} are listed: type to find others.`
+      : q ? `${fmt(res.total)} ${res.total === 1 ? 'group matches' : 'groups match'} “${q}”.` : '';
+    return items;
+  }
+  search.addEventListener('input', debounce(load, 200));
+  search.addEventListener('keydown', async (e) => {
+    if (e.key !== 'Enter') return;
+    e.preventDefault(); // not the surrounding form's submit
+    const items = await load();
+    const typed = search.value.trim().toLowerCase();
+    const pick = items?.find((g) => g.name.toLowerCase() === typed) ?? (items?.length === 1 ? items[0] : null);
+    if (pick && pick.name !== select.value) { select.value = pick.name; select.dispatchEvent(new Event('change')); }
+  });
+  wrap.select = select;
+  wrap.ready = (async () => {
+    // The given group may be anywhere among thousands: ask for it by name (and drop it when there is no such group).
+    if (given) { try { given.textContent = groupLabel(await api.group(value)); } catch { given.remove(); } }
+    await load();
+  })();
+  return wrap;
 }
 
 export function emptyState(text) { return h('p', { class: 'empty' }, text); }

@@ -2,53 +2,68 @@
 // see and change who is in it, delete with confirmation. /mcp-admin/groups/<name> opens one group.
 import { api } from '../api.js';
 import {
-  busy, chip, confirmAction, emptyState, field, fill, fmt, h, notify, notifyError, pager, parseEmails,
+  busy, chip, confirmAction, debounce, emptyState, field, fill, fmt, h, notify, notifyError, pager, parseEmails,
 } from '../ui.js';
 
 const MEMBERS_PER_PAGE = 20;
+const GROUPS_PER_PAGE = 50;
 
 export async function render(root) {
-  let groups = [];
+  let groups = []; // the page of groups on show (Gatehouse searches and pages them)
   let servers = [];
+  const list = { page: 1, seq: 0 };
+  let openSeq = 0;
   const listArea = h('div', { class: 'group-list', id: 'group-list' });
+  const listPager = h('div');
   const detail = h('section', { class: 'panel', id: 'group-detail', 'aria-labelledby': 'group-title' });
   const filter = h('input', { id: 'group-filter', type: 'search', autocomplete: 'off', placeholder: 'Filter groups' });
-  filter.addEventListener('input', () => drawList());
+  filter.addEventListener('input', debounce(() => { list.page = 1; loadGroups(); }, 200));
 
   function selectedName() {
-    const parts = location.pathname.split('/').filter(Boolean); // mcp-admin, groups, <name>
-    return parts[2] ? decodeURIComponent(parts[2]) : '';
+    const part = location.pathname.split('/').filter(Boolean)[2] ?? ''; // mcp-admin, groups, <name>
+    try { return decodeURIComponent(part); } catch { return part; } // a stray % is part of a name, not a crash
   }
 
   async function loadGroups() {
-    groups = (await api.groups()).items;
-    drawList();
+    const seq = ++list.seq;
+    try {
+      const res = await api.groups(filter.value.trim(), list.page, GROUPS_PER_PAGE);
+      if (seq !== list.seq) return; // a newer search is on its way
+      if (!res.items.length && list.page > 1) { list.page = Math.max(1, Math.ceil(res.total / res.per_page)); await loadGroups(); return; }
+      groups = res.items;
+      drawList();
+      fill(listPager, res.total > res.per_page
+        ? pager({ page: res.page, perPage: res.per_page, total: res.total, label: 'groups', onPage: (p) => { list.page = p; loadGroups(); } })
+        : null);
+    } catch (error) {
+      if (seq === list.seq) notifyError(error, 'load the groups');
+    }
   }
 
   function drawList() {
-    const f = filter.value.trim().toLowerCase();
-    const shown = groups.filter((g) => !f || g.name.toLowerCase().includes(f));
     const current = selectedName();
-    fill(listArea, shown.length
-      ? h('ul', { class: 'select-list' }, shown.map((g) => h('li', {},
+    fill(listArea, groups.length
+      ? h('ul', { class: 'select-list' }, groups.map((g) => h('li', {},
         h('button', {
           type: 'button', class: 'select-item', 'aria-current': g.name === current ? 'true' : null,
           dataset: { group: g.name }, onclick: () => openGroup(g.name),
         }, h('span', { class: 'select-name' }, g.name),
         h('span', { class: 'muted' }, `${fmt(g.member_count)} ${g.member_count === 1 ? 'member' : 'members'}${g.is_tenant ? ' · tenant' : ''}`)))))
-      : emptyState(groups.length ? 'No group matches.' : 'No groups yet: create the first one below.'));
+      : emptyState(filter.value.trim() ? 'No group matches.' : 'No groups yet: create the first one below.'));
   }
 
   async function openGroup(name) {
+    const seq = ++openSeq;
     history.replaceState(null, '', `/mcp-admin/groups/${encodeURIComponent(name)}`);
     drawList();
     let g, grants;
     try {
       [g, grants] = await Promise.all([api.group(name), api.grants(name)]);
     } catch (error) {
-      notifyError(error, `open the group ${name}`);
+      if (seq === openSeq) notifyError(error, `open the group ${name}`);
       return;
     }
+    if (seq !== openSeq) return; // another group was opened meanwhile
     const granted = new Map(grants.items.map((x) => [x.server, x]));
     fill(detail,
       h('div', { class: 'panel-head' },
@@ -122,16 +137,27 @@ export async function render(root) {
         });
         if (!ok) return;
       }
-      const done = await busy(save, async () => {
-        for (const c of changes) {
-          if (c.remove) await api.deleteGrant(g.name, c.server); else await api.putGrant(g.name, c.server, c.put);
-        }
-        return true;
-      }, 'save the server access');
-      if (done) {
-        notify(`Saved: ${g.name} may now use ${rows.filter((r) => r.read()).map((r) => r.dataset.server).join(', ') || 'no servers'}.`);
-        openGroup(g.name);
+      let step = 0;
+      try {
+        await busy(save, async () => {
+          for (; step < changes.length; step++) {
+            const c = changes[step];
+            if (c.remove) await api.deleteGrant(g.name, c.server); else await api.putGrant(g.name, c.server, c.put);
+          }
+        }, null);
+      } catch (error) {
+        // One change at a time: say which one failed and what was saved before it; then show what is saved now
+        // (unless the session ended: then the page stays as it is, to sign in and save again).
+        const c = changes[step];
+        const saved = changes.slice(0, step).map((x) => x.server);
+        const reload = error.status !== 401;
+        notify(`Could not ${c.remove ? 'take away' : 'save the access to'} ${c.server}: ${error.message}`
+          + `${saved.length ? ` Saved before that: ${saved.join(', ')}.` : ''}${reload ? ' The page now shows what is saved.' : ''}`, 'error');
+        if (reload) openGroup(g.name);
+        return;
       }
+      notify(`Saved: ${g.name} may now use ${rows.filter((r) => r.read()).map((r) => r.dataset.server).join(', ') || 'no servers'}.`);
+      openGroup(g.name);
     });
     return form;
   }
@@ -144,6 +170,8 @@ export async function render(root) {
     async function loadMembers() {
       try {
         const res = await api.members(g.name, page, MEMBERS_PER_PAGE);
+        // The last one on the last page was removed: show the page before.
+        if (!res.items.length && page > 1) { page = Math.max(1, Math.ceil(res.total / res.per_page)); loadMembers(); return; }
         fill(list, res.items.length
           ? h('ul', { class: 'plain-list' }, res.items.map((u) => h('li', {},
             h('span', {}, u.name ? `${u.name} (${u.email})` : u.email, u.disabled ? chip('Disabled', 'bad') : null),
@@ -175,7 +203,7 @@ export async function render(root) {
       if (!res) return;
       if (res.invalid.length) notify(`${fmt(res.added.length)} added. Not valid email addresses (fix and add again): ${res.invalid.join(', ')}`, 'error');
       else notify(`${fmt(res.added.length)} added to ${g.name}${res.already.length ? `; already members: ${fmt(res.already.length)}` : ''}.`);
-      text.value = '';
+      text.value = res.invalid.join('\n'); // the ones to fix stay
       page = 1;
       loadMembers(); loadGroups();
     });
@@ -204,27 +232,37 @@ export async function render(root) {
   const tenant = h('input', { id: 'new-group-tenant', type: 'checkbox' });
   const priority = h('input', { id: 'new-group-priority', type: 'number', value: '0', step: '1' });
   const nameField = field('Group name', name);
+  const descField = field('Description (optional)', desc);
+  const priorityField = field('Priority', priority, { hint: 'When someone is in several groups with their own API keys, the highest priority wins.' });
   const create = h('button', { type: 'submit', class: 'primary', id: 'create-group' }, 'Create group');
-  const createForm = h('form', { class: 'panel stack', 'aria-labelledby': 'create-title' },
+  const createForm = h('form', { class: 'panel stack', 'aria-labelledby': 'create-title', novalidate: true }, // checked below, messages under each field
     h('h2', { id: 'create-title' }, 'Create a group'),
-    nameField, field('Description (optional)', desc),
+    nameField, descField,
     h('label', { class: 'check', for: tenant.id }, tenant, 'This group is a tenant (a customer or department with its own API keys)'),
-    field('Priority', priority, { hint: 'When someone is in several groups with their own API keys, the highest priority wins.' }),
+    priorityField,
     h('div', { class: 'actions' }, create));
   createForm.addEventListener('submit', async (e) => {
     e.preventDefault();
-    nameField.showError('');
-    const body = { name: name.value.trim(), description: desc.value.trim(), is_tenant: tenant.checked, priority: Number.parseInt(priority.value || '0', 10) || 0 };
+    for (const f of [nameField, descField, priorityField]) f.showError('');
+    const body = { name: name.value.trim(), description: desc.value.trim(), is_tenant: tenant.checked, priority: Number(priority.value.trim() || '0') };
     if (!body.name) { nameField.showError('Give the group a name.'); name.focus(); return; }
+    if (priority.validity.badInput || !Number.isInteger(body.priority) || Math.abs(body.priority) > 1000000) {
+      priorityField.showError('The priority must be a whole number from -1,000,000 to 1,000,000.'); priority.focus(); return;
+    }
     try {
       await busy(create, () => api.createGroup(body), null);
     } catch (error) {
-      nameField.showError(error.status === 409 ? `A group named ${body.name} already exists: pick it from the list.` : error.message);
-      name.focus();
+      // Gatehouse names the field its message is about ("priority must be …").
+      const about = error.data?.error?.field ?? /^(description|priority)\b/.exec(error.data?.error?.message ?? '')?.[1];
+      const [where, input] = { description: [descField, desc], priority: [priorityField, priority] }[about] ?? [nameField, name];
+      where.showError(error.status === 409 ? `A group named ${body.name} already exists: pick it from the list.` : error.message);
+      input.focus();
       return;
     }
     notify(`The group ${body.name} was created. Now choose the servers it may use.`);
     name.value = ''; desc.value = ''; tenant.checked = false; priority.value = '0';
+    filter.value = body.name; // so the new group shows in the list, wherever it sorts among thousands
+    list.page = 1;
     await loadGroups();
     openGroup(body.name);
   });
@@ -232,7 +270,7 @@ export async function render(root) {
   fill(root, h('div', { class: 'split' },
     h('div', { class: 'stack' },
       h('section', { class: 'panel', 'aria-labelledby': 'groups-title' },
-        h('h2', { id: 'groups-title' }, 'Groups'), field('Filter', filter), listArea),
+        h('h2', { id: 'groups-title' }, 'Groups'), field('Filter', filter), listArea, listPager),
       createForm),
     detail));
   detail.hidden = true;

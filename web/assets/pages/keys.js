@@ -2,21 +2,21 @@
 // (list, create — the new key is shown once —, revoke).
 import { api } from '../api.js';
 import {
-  busy, chip, confirmAction, emptyState, field, fill, groupSelect, h, notify, notifyError, when,
+  busy, chip, confirmAction, emptyState, field, fill, groupPicker, h, notify, notifyError, when,
 } from '../ui.js';
 
 export async function render(root) {
-  let groups = [];
   let servers = [];
   try {
-    [groups, servers] = await Promise.all([api.groups().then((r) => r.items), api.servers().then((r) => r.items)]);
+    servers = (await api.servers()).items;
   } catch (error) {
-    notifyError(error, 'load groups and servers');
+    notifyError(error, 'load the servers');
   }
   const withSlots = servers.filter((s) => (s.slots ?? []).length);
 
   // ---- tenant credentials ----
-  const groupPick = groupSelect(groups, { id: 'keys-group', value: new URLSearchParams(location.search).get('group') ?? '' });
+  const groupField = groupPicker('Group', { id: 'keys-group', value: new URLSearchParams(location.search).get('group') ?? '' });
+  const groupPick = groupField.select;
   const credArea = h('div', { id: 'tenant-keys' });
   groupPick.addEventListener('change', () => {
     history.replaceState(null, '', `/mcp-admin/keys${groupPick.value ? `?group=${encodeURIComponent(groupPick.value)}` : ''}`);
@@ -149,12 +149,12 @@ export async function render(root) {
     h('section', { class: 'panel stack', 'aria-labelledby': 'tenant-title' },
       h('h2', { id: 'tenant-title' }, 'Credentials per group'),
       h('p', { class: 'hint' }, 'Some servers need a credential (for example a customer\'s own API key). Store one per group: members of the group use it when they call the server. Values can only be written — Gatehouse shows the last four characters, never the whole value.'),
-      field('Group', groupPick), credArea),
+      groupField, credArea),
     h('section', { class: 'panel stack', 'aria-labelledby': 'gh-keys-title' },
       h('h2', { id: 'gh-keys-title' }, 'Gatehouse API keys'),
       h('p', { class: 'hint' }, 'A Gatehouse API key lets a person\'s AI app (an MCP client) connect as them, with their groups\' servers.'),
       h('h3', {}, 'Create a key'), createForm,
       h('h3', {}, 'Existing keys'), filterForm, keyList));
-  loadCreds();
+  groupField.ready.then(loadCreds);
   loadKeys();
 }

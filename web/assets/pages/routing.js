@@ -1,20 +1,20 @@
 // Dynamic Routing: a group's own endpoint per HTTP server, validated by Gatehouse and shown inline.
 import { api } from '../api.js';
 import {
-  busy, confirmAction, emptyState, field, fill, groupSelect, h, notify, notifyError, when,
+  busy, confirmAction, emptyState, field, fill, groupPicker, h, notify, notifyError, when,
 } from '../ui.js';
 
 export async function render(root) {
-  let groups = [];
   let servers = [];
   try {
-    [groups, servers] = await Promise.all([api.groups().then((r) => r.items), api.servers().then((r) => r.items)]);
+    servers = (await api.servers()).items;
   } catch (error) {
-    notifyError(error, 'load groups and servers');
+    notifyError(error, 'load the servers');
   }
   const routable = servers.filter((s) => s.transport !== 'stdio');
   const local = servers.filter((s) => s.transport === 'stdio');
-  const pick = groupSelect(groups, { id: 'routing-group', value: new URLSearchParams(location.search).get('group') ?? '' });
+  const pickField = groupPicker('Group', { id: 'routing-group', value: new URLSearchParams(location.search).get('group') ?? '' });
+  const pick = pickField.select;
   const area = h('div', { id: 'routing-area' });
   pick.addEventListener('change', () => {
     history.replaceState(null, '', `/mcp-admin/routing${pick.value ? `?group=${encodeURIComponent(pick.value)}` : ''}`);
@@ -69,6 +69,6 @@ export async function render(root) {
   fill(root, h('section', { class: 'panel stack', 'aria-labelledby': 'routing-title' },
     h('h2', { id: 'routing-title' }, 'Route a group to its own server'),
     h('p', { class: 'hint' }, 'A customer (tenant) can run their own copy of a server. Route their group there and their members\' calls go to that address, with everything else unchanged.'),
-    field('Group', pick), area));
-  load();
+    pickField, area));
+  pickField.ready.then(load);
 }

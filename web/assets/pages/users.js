@@ -1,14 +1,13 @@
 // Users & Groups: server-side search as you type, paging, a person's groups, bulk add, disable/enable.
 import { api } from '../api.js';
 import {
-  busy, chip, confirmAction, debounce, emptyState, field, fill, fmt, groupSelect, h, notify, notifyError,
+  busy, chip, confirmAction, debounce, emptyState, field, fill, fmt, groupPicker, h, notify, notifyError,
   pager, parseEmails, when,
 } from '../ui.js';
 
 const PER_PAGE = 25;
 
 export async function render(root, { me }) {
-  let groups = [];
   const state = { q: '', page: 1, seq: 0 };
 
   // ---- search ----
@@ -80,9 +79,10 @@ export async function render(root, { me }) {
     try { u = await api.user(email); } catch (error) { notifyError(error, 'open this person'); return; }
     detail.dataset.email = email;
     detail.hidden = false;
-    const select = groupSelect(groups.filter((g) => !u.groups.includes(g.name)), { id: 'detail-add-group', placeholder: 'Choose a group to add…' });
+    const pickField = groupPicker('Add to a group', { id: 'detail-add-group', placeholder: 'Choose a group to add…', exclude: (g) => u.groups.includes(g) });
+    const select = pickField.select;
     const addBtn = h('button', { type: 'submit', class: 'primary' }, 'Add to group');
-    const form = h('form', { class: 'inline-form' }, field('Add to a group', select), addBtn);
+    const form = h('form', { class: 'inline-form' }, pickField, addBtn);
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       if (!select.value) { notify('Choose a group first.', 'error'); select.focus(); return; }
@@ -117,14 +117,15 @@ export async function render(root, { me }) {
   }
 
   // ---- add many people to a group ----
-  const bulkGroup = h('select', { id: 'bulk-group' });
+  const bulkField = groupPicker('Group', { id: 'bulk-group' });
+  const bulkGroup = bulkField.select;
   const bulkText = h('textarea', { id: 'bulk-emails', rows: 5, placeholder: 'ada@example.com, grace@example.com\nlinus@example.com' });
   const bulkBtn = h('button', { type: 'submit', class: 'primary' }, 'Add these people');
   const bulkResult = h('div', { id: 'bulk-result', 'aria-live': 'polite' });
   const bulkForm = h('form', { class: 'panel stack', 'aria-labelledby': 'bulk-title' },
     h('h2', { id: 'bulk-title' }, 'Add many people to a group'),
     h('p', { class: 'hint' }, 'Paste email addresses separated by commas, spaces or new lines (a list copied from a spreadsheet or an email works). People who have no account yet get one.'),
-    h('div', { class: 'form-grid' }, field('Group', bulkGroup), field('Email addresses', bulkText, { wide: true })),
+    h('div', { class: 'form-grid' }, bulkField, field('Email addresses', bulkText, { wide: true })),
     h('div', { class: 'actions' }, bulkBtn), bulkResult);
   bulkForm.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -172,12 +173,6 @@ export async function render(root, { me }) {
       count, tableArea, pagerArea),
     detail, bulkForm, newForm);
 
-  try {
-    groups = (await api.groups()).items;
-    fill(bulkGroup, h('option', { value: '' }, 'Choose a group…'), groups.map((g) => h('option', { value: g.name }, g.name)));
-  } catch (error) {
-    notifyError(error, 'load the groups');
-  }
   await load();
   void me;
 }
