@@ -200,7 +200,6 @@ class Client final : public RedisClient {
       co_return;
     }
     self->state_ = State::connected;
-    if (self->failures_ > 0) log::info("redis connected", {{"host", self->url_.host}, {"port", self->url_.port}});
     // failures_ (the backoff) goes back to 0 at the first reply that is not an unusable server's error: a
     // replica that keeps answering READONLY is tried ever less often, not ten times a second.
     net::co_spawn(self->ex_, read_loop(self, gen), net::detached);
@@ -302,7 +301,10 @@ class Client final : public RedisClient {
         // resolves the host name again (the new primary, under a name that moved to it).
         bool unusable = reply.type == RedisReply::Type::error && unusable_server(reply.str);
         std::string why = unusable ? reply.str : std::string();
-        if (!unusable) self->failures_ = 0;
+        if (!unusable && self->failures_ > 0) {  // (said at the first good reply: a server that takes the
+          self->failures_ = 0;                    // connection and refuses every command is not "connected")
+          log::info("redis connected", {{"host", self->url_.host}, {"port", self->url_.port}});
+        }
         if (!w->abandoned) {
           w->reply = std::move(reply);
           w->done.set();
@@ -357,7 +359,10 @@ class Client final : public RedisClient {
 
   void fail(uint64_t gen, const std::string& why) {
     if (gen != gen_ || (state_ != State::connecting && state_ != State::connected)) return;
-    bool was_connected = state_ == State::connected;
+    // Warned once per outage: when a working connection fails, or the first attempt after it does. A server
+    // that accepts connections and refuses every command (NOAUTH, a protocol error) fails each attempt with no
+    // good reply in between: the repeats are debug lines, not two lines every 5 s for as long as it lasts.
+    bool was_connected = state_ == State::connected && failures_ == 0;
     drop_connection();
     ++failures_;
     auto delay = reconnect_backoff(failures_);

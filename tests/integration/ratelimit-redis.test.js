@@ -180,4 +180,24 @@ describe('shared rate limits through Redis', () => {
     const now = ids(cli('CLIENT', 'LIST', 'TYPE', 'normal'));
     assert.ok(now.some((id) => !ids(firstClient).includes(id)), `${firstClient}\n---\n${cli('CLIENT', 'LIST', 'TYPE', 'normal')}`);
   });
+
+  it('a Redis that takes connections and refuses every command (a password set): one warning, not two lines per attempt', async (t) => {
+    const redis = await startRedis({ t });
+    const gh = await startGatehouse({ t, env: { REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: '1000000' } });
+    assert.equal((await send(`${gh.url}/servers`, { headers: { authorization: `Bearer ${gh.adminKey}` } })).status, 200);
+    execFileSync('redis-cli', ['-p', String(redis.port), 'CONFIG', 'SET', 'requirepass', 'now-one-is-needed']);
+    execFileSync('redis-cli', ['-p', String(redis.port), '-a', 'now-one-is-needed', '--no-auth-warning', 'CLIENT', 'KILL', 'TYPE', 'normal']);
+    const from = gh.logs.length;
+    // requests for ~12 s: several reconnection attempts (backoff up to 5 s), each refused
+    const until = Date.now() + 12000;
+    while (Date.now() < until) {
+      assert.equal((await send(`${gh.url}/servers`, { headers: { authorization: `Bearer ${gh.adminKey}` } })).status, 200);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const lines = gh.logs.slice(from);
+    const warned = lines.filter((l) => l.includes('redis connection failed') && l.includes('"warn"'));
+    const connected = lines.filter((l) => l.includes('"redis connected"'));
+    assert.ok(warned.length >= 1 && warned.length <= 2, `warnings: ${warned.length}\n${warned.join('\n')}`);
+    assert.equal(connected.length, 0, `"connected" to a server that refuses every command:\n${connected.join('\n')}`);
+  });
 });
