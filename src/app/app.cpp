@@ -183,8 +183,9 @@ int serve(const Settings& settings, const Environment& env) {
       return !Router::serves(target.substr(0, target.find('?')));
     };
   }
+  std::atomic<bool> store_up{true}, probing_store{false};
   Router router({settings, hub, endpoint, openapi, authn, directory, admin_api, metrics, analytics.get(), local_limiter,
-                 shared_limiter.get(), pool, proxy.get()});
+                 shared_limiter.get(), pool, proxy.get(), store_up});
   http::Server server(io, limits, [&](http::Exchange& ex) { return router.handle(ex); }, std::move(proxied));
 
   uint16_t port = server.listen(settings.host, settings.port);
@@ -213,6 +214,24 @@ int serve(const Settings& settings, const Environment& env) {
       hub.sweep();
       local_limiter.sweep(policy::LocalLimiter::clock_us());
       if (++ticks % 12 == 0) pool.post([&] { authn.flush_usage(); });  // API keys' last use, once a minute
+      if (!probing_store.exchange(true)) {  // the store's state for /gateway/health and gatehouse_store_up
+        pool.post([&] {
+          bool up = true;
+          std::string why;
+          try {
+            store->ping();
+          } catch (const std::exception& e) {
+            up = false;
+            why = e.what();
+          }
+          if (store_up.exchange(up) != up) {
+            if (up) log::info("store reachable again");
+            else log::error("store unreachable", {{"error", why}});
+          }
+          probing_store = false;
+        });
+      }
+      if (shared_limiter) co_await shared_limiter->probe();
       if (settings.session_max_age_s > 0 && hub.session_count() > 0 && !polling_ends.exchange(true)) {
         // Sessions ended on other instances: their copies here close within a tick (one read at a time: a
         // store that stalls does not gather reads in the pool).

@@ -249,6 +249,7 @@ observability::Gauges Router::gauges() const {
     g.rate_limit_fallbacks = p_.shared_limiter->stats().fallbacks;
     g.redis_up = p_.shared_limiter->stats().redis_up ? 1 : 0;
   }
+  g.store_up = p_.store_up ? 1 : 0;
   g.users = p_.directory.current()->user_count();
   return g;
 }
@@ -314,7 +315,12 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   if (path == "/gateway/health") {
     note.route = "health";
     auto st = hub.draining() ? bhttp::status::service_unavailable : bhttp::status::ok;
-    co_await ex.send_json(st, gh::to_json(hub.health()));
+    // Dependencies are said, not made conditions of readiness: with the store or Redis away, requests with
+    // API keys and sessions the instance knows keep being served (from the directory it holds, limits per instance).
+    auto health = hub.health();
+    health["store"] = p_.store_up ? "ok" : "unavailable";
+    if (p_.shared_limiter) health["redis"] = p_.shared_limiter->stats().redis_up ? "up" : "down";
+    co_await ex.send_json(st, gh::to_json(health));
     co_return;
   }
   // One Host (RFC 9112 §3.2: more than one is answered 400), one Origin: a second one that a proxy in front

@@ -2,6 +2,7 @@
 // limiting, routing to the MCP endpoints, the management API, the identity routes and operations
 // endpoints, and — for every request — metrics and an analytics row.
 #pragma once
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 
 #include <memory>
@@ -50,6 +51,7 @@ class Router {
     store::SharedLimiter* shared_limiter;       // null without REDIS_URL
     BlockingPool& pool;
     http::ReverseProxy* proxy;  // null without OPENWEBUI_URL
+    const std::atomic<bool>& store_up;  // the store answered its last probe (the housekeeping tick)
   };
   // Whether Gatehouse answers `path` itself; with OPENWEBUI_URL every other path goes to Open WebUI.
   static bool serves(std::string_view path);

@@ -145,6 +145,7 @@ std::string Metrics::render(const Gauges& g) const {
   gauge("gatehouse_rate_limit_keys", "Callers tracked by the in-process rate limiter.", double(g.rate_limit_keys));
   counter("gatehouse_rate_limit_fallbacks_total", "Rate-limit decisions made locally because Redis failed.", g.rate_limit_fallbacks);
   if (g.redis_up >= 0) gauge("gatehouse_redis_up", "Whether the shared rate limiter reaches Redis.", g.redis_up);
+  gauge("gatehouse_store_up", "Whether the store (SQLite or PostgreSQL) answered its last probe.", g.store_up);
   gauge("gatehouse_users", "Users in the directory snapshot.", double(g.users));
   return out;
 }

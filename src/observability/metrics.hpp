@@ -38,6 +38,7 @@ struct Gauges {
   std::size_t rate_limit_keys = 0;
   uint64_t rate_limit_fallbacks = 0;
   int redis_up = -1;  // -1: no Redis configured
+  int store_up = 1;   // the store answered the last probe (every 5 s)
   std::size_t users = 0;
 };
 

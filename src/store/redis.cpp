@@ -495,4 +495,11 @@ net::awaitable<policy::RateDecision> SharedLimiter::check(std::string key, polic
   co_return local_.check(key, limit, now_us);
 }
 
+net::awaitable<void> SharedLimiter::probe() {
+  std::vector<std::string> ping{"PING"};  // (built before the co_await: GCC 12)
+  auto reply = co_await redis_->command(std::move(ping), std::chrono::milliseconds(1000));
+  // Up when it answers and limiting through it works (an answer to PING alone does not say EVALSHA does).
+  stats_.redis_up = reply && reply->type != RedisReply::Type::error && !outage_logged_;
+}
+
 }  // namespace gh::store

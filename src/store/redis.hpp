@@ -50,6 +50,8 @@ class SharedLimiter {
   SharedLimiter(std::shared_ptr<RedisClient> redis, policy::LocalLimiter& local,
                 std::chrono::milliseconds timeout = std::chrono::milliseconds(50));
   boost::asio::awaitable<policy::RateDecision> check(std::string key, policy::RateLimit limit, int64_t now_us);
+  // A PING (the housekeeping tick): redis_up follows Redis also while no request is limited.
+  boost::asio::awaitable<void> probe();
   const SharedLimiterStats& stats() const { return stats_; }
 
  private:

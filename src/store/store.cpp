@@ -256,6 +256,11 @@ class SqlStore final : public Store {
     return n;
   }
 
+  void ping() override {
+    std::lock_guard lk(mu_);
+    conn_->scalar("SELECT 1");
+  }
+
   int schema_version() override {
     std::lock_guard lk(mu_);
     if (!migrations_table_exists()) return 0;

@@ -320,6 +320,8 @@ class Store {
   // reconnection; SQLite: in-process, plus a poll of a counter in gateway_meta that notify_changed()
   // increments, for other processes (the CLI).
   virtual void notify_changed() = 0;
+  // A round trip to the database (SELECT 1): throws when it cannot be reached.
+  virtual void ping() = 0;
   virtual void watch(std::function<void()> cb) = 0;
   // Stops the watcher thread (also done by the destructor).
   virtual void stop_watching() = 0;

@@ -11,6 +11,8 @@ import pg from 'pg';
 import { everythingStdio, startEverythingHttp, startGatehouse, streamableHttpEntry } from './lib/index.js';
 import { GATEHOUSE_BIN } from './lib/gatehouse.js';
 import { createOpenWebUiDb, mintWebUiToken } from './lib/openwebui.js';
+import { eventually } from './lib/identity.js';
+import { withPg } from './lib/store.js';
 import {
   callText, distinctiveSecret, makeGroup, makeUser, mcpSession, newEncryptionKey, putGrant, putKey,
 } from './lib/tenancy.js';
@@ -334,5 +336,27 @@ describe('a store held behind a lock (PostgreSQL)', () => {
     clearTimeout(release);
     await holder.query('ROLLBACK');
     assert.equal((await gh.api('PATCH', '/users/locked%40example.com', { name: 'New' })).status, 200);
+  });
+
+  it('/gateway/health and gatehouse_store_up say when the store cannot be reached, and when it is back', async (t) => {
+    const gh = await startGatehouse({ servers: {} });
+    t.after(() => gh.stop());
+    const health = async () => (await fetch(`${gh.url}/gateway/health`)).json();
+    assert.equal((await health()).store, 'ok');
+    if (gh.database.backend !== 'postgres') return t.skip('PostgreSQL only (an SQLite file cannot be taken away here)');
+    const name = new URL(gh.databaseUrl).pathname.slice(1);
+    const admin = (sql) => withPg((c) => c.query(sql));
+    await admin(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+    t.after(() => admin(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`).catch(() => {}));
+    await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name}'`);
+    await eventually('health to say the store is unavailable', async () => (await health()).store === 'unavailable',
+      { timeoutMs: 15000, intervalMs: 250 });
+    const res = await fetch(`${gh.url}/gateway/health`);
+    assert.equal(res.status, 200, 'still ready: what the instance holds is served');
+    assert.match(await (await fetch(`${gh.url}/metrics`, { headers: { authorization: `Bearer ${gh.adminKey}` } })).text(),
+      /^gatehouse_store_up 0$/m);
+    await admin(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+    await eventually('health to say the store is back', async () => (await health()).store === 'ok', { timeoutMs: 15000, intervalMs: 250 });
+    assert.ok(gh.logs.some((l) => l.includes('store unreachable')) && gh.logs.some((l) => l.includes('store reachable again')));
   });
 });

@@ -200,4 +200,18 @@ describe('shared rate limits through Redis', () => {
     assert.ok(warned.length >= 1 && warned.length <= 2, `warnings: ${warned.length}\n${warned.join('\n')}`);
     assert.equal(connected.length, 0, `"connected" to a server that refuses every command:\n${connected.join('\n')}`);
   });
+
+  it('/gateway/health and gatehouse_redis_up follow Redis also while no request is limited', async (t) => {
+    const redis = await startRedis({ t });
+    const gh = await startGatehouse({ t, env: { REDIS_URL: redis.url } });
+    const health = async () => (await fetch(`${gh.url}/gateway/health`)).json();
+    const up = async () => /^gatehouse_redis_up (\d)$/m.exec(await (await fetch(`${gh.url}/metrics`,
+      { headers: { authorization: `Bearer ${gh.adminKey}` } })).text())?.[1];
+    await eventually('redis up', async () => (await health()).redis === 'up', { timeoutMs: 15000, intervalMs: 250 });
+    await redis.stop();
+    // (health and metrics are not rate limited: nothing else asks Redis meanwhile)
+    await eventually('health to say redis is down', async () => (await health()).redis === 'down', { timeoutMs: 15000, intervalMs: 250 });
+    assert.equal(await up(), '0');
+    assert.equal((await fetch(`${gh.url}/gateway/health`)).status, 200, 'still ready: limits per instance');
+  });
 });
