@@ -22,15 +22,9 @@ PGconn* connect_pg(const std::string& url, std::string* error) {
   // silent) must not hold a connection for the kernel's two hours: a connection attempt gives up after 10 s,
   // an idle connection is probed after 30 s, and one whose sent data goes unacknowledged for 30 s fails. The
   // URL's own settings come last and win (libpq keeps the last value of a repeated key word).
-  // A statement waits for a lock at most 3 s and runs at most 10 s: one row lock held by someone else, or a
-  // table locked by VACUUM FULL/ALTER, must not hold the store — every admin call, session resume and
-  // directory reload behind it — without end (the connections that read or write many rows, analytics and
-  // reports, and migrations set longer limits for themselves).
-  static const char* const keys[] = {"connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
-                                     "keepalives_count", "tcp_user_timeout", "options",         "dbname",
-                                     nullptr};
-  const char* values[] = {"10", "1", "30", "10", "3", "30000", "-c lock_timeout=3000 -c statement_timeout=10000",
-                          url.c_str(), nullptr};
+  static const char* const keys[] = {"connect_timeout", "keepalives",       "keepalives_idle", "keepalives_interval",
+                                     "keepalives_count", "tcp_user_timeout", "dbname",          nullptr};
+  const char* values[] = {"10", "1", "30", "10", "3", "30000", url.c_str(), nullptr};
   PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (!c || PQstatus(c) != CONNECTION_OK) {
     std::string msg = c ? PQerrorMessage(c) : "out of memory";
@@ -133,6 +127,17 @@ class PgConnection final : public Connection {
       Result r(PQexec(conn_, "SET default_transaction_read_only = on"));
       (void)r;
     }
+    // A statement waits for a lock at most 3 s and runs at most 10 s: one row lock held by someone else, or a
+    // table locked by VACUUM FULL/ALTER, must not hold the store — every admin call, session resume and
+    // directory reload behind it — without end (the connections that read or write many rows, analytics and
+    // reports, and migrations set longer limits for themselves). Set with SET, not a startup `options`
+    // (PgBouncer refuses that parameter); a DATABASE_URL that names either setting keeps its own.
+    for (auto [name, sql] : {std::pair{"lock_timeout", "SET lock_timeout = 3000"},
+                             std::pair{"statement_timeout", "SET statement_timeout = 10000"}})
+      if (url_.find(name) == std::string::npos) {
+        Result r(PQexec(conn_, sql));
+        (void)r;
+      }
   }
 
   Result execute(std::string_view sql, std::span<const Value> params) {
