@@ -184,6 +184,7 @@ int serve(const Settings& settings, const Environment& env) {
     };
   }
   std::atomic<bool> store_up{true}, probing_store{false};
+  Clock::time_point probe_started{};  // (io thread only)
   Router router({settings, hub, endpoint, openapi, authn, directory, admin_api, metrics, analytics.get(), local_limiter,
                  shared_limiter.get(), pool, proxy.get(), store_up});
   http::Server server(io, limits, [&](http::Exchange& ex) { return router.handle(ex); }, std::move(proxied));
@@ -214,7 +215,12 @@ int serve(const Settings& settings, const Environment& env) {
       hub.sweep();
       local_limiter.sweep(policy::LocalLimiter::clock_us());
       if (++ticks % 12 == 0) pool.post([&] { authn.flush_usage(); });  // API keys' last use, once a minute
-      if (!probing_store.exchange(true)) {  // the store's state for /gateway/health and gatehouse_store_up
+      if (probing_store && Clock::now() - probe_started > std::chrono::seconds(10)) {
+        // A probe that has not come back (a server that stopped answering, a lock held on SQLite's file) says
+        // as much as one that failed.
+        if (store_up.exchange(false)) log::error("store unreachable", {{"error", "no answer to a probe for 10 s"}});
+      } else if (!probing_store.exchange(true)) {  // the store's state for /gateway/health and gatehouse_store_up
+        probe_started = Clock::now();
         pool.post([&] {
           bool up = true;
           std::string why;

@@ -487,15 +487,21 @@ int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const 
     // Management commands work on a gateway's store: one that does not exist is not made here (a command run
     // with another DATABASE_URL than the gateway's would print a key for a database no gateway reads).
     auto where = store::sql::redact_url(settings.database_url);
-    if (std::string_view file = settings.database_url; cmd != "migrate" && file.starts_with("sqlite:")) {
+    std::string_view file = settings.database_url;
+    bool sqlite = file.starts_with("sqlite:");
+    if (cmd != "migrate" && sqlite) {
       file.remove_prefix(7);
       if (file.starts_with("//")) file.remove_prefix(2);
       if (file != ":memory:" && !std::filesystem::exists(file))
         return fail("no database at " + std::string(file) + " (DATABASE_URL): set it as the gateway has it, or start the gateway once");
     }
+    if (cmd != "migrate" && !sqlite) {
+      // PostgreSQL: a database without Gatehouse's tables is not made one here either.
+      auto probe = store::Store::open(settings.database_url);
+      if (probe->schema_version() == 0)
+        return fail("no Gatehouse tables in " + where + " (DATABASE_URL): set it as the gateway has it, or run `gatehouse migrate` first");
+    }
     auto st = open_store(settings);
-    if (cmd != "migrate" && st->count_users() == 0)
-      return fail("the store at " + where + " has no users: no gateway has used it (set DATABASE_URL as the gateway has it)");
     if (cmd == "migrate") {
       std::printf("schema version %d (%s)\n", st->schema_version(), std::string(st->backend()).c_str());
       return 0;

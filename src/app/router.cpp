@@ -254,13 +254,13 @@ observability::Gauges Router::gauges() const {
   return g;
 }
 
-// A Cookie header without Gatehouse's cookies (gatehouse_session, gatehouse_login_*). Cookie pairs are split
-// at ';' and at ',' (what joins repeated Cookie lines; no cookie value holds one: RFC 6265 §4.1.1).
+// A Cookie header without Gatehouse's cookies (gatehouse_session, gatehouse_login_*); the other pairs as sent
+// (values with commas included: browsers send them, RFC 6265 §4.1.1 notwithstanding).
 static std::string without_own_cookies(std::string_view header) {
   std::string out;
   std::size_t at = 0;
   while (at <= header.size()) {
-    auto end = header.find_first_of(";,", at);
+    auto end = header.find(';', at);
     if (end == std::string_view::npos) end = header.size();
     auto pair = trim(header.substr(at, end - at));
     at = end + 1;

@@ -753,6 +753,9 @@ net::awaitable<AuthResult> Authenticator::sign_in(const json::object& claims) {
     // can open or delete here.
     synced.emplace();
     for (auto& g : claim_strings(claims, im.settings.oidc_groups_claim)) {
+      // Keycloak's "Full group path" writes "/Engineering": a top-level group is its name. (A nested
+      // "/Engineering/Backend" is not a name: skipped, as the log line says; turn the option off there.)
+      if (g.size() > 1 && g.front() == '/' && g.find('/', 1) == std::string::npos) g.erase(0, 1);
       if (valid_group_name(g)) synced->push_back(std::move(g));
       else log::warn("IdP group not synced: not a valid group name", {{"email", email}, {"group", g}, {"rule", kGroupNameRule}});
     }

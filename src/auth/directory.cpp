@@ -69,14 +69,24 @@ bool has_invisible(std::string_view e) {
            (c >= 0xFE00 && c <= 0xFE0F) || c == 0xFEFF || c == 0xFFA0 || (c >= 0xFFF0 && c <= 0xFFF8) ||
            (c >= 0x1BCA0 && c <= 0x1BCA3) || (c >= 0x1D173 && c <= 0x1D17A) || (c >= 0xE0000 && c <= 0xE0FFF);
   };
+  std::vector<char32_t> cps;
   for (std::size_t i = 0; i < e.size();) {
     auto b = static_cast<unsigned char>(e[i]);
     int n = b < 0x80 ? 0 : b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : b >= 0xC0 ? 1 : -1;
     if (n < 0 || i + n >= e.size()) return true;  // (not UTF-8: refused as well)
     char32_t c = n == 0 ? b : b & (0x3F >> n);
     for (int k = 1; k <= n; ++k) c = (c << 6) | (static_cast<unsigned char>(e[i + k]) & 0x3F);
-    if (invisible(c)) return true;
+    cps.push_back(c);
     i += n + 1;
+  }
+  // Emoji are written with some of them: text/emoji presentation selectors (U+FE0E, U+FE0F) after a symbol
+  // ("☁️"), and the zero-width joiner between two symbols ("👩‍💻"). There they show; after a letter they do not.
+  auto symbol = [&](std::size_t k) { return k < cps.size() && cps[k] >= 0x2190 && !invisible(cps[k]); };
+  for (std::size_t k = 0; k < cps.size(); ++k) {
+    auto c = cps[k];
+    if ((c == 0xFE0E || c == 0xFE0F) && k > 0 && symbol(k - 1)) continue;
+    if (c == 0x200D && k > 0 && (symbol(k - 1) || (cps[k - 1] == 0xFE0F && k > 1 && symbol(k - 2))) && symbol(k + 1)) continue;
+    if (invisible(c)) return true;
   }
   return false;
 }

@@ -57,8 +57,9 @@ std::string login_cookie_name(std::string_view state) {
 
 // Only local paths: never an open redirect.
 std::string safe_return(std::string_view rt) {
-  // (and short enough for the login cookie that carries it: browsers drop a cookie over 4 KB)
-  if (rt.empty() || rt.front() != '/' || rt.starts_with("//") || rt.starts_with("/\\") || rt.size() > 2048) return "/";
+  // (and short enough for the login cookie that carries it: a few of them stay well under a proxy's 8 KB of
+  // header, and browsers drop a cookie over 4 KB)
+  if (rt.empty() || rt.front() != '/' || rt.starts_with("//") || rt.starts_with("/\\") || rt.size() > 1024) return "/";
   for (unsigned char c : rt)
     if (c < 0x20 || c == 0x7f) return "/";
   return std::string(rt);
@@ -296,7 +297,16 @@ net::awaitable<void> Routes::login(http::Exchange& ex) {
   if (auto h = q.find("login_hint"); h != q.end() && !h->second.empty()) url += "&login_hint=" + enc(h->second);
   std::vector<std::string> cookies;
   // One cookie per sign-in, named by its state: sign-ins started in two tabs both finish, and a callback with
-  // another state (a link from anywhere) cannot end the one in progress.
+  // another state (a link from anywhere) cannot end the one in progress. Sign-ins abandoned (each a cookie for
+  // 10 minutes) would add up until the requests are too large to read: from the third one under way, the
+  // others are cleared.
+  std::vector<std::string> pending;
+  for (auto part : split(ex.req[bhttp::field::cookie], ';')) {
+    auto name = trim(part.substr(0, part.find('=')));
+    if (name.starts_with(std::string(kLoginCookie) + "_")) pending.emplace_back(name);
+  }
+  if (pending.size() >= 2)
+    for (auto& name : pending) cookies.push_back(cookie(name, "", "/auth", 0));
   cookies.push_back(cookie(login_cookie_name(state), login_state, "/auth", 600));
   co_await redirect(ex, url, std::move(cookies));
 }

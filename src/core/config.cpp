@@ -35,18 +35,28 @@ Environment parse_dotenv(std::string_view text) {
     if (eq == std::string_view::npos || eq == 0) throw ConfigError(".env", where + " is not KEY=VALUE");
     auto key = trim(line.substr(0, eq));
     auto value = trim(line.substr(eq + 1));
-    if (!value.empty() && (value.front() == '"' || value.front() == '\'')) {
-      // Quoted: up to the closing quote, then nothing but a comment.
-      auto close = value.find(value.front(), 1);
+    // A comment: '#' at the start of the value or after white space (a '#' inside a value, "ops#1", is text).
+    auto comment_at = [](std::string_view v) {
+      for (std::size_t i = 0; i < v.size(); ++i)
+        if (v[i] == '#' && (i == 0 || v[i - 1] == ' ' || v[i - 1] == '\t')) return i;
+      return std::string_view::npos;
+    };
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);  // quoted whole (the quotes inside stay as they are)
+    } else if (!value.empty() && (value.front() == '"' || value.front() == '\'')) {
+      // Quoted, then a comment: the last quote followed by nothing but white space and a comment closes it.
+      std::size_t close = std::string_view::npos;
+      for (auto q = value.rfind(value.front()); q > 0 && q != std::string_view::npos; q = value.rfind(value.front(), q - 1)) {
+        auto rest = trim(value.substr(q + 1));
+        if (!rest.empty() && rest.front() == '#' && q + 1 < value.size() && (value[q + 1] == ' ' || value[q + 1] == '\t')) {
+          close = q;
+          break;
+        }
+      }
       if (close == std::string_view::npos) throw ConfigError(".env", where + ": the quote is not closed");
-      auto rest = trim(value.substr(close + 1));
-      if (!rest.empty() && rest.front() != '#') throw ConfigError(".env", where + ": text after the closing quote");
       value = value.substr(1, close - 1);
-    } else if (!value.empty() && value.front() == '#') {
-      value = {};  // `KEY=   # what it is`: empty, the comment is not the value
-    } else if (auto hash = value.find_first_of("#"); hash != std::string_view::npos &&
-                                                    (value[hash - 1] == ' ' || value[hash - 1] == '\t')) {
-      value = trim(value.substr(0, hash));
+    } else if (auto hash = comment_at(value); hash != std::string_view::npos) {
+      value = trim(value.substr(0, hash));  // `KEY=   # what it is`: empty, the comment is not the value
     }
     out.insert_or_assign(std::string(key), std::string(value));
   }
@@ -195,10 +205,10 @@ std::vector<ServerConfig> parse_servers(std::string_view json_text, const Enviro
           throw ConfigError(where + ".url", "port must be from 1 to 65535");
       }
       s.headers = get_string_map(o, "headers", where, env);
-      // Fields the gateway writes itself (framing, the connection, the MCP session): a second one would make
-      // the request ambiguous to the upstream (two Host fields, two lengths).
-      static constexpr std::string_view kOwn[] = {"host", "content-length", "transfer-encoding", "connection", "upgrade",
-                                                  "te", "keep-alive", "mcp-session-id", "mcp-protocol-version"};
+      // Fields the gateway writes itself (the host, the framing, the MCP session): a second one would make the
+      // request ambiguous to the upstream (two Host fields, two lengths).
+      static constexpr std::string_view kOwn[] = {"host", "content-length", "transfer-encoding", "mcp-session-id",
+                                                  "mcp-protocol-version"};
       for (const auto& [name, value] : s.headers)
         if (std::ranges::any_of(kOwn, [&](std::string_view own) { return iequals(name, own); }))
           throw ConfigError(where + ".headers." + name, "is set by the gateway itself");

@@ -83,6 +83,9 @@ class Connection {
   int64_t scalar(std::string_view sql, const std::vector<Value>& params);
   // Several statements without parameters (DDL in migrations); `@` is translated, `?` must not appear.
   virtual void script(std::string_view sql) = 0;
+  // Settings of this connection (SET …): run now and again on every reconnection (PostgreSQL; SQLite runs
+  // them once, its connection being the file's).
+  virtual void session_setup(std::string sql) { script(sql); }
 
   // Transactions. `write`: SQLite takes its write lock up front (BEGIN IMMEDIATE) so two writers never
   // deadlock upgrading a read lock. Not `write`: reads only, from one snapshot (PostgreSQL: REPEATABLE READ

@@ -133,12 +133,33 @@ class PgConnection final : public Connection {
     // reports, and migrations set longer limits for themselves). Set with SET, not a startup `options`
     // (PgBouncer refuses that parameter); a DATABASE_URL that names either setting keeps its own.
     for (auto [name, sql] : {std::pair{"lock_timeout", "SET lock_timeout = 3000"},
-                             std::pair{"statement_timeout", "SET statement_timeout = 10000"}})
-      if (url_.find(name) == std::string::npos) {
+                             std::pair{"statement_timeout", "SET statement_timeout = 60000"}})
+      if (!names_setting(name)) {
         Result r(PQexec(conn_, sql));
         (void)r;
       }
+    if (!setup_.empty()) {
+      Result r(PQexec(conn_, setup_.c_str()));
+      (void)r;
+    }
   }
+  // Whether the URL sets this itself: "lock_timeout" as a word ("-c lock_timeout=", "-c%20lock_timeout%3D"),
+  // not inside "deadlock_timeout".
+  bool names_setting(std::string_view key) const {
+    for (auto at = url_.find(key); at != std::string::npos; at = url_.find(key, at + 1)) {
+      unsigned char before = at ? static_cast<unsigned char>(url_[at - 1]) : ' ';
+      if ((!std::isalnum(before) && before != '_') || (at >= 3 && url_.compare(at - 3, 3, "%20") == 0)) return true;
+    }
+    return false;
+  }
+
+ public:
+  void session_setup(std::string sql) override {
+    setup_ = std::move(sql);
+    script(setup_);
+  }
+
+ private:
 
   Result execute(std::string_view sql, std::span<const Value> params) {
     auto it = translated_.find(sql);
@@ -266,6 +287,7 @@ class PgConnection final : public Connection {
   };
   std::string url_, prefix_;
   bool read_only_;
+  std::string setup_;  // session_setup()'s, run again after a reconnection
   PGconn* conn_ = nullptr;
   bool in_tx_ = false;
   std::unordered_map<std::string, std::string, Hash, std::equal_to<>> translated_;

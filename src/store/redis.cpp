@@ -488,6 +488,7 @@ net::awaitable<policy::RateDecision> SharedLimiter::check(std::string key, polic
   ++stats_.fallbacks;
   ++stats_.local_decisions;
   stats_.redis_up = false;
+  failed_since_probe_ = true;
   if (!outage_logged_) {
     outage_logged_ = true;
     log::warn("rate limiter: Redis unreachable, limiting per instance", {{"reason", why}});
@@ -498,8 +499,15 @@ net::awaitable<policy::RateDecision> SharedLimiter::check(std::string key, polic
 net::awaitable<void> SharedLimiter::probe() {
   std::vector<std::string> ping{"PING"};  // (built before the co_await: GCC 12)
   auto reply = co_await redis_->command(std::move(ping), std::chrono::milliseconds(1000));
-  // Up when it answers and limiting through it works (an answer to PING alone does not say EVALSHA does).
-  stats_.redis_up = reply && reply->type != RedisReply::Type::error && !outage_logged_;
+  // Up when it answers and no decision through it failed since the last probe (an answer to PING alone does
+  // not say that EVALSHA works: a Redis out of memory answers one and refuses the other).
+  bool answers = reply && reply->type != RedisReply::Type::error;
+  stats_.redis_up = answers && !failed_since_probe_;
+  failed_since_probe_ = false;
+  if (stats_.redis_up && outage_logged_) {
+    outage_logged_ = false;
+    log::info("rate limiter: Redis reachable again, limiting across instances");
+  }
 }
 
 }  // namespace gh::store

@@ -61,6 +61,7 @@ class SharedLimiter {
   std::string script_sha_;
   SharedLimiterStats stats_;
   bool outage_logged_ = false;
+  bool failed_since_probe_ = false;
 };
 
 }  // namespace gh::store

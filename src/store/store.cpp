@@ -1156,13 +1156,13 @@ class SqlStore final : public Store {
       // Its commits leave the log to checkpoint_analytics() (SQLite's default: a checkpoint by the commit
       // that takes the log past 1,000 pages, a fifth of the writer's CPU, in the middle of the load).
       if (!pg()) c.script("PRAGMA wal_autocheckpoint=0");
-      else c.script("SET statement_timeout = '60s'; SET lock_timeout = '10s'");  // (a failed batch is written later)
+      else c.session_setup("SET lock_timeout = '10s'");  // (a failed batch is written later)
     }, f);
   }
   template <class F>
   void with_report_connection(F&& f) {
     with_own_connection(report_mu_, report_conn_, [this](Connection& c) {
-      if (pg()) c.script("SET statement_timeout = '300s'");  // a report over millions of rows
+      if (pg()) c.session_setup("SET statement_timeout = '300s'");  // a report over millions of rows
     }, f);
   }
   template <class Setup, class F>

@@ -165,8 +165,21 @@ describe('OIDC sign-in (no group sync)', () => {
     }
   });
 
+  it('abandoned sign-ins do not pile up login cookies: the third one under way clears the others', async () => {
+    const jar = new CookieJar();
+    const start = async () => {
+      const res = await fetch(`${gh.url}/auth/login?login_hint=alice`, { redirect: 'manual', headers: { cookie: jar.header(`${gh.url}/auth/login`) } });
+      jar.store(`${gh.url}/auth/login`, res);
+    };
+    const pending = () => jar.header(`${gh.url}/auth/callback`).split('; ').filter((c) => c.startsWith('gatehouse_login_')).length;
+    for (let i = 0; i < 12; i += 1) {
+      await start();
+      assert.ok(pending() <= 2, `login cookies after ${i + 1} sign-ins: ${pending()}`);
+    }
+  });
+
   it('a return_to too long for the login cookie falls back to /', async () => {
-    const long = `/mcp-admin/users?q=${'x'.repeat(3000)}`;
+    const long = `/mcp-admin/users?q=${'x'.repeat(1100)}`;
     const result = await signIn(gh.url, 'alice', { returnTo: long });
     assert.equal(result.finalStatus, 302, describeFlow(result, idp));
     assert.equal(result.finalLocation, '/');
@@ -254,11 +267,13 @@ describe('OIDC sign-in with OIDC_GROUP_SYNC and OIDC_ALLOWED_DOMAINS', () => {
 
   it('IdP groups the admin API would refuse are not synced; one differing in letter case is the existing group', async () => {
     assert.equal((await gh.api('POST', '/groups', { name: 'Support' })).status, 201);
-    idp.setAccount('carol', { ...accounts().carol, groups: ['support', '/Eng/Backend', '..', 'zero\u200bwidth', ' padded', 'x'.repeat(200), 'Valid Team'] });
+    idp.setAccount('carol', { ...accounts().carol, groups: ['support', '/Eng/Backend', '..', 'zero\u200bwidth', ' padded', 'x'.repeat(200),
+      'Valid Team', '/Platform', '\u2601\ufe0f Cloud'] });
     const result = await signIn(gh.url, 'carol');
     const me = await whoami(gh, sessionHeaders(result.sessionCookie));
     assert.equal(me.status, 200, describeFlow(result, idp));
-    assert.deepEqual([...me.body.groups].sort(), ['Support', 'Valid Team']);
+    // (Keycloak's full group path "/Platform" is the top-level group Platform; an emoji with its selector is a name)
+    assert.deepEqual([...me.body.groups].sort(), ['Platform', 'Support', 'Valid Team', '\u2601\ufe0f Cloud'].sort());
     const names = (await gh.api('GET', '/groups?per_page=500')).body.items.map((g) => g.name);
     for (const bad of ['support', '/Eng/Backend', '..', 'zero\u200bwidth', ' padded']) assert.ok(!names.includes(bad), `${JSON.stringify(bad)} made`);
     assert.ok(gh.logs.some((l) => l.includes('IdP group not synced') && l.includes('/Eng/Backend')), 'logged');

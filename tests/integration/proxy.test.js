@@ -199,10 +199,10 @@ describe('reverse proxy to Open WebUI', () => {
     });
     assert.equal(signIn.status, 200, signIn.body);
     const cookie = String(signIn.headers['set-cookie']).split(';')[0];
-    seen = json(await send(`${gh.url}/c/some-chat`, { headers: { ...spoof, cookie: `theme=dark; ${cookie}; gatehouse_login_abc=x; lang=en` } }));
+    seen = json(await send(`${gh.url}/c/some-chat`, { headers: { ...spoof, cookie: `theme=dark,compact; ${cookie}; gatehouse_login_abc=x; lang=en` } }));
     assert.equal(seen.headers['x-user-email'], 'admin@localhost');
     // Gatehouse's own cookies (an admin's credential for the management API) stay here; Open WebUI's go on.
-    assert.equal(seen.headers.cookie, 'theme=dark; lang=en');
+    assert.equal(seen.headers.cookie, 'theme=dark,compact; lang=en');
     seen = json(await send(`${gh.url}/c/some-chat`, { headers: { cookie } }));
     assert.equal(seen.headers.cookie, undefined, 'no Cookie field left');
     // Open WebUI's own `token` cookie: the user and their Open WebUI groups.

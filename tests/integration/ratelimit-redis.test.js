@@ -213,5 +213,9 @@ describe('shared rate limits through Redis', () => {
     await eventually('health to say redis is down', async () => (await health()).redis === 'down', { timeoutMs: 15000, intervalMs: 250 });
     assert.equal(await up(), '0');
     assert.equal((await fetch(`${gh.url}/gateway/health`)).status, 200, 'still ready: limits per instance');
+    await startRedis({ t, port: redis.port });
+    await eventually('health to say redis is up again, with no request limited meanwhile', async () => (await health()).redis === 'up',
+      { timeoutMs: 20000, intervalMs: 250 });
+    assert.equal(await up(), '1');
   });
 });

@@ -148,4 +148,9 @@ it('the command line refuses what it would get wrong: unknown or valueless optio
   assert.equal(res.code, 1, res.stdout);
   assert.match(res.stderr, /no database at/);
   assert.equal(fs.existsSync(file), false, 'no database made');
+  // provisioning before the first start: migrate makes it, then an administrator of one's own
+  assert.equal(runCli(['migrate'], { cwd: dir, env: { DATABASE_URL: `sqlite://${file}` } }).code, 0);
+  const made = runCli(['apikey', 'create', '--user', 'ops@example.com', '--admin'], { cwd: dir, env: { DATABASE_URL: `sqlite://${file}` } });
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stdout, /^gh_/);
 });

@@ -52,6 +52,13 @@ TEST(AuthEmails, NormalisesAndChecks) {
   EXPECT_TRUE(plausible_email("\u4e2d\u6587@x.io"));
   EXPECT_TRUE(auth::valid_group_name("Caf\u00e9 \u2013 Team"));
   EXPECT_FALSE(auth::valid_group_name("Team\u00a0A"));
+  // Emoji written with presentation selectors and joiners are visible: allowed after a symbol, not a letter.
+  EXPECT_TRUE(auth::valid_group_name("\u2601\ufe0f Cloud"));
+  EXPECT_TRUE(auth::valid_group_name("\U0001F469\u200d\U0001F4BB Devs"));
+  EXPECT_TRUE(auth::valid_group_name("\u2764\ufe0f\u200d\U0001F525 Fans"));
+  EXPECT_FALSE(auth::valid_group_name("Admin\ufe0f"));
+  EXPECT_FALSE(auth::valid_group_name("Ad\u200dmin"));
+  EXPECT_FALSE(plausible_email("admin\ufe0f@x.io"));
 }
 
 TEST(AuthSnapshot, AdminThroughGroupAndFlag) {

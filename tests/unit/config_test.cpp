@@ -126,6 +126,12 @@ TEST(Config, DotenvParsing) {
   EXPECT_EQ(ex["S"], "#x");
   EXPECT_EQ(setting_of([] { parse_dotenv("Q=\"open\n"); }), ".env");
   EXPECT_EQ(setting_of([] { parse_dotenv("Q=\"a\" b\n"); }), ".env");
+  // '#' inside a value is text; quotes inside a quoted value stay (as before)
+  auto more = parse_dotenv("A=ops#1@example.com   # the first administrator\nB=\"a\\\"b\"\nC='it's'\nD=\"x # y\" # z\n");
+  EXPECT_EQ(more["A"], "ops#1@example.com");
+  EXPECT_EQ(more["B"], "a\\\"b");
+  EXPECT_EQ(more["C"], "it's");
+  EXPECT_EQ(more["D"], "x # y");
   // Settings load_settings checks whole: a CIDR's prefix length, an SQLite URL with no file.
   EXPECT_EQ(setting_of([] { load_settings({{"TRUSTED_PROXIES", "127.0.0.1/abc"}}); }), "TRUSTED_PROXIES");
   EXPECT_EQ(setting_of([] { load_settings({{"TRUSTED_PROXIES", "127.0.0.1/"}}); }), "TRUSTED_PROXIES");
