@@ -60,6 +60,11 @@ AuthResult unauthorized(std::string reason) {
   return fail(401, std::move(reason), "Unauthorized: the credentials are missing, invalid or expired");
 }
 
+// The store could not create or bind the user now: not remembered (put() skips 503s), tried again next time.
+AuthResult directory_unavailable() {
+  return fail(503, "user directory unavailable", "Service unavailable: cannot resolve the user now");
+}
+
 struct Cidr {
   net::ip::address addr;
   unsigned bits = 0;
@@ -398,7 +403,7 @@ struct Authenticator::Impl {
         auto id = co_await find_or_create(email, claim_string(*claims, "name"), subject_of(*claims), "oidc", &conflict,
                                           &unavailable);
         if (unavailable) {
-          co_return fail(503, "user directory unavailable", "Service unavailable: cannot resolve the user now");
+          co_return directory_unavailable();
         } else if (!id) {
           c.status = conflict.empty() ? 401 : 403;
           c.reason = conflict.empty() ? "could not create user " + email : conflict;
@@ -476,7 +481,7 @@ struct Authenticator::Impl {
     if (!directory.user(email)) {
       bool unavailable = false;
       co_await find_or_create(email, user->name, "openwebui:" + id, "openwebui", nullptr, &unavailable);
-      if (unavailable) co_return fail(503, "user directory unavailable", "Service unavailable: cannot resolve the user now");
+      if (unavailable) co_return directory_unavailable();
     }
     WebUiUser w;
     w.user = std::move(*user);
@@ -720,7 +725,7 @@ net::awaitable<AuthResult> Authenticator::authenticate_waiting(const http::Reque
     bool unavailable = false;
     auto id = co_await im.find_or_create(email, std::string((*identity_headers)["X-User-Name"]), "", "proxy", nullptr,
                                          &unavailable);
-    if (unavailable) co_return fail(503, "user directory unavailable", "Service unavailable: cannot resolve the user now");
+    if (unavailable) co_return directory_unavailable();
     if (!id) co_return unauthorized("could not create user " + email);
     Impl::Cached c;
     c.method = AuthMethod::header;
