@@ -437,8 +437,15 @@ struct Call {
   }
 
   Reply apikeys() {
-    if (verb == bhttp::verb::get) {
-      return items_reply(st.list_api_keys(auth::normalize_email(q("user"))), auth::api_key_json);
+    if (verb == bhttp::verb::get) {  // newest first, a page at a time (thousands of users have thousands of keys)
+      Reply err;
+      auto p = paging(err);
+      if (!p) return err;
+      int64_t total = 0;
+      auto list = st.list_api_keys(auth::normalize_email(q("user")), p->offset(), p->per_page, &total);
+      json::array items;
+      for (auto& k : list) items.push_back(auth::api_key_json(k));
+      return ok(200, json::object{{"items", std::move(items)}, {"total", total}, {"page", p->page}, {"per_page", p->per_page}});
     }
     if (verb == bhttp::verb::post) {
       auto* e = field(body, "user_email");

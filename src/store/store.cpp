@@ -754,6 +754,21 @@ class SqlStore final : public Store {
     return out;
   }
 
+  std::vector<ApiKey> list_api_keys(std::string_view user_email, int64_t offset, int64_t limit, int64_t* total) override {
+    std::lock_guard lk(mu_);
+    std::vector<ApiKey> out;
+    std::string where = user_email.empty() ? "" : " WHERE user_email = ?";
+    auto email = lower(user_email);  // (kept here: a Value refers to its text)
+    std::vector<Value> params;
+    if (!email.empty()) params.emplace_back(std::string_view(email));
+    if (total) *total = conn_->scalar(cat({"SELECT COUNT(*) FROM @api_keys", where}), params);
+    params.emplace_back(limit);
+    params.emplace_back(offset);
+    conn_->query(cat({"SELECT ", kKeyCols, " FROM @api_keys", where, " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"}),
+                 params, [&](const Row& r) { out.push_back(read_key(r)); });
+    return out;
+  }
+
   bool revoke_api_key(std::string_view id, int64_t at) override {
     std::lock_guard lk(mu_);
     return conn_->exec("UPDATE @api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",

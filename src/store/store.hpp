@@ -247,6 +247,8 @@ class Store {
   virtual void create_api_key(const ApiKey& k) = 0;
   virtual std::optional<ApiKey> get_api_key(std::string_view id) = 0;
   virtual std::vector<ApiKey> list_api_keys(std::string_view user_email /* "" = all */) = 0;
+  // A page of them, newest first; `total` gets how many there are.
+  virtual std::vector<ApiKey> list_api_keys(std::string_view user_email, int64_t offset, int64_t limit, int64_t* total) = 0;
   virtual bool revoke_api_key(std::string_view id, int64_t at) = 0;  // false if missing or already revoked
   virtual void touch_api_keys(const std::vector<std::pair<std::string, int64_t>>& id_and_time) = 0;
 

@@ -295,4 +295,34 @@ describe('admin portal at its edges', () => {
     assert.equal(await page.locator('input[data-server="everything"]').isChecked(), saved.includes('everything'));
     assert.deepEqual(unexpected(page, /^http 500 PUT \/mcp-admin\/api\/groups\/Grants-9\/servers\/memory$/), []);
   });
+
+  it('the API keys list pages, newest first: every key can be reached and revoked', async (t) => {
+    const gh = await startPortalGateway({ t, servers: {} });
+    assert.equal((await gh.api('POST', '/users', { email: 'many@example.com', name: 'Many' })).status, 201);
+    for (let i = 0; i < 60; i += 20) {
+      const made = await Promise.all(Array.from({ length: 20 }, (_, k) => gh.api('POST', '/apikeys', { user_email: 'many@example.com', name: `k${i + k}` })));
+      assert.ok(made.every((r) => r.status === 201));
+    }
+    const browser = await launchBrowser(t);
+    const page = await newPage(browser, gh);
+    await signInWithKey(page, gh.adminKey);
+    await page.goto('/mcp-admin/keys');
+    const rows = page.locator('#apikey-list tbody tr');
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), 50, 'one page of 50');
+    const status = page.locator('.pager-status').last();
+    assert.match(await status.innerText(), /of 61/); // (the 60, and the admin's bootstrap key)
+    const ids = async () => rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.id));
+    const first = await ids();
+    await page.getByRole('button', { name: 'Next' }).last().click();
+    await waitFor(async () => (await rows.count()) === 11, { timeoutMs: 10000, what: 'the second page' });
+    const second = await ids();
+    assert.equal(new Set([...first, ...second]).size, 61, 'every key on one of the two pages');
+    // a key on the second page can be revoked from there
+    await rows.first().getByRole('button', { name: /Revoke key/ }).click();
+    await page.getByRole('button', { name: 'Revoke key' }).last().click();
+    await noticeMatching(page, /is revoked/);
+    assert.equal((await gh.api('GET', `/apikeys/${encodeURIComponent(second[0])}`)).body.revoked_at > 0, true);
+    assert.deepEqual(unexpected(page), []);
+  });
 });

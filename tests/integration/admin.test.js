@@ -149,3 +149,22 @@ it('portal files: asked again each time and answered 304 while unchanged (a rele
   assert.equal((await fetch(`${gh.url}/mcp-admin/assets/app.js`, { headers: { 'if-none-match': '"other"' } })).status, 200);
   for (const dir of ['/mcp-admin/assets/', '/mcp-admin/assets/pages']) assert.equal((await fetch(`${gh.url}${dir}`)).status, 404, dir);
 });
+
+it('GET /apikeys pages, newest first (page, per_page, total), for everyone or one user', async (t) => {
+  const gh = await startGatehouse({ t, servers: {} });
+  assert.equal((await gh.api('POST', '/users', { email: 'pager@example.com' })).status, 201);
+  const ids = [];
+  for (let i = 0; i < 3; i += 1) ids.push((await gh.api('POST', '/apikeys', { user_email: 'pager@example.com', name: `k${i}` })).body.id);
+  const first = await gh.api('GET', '/apikeys?user=pager%40example.com&per_page=2');
+  assert.equal(first.status, 200, first.text);
+  assert.equal(first.body.total, 3);
+  assert.equal(first.body.per_page, 2);
+  assert.equal(first.body.items.length, 2);
+  const second = await gh.api('GET', '/apikeys?user=pager%40example.com&per_page=2&page=2');
+  assert.equal(second.body.items.length, 1);
+  const seen = [...first.body.items, ...second.body.items].map((k) => k.id);
+  assert.deepEqual([...seen].sort(), [...ids].sort(), 'every key once');
+  const everyone = await gh.api('GET', '/apikeys');
+  assert.equal(everyone.body.total, 4, 'and the bootstrap key');
+  assert.equal((await gh.api('GET', '/apikeys?per_page=501')).status, 400);
+});

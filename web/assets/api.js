@@ -104,7 +104,7 @@ export const api = {
   putEndpoint: (group, server, url) => request('PUT', `${API}/tenants/${enc(group)}/endpoints/${enc(server)}`, { url }),
   deleteEndpoint: (group, server) => request('DELETE', `${API}/tenants/${enc(group)}/endpoints/${enc(server)}`),
 
-  apiKeys: (user) => request('GET', `${API}/apikeys${qs({ user })}`),
+  apiKeys: (user, page, perPage) => request('GET', `${API}/apikeys${qs({ user, page, per_page: perPage })}`),
   createApiKey: (body) => request('POST', `${API}/apikeys`, body),
   revokeApiKey: (id) => request('DELETE', `${API}/apikeys/${enc(id)}`),
 

@@ -2,8 +2,10 @@
 // (list, create — the new key is shown once —, revoke).
 import { api } from '../api.js';
 import {
-  busy, chip, confirmAction, emptyState, field, fill, groupPicker, h, notify, notifyError, when,
+  busy, chip, confirmAction, emptyState, field, fill, groupPicker, h, notify, notifyError, pager, when,
 } from '../ui.js';
+
+const KEYS_PER_PAGE = 50;
 
 export async function render(root) {
   let servers = [];
@@ -87,13 +89,24 @@ export async function render(root) {
   // ---- Gatehouse API keys ----
   const keyFilter = h('input', { id: 'apikey-user-filter', type: 'search', autocomplete: 'off', placeholder: 'someone@example.com' });
   const keyList = h('div', { id: 'apikey-list' });
+  const keyPager = h('div');
   const showFilter = h('button', { type: 'submit', class: 'secondary' }, 'Show keys');
   const filterForm = h('form', { class: 'inline-form' }, field('Whose keys (email; empty for everyone\'s)', keyFilter), showFilter);
-  filterForm.addEventListener('submit', (e) => { e.preventDefault(); loadKeys(); });
+  filterForm.addEventListener('submit', (e) => { e.preventDefault(); keyPage = 1; loadKeys(); });
+  let keyPage = 1;
+  let keySeq = 0;
 
+  // Newest first, KEYS_PER_PAGE at a time (with thousands of people there are thousands of keys).
   async function loadKeys() {
-    let items;
-    try { items = (await api.apiKeys(keyFilter.value.trim())).items; } catch (error) { notifyError(error, 'load the API keys'); return; }
+    const seq = ++keySeq;
+    let res;
+    try { res = await api.apiKeys(keyFilter.value.trim(), keyPage, KEYS_PER_PAGE); } catch (error) { if (seq === keySeq) notifyError(error, 'load the API keys'); return; }
+    if (seq !== keySeq) return;
+    if (!res.items.length && keyPage > 1) { keyPage = Math.max(1, Math.ceil(res.total / res.per_page)); loadKeys(); return; }
+    const { items } = res;
+    fill(keyPager, res.total > res.per_page
+      ? pager({ page: res.page, perPage: res.per_page, total: res.total, label: 'API keys', onPage: (p) => { keyPage = p; loadKeys(); } })
+      : null);
     fill(keyList, items.length ? h('table', { class: 'data' },
       h('caption', { class: 'visually-hidden' }, 'Gatehouse API keys'),
       h('thead', {}, h('tr', {}, ['Person', 'Name', 'Key starts with', 'Created', 'Last used', 'Expires', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
@@ -142,6 +155,7 @@ export async function render(root) {
       h('div', { class: 'inline-form' }, keyBox, copy)));
     keyBox.focus(); keyBox.select();
     keyFilter.value = res.user_email;
+    keyPage = 1; // (the newest first: the new key is at the top)
     loadKeys();
   });
 
@@ -154,7 +168,7 @@ export async function render(root) {
       h('h2', { id: 'gh-keys-title' }, 'Gatehouse API keys'),
       h('p', { class: 'hint' }, 'A Gatehouse API key lets a person\'s AI app (an MCP client) connect as them, with their groups\' servers.'),
       h('h3', {}, 'Create a key'), createForm,
-      h('h3', {}, 'Existing keys'), filterForm, keyList));
+      h('h3', {}, 'Existing keys'), filterForm, keyList, keyPager));
   groupField.ready.then(loadCreds);
   loadKeys();
 }
