@@ -1861,6 +1861,25 @@ TEST_F(PgReconnect, StoreReconnectsOnceOutsideTransactions) {
   EXPECT_EQ(store->count_users(), 1);
 }
 
+// A connection's own settings (session_setup: the analytics writer's lock wait, reports' statement limit) and
+// the defaults every connection gets (lock_timeout 3 s, statement_timeout 60 s) hold again after it is made
+// again (session 28's review: a reconnected report connection fell back to the defaults).
+TEST_F(PgReconnect, ConnectionSettingsHoldAfterAReconnection) {
+  auto conn = sql::open_postgres(env->url(), "");
+  auto setting = [&](const char* name) {
+    std::string v;
+    conn->query(std::string("SHOW ") + name, {}, [&](const sql::Row& r) { v = r.str(0); });
+    return v;
+  };
+  EXPECT_EQ(setting("lock_timeout"), "3s");
+  EXPECT_EQ(setting("statement_timeout"), "1min");
+  conn->session_setup("SET statement_timeout = '123s'");
+  EXPECT_EQ(setting("statement_timeout"), "123s");
+  ASSERT_GE(terminate("SHOW statement_timeout%"), 1);
+  EXPECT_EQ(setting("statement_timeout"), "123s");  // (the first call finds the connection broken and makes it again)
+  EXPECT_EQ(setting("lock_timeout"), "3s");
+}
+
 TEST_F(PgReconnect, WatcherReconnectsAndReportsPossiblyMissedChanges) {
   std::atomic<int> calls{0};
   store->watch([&] { ++calls; });
