@@ -487,14 +487,10 @@ int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const 
     // Management commands work on a gateway's store: one that does not exist is not made here (a command run
     // with another DATABASE_URL than the gateway's would print a key for a database no gateway reads).
     auto where = store::sql::redact_url(settings.database_url);
-    std::string_view file = settings.database_url;
-    bool sqlite = file.starts_with("sqlite:");
-    if (cmd != "migrate" && sqlite) {
-      file.remove_prefix(7);
-      if (file.starts_with("//")) file.remove_prefix(2);
-      if (file != ":memory:" && !std::filesystem::exists(file))
-        return fail("no database at " + std::string(file) + " (DATABASE_URL): set it as the gateway has it, or start the gateway once");
-    }
+    auto file = sqlite_file(settings.database_url);
+    bool sqlite = file.has_value();
+    if (cmd != "migrate" && sqlite && *file != ":memory:" && !std::filesystem::exists(*file))
+      return fail("no database at " + std::string(*file) + " (DATABASE_URL): set it as the gateway has it, or start the gateway once");
     if (cmd != "migrate" && !sqlite) {
       // PostgreSQL: a database without Gatehouse's tables is not made one here either.
       auto probe = store::Store::open(settings.database_url);

@@ -102,6 +102,21 @@ bool valid_server_id(std::string_view id) {
 
 namespace {
 
+constexpr std::string_view kSecretOpen = "${secret:";
+
+// Calls each(at, end) for every ${secret:NAME} in `text` (at: its '$', end: its '}'); false, and nothing after
+// visited, at one without its name or closing brace.
+template <typename F>
+bool scan_secrets(std::string_view text, F&& each) {
+  for (auto at = text.find(kSecretOpen); at != std::string_view::npos; at = text.find(kSecretOpen, at)) {
+    auto end = text.find('}', at);
+    if (end == std::string_view::npos || end == at + kSecretOpen.size()) return false;
+    each(at, end);
+    at = end + 1;
+  }
+  return true;
+}
+
 // Expands ${env:NAME}; other placeholders are kept for later stages.
 std::string expand_env(std::string_view text, const Environment& env, const std::string& where) {
   std::string out;
@@ -214,19 +229,14 @@ std::vector<ServerConfig> parse_servers(std::string_view json_text, const Enviro
           throw ConfigError(where + ".headers." + name, "is set by the gateway itself");
       if (o.contains("command")) throw ConfigError(where + ".command", "a remote server has no command");
     }
-    auto unterminated = [](std::string_view text) {
-      for (auto at = text.find("${secret:"); at != std::string_view::npos; at = text.find("${secret:", at + 1)) {
-        auto end = text.find('}', at);
-        if (end == std::string_view::npos || end == at + 9) return true;
-      }
-      return false;
-    };
+    auto unterminated = [](std::string_view text) { return !scan_secrets(text, [](std::size_t, std::size_t) {}); };
+    static constexpr const char* kUnterminated = "${secret:NAME} without its name or closing brace";
     for (const auto& [k, v] : s.env)
-      if (unterminated(v)) throw ConfigError(where + ".env." + k, "${secret:NAME} without its name or closing brace");
+      if (unterminated(v)) throw ConfigError(where + ".env." + k, kUnterminated);
     for (const auto& [k, v] : s.headers)
-      if (unterminated(v)) throw ConfigError(where + ".headers." + k, "${secret:NAME} without its name or closing brace");
+      if (unterminated(v)) throw ConfigError(where + ".headers." + k, kUnterminated);
     for (const auto& a : s.args)
-      if (unterminated(a)) throw ConfigError(where + ".args", "${secret:NAME} without its name or closing brace");
+      if (unterminated(a)) throw ConfigError(where + ".args", kUnterminated);
     s.description = get_string(o, "description", where, false, env);
     if (auto* t = o.if_contains("timeoutMs")) {
       if (!t->is_int64() || t->as_int64() <= 0 || t->as_int64() > 86'400'000)
@@ -267,21 +277,20 @@ std::optional<std::string> expand_secrets(std::string_view text,
                                           std::string* missing) {
   std::string out;
   std::size_t pos = 0;
-  while (true) {
-    auto start = text.find("${secret:", pos);
-    if (start == std::string_view::npos) break;
-    auto end = text.find('}', start);
-    if (end == std::string_view::npos) break;
-    out.append(text.substr(pos, start - pos));
-    auto name = text.substr(start + 9, end - start - 9);
+  bool found = true;
+  scan_secrets(text, [&](std::size_t at, std::size_t end) {
+    if (!found) return;
+    auto name = text.substr(at + kSecretOpen.size(), end - at - kSecretOpen.size());
     auto value = lookup(name);
     if (!value) {
       if (missing) *missing = std::string(name);
-      return std::nullopt;
+      found = false;
+      return;
     }
-    out += *value;
+    out.append(text.substr(pos, at - pos)).append(*value);
     pos = end + 1;
-  }
+  });
+  if (!found) return std::nullopt;
   out.append(text.substr(pos));
   return out;
 }
@@ -289,18 +298,21 @@ std::optional<std::string> expand_secrets(std::string_view text,
 std::vector<std::string> secret_slots(const ServerConfig& server) {
   std::set<std::string> slots;
   auto scan = [&](std::string_view text) {
-    std::size_t pos = 0;
-    while ((pos = text.find("${secret:", pos)) != std::string_view::npos) {
-      auto end = text.find('}', pos);
-      if (end == std::string_view::npos) break;
-      slots.emplace(text.substr(pos + 9, end - pos - 9));
-      pos = end + 1;
-    }
+    scan_secrets(text, [&](std::size_t at, std::size_t end) {
+      slots.emplace(text.substr(at + kSecretOpen.size(), end - at - kSecretOpen.size()));
+    });
   };
   for (const auto& [k, v] : server.env) scan(v);
   for (const auto& [k, v] : server.headers) scan(v);
   for (const auto& a : server.args) scan(a);
   return {slots.begin(), slots.end()};
+}
+
+std::optional<std::string_view> sqlite_file(std::string_view url) {
+  if (!url.starts_with("sqlite:")) return std::nullopt;
+  url.remove_prefix(7);
+  if (url.starts_with("//")) url.remove_prefix(2);
+  return url;
 }
 
 namespace {
@@ -356,11 +368,8 @@ void load_identity_settings(const Environment& env, Settings& s) {
   if (!(s.database_url.starts_with("sqlite:") || s.database_url.starts_with("postgresql://") ||
         s.database_url.starts_with("postgres://")))
     throw ConfigError("DATABASE_URL", "must start with sqlite://, postgresql:// or postgres://");
-  if (auto file = std::string_view(s.database_url); file.starts_with("sqlite:")) {
-    file.remove_prefix(7);
-    if (file.starts_with("//")) file.remove_prefix(2);
-    if (file.empty()) throw ConfigError("DATABASE_URL", "names no file (sqlite:///path/to/gatehouse.db)");
-  }
+  if (auto file = sqlite_file(s.database_url); file && file->empty())
+    throw ConfigError("DATABASE_URL", "names no file (sqlite:///path/to/gatehouse.db)");
   s.admin_email = get(env, "ADMIN_EMAIL", s.admin_email);
   if (s.admin_email.find('@') == std::string::npos) throw ConfigError("ADMIN_EMAIL", "must be an email address");
   s.webui_secret_key = get(env, "WEBUI_SECRET_KEY", get(env, "WEBUI_JWT_SECRET_KEY", ""));

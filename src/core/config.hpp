@@ -63,6 +63,10 @@ std::optional<std::string> expand_secrets(std::string_view text,
 // The ${secret:NAME} slot names used anywhere in a server's env and headers.
 std::vector<std::string> secret_slots(const ServerConfig& server);
 
+// The file a "sqlite:" DATABASE_URL names ("sqlite://./data/g.db" → "./data/g.db", "sqlite:///abs/g.db" →
+// "/abs/g.db", "sqlite::memory:" → ":memory:"); nullopt for any other URL.
+std::optional<std::string_view> sqlite_file(std::string_view url);
+
 struct Settings {
   std::string host = "127.0.0.1";
   uint16_t port = 8085;

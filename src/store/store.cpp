@@ -17,6 +17,7 @@
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 
+#include "core/config.hpp"
 #include "core/util.hpp"
 #include "store/db.hpp"
 #include "store/migrations.hpp"
@@ -1213,10 +1214,8 @@ std::unique_ptr<Store> Store::open(const std::string& url) {
   std::string_view u(url);
   if (u.starts_with("postgresql://") || u.starts_with("postgres://"))
     return std::make_unique<SqlStore>(sql::open_postgres(url, "mcp_proxy."), url, "");
-  if (u.starts_with("sqlite:")) {
-    auto rest = u.substr(7);
-    if (rest.starts_with("//")) rest.remove_prefix(2);
-    std::string path = rest == ":memory:" ? ":memory:" : std::string(rest);
+  if (auto file = sqlite_file(u)) {
+    std::string path(*file);
     if (path.empty()) throw StoreError("database URL names no file: " + sql::redact_url(url));
     if (path != ":memory:") {
       auto dir = std::filesystem::path(path).parent_path();

@@ -149,6 +149,17 @@ TEST(Config, ExpandSecretsReportsTheMissingSlot) {
   std::string missing;
   EXPECT_FALSE(expand_secrets("${secret:A}-${secret:B}", lookup, &missing).has_value());
   EXPECT_EQ(missing, "B");
+  // Several slots, text between and after them; an unclosed one stays literal text.
+  EXPECT_EQ(expand_secrets("${secret:A}:${secret:A}/x ${secret:A", lookup).value(), "alpha:alpha/x ${secret:A");
+  EXPECT_EQ(expand_secrets("no slots", lookup).value(), "no slots");
+}
+
+TEST(Config, SqliteFileOfADatabaseUrl) {
+  EXPECT_EQ(sqlite_file("sqlite://./data/g.db").value(), "./data/g.db");
+  EXPECT_EQ(sqlite_file("sqlite:///abs/g.db").value(), "/abs/g.db");
+  EXPECT_EQ(sqlite_file("sqlite::memory:").value(), ":memory:");
+  EXPECT_EQ(sqlite_file("sqlite://").value(), "");
+  EXPECT_FALSE(sqlite_file("postgresql://u@h/db").has_value());
 }
 
 TEST(Config, ListSettingsAreSplitAndTrimmed) {
