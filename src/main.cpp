@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     auto settings = gh::load_settings(env);
     if (gh::app::is_cli_command(cmd)) {
       gh::log::set_level(gh::log::Level::warn);  // the CLI's output is its answer; logs only for trouble
-      return gh::app::run_cli(cmd, std::vector<std::string>(argv + 2, argv + argc), settings);
+      return gh::app::run_cli(cmd, std::vector<std::string>(argv + 2, argv + argc), settings, env);
     }
     if ((cmd == "serve" || cmd == "check-config") && argc > 2) {
       std::fprintf(stderr, "gatehouse: %s takes no arguments (settings come from the environment and .env; the servers "

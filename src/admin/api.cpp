@@ -334,10 +334,17 @@ struct Call {
         if (!keys.empty() && !box)
           return error_reply(409, "encryption_key_missing", "The group's stored credentials are sealed with its name: set "
                                                             "ENCRYPTION_KEY to rename it");
+        std::string unreadable;
+        auto resealed = keys.empty() ? std::optional(std::move(keys)) : auth::reseal_for_rename(*box, std::move(keys), to, &unreadable);
+        if (!resealed)
+          return error_reply(409, "credential_unreadable", "The group's stored credential " + unreadable +
+                                                               " cannot be decrypted with ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS, "
+                                                               "and renamed it never could be: store it again or delete it first");
+        keys = std::move(*resealed);
       }
       st.update_group(*g);
       if (to != name) {
-        st.rename_group(name, to, keys.empty() ? keys : auth::reseal_for_rename(*box, std::move(keys), to));
+        st.rename_group(name, to, keys);
         g->name = to;
       }
       audit(g->name != name ? "group.rename" : "group.update", name, {{"before", group_json(before)}, {"after", group_json(*g)}});
@@ -764,6 +771,8 @@ std::string check_endpoint_url(std::string_view text, bool allow_private) {
   if (!u) return "Not a valid absolute URL";
   if (u->scheme() != "http" && u->scheme() != "https") return "Only http and https URLs can be used";
   if (u->host().empty()) return "The URL has no host";
+  if (u->encoded_host().find('%') != boost::core::string_view::npos)
+    return "Write the host without percent-encoding";
   if (u->has_userinfo()) return "Put credentials in API Keys, not in the URL";
   if (text.size() > 2048) return "The URL is too long";
   if (allow_private) return {};

@@ -19,7 +19,8 @@ const std::vector<std::string>& anonymous_groups() {
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> identity_headers(const auth::Identity& id, bool is_admin,
-                                                                  const std::string& server, const Settings& settings) {
+                                                                  const std::string& server, const Settings& settings,
+                                                                  bool token) {
   std::string groups;
   for (auto& g : id.groups) groups += (groups.empty() ? "" : ",") + g;
   std::vector<std::pair<std::string, std::string>> h;
@@ -29,7 +30,7 @@ std::vector<std::pair<std::string, std::string>> identity_headers(const auth::Id
   // Names may hold any Unicode: URL-quoted, as Open WebUI sends X-OpenWebUI-User-Name.
   h.emplace_back("X-User-Name", boost::urls::encode(id.name, boost::urls::unreserved_chars));
   h.emplace_back("X-Gateway-Validated", "true");
-  if (!settings.upstream_identity_secret.empty()) {
+  if (token && !settings.upstream_identity_secret.empty()) {
     auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     boost::json::array g;
     for (auto& n : id.groups) g.emplace_back(n);
@@ -59,7 +60,10 @@ class PrincipalRights final : public mcp::Rights {
   policy::Route route(const ServerConfig& s) const override { return dir_.current()->route(*groups_, s); }
   std::vector<std::pair<std::string, std::string>> identity_headers(const ServerConfig& s) const override {
     if (!id_) return {};
-    return app::identity_headers(*id_, admin_, s.id, settings_);
+    // A tenant's own endpoint gets no X-Gateway-Token: it is signed with the secret the gateway's upstreams
+    // verify, so one sent there could be replayed to them as this user for its minute.
+    bool own_endpoint = !dir_.current()->route(*groups_, s).url.empty();
+    return app::identity_headers(*id_, admin_, s.id, settings_, !own_endpoint);
   }
   std::string no_access_hint() const override {
     return id_ ? "You (" + id_->email + ") have no MCP servers yet. Ask a Gatehouse administrator to add you to "

@@ -17,8 +17,9 @@ namespace gh::app {
 mcp::Caller make_caller(const auth::Principal& principal, const auth::Directory& directory, const Settings& settings);
 
 // The headers an upstream with forwardIdentity receives (X-User-*, X-Gateway-Validated, and when
-// UPSTREAM_IDENTITY_SECRET is set a signed X-Gateway-Token it can verify).
+// UPSTREAM_IDENTITY_SECRET is set and `token`, a signed X-Gateway-Token it can verify).
 std::vector<std::pair<std::string, std::string>> identity_headers(const auth::Identity& id, bool is_admin,
-                                                                  const std::string& server, const Settings& settings);
+                                                                  const std::string& server, const Settings& settings,
+                                                                  bool token = true);
 
 }  // namespace gh::app

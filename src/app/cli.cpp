@@ -287,7 +287,12 @@ int groups(store::Store& st, const Args& a, const Settings& settings) {
     auto keys = st.list_tenant_keys(name);  // sealed with the group's name: sealed again for the new one
     auto box = secret_box(settings);
     if (!keys.empty() && !box) return fail("the group's stored credentials are sealed with its name: set ENCRYPTION_KEY to rename it");
-    st.rename_group(name, to, keys.empty() ? keys : auth::reseal_for_rename(*box, std::move(keys), to));
+    std::string unreadable;
+    auto resealed = keys.empty() ? std::optional(std::move(keys)) : auth::reseal_for_rename(*box, std::move(keys), to, &unreadable);
+    if (!resealed)
+      return fail("the group's stored credential " + unreadable + " cannot be decrypted with ENCRYPTION_KEY or "
+                  "ENCRYPTION_KEY_PREVIOUS, and renamed it never could be: store it again or delete it first");
+    st.rename_group(name, to, *resealed);
     audit(st, "group.rename", name, {{"after", json::object{{"name", a.positional[2]}}}});
     return 0;
   }
@@ -373,7 +378,28 @@ int grants(store::Store& st, const Args& a) {
   return fail("usage: gatehouse grants list [GROUP] | set GROUP SERVER [--allow a,b | --deny a,b] | remove GROUP SERVER"), 2;
 }
 
-int keys(store::Store& st, const Args& a, const Settings& settings) {
+// The configured server a `keys set`/`endpoints set` names, as the management API checks it; "" when it is
+// fine, else why not.
+std::string check_server(const Settings& settings, const Environment& env, const std::string& id,
+                         const std::string* slot, bool endpoint) {
+  std::vector<ServerConfig> servers;
+  try {
+    servers = load_servers_file(settings.servers_file, env);
+  } catch (const ConfigError& e) {
+    return std::string("cannot check the server against MCP_SERVERS_FILE: ") + e.what();
+  }
+  auto it = std::find_if(servers.begin(), servers.end(), [&](auto& s) { return s.id == id; });
+  if (it == servers.end()) return "no server " + id + " is configured (" + settings.servers_file + ")";
+  if (endpoint && it->transport == Transport::stdio) return "server " + id + " runs as a process: only HTTP servers have endpoints";
+  if (slot) {
+    auto slots = secret_slots(*it);
+    if (std::find(slots.begin(), slots.end(), *slot) == slots.end())
+      return "server " + id + " has no credential slot " + *slot + " (its slots are the ${secret:NAME} names in its env and headers)";
+  }
+  return {};
+}
+
+int keys(store::Store& st, const Args& a, const Settings& settings, const Environment& env) {
   auto sub = a.positional.empty() ? "list" : a.positional[0];
   auto box = secret_box(settings);
   if (sub == "list") {
@@ -396,6 +422,7 @@ int keys(store::Store& st, const Args& a, const Settings& settings) {
     k.server = a.positional[2];
     k.slot = a.positional[3];
     if (!st.get_group(k.group)) return fail("no group " + k.group);
+    if (auto why = check_server(settings, env, k.server, &k.slot, false); !why.empty()) return fail(why);
     k.key_id = box->key_id();
     k.ciphertext = box->seal(value, auth::SecretBox::row_aad(k.group, k.server, k.slot));
     k.updated_at = unix_now();
@@ -439,7 +466,7 @@ int keys(store::Store& st, const Args& a, const Settings& settings) {
   return fail("usage: gatehouse keys list [GROUP] | set GROUP SERVER SLOT (value on stdin) | delete GROUP SERVER SLOT | rotate"), 2;
 }
 
-int endpoints(store::Store& st, const Args& a, const Settings& settings) {
+int endpoints(store::Store& st, const Args& a, const Settings& settings, const Environment& env) {
   auto sub = a.positional.empty() ? "list" : a.positional[0];
   if (sub == "list") {
     for (auto& e : st.list_tenant_endpoints(a.positional.size() > 1 ? a.positional[1] : ""))
@@ -450,6 +477,7 @@ int endpoints(store::Store& st, const Args& a, const Settings& settings) {
     if (auto why = admin::check_endpoint_url(a.positional[3], settings.allow_private_endpoints); !why.empty())
       return fail(why);
     if (!st.get_group(a.positional[1])) return fail("no group " + a.positional[1]);
+    if (auto why = check_server(settings, env, a.positional[2], nullptr, true); !why.empty()) return fail(why);
     st.put_tenant_endpoint({a.positional[1], a.positional[2], a.positional[3], unix_now()});
     audit(st, "endpoint.update", a.positional[1],
           {{"after", json::object{{"server", a.positional[2]}, {"url", a.positional[3]}}}});
@@ -482,7 +510,8 @@ void cli_usage() {
                "  endpoints     list [GROUP] | set GROUP SERVER URL | delete GROUP SERVER\n");
 }
 
-int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const Settings& settings) {
+int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const Settings& settings,
+            const Environment& env) {
   try {
     // Management commands work on a gateway's store: one that does not exist is not made here (a command run
     // with another DATABASE_URL than the gateway's would print a key for a database no gateway reads).
@@ -517,8 +546,8 @@ int run_cli(const std::string& cmd, const std::vector<std::string>& argv, const 
            : cmd == "users"   ? users(*st, a)
            : cmd == "groups"  ? groups(*st, a, settings)
            : cmd == "grants"  ? grants(*st, a)
-           : cmd == "keys"    ? keys(*st, a, settings)
-           : cmd == "endpoints" ? endpoints(*st, a, settings)
+           : cmd == "keys"    ? keys(*st, a, settings, env)
+           : cmd == "endpoints" ? endpoints(*st, a, settings, env)
                               : 2;
       return rc == 0;
     });

@@ -9,6 +9,8 @@
 namespace gh::app {
 bool is_cli_command(const std::string& cmd);
 // Returns the process exit code (0 ok, 1 failed, 2 usage).
-int run_cli(const std::string& cmd, const std::vector<std::string>& args, const Settings& settings);
+// `env`: for the servers file, which `keys set` and `endpoints set` are checked against.
+int run_cli(const std::string& cmd, const std::vector<std::string>& args, const Settings& settings,
+            const Environment& env);
 void cli_usage();
 }  // namespace gh::app

@@ -98,10 +98,14 @@ bool valid_group_name(std::string_view n) {
   return trim(n).size() == n.size();
 }
 
-std::vector<store::TenantKey> reseal_for_rename(const SecretBox& box, std::vector<store::TenantKey> keys, std::string_view to) {
+std::optional<std::vector<store::TenantKey>> reseal_for_rename(const SecretBox& box, std::vector<store::TenantKey> keys,
+                                                               std::string_view to, std::string* unreadable) {
   for (auto& k : keys) {
     auto clear = box.open(k.ciphertext, k.key_id, SecretBox::row_aad(k.group, k.server, k.slot));
-    if (!clear) continue;
+    if (!clear) {
+      if (unreadable) *unreadable = k.server + "/" + k.slot;
+      return std::nullopt;
+    }
     k.group = std::string(to);
     k.key_id = box.key_id();
     k.ciphertext = box.seal(*clear, SecretBox::row_aad(k.group, k.server, k.slot));
@@ -184,31 +188,36 @@ Route Snapshot::route(const std::vector<std::string>& groups, const ServerConfig
   auto better = [&](const std::string& a, const std::string& b) {
     return priority(a) > priority(b) || (priority(a) == priority(b) && a < b);
   };
-  if (auto urls = tenant_urls_.find(server.id); urls != tenant_urls_.end()) {
-    const TenantUrl* best = nullptr;
+  // A tenant endpoint is its group's: the values sent to it come from that group alone (a member of two
+  // tenants must not carry one tenant's credential to the other's endpoint).
+  const TenantUrl* endpoint = nullptr;
+  if (auto urls = tenant_urls_.find(server.id); urls != tenant_urls_.end())
     for (auto& u : urls->second)
-      if (member(u.group) && (!best || better(u.group, best->group))) best = &u;
-    if (best) {
-      r.url = best->url;
-      r.key += "url=" + best->group + "@" + best->revision + ";";
-    }
+      if (member(u.group) && (!endpoint || better(u.group, endpoint->group))) endpoint = &u;
+  if (endpoint) {
+    r.url = endpoint->url;
+    r.key += "url=" + endpoint->group + "@" + endpoint->revision + ";";
   }
   auto values = tenant_values_.find(server.id);
   for (auto& slot : secret_slots(server)) {
     const TenantValue* best = nullptr;
     if (values != tenant_values_.end())
       for (auto& v : values->second)
-        if (v.slot == slot && member(v.group) && (!best || better(v.group, best->group))) best = &v;
+        if (v.slot == slot && (endpoint ? v.group == endpoint->group : member(v.group)) &&
+            (!best || better(v.group, best->group)))
+          best = &v;
     if (best && best->usable) {
       r.secrets[slot] = best->value;
       r.key += slot + "=" + best->group + "@" + best->revision + ";";
-    } else if (!r.url.empty() || !std::getenv(slot.c_str())) {
-      // (the gateway's own value goes only to the configured URL, never to a tenant's endpoint)
+    } else if (best || endpoint || !std::getenv(slot.c_str())) {
+      // The gateway's own value goes only to the configured URL, never to a tenant's endpoint, and never in
+      // place of a tenant's value that cannot be decrypted (that tenant's calls would run as the gateway's).
       if (r.error.empty())
         r.error = "Server '" + server.id + "' needs the credential " + slot +
                   (best ? ", and the stored value cannot be decrypted; ask an administrator to store it again"
-                   : !r.url.empty() ? " for your groups' own endpoint, and none is stored for them; ask an administrator to add it (API Keys)"
-                                    : ", and none is stored for your groups; ask an administrator to add it (API Keys)");
+                   : endpoint ? " for the endpoint of your group " + endpoint->group +
+                                    ", and none is stored for that group; ask an administrator to add it (API Keys)"
+                              : ", and none is stored for your groups; ask an administrator to add it (API Keys)");
     }
   }
   return r;

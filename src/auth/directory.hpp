@@ -127,7 +127,9 @@ std::string normalize_email(std::string_view email);
 bool plausible_email(std::string_view email);
 
 // A group's stored credentials sealed again for the group's new name `to` (the name is part of what each
-// value is sealed with: SecretBox::row_aad). A value that does not open (its key gone) is left as it is.
-std::vector<store::TenantKey> reseal_for_rename(const SecretBox& box, std::vector<store::TenantKey> keys, std::string_view to);
+// value is sealed with: SecretBox::row_aad). nullopt when one does not open with the keys at hand (its key
+// gone): renamed, it could never be opened again; `unreadable` then says which ("server/slot").
+std::optional<std::vector<store::TenantKey>> reseal_for_rename(const SecretBox& box, std::vector<store::TenantKey> keys,
+                                                               std::string_view to, std::string* unreadable = nullptr);
 
 }  // namespace gh::auth

@@ -220,6 +220,11 @@ std::vector<ServerConfig> parse_servers(std::string_view json_text, const Enviro
           throw ConfigError(where + ".url", "port must be from 1 to 65535");
       }
       s.headers = get_string_map(o, "headers", where, env);
+      if (auto* h = o.if_contains("headers"); h && h->is_object())
+        for (const auto& [name, raw] : h->as_object())
+          if (raw.is_string() && raw.as_string().find("${secret:") != std::string_view::npos &&
+              raw.as_string().find("${env:") == std::string_view::npos)
+            s.tenant_headers.insert(std::string(name));
       // Fields the gateway writes itself (the host, the framing, the MCP session): a second one would make the
       // request ambiguous to the upstream (two Host fields, two lengths).
       static constexpr std::string_view kOwn[] = {"host", "content-length", "transfer-encoding", "mcp-session-id",

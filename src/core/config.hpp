@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -39,6 +40,9 @@ struct ServerConfig {
   // remote
   std::string url;
   std::map<std::string, std::string> headers;
+  // The headers a tenant's own endpoint gets: those that name a ${secret:} slot (filled with the tenant's
+  // values) and no ${env:}. The rest, literal or from the environment, are the gateway's, for its own URL.
+  std::set<std::string> tenant_headers;
   // gatehouse fields
   std::string description;
   int timeout_ms = 0;  // 0 = the gateway default

@@ -29,12 +29,13 @@ constexpr auto kTuple = net::as_tuple(net::use_awaitable);
 void ClientRequest::set(std::string_view name, std::string_view value) {
   auto clean = [this](std::string_view t) {
     // (not find_first_of("\r\n"): libstdc++ makes that a memchr call per character)
-    if (std::none_of(t.begin(), t.end(), [](char c) { return c == '\r' || c == '\n'; })) {
+    // NUL too: a peer may end the line there.
+    if (std::none_of(t.begin(), t.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; })) {
       headers.append(t);
       return;
     }
     for (char c : t)
-      if (c != '\r' && c != '\n') headers.push_back(c);
+      if (c != '\r' && c != '\n' && c != '\0') headers.push_back(c);
   };
   if (headers.capacity() < 256) headers.reserve(256);
   clean(name);
@@ -50,7 +51,9 @@ bool Origin::parse(std::string_view url, Origin& out, std::string& target) {
   else if (u->scheme() == "http") out.tls = false;
   else return false;
   out.host = std::string(u->host_address());
-  if (out.host.empty()) return false;
+  // A host is letters, digits and punctuation: a percent-encoded NUL or space would be cut or sent as it is.
+  if (out.host.empty() || std::any_of(out.host.begin(), out.host.end(), [](unsigned char c) { return c <= 0x20 || c >= 0x7f; }))
+    return false;
   if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']')
     out.host = out.host.substr(1, out.host.size() - 2);
   out.port = u->has_port() ? std::string(u->port()) : (out.tls ? "443" : "80");

@@ -345,20 +345,24 @@ std::vector<std::shared_ptr<Server>> Hub::in_scope(std::string_view scope) const
 
 std::shared_ptr<upstream::Connection> Hub::new_connection(Server& srv, json::object caps, const policy::Route& route) {
   // ${secret:NAME} slots: the tenant's value, else the gateway's environment — but never that to a tenant's
-  // own endpoint (Snapshot::route refuses such a route before it gets here).
-  auto lookup = [&route](std::string_view name) -> std::optional<std::string> {
-    if (auto it = route.secrets.find(std::string(name)); it != route.secrets.end()) return it->second;
+  // own endpoint (Snapshot::route refuses such a route before it gets here), which gets only the headers that
+  // carry the tenant's values (ServerConfig::tenant_headers).
+  std::vector<std::string> used;
+  auto lookup = [&route, &used](std::string_view name) -> std::optional<std::string> {
+    if (auto it = route.secrets.find(std::string(name)); it != route.secrets.end()) return used.emplace_back(it->second);
     if (!route.url.empty()) return std::nullopt;
-    if (const char* v = std::getenv(std::string(name).c_str())) return std::string(v);
+    if (const char* v = std::getenv(std::string(name).c_str())) return used.emplace_back(v);
     return std::nullopt;
   };
   std::map<std::string, std::string> env, headers;
   for (const auto& [k, v] : srv.cfg.env) env[k] = expand_secrets(v, lookup).value_or("");
-  for (const auto& [k, v] : srv.cfg.headers) headers[k] = expand_secrets(v, lookup).value_or("");
+  for (const auto& [k, v] : srv.cfg.headers)
+    if (route.url.empty() || srv.cfg.tenant_headers.count(k)) headers[k] = expand_secrets(v, lookup).value_or("");
   ServerConfig cfg = srv.cfg;
   if (!route.url.empty()) cfg.url = route.url;  // the tenant's own upstream
   auto conn = upstream::make_connection(ex_, cfg, std::move(env), std::move(headers), std::move(caps));
   conn->set_default_timeout(std::chrono::milliseconds(settings_.upstream_timeout_ms));
+  conn->set_secret_values(std::move(used));
   return conn;
 }
 

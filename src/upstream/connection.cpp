@@ -81,7 +81,7 @@ net::awaitable<std::optional<std::string>> Connection::handshake() {
   auto call = call_started("initialize", std::move(params), opts, nullptr);
   auto reply = co_await std::move(call);
   auto& resp = reply.object();
-  if (auto* e = resp.if_contains("error")) co_return "initialize failed: " + to_json(*e);
+  if (auto* e = resp.if_contains("error")) co_return redact("initialize failed: " + to_json(*e));
   auto* r = resp.if_contains("result");
   if (!r || !r->is_object()) co_return "initialize returned no result";
   auto& res = r->as_object();
@@ -242,17 +242,34 @@ void Connection::cancel(uint64_t id, std::string_view reason) {
   finish(*it->second);
 }
 
+std::string Connection::redact(std::string text) const {
+  for (const auto& v : secret_values_) {
+    if (v.size() < 4) continue;  // (a value that short would cut ordinary words)
+    for (auto at = text.find(v); at != std::string::npos; at = text.find(v, at + 3)) text.replace(at, v.size(), "•••");
+  }
+  return text;
+}
+
+std::string Connection::quote(std::string_view text) const {
+  std::size_t longest = 0;
+  for (const auto& v : secret_values_) longest = std::max(longest, v.size());
+  auto out = redact(std::string(text.substr(0, 300 + longest)));
+  if (out.size() > 300) out.resize(300);
+  return out;
+}
+
 void Connection::fail_call(uint64_t id, int code, std::string message) {
   auto it = pending_.find(id);
   // A call answered a moment ago is still in pending_ until its caller resumes: keep its answer.
   if (it == pending_.end() || it->second->done) return;
-  it->second->response = jsonrpc::make_error(nullptr, code, message);
+  it->second->response = jsonrpc::make_error(nullptr, code, redact(std::move(message)));
   finish(*it->second);
 }
 
 void Connection::transport_failed(std::string why) {
   if (state_ == State::closed || state_ == State::idle) return;
   bool was_ready = state_ == State::ready;
+  why = redact(std::move(why));
   last_error_ = why;
   ++generation_;
   for (auto& [id, p] : pending_) {

@@ -105,6 +105,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return cfg_.timeout_ms > 0 ? std::chrono::milliseconds(cfg_.timeout_ms) : default_timeout_;
   }
   void set_default_timeout(std::chrono::milliseconds t) { default_timeout_ = t; }
+  // The values filled into its ${secret:} slots: cut out of what the gateway quotes of the server's words in
+  // errors and log lines (a server that echoes the Authorization header it got in its 401 text).
+  void set_secret_values(std::vector<std::string> values) { secret_values_ = std::move(values); }
+  std::string redact(std::string text) const;
+  std::string quote(std::string_view text) const;  // its first 300 bytes, redacted (no value cut in half first)
 
  protected:
   // Transport hooks. start_transport connects or spawns; send_message delivers one serialized message
@@ -161,6 +166,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string last_error_;
   bool sending_handshake_ = false;
   std::chrono::milliseconds default_timeout_{60000};  // true while handshake() sends its initialize request
+  std::vector<std::string> secret_values_;
 
  private:
   // A call in flight: its caller waits (resume) until the answer, an error, or the deadline finishes it.

@@ -38,7 +38,6 @@ bool for_each_message(std::string_view body, F&& f) {
   return true;
 }
 
-std::string snippet(std::string_view s) { return std::string(s.substr(0, 300)); }
 
 bool mentions_session(std::string_view body) {
   std::string lower(body.substr(0, 1000));
@@ -172,7 +171,7 @@ class HttpConnection final : public Connection {
           if (ev.event != "message" || ev.data.empty()) return;
           if (!self->deliver_text(ev.data, related))
             log::warn("upstream sent an SSE event that is not JSON", {{"server", self->cfg_.id},
-                                                                      {"data", snippet(ev.data)}});
+                                                                      {"data", self->quote(ev.data)}});
         });
         if (!ok) refused = Refused::too_large;
         else if (!share.resize(decoder.buffered())) refused = Refused::memory;
@@ -231,7 +230,7 @@ class HttpConnection final : public Connection {
       if (!sse && !res.ec) {
         // At once: the body is complete and the pool has its connection back; nothing below touches the call.
         if (!self->deliver_text(json_body, related, true)) {
-          log::warn("upstream sent a body that is not JSON", {{"server", self->cfg_.id}, {"body", snippet(json_body)}});
+          log::warn("upstream sent a body that is not JSON", {{"server", self->cfg_.id}, {"body", self->quote(json_body)}});
           if (related) self->fail_call(related, jsonrpc::code::internal_error,
                                        "Upstream server '" + self->cfg_.id + "' sent an invalid response");
         }
@@ -252,6 +251,9 @@ class HttpConnection final : public Connection {
       for_each_message(json_body, [&](json::value m) {
         if (m.is_object() && m.as_object().contains("error") && m.as_object().contains("id") &&
             !m.as_object().at("id").is_null()) {
+          if (auto* e = m.as_object().at("error").if_object())  // (the server's text about a refused request)
+            for (auto field : {"message", "data"})
+              if (auto* t = e->if_contains(field); t && t->is_string()) *t = self->redact(std::string(t->as_string()));
           self->deliver(std::move(m), related);
           delivered = true;
         }
@@ -260,7 +262,7 @@ class HttpConnection final : public Connection {
     if (!delivered && related)
       self->fail_call(related, jsonrpc::code::internal_error,
                       "Upstream server '" + self->cfg_.id + "' answered HTTP " + std::to_string(res.status) +
-                          (json_body.empty() ? "" : ": " + snippet(json_body)));
+                          (json_body.empty() ? "" : ": " + self->quote(json_body)));
     if (is_initialize && !delivered) self->transport_failed("HTTP " + std::to_string(res.status));
   }
 

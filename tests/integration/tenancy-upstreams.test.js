@@ -124,7 +124,7 @@ describe('multi-tenancy: credentials in HTTP headers', () => {
     const s = await mcpSession(gh, user.headers);
     const refused = await s.call('hdr__whoami');
     const text = JSON.stringify(refused.json ?? refused.text);
-    assert.match(text, /needs the credential HDR_DEFAULT for your groups' own endpoint/, text);
+    assert.match(text, /needs the credential HDR_DEFAULT for the endpoint of your group /, text);
     assert.ok(!(await tenant.debug()).requests.some((r) => r.headers['x-api-key'] === gatewayOwn),
       'the gateway\'s own value reached the tenant\'s endpoint');
 
