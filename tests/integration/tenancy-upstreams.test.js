@@ -5,8 +5,9 @@
 // and servers without forwardIdentity get none of them (fixtures/header-recorder.js records every request).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { jwtVerify } from 'jose';
-import { everythingStdio, startEverythingHttp, startGatehouse, streamableHttpEntry } from './lib/index.js';
+import { everythingStdio, startEverythingHttp, startGatehouse, streamableHttpEntry, waitFor } from './lib/index.js';
 import {
   bearerOf, callText, distinctiveSecret, makeGroup, makeUser, mcpSession, newEncryptionKey, putGrant, putKey,
   startHeaderRecorder,
@@ -53,7 +54,9 @@ describe('multi-tenancy: tenant endpoints', () => {
 
     for (const url of ['ftp://127.0.0.1/mcp', 'http://169.254.169.254/latest/meta-data', 'http://metadata.google.internal/mcp',
       'http://metadata.google.internal./mcp', 'http://[::a9fe:a9fe]/', 'http://[64:ff9b::a9fe:a9fe]/', 'http://[::ffff:169.254.169.254]/',
-      'http://[fe80::1]/mcp', 'file:///etc/passwd', 'not a url']) {
+      'http://[fe80::1]/mcp', 'file:///etc/passwd', 'not a url',
+      // A percent-encoded NUL ended the host for the resolver: the metadata check saw another name.
+      'http://metadata.google.internal%00.example/mcp', 'http://localhost%00.x.example:1/mcp']) {
       const bad = await gh.api('PUT', '/tenants/Tenant-A/endpoints/remote', { url });
       assert.equal(bad.status, 400, `${url}: ${bad.status} ${bad.text}`);
       if (url !== 'not a url') assert.equal(bad.body.error.code, 'invalid_url', `${url}: ${bad.text}`);
@@ -156,6 +159,142 @@ describe('multi-tenancy: credentials in HTTP headers', () => {
       assert.ok([200, 201].includes(stored.status), stored.text);
       assert.equal(await seen(), value, `the value stored as "${tag}"`);
     }
+  });
+});
+
+describe('multi-tenancy: what a tenant endpoint gets', () => {
+  it('only its own group\'s values, only the headers carrying them, no X-Gateway-Token; errors never quote a value', async (t) => {
+    const [configured, tenant] = await Promise.all([startHeaderRecorder({ t, name: 'hdr' }), startHeaderRecorder({ t, name: 'hdr' })]);
+    const [secretA, secretB, gatewayStatic, gatewayEnv] = ['tenant-a', 'tenant-b', 'literal', 'env'].map(distinctiveSecret);
+    const gh = await startGatehouse({
+      servers: {
+        hdr: streamableHttpEntry(configured.url, {
+          forwardIdentity: true,
+          headers: { 'X-Api-Key': '${secret:HDR_KEY}', 'X-Static': gatewayStatic, 'X-From-Env': '${env:GW_STATIC}' },
+        }),
+      },
+      env: {
+        ENCRYPTION_KEY: newEncryptionKey(), GW_STATIC: gatewayEnv, HDR_KEY: distinctiveSecret('gateway-own'),
+        UPSTREAM_IDENTITY_SECRET: `identity-${'s'.repeat(40)}`,
+      },
+      t,
+    });
+    await makeGroup(gh, 'Tenant-EA', { isTenant: true, priority: 10 });
+    await makeGroup(gh, 'Tenant-EB', { isTenant: true });
+    await putGrant(gh, 'Tenant-EA', 'hdr');
+    assert.equal((await gh.api('PUT', '/tenants/Tenant-EA/endpoints/hdr', { url: tenant.url })).status, 201);
+    assert.equal((await putKey(gh, 'Tenant-EB', 'hdr', 'HDR_KEY', secretB)).status, 201);
+    const both = await makeUser(gh, 'ab@e.example', { groups: ['Tenant-EA', 'Tenant-EB'] });
+    const s = await mcpSession(gh, both.headers);
+
+    // Tenant-EA's endpoint, and only Tenant-EB has a value: refused, not Tenant-EB's value sent to Tenant-EA.
+    const refused = JSON.stringify(await s.call('hdr__whoami'));
+    assert.match(refused, /needs the credential HDR_KEY for the endpoint of your group Tenant-EA/, refused);
+    const all = () => Promise.all([tenant.debug(), configured.debug()]).then(([a, b]) => JSON.stringify([a, b]));
+    assert.ok(!(await all()).includes(secretB), 'Tenant-EB\'s value reached an upstream');
+
+    assert.equal((await putKey(gh, 'Tenant-EA', 'hdr', 'HDR_KEY', secretA)).status, 201);
+    const seen = JSON.parse(callText(await s.call('hdr__whoami'), 'whoami at the tenant endpoint')).headers;
+    assert.equal(seen['x-api-key'], secretA);
+    assert.equal(seen['x-user-email'], 'ab@e.example');
+    for (const h of ['x-static', 'x-from-env', 'x-gateway-token']) assert.equal(seen[h], undefined, `${h} reached the tenant's endpoint`);
+    assert.ok(!JSON.stringify((await tenant.debug()).requests).includes(gatewayStatic));
+    // The configured URL still gets all of them.
+    const admin = await mcpSession(gh, gh.authHeaders, '/mcp/hdr');
+    const own = JSON.parse(callText(await admin.call('whoami'), 'admin whoami')).headers;
+    assert.equal(own['x-static'], gatewayStatic);
+    assert.equal(own['x-from-env'], gatewayEnv);
+    assert.ok(own['x-gateway-token'], JSON.stringify(own));
+  });
+
+  it('an upstream that quotes the credential it got in its refusal: the client and the log see it cut out', async (t) => {
+    const secret = distinctiveSecret('echoed');
+    const echo = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(401, { 'content-type': 'text/plain' });
+        res.end(`invalid credentials "Bearer ${req.headers['x-api-key']}"`);
+      });
+    });
+    await new Promise((r) => echo.listen(0, '127.0.0.1', r));
+    t.after(() => echo.close());
+    const gh = await startGatehouse({
+      servers: { echo: streamableHttpEntry(`http://127.0.0.1:${echo.address().port}/mcp`, { headers: { 'X-Api-Key': '${secret:ECHO_KEY}' } }) },
+      env: { ENCRYPTION_KEY: newEncryptionKey() },
+      t,
+    });
+    await makeGroup(gh, 'Tenant-Echo', { isTenant: true });
+    await putGrant(gh, 'Tenant-Echo', 'echo');
+    assert.equal((await putKey(gh, 'Tenant-Echo', 'echo', 'ECHO_KEY', secret)).status, 201);
+    const user = await makeUser(gh, 'echo@e.example', { groups: ['Tenant-Echo'] });
+    const s = await mcpSession(gh, user.headers, '/mcp/echo');
+    const answer = JSON.stringify(await s.call('anything'));
+    assert.match(answer, /invalid credentials/, answer);
+    assert.match(answer, /•••/, answer);
+    const servers = (await gh.api('GET', '/servers')).text;
+    const output = [answer, servers, ...gh.logs].join('\n');
+    assert.ok(!output.includes(secret), 'the credential was quoted back');
+  });
+
+  it('a value the gateway cannot decrypt fails the call (not the gateway\'s own instead); a rename that could not reseal it is refused', async (t) => {
+    const [configured] = await Promise.all([startHeaderRecorder({ t, name: 'hdr' })]);
+    const [k1, k2] = [newEncryptionKey(), newEncryptionKey()];
+    const [tenantValue, gatewayOwn] = ['tenant', 'gateway-own'].map(distinctiveSecret);
+    const gh = await startGatehouse({
+      servers: { hdr: streamableHttpEntry(configured.url, { headers: { 'X-Api-Key': '${secret:HDR_DEFAULT}' } }) },
+      env: { ENCRYPTION_KEY: k1, HDR_DEFAULT: gatewayOwn },
+      t,
+    });
+    await makeGroup(gh, 'Tenant-Rot', { isTenant: true });
+    await putGrant(gh, 'Tenant-Rot', 'hdr');
+    assert.equal((await putKey(gh, 'Tenant-Rot', 'hdr', 'HDR_DEFAULT', tenantValue)).status, 201);
+    const user = await makeUser(gh, 'rot@e.example', { groups: ['Tenant-Rot'] });
+    const s = await mcpSession(gh, user.headers);
+    assert.equal(JSON.parse(callText(await s.call('hdr__whoami'), 'before')).headers['x-api-key'], tenantValue);
+
+    // Rotated to a key this instance does not have yet (the wrong order: the new key must be everywhere first).
+    const rotate = gh.cli(['keys', 'rotate'], { env: { ENCRYPTION_KEY: k2, ENCRYPTION_KEY_PREVIOUS: k1 } });
+    assert.equal(rotate.code, 0, rotate.stderr);
+    await waitFor(async () => /cannot be decrypted/.test(JSON.stringify(await s.call('hdr__whoami'))),
+      { timeoutMs: 15000, intervalMs: 200, what: 'the reload after the rotation' });
+    assert.ok(!(await configured.debug()).requests.some((r) => r.headers['x-api-key'] === gatewayOwn && r.rpcMethod === 'tools/call'),
+      'the tenant\'s call ran with the gateway\'s own value');
+
+    // Renamed by something that cannot open the value (this instance has only k1 now): refused, nothing renamed.
+    const patch = await gh.api('PATCH', '/groups/Tenant-Rot', { name: 'Tenant-Renamed' });
+    assert.equal(patch.status, 409, patch.text);
+    assert.equal(patch.body.error.code, 'credential_unreadable');
+    const cli = gh.cli(['groups', 'rename', 'Tenant-Rot', 'Tenant-Renamed'], { env: { ENCRYPTION_KEY: newEncryptionKey() } });
+    assert.notEqual(cli.code, 0);
+    assert.match(cli.stderr, /hdr\/HDR_DEFAULT cannot be decrypted/);
+    assert.equal((await gh.api('GET', '/groups/Tenant-Rot')).status, 200);
+    // With the new key the rename goes through, and the value still opens.
+    const renamed = gh.cli(['groups', 'rename', 'Tenant-Rot', 'Tenant-Renamed'], { env: { ENCRYPTION_KEY: k2 } });
+    assert.equal(renamed.code, 0, renamed.stderr);
+    const listed = gh.cli(['keys', 'list', 'Tenant-Renamed'], { env: { ENCRYPTION_KEY: k2 } });
+    assert.match(listed.stdout, new RegExp(`••••${tenantValue.slice(-4)}`), listed.stdout);
+  });
+
+  it('the command line checks a value\'s server and slot, and an endpoint\'s server, against the servers file', async (t) => {
+    const gh = await startGatehouse({
+      servers: { remote: streamableHttpEntry('http://127.0.0.1:9/mcp', { headers: { 'X-Api-Key': '${secret:REMOTE_KEY}' } }), local: everythingStdio() },
+      env: { ENCRYPTION_KEY: newEncryptionKey() },
+      t,
+    });
+    await makeGroup(gh, 'Tenant-Cli2', { isTenant: true });
+    for (const [args, why] of [
+      [['keys', 'set', 'Tenant-Cli2', 'remote', 'REMOTE_KYE'], /no credential slot REMOTE_KYE/],
+      [['keys', 'set', 'Tenant-Cli2', 'nowhere', 'REMOTE_KEY'], /no server nowhere is configured/],
+      [['endpoints', 'set', 'Tenant-Cli2', 'local', 'http://127.0.0.1:9/mcp'], /runs as a process/],
+    ]) {
+      const res = gh.cli(args, { input: 'value-1234\n' });
+      assert.notEqual(res.code, 0, args.join(' '));
+      assert.match(res.stderr, why, res.stderr);
+    }
+    assert.deepEqual((await gh.api('GET', '/tenants/Tenant-Cli2/keys')).body.items, []);
+    assert.deepEqual((await gh.api('GET', '/tenants/Tenant-Cli2/endpoints')).body.items, []);
+    const ok = gh.cli(['keys', 'set', 'Tenant-Cli2', 'remote', 'REMOTE_KEY'], { input: 'value-1234\n' });
+    assert.equal(ok.code, 0, ok.stderr);
   });
 });
 

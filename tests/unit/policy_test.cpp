@@ -83,14 +83,29 @@ TEST(Policy, RoutesPickTheHighestPriorityTenantThenTheEnvironment) {
   ServerConfig cfg;
   cfg.id = "gh";
   cfg.env = {{"TOKEN", "${secret:TOKEN}"}};
+  // Without endpoints the highest-priority group's value; with one, the values of the endpoint's group only
+  // (a member of two tenants carries neither's credential to the other's endpoint).
+  auto no_endpoints = d;
+  no_endpoints.tenant_endpoints.clear();
+  auto plain = auth::Snapshot::build(no_endpoints, 1, &box)->route({"Tenant-High", "Tenant-Low"}, cfg);
+  EXPECT_EQ(plain.error, "");
+  EXPECT_EQ(plain.secrets.at("TOKEN"), "high-token");
+  EXPECT_EQ(plain.url, "");
   auto both = snap->route({"Tenant-High", "Tenant-Low"}, cfg);
   EXPECT_EQ(both.error, "");
-  EXPECT_EQ(both.secrets.at("TOKEN"), "high-token");
+  EXPECT_EQ(both.secrets.at("TOKEN"), "low-token");
   EXPECT_EQ(both.url, "https://low.example/mcp");
-  EXPECT_EQ(both.key.find("high-token"), std::string::npos);  // the key names the set, never a value
-  auto low_only = snap->route({"Tenant-Low"}, cfg);
-  EXPECT_EQ(low_only.secrets.at("TOKEN"), "low-token");
-  EXPECT_NE(low_only.key, both.key);
+  EXPECT_EQ(both.key.find("low-token"), std::string::npos);  // the key names the set, never a value
+  EXPECT_NE(both.key, plain.key);
+  auto high_only = snap->route({"Tenant-High"}, cfg);
+  EXPECT_EQ(high_only.secrets.at("TOKEN"), "high-token");
+  EXPECT_NE(high_only.key, both.key);
+  // The endpoint's group has no value, another group of the caller has: refused, not mixed.
+  auto mixed = d;
+  mixed.tenant_keys.erase(mixed.tenant_keys.begin());  // Tenant-Low's
+  auto refused = auth::Snapshot::build(mixed, 1, &box)->route({"Tenant-High", "Tenant-Low"}, cfg);
+  EXPECT_NE(refused.error.find("for the endpoint of your group Tenant-Low"), std::string::npos) << refused.error;
+  EXPECT_EQ(refused.secrets.count("TOKEN"), 0u);
   ::unsetenv("TOKEN");
   auto none = snap->route({}, cfg);
   EXPECT_NE(none.error.find("TOKEN"), std::string::npos);
@@ -98,10 +113,12 @@ TEST(Policy, RoutesPickTheHighestPriorityTenantThenTheEnvironment) {
   auto env = snap->route({}, cfg);
   EXPECT_EQ(env.error, "");
   EXPECT_EQ(env.key, "");  // the server's defaults: the shared connection
-  ::unsetenv("TOKEN");
-  // Without the key, stored values cannot be used and the slot is reported missing.
-  auto blind = auth::Snapshot::build(d, 2, nullptr);
+  // Without the key, stored values cannot be used: the call is refused, also where the gateway has a value of
+  // its own (the tenant's calls must not run as the gateway's account).
+  auto blind = auth::Snapshot::build(no_endpoints, 2, nullptr);
   EXPECT_NE(blind->route({"Tenant-High"}, cfg).error.find("cannot be decrypted"), std::string::npos);
+  EXPECT_EQ(blind->route({"Someone-Else"}, cfg).error, "");  // no stored value: the gateway's own
+  ::unsetenv("TOKEN");
 }
 
 TEST(Policy, EndpointUrlsAreChecked) {

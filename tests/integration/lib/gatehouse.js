@@ -184,7 +184,7 @@ export async function startGatehouse({
       ...env,
     },
   });
-  const gatewayEnv = { ...env, DATABASE_URL: env.DATABASE_URL ?? db.url };
+  const gatewayEnv = { MCP_SERVERS_FILE: serversFile, ...env, DATABASE_URL: env.DATABASE_URL ?? db.url };
   track(proc);
   const logs = [];
   const stdout = [];
