@@ -214,7 +214,27 @@ struct SessionListener final : upstream::Listener {
       reply(jsonrpc::make_error(nullptr, code::internal_error, "The client session is gone"));
       return;
     }
-    s->relay_request(server, std::move(msg), std::move(reply), s->latest_channel.lock());
+    s->relay_request(server, std::move(msg), std::move(reply), stream_for(*s));
+  }
+  // The stream for a request the server sent outside any call's own stream (a stdio server has no other; an
+  // HTTP server's GET stream): that of a call in flight on this connection — the session's latest such call
+  // first — else the session's latest call's while it still waits for answers (relay_request falls back to the
+  // GET stream). Not simply the latest call's: a quick call to another server made meanwhile has ended, and the
+  // request would be refused while the stream of the call that caused it is still open.
+  std::shared_ptr<Channel> stream_for(Session& s) {
+    auto open = [](const std::shared_ptr<Channel>& ch) { return ch && !ch->gone && ch->finished < ch->expected; };
+    auto latest = s.latest_channel.lock();
+    if (auto own = s.dedicated.find(server); own != s.dedicated.end()) {
+      std::shared_ptr<Channel> found;
+      for (auto& [key, call] : s.in_flight) {
+        auto ch = call.channel.lock();
+        if (!open(ch) || call.conn.lock() != own->second.conn) continue;
+        if (ch == latest) return ch;
+        found = ch;
+      }
+      if (found) return found;
+    }
+    return open(latest) ? latest : nullptr;
   }
   // Rights are read again for every message, not only when the session asked: after a grant is revoked
   // nothing more of this server reaches the session, and its upstream session is closed.

@@ -2,8 +2,9 @@
 // elicitation/create, from a stdio and a streamable-HTTP upstream.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import {
-  connectClient, everythingStdio, listAll, resultText, startEverythingHttp, startGatehouse,
+  connectClient, everythingStdio, fixtureStdio, listAll, rawSession, resultText, rpc, startEverythingHttp, startGatehouse,
   streamableHttpEntry,
 } from './lib/index.js';
 
@@ -132,5 +133,50 @@ describe('sampling and elicitation relayed to the downstream client', () => {
       undefined, { timeout: 30000 });
     assert.equal(asked, 1);
     assert.ok(resultText(result).includes('single server reply'), resultText(result));
+  });
+});
+
+describe('a stdio server\'s request reaches the stream of the call that caused it', () => {
+  // Raw HTTP, no GET stream: a stdio server's request is attributed to no call on the wire, and with no
+  // standalone stream open the gateway has to find the call's own stream.
+  const streamed = (url, headers, body, onMessage) => new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers }, (res) => {
+      let buf = '';
+      const messages = [];
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        buf += chunk;
+        for (let i; (i = buf.indexOf('\n\n')) >= 0; buf = buf.slice(i + 2)) {
+          const data = buf.slice(0, i).split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)).join('\n');
+          if (!data) continue;
+          const m = JSON.parse(data);
+          messages.push(m);
+          onMessage(m);
+        }
+      });
+      res.on('end', () => resolve(messages));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+
+  it('while a quicker call made after it has already ended', async (t) => {
+    const gh = await startGatehouse({ t, servers: { one: fixtureStdio('late-sample.js'), two: fixtureStdio('late-sample.js') } });
+    const s = await rawSession(gh.mcpUrl, { capabilities: { sampling: {} } });
+    const asked = [];
+    const answer = (m) => {
+      if (m.method !== 'sampling/createMessage') return;
+      asked.push(m.id);
+      s.post({ jsonrpc: '2.0', id: m.id, result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'from the client' } } });
+    };
+    const slow = streamed(gh.mcpUrl, s.headers, rpc('tools/call', { name: 'one__late-sample', arguments: { ms: 1000 } }), answer);
+    await new Promise((r) => setTimeout(r, 200));
+    const quick = await s.post(rpc('tools/call', { name: 'two__quick', arguments: {} }));
+    assert.equal(quick.json?.result?.content?.[0]?.text, 'quick', quick.text);
+    const messages = await slow;
+    assert.equal(asked.length, 1, JSON.stringify(messages));
+    const result = messages.find((m) => m.result);
+    assert.equal(result?.result?.content?.[0]?.text, 'sampled: from the client', JSON.stringify(messages));
   });
 });
