@@ -77,6 +77,22 @@ class HostPolicy {
 
 namespace {
 
+// The JSON-RPC requests (a method and an id) in an MCP POST body; nullopt when it is not JSON-RPC. A parse:
+// only for batches and for a single message about to be refused (rare paths).
+std::optional<std::size_t> requests_in(std::string_view body) {
+  auto parsed = jsonrpc::parse_body(body);
+  if (parsed.error_code) return std::nullopt;
+  std::size_t n = 0;
+  for (auto& m : parsed.messages)
+    if (m.is_object() && m.as_object().contains("method") && m.as_object().contains("id")) ++n;
+  return n;
+}
+
+bool is_batch(std::string_view body) {
+  auto at = body.find_first_not_of(" \t\r\n");
+  return at != std::string_view::npos && body[at] == '[';
+}
+
 json::object error_body(std::string_view code, std::string_view message) {
   return json::object{{"error", json::object{{"code", code}, {"message", message}}}};
 }
@@ -170,21 +186,37 @@ Router::RateCheck Router::rate_check(const auth::AuthResult& auth, const Note& n
 
 net::awaitable<void> Router::refuse(http::Exchange& ex, const RateCheck& rc, const policy::RateDecision& d, bool mcp) {
   ++limiter_.limited;
-  if (limiter_.limited_by_key.size() < 10000 || limiter_.limited_by_key.contains(rc.key)) ++limiter_.limited_by_key[rc.key];
+  // Who is refused most, for /gateway/stats: at most 10,000 keys; when full, the less refused half goes (a
+  // full table that took no new keys hid every later abuser until a restart).
+  auto& by_key = limiter_.limited_by_key;
+  if (by_key.size() >= 10000 && !by_key.contains(rc.key)) {
+    std::vector<uint64_t> counts;
+    counts.reserve(by_key.size());
+    for (auto& [k, n] : by_key) counts.push_back(n);
+    std::nth_element(counts.begin(), counts.begin() + counts.size() / 2, counts.end());
+    auto median = counts[counts.size() / 2];
+    std::erase_if(by_key, [&](auto& kv) { return kv.second <= median; });
+  }
+  ++by_key[rc.key];
   p_.metrics.rate_limited(rc.scope);
   log::info("rate limited", {{"request_id", ex.request_id}, {"key", rc.key}, {"limit_per_minute", rc.limit.per_minute},
                              {"retry_after_s", d.retry_after_s}});
   std::string headers = "Retry-After: " + std::to_string(std::max<int64_t>(d.retry_after_s, 1)) + "\r\n" +
                         "RateLimit-Limit: " + std::to_string(d.limit) + "\r\n" +
                         "RateLimit-Remaining: 0\r\n" + "RateLimit-Reset: " + std::to_string(d.reset_s) + "\r\n";
-  std::string message = "Rate limit exceeded: " + std::to_string(rc.limit.per_minute) +
-                        " requests per minute; retry in " + std::to_string(std::max<int64_t>(d.retry_after_s, 1)) + " s";
+  std::string message =
+      rc.limit.cost > d.limit
+          ? "A batch of " + std::to_string(rc.limit.cost) + " requests is more than this rate limit allows at once (" +
+                std::to_string(d.limit) + "): send fewer per batch"
+          : "Rate limit exceeded: " + std::to_string(rc.limit.per_minute) + " requests per minute; retry in " +
+                std::to_string(std::max<int64_t>(d.retry_after_s, 1)) + " s";
   // An MCP client matches the error to its request by id: take it from a single-request body (rare path) of a
   // usual size — a refusal must stay cheap, and a flood of 4 MB bodies would otherwise cost a parse each.
   json::value id = nullptr;
   if (mcp && ex.req.body().size() <= 64 * 1024) {
     auto parsed = jsonrpc::parse_body(ex.req.body());
-    if (!parsed.error_code && !parsed.batch && parsed.messages.size() == 1 && parsed.messages[0].is_object())
+    if (!parsed.error_code && !parsed.batch && parsed.messages.size() == 1 && parsed.messages[0].is_object() &&
+        parsed.messages[0].as_object().contains("method"))  // (a response's id is the server's request's)
       if (auto* v = parsed.messages[0].as_object().if_contains("id"); v && jsonrpc::valid_id(*v)) id = *v;
   }
   std::string body = mcp ? jsonrpc::error_text(id, -32029, message)
@@ -407,12 +439,29 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   bool counted = !proxied || p_.settings.rate_limit_proxy || !auth.principal.authenticated();
   if (counted && p_.settings.rate_limit_enabled) {
     auto rc = rate_check(auth, note);
-    policy::RateDecision d;
-    if (p_.shared_limiter) d = co_await p_.shared_limiter->check(rc.key, rc.limit, now_us());
-    else d = p_.local_limiter.check(rc.key, rc.limit, now_us());  // in-process: no coroutine of its own
-    if (!d.allowed) {
-      co_await refuse(ex, rc, d, mcp_route);
-      co_return;
+    // A batch is charged one per request in it. What carries no request (answers to the server's requests,
+    // notifications: a cancellation) and a session's end are not refused a signed-in caller: refused, a call
+    // would wait for an answer the client gave, or could not be stopped.
+    bool mcp_post = mcp_route && ex.req.method() == bhttp::verb::post;
+    bool user = auth.principal.authenticated();
+    std::optional<std::size_t> requests;
+    if (mcp_post && is_batch(ex.req.body())) {
+      requests = requests_in(ex.req.body());
+      rc.limit.cost = std::max<int64_t>(1, static_cast<int64_t>(requests.value_or(1)));
+    }
+    bool exempt = user && mcp_route && (ex.req.method() == bhttp::verb::delete_ || (requests && *requests == 0));
+    if (!exempt) {
+      policy::RateDecision d;
+      if (p_.shared_limiter) d = co_await p_.shared_limiter->check(rc.key, rc.limit, now_us());
+      else d = p_.local_limiter.check(rc.key, rc.limit, now_us());  // in-process: no coroutine of its own
+      if (!d.allowed && user && mcp_post && !requests) {
+        requests = requests_in(ex.req.body());
+        exempt = requests && *requests == 0;
+      }
+      if (!d.allowed && !exempt) {
+        co_await refuse(ex, rc, d, mcp_route);
+        co_return;
+      }
     }
     ++limiter_.allowed;
   }

@@ -8,17 +8,19 @@ RateDecision gcra(const RateLimit& limit, int64_t now_us, int64_t& tat_us) {
   RateDecision d;
   d.limit = std::max<int64_t>(limit.burst, 1);
   const int64_t t = std::max<int64_t>(limit.interval_us(), 1);
+  const int64_t n = std::clamp<int64_t>(limit.cost, 1, d.limit + 1);  // (past the burst it never fits anyway)
   const int64_t tolerance = (d.limit - 1) * t;  // how far ahead of now the TAT may run
   int64_t tat = std::max(tat_us, now_us);
-  int64_t allow_at = tat - tolerance;
+  int64_t allow_at = tat + (n - 1) * t - tolerance;
   if (now_us < allow_at) {
     d.allowed = false;
     d.remaining = 0;
-    d.retry_after_s = (allow_at - now_us + 999'999) / 1'000'000;
+    // (a cost over the burst: when the allowance is whole again, to be told the same)
+    d.retry_after_s = ((n > d.limit ? tat : allow_at) - now_us + 999'999) / 1'000'000;
     d.reset_s = (tat - now_us + 999'999) / 1'000'000;
     return d;
   }
-  tat_us = tat + t;
+  tat_us = tat + n * t;
   d.allowed = true;
   // Requests that still fit now: how much of the tolerance is unused, in intervals.
   int64_t slack = now_us + tolerance - tat_us;

@@ -15,6 +15,7 @@ namespace gh::policy {
 struct RateLimit {
   int64_t per_minute = 100;
   int64_t burst = 100;  // requests allowed at once (>= 1)
+  int64_t cost = 1;     // requests this check charges (a JSON-RPC batch's count); more than `burst` never fits
   // Emission interval in microseconds.
   int64_t interval_us() const { return per_minute > 0 ? 60'000'000 / per_minute : 0; }
 };

@@ -388,22 +388,26 @@ class Client final : public RedisClient {
   bool writing_ = false;
 };
 
-// GCRA exactly as policy::gcra, on Redis's clock. KEYS[1] = TAT key; ARGV = burst (>= 1), interval in µs (>= 1).
-// Returns {allowed, remaining, reset_s, retry_after_s}. Times are microseconds (< 2^53, exact in Lua numbers).
+// GCRA exactly as policy::gcra, on Redis's clock. KEYS[1] = TAT key; ARGV = burst (>= 1), interval in µs (>= 1),
+// cost (1 to burst + 1). Returns {allowed, remaining, reset_s, retry_after_s}. Times are microseconds (< 2^53,
+// exact in Lua numbers).
 constexpr const char* kGcraScript = R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
 local burst = tonumber(ARGV[1])
 local t = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 local tolerance = (burst - 1) * t
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 local tat = math.max(stored, now)
-local allow_at = tat - tolerance
+local allow_at = tat + (n - 1) * t - tolerance
 if now < allow_at then
-  return {0, 0, math.floor((tat - now + 999999) / 1000000), math.floor((allow_at - now + 999999) / 1000000)}
+  local retry_at = allow_at
+  if n > burst then retry_at = tat end
+  return {0, 0, math.floor((tat - now + 999999) / 1000000), math.floor((retry_at - now + 999999) / 1000000)}
 end
-local new_tat = tat + t
+local new_tat = tat + n * t
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
 local slack = now + tolerance - new_tat
 local remaining = 0
@@ -423,16 +427,17 @@ SharedLimiter::SharedLimiter(std::shared_ptr<RedisClient> redis, policy::LocalLi
                              std::chrono::milliseconds timeout)
     : redis_(std::move(redis)), local_(local), timeout_(timeout) {}
 
-net::awaitable<policy::RateDecision> SharedLimiter::check(std::string key, policy::RateLimit limit, int64_t now_us) {
+net::awaitable<std::optional<policy::RateDecision>> SharedLimiter::in_redis(std::string key, policy::RateLimit limit,
+                                                                            std::string& why) {
   const int64_t burst = std::max<int64_t>(limit.burst, 1);
   const int64_t interval = std::max<int64_t>(limit.interval_us(), 1);
+  const int64_t cost = std::clamp<int64_t>(limit.cost, 1, burst + 1);
   const auto deadline = Clock::now() + timeout_;
   auto left = [&] {
     auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     return std::max(d, std::chrono::milliseconds(0));
   };
   std::optional<RedisReply> reply;
-  std::string why;
   for (int attempt = 0; attempt < 2 && redis_; ++attempt) {
     if (script_sha_.empty()) {
       std::vector<std::string> load{"SCRIPT", "LOAD", kGcraScript};
@@ -449,7 +454,7 @@ net::awaitable<policy::RateDecision> SharedLimiter::check(std::string key, polic
       script_sha_ = loaded->str;
     }
     std::vector<std::string> eval{"EVALSHA", script_sha_, "1", "gatehouse:rl:" + key, std::to_string(burst),
-                                  std::to_string(interval)};
+                                  std::to_string(interval), std::to_string(cost)};
     auto budget = left();
     if (budget.count() <= 0) {
       why = "timeout";
@@ -468,46 +473,51 @@ net::awaitable<policy::RateDecision> SharedLimiter::check(std::string key, polic
   bool valid = reply && reply->type == RedisReply::Type::array && reply->elements.size() == 4 &&
                std::all_of(reply->elements.begin(), reply->elements.end(),
                            [](const RedisReply& e) { return e.type == RedisReply::Type::integer; });
-  if (valid) {
-    policy::RateDecision d;
-    d.limit = burst;
-    d.allowed = reply->elements[0].integer != 0;
-    d.remaining = reply->elements[1].integer;
-    d.reset_s = reply->elements[2].integer;
-    d.retry_after_s = reply->elements[3].integer;
-    ++stats_.redis_decisions;
-    stats_.redis_up = true;
-    if (outage_logged_) {
-      outage_logged_ = false;
-      log::info("rate limiter: Redis reachable again, limiting across instances");
-    }
-    co_return d;
+  if (!valid) {
+    if (reply && why.empty())
+      why = reply->type == RedisReply::Type::error ? reply->str : std::string("unexpected reply to EVALSHA");
+    co_return std::nullopt;
   }
-  if (reply && why.empty())
-    why = reply->type == RedisReply::Type::error ? reply->str : std::string("unexpected reply to EVALSHA");
-  ++stats_.fallbacks;
-  ++stats_.local_decisions;
-  stats_.redis_up = false;
-  failed_since_probe_ = true;
-  if (!outage_logged_) {
+  policy::RateDecision d;
+  d.limit = burst;
+  d.allowed = reply->elements[0].integer != 0;
+  d.remaining = reply->elements[1].integer;
+  d.reset_s = reply->elements[2].integer;
+  d.retry_after_s = reply->elements[3].integer;
+  co_return d;
+}
+
+void SharedLimiter::mark(bool up, const std::string& why) {
+  stats_.redis_up = up;
+  if (up && outage_logged_) {
+    outage_logged_ = false;
+    log::info("rate limiter: Redis reachable again, limiting across instances");
+  } else if (!up && !outage_logged_) {
     outage_logged_ = true;
     log::warn("rate limiter: Redis unreachable, limiting per instance", {{"reason", why}});
   }
+}
+
+net::awaitable<policy::RateDecision> SharedLimiter::check(std::string key, policy::RateLimit limit, int64_t now_us) {
+  std::string why;
+  auto d = co_await in_redis(key, limit, why);
+  mark(d.has_value(), why);
+  if (d) {
+    ++stats_.redis_decisions;
+    co_return *d;
+  }
+  ++stats_.fallbacks;
+  ++stats_.local_decisions;
   co_return local_.check(key, limit, now_us);
 }
 
 net::awaitable<void> SharedLimiter::probe() {
-  std::vector<std::string> ping{"PING"};  // (built before the co_await: GCC 12)
-  auto reply = co_await redis_->command(std::move(ping), std::chrono::milliseconds(1000));
-  // Up when it answers and no decision through it failed since the last probe (an answer to PING alone does
-  // not say that EVALSHA works: a Redis out of memory answers one and refuses the other).
-  bool answers = reply && reply->type != RedisReply::Type::error;
-  stats_.redis_up = answers && !failed_since_probe_;
-  failed_since_probe_ = false;
-  if (stats_.redis_up && outage_logged_) {
-    outage_logged_ = false;
-    log::info("rate limiter: Redis reachable again, limiting across instances");
-  }
+  // The script itself on a key of its own, not a PING: a Redis out of memory answers PING and refuses the
+  // script's write, and was reported up between requests.
+  std::string why;
+  policy::RateLimit probe{60'000'000, 1};
+  auto d = co_await in_redis("probe", probe, why);
+  mark(d.has_value(), why);
 }
 
 }  // namespace gh::store

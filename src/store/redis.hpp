@@ -50,18 +50,21 @@ class SharedLimiter {
   SharedLimiter(std::shared_ptr<RedisClient> redis, policy::LocalLimiter& local,
                 std::chrono::milliseconds timeout = std::chrono::milliseconds(50));
   boost::asio::awaitable<policy::RateDecision> check(std::string key, policy::RateLimit limit, int64_t now_us);
-  // A PING (the housekeeping tick): redis_up follows Redis also while no request is limited.
+  // The script on a key of its own (the housekeeping tick): redis_up follows Redis also while no request is limited.
   boost::asio::awaitable<void> probe();
   const SharedLimiterStats& stats() const { return stats_; }
 
  private:
+  // The decision in Redis; nullopt (and why) when Redis did not make it.
+  boost::asio::awaitable<std::optional<policy::RateDecision>> in_redis(std::string key, policy::RateLimit limit,
+                                                                       std::string& why);
+  void mark(bool up, const std::string& why);  // redis_up, and one log line per outage and recovery
   std::shared_ptr<RedisClient> redis_;
   policy::LocalLimiter& local_;
   std::chrono::milliseconds timeout_;
   std::string script_sha_;
   SharedLimiterStats stats_;
   bool outage_logged_ = false;
-  bool failed_since_probe_ = false;
 };
 
 }  // namespace gh::store

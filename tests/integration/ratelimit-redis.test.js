@@ -219,3 +219,24 @@ describe('shared rate limits through Redis', () => {
     assert.equal(await up(), '1');
   });
 });
+
+describe('a Redis that answers PING but refuses the limiter\'s writes (out of memory)', () => {
+  it('is reported down by the probe too, with one warning and no "reachable again" between requests', async (t) => {
+    const redis = await startRedis({ t });
+    const gh = await startGatehouse({ t, env: { REDIS_URL: redis.url } });
+    const health = async () => (await fetch(`${gh.url}/gateway/health`)).json();
+    await eventually('redis up', async () => (await health()).redis === 'up', { timeoutMs: 15000, intervalMs: 250 });
+    execFileSync('redis-cli', ['-p', String(redis.port), 'CONFIG', 'SET', 'maxmemory', '1']);
+    const from = gh.logs.length;
+    assert.equal((await send(`${gh.url}/servers`, { headers: gh.authHeaders })).status, 200, 'decided locally');
+    await eventually('health to say redis is down', async () => (await health()).redis === 'down', { timeoutMs: 15000, intervalMs: 250 });
+    // Two probes later (every 5 s) it still says so.
+    await new Promise((r) => setTimeout(r, 11000));
+    assert.equal((await health()).redis, 'down');
+    const lines = gh.logs.slice(from);
+    assert.equal(lines.filter((l) => l.includes('Redis reachable again')).length, 0, lines.join('\n'));
+    assert.equal(lines.filter((l) => l.includes('Redis unreachable')).length, 1, lines.join('\n'));
+    execFileSync('redis-cli', ['-p', String(redis.port), 'CONFIG', 'SET', 'maxmemory', '0']);
+    await eventually('health to say redis is up again', async () => (await health()).redis === 'up', { timeoutMs: 15000, intervalMs: 250 });
+  });
+});

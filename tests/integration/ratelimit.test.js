@@ -4,7 +4,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { MCP_HEADERS, connectClient, delay, everythingStdio, initializeMessage, startGatehouse } from './lib/index.js';
+import {
+  MCP_HEADERS, connectClient, delay, everythingStdio, initializeMessage, rawSession, rpc, startGatehouse,
+} from './lib/index.js';
 import { eventually, whoami } from './lib/identity.js';
 import { allowedBound, assertRateLimited, burst, grantServer, makeUser, send } from './lib/ops.js';
 
@@ -133,6 +135,71 @@ describe('rate limits (in-process)', () => {
     const hers = await burst(100, () => ({ url: `${gh.url}/servers`, headers: alice.headers }));
     assert.ok((hers.byStatus[200] ?? 0) < PER_MINUTE && (hers.byStatus[429] ?? 0) > 0, `alice: ${JSON.stringify(hers.byStatus)}`);
     assertRateLimited(hers.results.find((r) => r.status === 429), { limit: PER_MINUTE, what: 'alice in her burst' });
+  });
+});
+
+describe('rate limits and MCP messages', () => {
+  it('a batch is charged per request; answers, notifications and a session\'s end are never refused', async (t) => {
+    // One request a minute and a burst of 10: nothing comes back during the test.
+    const gh = await startGatehouse({
+      t,
+      servers: { everything: everythingStdio() },
+      env: { RATE_LIMIT_PER_MINUTE: '1', RATE_LIMIT_BURST: '10', RATE_LIMIT_GROUPS: 'MCP-Admin=1000000' },
+    });
+    const user = await makeUser(gh, 'batcher@example.com', { groups: ['Batchers'] });
+    await grantServer(gh, 'Batchers', 'everything');
+    const s = await rawSession(gh.mcpUrl, { protocolVersion: '2025-03-26', headers: user.headers, auth: false }); // 2 of 10
+    const calls = (n) => Array.from({ length: n }, () => rpc('tools/call', { name: 'everything__echo', arguments: { message: 'x' } }));
+    const three = await s.post([...calls(3), { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1 } }]);
+    assert.equal(three.status, 200, three.text);
+    assert.equal(three.messages.filter((m) => m.result).length, 3, three.text); // 5 of 10
+    const eleven = await s.post(calls(11));
+    assert.equal(eleven.status, 429, eleven.text);
+    assert.match(eleven.json.error.message, /A batch of 11 requests is more than this rate limit allows at once \(10\): send fewer per batch/);
+    const six = await s.post(calls(6));
+    assert.equal(six.status, 429, `a batch of 6 with 5 left: ${six.text}`);
+    assert.match(six.json.error.message, /Rate limit exceeded/);
+    const five = await s.post(calls(5));
+    assert.equal(five.status, 200, five.text);
+    assert.equal(five.messages.filter((m) => m.result).length, 5, five.text); // 10 of 10
+    const one = rpc('tools/call', { name: 'everything__echo', arguments: { message: 'x' } });
+    const refused = await s.post(one);
+    assert.equal(refused.status, 429, refused.text);
+    assert.equal(refused.json.id, one.id);
+    // At the limit: an answer to a server's request, a cancellation, another notification, the session's end.
+    for (const message of [
+      { jsonrpc: '2.0', id: 77, result: {} },
+      { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 12345 } },
+      { jsonrpc: '2.0', method: 'notifications/roots/list_changed' },
+      [{ jsonrpc: '2.0', id: 78, result: {} }, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1 } }],
+    ]) {
+      const res = await s.post(message);
+      assert.equal(res.status, 202, `${JSON.stringify(message)}: ${res.status} ${res.text}`);
+    }
+    assert.equal((await s.remove()).status, 200);
+    const after = await s.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1 } });
+    assert.equal(after.status, 404, `the session ended: ${after.text}`);
+  });
+});
+
+describe('/gateway/stats most_limited', () => {
+  it('still names a new abuser after 10,000 other callers were each refused once', async (t) => {
+    const gh = await startGatehouse({
+      t, env: { TRUSTED_PROXIES: '127.0.0.1', RATE_LIMIT_PER_IP: '1', RATE_LIMIT_BURST: '1', RATE_LIMIT_GROUPS: 'MCP-Admin=1000000' },
+    });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+    t.after(() => agent.destroy());
+    const from = (ip) => ({ url: `${gh.url}/servers`, headers: { 'x-forwarded-for': ip }, agent });
+    // 10,000 addresses, each allowed once (then 401) and refused once.
+    for (let block = 0; block < 50; ++block) {
+      const ips = Array.from({ length: 200 }, (_, i) => `10.${block}.${i >> 8}.${i & 255}`);
+      const { byStatus } = await burst(400, (i) => from(ips[i >> 1]));
+      assert.equal(byStatus[429], 200, JSON.stringify(byStatus));
+    }
+    for (let i = 0; i < 30; ++i) await send(`${gh.url}/servers`, from('198.51.100.66'));
+    const stats = await (await gh.fetch('/gateway/stats')).json();
+    assert.equal(stats.rate_limiter.most_limited[0]?.key, 'ip:198.51.100.66', JSON.stringify(stats.rate_limiter.most_limited));
+    assert.equal(stats.rate_limiter.most_limited[0].limited, 29);
   });
 });
 

@@ -30,6 +30,31 @@ TEST(RateLimitGcra, BurstThenRefused) {
   EXPECT_EQ(tat, kT0 + 5 * kSec);  // a refusal does not move the TAT
 }
 
+TEST(RateLimitGcra, CostChargesSeveralAtOnce) {
+  RateLimit lim{60, 5};
+  int64_t tat = 0;
+  lim.cost = 3;
+  auto d = policy::gcra(lim, kT0, tat);
+  EXPECT_TRUE(d.allowed);
+  EXPECT_EQ(d.remaining, 2);
+  EXPECT_EQ(tat, kT0 + 3 * kSec);
+  d = policy::gcra(lim, kT0, tat);  // 3 more with 2 left: refused, nothing charged, one more second needed
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.retry_after_s, 1);
+  EXPECT_EQ(tat, kT0 + 3 * kSec);
+  EXPECT_TRUE(policy::gcra(lim, kT0 + kSec, tat).allowed);
+  lim.cost = 6;  // more than the burst: never, and the retry names when the allowance is whole again
+  int64_t fresh = 0;
+  d = policy::gcra(lim, kT0, fresh);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(fresh, 0);
+  lim.cost = 5;
+  EXPECT_TRUE(policy::gcra(lim, kT0, fresh).allowed);
+  lim.cost = 6;
+  d = policy::gcra(lim, kT0, fresh);
+  EXPECT_EQ(d.retry_after_s, 5);
+}
+
 TEST(RateLimitGcra, SteadyRateAfterBurst) {
   RateLimit lim{60, 5};
   int64_t tat = 0;

@@ -317,6 +317,33 @@ TEST_F(RedisTest, SharedLimiterBurst) {
   c->close();
 }
 
+TEST_F(RedisTest, SharedLimiterChargesACostAsTheLocalOne) {
+  auto c = store::RedisClient::create(io_.get_executor(), url_);
+  policy::LocalLimiter local;
+  store::SharedLimiter lim(c, local, 1000ms);
+  auto body = [&]() -> net::awaitable<std::vector<policy::RateDecision>> {
+    std::vector<policy::RateDecision> out;
+    for (int64_t cost : {3, 3, 6, 2}) {
+      policy::RateLimit l{60, 5};
+      l.cost = cost;
+      out.push_back(co_await lim.check(prefix_, l, wall_us()));
+    }
+    co_return out;
+  };
+  auto ds = run(io_, body());
+  ASSERT_EQ(ds.size(), 4u);
+  EXPECT_TRUE(ds[0].allowed);
+  EXPECT_EQ(ds[0].remaining, 2);
+  EXPECT_FALSE(ds[1].allowed);  // 3 with 2 left
+  EXPECT_EQ(ds[1].retry_after_s, 1);
+  EXPECT_FALSE(ds[2].allowed);  // more than the burst
+  EXPECT_EQ(ds[2].retry_after_s, 3);  // when the allowance is whole again
+  EXPECT_TRUE(ds[3].allowed);
+  EXPECT_EQ(ds[3].remaining, 0);
+  EXPECT_EQ(lim.stats().fallbacks, 0u);
+  c->close();
+}
+
 TEST_F(RedisTest, SharedLimiterReloadsScript) {
   auto c = store::RedisClient::create(io_.get_executor(), url_);
   policy::LocalLimiter local;
