@@ -469,8 +469,9 @@ void load_identity_settings(const Environment& env, Settings& s) {
     long long n = 0;
     auto value = eq == std::string::npos ? std::string() : item.substr(eq + 1);
     auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (eq == std::string::npos || eq == 0 || ec != std::errc() || p != value.data() + value.size() || n < 1)
-      throw ConfigError("RATE_LIMIT_GROUPS", "must be Group=N pairs separated by commas (got \"" + item + "\")");
+    if (eq == std::string::npos || eq == 0 || ec != std::errc() || p != value.data() + value.size() || n < 1 ||
+        n > 60'000'000'000LL)  // (as the other limits: the limiter's arithmetic stays far from overflow)
+      throw ConfigError("RATE_LIMIT_GROUPS", "must be Group=N pairs separated by commas, N from 1 to 60000000000 (got \"" + item + "\")");
     s.rate_limit_groups[item.substr(0, eq)] = n;
   }
   s.rate_limit_proxy = parse_bool(env, "RATE_LIMIT_PROXY", false);

@@ -154,6 +154,13 @@ TEST(Config, ExpandSecretsReportsTheMissingSlot) {
   EXPECT_EQ(expand_secrets("no slots", lookup).value(), "no slots");
 }
 
+TEST(Config, RateLimitGroupsAreBounded) {
+  auto s = load_settings({{"RATE_LIMIT_GROUPS", "MCP-Admin=1000, Big=60000000000"}});
+  EXPECT_EQ(s.rate_limit_groups.at("Big"), 60'000'000'000LL);
+  for (const char* bad : {"Big=60000000001", "Big=0", "Big", "=5", "Big=9223372036854775807"})
+    EXPECT_EQ(setting_of([&] { load_settings({{"RATE_LIMIT_GROUPS", bad}}); }), "RATE_LIMIT_GROUPS") << bad;
+}
+
 TEST(Config, SqliteFileOfADatabaseUrl) {
   EXPECT_EQ(sqlite_file("sqlite://./data/g.db").value(), "./data/g.db");
   EXPECT_EQ(sqlite_file("sqlite:///abs/g.db").value(), "/abs/g.db");
