@@ -20,6 +20,43 @@
 
 namespace gh {
 
+std::optional<std::string> mend_lone_surrogates(std::string_view text) {
+  auto unit = [&](std::size_t at) -> int {  // the code unit of a \uXXXX escape starting at `at`, or -1
+    if (at + 6 > text.size() || text[at] != '\\' || text[at + 1] != 'u') return -1;
+    int v = 0;
+    for (std::size_t i = at + 2; i < at + 6; ++i) {
+      char c = text[i];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (d < 0) return -1;
+      v = v * 16 + d;
+    }
+    return v;
+  };
+  std::optional<std::string> out;
+  std::size_t copied = 0;
+  // (a backslash appears in valid JSON only inside strings, as an escape: no need to know where strings are)
+  for (std::size_t i = text.find('\\'); i != std::string_view::npos; i = text.find('\\', i)) {
+    int u = unit(i);
+    if (u < 0xD800 || u > 0xDFFF) {  // another escape (or not one): step over it
+      i += 2;
+      continue;
+    }
+    if (u <= 0xDBFF) {
+      int next = unit(i + 6);
+      if (next >= 0xDC00 && next <= 0xDFFF) {  // a pair
+        i += 12;
+        continue;
+      }
+    }
+    if (!out) out.emplace();
+    out->append(text.substr(copied, i - copied)).append("\\ufffd");
+    i += 6;
+    copied = i;
+  }
+  if (out) out->append(text.substr(copied));
+  return out;
+}
+
 boost::json::value parse_json(std::string_view text, boost::system::error_code& ec) {
   auto arena = boost::json::make_shared_resource<boost::json::monotonic_resource>(text.size() * 2 + 512);
   // One parser per thread, reused (what boost::json::parse builds and frees per call): its internal stacks

@@ -19,6 +19,9 @@ inline constexpr int kMaxJsonDepth = 64;
 // A JSON parse whose values share one arena, released when the last of them is gone: parsing a message
 // makes one allocation instead of one per key, string and container.
 boost::json::value parse_json(std::string_view text, boost::system::error_code& ec);
+// `text` with every lone surrogate escape (\ud800 without its pair, \udc00 alone) made \ufffd; nullopt when
+// it has none. JavaScript's JSON.stringify writes a lone surrogate that way, which RFC 8259 parsers refuse.
+std::optional<std::string> mend_lone_surrogates(std::string_view text);
 
 // Byte tests on a word of 8 bytes at once (text scanning on the hot path). As yes/no answers for the whole
 // word they are exact (a borrow can only add false hits above a true one); `n` at most 0x80.

@@ -323,7 +323,15 @@ bool Connection::deliver_text(std::string& text, uint64_t related, bool at_once)
   }
   boost::system::error_code ec;
   auto v = parse_json(text, ec);
-  if (ec) return false;
+  if (ec) {
+    // A JavaScript server writes a lone surrogate as \ud800, which the parser refuses: mended to U+FFFD rather
+    // than the whole message dropped (its call, a tools/list, waited for its timeout).
+    auto mended = mend_lone_surrogates(text);
+    if (!mended) return false;
+    ec = {};
+    v = parse_json(*mended, ec);
+    if (ec) return false;
+  }
   if (v.is_array())
     for (auto& m : v.as_array()) deliver(std::move(m), related, at_once);
   else

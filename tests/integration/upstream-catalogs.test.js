@@ -17,6 +17,7 @@ describe('upstream catalogs', () => {
         odd: fixtureStdio('odd-catalog.js', { env: { ODD: 'nameless' } }),
         loop: fixtureStdio('odd-catalog.js', { env: { ODD: 'loop' } }),
         huge: fixtureStdio('odd-catalog.js', { env: { ODD: 'huge' } }),
+        surrogate: fixtureStdio('odd-catalog.js', { env: { ODD: 'surrogate' } }),
       },
     });
   });
@@ -37,6 +38,12 @@ describe('upstream catalogs', () => {
     await waitFor(() => changed > 0, { timeoutMs: 40000, what: 'notifications/tools/list_changed' });
     assert.ok((await names(client)).includes('slow__mark'));
     assert.ok(gh.logs.some((l) => l.includes('listed without servers still loading')));
+  });
+
+  it('a list holding half of a surrogate pair (\\ud800, as JavaScript writes it) is read, the half made U+FFFD', async (t) => {
+    const client = await connectClient(gh.mcpUrl, { t });
+    const lone = (await client.listTools()).tools.find((tool) => tool.name === 'surrogate__lone');
+    assert.equal(lone?.description, 'half of a pair: \ufffd', JSON.stringify(lone));
   });
 
   it('items without a string name are dropped; the rest of the list (and every other server\'s) is served', async (t) => {

@@ -82,6 +82,21 @@ TEST(ParseJson, NestsToTheGatewaysLimit) {
   EXPECT_TRUE(ec);
 }
 
+// JavaScript writes a lone surrogate as an escape the parser refuses; mended to U+FFFD, pairs and other
+// escapes (an escaped backslash before a u) left as they are.
+TEST(ParseJson, LoneSurrogateEscapesAreMended) {
+  EXPECT_FALSE(gh::mend_lone_surrogates(R"({"a":"\ud83d\ude00 \\ud800 \n"})").has_value());
+  auto m = gh::mend_lone_surrogates(R"({"a":"x\ud800y","b":"\udc00","c":"\uD83D\u0041","d":"\ud83d\ude00"})");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(*m, R"({"a":"x\ufffdy","b":"\ufffd","c":"\ufffd\u0041","d":"\ud83d\ude00"})");
+  boost::system::error_code ec;
+  gh::parse_json(R"({"a":"x\ud800y"})", ec);
+  EXPECT_TRUE(ec);  // (what makes the mending needed)
+  auto v = gh::parse_json(*m, ec);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(v.at("a").as_string(), "x\xEF\xBF\xBDy");
+}
+
 // gh::to_json writes the bytes boost::json::serialize writes, for every byte value at every position of
 // every short length (the 8-byte word checks and the byte loop after them), and for random documents.
 TEST(ToJson, WritesWhatBoostJsonWrites) {
