@@ -842,6 +842,7 @@ boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view pa
   call->caller_key_expires = caller.key_expires_at;
   if (servers_) call->servers = servers_();  // on the io thread, which owns the hub
   Reply reply;
+  std::string extra;  // header lines of the answer
   if (!target) {
     reply = error_reply(400, "invalid_request", "Malformed request target");
   } else {
@@ -873,8 +874,23 @@ boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view pa
       if (ec || !v.is_object()) reply = error_reply(400, "invalid_request", "The body must be a JSON object");
       else call->body = std::move(v.as_object());
     }
+    // A report reads every row of its window (seconds over millions of rows), one at a time on the store's
+    // report connection. The blocking pool has two threads, which sign-ins, the rest of this API, session
+    // ends and the store probe share: a second report waiting there for the first would leave them none.
+    bool report = call->verb == bhttp::verb::get && call->seg.size() == 1 && call->seg[0] == "analytics";
+    if (report && report_running_ && (!reply.status || reply.status == 200)) {
+      reply = error_reply(503, "report_busy", "Another analytics report is being prepared; try again in a few seconds");
+      extra = "Retry-After: 5\r\n";
+    }
     if (!reply.status || reply.status == 200) {
       reply.status = 0;
+      struct Running {  // (cleared however the coroutine leaves)
+        bool* flag;
+        ~Running() {
+          if (flag) *flag = false;
+        }
+      } running{report ? &report_running_ : nullptr};
+      if (report) report_running_ = true;
       try {
         auto job = [call] {  // named: see BlockingPool::run
           if (call->verb == bhttp::verb::get) return call->run();
@@ -907,7 +923,7 @@ boost::asio::awaitable<void> Api::handle(http::Exchange& ex, std::string_view pa
     co_await ex.send(std::move(res));
     co_return;
   }
-  co_await ex.send_json(static_cast<bhttp::status>(reply.status), std::move(reply.body));
+  co_await ex.send_json(static_cast<bhttp::status>(reply.status), std::move(reply.body), extra);
 }
 
 }  // namespace gh::admin

@@ -51,6 +51,9 @@ class Api {
   const Settings& settings_;
   const auth::SecretBox* secrets_;
   std::function<std::map<std::string, ServerView>()> servers_;
+  // An analytics report runs (on the io thread, as every handle()): another is answered 503 at once instead of
+  // waiting, on the blocking pool, for the store's one report connection while holding a pool thread.
+  bool report_running_ = false;
 };
 
 // A tenant endpoint URL as admins may store it: http(s), a host, and not a link-local or cloud-metadata

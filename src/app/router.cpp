@@ -104,6 +104,24 @@ std::string www_authenticate(const auth::Routes& routes) {
 
 int64_t now_us() { return policy::LocalLimiter::clock_us(); }
 
+// The metrics label of a request's route, from its path alone (and whether it is relayed to Open WebUI): known
+// before any check, so that a request refused by one (Host, Origin) is counted under the route it was for.
+const char* route_of(std::string_view path, bool proxied) {
+  if ((path == "/mcp-admin" || path.starts_with("/mcp-admin/")) && !path.starts_with("/mcp-admin/api/") &&
+      path != "/mcp-admin/api")
+    return "portal";
+  if (path == "/metrics") return "metrics";
+  if (proxied) return "proxy";
+  if (path == "/mcp" || path == "/mcp/") return "mcp";
+  if (path.starts_with("/mcp/")) return "mcp_server";
+  return path == "/servers"                    ? "servers"
+         : path.starts_with("/openapi/")       ? "openapi"
+         : path.starts_with("/mcp-admin/api")  ? "admin_api"
+         : path == "/gateway/stats"            ? "stats"
+         : auth::Routes::owns(path)            ? "auth"
+                                               : "not_found";
+}
+
 }  // namespace
 
 struct Router::Note {
@@ -130,7 +148,10 @@ net::awaitable<void> Router::handle(http::Exchange& ex) {
   Note note;
   co_await route(ex, note);
   double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  p_.metrics.request(note.route, ex.status(), seconds);
+  // No answer was sent: the client left first (a call it gave up on). Counted as nginx logs it, 499 ("client
+  // closed request"), not as a status 0 no one can read.
+  int status = ex.status() ? ex.status() : 499;
+  p_.metrics.request(note.route, status, seconds);
   // Health checks and scrapes are not user traffic.
   if (p_.analytics && std::string_view(note.route) != "health" && std::string_view(note.route) != "metrics") {
     store::AnalyticsRow row;  // views: record() copies them
@@ -139,7 +160,7 @@ net::awaitable<void> Router::handle(http::Exchange& ex) {
     row.method = ex.req.method_string();
     auto target = std::string_view(ex.req.target());
     row.endpoint = target.substr(0, std::min<std::size_t>(target.find('?'), 512));
-    row.status = ex.status();
+    row.status = status;
     row.response_ms = seconds * 1000.0;
     row.user_agent = ex.req[bhttp::field::user_agent].substr(0, 256);
     row.client_ip = note.client_ip.empty() ? ex.client_ip : note.client_ip;
@@ -355,6 +376,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     co_await ex.send_json(st, gh::to_json(health));
     co_return;
   }
+  note.route = route_of(path, ex.wire() && p_.proxy);
   // One Host (RFC 9112 §3.2: more than one is answered 400), one Origin: a second one that a proxy in front
   // might read instead of the first must not get past the check below.
   using Name = http::Request::Name;
@@ -383,7 +405,6 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   // The portal's pages and scripts are public; the data they show comes from the API below.
   if ((path == "/mcp-admin" || path.starts_with("/mcp-admin/")) && !path.starts_with("/mcp-admin/api/") &&
       path != "/mcp-admin/api") {
-    note.route = "portal";
     co_await static_files_->serve(ex, path.substr(10));
     co_return;
   }
@@ -398,7 +419,6 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   if (auth::strip_identity_headers(ex.req))
     log::debug("inbound identity headers removed", {{"request_id", ex.request_id}});
   if (path == "/metrics") {  // Prometheus scrapes: no identities in it, no authentication
-    note.route = "metrics";
     http::Response res(bhttp::status::ok, ex.req.version());
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.set(bhttp::field::cache_control, "no-store");
@@ -425,15 +445,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   }
   if (auth.principal.authenticated()) note.email = auth.principal.email();
   bool mcp_route = path == "/mcp" || path == "/mcp/" || path.starts_with("/mcp/");
-  note.route = mcp_route ? (path.size() > 5 ? "mcp_server" : "mcp")
-               : path == "/servers" ? "servers"
-               : path.starts_with("/openapi/") ? "openapi"
-               : path.starts_with("/mcp-admin/api") ? "admin_api"
-               : path == "/gateway/stats" ? "stats"
-               : auth::Routes::owns(path) ? "auth"
-                                          : "not_found";
   bool proxied = ex.wire() && p_.proxy;
-  if (proxied) note.route = "proxy";
   // The chat UI loads dozens of files per page: a signed-in user's proxied requests are not counted against
   // the per-user API limit unless RATE_LIMIT_PROXY=true (anonymous ones are, per IP).
   bool counted = !proxied || p_.settings.rate_limit_proxy || !auth.principal.authenticated();

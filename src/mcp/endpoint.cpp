@@ -41,7 +41,8 @@ bhttp::response_header<> sse_header(const http::Request& req) {
   return h;
 }
 
-// For analytics: the server and the tool (or prompt) a single call was about.
+// For analytics: the server and the tool (or prompt) a single call was about, as the client named them;
+// Endpoint::finish() forgets them unless the hub sent the call on (Channel::routed).
 void note_target(http::Exchange& ex, const std::string& scope, std::string_view name) {
   std::string_view server = scope, tool = name;
   if (!scope.empty() || split_name(name, server, tool)) {
@@ -306,6 +307,12 @@ void Endpoint::watch_client(http::Exchange& ex, const std::shared_ptr<Session>& 
 
 void Endpoint::finish(http::Exchange& ex, const std::shared_ptr<Session>& s, const std::shared_ptr<Channel>& ch) {
   ex.stop_watching();
+  // A call to a server that does not exist or that the caller may not use, or to a tool it may not call,
+  // credits none: otherwise anyone could put names of their own in the report's top servers and tools.
+  if (!ch->routed && !ex.mcp_tool.empty()) {
+    ex.mcp_server.clear();
+    ex.mcp_tool.clear();
+  }
   if (ch->gone) {  // the dispatchers hold the channel, not this exchange: nothing waits on us
     hub_.abandon(s, ch);
     ex.close_after();

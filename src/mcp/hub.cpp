@@ -1146,6 +1146,7 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
   std::string route_error;
   auto conn = connection_for(*s, *srv, &route_error, route);
   if (!conn) co_return jsonrpc::make_error(id, code::internal_error, route_error);
+  if (ch) ch->routed = true;
   // The metrics label: the tool for tools/call, else the method if MCP has it (a vendor method's name on
   // /mcp/<server> is the client's word: "other").
   std::string call_label = !tool.empty() ? std::string(tool) : mcp_method(method) ? method : std::string("other");
@@ -1165,15 +1166,18 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   srv->stats.calls++;
   srv->stats.total_ms += ms;
-  bool failed = resp.is_error();
+  // A call its client cancelled (or left, or whose session ended) is no failure of the server's: the
+  // connection ends it with the timeout's error code, but it is counted apart, and not as an error.
+  bool cancelled = entry.cancelled;
+  bool failed = resp.is_error() && !cancelled;
   if (failed) srv->stats.errors++;
   if (on_call) {
-    std::string_view outcome = !failed                                         ? (resp.tool_error() ? "tool_error" : "ok")
+    std::string_view outcome = cancelled                                       ? "cancelled"
+                               : !failed                                       ? (resp.tool_error() ? "tool_error" : "ok")
                                : resp.error_code() == code::request_timeout ? "timeout"
                                                                               : "error";
     on_call(srv->cfg.id, call_label, outcome, ms / 1000.0);
   }
-  bool cancelled = entry.cancelled;
   s->in_flight.erase(key);
   if (cancelled) co_return std::nullopt;  // a cancelled request gets no response
   resp.set_id(std::move(id));

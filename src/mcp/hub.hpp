@@ -92,6 +92,9 @@ struct Channel {
   std::vector<std::string> responses;  // serialized, in the order they were finished
   std::size_t expected = 0, finished = 0;
   bool gone = false;  // the client went away
+  // Set by the hub once a request is sent on to a server the caller may use (its tool in the catalog): only
+  // then does analytics credit the server and tool the client named, which are otherwise anyone's words.
+  bool routed = false;
   // Called on the first pushed message, so that a single-request answer starts its SSE writer only when needed.
   std::function<void()> on_first_message;
   void push(const json::object& msg);
@@ -260,7 +263,7 @@ class Hub {
   const std::map<std::string, std::shared_ptr<Server>, std::less<>>& servers() const { return servers_; }
   bool draining() const { return draining_; }
   // Called after every upstream call: server, tool (or method), outcome ("ok", "error", "tool_error",
-  // "timeout"), seconds.
+  // "timeout", "cancelled": the client cancelled it or left), seconds.
   std::function<void(const std::string&, const std::string&, std::string_view, double)> on_call;
   void start_draining();
   // Stops every upstream connection (shutdown).

@@ -184,8 +184,6 @@ net::awaitable<void> OpenApi::spec(http::Exchange& ex, std::string server, Calle
 }
 
 net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::string tool, Caller caller) {
-  ex.mcp_server = server;
-  ex.mcp_tool = tool;
   // A body is JSON, said so (as FastAPI/mcpo ask): a form or a no-CORS fetch from another site cannot send
   // that Content-Type.
   if (auto ctype = ex.req[bhttp::field::content_type]; !ctype.empty() && !header_has_token(ctype, "application/json")) {
@@ -212,6 +210,9 @@ net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::
     co_await ex.send_json(bhttp::status::not_found, detail("Unknown tool: " + tool));
     co_return;
   }
+  // For analytics: only a tool the caller may call (a name in the path is anyone's word).
+  ex.mcp_server = server;
+  ex.mcp_tool = tool;
   if (auto* schema = def->if_contains("inputSchema"); schema && schema->is_object())
     if (auto why = check_arguments(schema->as_object(), args); !why.empty()) {
       co_await ex.send_json(bhttp::status::unprocessable_entity, detail("Invalid arguments: " + why));

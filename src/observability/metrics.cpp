@@ -1,16 +1,20 @@
 #include "observability/metrics.hpp"
 
 #include <algorithm>
-
-#include <cstdio>
+#include <charconv>
+#include <cmath>
 
 namespace gh::observability {
 
 namespace {
+// The shortest text that reads back as the same double: a histogram's _sum grows for as long as the process
+// runs, and six significant digits (printf's %g) would freeze it at a value a rate() then reads as no change.
 std::string num(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, end);
 }
 void help(std::string& out, const char* name, const char* type, const char* text) {
   out += "# HELP ";

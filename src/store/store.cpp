@@ -467,7 +467,9 @@ class SqlStore final : public Store {
   }
 
   AnalyticsReport analytics_report(const AnalyticsQuery& q) override {
-    int64_t since = q.since, until = q.until ? q.until : std::numeric_limits<int64_t>::max() / 2;
+    // The window as asked, 0 included: the management API limits a window's length and buckets, and an
+    // `until` of 0 read as "no end" let since=0&until=0 through those limits to every row, bucket by bucket.
+    int64_t since = q.since, until = q.until;
     int64_t bucket = std::max<int64_t>(q.bucket_s, 1), top = std::clamp<int64_t>(q.top, 1, 100);
     AnalyticsReport r;
     // On a connection of its own: a report over millions of rows takes a while, and must not hold the store

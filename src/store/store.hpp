@@ -152,7 +152,7 @@ class AnalyticsBatch {
 };
 
 struct AnalyticsQuery {
-  int64_t since = 0, until = 0;  // inclusive Unix seconds; 0 = open
+  int64_t since = 0, until = 0;  // inclusive Unix seconds (both read as they are: 0 is 1970)
   int64_t bucket_s = 3600;       // timeline bucket
   int64_t top = 10;              // entries in the top lists
 };

@@ -4,10 +4,12 @@
 // report GET /mcp-admin/api/analytics: consistent totals, callers, servers, tools, ordered percentiles.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
 import {
-  TEST_BACKEND, connectClient, createTestDatabase, everythingStdio, startGatehouse,
+  TEST_BACKEND, connectClient, createTestDatabase, everythingStdio, rawSession, rpc, startGatehouse,
 } from './lib/index.js';
+import { withPg } from './lib/store.js';
 import { checkpointSqlite, grantServer, makeUser, queryStore, send, waitForAnalyticsFlushed } from './lib/ops.js';
 
 const TOTAL = Number(process.env.GATEHOUSE_ANALYTICS_REQUESTS ?? 100000);
@@ -94,7 +96,65 @@ describe(`analytics rows (${TEST_BACKEND})`, () => {
   });
 });
 
+/** Adds `n` rows of the last hour to a stopped gateway's store (SQLite: written with sql.js). */
+async function addRows(db, n) {
+  const now = Math.floor(Date.now() / 1000);
+  const select = (i) => `SELECT ${now} - 3600 + (${i} % 3000), 'u' || (${i} % 50) || '@x', 'POST', '/mcp', 200,
+    (${i} * 7919) % 1000, 's' || (${i} % 7), 't' || (${i} % 30)`;
+  const columns = 'timestamp, user_email, method, endpoint, status_code, response_time_ms, server_id, tool';
+  if (db.backend === 'postgres') {
+    await withPg((c) => c.query(`INSERT INTO mcp_proxy.api_analytics (${columns}) ${select('i')} FROM generate_series(1, ${n}) i`), db.url);
+    return;
+  }
+  checkpointSqlite(db);
+  const { default: initSqlJs } = await import('sql.js');
+  const database = new (await initSqlJs()).Database(fs.readFileSync(db.file));
+  try {
+    // (the reports find a window's rows through these ranges of ids: migration 5)
+    database.exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ${n})
+      INSERT INTO api_analytics (${columns}) ${select('i')} FROM g;
+      DELETE FROM api_analytics_ranges;
+      INSERT INTO api_analytics_ranges SELECT MIN(id), MAX(id), MIN(timestamp), MAX(timestamp) FROM api_analytics;`);
+    fs.writeFileSync(db.file, database.export());
+  } finally {
+    database.close();
+  }
+}
+
 describe('the analytics report', () => {
+  it('one report at a time: a second is answered 503 at once, and the management API is not held meanwhile', async (t) => {
+    const db = await createTestDatabase({ t });
+    await (await startGatehouse({ t, database: db })).stop();
+    const rows = Number(process.env.GATEHOUSE_REPORT_ROWS ?? 300000);
+    await addRows(db, rows);
+    const gh = await startGatehouse({ t, database: db });
+    // Two reports at once (over a few hundred thousand rows each takes a while), and a management call after
+    // them: before, the second report waited on the blocking pool for the first, and with both pool threads
+    // taken the management call waited for the first report too.
+    const finished = [];
+    const window = () => `since=${Math.floor(Date.now() / 1000) - 7200}&until=${Math.floor(Date.now() / 1000)}`;
+    const report = (name) => gh.api('GET', `/analytics?${window()}`).then((res) => { finished.push(name); return res; });
+    const reports = [report('first'), report('second')];
+    const users = await gh.api('GET', '/users');
+    finished.push('users');
+    const [a, b] = await Promise.all(reports);
+    const answered = [a, b].sort((x, y) => x.status - y.status);
+    assert.deepEqual(answered.map((x) => x.status), [200, 503], `${a.text.slice(0, 200)} | ${b.text.slice(0, 200)}`);
+    const [ok, busy] = answered;
+    assert.ok(ok.body.requests >= rows, `the report read the rows: ${ok.body.requests}`);
+    assert.equal(busy.body.error.code, 'report_busy', busy.text);
+    assert.equal(busy.headers.get('retry-after'), '5');
+    assert.equal(users.status, 200, users.text);
+    // The management call and the refused report came back while the report that runs was still reading.
+    const last = finished[finished.length - 1];
+    assert.equal(finished.length, 3);
+    assert.ok(finished.indexOf('users') < 2, `answered in the order ${finished.join(', ')}`);
+    assert.ok(last === (a.status === 200 ? 'first' : 'second'), `answered in the order ${finished.join(', ')}`);
+    // Once it is done, the next report runs.
+    assert.equal((await gh.api('GET', '/analytics')).status, 200);
+  });
+
+
   it('GET /mcp-admin/api/analytics: totals, errors, timeline, callers, servers, tools, percentiles', async (t) => {
     const gh = await startGatehouse({ t, servers: { everything: everythingStdio() } });
     const since = Math.floor(Date.now() / 1000) - 5;
@@ -105,6 +165,15 @@ describe('the analytics report', () => {
     const client = await connectClient(gh.mcpUrl, { headers: rita.headers, t });
     for (let i = 0; i < 3; i++) await client.callTool({ name: 'everything__echo', arguments: { message: `m${i}` } });
     await client.closeQuietly();
+    // Calls that reach no server credit none (their rows stay): a server that does not exist, a tool it does
+    // not have, and a server the caller may not use (bob has no grants).
+    const bob = await makeUser(gh, 'bob@example.com');
+    const phantoms = [[rita, 'payroll__export_salaries'], [rita, 'everything__no-such-tool'], [bob, 'everything__echo']];
+    for (const [who, name] of phantoms) {
+      const session = await rawSession(gh.mcpUrl, { headers: who.headers });
+      const res = await session.post(rpc('tools/call', { name, arguments: { message: 'x' } }));
+      assert.match(res.json?.error?.message ?? '', /Unknown tool/, `${name}: ${res.text.slice(0, 200)}`);
+    }
     const flushed = await waitForAnalyticsFlushed(gh);
 
     const res = await gh.api('GET', `/analytics?since=${since}&until=${Math.floor(Date.now() / 1000) + 60}&bucket=60&top=50`);
@@ -138,6 +207,8 @@ describe('the analytics report', () => {
     assert.ok(tool, `top_tools: ${JSON.stringify(r.top_tools)}`);
     assert.equal(tool.requests, 3);
     assert.equal(tool.errors, 0);
+    assert.deepEqual(r.top_servers.map((x) => x.server), ['everything'], 'only a server that was called');
+    assert.deepEqual(r.top_tools.map((x) => x.tool), ['echo'], 'only a tool that was called');
 
     // A window before any traffic is empty.
     const empty = await gh.api('GET', `/analytics?since=${since - 7200}&until=${since - 3600}`);
@@ -156,6 +227,13 @@ describe('the analytics report', () => {
       assert.equal(res.status, 400, `${query}: ${res.text}`);
     }
     assert.equal((await gh.api('GET', `/analytics?since=${now - 90 * 86400}&until=${now}`)).status, 200, 'the retention\'s 90 days');
+    // An `until` of 0 is 1970, not an open end that would skip those limits and read every row.
+    for (const query of ['since=0&until=0', 'since=0&until=0&bucket=60']) {
+      const res = await gh.api('GET', `/analytics?${query}`);
+      assert.equal(res.status, 200, `${query}: ${res.text}`);
+      assert.equal(res.body.requests, 0, `${query}: ${res.text.slice(0, 300)}`);
+      assert.deepEqual(res.body.timeline, [], query);
+    }
     assert.equal((await send(`${gh.url}/mcp-admin/api/analytics`, { headers: rita.headers })).status, 403);
   });
 });

@@ -5,7 +5,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { connectClient, everythingStdio, rawSession, startGatehouse } from './lib/index.js';
+import {
+  MCP_HEADERS, connectClient, everythingStdio, fixtureStdio, rawRequest, rawSession, rpc, startGatehouse, waitFor, withAuth,
+} from './lib/index.js';
 import { burst, grantServer, makeUser, parsePrometheus, send } from './lib/ops.js';
 
 const HISTOGRAMS = ['gatehouse_http_request_duration_seconds', 'gatehouse_upstream_call_duration_seconds'];
@@ -102,7 +104,7 @@ describe('/metrics', () => {
     const toolError = m.value('gatehouse_upstream_call_duration_seconds_count', { server: 'everything', tool: 'echo', outcome: 'tool_error' });
     assert.ok(toolError >= 1, `echo without its argument answers isError: outcome tool_error expected, got ${toolError}`);
     const outcomes = new Set(m.families.get('gatehouse_upstream_call_duration_seconds').samples.map((s) => s.labels.outcome));
-    for (const o of outcomes) assert.ok(['ok', 'error', 'tool_error', 'timeout'].includes(o), `outcome ${o}`);
+    for (const o of outcomes) assert.ok(['ok', 'error', 'tool_error', 'timeout', 'cancelled'].includes(o), `outcome ${o}`);
     assert.ok(m.value('gatehouse_rate_limited_total', { scope: 'ip' }) >= 1);
     assert.equal(m.value('gatehouse_rate_limited_total', { scope: 'user' }), 0);
     assert.ok(m.value('gatehouse_auth_refused_total', { status: '401' }) >= 1);
@@ -125,6 +127,62 @@ describe('/metrics', () => {
       const check = spawnSync('promtool', ['check', 'metrics'], { input: res.text, encoding: 'utf8', timeout: 15000 });
       assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
     }
+  });
+
+  it('a call the client cancels or leaves is "cancelled" (not a timeout, not an error), the request 499; a refused Host keeps its route', async (t) => {
+    const gh = await startGatehouse({ t, servers: { hang: fixtureStdio('hang.js', { timeoutMs: 60000 }) } });
+    await grantServer(gh, 'MCP-Admin', 'hang');
+    const s = await rawSession(gh.mcpUrl);
+    const hangCalls = async () => {
+      const res = await s.request('tools/call', { name: 'hang__report', arguments: {} });
+      return JSON.parse(res.json.result.content[0].text).hangCalls;
+    };
+    const arrived = (tag) => waitFor(async () => (await hangCalls()).some((c) => c.tag === tag),
+      { timeoutMs: 10000, what: `the hang call ${tag} to reach the upstream` });
+    // notifications/cancelled: the call's POST ends with no answer in it.
+    const call = s.post(rpc('tools/call', { name: 'hang__hang', arguments: { tag: 'cancelled' } }, 'cancel-me'));
+    await arrived('cancelled');
+    const note = await s.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'cancel-me' } });
+    assert.equal(note.status, 202, note.text);
+    assert.equal((await call).json, undefined, 'a cancelled call gets no answer');
+    // A client that hangs up mid-call: nothing is sent, and no status was.
+    const controller = new AbortController();
+    const dropped = fetch(gh.mcpUrl, {
+      method: 'POST', headers: withAuth(gh.url, { ...s.headers }), signal: controller.signal,
+      body: JSON.stringify(rpc('tools/call', { name: 'hang__hang', arguments: { tag: 'dropped' } })),
+    });
+    dropped.catch(() => {});
+    await arrived('dropped');
+    controller.abort();
+    // A Host the gateway does not serve: refused before anything else, counted under the route it was for.
+    const refused = await rawRequest(gh.mcpUrl, { headers: { ...MCP_HEADERS, host: 'evil.example' }, body: rpc('ping') });
+    assert.equal(refused.status, 403, refused.text);
+
+    const series = (m, name, labels) => m.families.get(name.replace(/_count$/, '')).samples.filter((x) => x.name === name &&
+      Object.entries(labels).every(([k, v]) => x.labels[k] === v));
+    let m;
+    await waitFor(async () => {
+      m = parsePrometheus((await send(`${gh.url}/metrics`)).text);
+      return series(m, 'gatehouse_upstream_call_duration_seconds_count', { server: 'hang', tool: 'hang' })
+        .reduce((n, x) => n + x.value, 0) === 2;
+    }, { timeoutMs: 10000, what: 'both hang calls to end' });
+    const calls = series(m, 'gatehouse_upstream_call_duration_seconds_count', { server: 'hang', tool: 'hang' });
+    assert.deepEqual(calls.map((x) => [x.labels.outcome, x.value]), [['cancelled', 2]]);
+    const stats = await (await gh.fetch('/gateway/stats')).json();
+    const hang = stats.upstreams.find((u) => u.id === 'hang');
+    assert.equal(hang.errors, 0, `a cancelled call is no error of the server's: ${JSON.stringify(hang)}`);
+    const requests = (labels) => series(m, 'gatehouse_http_request_duration_seconds_count', labels);
+    await waitFor(async () => {
+      m = parsePrometheus((await send(`${gh.url}/metrics`)).text);
+      return requests({ route: 'mcp', status: '499' }).length > 0;
+    }, { timeoutMs: 10000, what: 'the dropped request to be counted' }).catch((error) => {
+      error.message += `\n${JSON.stringify(m.families.get('gatehouse_http_request_duration_seconds').samples.filter((x) => x.name.endsWith('_count')))}`;
+      throw error;
+    });
+    assert.equal(m.value('gatehouse_http_request_duration_seconds_count', { route: 'mcp', status: '499' }), 1);
+    assert.deepEqual(requests({ status: '0' }), [], 'no status 0');
+    assert.equal(m.value('gatehouse_http_request_duration_seconds_count', { route: 'mcp', status: '403' }), 1);
+    assert.deepEqual(requests({ route: 'not_found' }), [], 'the refused Host counted as not_found');
   });
 
   it('a caller\'s words do not become labels: vendor methods are "other", and the series stay bounded', async (t) => {

@@ -34,3 +34,18 @@ TEST(Metrics, UpstreamCallLabelsAreBoundedPerServer) {
   EXPECT_NE(text.find("{server=\"s\",tool=\"other\",outcome=\"error\"} 100"), std::string::npos);
   EXPECT_NE(text.find("{server=\"t\",tool=\"fine\",outcome=\"ok\"} 1"), std::string::npos);
 }
+
+// A histogram's _sum and the gauges are printed so that they read back as the same double: with six
+// significant digits a sum past a million seconds moved only in steps of ten, and rate() saw no change.
+TEST(Metrics, ValuesKeepTheirPrecision) {
+  Metrics m;
+  m.request("mcp", 200, 1234567.5);
+  m.request("mcp", 200, 0.125);
+  Gauges g;
+  g.users = 123456789;
+  auto text = m.render(g);
+  EXPECT_NE(text.find("gatehouse_http_request_duration_seconds_sum{route=\"mcp\",status=\"200\"} 1234567.625\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("gatehouse_users 123456789\n"), std::string::npos);
+  EXPECT_NE(text.find("le=\"0.005\""), std::string::npos);  // bucket bounds as written, not 0.005000000000000001
+}
