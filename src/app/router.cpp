@@ -43,16 +43,29 @@ class HostPolicy {
     }
   }
   bool host_ok(std::string_view host) const {
-    if (any_host_) return true;
-    if (host.empty()) return false;
-    std::string_view name = host;
+    if (host.empty()) return any_host_;
+    // A name (letters, digits, '-', '.', '_') or an IPv6 literal, then nothing or ':' and digits: anything else
+    // ("name:@evil.example", "name:x/../evil") is passed on as Host and X-Forwarded-Host, where an application
+    // that builds its URLs from it would take another host.
+    std::string_view name = host, port;
     if (name.front() == '[') {  // an IPv6 literal, then nothing or a port
       auto end = name.find(']');
       if (end == std::string_view::npos || (end + 1 < name.size() && name[end + 1] != ':')) return false;
+      port = name.substr(std::min(end + 2, name.size()));
       name = name.substr(0, end + 1);
-    } else if (auto colon = name.rfind(':'); colon != std::string_view::npos) {
-      name = name.substr(0, colon);
+      if (name.find_first_not_of("[]0123456789abcdefABCDEF:.") != std::string_view::npos) return false;
+    } else {
+      if (auto colon = name.rfind(':'); colon != std::string_view::npos) {
+        port = name.substr(colon + 1);
+        name = name.substr(0, colon);
+      }
+      if (name.empty() || std::any_of(name.begin(), name.end(), [](char c) {
+            return !(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_');
+          }))
+        return false;
     }
+    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos) return false;
+    if (any_host_) return true;
     for (auto& h : hosts_)
       if (iequals(h, name)) return true;
     return false;

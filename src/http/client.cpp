@@ -13,6 +13,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/url/parse.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -25,6 +27,7 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using net::ip::tcp;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
+constexpr auto kMaxIdle = std::chrono::seconds(60);  // a pooled connection idle longer is not used again
 
 void ClientRequest::set(std::string_view name, std::string_view value) {
   auto clean = [this](std::string_view t) {
@@ -79,6 +82,9 @@ struct ClientPool::Conn {
   std::unique_ptr<net::ssl::stream<Stream&>> tls;
   beast::flat_buffer buffer{read_buffer_limit(64 * 1024)};  // (a head's limit: see the parsers below)
   std::chrono::steady_clock::time_point idle_since;  // when it went back into the pool
+  // The request's body callback while it is busy: asked with an empty view once a second whether the answer is
+  // still wanted (a call cancelled or timed out upstream frees its connection, not at the request's deadline).
+  const std::function<bool(std::string_view)>* on_body = nullptr;
   void close() { plain.close(); }
   // Whether the server has closed it (or sent something unasked) while it sat in the pool. A system call, so
   // asked only of a connection idle for a while.
@@ -115,8 +121,10 @@ std::unique_ptr<ClientPool::Conn> ClientPool::take_idle() {
   while (!idle_.empty()) {
     auto conn = std::move(idle_.back());
     idle_.pop_back();
-    if (std::chrono::steady_clock::now() - conn->idle_since < std::chrono::milliseconds(100) || !conn->closed_by_server())
-      return conn;
+    auto idle = std::chrono::steady_clock::now() - conn->idle_since;
+    // Not one idle longer than a minute: a NAT or load balancer may have dropped it without a word (no FIN to
+    // see), and a POST on it would wait for its whole timeout.
+    if (idle < kMaxIdle && (idle < std::chrono::milliseconds(100) || !conn->closed_by_server())) return conn;
     conn->close();
   }
   return nullptr;
@@ -165,6 +173,12 @@ net::awaitable<std::unique_ptr<ClientPool::Conn>> ClientPool::connect(std::chron
     co_return nullptr;
   }
   conn->plain.socket().set_option(tcp::no_delay(true), cec);
+  // TCP keepalive: a long-lived stream (an upstream's GET stream) whose peer vanished is noticed within ~90 s.
+  conn->plain.socket().set_option(net::socket_base::keep_alive(true), cec);
+  int fd = conn->plain.socket().native_handle(), idle_s = 60, interval_s = 10, probes = 3;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
   if (conn->tls) {
     auto [hec] = co_await conn->tls->async_handshake(net::ssl::stream_base::client, kTuple);
     if (hec) {
@@ -185,7 +199,10 @@ void ClientPool::start_watchdog() {
       timer.expires_after(std::chrono::seconds(1));
       co_await timer.async_wait(kTuple);
       auto now = Stream::Clock::now();
-      for (auto* c : self->busy_) c->plain.enforce(now);
+      for (auto* c : self->busy_) {
+        if (c->on_body && *c->on_body && !(*c->on_body)(std::string_view())) c->plain.expires_at(now);
+        c->plain.enforce(now);
+      }
     }
     self->watchdog_running_ = false;
   }, net::detached);
@@ -303,23 +320,44 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
     }
     buffer.commit(got);
   }
-  std::string_view buffered(static_cast<const char*>(buffer.data().data()), buffer.size());
   ResponseHead rh;
   std::uint64_t length = 0;
   bool keep_alive = false;
-  std::size_t n = head_request ? 0 : parse_response_head(buffered, rh, length, keep_alive);
+  std::size_t n = 0;
   std::optional<SinkParser> parser;  // for the answers parse_response_head leaves to Beast
-  if (!n) {
-    parser.emplace(sink);
-    parser->body_limit(boost::none);
-    parser->header_limit(64 * 1024);
-    if (head_request) parser->skip(true);
-    auto [hec, hn] = co_await bhttp::async_read_header(s, buffer, *parser, kTuple);
-    if (hec) {
-      out.ec = hec;
+  // Interim answers (100 Continue, 102 Processing, 103 Early Hints) come before the final one on the same
+  // connection: skipped. Taken for the answer, the real one would be read as the next request's. (At most a
+  // few: a server that sends nothing else is not waited on forever.)
+  for (int interim = 0;; ++interim) {
+    if (interim > 0 && buffer.size() == 0) {
+      auto [rec, got] = co_await s.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)), kTuple);
+      if (rec) {
+        out.ec = rec == net::error::eof ? bhttp::error::end_of_stream : rec;
+        co_return;
+      }
+      buffer.commit(got);
+    }
+    std::string_view buffered(static_cast<const char*>(buffer.data().data()), buffer.size());
+    n = head_request ? 0 : parse_response_head(buffered, rh, length, keep_alive);
+    if (!n) {
+      parser.emplace(sink);
+      parser->body_limit(boost::none);
+      parser->header_limit(64 * 1024);
+      if (head_request) parser->skip(true);
+      auto [hec, hn] = co_await bhttp::async_read_header(s, buffer, *parser, kTuple);
+      if (hec) {
+        out.ec = hec;
+        co_return;
+      }
+      rh = parser->head();
+    }
+    if (rh.status < 100 || rh.status >= 200 || rh.status == 101) break;
+    if (interim == 8) {
+      out.ec = bhttp::error::bad_status;
       co_return;
     }
-    rh = parser->head();
+    buffer.consume(n);  // (Beast's parser took its head from the buffer itself)
+    parser.reset();
   }
   out.status = rh.status;
   if (on_headers) on_headers(rh);
@@ -343,7 +381,8 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
   low.expires_never();
   // Bytes after the answer are no answer to anything this connection will send: not reused (they would be
   // read as the next request's answer).
-  reusable = !sink.stopped && (n ? keep_alive : parser->is_done() && parser->keep_alive()) && buffer.size() == 0;
+  reusable = !sink.stopped && (n ? keep_alive : parser->is_done() && parser->keep_alive()) && buffer.size() == 0 &&
+             out.status >= 200;
   release_large(buffer);
 }
 
@@ -403,6 +442,7 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
       }
     }
     busy_.push_back(conn.get());
+    conn->on_body = &on_body;
     start_watchdog();
     bool reusable = false;
     out = ClientResponse{};
@@ -413,6 +453,7 @@ net::awaitable<ClientResponse> ClientPool::request(ClientRequest req,
       co_await run_request(conn->plain, conn->plain, conn->buffer, head, req.body, head_request, out, reusable, deadline, on_body,
                            body_deadline, max_body, on_headers);
     busy_.erase(std::find(busy_.begin(), busy_.end(), conn.get()));
+    conn->on_body = nullptr;
     wake_one();  // a connection (or room for one) is free
     if (reusable && !closed_ && idle_.size() < max_idle_) {
       conn->idle_since = std::chrono::steady_clock::now();

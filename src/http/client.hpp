@@ -54,7 +54,9 @@ class ClientPool : public std::enable_shared_from_this<ClientPool> {
   void set_max_connections(std::size_t n) { max_conns_ = n; }
 
   // Sends `req` (Host, Content-Length filled in). With `on_body`, body bytes are passed as they arrive and
-  // reading stops early when it returns false. `deadline` bounds connect + send + headers; `body_deadline`
+  // reading stops early when it returns false; it is also asked with an empty view about once a second while
+  // the request is under way, and false then abandons it (the connection is closed). Interim 1xx answers are
+  // skipped; a connection idle in the pool for a minute is not used again. `deadline` bounds connect + send + headers; `body_deadline`
   // bounds the body (use time_point::max() for long-lived streams). `max_body` bounds a buffered body.
   net::awaitable<ClientResponse> request(
       ClientRequest req,

@@ -68,6 +68,25 @@ std::string every_line(const bhttp::fields& fields, bhttp::field name) {
   return out;
 }
 
+// Whether a target's path has a "." or ".." segment (also written %2e): put after OPENWEBUI_URL's base path, a
+// server that resolves them would take the request out of that path, to another application on its host.
+bool has_dot_segment(std::string_view target) {
+  auto path = target.substr(0, target.find('?'));
+  for (auto segment : split(path, '/')) {
+    std::string plain;
+    for (std::size_t i = 0; i < segment.size(); ++i) {
+      if (segment[i] == '%' && i + 2 < segment.size() && (segment.substr(i + 1, 2) == "2e" || segment.substr(i + 1, 2) == "2E")) {
+        plain += '.';
+        i += 2;
+      } else {
+        plain += segment[i];
+      }
+    }
+    if (plain == "." || plain == "..") return true;
+  }
+  return false;
+}
+
 bool websocket_upgrade(const Request& req) {
   return req.method() == bhttp::verb::get && beast::iequals(req[bhttp::field::upgrade], "websocket") &&
          listed_in(req[bhttp::field::connection], "upgrade");
@@ -191,6 +210,13 @@ net::awaitable<void> ReverseProxy::forward(Exchange& ex, const HeaderList& extra
     ~StopWatching() { ex.stop_watching(); }
   } stop_watching{ex};
 
+  if (has_dot_segment(ex.req.target())) {
+    log::info("proxied request refused: a dot segment in its path", {{"request_id", ex.request_id}});
+    auto body = boost::json::serialize(boost::json::object{
+        {"error", boost::json::object{{"code", "bad_request"}, {"message", "A path segment may not be . or .."}}}});
+    co_await ex.send_json(bhttp::status::bad_request, std::move(body));
+    co_return;
+  }
   conn.plain.expires_after(options_.connect_timeout);
   tcp::resolver resolver(ex_);
   auto [rec, endpoints] = co_await resolver.async_resolve(origin_.host, origin_.port, kTuple);

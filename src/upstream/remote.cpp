@@ -166,6 +166,9 @@ class HttpConnection final : public Connection {
     // std::function allocates (their captures would not fit in its small buffer).
     auto on_body = [&](std::string_view data) -> bool {
       if (self->epoch_ != epoch) return false;
+      // (asked with nothing about once a second while the answer is awaited: a call that ended meanwhile —
+      // cancelled, timed out — wants none of it, and its connection is given up rather than held to the deadline)
+      if (data.empty()) return !related || self->is_pending(related);
       if (sse) {
         bool ok = decoder.feed(data, [&](sse::Event&& ev) {
           if (ev.event != "message" || ev.data.empty()) return;
@@ -307,7 +310,7 @@ class HttpConnection final : public Connection {
       auto res = co_await pool->request(
           std::move(req), Clock::now() + std::chrono::seconds(30),
           [&](std::string_view data) -> bool {
-            if (self->epoch_ != epoch) return false;
+            if (self->epoch_ != epoch || (data.empty() && !self->is_pending(related))) return false;
             return decoder.feed(data, [&](sse::Event&& ev) {
               if (ev.event != "message" || ev.data.empty()) return;
               self->deliver_text(ev.data, related);

@@ -264,6 +264,18 @@ describe('reverse proxy to Open WebUI', () => {
       assert.equal(status(text), 400, `${head}: ${text}`);
     }
     assert.equal(webui.seen.length, before + 2);
+    // A Host whose port is not digits ("name:@evil.example") would reach Open WebUI as Host and X-Forwarded-Host.
+    for (const host of ['127.0.0.1:@evil.example', `127.0.0.1:${gh.port}/../evil`, '127.0.0.1:x', 'evil.example:@127.0.0.1']) {
+      const text = await raw(`GET /api/v1/chats/ HTTP/1.1\r\nHost: ${host}`);
+      assert.equal(status(text), 403, `Host: ${host}: ${text}`);
+    }
+    // "." and ".." segments (also %2e) are refused: after OPENWEBUI_URL's base path they would leave it.
+    for (const target of ['/../admin/secret', '/api/%2e%2e/%2E%2e/admin', '/./x', '/a/..?q=1']) {
+      const text = await raw(`GET ${target} HTTP/1.1\r\nHost: ${me}`);
+      assert.equal(status(text), 400, `${target}: ${text}`);
+    }
+    assert.equal(webui.seen.length, before + 2, 'nothing of those reached Open WebUI');
+    assert.equal(status(await raw(`GET /api/..x/.hidden/a..b HTTP/1.1\r\nHost: ${me}`)), 200, 'dots inside a segment are fine');
   });
 
   it('interim answers (103 Early Hints, 102) are not relayed; the final answer that follows them is', async () => {

@@ -50,7 +50,7 @@ function rawMcpServer(onCall, { sessionId, onGet } = {}) {
         if (msg.method === 'initialize') {
           answer({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: msg.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'raw', version: '1' } } });
         } else if (msg.method === 'tools/list') {
-          answer({ jsonrpc: '2.0', id: msg.id, result: { tools: ['once', 'trailing', 'plain', 'held', 'endless'].map((name) => ({ name, inputSchema: { type: 'object' } })) } });
+          answer({ jsonrpc: '2.0', id: msg.id, result: { tools: ['once', 'trailing', 'plain', 'held', 'endless', 'early'].map((name) => ({ name, inputSchema: { type: 'object' } })) } });
         } else if (msg.method === 'tools/call') {
           calls.push(msg.params.name);
           onCall(msg.params.name, socket, (text, extra) => answer({ jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text }] } }, extra), msg.id);
@@ -95,6 +95,10 @@ describe('hostile upstreams', () => {
       if (name === 'once') socket.destroy();  // carried out, then the connection drops without an answer
       else if (name === 'endless') endlessChunkHeader(socket, flood);
       else if (name === 'trailing') answer('first', 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}');
+      else if (name === 'early') {  // interim answers first, as HTTP/1.1 allows (103 Early Hints, 102 Processing)
+        socket.write('HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n');
+        setTimeout(() => answer('after the hints'), 150);
+      }
       else answer(`plain ${raw.calls.length}`);
     });
     const rawPort = await listen(raw.server);
@@ -150,6 +154,16 @@ describe('hostile upstreams', () => {
     assert.equal(resultText(first.json.result), 'first', first.text);
     const next = await s.request('tools/call', { name: 'plain', arguments: {} });
     assert.match(resultText(next.json?.result ?? {}), /^plain \d+$/, next.text);
+  });
+
+  it('interim 1xx answers before the answer are skipped: the call gets its answer, and the next calls theirs', async () => {
+    const s = await rawSession(`${gh.url}/mcp/raw`);
+    const early = await s.request('tools/call', { name: 'early', arguments: {} });
+    assert.equal(resultText(early.json?.result ?? {}), 'after the hints', early.text);
+    for (let i = 0; i < 3; ++i) {
+      const next = await s.request('tools/call', { name: 'plain', arguments: {} });
+      assert.match(resultText(next.json?.result ?? {}), /^plain \d+$/, next.text);
+    }
   });
 
   it('an answer whose chunk header never ends fails its call at once, not read into memory (nor until the timeout)', async () => {
@@ -432,5 +446,24 @@ describe('an upstream that keeps a call\'s SSE stream open after answering', () 
       assert.equal(resultText(res.json?.result ?? {}), 'answered', res.text);
     }
     await waitFor(() => open === 0, { timeoutMs: 3000, what: 'the streams the gateway no longer needs to be closed' });
+  });
+});
+
+describe('a remote call given up (cancelled) frees its connection', () => {
+  it('with maxConnections 1, the next call goes out instead of waiting for the given-up one\'s deadline', async (t) => {
+    const single = rawMcpServer((name, socket, answer) => { if (name !== 'held') answer('plain'); });
+    const port = await listen(single.server);
+    t.after(() => { single.server.close(); });
+    const gh = await startGatehouse({
+      t, servers: { single: { type: 'streamable-http', url: `http://127.0.0.1:${port}/mcp`, timeoutMs: 20000, maxConnections: 1 } },
+    });
+    const [a, b] = [await rawSession(`${gh.url}/mcp/single`), await rawSession(`${gh.url}/mcp/single`)];
+    const held = a.post({ jsonrpc: '2.0', id: 'held-1', method: 'tools/call', params: { name: 'held', arguments: {} } });
+    await waitFor(() => single.calls.includes('held'), { what: 'the held call upstream' });
+    await a.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'held-1' } });
+    // Before: the held call's connection stayed taken until its deadline (25 s), past this call's own timeout.
+    const next = await b.request('tools/call', { name: 'plain', arguments: {} });
+    assert.equal(resultText(next.json?.result ?? {}), 'plain', next.text);
+    await held.catch(() => {});
   });
 });
