@@ -236,7 +236,7 @@ net::awaitable<void> Routes::logout(http::Exchange& ex) {
 net::awaitable<void> Routes::key_sign_in(http::Exchange& ex) {
   // JSON only: a page on another site (or another local port) cannot send that without a CORS preflight, so
   // it cannot sign a visitor's browser in as someone else.
-  if (!header_has_token(ex.req[bhttp::field::content_type], "application/json")) {
+  if (!media_type_is(ex.req[bhttp::field::content_type], "application/json")) {
     auto r = admin::error_reply(415, "unsupported_media_type", "Send {\"api_key\": \"gh_…\"} as application/json");
     co_await reply(ex, r);
     co_return;

@@ -115,6 +115,15 @@ inline bool iequals(std::string_view a, std::string_view b) {
 }
 // Case-insensitive search of a token in a comma-separated header value (e.g. Accept).
 bool header_has_token(std::string_view header, std::string_view token);
+// Whether a Content-Type's media type (before any ';' parameters) is `type` (lower case), case-insensitively.
+// Not "any element of a list": "text/plain, application/json" is text/plain to a browser, which sends it
+// cross-site without asking first.
+inline bool media_type_is(std::string_view content_type, std::string_view type) {
+  auto essence = content_type.substr(0, content_type.find(';'));
+  while (!essence.empty() && (essence.back() == ' ' || essence.back() == '\t')) essence.remove_suffix(1);
+  while (!essence.empty() && (essence.front() == ' ' || essence.front() == '\t')) essence.remove_prefix(1);
+  return iequals(essence, type);
+}
 
 // Whether the 8 bytes at p are all printable ASCII (0x20..0x7e), a word at a time (the common case: the
 // io thread packs ~100 such bytes per request).

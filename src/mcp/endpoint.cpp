@@ -118,7 +118,7 @@ net::awaitable<std::shared_ptr<Session>> Endpoint::reopen(http::Exchange& ex, co
 
 net::awaitable<void> Endpoint::post(http::Exchange& ex, const std::string& scope, const Caller& caller) {
   auto ctype = ex.req[bhttp::field::content_type];
-  if (!header_has_token(ctype, "application/json")) {
+  if (!media_type_is(ctype, "application/json")) {
     co_await reply_error(ex, bhttp::status::unsupported_media_type, code::invalid_request,
                          "Unsupported Media Type: Content-Type must be application/json");
     co_return;

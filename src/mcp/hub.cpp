@@ -509,15 +509,19 @@ std::shared_ptr<Session> Hub::transient_session(std::string scope, Caller caller
 }
 
 net::awaitable<std::vector<std::pair<std::shared_ptr<Server>, const json::object*>>> Hub::permitted_tools(
-    std::shared_ptr<Session> s) {
+    std::shared_ptr<Session> s, bool listing, std::vector<std::pair<std::string, std::string>>* unavailable) {
   std::vector<std::pair<std::shared_ptr<Server>, const json::object*>> out;
   auto servers = in_scope(*s);
-  co_await load_catalogs(*s, servers);
-  for (auto& srv : servers)
-    for (auto& t : catalog_of(*s, *srv).tools)
+  co_await load_catalogs(*s, servers, listing);
+  for (auto& srv : servers) {
+    auto& cat = catalog_of(*s, *srv);
+    if (!cat.loaded && unavailable)
+      unavailable->emplace_back(srv->cfg.id, cat.error.empty() ? std::string("its tools are still being listed") : cat.error);
+    for (auto& t : cat.tools)
       if (auto* n = t.if_contains("name"); n && n->is_string() && may_call(*s, *srv, n->as_string()) &&
                                            (offers_tasks(*s, *srv) || !task_required(t)))
         out.emplace_back(srv, &t);
+  }
   co_return out;
 }
 

@@ -233,8 +233,11 @@ class Hub {
   std::shared_ptr<Session> transient_session(std::string scope, Caller caller);
   // The tools of `servers` the session's caller may call, listed if needed (server id, tool) in order; not those that
   // require a task where the session is not offered tasks (see offers_tasks in hub.cpp).
+  // `listing`: a list of several servers waits LIST_WAIT_MS at most for those still loading (as tools/list).
+  // `unavailable`: the servers whose tools could not be listed, with why.
   net::awaitable<std::vector<std::pair<std::shared_ptr<Server>, const json::object*>>> permitted_tools(
-      std::shared_ptr<Session> s);
+      std::shared_ptr<Session> s, bool listing = false,
+      std::vector<std::pair<std::string, std::string>>* unavailable = nullptr);
 
   // initialize: negotiates the version and returns the InitializeResult.
   net::awaitable<json::object> initialize(std::shared_ptr<Session> s, const json::object& params);

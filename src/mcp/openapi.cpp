@@ -3,7 +3,13 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/parse.hpp>
 #include <boost/url/pct_string_view.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+
+#include <cmath>
+#include <unordered_set>
 
 #include "core/log.hpp"
 #include "core/util.hpp"
@@ -21,16 +27,60 @@ std::string detail(std::string_view message) {
   return to_json(json::object{{"detail", json::object{{"message", message}}}});
 }
 
-json::object operation(const Server& srv, const json::object& tool, std::string operation_id) {
+// Whether a schema holds a local reference ("$ref": "#…").
+bool has_local_ref(const json::value& v) {
+  if (auto* o = v.if_object()) {
+    if (auto* r = o->if_contains("$ref"); r && r->is_string() && r->as_string().starts_with("#")) return true;
+    for (auto& [k, child] : *o)
+      if (has_local_ref(child)) return true;
+  } else if (auto* a = v.if_array()) {
+    for (auto& child : *a)
+      if (has_local_ref(child)) return true;
+  }
+  return false;
+}
+
+// Local references made relative to `base`: a tool's schema moved under components/schemas (in an OpenAPI
+// document "#/$defs/X" or "#/properties/a" would name the document's root, where nothing is).
+void rebase_refs(json::value& v, std::string_view base) {
+  if (auto* o = v.if_object()) {
+    if (auto* r = o->if_contains("$ref"); r && r->is_string() && r->as_string().starts_with("#"))
+      *r = std::string(base) + std::string(r->as_string().subview(1));
+    for (auto& [k, child] : *o) rebase_refs(child, base);
+  } else if (auto* a = v.if_array()) {
+    for (auto& child : *a) rebase_refs(child, base);
+  }
+}
+
+// An operationId a model can call (letters, digits, '_' and '-', at most 64: what LLM function names may be),
+// unique in the document.
+std::string function_name(std::string_view name, std::unordered_set<std::string>& used) {
+  std::string base;
+  for (char c : name.substr(0, 60))
+    base += std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ? c : '_';
+  if (base.empty()) base = "tool";
+  std::string id = base;
+  for (int n = 2; !used.insert(id).second; ++n) id = base + "_" + std::to_string(n);
+  return id;
+}
+
+json::object operation(const Server& srv, const json::object& tool, const std::string& operation_id,
+                       json::object& schemas) {
   std::string name(tool.at("name").as_string());
-  json::object schema;
+  json::value schema;
   if (auto* s = tool.if_contains("inputSchema"); s && s->is_object()) schema = s->as_object();
   else schema = json::object{{"type", "object"}};
+  if (has_local_ref(schema)) {  // the schema goes under components, its references rebased to it
+    std::string at = "#/components/schemas/" + operation_id;
+    rebase_refs(schema, at);
+    schemas[operation_id] = std::move(schema);
+    schema = json::object{{"$ref", at}};
+  }
   std::string description;
   if (auto* d = tool.if_contains("description"); d && d->is_string()) description = d->as_string();
   std::string summary = name;
   if (auto* t = tool.if_contains("title"); t && t->is_string()) summary = t->as_string();
-  json::object op{{"operationId", std::move(operation_id)},
+  json::object op{{"operationId", operation_id},
                   {"summary", summary},
                   {"description", description.empty() ? summary : description},
                   {"tags", json::array{json::value(srv.cfg.id)}},
@@ -42,24 +92,28 @@ json::object operation(const Server& srv, const json::object& tool, std::string 
                                                          {"content", json::object{{"application/json",
                                                                                    json::object{{"schema", json::object{}}}}}}}},
                                     {"422", json::object{{"description", "Invalid arguments"}}},
-                                    {"500", json::object{{"description", "The tool failed"}}}}}};
+                                    {"500", json::object{{"description", "The tool failed"}}},
+                                    {"503", json::object{{"description", "The tool's server is unavailable"}}}}}};
   return json::object{{"post", std::move(op)}};
 }
 
-json::object document(std::string title, std::string description, std::string server_url, json::object paths) {
+json::object document(std::string title, std::string description, std::string server_url, json::object paths,
+                      json::object schemas) {
+  json::object components{{"securitySchemes", json::object{{"bearerAuth", json::object{{"type", "http"}, {"scheme", "bearer"}}}}}};
+  if (!schemas.empty()) components["schemas"] = std::move(schemas);
   return json::object{
       {"openapi", "3.1.0"},
       {"info", json::object{{"title", std::move(title)}, {"version", "0.1.0"}, {"description", std::move(description)}}},
       {"servers", json::array{json::object{{"url", std::move(server_url)}}}},
       {"paths", std::move(paths)},
-      {"components", json::object{{"securitySchemes",
-                                   json::object{{"bearerAuth", json::object{{"type", "http"}, {"scheme", "bearer"}}}}}}},
+      {"components", std::move(components)},
       {"security", json::array{json::object{{"bearerAuth", json::array{}}}}}};
 }
 
 bool type_matches(std::string_view type, const json::value& v) {
   if (type == "string") return v.is_string();
-  if (type == "integer") return v.is_int64() || v.is_uint64() || (v.is_double() && v.as_double() == double(int64_t(v.as_double())));
+  if (type == "integer")
+    return v.is_int64() || v.is_uint64() || (v.is_double() && std::isfinite(v.as_double()) && std::trunc(v.as_double()) == v.as_double());
   if (type == "number") return v.is_number();
   if (type == "boolean") return v.is_bool();
   if (type == "object") return v.is_object();
@@ -150,11 +204,7 @@ net::awaitable<void> OpenApi::handle(http::Exchange& ex, std::string_view rest, 
     co_await ex.send_json(bhttp::status::not_found, detail("Unknown tool server: " + server));
     co_return;
   }
-  if (tail == "openapi.json") {
-    if (!read) {
-      co_await ex.send_json(bhttp::status::method_not_allowed, detail("Use GET"), "Allow: GET, HEAD\r\n");
-      co_return;
-    }
+  if (tail == "openapi.json" && read) {  // (a POST there calls a tool of that name)
     co_await spec(ex, server, std::move(caller));
     co_return;
   }
@@ -171,22 +221,40 @@ net::awaitable<void> OpenApi::spec(http::Exchange& ex, std::string server, Calle
   if (auto srv = server.empty() ? nullptr : hub_.find(server))
     description = srv->cfg.description.empty() ? "MCP server " + server : srv->cfg.description;
   auto s = hub_.transient_session(server, std::move(caller));
-  auto tools = co_await hub_.permitted_tools(s);
-  json::object paths;
+  // Several servers: those still loading after LIST_WAIT_MS are left out (a stuck one held every fetch of the
+  // document for its timeout).
+  std::vector<std::pair<std::string, std::string>> unavailable;
+  auto tools = co_await hub_.permitted_tools(s, true, &unavailable);
+  if (!server.empty() && !unavailable.empty()) {  // not an empty document: the client would take it for "no tools"
+    co_await ex.send_json(bhttp::status::service_unavailable,
+                          detail("Upstream server '" + server + "' is unavailable: " + unavailable[0].second), "Retry-After: 5\r\n");
+    co_return;
+  }
+  json::object paths, schemas;
+  std::unordered_set<std::string> used;
+  // A path is the tool's name percent-encoded: a '?', '#', '%', '{' or space in it would be read as something else.
+  auto path_of = [](std::string_view name) { return boost::urls::encode(name, boost::urls::unreserved_chars); };
   for (auto& [srv, tool] : tools) {
     std::string name(tool->at("name").as_string());
-    if (server.empty()) paths["/" + srv->cfg.id + "/" + name] = operation(*srv, *tool, prefixed(srv->cfg.id, name));
-    else paths["/" + name] = operation(*srv, *tool, name);
+    if (server.empty())
+      paths["/" + srv->cfg.id + "/" + path_of(name)] = operation(*srv, *tool, function_name(prefixed(srv->cfg.id, name), used), schemas);
+    else
+      paths["/" + path_of(name)] = operation(*srv, *tool, function_name(name, used), schemas);
   }
   std::string title = server.empty() ? "Gatehouse tools" : server;
-  auto doc = document(title, description, server.empty() ? "/openapi" : "/openapi/" + server, std::move(paths));
+  // Relative to PUBLIC_URL's path: behind a proxy that serves the gateway under a prefix, the prefix is kept.
+  std::string prefix;
+  if (auto u = boost::urls::parse_uri(settings_.public_url)) prefix = std::string(u->encoded_path());
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  auto doc = document(title, description, prefix + (server.empty() ? "/openapi" : "/openapi/" + server), std::move(paths),
+                      std::move(schemas));
   co_await ex.send_json(bhttp::status::ok, to_json(doc));
 }
 
 net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::string tool, Caller caller) {
   // A body is JSON, said so (as FastAPI/mcpo ask): a form or a no-CORS fetch from another site cannot send
   // that Content-Type.
-  if (auto ctype = ex.req[bhttp::field::content_type]; !ctype.empty() && !header_has_token(ctype, "application/json")) {
+  if (auto ctype = ex.req[bhttp::field::content_type]; !ctype.empty() && !media_type_is(ctype, "application/json")) {
     co_await ex.send_json(bhttp::status::unsupported_media_type, detail("Send the arguments as Content-Type: application/json"));
     co_return;
   }
@@ -202,10 +270,16 @@ net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::
   }
   auto s = hub_.transient_session(server, std::move(caller));
   // Unknown or not permitted: the same 404 (the list and the call agree).
-  auto tools = co_await hub_.permitted_tools(s);
+  std::vector<std::pair<std::string, std::string>> unavailable;
+  auto tools = co_await hub_.permitted_tools(s, false, &unavailable);
   const json::object* def = nullptr;
   for (auto& [srv, t] : tools)
     if (t->at("name").as_string() == tool) def = t;
+  if (!def && !unavailable.empty()) {  // not "no such tool": its server could not say
+    co_await ex.send_json(bhttp::status::service_unavailable,
+                          detail("Upstream server '" + server + "' is unavailable: " + unavailable[0].second), "Retry-After: 5\r\n");
+    co_return;
+  }
   if (!def) {
     co_await ex.send_json(bhttp::status::not_found, detail("Unknown tool: " + tool));
     co_return;
@@ -254,8 +328,16 @@ net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::
   }
   auto& result = r->as_object();
   if (auto* ie = result.if_contains("isError"); ie && ie->is_bool() && ie->as_bool()) {
-    auto mapped = map_tool_result(result);
-    std::string text = mapped.is_string() ? std::string(mapped.as_string()) : to_json(mapped);
+    // The tool's own words: its first text item (as mcpo answers), else what the result maps to.
+    std::string text;
+    if (auto* content = result.if_contains("content"); content && content->is_array())
+      for (auto& item : content->as_array())
+        if (auto* o = item.if_object(); o && o->contains("text") && o->at("text").is_string() && text.empty())
+          text = o->at("text").as_string();
+    if (text.empty()) {
+      auto mapped = map_tool_result(result);
+      text = mapped.is_string() ? std::string(mapped.as_string()) : to_json(mapped);
+    }
     co_await ex.send_json(bhttp::status::internal_server_error, detail(text));
     co_return;
   }

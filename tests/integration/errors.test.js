@@ -55,6 +55,11 @@ describe('error handling', () => {
       const res = await post(initializeMessage(), { ...MCP_HEADERS, 'content-type': 'text/plain' });
       assert.equal(res.status, 415, res.text);
       assert.equal(res.json?.error?.code, -32600, res.text);
+      // A list whose first type is text/plain: a browser sends it cross-site without asking first.
+      const listed = await post(initializeMessage(), { ...MCP_HEADERS, 'content-type': 'text/plain; charset=utf-8, application/json' });
+      assert.equal(listed.status, 415, listed.text);
+      const cased = await post(initializeMessage(), { ...MCP_HEADERS, 'content-type': 'Application/JSON; charset=utf-8' });
+      assert.equal(cased.status, 200, cased.text);
     });
 
     it('no Accept header, or one without application/json and text/event-stream → 406', async () => {

@@ -35,8 +35,9 @@ function mcpoAnswer(result) {
     const items = (result.content ?? []).map(mapItem);
     value = items.length === 1 ? items[0] : items;
   }
-  if (result.isError === true) {
-    return { status: 500, body: { detail: { message: typeof value === 'string' ? value : JSON.stringify(value) } } };
+  if (result.isError === true) {  // the tool's first text (as mcpo answers), else what the result maps to
+    const text = (result.content ?? []).find((item) => item.type === 'text' && typeof item.text === 'string')?.text;
+    return { status: 500, body: { detail: { message: text ?? (typeof value === 'string' ? value : JSON.stringify(value)) } } };
   }
   return { status: 200, body: value };
 }
@@ -316,8 +317,9 @@ describe('OpenAPI tool servers', () => {
     // Methods: a tool is POSTed, a document is fetched with GET.
     assertDetail(await callOp(gh, 'everything', 'echo', undefined, { method: 'GET' }), 405, undefined, 'GET on a tool');
     assertDetail(await request(gh, 'PUT', '/openapi/everything/echo', { headers: gh.authHeaders, body: { message: 'x' } }), 405, undefined, 'PUT on a tool');
-    assertDetail(await request(gh, 'POST', '/openapi/everything/openapi.json', { headers: gh.authHeaders, body: {} }), 405, undefined,
-      'POST on a server document');
+    // (a POST to a server's openapi.json calls a tool of that name, which everything has not)
+    assertDetail(await request(gh, 'POST', '/openapi/everything/openapi.json', { headers: gh.authHeaders, body: {} }), 404,
+      'Unknown tool: openapi.json', 'POST on a server document');
     assertDetail(await request(gh, 'POST', '/openapi/openapi.json', { headers: gh.authHeaders, body: {} }), 405, undefined,
       'POST on the aggregate document');
     // A 405 says what is allowed; HEAD fetches a document's fields; a tool's name may come percent-encoded.
@@ -414,6 +416,51 @@ describe('OpenAPI tool servers', () => {
   });
 });
 
+describe('OpenAPI documents of awkward tools, and servers that cannot list theirs', () => {
+  it('local $refs point into components, names are path-safe, operationIds are function names; 503 for a server down', async (t) => {
+    const gh = await startGatehouse({
+      t,
+      env: { PUBLIC_URL: 'http://127.0.0.1/gh/' },
+      servers: { odd: fixtureStdio('odd-tools.js'), broken: { command: '/nonexistent/gatehouse-test-binary' } },
+    });
+    for (const specPath of ['/openapi/odd/openapi.json', '/openapi/openapi.json']) {
+      const doc = await assertValidOpenApi31(await getSpec(gh, specPath), specPath);
+      for (const op of Object.values(operations(doc))) assert.match(op.op.operationId, /^[A-Za-z0-9_-]{1,64}$/);
+      assert.match(doc.servers[0].url, /^\/gh\/openapi/, JSON.stringify(doc.servers));
+    }
+    const doc = await getSpec(gh, '/openapi/odd/openapi.json');
+    const ops = operations(doc);
+    assert.deepEqual(Object.values(ops).map((o) => o.path).sort(),
+      ['/count', '/errstruct', '/openapi.json', '/q%3Fmark', '/refs', '/with%20space%23and%7Bbrace%7D']);
+    // The schema of `refs` lives under components, its references resolved there (as Open WebUI reads them).
+    const ref = ops.refs.op.requestBody.content['application/json'].schema.$ref;
+    const at = (pointer) => pointer.slice(2).split('/').reduce((node, key) => node?.[key], doc);
+    const schema = at(ref);
+    assert.equal(at(schema.properties.from.$ref).properties.x.type, 'number');
+    assert.equal(at(schema.properties.to.$ref).$ref, schema.properties.from.$ref);
+    // The paths as listed are the paths that work.
+    for (const { path: p, op } of Object.values(ops)) {
+      if (op.operationId === 'errstruct') continue;
+      const res = await request(gh, 'POST', `/openapi/odd${p}`, { headers: { 'content-type': 'application/json', ...gh.authHeaders },
+        body: JSON.stringify(op.operationId === 'refs' ? { from: { x: 1 } } : {}) });
+      assert.equal(res.status, 200, `${p}: ${res.status} ${res.text}`);
+      assert.match(String(res.body), /^called /, res.text);
+    }
+    // An integer written 1e19 is one; isError answers the tool's text, not its structuredContent.
+    assert.equal((await callOp(gh, 'odd', 'count', '{"n":1e19}')).status, 200);
+    assert.equal((await callOp(gh, 'odd', 'count', { n: 1.5 })).status, 422);
+    assertDetail(await callOp(gh, 'odd', 'errstruct'), 500, 'structured failure text', 'errstruct');
+    // A Content-Type whose first type is not JSON (what a cross-site form may send): 415.
+    const listed = await callOp(gh, 'odd', 'count', {}, { headers: { ...gh.authHeaders, 'content-type': 'text/plain, application/json' } });
+    assert.equal(listed.status, 415, listed.text);
+    // A server whose tools cannot be listed: not an empty document or "no such tool", but 503.
+    const down = await request(gh, 'GET', '/openapi/broken/openapi.json', { headers: gh.authHeaders });
+    assert.equal(down.status, 503, down.text);
+    assert.match(down.body.detail.message, /Upstream server 'broken' is unavailable/);
+    assert.equal((await callOp(gh, 'broken', 'anything')).status, 503);
+  });
+});
+
 describe(`OpenAPI calls in analytics (${TEST_BACKEND})`, () => {
   it('OpenAPI calls are recorded like MCP calls: server and tool in the rows and in top_tools', async (t) => {
     const db = await createTestDatabase({ t });
@@ -480,9 +527,9 @@ describe('OpenAPI and a reload', () => {
       { timeoutMs: 5000, what: 'the slow server starting' });
     gh.writeServers({});
     gh.signal('SIGHUP');
-    const res = await pending;
-    assert.equal(res.status, 200, res.text);
-    assert.deepEqual(res.body.paths, {}, res.text);
+    const res = await pending;  // its tools were never listed: unavailable, not an empty document
+    assert.equal(res.status, 503, res.text);
+    assert.match(res.body.detail.message, /Upstream server 'slow' is unavailable/);
     const health = await request(gh, 'GET', '/gateway/health');
     assert.equal(health.status, 200, 'the gateway is gone');
   });
