@@ -166,13 +166,29 @@ class Preparing {
   bool mine_;
 };
 
+// On /mcp an update names a URI without saying whose: one `server` sends about another server's resource is not
+// its to announce (it would have the client read that resource again).
+bool foreign_update(const Hub& hub, const Session& s, const std::string& server, const json::object& msg) {
+  if (!s.scope.empty() || jsonrpc::method_of(msg) != "notifications/resources/updated") return false;
+  auto* p = msg.if_contains("params");
+  auto* uri = p && p->is_object() ? p->as_object().if_contains("uri") : nullptr;
+  if (!uri || !uri->is_string()) return false;
+  std::string_view owner;
+  if (auto sub = s.subscriptions.find(std::string_view(uri->as_string())); sub != s.subscriptions.end()) owner = sub->second;
+  else if (auto srv = hub.route_uri(s, uri->as_string())) owner = srv->cfg.id;
+  if (owner.empty() || owner == server) return false;
+  log::debug("dropped a resource update for another server's URI", {{"server", server}});
+  return true;
+}
+
 // Messages on a call's own stream: to the POST channel that is waiting for it.
 struct ChannelSink final : upstream::CallSink {
-  ChannelSink(std::weak_ptr<Channel> c, std::weak_ptr<Session> s, std::string srv)
-      : ch(std::move(c)), session(std::move(s)), server(std::move(srv)) {}
+  ChannelSink(const Hub& h, std::weak_ptr<Channel> c, std::weak_ptr<Session> s, std::string srv)
+      : hub(h), ch(std::move(c)), session(std::move(s)), server(std::move(srv)) {}
   void notify(json::object msg) override {
     auto s = session.lock();
     if (jsonrpc::method_of(msg) == "notifications/cancelled" && (!s || !s->translate_cancel(server, msg))) return;
+    if (s && foreign_update(hub, *s, server, msg)) return;
     if (auto c = ch.lock(); c && !c->gone) c->push(msg);
     else if (s) s->send_unsolicited(msg);
   }
@@ -191,6 +207,7 @@ struct ChannelSink final : upstream::CallSink {
     }
     s->relay_request(server, std::move(msg), std::move(reply), ch.lock());
   }
+  const Hub& hub;
   std::weak_ptr<Channel> ch;
   std::weak_ptr<Session> session;
   std::string server;
@@ -206,6 +223,7 @@ struct SessionListener final : upstream::Listener {
     auto s = session.lock();
     if (!s || !still_allowed(*s)) return;
     if (jsonrpc::method_of(msg) == "notifications/cancelled" && !s->translate_cancel(server, msg)) return;
+    if (foreign_update(hub, *s, server, msg)) return;
     s->send_unsolicited(msg);
   }
   void unsolicited_request(json::object msg, std::function<void(json::object)> reply) override {
@@ -914,7 +932,28 @@ std::shared_ptr<Server> Hub::route_uri(const Session& s, std::string_view uri) c
       }
   if (best) return best;
   if (servers.size() == 1) return servers.front();
-  return nullptr;
+  // A URI no server lists — a resource_link a tool returned (links need not be listed) — goes to the one server
+  // with a listed URI or template sharing the longest beginning with it past its scheme ("alpha://hidden/x":
+  // the server that lists "alpha://static/a"); none where two share it as far.
+  auto colon = uri.find(':');
+  if (colon == std::string_view::npos) return nullptr;
+  std::size_t longest = colon + 1;
+  bool tie = false;
+  auto common = [&](std::string_view a) { return std::size_t(std::mismatch(a.begin(), a.end(), uri.begin(), uri.end()).first - a.begin()); };
+  for (auto& srv : servers) {
+    const auto& cat = catalog_of(s, *srv);
+    std::size_t own = 0;
+    for (auto& u : cat.resource_uris) own = std::max(own, common(u));
+    for (auto& p : cat.template_prefixes) own = std::max(own, common(p));
+    if (own > longest) {
+      best = srv;
+      longest = own;
+      tie = false;
+    } else if (own == longest && best && best != srv) {
+      tie = true;
+    }
+  }
+  return tie ? nullptr : best;
 }
 
 // ---- META_TOOLS_MODE: three tools that search, describe and call the caller's permitted tools ----
@@ -1162,7 +1201,7 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
   if (ch) s->latest_channel = ch;
   upstream::CallOptions opts;
   opts.timeout = conn->timeout();
-  opts.sink = std::make_shared<ChannelSink>(ch, s, srv->cfg.id);
+  opts.sink = std::make_shared<ChannelSink>(*this, ch, s, srv->cfg.id);
   if (srv->cfg.forward_identity) opts.headers = s->caller.identity_headers(srv->cfg);
   opts.raw_params = std::move(raw_params);
   auto started = Clock::now();
@@ -1308,7 +1347,14 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::dispatch(std::shared_ptr<Sess
       co_return error(code::internal_error, "Subscriptions need an upstream session of your own with '" + srv->cfg.id +
                                                 "', and none is free now; try again later");
     }
-    co_return co_await forward(s, srv, method, std::move(params_v), id, ch);
+    std::string uri(u->as_string());
+    auto reply = co_await forward(s, srv, method, std::move(params_v), id, ch);
+    // Which server each subscription is with: an update about that URI from another server is not passed on.
+    if (m != "resources/read" && reply && !reply->is_error()) {
+      if (m == "resources/unsubscribe") s->subscriptions.erase(uri);
+      else if (s->subscriptions.size() < 1024) s->subscriptions[uri] = srv->cfg.id;
+    }
+    co_return reply;
   }
 
   if (m == "completion/complete") {

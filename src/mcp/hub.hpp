@@ -166,6 +166,7 @@ struct Session : std::enable_shared_from_this<Session> {
   std::unordered_map<int64_t, RelayedRequest> relayed;   // server→client requests awaiting the client
   int64_t next_relay_id = 0;
   std::weak_ptr<Channel> latest_channel;  // where an unattributed server→client request goes first
+  std::map<std::string, std::string, std::less<>> subscriptions;  // URI → the server it is subscribed with (≤ 1,024)
   // the standalone GET stream
   std::unique_ptr<Event> outbox_ready;
   std::deque<std::string> outbox;
@@ -278,6 +279,9 @@ class Hub {
   void list_changed(const std::string& server, std::string_view method, Session* own, const std::string& route_key);
   // Closes the session's own upstream session with that server (soon: posted), e.g. after its grant went.
   void drop_dedicated(const std::shared_ptr<Session>& s, const std::string& server);
+  // The server a resource URI on /mcp belongs to: the one listing it, else the longest matching template, else
+  // (an unlisted link) the one whose listed URIs share the most of it past the scheme; null if none or two.
+  std::shared_ptr<Server> route_uri(const Session& s, std::string_view uri) const;
 
  private:
   friend struct SharedListener;
@@ -330,7 +334,6 @@ class Hub {
   // which would start the server a second time after its backoff and so double the caller's wait.
   std::optional<jsonrpc::Reply> unavailable(Session& s, Server& srv, const Catalog& cat, const json::value& id,
                                            std::string_view label);
-  std::shared_ptr<Server> route_uri(const Session& s, std::string_view uri) const;
 
   net::any_io_executor ex_;
   const Settings& settings_;

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  connectClient, everythingStdio, filesystemStdio, getJson, listAll, mcpError, memoryStdio,
-  resultText, sseEntry, startEverythingHttp, startGatehouse, streamableHttpEntry, tempDir,
+  connectClient, everythingStdio, filesystemStdio, fixtureStdio, getJson, listAll, mcpError, memoryStdio,
+  resultText, sseEntry, startEverythingHttp, startGatehouse, streamableHttpEntry, tempDir, waitFor,
 } from './lib/index.js';
 
 const SERVER_IDS = ['everything', 'evhttp', 'evsse', 'fs', 'memory'];
@@ -223,5 +223,28 @@ describe('aggregate /mcp over stdio, streamable-http and sse upstreams', () => {
     assert.deepEqual(await client.ping(), {});
     const one = await getJson(`${gh.url}/gateway/health`);
     assert.equal(one.status, 200);
+  });
+});
+
+describe('resources on /mcp that no list names, and updates about another server\'s', () => {
+  it('a link a tool returned is read at its server; an update one server sends about another\'s URI is dropped', async (t) => {
+    const gh = await startGatehouse({
+      t, servers: { alpha: fixtureStdio('links.js', { env: { NAME: 'alpha' } }), bravo: fixtureStdio('links.js', { env: { NAME: 'bravo' } }) },
+    });
+    const updates = [];
+    const client = await connectClient(gh.mcpUrl, {
+      t, notifications: { 'notifications/resources/updated': (n) => { updates.push(n.params); } },
+    });
+    const link = (await client.callTool({ name: 'alpha__link', arguments: {} })).content[0];
+    assert.equal(link.type, 'resource_link');
+    const read = await client.readResource({ uri: link.uri });
+    assert.equal(read.contents[0].text, 'alpha read alpha://hidden/x');
+    await client.subscribeResource({ uri: 'alpha://static/a' });
+    await client.callTool({ name: 'bravo__touch', arguments: { uri: 'alpha://static/a' } });
+    await client.callTool({ name: 'alpha__touch', arguments: { uri: 'alpha://static/a' } });
+    await waitFor(() => updates.length > 0, { what: 'alpha\'s update' });
+    await client.callTool({ name: 'bravo__touch', arguments: { uri: 'bravo://static/a' } });  // its own: passes
+    await waitFor(() => updates.length > 1, { what: 'bravo\'s update about its own resource' });
+    assert.deepEqual(updates.map((u) => [u._meta?.from, u.uri]), [['alpha', 'alpha://static/a'], ['bravo', 'bravo://static/a']]);
   });
 });

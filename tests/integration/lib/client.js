@@ -9,6 +9,7 @@ import {
   McpError,
   PromptListChangedNotificationSchema,
   ResourceListChangedNotificationSchema,
+  ResourceUpdatedNotificationSchema,
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 import { withAuth } from './auth.js';
@@ -24,6 +25,7 @@ const NOTIFICATION_SCHEMAS = {
   'notifications/tools/list_changed': ToolListChangedNotificationSchema,
   'notifications/prompts/list_changed': PromptListChangedNotificationSchema,
   'notifications/resources/list_changed': ResourceListChangedNotificationSchema,
+  'notifications/resources/updated': ResourceUpdatedNotificationSchema,
 };
 
 /**
