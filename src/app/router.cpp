@@ -90,15 +90,17 @@ class HostPolicy {
 
 namespace {
 
-// The JSON-RPC requests (a method and an id) in an MCP POST body; nullopt when it is not JSON-RPC. A parse:
-// only for batches and for a single message about to be refused (rare paths).
-std::optional<std::size_t> requests_in(std::string_view body) {
+// What an MCP POST body costs the caller's rate limit: one per JSON-RPC request (a method and an id) in it, and
+// one per other message (answers, notifications) past the first 16 — a few answers and a cancellation are
+// free, a flood of notifications is not. nullopt when it is not JSON-RPC. A parse: only for batches and for a
+// single message about to be refused (rare paths).
+std::optional<std::size_t> cost_of(std::string_view body) {
   auto parsed = jsonrpc::parse_body(body);
   if (parsed.error_code) return std::nullopt;
-  std::size_t n = 0;
+  std::size_t requests = 0;
   for (auto& m : parsed.messages)
-    if (m.is_object() && m.as_object().contains("method") && m.as_object().contains("id")) ++n;
-  return n;
+    if (m.is_object() && m.as_object().contains("method") && m.as_object().contains("id")) ++requests;
+  return requests + (parsed.messages.size() - requests > 16 ? parsed.messages.size() - requests - 16 : 0);
 }
 
 bool is_batch(std::string_view body) {
@@ -464,24 +466,24 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   bool counted = !proxied || p_.settings.rate_limit_proxy || !auth.principal.authenticated();
   if (counted && p_.settings.rate_limit_enabled) {
     auto rc = rate_check(auth, note);
-    // A batch is charged one per request in it. What carries no request (answers to the server's requests,
-    // notifications: a cancellation) and a session's end are not refused a signed-in caller: refused, a call
-    // would wait for an answer the client gave, or could not be stopped.
+    // A batch is charged one per request in it (cost_of). What costs nothing — answers to the server's
+    // requests, a cancellation — and a session's end are not refused a signed-in caller: refused, a call would
+    // wait for an answer the client gave, or could not be stopped.
     bool mcp_post = mcp_route && ex.req.method() == bhttp::verb::post;
     bool user = auth.principal.authenticated();
-    std::optional<std::size_t> requests;
+    std::optional<std::size_t> cost;
     if (mcp_post && is_batch(ex.req.body())) {
-      requests = requests_in(ex.req.body());
-      rc.limit.cost = std::max<int64_t>(1, static_cast<int64_t>(requests.value_or(1)));
+      cost = cost_of(ex.req.body());
+      rc.limit.cost = std::max<int64_t>(1, static_cast<int64_t>(cost.value_or(1)));
     }
-    bool exempt = user && mcp_route && (ex.req.method() == bhttp::verb::delete_ || (requests && *requests == 0));
+    bool exempt = user && mcp_route && (ex.req.method() == bhttp::verb::delete_ || (cost && *cost == 0));
     if (!exempt) {
       policy::RateDecision d;
       if (p_.shared_limiter) d = co_await p_.shared_limiter->check(rc.key, rc.limit, now_us());
       else d = p_.local_limiter.check(rc.key, rc.limit, now_us());  // in-process: no coroutine of its own
-      if (!d.allowed && user && mcp_post && !requests) {
-        requests = requests_in(ex.req.body());
-        exempt = requests && *requests == 0;
+      if (!d.allowed && user && mcp_post && !cost && ex.req.body().size() <= 64 * 1024) {  // (a refusal stays cheap)
+        cost = cost_of(ex.req.body());
+        exempt = cost && *cost == 0;
       }
       if (!d.allowed && !exempt) {
         co_await refuse(ex, rc, d, mcp_route);

@@ -176,6 +176,10 @@ describe('rate limits and MCP messages', () => {
       const res = await s.post(message);
       assert.equal(res.status, 202, `${JSON.stringify(message)}: ${res.status} ${res.text}`);
     }
+    // A batch of many notifications is not free: past the first 16, each costs one (none left: refused).
+    const flood = Array.from({ length: 20 }, (_, i) => ({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: i } }));
+    assert.equal((await s.post(flood)).status, 429);
+    assert.equal((await s.post(flood.slice(0, 16))).status, 202);
     assert.equal((await s.remove()).status, 200);
     const after = await s.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1 } });
     assert.equal(after.status, 404, `the session ended: ${after.text}`);
