@@ -90,17 +90,22 @@ class HostPolicy {
 
 namespace {
 
-// What an MCP POST body costs the caller's rate limit: one per JSON-RPC request (a method and an id) in it, and
-// one per other message (answers, notifications) past the first 16 — a few answers and a cancellation are
-// free, a flood of notifications is not. nullopt when it is not JSON-RPC. A parse: only for batches and for a
-// single message about to be refused (rare paths).
+// What an MCP POST body costs the caller's rate limit: one per message, except answers (to the server's
+// sampling/elicitation/roots requests) and cancellations, which are free up to 16 in a body — refused, a call
+// would wait for an answer the client gave, or could not be stopped. Other notifications cost one: some make
+// the gateway write to upstreams (roots/list_changed). nullopt when it is not JSON-RPC. A parse: only for
+// batches and for a single message about to be refused (rare paths).
 std::optional<std::size_t> cost_of(std::string_view body) {
   auto parsed = jsonrpc::parse_body(body);
   if (parsed.error_code) return std::nullopt;
-  std::size_t requests = 0;
-  for (auto& m : parsed.messages)
-    if (m.is_object() && m.as_object().contains("method") && m.as_object().contains("id")) ++requests;
-  return requests + (parsed.messages.size() - requests > 16 ? parsed.messages.size() - requests - 16 : 0);
+  std::size_t free = 0;
+  for (auto& m : parsed.messages) {
+    auto* o = m.if_object();
+    if (!o) continue;
+    bool answer = !o->contains("method") && o->contains("id");
+    if (answer || (!o->contains("id") && jsonrpc::method_of(*o) == "notifications/cancelled")) ++free;
+  }
+  return parsed.messages.size() - free + (free > 16 ? free - 16 : 0);
 }
 
 bool is_batch(std::string_view body) {
@@ -466,9 +471,8 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
   bool counted = !proxied || p_.settings.rate_limit_proxy || !auth.principal.authenticated();
   if (counted && p_.settings.rate_limit_enabled) {
     auto rc = rate_check(auth, note);
-    // A batch is charged one per request in it (cost_of). What costs nothing — answers to the server's
-    // requests, a cancellation — and a session's end are not refused a signed-in caller: refused, a call would
-    // wait for an answer the client gave, or could not be stopped.
+    // A batch is charged one per message in it (cost_of). What costs nothing — answers to the server's
+    // requests, a cancellation — and a session's end are not refused a signed-in caller.
     bool mcp_post = mcp_route && ex.req.method() == bhttp::verb::post;
     bool user = auth.principal.authenticated();
     std::optional<std::size_t> cost;

@@ -326,8 +326,8 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
   std::size_t n = 0;
   std::optional<SinkParser> parser;  // for the answers parse_response_head leaves to Beast
   // Interim answers (100 Continue, 102 Processing, 103 Early Hints) come before the final one on the same
-  // connection: skipped. Taken for the answer, the real one would be read as the next request's. (At most a
-  // few: a server that sends nothing else is not waited on forever.)
+  // connection: skipped. Taken for the answer, the real one would be read as the next request's. (As many as
+  // come before the deadline, which bounds the wait.)
   for (int interim = 0;; ++interim) {
     if (interim > 0 && buffer.size() == 0) {
       auto [rec, got] = co_await s.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)), kTuple);
@@ -352,10 +352,6 @@ net::awaitable<void> run_request(S& s, Stream& low, beast::flat_buffer& buffer, 
       rh = parser->head();
     }
     if (rh.status < 100 || rh.status >= 200 || rh.status == 101) break;
-    if (interim == 8) {
-      out.ec = bhttp::error::bad_status;
-      co_return;
-    }
     buffer.consume(n);  // (Beast's parser took its head from the buffer itself)
     parser.reset();
   }

@@ -68,22 +68,27 @@ std::string every_line(const bhttp::fields& fields, bhttp::field name) {
   return out;
 }
 
-// Whether a target's path has a "." or ".." segment (also written %2e): put after OPENWEBUI_URL's base path, a
-// server that resolves them would take the request out of that path, to another application on its host.
+// Whether a target's path has a "." or ".." segment — also written %2e, or ended by an encoded or back slash
+// (%2f, %5c, \\), which servers such as nginx decode before they resolve dots: put after OPENWEBUI_URL's base
+// path, a server that resolves them would take the request out of that path, to another application on its host.
 bool has_dot_segment(std::string_view target) {
   auto path = target.substr(0, target.find('?'));
-  for (auto segment : split(path, '/')) {
-    std::string plain;
-    for (std::size_t i = 0; i < segment.size(); ++i) {
-      if (segment[i] == '%' && i + 2 < segment.size() && (segment.substr(i + 1, 2) == "2e" || segment.substr(i + 1, 2) == "2E")) {
-        plain += '.';
-        i += 2;
-      } else {
-        plain += segment[i];
-      }
+  std::string plain;
+  plain.reserve(path.size());
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    char c = path[i];
+    if (c == '%' && i + 2 < path.size()) {
+      char hi = path[i + 1], lo = static_cast<char>(std::tolower(static_cast<unsigned char>(path[i + 2])));
+      if (hi == '2' && lo == 'e') c = '.';
+      else if ((hi == '2' && lo == 'f') || (hi == '5' && lo == 'c')) c = '/';
+      if (c != '%') i += 2;
+    } else if (c == '\\') {
+      c = '/';
     }
-    if (plain == "." || plain == "..") return true;
+    plain += c;
   }
+  for (auto segment : split(plain, '/'))
+    if (segment == "." || segment == "..") return true;
   return false;
 }
 

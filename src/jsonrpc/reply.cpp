@@ -365,6 +365,19 @@ bool Reply::tool_error() const {
   return ie && ie->is_bool() && ie->as_bool();
 }
 
+std::vector<std::string> Reply::resource_links() {
+  std::vector<std::string> out;
+  if (d_->raw && std::string_view(d_->text).substr(d_->result_pos, d_->result_len).find("\"resource_link\"") == std::string_view::npos)
+    return out;
+  auto* r = object().if_contains("result");
+  auto* content = r && r->is_object() ? r->as_object().if_contains("content") : nullptr;
+  if (!content || !content->is_array()) return out;
+  for (auto& item : content->as_array())
+    if (auto* o = item.if_object(); o && o->contains("type") && o->at("type") == "resource_link")
+      if (auto* uri = o->if_contains("uri"); uri && uri->is_string()) out.emplace_back(uri->as_string());
+  return out;
+}
+
 void Reply::set_id(json::value id) {
   if (d_->raw) d_->id = std::move(id);
   else d_->obj["id"] = std::move(id);

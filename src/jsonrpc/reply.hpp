@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace gh::jsonrpc {
 
@@ -34,6 +35,9 @@ class Reply {
   bool is_error() const;                     // an "error" member
   std::optional<int64_t> error_code() const;  // its integer code
   bool tool_error() const;                    // a result with "isError": true
+  // The URIs of the resource_link items of a tool's result (a passed-through one is parsed only if its text
+  // names one).
+  std::vector<std::string> resource_links();
   void set_id(boost::json::value id);
   std::string serialize() const;
   // The response as an object (parses a passed-through result; its id is the one set).

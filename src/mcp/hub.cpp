@@ -922,6 +922,8 @@ std::shared_ptr<Server> Hub::route_uri(const Session& s, std::string_view uri) c
   auto servers = in_scope(s);
   for (auto& srv : servers)
     if (catalog_of(s, *srv).resource_uris.count(std::string(uri))) return srv;
+  if (auto link = s.links.find(uri); link != s.links.end())  // a link one of its tools returned
+    if (auto srv = find_for(s, link->second)) return srv;
   std::shared_ptr<Server> best;
   std::size_t best_len = 0;
   for (auto& srv : servers)
@@ -932,28 +934,7 @@ std::shared_ptr<Server> Hub::route_uri(const Session& s, std::string_view uri) c
       }
   if (best) return best;
   if (servers.size() == 1) return servers.front();
-  // A URI no server lists — a resource_link a tool returned (links need not be listed) — goes to the one server
-  // with a listed URI or template sharing the longest beginning with it past its scheme ("alpha://hidden/x":
-  // the server that lists "alpha://static/a"); none where two share it as far.
-  auto colon = uri.find(':');
-  if (colon == std::string_view::npos) return nullptr;
-  std::size_t longest = colon + 1;
-  bool tie = false;
-  auto common = [&](std::string_view a) { return std::size_t(std::mismatch(a.begin(), a.end(), uri.begin(), uri.end()).first - a.begin()); };
-  for (auto& srv : servers) {
-    const auto& cat = catalog_of(s, *srv);
-    std::size_t own = 0;
-    for (auto& u : cat.resource_uris) own = std::max(own, common(u));
-    for (auto& p : cat.template_prefixes) own = std::max(own, common(p));
-    if (own > longest) {
-      best = srv;
-      longest = own;
-      tie = false;
-    } else if (own == longest && best && best != srv) {
-      tie = true;
-    }
-  }
-  return tie ? nullptr : best;
+  return nullptr;
 }
 
 // ---- META_TOOLS_MODE: three tools that search, describe and call the caller's permitted tools ----
@@ -1223,6 +1204,10 @@ net::awaitable<std::optional<jsonrpc::Reply>> Hub::forward(std::shared_ptr<Sessi
   }
   s->in_flight.erase(key);
   if (cancelled) co_return std::nullopt;  // a cancelled request gets no response
+  // On /mcp a link a tool returned is read back at its server (links need not be listed anywhere).
+  if (s->scope.empty() && method == "tools/call" && !failed)
+    for (auto& uri : resp.resource_links())
+      if (s->links.size() < 1024 || s->links.contains(uri)) s->links[uri] = srv->cfg.id;
   resp.set_id(std::move(id));
   co_return resp;
 }

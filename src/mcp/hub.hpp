@@ -167,6 +167,7 @@ struct Session : std::enable_shared_from_this<Session> {
   int64_t next_relay_id = 0;
   std::weak_ptr<Channel> latest_channel;  // where an unattributed server→client request goes first
   std::map<std::string, std::string, std::less<>> subscriptions;  // URI → the server it is subscribed with (≤ 1,024)
+  std::map<std::string, std::string, std::less<>> links;  // /mcp: a resource_link's URI → the server whose tool returned it (≤ 1,024)
   // the standalone GET stream
   std::unique_ptr<Event> outbox_ready;
   std::deque<std::string> outbox;
@@ -279,8 +280,8 @@ class Hub {
   void list_changed(const std::string& server, std::string_view method, Session* own, const std::string& route_key);
   // Closes the session's own upstream session with that server (soon: posted), e.g. after its grant went.
   void drop_dedicated(const std::shared_ptr<Session>& s, const std::string& server);
-  // The server a resource URI on /mcp belongs to: the one listing it, else the longest matching template, else
-  // (an unlisted link) the one whose listed URIs share the most of it past the scheme; null if none or two.
+  // The server a resource URI on /mcp belongs to: the one listing it, else the one whose tool returned it as a
+  // link in this session, else the one with the longest matching template; null if none.
   std::shared_ptr<Server> route_uri(const Session& s, std::string_view uri) const;
 
  private:

@@ -40,16 +40,55 @@ bool has_local_ref(const json::value& v) {
   return false;
 }
 
-// Local references made relative to `base`: a tool's schema moved under components/schemas (in an OpenAPI
-// document "#/$defs/X" or "#/properties/a" would name the document's root, where nothing is).
-void rebase_refs(json::value& v, std::string_view base) {
-  if (auto* o = v.if_object()) {
-    if (auto* r = o->if_contains("$ref"); r && r->is_string() && r->as_string().starts_with("#"))
-      *r = std::string(base) + std::string(r->as_string().subview(1));
-    for (auto& [k, child] : *o) rebase_refs(child, base);
-  } else if (auto* a = v.if_array()) {
-    for (auto& child : *a) rebase_refs(child, base);
+// A schema with its local references ("#/$defs/X", "#/properties/a", "#") replaced by what they point at,
+// and its $defs dropped: Open WebUI reads a request body's schema by following references from the
+// document's components (a tool's "#/…" names the document's root there) and, with no check for cycles,
+// recurses for ever on a recursive one. So: inlined; a reference back into one being expanded (a tree's
+// node) and one that names nothing become {} (any value); at most 20,000 values are written.
+json::value inline_refs(const json::value& v, const json::value& root, std::vector<std::string>& expanding,
+                        std::size_t& budget) {
+  if (budget == 0) return json::object{};
+  --budget;
+  if (auto* a = v.if_array()) {
+    json::array out;
+    for (auto& child : *a) out.push_back(inline_refs(child, root, expanding, budget));
+    return out;
   }
+  auto* o = v.if_object();
+  if (!o) return v;
+  if (auto* r = o->if_contains("$ref"); r && r->is_string() && r->as_string().starts_with("#")) {
+    std::string ref(r->as_string());
+    const json::value* target = &root;
+    if (ref.size() > 1) {
+      if (!ref.starts_with("#/")) target = nullptr;  // ("#anchor": not followed)
+      for (auto token : split(std::string_view(ref).substr(std::min<std::size_t>(2, ref.size())), '/')) {
+        if (!target) break;
+        std::string key;
+        for (std::size_t i = 0; i < token.size(); ++i)  // JSON Pointer: ~1 is '/', ~0 is '~'
+          key += token[i] == '~' && i + 1 < token.size() ? (token[++i] == '1' ? '/' : '~') : token[i];
+        if (auto* obj = target->if_object()) target = obj->if_contains(key);
+        else if (auto* arr = target->if_array(); arr && !key.empty() && key.find_first_not_of("0123456789") == std::string::npos &&
+                                                  std::stoull(key) < arr->size())
+          target = &(*arr)[std::stoull(key)];
+        else target = nullptr;
+      }
+    }
+    json::object out;
+    if (target && std::find(expanding.begin(), expanding.end(), ref) == expanding.end()) {
+      expanding.push_back(ref);
+      auto expanded = inline_refs(*target, root, expanding, budget);
+      expanding.pop_back();
+      if (auto* e = expanded.if_object()) out = std::move(*e);
+      else return expanded;
+    }
+    for (auto& [k, child] : *o)  // keywords beside the reference (2020-12 allows them) are kept
+      if (k != "$ref") out[k] = inline_refs(child, root, expanding, budget);
+    return out;
+  }
+  json::object out;
+  for (auto& [k, child] : *o)
+    if (k != "$defs" && k != "definitions") out[k] = inline_refs(child, root, expanding, budget);
+  return out;
 }
 
 // An operationId a model can call (letters, digits, '_' and '-', at most 64: what LLM function names may be),
@@ -64,17 +103,15 @@ std::string function_name(std::string_view name, std::unordered_set<std::string>
   return id;
 }
 
-json::object operation(const Server& srv, const json::object& tool, const std::string& operation_id,
-                       json::object& schemas) {
+json::object operation(const Server& srv, const json::object& tool, const std::string& operation_id) {
   std::string name(tool.at("name").as_string());
   json::value schema;
   if (auto* s = tool.if_contains("inputSchema"); s && s->is_object()) schema = s->as_object();
   else schema = json::object{{"type", "object"}};
-  if (has_local_ref(schema)) {  // the schema goes under components, its references rebased to it
-    std::string at = "#/components/schemas/" + operation_id;
-    rebase_refs(schema, at);
-    schemas[operation_id] = std::move(schema);
-    schema = json::object{{"$ref", at}};
+  if (has_local_ref(schema)) {
+    std::vector<std::string> expanding;
+    std::size_t budget = 20000;
+    schema = inline_refs(schema, schema, expanding, budget);
   }
   std::string description;
   if (auto* d = tool.if_contains("description"); d && d->is_string()) description = d->as_string();
@@ -97,10 +134,8 @@ json::object operation(const Server& srv, const json::object& tool, const std::s
   return json::object{{"post", std::move(op)}};
 }
 
-json::object document(std::string title, std::string description, std::string server_url, json::object paths,
-                      json::object schemas) {
+json::object document(std::string title, std::string description, std::string server_url, json::object paths) {
   json::object components{{"securitySchemes", json::object{{"bearerAuth", json::object{{"type", "http"}, {"scheme", "bearer"}}}}}};
-  if (!schemas.empty()) components["schemas"] = std::move(schemas);
   return json::object{
       {"openapi", "3.1.0"},
       {"info", json::object{{"title", std::move(title)}, {"version", "0.1.0"}, {"description", std::move(description)}}},
@@ -230,24 +265,23 @@ net::awaitable<void> OpenApi::spec(http::Exchange& ex, std::string server, Calle
                           detail("Upstream server '" + server + "' is unavailable: " + unavailable[0].second), "Retry-After: 5\r\n");
     co_return;
   }
-  json::object paths, schemas;
+  json::object paths;
   std::unordered_set<std::string> used;
   // A path is the tool's name percent-encoded: a '?', '#', '%', '{' or space in it would be read as something else.
   auto path_of = [](std::string_view name) { return boost::urls::encode(name, boost::urls::unreserved_chars); };
   for (auto& [srv, tool] : tools) {
     std::string name(tool->at("name").as_string());
     if (server.empty())
-      paths["/" + srv->cfg.id + "/" + path_of(name)] = operation(*srv, *tool, function_name(prefixed(srv->cfg.id, name), used), schemas);
+      paths["/" + srv->cfg.id + "/" + path_of(name)] = operation(*srv, *tool, function_name(prefixed(srv->cfg.id, name), used));
     else
-      paths["/" + path_of(name)] = operation(*srv, *tool, function_name(name, used), schemas);
+      paths["/" + path_of(name)] = operation(*srv, *tool, function_name(name, used));
   }
   std::string title = server.empty() ? "Gatehouse tools" : server;
   // Relative to PUBLIC_URL's path: behind a proxy that serves the gateway under a prefix, the prefix is kept.
   std::string prefix;
   if (auto u = boost::urls::parse_uri(settings_.public_url)) prefix = std::string(u->encoded_path());
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
-  auto doc = document(title, description, prefix + (server.empty() ? "/openapi" : "/openapi/" + server), std::move(paths),
-                      std::move(schemas));
+  auto doc = document(title, description, prefix + (server.empty() ? "/openapi" : "/openapi/" + server), std::move(paths));
   co_await ex.send_json(bhttp::status::ok, to_json(doc));
 }
 

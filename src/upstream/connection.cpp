@@ -1,5 +1,7 @@
 #include "upstream/connection.hpp"
 
+#include <array>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -243,9 +245,28 @@ void Connection::cancel(uint64_t id, std::string_view reason) {
 }
 
 std::string Connection::redact(std::string text) const {
+  // One pass per form of each value (as written, and as a JSON string escapes it: "\/" for '/', "\"" …),
+  // building the result as it goes: linear in the text, whatever the value or how often it occurs.
   for (const auto& v : secret_values_) {
     if (v.size() < 4) continue;  // (a value that short would cut ordinary words)
-    for (auto at = text.find(v); at != std::string::npos; at = text.find(v, at + 3)) text.replace(at, v.size(), "•••");
+    std::string escaped = to_json(json::value(v));
+    escaped = escaped.substr(1, escaped.size() - 2);
+    std::string slashed;
+    for (char c : escaped) c == '/' ? slashed.append("\\/") : slashed.append(1, c);
+    for (const std::string* form : std::array<const std::string*, 3>{&v, &escaped, &slashed}) {
+      if (form != &v && (*form == v || (form == &slashed && slashed == escaped))) continue;
+      auto at = text.find(*form);
+      if (at == std::string::npos) continue;
+      std::string out;
+      out.reserve(text.size());
+      std::size_t from = 0;
+      for (; at != std::string::npos; at = text.find(*form, from)) {
+        out.append(text, from, at - from).append("\u2022\u2022\u2022");
+        from = at + form->size();
+      }
+      out.append(text, from, std::string::npos);
+      text = std::move(out);
+    }
   }
   return text;
 }

@@ -208,6 +208,10 @@ class HttpConnection final : public Connection {
       co_return;
     }
     if (res.ec && res.status == 0) {
+      if (related && !self->is_pending(related)) {  // given up (cancelled, timed out): its connection let go
+        log::debug("upstream request given up", {{"server", self->cfg_.id}});
+        co_return;
+      }
       log::warn("upstream request failed", {{"server", self->cfg_.id}, {"error", res.ec.message()}});
       if (related) self->fail_call(related, jsonrpc::code::internal_error,
                                    "Upstream server '" + self->cfg_.id + "' is unreachable: " + res.ec.message());
@@ -310,7 +314,8 @@ class HttpConnection final : public Connection {
       auto res = co_await pool->request(
           std::move(req), Clock::now() + std::chrono::seconds(30),
           [&](std::string_view data) -> bool {
-            if (self->epoch_ != epoch || (data.empty() && !self->is_pending(related))) return false;
+            if (self->epoch_ != epoch) return false;
+            if (data.empty()) return self->is_pending(related);  // (the pool's once-a-second "still wanted?")
             return decoder.feed(data, [&](sse::Event&& ev) {
               if (ev.event != "message" || ev.data.empty()) return;
               self->deliver_text(ev.data, related);
@@ -343,6 +348,7 @@ class HttpConnection final : public Connection {
           std::move(req), Clock::now() + std::chrono::seconds(30),
           [&](std::string_view data) -> bool {
             if (self->epoch_ != epoch || self->session_id_ != session) return false;
+            if (data.empty()) return true;  // (the pool's once-a-second "still wanted?": fed, it would end a line)
             return decoder.feed(data, [&](sse::Event&& ev) {
               if (ev.event != "message" || ev.data.empty()) return;
               self->deliver_text(ev.data, 0);
@@ -419,6 +425,7 @@ class SseConnection final : public Connection {
     auto res = co_await pool->request(
         std::move(req), Clock::now() + std::chrono::seconds(30), [&](std::string_view data) -> bool {
           if (self->epoch_ != epoch) return false;
+          if (data.empty()) return true;  // (the pool's once-a-second "still wanted?": fed, it would end a line)
           return share.resize(decoder.buffered() + data.size()) && decoder.feed(data, [&](sse::Event&& ev) {
             if (ev.event == "endpoint") {
               boost::urls::url base(self->cfg_.url);

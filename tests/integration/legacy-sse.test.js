@@ -2,8 +2,9 @@
 // messages, POST /message?sessionId=… for ours), end to end through the gateway: server-everything `sse`.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import {
-  connectClient, listAll, resultText, sseEntry, startEverythingHttp, startGatehouse,
+  connectClient, listAll, rawSession, resultText, sseEntry, startEverythingHttp, startGatehouse,
 } from './lib/index.js';
 
 describe('legacy SSE upstream end to end (server-everything sse)', () => {
@@ -92,5 +93,41 @@ describe('legacy SSE upstream end to end (server-everything sse)', () => {
     assert.equal(asked[0].maxTokens, 7);
     assert.match(asked[0].messages[0].content.text, /over sse/);
     assert.ok(resultText(result).includes('reply relayed over sse'), resultText(result));
+  });
+});
+
+describe('a legacy SSE stream whose line ending is split across reads', () => {
+  it('an event whose CR and LF arrive seconds apart is read whole', async (t) => {
+    let stream = null;
+    const send = (message) => stream?.write(`event: message\r\ndata: ${JSON.stringify(message)}\r\n\r\n`);
+    const server = http.createServer((req, res) => {
+      if (req.method === 'GET') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('event: endpoint\r');  // the LF after the pool's once-a-second check, not before
+        setTimeout(() => res.write('\ndata: /messages\r\n\r\n'), 2500);
+        stream = res;
+        return;
+      }
+      let body = '';
+      req.on('data', (c) => { body += c; });
+      req.on('end', () => {
+        res.writeHead(202).end();
+        const m = JSON.parse(body);
+        if (m.id === undefined) return;
+        if (m.method === 'initialize') {
+          send({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'split', version: '1' } } });
+        } else if (m.method === 'tools/list') {
+          send({ jsonrpc: '2.0', id: m.id, result: { tools: [{ name: 'ping', inputSchema: { type: 'object' } }] } });
+        } else {
+          send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'pong' }] } });
+        }
+      });
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    t.after(() => { stream?.destroy(); server.closeAllConnections?.(); server.close(); });
+    const gh = await startGatehouse({ t, servers: { split: { type: 'sse', url: `http://127.0.0.1:${server.address().port}/sse` } } });
+    const s = await rawSession(`${gh.url}/mcp/split`);
+    const res = await s.request('tools/call', { name: 'ping', arguments: {} });
+    assert.equal(res.json?.result?.content?.[0]?.text, 'pong', res.text);
   });
 });

@@ -417,7 +417,7 @@ describe('OpenAPI tool servers', () => {
 });
 
 describe('OpenAPI documents of awkward tools, and servers that cannot list theirs', () => {
-  it('local $refs point into components, names are path-safe, operationIds are function names; 503 for a server down', async (t) => {
+  it('local $refs are inlined (cycles cut), names are path-safe, operationIds are function names; 503 for a server down', async (t) => {
     const gh = await startGatehouse({
       t,
       env: { PUBLIC_URL: 'http://127.0.0.1/gh/' },
@@ -431,18 +431,21 @@ describe('OpenAPI documents of awkward tools, and servers that cannot list their
     const doc = await getSpec(gh, '/openapi/odd/openapi.json');
     const ops = operations(doc);
     assert.deepEqual(Object.values(ops).map((o) => o.path).sort(),
-      ['/count', '/errstruct', '/openapi.json', '/q%3Fmark', '/refs', '/with%20space%23and%7Bbrace%7D']);
-    // The schema of `refs` lives under components, its references resolved there (as Open WebUI reads them).
-    const ref = ops.refs.op.requestBody.content['application/json'].schema.$ref;
-    const at = (pointer) => pointer.slice(2).split('/').reduce((node, key) => node?.[key], doc);
-    const schema = at(ref);
-    assert.equal(at(schema.properties.from.$ref).properties.x.type, 'number');
-    assert.equal(at(schema.properties.to.$ref).$ref, schema.properties.from.$ref);
+      ['/count', '/errstruct', '/openapi.json', '/q%3Fmark', '/refs', '/tree', '/with%20space%23and%7Bbrace%7D']);
+    // Local references are inlined (a tool's "#/…" would name the document's root, and Open WebUI follows
+    // references with no check for cycles): no $ref left, a recursive one cut to {} where it loops.
+    assert.ok(!JSON.stringify(doc.paths).includes('$ref'), JSON.stringify(doc.paths));
+    const schemaOf = (op) => ops[op].op.requestBody.content['application/json'].schema;
+    assert.equal(schemaOf('refs').properties.from.properties.x.type, 'number');
+    assert.deepEqual(schemaOf('refs').properties.to, schemaOf('refs').properties.from);
+    assert.equal(schemaOf('refs').$defs, undefined);
+    assert.equal(schemaOf('tree').properties.root.properties.label.type, 'string');
+    assert.deepEqual(schemaOf('tree').properties.root.properties.children.items, {});
     // The paths as listed are the paths that work.
     for (const { path: p, op } of Object.values(ops)) {
       if (op.operationId === 'errstruct') continue;
       const res = await request(gh, 'POST', `/openapi/odd${p}`, { headers: { 'content-type': 'application/json', ...gh.authHeaders },
-        body: JSON.stringify(op.operationId === 'refs' ? { from: { x: 1 } } : {}) });
+        body: JSON.stringify(op.operationId === 'refs' ? { from: { x: 1 } } : {}) });  // (refs requires `from`)
       assert.equal(res.status, 200, `${p}: ${res.status} ${res.text}`);
       assert.match(String(res.body), /^called /, res.text);
     }

@@ -270,7 +270,8 @@ describe('reverse proxy to Open WebUI', () => {
       assert.equal(status(text), 403, `Host: ${host}: ${text}`);
     }
     // "." and ".." segments (also %2e) are refused: after OPENWEBUI_URL's base path they would leave it.
-    for (const target of ['/../admin/secret', '/api/%2e%2e/%2E%2e/admin', '/./x', '/a/..?q=1']) {
+    for (const target of ['/../admin/secret', '/api/%2e%2e/%2E%2e/admin', '/./x', '/a/..?q=1', '/..%2Fadmin', '/%2e%2e%2fadmin',
+      '/x/..%5C..%5Cadmin', '/x/..\\admin']) {
       const text = await raw(`GET ${target} HTTP/1.1\r\nHost: ${me}`);
       assert.equal(status(text), 400, `${target}: ${text}`);
     }

@@ -208,14 +208,21 @@ describe('multi-tenancy: what a tenant endpoint gets', () => {
   });
 
   it('an upstream that quotes the credential it got in its refusal: the client and the log see it cut out', async (t) => {
-    const secret = distinctiveSecret('echoed');
+    const secret = `${distinctiveSecret('echoed')}/with/slashes`;
     const echo = http.createServer((req, res) => {
       req.resume();
       req.on('end', () => {
+        const key = req.headers['x-api-key'];
+        if (key === bullets) {  // a value that looks like the mask, quoted 200,000 times (6 MB) in a JSON-RPC error
+          res.writeHead(401, { 'content-type': 'application/json' });
+          return res.end(JSON.stringify({ jsonrpc: '2.0', id: 'x', error: { code: -32001, message: 'no', data: key.repeat(200000) } }));
+        }
         res.writeHead(401, { 'content-type': 'text/plain' });
-        res.end(`invalid credentials "Bearer ${req.headers['x-api-key']}"`);
+        // as written, and as a JSON encoder that escapes '/' writes it
+        res.end(`invalid credentials "Bearer ${key}" {"k":"${key.replaceAll('/', '\\/')}"}`);
       });
     });
+    const bullets = '••••••••';
     await new Promise((r) => echo.listen(0, '127.0.0.1', r));
     t.after(() => echo.close());
     const gh = await startGatehouse({
@@ -234,6 +241,12 @@ describe('multi-tenancy: what a tenant endpoint gets', () => {
     const servers = (await gh.api('GET', '/servers')).text;
     const output = [answer, servers, ...gh.logs].join('\n');
     assert.ok(!output.includes(secret), 'the credential was quoted back');
+    assert.ok(!output.includes(secret.replaceAll('/', '\\/')), 'the credential was quoted back, JSON-escaped');
+    // Redacting a large answer full of a value shaped like the mask ends (it once looped for ever on the io thread).
+    assert.equal((await putKey(gh, 'Tenant-Echo', 'echo', 'ECHO_KEY', bullets)).status, 200);
+    const s2 = await mcpSession(gh, user.headers, '/mcp/echo');
+    assert.ok(s2.status === 200 || s2.status >= 400, s2.text);
+    assert.equal((await fetch(`${gh.url}/gateway/health`)).status, 200);
   });
 
   it('a value the gateway cannot decrypt fails the call (not the gateway\'s own instead); a rename that could not reseal it is refused', async (t) => {

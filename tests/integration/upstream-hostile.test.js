@@ -96,7 +96,8 @@ describe('hostile upstreams', () => {
       else if (name === 'endless') endlessChunkHeader(socket, flood);
       else if (name === 'trailing') answer('first', 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}');
       else if (name === 'early') {  // interim answers first, as HTTP/1.1 allows (103 Early Hints, 102 Processing)
-        socket.write('HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n');
+        socket.write('HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n' +
+          'HTTP/1.1 102 Processing\r\n\r\n'.repeat(12));  // (as many as come before the deadline)
         setTimeout(() => answer('after the hints'), 150);
       }
       else answer(`plain ${raw.calls.length}`);
