@@ -103,7 +103,7 @@ async function addRows(db, n) {
     (${i} * 7919) % 1000, 's' || (${i} % 7), 't' || (${i} % 30)`;
   const columns = 'timestamp, user_email, method, endpoint, status_code, response_time_ms, server_id, tool';
   if (db.backend === 'postgres') {
-    await withPg((c) => c.query(`INSERT INTO mcp_proxy.api_analytics (${columns}) ${select('i')} FROM generate_series(1, ${n}) i`), db.url);
+    await withPg((c) => c.query(`INSERT INTO mcp_proxy.api_analytics (${columns}) ${select('i::bigint')} FROM generate_series(1, ${n}) i`), db.url);  // (bigint: i * 7919 outgrows int4)
     return;
   }
   checkpointSqlite(db);
