@@ -423,8 +423,7 @@ net::awaitable<void> Router::route(http::Exchange& ex, Note& note) {
     co_return;
   }
   // The portal's pages and scripts are public; the data they show comes from the API below.
-  if ((path == "/mcp-admin" || path.starts_with("/mcp-admin/")) && !path.starts_with("/mcp-admin/api/") &&
-      path != "/mcp-admin/api") {
+  if (std::string_view(note.route) == "portal") {  // (route_of names the portal's paths)
     co_await static_files_->serve(ex, path.substr(10));
     co_return;
   }

@@ -27,6 +27,13 @@ std::string detail(std::string_view message) {
   return to_json(json::object{{"detail", json::object{{"message", message}}}});
 }
 
+// A server whose tools could not be listed: 503, saying why (not "no such tool", nor an empty document a client
+// would take for "no tools").
+net::awaitable<void> send_unavailable(http::Exchange& ex, const std::string& server, const std::string& why) {
+  co_await ex.send_json(bhttp::status::service_unavailable, detail("Upstream server '" + server + "' is unavailable: " + why),
+                        "Retry-After: 5\r\n");
+}
+
 // Whether a schema holds a local reference ("$ref": "#…").
 bool has_local_ref(const json::value& v) {
   if (auto* o = v.if_object()) {
@@ -260,9 +267,8 @@ net::awaitable<void> OpenApi::spec(http::Exchange& ex, std::string server, Calle
   // document for its timeout).
   std::vector<std::pair<std::string, std::string>> unavailable;
   auto tools = co_await hub_.permitted_tools(s, true, &unavailable);
-  if (!server.empty() && !unavailable.empty()) {  // not an empty document: the client would take it for "no tools"
-    co_await ex.send_json(bhttp::status::service_unavailable,
-                          detail("Upstream server '" + server + "' is unavailable: " + unavailable[0].second), "Retry-After: 5\r\n");
+  if (!server.empty() && !unavailable.empty()) {
+    co_await send_unavailable(ex, server, unavailable[0].second);
     co_return;
   }
   json::object paths;
@@ -309,9 +315,8 @@ net::awaitable<void> OpenApi::call(http::Exchange& ex, std::string server, std::
   const json::object* def = nullptr;
   for (auto& [srv, t] : tools)
     if (t->at("name").as_string() == tool) def = t;
-  if (!def && !unavailable.empty()) {  // not "no such tool": its server could not say
-    co_await ex.send_json(bhttp::status::service_unavailable,
-                          detail("Upstream server '" + server + "' is unavailable: " + unavailable[0].second), "Retry-After: 5\r\n");
+  if (!def && !unavailable.empty()) {
+    co_await send_unavailable(ex, server, unavailable[0].second);
     co_return;
   }
   if (!def) {

@@ -246,7 +246,8 @@ void Connection::cancel(uint64_t id, std::string_view reason) {
 
 std::string Connection::redact(std::string text) const {
   // One pass per form of each value (as written, and as a JSON string escapes it: "\/" for '/', "\"" …),
-  // building the result as it goes: linear in the text, whatever the value or how often it occurs.
+  // building the result as it goes: linear in the text, whatever the value or how often it occurs. (A form the
+  // same as an earlier one finds nothing left.)
   for (const auto& v : secret_values_) {
     if (v.size() < 4) continue;  // (a value that short would cut ordinary words)
     std::string escaped = to_json(json::value(v));
@@ -254,7 +255,6 @@ std::string Connection::redact(std::string text) const {
     std::string slashed;
     for (char c : escaped) c == '/' ? slashed.append("\\/") : slashed.append(1, c);
     for (const std::string* form : std::array<const std::string*, 3>{&v, &escaped, &slashed}) {
-      if (form != &v && (*form == v || (form == &slashed && slashed == escaped))) continue;
       auto at = text.find(*form);
       if (at == std::string::npos) continue;
       std::string out;
